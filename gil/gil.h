@@ -1,0 +1,90 @@
+/*
+ * gil.h — the Global Interpreter Lock, as seen by the runtime.
+ *
+ * One interface, several policies (gil_cpython.c, ...). The GIL knows
+ * nothing about Lua: it hands a lock between OS threads, records what it
+ * did, and, when a waiter wants the holder to let go, calls the runtime's
+ * drop-request callback so the runtime can interrupt the holder (vm/ does it
+ * with a signal and a Lua hook). The holder answers at its next check point
+ * by calling gil_yield().
+ *
+ * Every thread that takes the GIL owns one gil_thread: its identity for the
+ * lock and its statistics. Only the GIL writes the statistics, under its
+ * mutex; read them when the thread has finished, or through gil_stats().
+ */
+#ifndef GIL_H
+#define GIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct gil gil_t;
+
+/* What happened, for timelines: reported through gil_event_fn. */
+typedef enum gil_event {
+  GIL_EV_WAIT,          /* started waiting for the GIL */
+  GIL_EV_ACQUIRE,       /* took it */
+  GIL_EV_RELEASE,       /* let it go (voluntarily or forced) */
+  GIL_EV_DROP_REQUEST,  /* a waiter asked the holder to drop */
+  GIL_EV_FORCED_DROP,   /* the holder dropped because it was asked to */
+} gil_event;
+
+typedef struct gil_thread {
+  void *owner;            /* the runtime's record of this thread, handed back in callbacks */
+  /* statistics, written by the GIL under its mutex */
+  uint64_t acquisitions;  /* times this thread took the GIL */
+  uint64_t forced_drops;  /* times it let go because a waiter asked */
+  uint64_t wait_ns;       /* time spent waiting to take it */
+  uint64_t hold_ns;       /* time spent holding it */
+  uint64_t acquired_at;   /* when it last took it (ns, monotonic) */
+  /* policy-private */
+  struct gil_thread *next;  /* fifo: the queue of waiters */
+  int granted;              /* fifo: the holder handed the GIL to this thread */
+} gil_thread;
+
+typedef struct gil_stats {
+  uint64_t acquisitions;     /* takes by any thread */
+  uint64_t switches;         /* takes by a thread other than the previous holder */
+  uint64_t forced_switches;  /* switches that followed a drop request */
+  uint64_t drop_requests;    /* times a waiter asked the holder to drop */
+  uint64_t held_ns;          /* sum of all holds */
+  uint64_t wait_ns;          /* sum of all waits */
+  uint64_t contended_ns;     /* time during which at least one thread waited */
+  size_t handoffs;           /* forced handoff latencies recorded */
+  uint64_t handoff_median_ns, handoff_p99_ns, handoff_max_ns;
+} gil_stats;
+
+/* Called with the GIL's mutex held: must not call back into the GIL. */
+typedef void (*gil_drop_request_fn)(gil_thread *holder, void *arg);
+typedef void (*gil_event_fn)(gil_thread *t, gil_event ev, uint64_t now_ns, void *arg);
+
+/* The policy names gil_create() accepts, NULL-terminated. */
+extern const char *const gil_policy_names[];
+
+/* interval_ns is the switch interval (cpython), the quantum (fifo), unused by legacy. */
+gil_t *gil_create(const char *policy, uint64_t interval_ns, gil_drop_request_fn on_drop_request,
+                  void *arg);
+void gil_destroy(gil_t *g);
+const char *gil_policy_name(const gil_t *g);
+/* Instructions between releases for policies driven by a count hook (legacy), else 0. */
+int gil_check_interval(const gil_t *g);
+void gil_set_check_interval(gil_t *g, int n);
+
+void gil_take(gil_t *g, gil_thread *t);
+void gil_drop(gil_t *g, gil_thread *t);
+/* At a check point: drop because asked (or because the quantum is over), then take again. */
+void gil_yield(gil_t *g, gil_thread *t);
+/* Cheap, lock-free: has a waiter asked the holder to drop? */
+int gil_drop_requested(const gil_t *g);
+
+void gil_set_interval(gil_t *g, uint64_t ns);
+uint64_t gil_interval(const gil_t *g);
+void gil_set_event_fn(gil_t *g, gil_event_fn fn, void *arg);
+
+void gil_stats_get(gil_t *g, gil_stats *out);
+/* In a forked child: the only thread left is `me`, which held the GIL across fork(). */
+void gil_after_fork(gil_t *g, gil_thread *me);
+
+uint64_t gil_now_ns(void);
+
+#endif

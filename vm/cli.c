@@ -1,0 +1,159 @@
+/*
+ * cli.c — parsing gilvm's command line. Options come before the script;
+ * everything after the script belongs to it, as with lua5.4.
+ */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "gil.h"
+
+#define GILVM_VERSION "0.1.0"
+
+static const char usage_text[] =
+  "usage: gilvm [run] [options] script.lua [args...]\n"
+  "       gilvm [run] [options] -e CODE [script.lua [args...]]\n"
+  "\n"
+  "Runs a Lua 5.4 script whose gil.spawn() workers are real OS threads sharing\n"
+  "one interpreter under a Global Interpreter Lock, then reports on stderr what\n"
+  "the GIL did. The script's own output goes to stdout, untouched.\n"
+  "\n"
+  "options:\n"
+  "  -m, --mode MODE            gil: threads under one GIL (the only mode so far)\n"
+  "  -s, --switch-interval DUR  how long a waiter waits before it asks the holder\n"
+  "                             to drop the GIL (default 5ms; fifo: its quantum,\n"
+  "                             default 100ms)\n"
+  "  -g, --gil POLICY           cpython (default: CPython 3.2+), legacy (CPython 2:\n"
+  "                             release every N instructions), fifo (fair, Ruby-like)\n"
+  "      --check-interval N     legacy: instructions between releases (default 100)\n"
+  "  -e CODE                    run CODE before the script, like lua5.4 -e\n"
+  "  -q, --quiet                print no report\n"
+  "      --timeout DUR          stop every thread after DUR, report, exit 124\n"
+  "  -h, --help                 show this help\n"
+  "  -V, --version              show the version\n"
+  "\n"
+  "Durations read like 500us, 0.5ms, 2s; a bare number is seconds.\n"
+  "Exit status: 0 success, 1 the script raised an error (in main or in a thread\n"
+  "that was never joined), 2 bad usage, 3 the script could not be loaded\n"
+  "(missing file, syntax error), 124 timeout, 130 Ctrl-C, 143 SIGTERM.\n";
+
+static int usage_error(const char *fmt, const char *arg) {
+  fprintf(stderr, "gilvm: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\nTry 'gilvm --help' for more information.\n");
+  return EXIT_USAGE;
+}
+
+/* Matches "-s", "--switch-interval" and "--switch-interval=X"; finds the value. */
+static int match(int argc, char **argv, int *i, const char *sh, const char *lng, const char **val,
+                 int *err) {
+  const char *a = argv[*i];
+  size_t n = strlen(lng);
+  if (strcmp(a, sh) == 0 || strcmp(a, lng) == 0) {
+    if (!val) return 1;
+    if (*i + 1 >= argc) {
+      *err = usage_error("option '%s' needs a value", a);
+      return 1;
+    }
+    *val = argv[++*i];
+    return 1;
+  }
+  if (val && strncmp(a, lng, n) == 0 && a[n] == '=') {
+    *val = a + n + 1;
+    return 1;
+  }
+  if (val && sh[0] && strncmp(a, sh, 2) == 0 && a[2] && sh[2] == '\0' && a[1] != '-') {
+    *val = a + 2;  /* -s1ms */
+    return 1;
+  }
+  return 0;
+}
+
+static int known_policy(const char *p) {
+  for (int i = 0; gil_policy_names[i]; i++)
+    if (strcmp(gil_policy_names[i], p) == 0) return 1;
+  return 0;
+}
+
+static int set_option(int argc, char **argv, int *i, cli_options *o) {
+  const char *v = NULL;
+  int err = 0;
+  if (match(argc, argv, i, "-h", "--help", NULL, &err)) {
+    fputs(usage_text, stdout);
+    return 0;
+  }
+  if (match(argc, argv, i, "-V", "--version", NULL, &err)) {
+    printf("gilvm %s (Lua 5.4)\n", GILVM_VERSION);
+    return 0;
+  }
+  if (match(argc, argv, i, "-q", "--quiet", NULL, &err)) o->quiet = 1;
+  else if (match(argc, argv, i, "-m", "--mode", &v, &err)) {
+    if (err) return err;
+    if (strcmp(v, "gil") != 0) {
+      if (strcmp(v, "nogil") == 0 || strcmp(v, "fork") == 0)
+        return usage_error("mode '%s' is not available in this version yet; only 'gil' is", v);
+      return usage_error("unknown mode '%s' (expected gil)", v);
+    }
+    o->mode = v;
+  } else if (match(argc, argv, i, "-s", "--switch-interval", &v, &err)) {
+    if (err) return err;
+    if (clock_parse_duration(v, &o->interval_ns) != 0 || o->interval_ns == 0)
+      return usage_error("bad switch interval '%s' (expected a duration > 0 like 500us, 5ms, 1s)", v);
+  } else if (match(argc, argv, i, "-g", "--gil", &v, &err)) {
+    if (err) return err;
+    if (!known_policy(v)) return usage_error("unknown GIL policy '%s' (expected cpython, legacy or fifo)", v);
+    o->policy = v;
+  } else if (match(argc, argv, i, "", "--check-interval", &v, &err)) {
+    if (err) return err;
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (*end || n <= 0 || n > 1000000000) return usage_error("bad check interval '%s' (expected a positive integer)", v);
+    o->check_interval = (int)n;
+  } else if (match(argc, argv, i, "", "--timeout", &v, &err)) {
+    if (err) return err;
+    if (clock_parse_duration(v, &o->timeout_ns) != 0 || o->timeout_ns == 0)
+      return usage_error("bad timeout '%s' (expected a duration > 0 like 30s)", v);
+  } else if (match(argc, argv, i, "-e", "-e", &v, &err)) {
+    if (err) return err;
+    if (o->nexec == (int)(sizeof o->exec / sizeof o->exec[0])) return usage_error("too many -e options%s", "");
+    o->exec[o->nexec++] = v;
+  } else {
+    return usage_error("unknown option '%s'", argv[*i]);
+  }
+  return -1;
+}
+
+int cli_parse(int argc, char **argv, cli_options *o) {
+  memset(o, 0, sizeof *o);
+  o->command = "run";
+  o->mode = "gil";
+  o->policy = "cpython";
+  int i = 1;
+  if (i < argc && strcmp(argv[i], "run") == 0) i++;
+  else if (i < argc && (strcmp(argv[i], "compare") == 0 || strcmp(argv[i], "sweep") == 0))
+    return usage_error("'%s' is not available in this version yet", argv[i]);
+  for (; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--") == 0) {
+      i++;
+      break;
+    }
+    if (a[0] != '-' || strcmp(a, "-") == 0) break;
+    int r = set_option(argc, argv, &i, o);
+    if (r >= 0) return r;
+  }
+  if (i < argc) {
+    o->script = argv[i];
+    o->script_index = i;
+  } else if (o->nexec == 0) {
+    return usage_error("no script given%s", "");
+  } else {
+    o->script_index = argc;
+  }
+  if (o->check_interval && strcmp(o->policy, "legacy") != 0)
+    return usage_error("--check-interval applies to the legacy policy only (use -g legacy)%s", "");
+  return -1;
+}

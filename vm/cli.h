@@ -1,0 +1,31 @@
+/* cli.h — the command line: what the user asked for. */
+#ifndef CLI_H
+#define CLI_H
+
+#include <stdint.h>
+
+#define EXIT_SCRIPT_ERROR 1   /* the script raised an error (main or a worker) */
+#define EXIT_USAGE 2          /* bad command line */
+#define EXIT_LOAD 3           /* the script could not be loaded: missing file, syntax error */
+#define EXIT_TIMEOUT 124      /* --timeout expired */
+#define EXIT_INTERRUPTED 130  /* Ctrl-C */
+#define EXIT_TERMINATED 143   /* SIGTERM */
+
+typedef struct cli_options {
+  const char *command;      /* "run" */
+  const char *mode;         /* "gil" */
+  const char *policy;       /* "cpython", "legacy", "fifo" */
+  uint64_t interval_ns;     /* 0: the policy's default */
+  int check_interval;       /* 0: the policy's default */
+  int quiet;
+  uint64_t timeout_ns;      /* 0: none */
+  const char *exec[16];     /* -e CODE, in order */
+  int nexec;
+  const char *script;       /* NULL with only -e; "-" is stdin */
+  int script_index;         /* its index in argv (arguments follow it) */
+} cli_options;
+
+/* Parse argv. Returns -1 to go on, or an exit status (help and version: 0; errors: 2). */
+int cli_parse(int argc, char **argv, cli_options *o);
+
+#endif

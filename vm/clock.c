@@ -1,0 +1,60 @@
+/* clock.c — monotonic and CPU clocks, and duration parsing and printing. */
+#include "clock.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+static uint64_t ts_ns(const struct timespec *ts) {
+  return (uint64_t)ts->tv_sec * 1000000000u + (uint64_t)ts->tv_nsec;
+}
+
+uint64_t clock_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts_ns(&ts);
+}
+
+uint64_t clock_thread_cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts_ns(&ts);
+}
+
+uint64_t clock_process_cpu_ns(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  uint64_t us = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+                (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+  return us * 1000u;
+}
+
+int clock_parse_duration(const char *s, uint64_t *ns) {
+  static const struct { const char *unit; double scale; } units[] = {
+    { "ns", 1e0 }, { "us", 1e3 }, { "ms", 1e6 }, { "s", 1e9 }, { "", 1e9 },
+  };
+  if (!s || !*s) return -1;
+  char *end;
+  double v = strtod(s, &end);
+  if (end == s || !isfinite(v) || v < 0) return -1;
+  for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+    if (strcmp(end, units[i].unit) == 0) {
+      double x = v * units[i].scale;
+      if (x > 1e18) return -1;
+      *ns = (uint64_t)llround(x);
+      return 0;
+    }
+  }
+  return -1;
+}
+
+const char *clock_format(uint64_t ns, char *buf, size_t len) {
+  if (ns >= 1000000000u) snprintf(buf, len, "%.2f s", (double)ns / 1e9);
+  else if (ns >= 1000000u) snprintf(buf, len, "%.2f ms", (double)ns / 1e6);
+  else if (ns >= 1000u) snprintf(buf, len, "%.0f us", (double)ns / 1e3);
+  else snprintf(buf, len, "%llu ns", (unsigned long long)ns);
+  return buf;
+}

@@ -1,0 +1,423 @@
+/*
+ * gilmod.c — the `gil` Lua module: what a script sees of gilvm.
+ *
+ * Every function here runs with the GIL held, as all Lua code does. A
+ * function that blocks (sleep, join, lock) releases the GIL around the wait
+ * with rt_block_begin/rt_block_end, the way CPython's
+ * Py_BEGIN_ALLOW_THREADS does, and raises the stop error afterwards if the
+ * run is being stopped.
+ */
+#include "gilmod.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "breaker.h"
+#include "clock.h"
+#include "runtime.h"
+
+#define HANDLE_MT "gil.handle"
+#define LOCK_MT "gil.lock"
+
+static uint64_t seconds_to_ns(lua_State *L, int arg) {
+  lua_Number s = luaL_checknumber(L, arg);
+  luaL_argcheck(L, s >= 0 && s < 1e9, arg, "must be a non-negative number of seconds");
+  return (uint64_t)llround(s * 1e9);
+}
+
+/* An optional timeout in seconds: -1 when absent or nil (wait forever). */
+static int64_t opt_timeout(lua_State *L, int arg) {
+  if (lua_isnoneornil(L, arg)) return -1;
+  return (int64_t)seconds_to_ns(L, arg);
+}
+
+/* ---- worker handles ---- */
+
+static rt_worker *check_handle(lua_State *L, int idx) {
+  return *(rt_worker **)luaL_checkudata(L, idx, HANDLE_MT);
+}
+
+static void push_handle(lua_State *L, rt_worker *w) {
+  rt_worker **p = lua_newuserdatauv(L, sizeof *p, 0);
+  *p = w;
+  luaL_setmetatable(L, HANDLE_MT);
+}
+
+static int h_join(lua_State *L) {
+  rt_worker *w = check_handle(L, 1);
+  int64_t timeout = opt_timeout(L, 2);
+  if (w == rt_self()) return luaL_error(L, "thread %s cannot join itself", w->name);
+  if (w->id == 0) return luaL_error(L, "the main thread cannot be joined");
+  if (!rt_join(L, w, timeout)) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  w->joined = 1;
+  if (w->interrupted) return luaL_error(L, "thread %s was stopped (%s)", w->name, rt_current->stop_reason);
+  if (w->error) return luaL_error(L, "error in thread %s: %s", w->name, w->error);
+  luaL_checkstack(L, w->nresults, "too many results");
+  for (int i = 1; i <= w->nresults; i++) lua_pushvalue(w->L, i);
+  lua_xmove(w->L, L, w->nresults);
+  return w->nresults;
+}
+
+static int h_index(lua_State *L) {
+  rt_worker *w = check_handle(L, 1);
+  const char *k = luaL_checkstring(L, 2);
+  if (strcmp(k, "name") == 0) lua_pushstring(L, w->name);
+  else if (strcmp(k, "id") == 0) lua_pushinteger(L, w->id);
+  else if (strcmp(k, "join") == 0) lua_pushcfunction(L, h_join);
+  else lua_pushnil(L);
+  return 1;
+}
+
+static int h_newindex(lua_State *L) {
+  rt_worker *w = check_handle(L, 1);
+  const char *k = luaL_checkstring(L, 2);
+  if (strcmp(k, "name") != 0) return luaL_error(L, "a thread handle has no field '%s' to set", k);
+  snprintf(w->name, sizeof w->name, "%s", luaL_checkstring(L, 3));
+  return 0;
+}
+
+static int h_tostring(lua_State *L) {
+  rt_worker *w = check_handle(L, 1);
+  lua_pushfstring(L, "thread %s", w->name);
+  return 1;
+}
+
+static int g_spawn(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  rt_worker *w = rt_spawn(L, 1, lua_gettop(L));
+  push_handle(L, w);
+  return 1;
+}
+
+static int g_process(lua_State *L) {
+  return luaL_error(L, "gil.process: process workers are not implemented yet in this gilvm");
+}
+
+static int g_current(lua_State *L) {
+  push_handle(L, rt_self());
+  return 1;
+}
+
+/* ---- time and work ---- */
+
+static int g_sleep(lua_State *L) {
+  rt_sleep(L, seconds_to_ns(L, 1));
+  return 0;
+}
+
+static int g_now(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)clock_now_ns() / 1e9);
+  return 1;
+}
+
+static int g_thread_cpu(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)clock_thread_cpu_ns() / 1e9);
+  return 1;
+}
+
+/* C busy work, like a C extension's loop; release=true runs it without the GIL. */
+static int g_native(lua_State *L) {
+  uint64_t ns = seconds_to_ns(L, 1);
+  int release = lua_toboolean(L, 2);
+  rt_worker *me = rt_self();
+  uint64_t began = release ? rt_block_begin(me, RT_BLOCK_NATIVE) : 0;
+  uint64_t end = clock_thread_cpu_ns() + ns;
+  volatile uint64_t sink = 0;
+  while (clock_thread_cpu_ns() < end && !atomic_load(&rt_current->stop))
+    for (uint64_t i = 0; i < 2000; i++) sink += i * i;
+  if (release) rt_block_end(me, RT_BLOCK_NATIVE, began);
+  rt_check_stop(L);
+  return 0;
+}
+
+/* gil.compute: interpreted busy work, so it is preemptible at its loop's jumps. */
+static const char compute_src[] =
+  "local cpu = ...\n"
+  "return function(s)\n"
+  "  if type(s) ~= 'number' or s < 0 then\n"
+  "    error(\"bad argument #1 to 'compute' (non-negative number expected)\", 2)\n"
+  "  end\n"
+  "  local deadline, x = cpu() + s, 0\n"
+  "  repeat\n"
+  "    for i = 1, 10000 do x = (x + i * i) % 1000003 end\n"
+  "  until cpu() >= deadline\n"
+  "  return x\n"
+  "end\n";
+
+static void push_compute(lua_State *L) {
+  if (luaL_loadbufferx(L, compute_src, sizeof compute_src - 1, "=gil.compute", "t") != LUA_OK)
+    lua_error(L);
+  lua_pushcfunction(L, g_thread_cpu);
+  lua_call(L, 1, 1);
+}
+
+/* ---- the switch interval and facts ---- */
+
+static int g_setswitchinterval(lua_State *L) {
+  lua_Number s = luaL_checknumber(L, 1);
+  luaL_argcheck(L, s > 0 && s < 1e6, 1, "switch interval must be greater than 0");
+  gil_set_interval(rt_current->gil, (uint64_t)llround(s * 1e9));
+  return 0;
+}
+
+static int g_getswitchinterval(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)gil_interval(rt_current->gil) / 1e9);
+  return 1;
+}
+
+static int g_mode(lua_State *L) {
+  lua_pushstring(L, rt_current->mode);
+  return 1;
+}
+
+static int g_cpu_count(lua_State *L) {
+  lua_pushinteger(L, sysconf(_SC_NPROCESSORS_ONLN));
+  return 1;
+}
+
+static int g_report(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  luaL_checkany(L, 2);
+  char value[48];
+  if (lua_isinteger(L, 2)) snprintf(value, sizeof value, "%lld", (long long)lua_tointeger(L, 2));
+  else if (lua_type(L, 2) == LUA_TNUMBER) snprintf(value, sizeof value, "%.6g", lua_tonumber(L, 2));
+  else snprintf(value, sizeof value, "%s", luaL_tolstring(L, 2, NULL));
+  rt_set_figure(rt_current, name, value);
+  return 0;
+}
+
+/* ---- gil.lock: a lock released only by its owner; blocking releases the GIL ---- */
+
+typedef struct gil_lock {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  rt_worker *owner;
+} gil_lock;
+
+static gil_lock *check_lock(lua_State *L) { return luaL_checkudata(L, 1, LOCK_MT); }
+
+static int g_lock(lua_State *L) {
+  gil_lock *k = lua_newuserdatauv(L, sizeof *k, 0);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_mutex_init(&k->mu, NULL);
+  pthread_cond_init(&k->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  k->owner = NULL;
+  luaL_setmetatable(L, LOCK_MT);
+  return 1;
+}
+
+static int try_take(gil_lock *k, rt_worker *me) {
+  int got = k->owner == NULL;
+  if (got) k->owner = me;
+  return got;
+}
+
+static int lock_acquire(lua_State *L) {
+  gil_lock *k = check_lock(L);
+  int64_t timeout = opt_timeout(L, 2);
+  rt_worker *me = rt_self();
+  pthread_mutex_lock(&k->mu);
+  if (k->owner == me) {
+    pthread_mutex_unlock(&k->mu);
+    return luaL_error(L, "lock already held by this thread (%s): it is not re-entrant", me->name);
+  }
+  int got = try_take(k, me);
+  pthread_mutex_unlock(&k->mu);
+  if (!got && timeout != 0) {
+    uint64_t began = rt_block_begin(me, RT_BLOCK_LOCK);
+    uint64_t deadline = timeout < 0 ? UINT64_MAX : clock_now_ns() + (uint64_t)timeout;
+    pthread_mutex_lock(&k->mu);
+    while (!(got = try_take(k, me)) && !atomic_load(&rt_current->stop)) {
+      uint64_t now = clock_now_ns();
+      if (now >= deadline) break;
+      /* wake at least every 50 ms to notice a stop request */
+      uint64_t until = deadline - now < 50000000u ? deadline : now + 50000000u;
+      struct timespec ts = { (time_t)(until / 1000000000u), (long)(until % 1000000000u) };
+      pthread_cond_timedwait(&k->cv, &k->mu, &ts);
+    }
+    pthread_mutex_unlock(&k->mu);
+    rt_block_end(me, RT_BLOCK_LOCK, began);
+    if (!got) rt_check_stop(L);
+  }
+  lua_pushboolean(L, got);
+  return 1;
+}
+
+static int lock_release(lua_State *L) {
+  gil_lock *k = check_lock(L);
+  rt_worker *me = rt_self();
+  pthread_mutex_lock(&k->mu);
+  rt_worker *owner = k->owner;
+  if (owner == me) k->owner = NULL;
+  pthread_cond_signal(&k->cv);
+  pthread_mutex_unlock(&k->mu);
+  if (owner != me)
+    return luaL_error(L, owner ? "release of a lock held by another thread (%s)"
+                               : "release of an unlocked lock", owner ? owner->name : "");
+  return 0;
+}
+
+static int lock_locked(lua_State *L) {
+  gil_lock *k = check_lock(L);
+  pthread_mutex_lock(&k->mu);
+  lua_pushboolean(L, k->owner != NULL);
+  pthread_mutex_unlock(&k->mu);
+  return 1;
+}
+
+static int lock_gc(lua_State *L) {
+  gil_lock *k = check_lock(L);
+  pthread_mutex_destroy(&k->mu);
+  pthread_cond_destroy(&k->cv);
+  return 0;
+}
+
+/* ---- coroutines: the breaker must interrupt the coroutine that is running ---- */
+
+/* Like coroutine.resume, but tells the breaker which Lua state this OS thread runs. */
+static int resume(lua_State *L, lua_State *co, int narg) {
+  if (!lua_checkstack(co, narg)) {
+    lua_pushliteral(L, "too many arguments to resume");
+    return -1;
+  }
+  lua_xmove(L, co, narg);
+  lua_State *prev = breaker_current();
+  breaker_rest(co);
+  breaker_attach(co);
+  int nres, status = lua_resume(co, L, narg, &nres);
+  breaker_attach(prev);
+  if (status == LUA_OK || status == LUA_YIELD) {
+    if (!lua_checkstack(L, nres + 1)) {
+      lua_pop(co, nres);
+      lua_pushliteral(L, "too many results to resume");
+      return -1;
+    }
+    lua_xmove(co, L, nres);
+    return nres;
+  }
+  lua_xmove(co, L, 1);
+  return -1;
+}
+
+static int co_resume(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  luaL_argexpected(L, co, 1, "coroutine");
+  int r = resume(L, co, lua_gettop(L) - 1);
+  if (r < 0) {
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  lua_insert(L, -(r + 1));
+  return r + 1;
+}
+
+static int co_wrapped(lua_State *L) {
+  lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+  int r = resume(L, co, lua_gettop(L));
+  if (r >= 0) return r;
+  if (lua_status(co) != LUA_OK && lua_status(co) != LUA_YIELD) {
+#if LUA_VERSION_RELEASE_NUM >= 50406
+    lua_closethread(co, L);
+#else
+    lua_resetthread(co);
+#endif
+  }
+  if (lua_type(L, -1) == LUA_TSTRING) {  /* add where the wrap was called, as Lua does */
+    luaL_where(L, 1);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+  }
+  return lua_error(L);
+}
+
+static int co_wrap(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_State *co = lua_newthread(L);
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  lua_pushcclosure(L, co_wrapped, 1);
+  return 1;
+}
+
+static void patch_coroutine_lib(lua_State *L) {
+  lua_getglobal(L, "coroutine");
+  if (lua_istable(L, -1)) {
+    lua_pushcfunction(L, co_resume);
+    lua_setfield(L, -2, "resume");
+    lua_pushcfunction(L, co_wrap);
+    lua_setfield(L, -2, "wrap");
+  }
+  lua_pop(L, 1);
+}
+
+/* ---- the module ---- */
+
+static const luaL_Reg gil_funcs[] = {
+  { "spawn", g_spawn },
+  { "thread", g_spawn },
+  { "process", g_process },
+  { "current", g_current },
+  { "sleep", g_sleep },
+  { "now", g_now },
+  { "native", g_native },
+  { "setswitchinterval", g_setswitchinterval },
+  { "getswitchinterval", g_getswitchinterval },
+  { "mode", g_mode },
+  { "cpu_count", g_cpu_count },
+  { "report", g_report },
+  { "lock", g_lock },
+  { NULL, NULL },
+};
+
+static const luaL_Reg lock_methods[] = {
+  { "acquire", lock_acquire },
+  { "release", lock_release },
+  { "locked", lock_locked },
+  { NULL, NULL },
+};
+
+static void make_metatables(lua_State *L) {
+  luaL_newmetatable(L, HANDLE_MT);
+  lua_pushcfunction(L, h_index);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, h_newindex);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushcfunction(L, h_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, LOCK_MT);
+  luaL_newlib(L, lock_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, lock_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+}
+
+int luaopen_gil(lua_State *L) {
+  make_metatables(L);
+  luaL_newlib(L, gil_funcs);
+  push_compute(L);
+  lua_setfield(L, -2, "compute");
+  return 1;
+}
+
+void gilmod_open(lua_State *L) {
+  luaL_requiref(L, "gil", luaopen_gil, 1);  /* global `gil` and package.loaded.gil */
+  lua_pop(L, 1);
+  patch_coroutine_lib(L);
+}

@@ -1,0 +1,197 @@
+/*
+ * main.c — gilvm's entry point: parse the command line, run the script as
+ * thread "main" holding the GIL, wait for the workers, report.
+ *
+ * A watchdog thread owns the process's signals (SIGINT and SIGTERM are
+ * blocked everywhere else) and the --timeout clock. It asks the runtime to
+ * stop; if the threads have not stopped 3 s later it exits on its own, so
+ * gilvm never hangs on a script that swallows the stop error.
+ */
+#include <lauxlib.h>
+#include <lualib.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "breaker.h"
+#include "cli.h"
+#include "clock.h"
+#include "gilmod.h"
+#include "report.h"
+#include "runtime.h"
+
+#define GRACE_NS 3000000000ull
+#define WATCHDOG_QUIT SIGUSR2
+
+typedef struct watchdog {
+  pthread_t tid;
+  runtime *rt;
+  uint64_t timeout_ns;
+  atomic_int finished;
+} watchdog;
+
+static void signal_set(sigset_t *s) {
+  sigemptyset(s);
+  sigaddset(s, SIGINT);
+  sigaddset(s, SIGTERM);
+  sigaddset(s, WATCHDOG_QUIT);
+}
+
+static void *watchdog_main(void *arg) {
+  watchdog *wd = arg;
+  runtime *rt = wd->rt;
+  sigset_t set;
+  signal_set(&set);
+  uint64_t give_up = 0;
+  while (!atomic_load(&wd->finished)) {
+    struct timespec slice = { 0, 100000000 };  /* 100 ms: check the clocks */
+    int sig = sigtimedwait(&set, NULL, &slice);
+    uint64_t now = clock_now_ns();
+    if (sig == SIGINT || sig == SIGTERM) {
+      if (atomic_load(&rt->stop) && sig == SIGINT) give_up = now;  /* second Ctrl-C: now */
+      rt_stop(rt, sig == SIGINT ? EXIT_INTERRUPTED : EXIT_TERMINATED,
+              sig == SIGINT ? "interrupted" : "terminated");
+    }
+    if (wd->timeout_ns && now - rt->start_ns >= wd->timeout_ns && !atomic_load(&rt->stop))
+      rt_stop(rt, EXIT_TIMEOUT, "timeout");
+    if (atomic_load(&rt->stop) && !give_up) give_up = now + GRACE_NS;
+    if (give_up && now >= give_up && !atomic_load(&wd->finished)) {
+      fflush(stdout);
+      fprintf(stderr, "gilvm: %s, and some threads did not stop within 3 s: exiting without a report\n",
+              rt->stop_reason);
+      _exit(atomic_load(&rt->stop));
+    }
+  }
+  return NULL;
+}
+
+static int traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Run the function on top of L (with nargs above it) under the traceback handler. */
+static int docall(lua_State *L, int nargs) {
+  int base = lua_gettop(L) - nargs;
+  lua_pushcfunction(L, traceback);
+  lua_insert(L, base);
+  int status = lua_pcall(L, nargs, 0, base);
+  lua_remove(L, base);
+  return status;
+}
+
+/* The `arg` table, as lua5.4 makes it: the script at 0, its arguments after, gilvm's before. */
+static void make_arg_table(lua_State *L, int argc, char **argv, int script_index) {
+  lua_createtable(L, argc - script_index, script_index + 1);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i - script_index);
+  }
+  lua_setglobal(L, "arg");
+}
+
+/* Run -e chunks and the script. Returns 0, EXIT_LOAD, or EXIT_SCRIPT_ERROR; prints the error. */
+static int run_main(lua_State *L, const cli_options *o, int argc, char **argv) {
+  for (int i = 0; i < o->nexec; i++) {
+    if (luaL_loadbuffer(L, o->exec[i], strlen(o->exec[i]), "=(command line)") != LUA_OK) {
+      fprintf(stderr, "gilvm: %s\n", lua_tostring(L, -1));
+      return EXIT_LOAD;
+    }
+    if (docall(L, 0) != LUA_OK) {
+      fprintf(stderr, "gilvm: error in thread main: %s\n", lua_tostring(L, -1));
+      return EXIT_SCRIPT_ERROR;
+    }
+  }
+  if (!o->script) return 0;
+  const char *file = strcmp(o->script, "-") == 0 ? NULL : o->script;
+  if (luaL_loadfile(L, file) != LUA_OK) {
+    fprintf(stderr, "gilvm: %s\n", lua_tostring(L, -1));
+    return EXIT_LOAD;
+  }
+  int nargs = argc - o->script_index - 1;
+  luaL_checkstack(L, nargs, "too many script arguments");
+  for (int i = o->script_index + 1; i < argc; i++) lua_pushstring(L, argv[i]);
+  if (docall(L, nargs) != LUA_OK) {
+    if (!atomic_load(&rt_current->stop))
+      fprintf(stderr, "gilvm: error in thread main: %s\n", lua_tostring(L, -1));
+    return EXIT_SCRIPT_ERROR;
+  }
+  return 0;
+}
+
+/* Errors of workers nobody joined, like Python's "Exception in thread ...". */
+static int report_unjoined(runtime *rt) {
+  int failed = 0;
+  for (int i = 1; i < rt->nworkers; i++) {
+    rt_worker *w = rt->workers[i];
+    if (w->error && !w->joined) {
+      fprintf(stderr, "gilvm: error in thread %s (never joined): %s\n", w->name, w->error);
+      failed = 1;
+    }
+  }
+  return failed;
+}
+
+int main(int argc, char **argv) {
+  cli_options o;
+  int rc = cli_parse(argc, argv, &o);
+  if (rc >= 0) return rc;
+
+  sigset_t set;
+  signal_set(&set);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);  /* inherited by every thread: the watchdog takes them */
+
+  runtime *rt = rt_create(o.mode, o.policy, o.interval_ns, o.check_interval);
+  if (!rt) {
+    fprintf(stderr, "gilvm: cannot create the runtime\n");
+    return EXIT_FAILURE;
+  }
+  lua_State *L = luaL_newstate();
+  if (!L) {
+    fprintf(stderr, "gilvm: cannot create a Lua state (out of memory)\n");
+    return EXIT_FAILURE;
+  }
+  rt->L = L;
+  rt_worker *main_w = rt_self();
+  main_w->L = L;
+  luaL_openlibs(L);
+  gilmod_open(L);
+  make_arg_table(L, argc, argv, o.script_index);
+
+  watchdog wd = { .rt = rt, .timeout_ns = o.timeout_ns };
+  atomic_init(&wd.finished, 0);
+  pthread_create(&wd.tid, NULL, watchdog_main, &wd);
+
+  gil_take(rt->gil, &main_w->gt);
+  breaker_attach(L);
+  breaker_rest(L);
+  rc = run_main(L, &o, argc, argv);
+  main_w->cpu_ns = clock_thread_cpu_ns();
+  breaker_attach(NULL);
+  lua_sethook(L, NULL, 0, 0);
+  gil_drop(rt->gil, &main_w->gt);
+
+  rt_wait_all(rt);
+  if (report_unjoined(rt) && rc == 0) rc = EXIT_SCRIPT_ERROR;
+  int stop = atomic_load(&rt->stop);
+  if (stop) {
+    fprintf(stderr, "gilvm: stopped: %s\n", rt->stop_reason);
+    rc = stop;
+  }
+  fflush(stdout);
+  if (!o.quiet && rc != EXIT_LOAD) report_print(stderr, rt);
+
+  atomic_store(&wd.finished, 1);
+  pthread_kill(wd.tid, WATCHDOG_QUIT);
+  pthread_join(wd.tid, NULL);
+  gil_take(rt->gil, &main_w->gt);  /* __gc metamethods may run Lua code */
+  lua_close(L);
+  rt_destroy(rt);
+  return rc;
+}

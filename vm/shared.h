@@ -1,0 +1,179 @@
+/*
+ * shared.h — the C core of gilvm's shared objects: lock, queue, value.
+ *
+ * Everything lives in one arena: a MAP_SHARED|MAP_ANONYMOUS mapping made
+ * once at start-up, before any worker exists. Threads of the process and
+ * every process forked from it see the same bytes at the same address, so
+ * the objects behave identically in gil, nogil and fork modes. No Lua here:
+ * the Lua bindings (and the GIL release around blocking calls) sit on top.
+ *
+ * Handles. An object is named by its offset in the arena (shm_off), an
+ * integer that means the same thing in every process and can be marshalled
+ * as a number. 0 is never a valid handle. A handle that came from outside
+ * (a pipe, a serialized blob) should be checked with shm_obj_type() first;
+ * every function also checks the handle and answers SHM_EINVAL (or a
+ * neutral value for the queries) instead of touching a wrong object.
+ *
+ * Blocking calls take an ABSOLUTE CLOCK_MONOTONIC deadline (NULL: wait
+ * forever; a deadline already past: try once) and a should_stop callback
+ * (NULL: none) that is polled before every wait and at least every 50 ms
+ * while waiting. When it returns non-zero the call gives up with
+ * SHM_STOPPED. Signals (EINTR, e.g. SIGURG sent by the runtime) only make
+ * a wait re-check its condition, its deadline and should_stop.
+ *
+ * shm_lock: a lock like Python's threading.Lock, except that only its owner
+ * may release it. The owner is the pair (token, OS thread): the caller picks
+ * a non-zero 64-bit token (e.g. pid<<32 | worker id) and must release from
+ * the thread that acquired. Why the thread: the lock is a ROBUST pthread
+ * mutex held for as long as the lock is held, and a robust mutex belongs to
+ * a thread; when that thread or its process dies, the kernel marks the mutex
+ * "owner died". The next acquirer sees it, gets SHM_OWNER_DEAD (it does NOT
+ * hold the lock), and the lock is left free and usable. Waiters never block
+ * inside pthread_mutex_*lock (it cannot be interrupted by should_stop, and
+ * ThreadSanitizer does not understand pthread_mutex_clocklock): they trylock
+ * and sleep on a futex between tries, so a waiter notices a dead owner
+ * within 50 ms. Acquiring a lock the same owner already holds waits until
+ * the deadline, as in Python.
+ *
+ * shm_queue: a FIFO of byte strings, copied into the arena by put and out
+ * into malloc'd memory by get (the caller frees it). maxsize 0 = unbounded
+ * (up to the arena's space: SHM_ENOSPC, never a block). After close(),
+ * put answers SHM_CLOSED; get drains what is left, then answers SHM_CLOSED;
+ * every blocked getter and putter is woken.
+ *
+ * shm_value: a shared number that keeps its subtype, like a Lua number:
+ * integer + integer stays an integer (wrapping like Lua), anything with a
+ * float gives a float. add() is atomic and returns the new value.
+ *
+ * Objects are reference-counted (shm_obj_retain/release): create gives one
+ * reference, the last release destroys. Destroying an object other workers
+ * still use is the caller's bug; the arena never crashes on a stale handle
+ * whose block was freed (the check fails) but may accept a handle whose
+ * block was reused by a new object of the same kind.
+ *
+ * A process killed at any point (even inside an operation) leaves every
+ * object usable by the others: see the comment at the top of shared.c.
+ */
+#ifndef GILVM_SHARED_H
+#define GILVM_SHARED_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/* Results. Every function that can fail returns one of these. */
+enum {
+  SHM_OK = 0,
+  SHM_TIMEOUT,     /* the deadline passed first */
+  SHM_STOPPED,     /* should_stop() said to give up */
+  SHM_OWNER_DEAD,  /* lock: its owner died holding it; the lock is free again, not held by you */
+  SHM_NOT_OWNER,   /* lock: release by a token/thread that does not hold it */
+  SHM_CLOSED,      /* queue: put after close, or get on a closed and empty queue */
+  SHM_ENOSPC,      /* the arena has no room for this */
+  SHM_ENOMEM,      /* malloc failed (queue get); the item stays in the queue */
+  SHM_EINVAL,      /* bad handle or argument */
+  SHM_ESYS,        /* a system call failed (mmap); errno says why */
+};
+
+/* A short English description of a result, for error messages. */
+const char *shm_strerror(int rc);
+
+typedef uint64_t shm_off;                 /* an offset in the arena; 0 = none */
+typedef int (*shm_stop_fn)(void *arg);    /* non-zero: stop waiting */
+typedef struct shm_arena shm_arena;       /* lives at the start of the mapping */
+
+#define SHM_DEFAULT_ARENA_SIZE ((size_t)64 << 20)
+#define SHM_POLL_NS 50000000L             /* the longest sleep between should_stop polls */
+
+/* ---- time helpers ---- */
+
+/* now + seconds on CLOCK_MONOTONIC, for a deadline (seconds may be 0). */
+struct timespec shm_deadline_in(double seconds);
+
+/* ---- the arena ---- */
+
+/* Maps an arena of `size` bytes (0: SHM_DEFAULT_ARENA_SIZE); pages are only
+ * touched when used. Create it before forking or starting workers. */
+int shm_arena_create(size_t size, shm_arena **out);
+/* Unmaps it in this process (other processes keep their mapping). */
+void shm_arena_destroy(shm_arena *a);
+
+/* Raw allocation, 8-byte aligned; the objects below use it. */
+int shm_alloc(shm_arena *a, size_t n, shm_off *out);
+int shm_free(shm_arena *a, shm_off off);          /* SHM_EINVAL for a bad or double free */
+void *shm_ptr(shm_arena *a, shm_off off);         /* NULL for 0 or out of range */
+
+typedef struct shm_stats {
+  size_t size;          /* bytes mapped */
+  size_t heap_bytes;    /* bytes available to blocks */
+  size_t used_bytes;    /* bytes in allocated blocks, headers included */
+  size_t used_blocks;
+  size_t free_bytes;
+  size_t free_blocks;
+  size_t largest_free;  /* the biggest block one allocation could get (its payload) */
+  size_t repairs;       /* times a lock was found "owner died" and its state rebuilt */
+} shm_stats;
+void shm_arena_stats(shm_arena *a, shm_stats *out);
+/* Walks the whole heap and free list; SHM_OK if every invariant holds (tests). */
+int shm_arena_check(shm_arena *a);
+
+/* ---- objects: kinds and references ---- */
+
+enum { SHM_T_NONE = 0, SHM_T_LOCK, SHM_T_QUEUE, SHM_T_VALUE };
+
+/* The kind of the live object at `off`, or SHM_T_NONE if there is none. */
+int shm_obj_type(shm_arena *a, shm_off off);
+int shm_obj_retain(shm_arena *a, shm_off off);
+/* Drops a reference; the last one destroys the object. A lock still held
+ * by another thread is then leaked rather than freed (its owner's robust
+ * list points into it). */
+int shm_obj_release(shm_arena *a, shm_off off);
+
+/* ---- lock ---- */
+
+int shm_lock_new(shm_arena *a, shm_off *out);
+/* SHM_OK (you hold it), SHM_TIMEOUT, SHM_STOPPED, SHM_OWNER_DEAD, SHM_EINVAL (owner 0). */
+int shm_lock_acquire(shm_arena *a, shm_off lock, uint64_t owner,
+                     const struct timespec *deadline, shm_stop_fn should_stop, void *arg);
+/* SHM_OK or SHM_NOT_OWNER. Never blocks. */
+int shm_lock_release(shm_arena *a, shm_off lock, uint64_t owner);
+/* 1 if held (also when its owner died and nobody has tried it since), else 0. */
+int shm_lock_locked(shm_arena *a, shm_off lock);
+
+/* ---- queue ---- */
+
+int shm_queue_new(shm_arena *a, size_t maxsize, shm_off *out);
+/* Copies len bytes in; blocks while the queue is full. SHM_OK, SHM_TIMEOUT,
+ * SHM_STOPPED, SHM_CLOSED, SHM_ENOSPC. */
+int shm_queue_put(shm_arena *a, shm_off q, const void *data, size_t len,
+                  const struct timespec *deadline, shm_stop_fn should_stop, void *arg);
+/* Blocks while the queue is empty; on SHM_OK *data is malloc'd (free it)
+ * and *len its size. SHM_TIMEOUT, SHM_STOPPED, SHM_CLOSED, SHM_ENOMEM. */
+int shm_queue_get(shm_arena *a, shm_off q, void **data, size_t *len,
+                  const struct timespec *deadline, shm_stop_fn should_stop, void *arg);
+int shm_queue_close(shm_arena *a, shm_off q);
+size_t shm_queue_size(shm_arena *a, shm_off q);
+int shm_queue_empty(shm_arena *a, shm_off q);
+int shm_queue_closed(shm_arena *a, shm_off q);
+size_t shm_queue_maxsize(shm_arena *a, shm_off q);
+
+/* ---- value ---- */
+
+typedef struct shm_number {
+  int is_float;
+  union {
+    int64_t i;
+    double f;
+  };
+} shm_number;
+
+static inline shm_number shm_int(int64_t i) { shm_number n = {.is_float = 0, .i = i}; return n; }
+static inline shm_number shm_float(double f) { shm_number n = {.is_float = 1, .f = f}; return n; }
+
+int shm_value_new(shm_arena *a, shm_number init, shm_off *out);
+int shm_value_get(shm_arena *a, shm_off v, shm_number *out);
+int shm_value_set(shm_arena *a, shm_off v, shm_number x);
+/* Atomically adds n; *result (may be NULL) gets the new value. */
+int shm_value_add(shm_arena *a, shm_off v, shm_number n, shm_number *result);
+
+#endif
