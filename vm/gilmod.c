@@ -52,7 +52,7 @@ static void push_handle(lua_State *L, rt_worker *w) {
 static int h_join(lua_State *L) {
   rt_worker *w = check_handle(L, 1);
   int64_t timeout = opt_timeout(L, 2);
-  if (w == rt_self()) return luaL_error(L, "thread %s cannot join itself", w->name);
+  if (w == rt_self()) return luaL_error(L, "thread '%s' cannot join itself", w->name);
   if (w->id == 0) return luaL_error(L, "the main thread cannot be joined");
   if (!rt_join(L, w, timeout)) {
     lua_pushnil(L);
@@ -60,8 +60,8 @@ static int h_join(lua_State *L) {
     return 2;
   }
   w->joined = 1;
-  if (w->interrupted) return luaL_error(L, "thread %s was stopped (%s)", w->name, rt_current->stop_reason);
-  if (w->error) return luaL_error(L, "error in thread %s: %s", w->name, w->error);
+  if (w->interrupted) return luaL_error(L, "thread '%s' was stopped (%s)", w->name, rt_current->stop_reason);
+  if (w->error) return luaL_error(L, "error in thread '%s': %s", w->name, w->error);
   luaL_checkstack(L, w->nresults, "too many results");
   for (int i = 1; i <= w->nresults; i++) lua_pushvalue(w->L, i);
   lua_xmove(w->L, L, w->nresults);
@@ -296,9 +296,9 @@ static int resume(lua_State *L, lua_State *co, int narg) {
   lua_xmove(L, co, narg);
   lua_State *prev = breaker_current();
   breaker_rest(co);
-  breaker_attach(co);
+  breaker_switch(co);
   int nres, status = lua_resume(co, L, narg, &nres);
-  breaker_attach(prev);
+  breaker_switch(prev);
   if (status == LUA_OK || status == LUA_YIELD) {
     if (!lua_checkstack(L, nres + 1)) {
       lua_pop(co, nres);

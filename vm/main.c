@@ -96,6 +96,12 @@ static void make_arg_table(lua_State *L, int argc, char **argv, int script_index
   lua_setglobal(L, "arg");
 }
 
+static int main_failed(lua_State *L) {
+  if (!atomic_load(&rt_current->stop))  /* a stop is reported once, by main() */
+    fprintf(stderr, "gilvm: error in thread 'main': %s\n", lua_tostring(L, -1));
+  return EXIT_SCRIPT_ERROR;
+}
+
 /* Run -e chunks and the script. Returns 0, EXIT_LOAD, or EXIT_SCRIPT_ERROR; prints the error. */
 static int run_main(lua_State *L, const cli_options *o, int argc, char **argv) {
   for (int i = 0; i < o->nexec; i++) {
@@ -103,10 +109,7 @@ static int run_main(lua_State *L, const cli_options *o, int argc, char **argv) {
       fprintf(stderr, "gilvm: %s\n", lua_tostring(L, -1));
       return EXIT_LOAD;
     }
-    if (docall(L, 0) != LUA_OK) {
-      fprintf(stderr, "gilvm: error in thread main: %s\n", lua_tostring(L, -1));
-      return EXIT_SCRIPT_ERROR;
-    }
+    if (docall(L, 0) != LUA_OK) return main_failed(L);
   }
   if (!o->script) return 0;
   const char *file = strcmp(o->script, "-") == 0 ? NULL : o->script;
@@ -117,11 +120,7 @@ static int run_main(lua_State *L, const cli_options *o, int argc, char **argv) {
   int nargs = argc - o->script_index - 1;
   luaL_checkstack(L, nargs, "too many script arguments");
   for (int i = o->script_index + 1; i < argc; i++) lua_pushstring(L, argv[i]);
-  if (docall(L, nargs) != LUA_OK) {
-    if (!atomic_load(&rt_current->stop))
-      fprintf(stderr, "gilvm: error in thread main: %s\n", lua_tostring(L, -1));
-    return EXIT_SCRIPT_ERROR;
-  }
+  if (docall(L, nargs) != LUA_OK) return main_failed(L);
   return 0;
 }
 
@@ -131,7 +130,7 @@ static int report_unjoined(runtime *rt) {
   for (int i = 1; i < rt->nworkers; i++) {
     rt_worker *w = rt->workers[i];
     if (w->error && !w->joined) {
-      fprintf(stderr, "gilvm: error in thread %s (never joined): %s\n", w->name, w->error);
+      fprintf(stderr, "gilvm: error in thread '%s' (never joined): %s\n", w->name, w->error);
       failed = 1;
     }
   }
@@ -169,11 +168,11 @@ int main(int argc, char **argv) {
   pthread_create(&wd.tid, NULL, watchdog_main, &wd);
 
   gil_take(rt->gil, &main_w->gt);
-  breaker_attach(L);
+  breaker_attach(L, &main_w->interrupt);
   breaker_rest(L);
   rc = run_main(L, &o, argc, argv);
   main_w->cpu_ns = clock_thread_cpu_ns();
-  breaker_attach(NULL);
+  breaker_attach(NULL, NULL);
   lua_sethook(L, NULL, 0, 0);
   gil_drop(rt->gil, &main_w->gt);
 

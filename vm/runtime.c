@@ -36,7 +36,7 @@ rt_worker *rt_self(void) { return self_worker; }
 static void on_drop_request(gil_thread *holder, void *arg) {
   (void)arg;
   rt_worker *w = holder->owner;
-  breaker_interrupt(w->tid);
+  breaker_interrupt(w->tid, &w->interrupt);
 }
 
 static void checkpoint(lua_State *L) {
@@ -44,7 +44,8 @@ static void checkpoint(lua_State *L) {
   rt_worker *w = self_worker;
   if (!w) return;
   if (atomic_load(&rt->stop)) {
-    breaker_arm_every(L, 1000);  /* keep interrupting code that catches the error */
+    atomic_store(&w->interrupt, 1);  /* keep interrupting code that catches the error */
+    breaker_arm_every(L, 1000);
     luaL_error(L, "%s", rt->stop_reason);
   }
   if (gil_check_interval(rt->gil) > 0 || gil_drop_requested(rt->gil))
@@ -139,7 +140,7 @@ static void *worker_main(void *arg) {
   lua_State *L = w->L;
   self_worker = w;
   gil_take(rt->gil, &w->gt);
-  breaker_attach(L);
+  breaker_attach(L, &w->interrupt);
   breaker_rest(L);
   int nargs = lua_gettop(L) - 1;
   lua_pushcfunction(L, traceback);
@@ -155,7 +156,7 @@ static void *worker_main(void *arg) {
     w->error = strdup(msg ? msg : "(error object is not a string)");
   }
   if (status != LUA_OK) lua_settop(L, 0);
-  breaker_attach(NULL);
+  breaker_attach(NULL, NULL);
   w->cpu_ns = clock_thread_cpu_ns();
   pthread_mutex_lock(&rt->mu);
   w->done = 1;
@@ -165,25 +166,56 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
-/* A name a user recognises: the id and the function's global name, or file:line. */
-static void name_worker(lua_State *L, int idx, rt_worker *w) {
-  idx = lua_absindex(L, idx);
+/* Look for the value at idx among the table's string keys (the globals) or the
+   locals of the calling Lua function; push the name found. */
+static int find_global_name(lua_State *L, int idx) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     if (lua_rawequal(L, -1, idx) && lua_type(L, -2) == LUA_TSTRING) {
-      snprintf(w->name, sizeof w->name, "%d:%s", w->id, lua_tostring(L, -2));
-      lua_pop(L, 3);
-      return;
+      lua_pop(L, 1);
+      lua_remove(L, -2);
+      return 1;
     }
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
+  return 0;
+}
+
+static int find_local_name(lua_State *L, int idx) {
+  lua_Debug ar;
+  for (int level = 1; level <= 3 && lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "u", &ar);
+    const char *name;
+    /* parameters are skipped: `run(fn)` should not call every worker "fn" */
+    for (int i = ar.nparams + 1; (name = lua_getlocal(L, &ar, i)) != NULL; i++) {
+      int same = name[0] != '(' && lua_rawequal(L, -1, idx);
+      lua_pop(L, 1);
+      if (same) {
+        lua_pushstring(L, name);
+        return 1;
+      }
+    }
+  }
+  return 0;
+}
+
+/* A name a user recognises: the id and the function's name, or file:line. */
+static void name_worker(lua_State *L, int idx, rt_worker *w) {
+  idx = lua_absindex(L, idx);
+  if (find_global_name(L, idx) || find_local_name(L, idx)) {
+    snprintf(w->name, sizeof w->name, "%d:%.40s", w->id, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return;
+  }
   lua_Debug ar;
   lua_pushvalue(L, idx);
   lua_getinfo(L, ">S", &ar);
-  if (ar.linedefined > 0) snprintf(w->name, sizeof w->name, "%d:%s:%d", w->id, ar.short_src, ar.linedefined);
-  else snprintf(w->name, sizeof w->name, "%d:%s", w->id, ar.short_src);
+  const char *file = strrchr(ar.short_src, '/');
+  file = file ? file + 1 : ar.short_src;
+  if (ar.linedefined > 0) snprintf(w->name, sizeof w->name, "%d@%.40s:%d", w->id, file, ar.linedefined);
+  else snprintf(w->name, sizeof w->name, "%d@%.40s", w->id, file);
 }
 
 rt_worker *rt_spawn(lua_State *L, int idx, int n) {
@@ -285,7 +317,7 @@ void rt_stop(runtime *rt, int code, const char *reason) {
   pthread_cond_broadcast(&rt->done_cv);
   for (int i = 0; i < rt->nworkers; i++) {
     rt_worker *w = rt->workers[i];
-    if (!w->done && (!w->reaped || i == 0)) breaker_interrupt(w->tid);
+    if (!w->done && (!w->reaped || i == 0)) breaker_interrupt(w->tid, &w->interrupt);
   }
   pthread_mutex_unlock(&rt->mu);
 }

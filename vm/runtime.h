@@ -28,6 +28,7 @@ typedef struct rt_worker {
   lua_State *L;            /* the Lua thread it runs */
   int thread_ref;          /* registry reference that keeps L alive */
   gil_thread gt;           /* its identity and statistics for the GIL */
+  atomic_int interrupt;    /* the eval breaker's request flag for this thread */
   uint64_t cpu_ns;         /* thread CPU time, measured when it ends */
   uint64_t blocked_ns;     /* GIL released while blocked: sleep, join, lock */
   uint64_t free_ns;        /* GIL released while running C code (gil.native(s, true)) */

@@ -1,0 +1,41 @@
+# gilvm — a thin wrapper around meson: set-up, demo, tests, benchmarks.
+#   make demo    install what is missing, build, run the demo scripts
+#   make test    install what is missing, build three ways (plain,
+#                ASan+UBSan, TSan), run the whole suite in each
+#   make bench   run bench/run (figures, not tests)
+
+BUILDS := build build-asan build-tsan
+
+.PHONY: all setup demo test bench clean
+
+all: build/build.ninja
+	ninja -C build
+
+setup:
+	@tools/setup.sh
+
+build/build.ninja: | setup
+	meson setup build
+
+build-asan/build.ninja: | setup
+	meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+
+build-tsan/build.ninja: | setup
+	meson setup build-tsan -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug
+
+demo: all
+	@echo "== two CPU-bound threads under the GIL: no speedup"
+	build/gilvm scripts/cpu_bound.lua 2
+	@echo "== an I/O thread next to a CPU hog, 1 ms switch interval"
+	build/gilvm -s 1ms scripts/convoy.lua
+	@echo "== three 2 s downloads on three threads: about 2 s, not 6"
+	build/gilvm scripts/io_bound.lua
+
+test: $(addsuffix /build.ninja,$(BUILDS))
+	@tools/run_tests.sh $(BUILDS)
+
+bench: all
+	bench/run
+
+clean:
+	rm -rf $(BUILDS) build-fuzz

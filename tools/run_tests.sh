@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds and runs the test suite in each build directory given (plain,
+# ASan+UBSan, TSan), then prints one total line: "N passed, N failed".
+# Counts are Criterion's per-test counts, read from each run's Synthesis line.
+set -uo pipefail
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+export ASAN_OPTIONS=detect_leaks=1
+passed=0 failed=0 status=0
+for dir in "$@"; do
+  echo "== $dir"
+  if ! ninja -C "$dir" >"$dir/ninja.log" 2>&1; then
+    cat "$dir/ninja.log"
+    echo "build failed in $dir"
+    failed=$((failed + 1)); status=1; continue
+  fi
+  log="$dir/test-output.log"
+  meson test -C "$dir" --print-errorlogs -v >"$log" 2>&1
+  rc=$?
+  grep -E '^ *[0-9]+/[0-9]+ ' "$log" | sed 's/^/  /'
+  read -r p f < <(awk '/Synthesis: Tested:/ {
+        for (i = 1; i <= NF; i++) { if ($i == "Passing:") p += $(i+1); if ($i == "Failing:") f += $(i+1); if ($i == "Crashing:") f += $(i+1) } }
+      END { print p + 0, f + 0 }' "$log")
+  passed=$((passed + p)); failed=$((failed + f))
+  if [ $rc -ne 0 ]; then
+    status=1
+    [ "$f" -eq 0 ] && failed=$((failed + 1))  # a suite that died before its Synthesis line
+    grep -E -B2 -A20 '\[FAIL\]|ThreadSanitizer|AddressSanitizer|runtime error|Crashing' "$log" | head -120
+    echo "  (full log: $log)"
+  fi
+done
+echo "$passed passed, $failed failed"
+exit $status

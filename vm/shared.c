@@ -1,0 +1,963 @@
+/*
+ * shared.c — the arena and the shared objects (lock, queue, value).
+ *
+ * THE ARENA. One mmap(MAP_SHARED | MAP_ANONYMOUS) region, made at start-up.
+ * fork() does not copy a shared mapping: parent and children keep looking
+ * at the same physical pages, at the same virtual address. Anonymous means
+ * there is no file or name to clean up: when the last process that maps it
+ * exits, the kernel frees it, so nothing can leak past the run.
+ *
+ * The struct shm_arena sits at offset 0; after it comes the heap, a row of
+ * blocks. Each block starts and ends with a tag word (its size, with bit 0
+ * set when it is in use); that is Knuth's "boundary tag" layout. The end tag
+ * lets free() look at the block before it and merge with it (coalescing) in
+ * constant time. Free blocks also hold the offsets of the previous and next
+ * free blocks: the free list, searched first-fit. The heap is framed by two
+ * tags marked "in use", so merging never runs off either end.
+ *
+ * WHY OFFSETS, NOT POINTERS. A handle must mean the same object wherever it
+ * goes: to another thread, into a pipe to another process, through the
+ * marshaller. An offset from the arena's start does, whatever address a
+ * process has the arena at; it is also easy to check (in range, on a block
+ * in use, with the right magic) before trusting it. Forked children do map
+ * the arena at the same address, but nothing here relies on it.
+ *
+ * WHY ROBUST MUTEXES. Every structure is guarded by a process-shared pthread
+ * mutex. With an ordinary mutex, a process killed while holding one leaves
+ * it locked forever and wedges every other process. A ROBUST mutex is known
+ * to the kernel: when its owner thread dies, the kernel marks it "owner
+ * died" and the next pthread_mutex_lock() returns EOWNERDEAD, with the mutex
+ * held. That caller must bring the data back to a consistent state, then
+ * call pthread_mutex_consistent().
+ *
+ * A PROCESS THAT DIES MID-OPERATION. Each operation is ordered so that one
+ * single store commits it, and each structure has a repair function that
+ * the next locker runs on EOWNERDEAD:
+ *  - heap: a block's head tag is written last when it is split or merged,
+ *    so walking the heap by head tags is always possible; repair walks it,
+ *    rewrites the end tags, merges neighbours and rebuilds the free list. A
+ *    block being allocated or freed at the moment of death may be leaked.
+ *  - queue: an item is linked by its predecessor's `next` before the tail
+ *    and the count move; repair walks the list from the head and recomputes
+ *    tail and count. The item of a put or get cut short may be lost.
+ *  - value: the number is written into the spare of two slots, then one
+ *    store of `cur` publishes it; a half-written slot is never current.
+ *  - lock: the user lock IS a robust mutex, so the kernel notices a dead
+ *    owner (process or thread); see shared.h for what the acquirer sees.
+ *
+ * WHY FUTEXES AND NOT CONDITION VARIABLES. glibc's process-shared condition
+ * variable keeps a count of the waiters inside its groups; a process killed
+ * while waiting never gives its reference back, and a later
+ * pthread_cond_signal() waits for it forever (seen on glibc 2.36: one killed
+ * waiter, and the next signaller hangs). So a waiter here sleeps on a futex
+ * word: it notes the word's value with the mutex held, unlocks, and sleeps
+ * only if the value is unchanged; a waker changes the value (with the mutex
+ * held) and then wakes. A dead sleeper leaves nothing behind but a waiter
+ * count one too high, which only costs a useless wake-up. Wake-ups are only
+ * made when the count says someone waits, and a getter first spins briefly
+ * on the item count, because sleeping and waking cost microseconds each.
+ *
+ * Every wait sleeps at most SHM_POLL_NS (50 ms) at a time, so should_stop
+ * and the deadline are polled; a signal (EINTR) only ends a sleep early.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE  /* gettid() */
+#endif
+#include "shared.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+const char *shm_strerror(int rc) {
+  switch (rc) {
+  case SHM_OK: return "success";
+  case SHM_TIMEOUT: return "timed out";
+  case SHM_STOPPED: return "interrupted";
+  case SHM_OWNER_DEAD: return "the lock's owner died while holding it";
+  case SHM_NOT_OWNER: return "lock not held by this owner";
+  case SHM_CLOSED: return "queue is closed";
+  case SHM_ENOSPC: return "shared memory arena is full";
+  case SHM_ENOMEM: return "out of memory";
+  case SHM_EINVAL: return "invalid shared object handle or argument";
+  case SHM_ESYS: return "system call failed";
+  default: return "unknown error";
+  }
+}
+
+/* ---------------------------------------------------------------- time */
+
+#define NS_PER_S 1000000000L
+
+static struct timespec now_mono(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t;
+}
+
+static int ts_before(const struct timespec *x, const struct timespec *y) {
+  return x->tv_sec < y->tv_sec || (x->tv_sec == y->tv_sec && x->tv_nsec < y->tv_nsec);
+}
+
+static struct timespec ts_add_ns(struct timespec t, int64_t ns) {
+  t.tv_sec += ns / NS_PER_S;
+  t.tv_nsec += ns % NS_PER_S;
+  if (t.tv_nsec >= NS_PER_S) {
+    t.tv_sec++;
+    t.tv_nsec -= NS_PER_S;
+  }
+  return t;
+}
+
+struct timespec shm_deadline_in(double seconds) {
+  if (!(seconds > 0))
+    return now_mono();
+  if (seconds > 1e9)  /* far enough; keeps the conversion below in range */
+    seconds = 1e9;
+  double whole = (double)(int64_t)seconds;
+  struct timespec t = now_mono();
+  t.tv_sec += (time_t)whole;
+  return ts_add_ns(t, (int64_t)((seconds - whole) * 1e9));
+}
+
+/* NULL means "forever". */
+static int deadline_passed(const struct timespec *deadline) {
+  if (!deadline)
+    return 0;
+  struct timespec now = now_mono();
+  return !ts_before(&now, deadline);
+}
+
+/* Where the next sleep ends: the deadline, or one poll interval from now. */
+static struct timespec sleep_until(const struct timespec *deadline) {
+  struct timespec end = ts_add_ns(now_mono(), SHM_POLL_NS);
+  if (deadline && ts_before(deadline, &end))
+    end = *deadline;
+  return end;
+}
+
+/* --------------------------------------------------------------- futex */
+
+/* Sleeps while *word == seen, until `until` (absolute CLOCK_MONOTONIC). No
+ * FUTEX_PRIVATE_FLAG: the word may be shared with other processes. Early
+ * returns (EINTR, EAGAIN, a wake-up) all mean "look again". */
+static void futex_wait(_Atomic uint32_t *word, uint32_t seen, const struct timespec *until) {
+  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET, seen, until, NULL,
+          FUTEX_BITSET_MATCH_ANY);
+}
+
+static void futex_wake(_Atomic uint32_t *word, int n) {
+  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, n, NULL, NULL, 0);
+}
+
+/* ------------------------------------------------------- robust mutexes */
+
+static int mutex_init(pthread_mutex_t *m) {
+  pthread_mutexattr_t at;
+  pthread_mutexattr_init(&at);
+  pthread_mutexattr_setpshared(&at, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST);
+  /* error-checking: relocking by the owner fails at once instead of hanging */
+  pthread_mutexattr_settype(&at, PTHREAD_MUTEX_ERRORCHECK);
+  int rc = pthread_mutex_init(m, &at);
+  pthread_mutexattr_destroy(&at);
+  return rc ? SHM_ESYS : SHM_OK;
+}
+
+/* Locks an internal mutex; if its owner died, runs repair(ctx) first. */
+static void robust_lock(shm_arena *a, pthread_mutex_t *m, void (*repair)(shm_arena *, void *),
+                        void *ctx);
+
+/* ---------------------------------------------------------------- arena */
+
+#define ARENA_MAGIC 0x676976616d6d6170ULL  /* any constant: marks a mapping as ours */
+#define USED 1ULL
+#define MIN_BLOCK 32                       /* head + prev + next + foot */
+#define TAG_SIZE(t) ((t) & ~(uint64_t)7)
+
+struct shm_arena {
+  uint64_t magic;
+  uint64_t size;                  /* bytes mapped */
+  uint64_t heap_start, heap_end;  /* the blocks lie in [heap_start, heap_end) */
+  pthread_mutex_t mutex;          /* guards everything below and every tag */
+  uint64_t free_head;             /* offset of the first free block, 0 if none */
+  uint64_t used_bytes, used_blocks;
+  _Atomic uint64_t repairs;       /* diagnostics: owner-died recoveries */
+};
+
+static uint64_t *word_at(shm_arena *a, uint64_t off) {
+  return (uint64_t *)((char *)a + off);
+}
+
+/* A free block's links live just after its head tag. */
+static uint64_t *prev_link(shm_arena *a, uint64_t b) { return word_at(a, b + 8); }
+static uint64_t *next_link(shm_arena *a, uint64_t b) { return word_at(a, b + 16); }
+
+/* Head and foot tags; the foot first, so the head (the commit) comes last. */
+static void set_tags(shm_arena *a, uint64_t b, uint64_t size, uint64_t used) {
+  *word_at(a, b + size - 8) = size | used;
+  *word_at(a, b) = size | used;
+}
+
+static void list_push(shm_arena *a, uint64_t b) {
+  *prev_link(a, b) = 0;
+  *next_link(a, b) = a->free_head;
+  if (a->free_head)
+    *prev_link(a, a->free_head) = b;
+  a->free_head = b;
+}
+
+static void list_unlink(shm_arena *a, uint64_t b) {
+  uint64_t p = *prev_link(a, b), n = *next_link(a, b);
+  if (p)
+    *next_link(a, p) = n;
+  else
+    a->free_head = n;
+  if (n)
+    *prev_link(a, n) = p;
+}
+
+/* Rebuilds the free list, the end tags and the counters from the head tags
+ * alone, merging free neighbours. Runs when a process died inside the
+ * allocator. A head that makes no sense ends the walk: the rest is sealed
+ * off as one used block (leaked, but never handed out twice). */
+static void heap_repair(shm_arena *a, void *unused) {
+  (void)unused;
+  a->free_head = 0;
+  a->used_bytes = a->used_blocks = 0;
+  uint64_t b = a->heap_start, last_free = 0;
+  while (b < a->heap_end) {
+    uint64_t tag = *word_at(a, b), size = TAG_SIZE(tag);
+    if (size < MIN_BLOCK || size > a->heap_end - b) {
+      size = a->heap_end - b;
+      tag = size | USED;
+    }
+    if (tag & USED) {
+      set_tags(a, b, size, USED);
+      a->used_bytes += size;
+      a->used_blocks++;
+      last_free = 0;
+    } else if (last_free) {
+      set_tags(a, last_free, b + size - last_free, 0);
+    } else {
+      set_tags(a, b, size, 0);
+      list_push(a, b);
+      last_free = b;
+    }
+    b += size;
+  }
+}
+
+static void arena_lock(shm_arena *a) { robust_lock(a, &a->mutex, heap_repair, NULL); }
+static void arena_unlock(shm_arena *a) { pthread_mutex_unlock(&a->mutex); }
+
+int shm_arena_create(size_t size, shm_arena **out) {
+  long page = sysconf(_SC_PAGESIZE);
+  if (size == 0)
+    size = SHM_DEFAULT_ARENA_SIZE;
+  if (size < (size_t)page)
+    size = (size_t)page;
+  size = (size + (size_t)page - 1) / (size_t)page * (size_t)page;
+  /* NORESERVE: a large arena costs nothing until its pages are touched */
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
+  if (p == MAP_FAILED)
+    return SHM_ESYS;
+  shm_arena *a = p;
+  a->magic = ARENA_MAGIC;
+  a->size = size;
+  if (mutex_init(&a->mutex) != SHM_OK) {
+    munmap(p, size);
+    return SHM_ESYS;
+  }
+  uint64_t fence = (sizeof *a + 7) & ~(uint64_t)7;  /* end tag of an imaginary used block */
+  *word_at(a, fence) = USED;
+  a->heap_start = fence + 8;
+  a->heap_end = size - 8;
+  *word_at(a, a->heap_end) = USED;                   /* head tag of another one */
+  set_tags(a, a->heap_start, a->heap_end - a->heap_start, 0);
+  list_push(a, a->heap_start);
+  *out = a;
+  return SHM_OK;
+}
+
+void shm_arena_destroy(shm_arena *a) {
+  if (a)
+    munmap(a, a->size);
+}
+
+void *shm_ptr(shm_arena *a, shm_off off) {
+  if (!a || off < a->heap_start || off >= a->heap_end)
+    return NULL;
+  return (char *)a + off;
+}
+
+/* Is `off` the payload of a block in use? Only reads this block's tags,
+ * which nobody else writes while the block is allocated. */
+static int block_ok(shm_arena *a, shm_off off) {
+  if (!a || off % 8 || off < a->heap_start + 8 || off >= a->heap_end)
+    return 0;
+  uint64_t b = off - 8, tag = *word_at(a, b), size = TAG_SIZE(tag);
+  if (!(tag & USED) || size < MIN_BLOCK || size > a->heap_end - b)
+    return 0;
+  return *word_at(a, b + size - 8) == tag;
+}
+
+int shm_alloc(shm_arena *a, size_t n, shm_off *out) {
+  if (!a || !out)
+    return SHM_EINVAL;
+  if (n > a->size)
+    return SHM_ENOSPC;
+  uint64_t need = ((uint64_t)n + 7) / 8 * 8 + 16;  /* payload + head + foot */
+  if (need < MIN_BLOCK)
+    need = MIN_BLOCK;
+  arena_lock(a);
+  uint64_t b = a->free_head;
+  while (b && TAG_SIZE(*word_at(a, b)) < need)
+    b = *next_link(a, b);
+  if (!b) {
+    arena_unlock(a);
+    return SHM_ENOSPC;
+  }
+  uint64_t size = TAG_SIZE(*word_at(a, b)), blk = b;
+  if (size - need >= MIN_BLOCK) {
+    /* carve from the tail: the free part keeps its place in the list */
+    blk = b + size - need;
+    set_tags(a, blk, need, USED);
+    set_tags(a, b, size - need, 0);
+  } else {
+    need = size;
+    list_unlink(a, b);
+    set_tags(a, b, size, USED);
+  }
+  a->used_bytes += need;
+  a->used_blocks++;
+  arena_unlock(a);
+  *out = blk + 8;
+  return SHM_OK;
+}
+
+int shm_free(shm_arena *a, shm_off off) {
+  if (!a)
+    return SHM_EINVAL;
+  arena_lock(a);
+  if (!block_ok(a, off)) {  /* under the lock: a double free sees the tag cleared */
+    arena_unlock(a);
+    return SHM_EINVAL;
+  }
+  uint64_t b = off - 8, size = TAG_SIZE(*word_at(a, b));
+  a->used_bytes -= size;
+  a->used_blocks--;
+  uint64_t next = b + size, next_tag = *word_at(a, next);
+  if (!(next_tag & USED)) {  /* merge with the free block after */
+    list_unlink(a, next);
+    size += TAG_SIZE(next_tag);
+  }
+  uint64_t prev_tag = *word_at(a, b - 8);
+  if (!(prev_tag & USED)) {  /* merge into the free block before; it stays listed */
+    uint64_t prev = b - TAG_SIZE(prev_tag);
+    set_tags(a, prev, size + TAG_SIZE(prev_tag), 0);
+  } else {
+    set_tags(a, b, size, 0);
+    list_push(a, b);
+  }
+  arena_unlock(a);
+  return SHM_OK;
+}
+
+void shm_arena_stats(shm_arena *a, shm_stats *out) {
+  memset(out, 0, sizeof *out);
+  if (!a)
+    return;
+  arena_lock(a);
+  out->size = a->size;
+  out->heap_bytes = a->heap_end - a->heap_start;
+  out->used_bytes = a->used_bytes;
+  out->used_blocks = a->used_blocks;
+  for (uint64_t b = a->free_head; b; b = *next_link(a, b)) {
+    uint64_t size = TAG_SIZE(*word_at(a, b));
+    out->free_bytes += size;
+    out->free_blocks++;
+    if (size - 16 > out->largest_free)
+      out->largest_free = size - 16;
+  }
+  out->repairs = atomic_load(&a->repairs);
+  arena_unlock(a);
+}
+
+/* Every block well formed, no two free blocks side by side, the free list
+ * exactly the free blocks, doubly linked, and the counters right. */
+static int heap_check_locked(shm_arena *a) {
+  uint64_t b = a->heap_start, nfree = 0, used = 0, nused = 0, prev_free = 0;
+  while (b < a->heap_end) {
+    uint64_t tag = *word_at(a, b), size = TAG_SIZE(tag);
+    if (size < MIN_BLOCK || size > a->heap_end - b || *word_at(a, b + size - 8) != tag)
+      return SHM_EINVAL;
+    if (tag & USED) {
+      used += size;
+      nused++;
+    } else if (prev_free) {
+      return SHM_EINVAL;
+    } else {
+      nfree++;
+    }
+    prev_free = !(tag & USED);
+    b += size;
+  }
+  if (b != a->heap_end || used != a->used_bytes || nused != a->used_blocks)
+    return SHM_EINVAL;
+  uint64_t listed = 0, prev = 0;
+  for (uint64_t f = a->free_head; f; f = *next_link(a, f)) {
+    if (f < a->heap_start || f >= a->heap_end || (*word_at(a, f) & USED) ||
+        *prev_link(a, f) != prev || ++listed > nfree)
+      return SHM_EINVAL;
+    prev = f;
+  }
+  return listed == nfree ? SHM_OK : SHM_EINVAL;
+}
+
+int shm_arena_check(shm_arena *a) {
+  if (!a || a->magic != ARENA_MAGIC)
+    return SHM_EINVAL;
+  arena_lock(a);
+  int rc = heap_check_locked(a);
+  arena_unlock(a);
+  return rc;
+}
+
+static void robust_lock(shm_arena *a, pthread_mutex_t *m, void (*repair)(shm_arena *, void *),
+                        void *ctx) {
+  if (pthread_mutex_lock(m) == EOWNERDEAD) {
+    repair(a, ctx);
+    atomic_fetch_add(&a->repairs, 1);
+    pthread_mutex_consistent(m);
+  }
+  /* Other errors cannot happen: we never leave a mutex inconsistent and
+   * never lock one we hold. */
+}
+
+/* -------------------------------------------------------------- objects */
+
+#define OBJ_MAGIC(type) (0x53480000u | (uint32_t)(type))  /* "SH" + kind */
+
+struct obj {
+  uint32_t magic;           /* OBJ_MAGIC(kind); 0 once destroyed */
+  _Atomic uint32_t refs;
+};
+
+static struct obj *obj_at(shm_arena *a, shm_off off, int type) {
+  if (!block_ok(a, off))
+    return NULL;
+  struct obj *o = (struct obj *)((char *)a + off);
+  return o->magic == OBJ_MAGIC(type) ? o : NULL;
+}
+
+/* Allocates a zeroed object of `size` bytes with one reference. */
+static void *obj_new(shm_arena *a, size_t size, int type, shm_off *out) {
+  if (!a || !out)
+    return NULL;
+  shm_off off;
+  if (shm_alloc(a, size, &off) != SHM_OK)
+    return NULL;
+  struct obj *o = memset((char *)a + off, 0, size);
+  o->magic = OBJ_MAGIC(type);
+  atomic_store(&o->refs, 1);
+  *out = off;
+  return o;
+}
+
+int shm_obj_type(shm_arena *a, shm_off off) {
+  if (!block_ok(a, off))
+    return SHM_T_NONE;
+  uint32_t magic = ((struct obj *)((char *)a + off))->magic;
+  for (int t = SHM_T_LOCK; t <= SHM_T_VALUE; t++)
+    if (magic == OBJ_MAGIC(t))
+      return t;
+  return SHM_T_NONE;
+}
+
+int shm_obj_retain(shm_arena *a, shm_off off) {
+  int type = shm_obj_type(a, off);
+  if (type == SHM_T_NONE)
+    return SHM_EINVAL;
+  atomic_fetch_add(&obj_at(a, off, type)->refs, 1);
+  return SHM_OK;
+}
+
+static void lock_destroy(shm_arena *a, shm_off off);
+static void queue_destroy(shm_arena *a, shm_off off);
+static void value_destroy(shm_arena *a, shm_off off);
+
+int shm_obj_release(shm_arena *a, shm_off off) {
+  int type = shm_obj_type(a, off);
+  if (type == SHM_T_NONE)
+    return SHM_EINVAL;
+  if (atomic_fetch_sub(&obj_at(a, off, type)->refs, 1) != 1)
+    return SHM_OK;
+  if (type == SHM_T_LOCK)
+    lock_destroy(a, off);
+  else if (type == SHM_T_QUEUE)
+    queue_destroy(a, off);
+  else
+    value_destroy(a, off);
+  return SHM_OK;
+}
+
+/* ----------------------------------------------------------------- lock */
+
+struct lock {
+  struct obj hdr;
+  pthread_mutex_t held;     /* robust: held by the owner for as long as it owns the lock */
+  _Atomic uint64_t owner;   /* the owner's token, 0 when free */
+  _Atomic int32_t owner_tid; /* the owner's kernel thread id: it alone may release */
+  _Atomic uint32_t waiters; /* acquirers asleep or about to sleep */
+  _Atomic uint32_t seq;     /* futex word, bumped on release */
+};
+
+int shm_lock_new(shm_arena *a, shm_off *out) {
+  struct lock *l = obj_new(a, sizeof *l, SHM_T_LOCK, out);
+  if (!l)
+    return a && out ? SHM_ENOSPC : SHM_EINVAL;
+  mutex_init(&l->held);
+  return SHM_OK;
+}
+
+/* Wakes one sleeping acquirer, if the count says there is one. */
+static void lock_wake(struct lock *l) {
+  /* pairs with the fence in lock_acquire: either the waiter's trylock saw
+   * the mutex free, or we see its count */
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load(&l->waiters)) {
+    atomic_fetch_add(&l->seq, 1);
+    futex_wake(&l->seq, 1);
+  }
+}
+
+/* SHM_OK, SHM_OWNER_DEAD, or -1 when someone (maybe us) holds it. */
+static int lock_try(shm_arena *a, struct lock *l, uint64_t owner) {
+  int rc = pthread_mutex_trylock(&l->held);
+  if (rc == 0) {
+    atomic_store(&l->owner, owner);
+    atomic_store(&l->owner_tid, (int32_t)gettid());
+    return SHM_OK;
+  }
+  if (rc != EOWNERDEAD)
+    return -1;  /* EBUSY, or EDEADLK: we hold it ourselves and wait like Python */
+  /* the owner died holding it: make it usable, leave it free, say so */
+  atomic_fetch_add(&a->repairs, 1);
+  atomic_store(&l->owner, 0);
+  atomic_store(&l->owner_tid, 0);
+  pthread_mutex_consistent(&l->held);
+  pthread_mutex_unlock(&l->held);
+  lock_wake(l);
+  return SHM_OWNER_DEAD;
+}
+
+int shm_lock_acquire(shm_arena *a, shm_off off, uint64_t owner, const struct timespec *deadline,
+                     shm_stop_fn should_stop, void *arg) {
+  struct lock *l = (struct lock *)obj_at(a, off, SHM_T_LOCK);
+  if (!l || owner == 0)
+    return SHM_EINVAL;
+  for (;;) {
+    int rc = lock_try(a, l, owner);
+    if (rc >= 0)
+      return rc;
+    if (deadline_passed(deadline))
+      return SHM_TIMEOUT;
+    if (should_stop && should_stop(arg))
+      return SHM_STOPPED;
+    /* count ourselves, note seq, try again, and only then sleep: a release
+     * after the failed try sees the count and changes seq */
+    atomic_fetch_add(&l->waiters, 1);
+    uint32_t seen = atomic_load(&l->seq);
+    atomic_thread_fence(memory_order_seq_cst);
+    rc = lock_try(a, l, owner);
+    if (rc < 0) {
+      struct timespec until = sleep_until(deadline);
+      futex_wait(&l->seq, seen, &until);
+    }
+    atomic_fetch_sub(&l->waiters, 1);
+    if (rc >= 0)
+      return rc;
+  }
+}
+
+int shm_lock_release(shm_arena *a, shm_off off, uint64_t owner) {
+  struct lock *l = (struct lock *)obj_at(a, off, SHM_T_LOCK);
+  if (!l)
+    return SHM_EINVAL;
+  /* the token and the thread: a robust mutex can only be unlocked by the
+   * thread that locked it (and these fields only change under it) */
+  if (owner == 0 || atomic_load(&l->owner) != owner || atomic_load(&l->owner_tid) != gettid())
+    return SHM_NOT_OWNER;
+  atomic_store(&l->owner, 0);
+  atomic_store(&l->owner_tid, 0);
+  pthread_mutex_unlock(&l->held);
+  lock_wake(l);
+  return SHM_OK;
+}
+
+int shm_lock_locked(shm_arena *a, shm_off off) {
+  struct lock *l = (struct lock *)obj_at(a, off, SHM_T_LOCK);
+  return l && atomic_load(&l->owner) != 0;
+}
+
+/* Frees it unless another thread holds it: that thread's robust list (read
+ * by the kernel when it exits) points into the mutex, so the memory must
+ * not be reused. Leaking it is the safe choice. */
+static void lock_destroy(shm_arena *a, shm_off off) {
+  struct lock *l = (struct lock *)((char *)a + off);
+  int rc = pthread_mutex_trylock(&l->held);  /* EDEADLK: we hold it already */
+  if (rc == EOWNERDEAD)
+    pthread_mutex_consistent(&l->held);
+  else if (rc != 0 && rc != EDEADLK)
+    return;
+  l->hdr.magic = 0;
+  pthread_mutex_unlock(&l->held);
+  pthread_mutex_destroy(&l->held);
+  shm_free(a, off);
+}
+
+/* ---------------------------------------------------------------- queue */
+
+struct item {
+  shm_off next;      /* the item after this one, 0 at the tail */
+  uint64_t len;
+  unsigned char data[];
+};
+
+struct queue {
+  struct obj hdr;
+  pthread_mutex_t mutex;          /* guards everything below */
+  shm_off head, tail;             /* item offsets, 0 when empty */
+  _Atomic uint64_t count;         /* atomic only so size() and spinners may peek */
+  uint64_t maxsize;               /* 0: unbounded */
+  _Atomic int closed;
+  uint32_t getters, putters;      /* threads waiting for an item / for room */
+  _Atomic uint32_t item_seq;      /* futex word: bumped when an item arrives or on close */
+  _Atomic uint32_t room_seq;      /* futex word: bumped when room appears or on close */
+};
+
+#define SPIN_ROUNDS 2000  /* a getter's look at the count before it sleeps (~ a few us) */
+
+static struct item *item_at(shm_arena *a, shm_off off) {
+  return (struct item *)((char *)a + off);
+}
+
+/* Recomputes tail and count by walking from the head; cuts the list at the
+ * first link that is not an allocated block (a put cut short). */
+static void queue_repair(shm_arena *a, void *ctx) {
+  struct queue *q = ctx;
+  uint64_t n = 0, limit = (a->heap_end - a->heap_start) / MIN_BLOCK;
+  shm_off last = 0;
+  if (q->head && !block_ok(a, q->head))
+    q->head = 0;
+  for (shm_off it = q->head; it && n < limit; it = item_at(a, it)->next) {
+    n++;
+    last = it;
+    if (item_at(a, it)->next && !block_ok(a, item_at(a, it)->next))
+      item_at(a, it)->next = 0;
+  }
+  if (last)
+    item_at(a, last)->next = 0;  /* also ends a cycle, were there one */
+  q->tail = last;
+  atomic_store(&q->count, n);
+  /* the dead process may have been about to wake someone: everyone looks again */
+  atomic_fetch_add(&q->item_seq, 1);
+  atomic_fetch_add(&q->room_seq, 1);
+}
+
+static void queue_lock(shm_arena *a, struct queue *q) { robust_lock(a, &q->mutex, queue_repair, q); }
+
+int shm_queue_new(shm_arena *a, size_t maxsize, shm_off *out) {
+  struct queue *q = obj_new(a, sizeof *q, SHM_T_QUEUE, out);
+  if (!q)
+    return a && out ? SHM_ENOSPC : SHM_EINVAL;
+  q->maxsize = maxsize;
+  mutex_init(&q->mutex);
+  return SHM_OK;
+}
+
+static struct queue *queue_at(shm_arena *a, shm_off off) {
+  return (struct queue *)obj_at(a, off, SHM_T_QUEUE);
+}
+
+/* Called with the mutex held, which it releases while asleep. Returns
+ * SHM_OK when the caller should look again, or why to give up. */
+static int queue_wait(shm_arena *a, struct queue *q, uint32_t *waiters, _Atomic uint32_t *seq,
+                      const struct timespec *deadline, shm_stop_fn should_stop, void *arg) {
+  if (deadline_passed(deadline))
+    return SHM_TIMEOUT;
+  uint32_t seen = atomic_load(seq);
+  (*waiters)++;
+  pthread_mutex_unlock(&q->mutex);
+  int rc = SHM_OK;
+  if (should_stop && should_stop(arg)) {  /* never call user code with our mutex held */
+    rc = SHM_STOPPED;
+  } else {
+    struct timespec until = sleep_until(deadline);
+    futex_wait(seq, seen, &until);
+  }
+  queue_lock(a, q);
+  (*waiters)--;
+  return rc;
+}
+
+/* Before sleeping for an item, a getter watches the count for a moment:
+ * with a producer running on another core the item is usually microseconds
+ * away, and a futex sleep plus wake-up costs more than that. */
+static void queue_spin(struct queue *q) {
+  for (int i = 0; i < SPIN_ROUNDS; i++) {
+    if (atomic_load_explicit(&q->count, memory_order_relaxed) ||
+        atomic_load_explicit(&q->closed, memory_order_relaxed))
+      return;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+}
+
+int shm_queue_put(shm_arena *a, shm_off off, const void *data, size_t len,
+                  const struct timespec *deadline, shm_stop_fn should_stop, void *arg) {
+  struct queue *q = queue_at(a, off);
+  if (!q || (len && !data))
+    return SHM_EINVAL;
+  if (len > SIZE_MAX - sizeof(struct item))
+    return SHM_ENOSPC;
+  /* allocate and copy before taking the queue's mutex: keeps its hold short */
+  shm_off it;
+  int rc = shm_alloc(a, sizeof(struct item) + len, &it);
+  if (rc != SHM_OK)
+    return rc;
+  struct item *item = item_at(a, it);
+  item->next = 0;
+  item->len = len;
+  if (len)
+    memcpy(item->data, data, len);
+
+  queue_lock(a, q);
+  for (;;) {
+    if (atomic_load(&q->closed)) {
+      rc = SHM_CLOSED;
+      break;
+    }
+    if (!q->maxsize || atomic_load(&q->count) < q->maxsize) {
+      /* link from the old tail first: the walk in queue_repair finds it */
+      if (q->tail)
+        item_at(a, q->tail)->next = it;
+      else
+        q->head = it;
+      q->tail = it;
+      atomic_fetch_add(&q->count, 1);
+      rc = SHM_OK;
+      break;
+    }
+    rc = queue_wait(a, q, &q->putters, &q->room_seq, deadline, should_stop, arg);
+    if (rc != SHM_OK)
+      break;
+  }
+  int wake = rc == SHM_OK && q->getters > 0;
+  if (wake)
+    atomic_fetch_add(&q->item_seq, 1);
+  pthread_mutex_unlock(&q->mutex);
+  if (wake)
+    futex_wake(&q->item_seq, 1);
+  if (rc != SHM_OK)
+    shm_free(a, it);
+  return rc;
+}
+
+int shm_queue_get(shm_arena *a, shm_off off, void **data, size_t *len,
+                  const struct timespec *deadline, shm_stop_fn should_stop, void *arg) {
+  struct queue *q = queue_at(a, off);
+  if (!q || !data || !len)
+    return SHM_EINVAL;
+  shm_off it = 0;
+  void *buf = NULL;
+  int rc;
+  queue_lock(a, q);
+  for (;;) {
+    if (q->head) {
+      it = q->head;
+      /* malloc before unlinking: if it fails, the item stays queued */
+      buf = malloc(item_at(a, it)->len ? item_at(a, it)->len : 1);
+      if (!buf) {
+        rc = SHM_ENOMEM;
+        break;
+      }
+      q->head = item_at(a, it)->next;
+      if (!q->head)
+        q->tail = 0;
+      atomic_fetch_sub(&q->count, 1);
+      rc = SHM_OK;
+      break;
+    }
+    if (atomic_load(&q->closed)) {
+      rc = SHM_CLOSED;
+      break;
+    }
+    if (!deadline_passed(deadline)) {
+      pthread_mutex_unlock(&q->mutex);
+      queue_spin(q);
+      queue_lock(a, q);
+      if (q->head || atomic_load(&q->closed))
+        continue;
+    }
+    rc = queue_wait(a, q, &q->getters, &q->item_seq, deadline, should_stop, arg);
+    if (rc != SHM_OK)
+      break;
+  }
+  int wake = rc == SHM_OK && q->putters > 0;
+  if (wake)
+    atomic_fetch_add(&q->room_seq, 1);
+  pthread_mutex_unlock(&q->mutex);
+  if (wake)
+    futex_wake(&q->room_seq, 1);
+  if (rc != SHM_OK)
+    return rc;
+  /* the item is ours alone now: copy it out without the mutex */
+  struct item *item = item_at(a, it);
+  *len = item->len;
+  memcpy(buf, item->data, item->len);
+  *data = buf;
+  shm_free(a, it);
+  return SHM_OK;
+}
+
+int shm_queue_close(shm_arena *a, shm_off off) {
+  struct queue *q = queue_at(a, off);
+  if (!q)
+    return SHM_EINVAL;
+  queue_lock(a, q);
+  atomic_store(&q->closed, 1);
+  atomic_fetch_add(&q->item_seq, 1);
+  atomic_fetch_add(&q->room_seq, 1);
+  pthread_mutex_unlock(&q->mutex);
+  /* wake all, counted or not: close is rare and must reach everyone */
+  futex_wake(&q->item_seq, INT_MAX);
+  futex_wake(&q->room_seq, INT_MAX);
+  return SHM_OK;
+}
+
+size_t shm_queue_size(shm_arena *a, shm_off off) {
+  struct queue *q = queue_at(a, off);
+  return q ? (size_t)atomic_load(&q->count) : 0;
+}
+
+int shm_queue_empty(shm_arena *a, shm_off off) { return shm_queue_size(a, off) == 0; }
+
+int shm_queue_closed(shm_arena *a, shm_off off) {
+  struct queue *q = queue_at(a, off);
+  return q ? atomic_load(&q->closed) : 1;
+}
+
+size_t shm_queue_maxsize(shm_arena *a, shm_off off) {
+  struct queue *q = queue_at(a, off);
+  return q ? (size_t)q->maxsize : 0;
+}
+
+static void queue_destroy(shm_arena *a, shm_off off) {
+  struct queue *q = queue_at(a, off);
+  queue_lock(a, q);
+  shm_off it = q->head;
+  q->head = q->tail = 0;
+  q->hdr.magic = 0;
+  pthread_mutex_unlock(&q->mutex);
+  while (it) {
+    shm_off next = item_at(a, it)->next;
+    shm_free(a, it);
+    it = next;
+  }
+  pthread_mutex_destroy(&q->mutex);
+  shm_free(a, off);
+}
+
+/* ---------------------------------------------------------------- value */
+
+struct value {
+  struct obj hdr;
+  pthread_mutex_t mutex;
+  shm_number slot[2];     /* the current number and a spare */
+  _Atomic uint32_t cur;   /* which slot is current; one store publishes a new number */
+};
+
+static struct value *value_at(shm_arena *a, shm_off off) {
+  return (struct value *)obj_at(a, off, SHM_T_VALUE);
+}
+
+/* Nothing to repair: cur always names a slot that was completely written. */
+static void value_repair(shm_arena *a, void *ctx) { (void)a, (void)ctx; }
+
+static void value_lock(shm_arena *a, struct value *v) { robust_lock(a, &v->mutex, value_repair, v); }
+
+/* With the mutex held: write the spare slot, then make it current. */
+static void value_publish(struct value *v, shm_number x) {
+  uint32_t spare = !atomic_load_explicit(&v->cur, memory_order_relaxed);
+  v->slot[spare] = x;
+  atomic_store_explicit(&v->cur, spare, memory_order_release);
+}
+
+int shm_value_new(shm_arena *a, shm_number init, shm_off *out) {
+  struct value *v = obj_new(a, sizeof *v, SHM_T_VALUE, out);
+  if (!v)
+    return a && out ? SHM_ENOSPC : SHM_EINVAL;
+  mutex_init(&v->mutex);
+  v->slot[0] = init;
+  return SHM_OK;
+}
+
+int shm_value_get(shm_arena *a, shm_off off, shm_number *out) {
+  struct value *v = value_at(a, off);
+  if (!v || !out)
+    return SHM_EINVAL;
+  value_lock(a, v);
+  *out = v->slot[atomic_load(&v->cur)];
+  pthread_mutex_unlock(&v->mutex);
+  return SHM_OK;
+}
+
+int shm_value_set(shm_arena *a, shm_off off, shm_number x) {
+  struct value *v = value_at(a, off);
+  if (!v)
+    return SHM_EINVAL;
+  value_lock(a, v);
+  value_publish(v, x);
+  pthread_mutex_unlock(&v->mutex);
+  return SHM_OK;
+}
+
+/* Lua's rules: int + int wraps around as an int; with a float, a float. */
+static shm_number number_add(shm_number x, shm_number y) {
+  if (!x.is_float && !y.is_float)
+    return shm_int((int64_t)((uint64_t)x.i + (uint64_t)y.i));
+  double fx = x.is_float ? x.f : (double)x.i;
+  double fy = y.is_float ? y.f : (double)y.i;
+  return shm_float(fx + fy);
+}
+
+int shm_value_add(shm_arena *a, shm_off off, shm_number n, shm_number *result) {
+  struct value *v = value_at(a, off);
+  if (!v)
+    return SHM_EINVAL;
+  value_lock(a, v);
+  shm_number sum = number_add(v->slot[atomic_load(&v->cur)], n);
+  value_publish(v, sum);
+  pthread_mutex_unlock(&v->mutex);
+  if (result)
+    *result = sum;
+  return SHM_OK;
+}
+
+static void value_destroy(shm_arena *a, shm_off off) {
+  struct value *v = value_at(a, off);
+  v->hdr.magic = 0;
+  pthread_mutex_destroy(&v->mutex);
+  shm_free(a, off);
+}
