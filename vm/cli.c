@@ -22,7 +22,9 @@ static const char usage_text[] =
   "the GIL did. The script's own output goes to stdout, untouched.\n"
   "\n"
   "options:\n"
-  "  -m, --mode MODE            gil: threads under one GIL (the only mode so far)\n"
+  "  -m, --mode MODE            gil: threads under one GIL (default); nogil: threads\n"
+  "                             with an interpreter each, no shared GIL; fork:\n"
+  "                             gil.spawn forks processes\n"
   "  -s, --switch-interval DUR  how long a waiter waits before it asks the holder\n"
   "                             to drop the GIL (default 5ms; fifo: its quantum,\n"
   "                             default 100ms)\n"
@@ -92,11 +94,8 @@ static int set_option(int argc, char **argv, int *i, cli_options *o) {
   if (match(argc, argv, i, "-q", "--quiet", NULL, &err)) o->quiet = 1;
   else if (match(argc, argv, i, "-m", "--mode", &v, &err)) {
     if (err) return err;
-    if (strcmp(v, "gil") != 0) {
-      if (strcmp(v, "nogil") == 0 || strcmp(v, "fork") == 0)
-        return usage_error("mode '%s' is not available in this version yet; only 'gil' is", v);
-      return usage_error("unknown mode '%s' (expected gil)", v);
-    }
+    if (strcmp(v, "gil") != 0 && strcmp(v, "nogil") != 0 && strcmp(v, "fork") != 0)
+      return usage_error("unknown mode '%s' (expected gil, nogil or fork)", v);
     o->mode = v;
   } else if (match(argc, argv, i, "-s", "--switch-interval", &v, &err)) {
     if (err) return err;

@@ -20,10 +20,10 @@
 
 #include "breaker.h"
 #include "clock.h"
+#include "objects.h"
 #include "runtime.h"
 
 #define HANDLE_MT "gil.handle"
-#define LOCK_MT "gil.lock"
 
 static uint64_t seconds_to_ns(lua_State *L, int arg) {
   lua_Number s = luaL_checknumber(L, arg);
@@ -59,13 +59,7 @@ static int h_join(lua_State *L) {
     lua_pushliteral(L, "timeout");
     return 2;
   }
-  w->joined = 1;
-  if (w->interrupted) return luaL_error(L, "thread '%s' was stopped (%s)", w->name, rt_current->stop_reason);
-  if (w->error) return luaL_error(L, "error in thread '%s': %s", w->name, w->error);
-  luaL_checkstack(L, w->nresults, "too many results");
-  for (int i = 1; i <= w->nresults; i++) lua_pushvalue(w->L, i);
-  lua_xmove(w->L, L, w->nresults);
-  return w->nresults;
+  return rt_push_results(L, w);
 }
 
 static int h_index(lua_State *L) {
@@ -92,16 +86,23 @@ static int h_tostring(lua_State *L) {
   return 1;
 }
 
-static int g_spawn(lua_State *L) {
+static int spawn(lua_State *L, rt_kind kind) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  rt_worker *w = rt_spawn(L, 1, lua_gettop(L));
+  rt_worker *w = rt_spawn(L, kind, 1, lua_gettop(L));
   push_handle(L, w);
   return 1;
 }
 
-static int g_process(lua_State *L) {
-  return luaL_error(L, "gil.process: process workers are not implemented yet in this gilvm");
+/* gil.spawn: the mode's kind of worker */
+static int g_spawn(lua_State *L) { return spawn(L, rt_current->spawn_kind); }
+
+/* gil.thread: a thread, under the GIL in gil and fork modes, with its own interpreter in nogil */
+static int g_thread(lua_State *L) {
+  return spawn(L, rt_current->spawn_kind == RT_FREE ? RT_FREE : RT_THREAD);
 }
+
+/* gil.process: a forked process, in any mode */
+static int g_process(lua_State *L) { return spawn(L, RT_PROCESS); }
 
 static int g_current(lua_State *L) {
   push_handle(L, rt_self());
@@ -166,12 +167,12 @@ static void push_compute(lua_State *L) {
 static int g_setswitchinterval(lua_State *L) {
   lua_Number s = luaL_checknumber(L, 1);
   luaL_argcheck(L, s > 0 && s < 1e6, 1, "switch interval must be greater than 0");
-  gil_set_interval(rt_current->gil, (uint64_t)llround(s * 1e9));
+  gil_set_interval(rt_gil(), (uint64_t)llround(s * 1e9));
   return 0;
 }
 
 static int g_getswitchinterval(lua_State *L) {
-  lua_pushnumber(L, (lua_Number)gil_interval(rt_current->gil) / 1e9);
+  lua_pushnumber(L, (lua_Number)gil_interval(rt_gil()) / 1e9);
   return 1;
 }
 
@@ -193,95 +194,6 @@ static int g_report(lua_State *L) {
   else if (lua_type(L, 2) == LUA_TNUMBER) snprintf(value, sizeof value, "%.6g", lua_tonumber(L, 2));
   else snprintf(value, sizeof value, "%s", luaL_tolstring(L, 2, NULL));
   rt_set_figure(rt_current, name, value);
-  return 0;
-}
-
-/* ---- gil.lock: a lock released only by its owner; blocking releases the GIL ---- */
-
-typedef struct gil_lock {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  rt_worker *owner;
-} gil_lock;
-
-static gil_lock *check_lock(lua_State *L) { return luaL_checkudata(L, 1, LOCK_MT); }
-
-static int g_lock(lua_State *L) {
-  gil_lock *k = lua_newuserdatauv(L, sizeof *k, 0);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_mutex_init(&k->mu, NULL);
-  pthread_cond_init(&k->cv, &ca);
-  pthread_condattr_destroy(&ca);
-  k->owner = NULL;
-  luaL_setmetatable(L, LOCK_MT);
-  return 1;
-}
-
-static int try_take(gil_lock *k, rt_worker *me) {
-  int got = k->owner == NULL;
-  if (got) k->owner = me;
-  return got;
-}
-
-static int lock_acquire(lua_State *L) {
-  gil_lock *k = check_lock(L);
-  int64_t timeout = opt_timeout(L, 2);
-  rt_worker *me = rt_self();
-  pthread_mutex_lock(&k->mu);
-  if (k->owner == me) {
-    pthread_mutex_unlock(&k->mu);
-    return luaL_error(L, "lock already held by this thread (%s): it is not re-entrant", me->name);
-  }
-  int got = try_take(k, me);
-  pthread_mutex_unlock(&k->mu);
-  if (!got && timeout != 0) {
-    uint64_t began = rt_block_begin(me, RT_BLOCK_LOCK);
-    uint64_t deadline = timeout < 0 ? UINT64_MAX : clock_now_ns() + (uint64_t)timeout;
-    pthread_mutex_lock(&k->mu);
-    while (!(got = try_take(k, me)) && !atomic_load(&rt_current->stop)) {
-      uint64_t now = clock_now_ns();
-      if (now >= deadline) break;
-      /* wake at least every 50 ms to notice a stop request */
-      uint64_t until = deadline - now < 50000000u ? deadline : now + 50000000u;
-      struct timespec ts = { (time_t)(until / 1000000000u), (long)(until % 1000000000u) };
-      pthread_cond_timedwait(&k->cv, &k->mu, &ts);
-    }
-    pthread_mutex_unlock(&k->mu);
-    rt_block_end(me, RT_BLOCK_LOCK, began);
-    if (!got) rt_check_stop(L);
-  }
-  lua_pushboolean(L, got);
-  return 1;
-}
-
-static int lock_release(lua_State *L) {
-  gil_lock *k = check_lock(L);
-  rt_worker *me = rt_self();
-  pthread_mutex_lock(&k->mu);
-  rt_worker *owner = k->owner;
-  if (owner == me) k->owner = NULL;
-  pthread_cond_signal(&k->cv);
-  pthread_mutex_unlock(&k->mu);
-  if (owner != me)
-    return luaL_error(L, owner ? "release of a lock held by another thread (%s)"
-                               : "release of an unlocked lock", owner ? owner->name : "");
-  return 0;
-}
-
-static int lock_locked(lua_State *L) {
-  gil_lock *k = check_lock(L);
-  pthread_mutex_lock(&k->mu);
-  lua_pushboolean(L, k->owner != NULL);
-  pthread_mutex_unlock(&k->mu);
-  return 1;
-}
-
-static int lock_gc(lua_State *L) {
-  gil_lock *k = check_lock(L);
-  pthread_mutex_destroy(&k->mu);
-  pthread_cond_destroy(&k->cv);
   return 0;
 }
 
@@ -369,7 +281,7 @@ static void patch_coroutine_lib(lua_State *L) {
 
 static const luaL_Reg gil_funcs[] = {
   { "spawn", g_spawn },
-  { "thread", g_spawn },
+  { "thread", g_thread },
   { "process", g_process },
   { "current", g_current },
   { "sleep", g_sleep },
@@ -380,14 +292,6 @@ static const luaL_Reg gil_funcs[] = {
   { "mode", g_mode },
   { "cpu_count", g_cpu_count },
   { "report", g_report },
-  { "lock", g_lock },
-  { NULL, NULL },
-};
-
-static const luaL_Reg lock_methods[] = {
-  { "acquire", lock_acquire },
-  { "release", lock_release },
-  { "locked", lock_locked },
   { NULL, NULL },
 };
 
@@ -400,12 +304,6 @@ static void make_metatables(lua_State *L) {
   lua_pushcfunction(L, h_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
-  luaL_newmetatable(L, LOCK_MT);
-  luaL_newlib(L, lock_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, lock_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
 }
 
 int luaopen_gil(lua_State *L) {
@@ -413,6 +311,7 @@ int luaopen_gil(lua_State *L) {
   luaL_newlib(L, gil_funcs);
   push_compute(L);
   lua_setfield(L, -2, "compute");
+  objects_open(L);
   return 1;
 }
 

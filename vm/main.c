@@ -151,30 +151,22 @@ int main(int argc, char **argv) {
     fprintf(stderr, "gilvm: cannot create the runtime\n");
     return EXIT_FAILURE;
   }
-  lua_State *L = luaL_newstate();
-  if (!L) {
-    fprintf(stderr, "gilvm: cannot create a Lua state (out of memory)\n");
-    return EXIT_FAILURE;
-  }
-  rt->L = L;
+  lua_State *L = rt_main_state(rt);
   rt_worker *main_w = rt_self();
-  main_w->L = L;
-  luaL_openlibs(L);
-  gilmod_open(L);
   make_arg_table(L, argc, argv, o.script_index);
 
   watchdog wd = { .rt = rt, .timeout_ns = o.timeout_ns };
   atomic_init(&wd.finished, 0);
   pthread_create(&wd.tid, NULL, watchdog_main, &wd);
 
-  gil_take(rt->gil, &main_w->gt);
+  gil_take(rt->interps[0]->gil, &main_w->gt);
   breaker_attach(L, &main_w->interrupt);
   breaker_rest(L);
   rc = run_main(L, &o, argc, argv);
   main_w->cpu_ns = clock_thread_cpu_ns();
   breaker_attach(NULL, NULL);
   lua_sethook(L, NULL, 0, 0);
-  gil_drop(rt->gil, &main_w->gt);
+  gil_drop(rt->interps[0]->gil, &main_w->gt);
 
   rt_wait_all(rt);
   if (report_unjoined(rt) && rc == 0) rc = EXIT_SCRIPT_ERROR;
@@ -189,8 +181,7 @@ int main(int argc, char **argv) {
   atomic_store(&wd.finished, 1);
   pthread_kill(wd.tid, WATCHDOG_QUIT);
   pthread_join(wd.tid, NULL);
-  gil_take(rt->gil, &main_w->gt);  /* __gc metamethods may run Lua code */
-  lua_close(L);
-  rt_destroy(rt);
+  gil_take(rt->interps[0]->gil, &main_w->gt);  /* __gc metamethods may run Lua code */
+  rt_destroy(rt);  /* closes the interpreters */
   return rc;
 }

@@ -28,13 +28,13 @@ static void print_thread(FILE *f, const rt_worker *w) {
 
 void report_print(FILE *f, runtime *rt) {
   gil_stats st;
-  gil_stats_get(rt->gil, &st);
+  rt_gil_stats(rt, &st);
   uint64_t wall = rt->end_ns - rt->start_ns;
   char a[24], b[24], c[24];
   fprintf(f, "\n-- gilvm report --------------------------------------------------------------\n");
-  fprintf(f, "  mode %s   gil %s   switch interval %s", rt->mode, gil_policy_name(rt->gil),
-          clock_format(gil_interval(rt->gil), a, sizeof a));
-  if (gil_check_interval(rt->gil) > 0) fprintf(f, "   check interval %d", gil_check_interval(rt->gil));
+  fprintf(f, "  mode %s   gil %s   switch interval %s", rt->mode, gil_policy_name(rt->interps[0]->gil),
+          clock_format(gil_interval(rt->interps[0]->gil), a, sizeof a));
+  if (gil_check_interval(rt->interps[0]->gil) > 0) fprintf(f, "   check interval %d", gil_check_interval(rt->interps[0]->gil));
   fprintf(f, "\n  wall %s   cpu %s   parallelism %.2fx\n", clock_format(wall, a, sizeof a),
           clock_format(rt->cpu_ns, b, sizeof b), wall ? (double)rt->cpu_ns / (double)wall : 0.0);
   fprintf(f, "  GIL held %.1f%%   contended %.1f%%   switches %llu (forced %llu)   drop requests %llu\n",

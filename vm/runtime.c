@@ -1,35 +1,51 @@
 /*
- * runtime.c — workers, blocking calls, and stopping.
+ * runtime.c — interpreters, workers, blocking calls, and stopping.
  *
- * A worker's life: rt_spawn() (GIL held by the spawner) makes a Lua thread,
- * moves the function and its arguments onto it and starts a pthread. The
- * pthread takes the GIL, runs the function under a traceback handler, keeps
- * its results on its Lua stack (or its error as a C string), marks itself
- * done, and drops the GIL for the last time. A joiner waits for `done`
- * without the GIL, joins the pthread, takes the GIL and copies the results.
+ * A thread worker's life: rt_spawn() (GIL held by the spawner) makes a Lua
+ * thread, moves the function and its arguments onto it and starts a
+ * pthread. The pthread takes the GIL, runs the function under a traceback
+ * handler, keeps its results on its Lua stack (or its error as a C string),
+ * marks itself done, and drops the GIL for the last time. A joiner waits
+ * for `done` without the GIL, joins the pthread, takes the GIL and copies
+ * the results.
  *
- * Stopping (timeout, Ctrl-C) never waits on a thread's good will alone:
- * rt_stop() sets `stop`, wakes every sleeper and joiner, and interrupts every
- * live worker through the eval breaker, whose checkpoint raises an error in
- * Lua. Threads blocked in gilvm's own calls notice `stop` when they wake.
+ * A free worker (nogil) does the same in an interpreter of its own, built
+ * on its own pthread from the bytes the spawner encoded; its results go
+ * back as bytes. A process worker (fork) runs in a forked copy and writes
+ * its figures and results to a pipe; the joiner reads the pipe to its end
+ * and then reaps the child, so a child that dies is reported, never waited
+ * for forever.
+ *
+ * Stopping (timeout, Ctrl-C) never depends on a thread's good will alone:
+ * rt_stop() sets `stop`, wakes every sleeper and joiner, interrupts every
+ * live thread through the eval breaker (whose checkpoint raises an error in
+ * Lua) and kills every child process.
  */
 #include "runtime.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "breaker.h"
 #include "clock.h"
+#include "gilmod.h"
 
 runtime *rt_current;
 static _Thread_local rt_worker *self_worker;
 
 rt_worker *rt_self(void) { return self_worker; }
+gil_t *rt_gil(void) { return self_worker->in->gil; }
 
 /* ---- the GIL's callbacks: how a drop request reaches the holder ---- */
 
@@ -48,84 +64,140 @@ static void checkpoint(lua_State *L) {
     breaker_arm_every(L, 1000);
     luaL_error(L, "%s", rt->stop_reason);
   }
-  if (gil_check_interval(rt->gil) > 0 || gil_drop_requested(rt->gil))
-    gil_yield(rt->gil, &w->gt);
+  gil_t *g = w->in->gil;
+  if (gil_check_interval(g) > 0 || gil_drop_requested(g)) gil_yield(g, &w->gt);
 }
 
-/* ---- creation ---- */
+/* ---- interpreters and worker records ---- */
 
-static rt_worker *new_worker(runtime *rt) {
+/* Append p to a growable array of pointers; 0 or -1 when out of memory. */
+static int push_ptr(void ***arr, int *n, int *cap, void *p) {
+  if (*n == *cap) {
+    int c = *cap ? *cap * 2 : 16;
+    void **a = realloc(*arr, (size_t)c * sizeof *a);
+    if (!a) return -1;
+    *arr = a;
+    *cap = c;
+  }
+  (*arr)[(*n)++] = p;
+  return 0;
+}
+
+static rt_interp *new_interp(runtime *rt) {
+  rt_interp *in = calloc(1, sizeof *in);
+  if (!in) return NULL;
+  in->gil = gil_create(rt->policy, rt->interval_ns, on_drop_request, rt);
+  in->L = luaL_newstate();
+  if (!in->gil || !in->L) {
+    if (in->L) lua_close(in->L);
+    gil_destroy(in->gil);
+    free(in);
+    return NULL;
+  }
+  luaL_openlibs(in->L);
+  gilmod_open(in->L);
+  pthread_mutex_lock(&rt->mu);
+  int err = push_ptr((void ***)&rt->interps, &rt->ninterps, &rt->icap, in);
+  pthread_mutex_unlock(&rt->mu);
+  if (err) {
+    lua_close(in->L);
+    gil_destroy(in->gil);
+    free(in);
+    return NULL;
+  }
+  return in;
+}
+
+static rt_worker *new_worker(runtime *rt, rt_kind kind, rt_interp *in) {
   rt_worker *w = calloc(1, sizeof *w);
   if (!w) return NULL;
   w->rt = rt;
+  w->kind = kind;
+  w->in = in;
   w->gt.owner = w;
   w->thread_ref = LUA_NOREF;
+  w->fd = -1;
+  w->spawned_ns = clock_now_ns();
   pthread_mutex_lock(&rt->mu);
-  if (rt->nworkers == rt->cap) {
-    int cap = rt->cap ? rt->cap * 2 : 16;
-    rt_worker **p = realloc(rt->workers, (size_t)cap * sizeof *p);
-    if (!p) {
-      pthread_mutex_unlock(&rt->mu);
-      free(w);
-      return NULL;
-    }
-    rt->workers = p;
-    rt->cap = cap;
-  }
   w->id = rt->nworkers;
-  rt->workers[rt->nworkers++] = w;
+  int err = push_ptr((void ***)&rt->workers, &rt->nworkers, &rt->cap, w);
   pthread_mutex_unlock(&rt->mu);
+  if (err) {
+    free(w);
+    return NULL;
+  }
   return w;
+}
+
+static void init_sync(runtime *rt) {
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_mutex_init(&rt->mu, NULL);
+  pthread_mutex_init(&rt->fork_mu, NULL);
+  pthread_cond_init(&rt->done_cv, &ca);
+  pthread_cond_init(&rt->stop_cv, &ca);
+  pthread_condattr_destroy(&ca);
 }
 
 runtime *rt_create(const char *mode, const char *policy, uint64_t interval_ns, int check_interval) {
   runtime *rt = calloc(1, sizeof *rt);
   if (!rt) return NULL;
   rt->mode = mode;
-  rt->gil = gil_create(policy, interval_ns, on_drop_request, rt);
-  if (!rt->gil) {
+  rt->spawn_kind = strcmp(mode, "nogil") == 0 ? RT_FREE : strcmp(mode, "fork") == 0 ? RT_PROCESS : RT_THREAD;
+  rt->policy = policy;
+  rt->interval_ns = interval_ns;
+  rt->stop_reason = "";
+  init_sync(rt);
+  rt_current = rt;
+  mar_init();  /* before any fork: children must share the key that authenticates bytecode */
+  rt_interp *in = new_interp(rt);
+  if (!in) {
     free(rt);
     return NULL;
   }
-  if (check_interval > 0) gil_set_check_interval(rt->gil, check_interval);
-  pthread_mutex_init(&rt->mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&rt->done_cv, &ca);
-  pthread_cond_init(&rt->stop_cv, &ca);
-  pthread_condattr_destroy(&ca);
-  rt->stop_reason = "";
-  rt_current = rt;
-  breaker_set_resting(gil_check_interval(rt->gil));
+  if (check_interval > 0) gil_set_check_interval(in->gil, check_interval);
+  breaker_set_resting(gil_check_interval(in->gil));
   breaker_init(checkpoint);
-  /* worker 0 is the main thread */
-  rt_worker *main = new_worker(rt);
+  rt_worker *main = new_worker(rt, RT_THREAD, in);  /* worker 0 is the main thread */
   strcpy(main->name, "main");
   main->tid = pthread_self();
+  main->L = in->L;
   main->reaped = 1;  /* nobody pthread_joins the main thread */
   self_worker = main;
-  rt->start_ns = clock_now_ns();
+  rt->start_ns = main->started_ns = clock_now_ns();
   rt->cpu_start_ns = clock_process_cpu_ns();
   return rt;
 }
 
+lua_State *rt_main_state(runtime *rt) { return rt->interps[0]->L; }
+
 void rt_destroy(runtime *rt) {
   if (!rt) return;
   for (int i = 0; i < rt->nworkers; i++) {
-    free(rt->workers[i]->error);
-    free(rt->workers[i]);
+    rt_worker *w = rt->workers[i];
+    free(w->error);
+    mar_buf_free(&w->msg);
+    mar_buf_free(&w->in_globals);
+    if (w->fd >= 0) close(w->fd);
+    free(w);
+  }
+  for (int i = 0; i < rt->ninterps; i++) {
+    if (rt->interps[i]->L) lua_close(rt->interps[i]->L);
+    gil_destroy(rt->interps[i]->gil);
+    free(rt->interps[i]);
   }
   free(rt->workers);
-  gil_destroy(rt->gil);
+  free(rt->interps);
   pthread_mutex_destroy(&rt->mu);
+  pthread_mutex_destroy(&rt->fork_mu);
   pthread_cond_destroy(&rt->done_cv);
   pthread_cond_destroy(&rt->stop_cv);
   if (rt_current == rt) rt_current = NULL;
   free(rt);
 }
 
-/* ---- workers ---- */
+/* ---- running a function ---- */
 
 static int traceback(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
@@ -134,40 +206,359 @@ static int traceback(lua_State *L) {
   return 1;
 }
 
-static void *worker_main(void *arg) {
-  rt_worker *w = arg;
-  runtime *rt = w->rt;
-  lua_State *L = w->L;
-  self_worker = w;
-  gil_take(rt->gil, &w->gt);
-  breaker_attach(L, &w->interrupt);
-  breaker_rest(L);
-  int nargs = lua_gettop(L) - 1;
+/* Call the function at the bottom of L's stack with the values above it. On
+   success the results are left alone on the stack; on failure the worker's
+   error (or interrupted flag) is set and the stack emptied. */
+static int run_function(rt_worker *w, lua_State *L, int base) {
+  int nargs = lua_gettop(L) - base;
   lua_pushcfunction(L, traceback);
-  lua_insert(L, 1);
-  int status = atomic_load(&rt->stop) ? LUA_ERRRUN : lua_pcall(L, nargs, LUA_MULTRET, 1);
+  lua_insert(L, base);
+  w->started_ns = clock_now_ns();
+  int status = atomic_load(&w->rt->stop) ? LUA_ERRRUN : lua_pcall(L, nargs, LUA_MULTRET, base);
   if (status == LUA_OK) {
-    lua_remove(L, 1);
-    w->nresults = lua_gettop(L);
-  } else if (atomic_load(&rt->stop)) {
-    w->interrupted = 1;
-  } else {
+    lua_remove(L, base);
+    return 1;
+  }
+  if (atomic_load(&w->rt->stop)) w->interrupted = 1;
+  else {
     const char *msg = lua_tostring(L, -1);
     w->error = strdup(msg ? msg : "(error object is not a string)");
   }
-  if (status != LUA_OK) lua_settop(L, 0);
+  lua_settop(L, base - 1);
+  return 0;
+}
+
+static void finish(rt_worker *w) {
+  runtime *rt = w->rt;
   breaker_attach(NULL, NULL);
   w->cpu_ns = clock_thread_cpu_ns();
   pthread_mutex_lock(&rt->mu);
   w->done = 1;
   pthread_cond_broadcast(&rt->done_cv);
   pthread_mutex_unlock(&rt->mu);
-  gil_drop(rt->gil, &w->gt);
+}
+
+/* ---- RT_THREAD ---- */
+
+static void *thread_main(void *arg) {
+  rt_worker *w = arg;
+  self_worker = w;
+  gil_take(w->in->gil, &w->gt);
+  breaker_attach(w->L, &w->interrupt);
+  breaker_rest(w->L);
+  if (run_function(w, w->L, 1)) w->nresults = lua_gettop(w->L);
+  finish(w);
+  gil_drop(w->in->gil, &w->gt);
   return NULL;
 }
 
-/* Look for the value at idx among the table's string keys (the globals) or the
-   locals of the calling Lua function; push the name found. */
+/* ---- RT_FREE ---- */
+
+static void fail(rt_worker *w, const char *what, const char *err) {
+  size_t n = strlen(what) + strlen(err) + 3;
+  w->error = malloc(n);
+  if (w->error) snprintf(w->error, n, "%s: %s", what, err);
+}
+
+static void *free_main(void *arg) {
+  rt_worker *w = arg;
+  runtime *rt = w->rt;
+  self_worker = w;
+  char err[256];
+  w->in = new_interp(rt);
+  if (!w->in) {
+    w->error = strdup("cannot create an interpreter (out of memory)");
+    finish(w);
+    return NULL;
+  }
+  lua_State *L = w->in->L;
+  gil_take(w->in->gil, &w->gt);
+  breaker_attach(L, &w->interrupt);
+  breaker_rest(L);
+  if (mar_decode(L, w->in_globals.data, w->in_globals.len, err, sizeof err) != 1) {
+    fail(w, "cannot copy the globals into the new interpreter", err);
+  } else {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+    lua_pushnil(L);
+    while (lua_next(L, -3)) {  /* globals copy at -3, _G at -2 */
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, -4);
+    }
+    lua_pop(L, 2);
+    int n = mar_decode(L, w->msg.data, w->msg.len, err, sizeof err);
+    w->msg.len = 0;
+    if (n < 1) fail(w, "cannot copy the function and its arguments", err);
+    else if (run_function(w, L, 1)) {
+      if (mar_encode(L, 1, lua_gettop(L), "results", &w->msg, err, sizeof err) != 0)
+        fail(w, "cannot copy the results back", err);
+    }
+  }
+  mar_buf_free(&w->in_globals);
+  lua_close(L);  /* results travel as bytes: the interpreter is not needed any more */
+  w->in->L = NULL;
+  finish(w);
+  gil_drop(w->in->gil, &w->gt);
+  return NULL;
+}
+
+/* The spawner's globals, as a plain table on top of L. Globals that cannot be
+   copied (an open file, a coroutine...) are left out: the new interpreter
+   simply does not have them. */
+static void encode_globals(lua_State *L, mar_buf *out) {
+  char err[256];
+  lua_newtable(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -5);
+  }
+  lua_pop(L, 1);
+  if (mar_encode(L, -1, 1, "globals", out, err, sizeof err) == 0) {
+    lua_pop(L, 1);
+    return;
+  }
+  mar_buf probe = { 0 };
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    probe.len = 0;
+    if (mar_encode(L, -1, 1, "globals", &probe, err, sizeof err) != 0) {
+      lua_pushvalue(L, -2);
+      lua_pushnil(L);
+      lua_rawset(L, -5);  /* removing the current key during lua_next is allowed */
+    }
+    lua_pop(L, 1);
+  }
+  mar_buf_free(&probe);
+  out->len = 0;
+  if (mar_encode(L, -1, 1, "globals", out, err, sizeof err) != 0) out->len = 0;
+  lua_pop(L, 1);
+}
+
+/* ---- RT_PROCESS ---- */
+
+static int write_all(int fd, const void *p, size_t n) {
+  const char *c = p;
+  while (n > 0) {
+    ssize_t k = write(fd, c, n);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) return -1;
+    c += k;
+    n -= (size_t)k;
+  }
+  return 0;
+}
+
+/* In the child: only the forking thread survived. Make the runtime fit that. */
+static void become_child(runtime *rt, rt_worker *w) {
+  init_sync(rt);
+  rt->is_child = 1;
+  for (int i = 0; i < rt->nworkers; i++) {
+    rt_worker *o = rt->workers[i];
+    if (o == w) continue;
+    if (o->fd >= 0) close(o->fd);  /* a sibling's pipe is not ours to hold open */
+    o->fd = -1;
+    o->foreign = o->done = o->reaped = 1;
+  }
+  w->tid = pthread_self();
+  gil_after_fork(w->in->gil, &w->gt);
+  self_worker = w;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  pthread_sigmask(SIG_UNBLOCK, &set, NULL);  /* Ctrl-C and the parent's stop reach us */
+}
+
+/* The child's whole life; never returns. The function and its arguments are
+   already in this copy of memory, at idx..idx+n-1 of L. */
+static void child_main(lua_State *L, rt_worker *w, int idx, int n, int fd) {
+  runtime *rt = w->rt;
+  become_child(rt, w);
+  breaker_attach(L, &w->interrupt);
+  breaker_rest(L);
+  int base = lua_gettop(L) + 1;
+  for (int i = 0; i < n; i++) lua_pushvalue(L, idx + i);
+  mar_buf out = { 0 };
+  int ok = run_function(w, L, base);
+  char err[256];
+  if (ok && mar_encode(L, base, lua_gettop(L) - base + 1, "results", &out, err, sizeof err) != 0) {
+    fail(w, "cannot copy the results back", err);
+    ok = 0;
+  }
+  breaker_attach(NULL, NULL);
+  gil_drop(w->in->gil, &w->gt);
+  rt_wait_all(rt);  /* threads this process started */
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  rt_child_figures f = {
+    .cpu_ns = clock_process_cpu_ns(), .started_ns = w->started_ns, .maxrss_kb = (uint64_t)ru.ru_maxrss,
+    .acquisitions = w->gt.acquisitions, .forced_drops = w->gt.forced_drops, .wait_ns = w->gt.wait_ns,
+    .hold_ns = w->gt.hold_ns, .blocked_ns = w->blocked_ns, .free_ns = w->free_ns,
+  };
+  mar_counters(&f.bytes_encoded, &f.bytes_decoded);
+  uint32_t status = ok ? 0 : w->interrupted ? 2 : 1;
+  const char *payload = ok ? (const char *)out.data : w->error ? w->error : "stopped";
+  uint64_t len = ok ? out.len : strlen(payload);
+  fflush(NULL);
+  int wrote = write_all(fd, &status, sizeof status) == 0 && write_all(fd, &f, sizeof f) == 0 &&
+              write_all(fd, &len, sizeof len) == 0 && write_all(fd, payload, len) == 0;
+  _exit(wrote ? 0 : 3);
+}
+
+static rt_worker *spawn_process(lua_State *L, rt_worker *w, int idx, int n) {
+  runtime *rt = w->rt;
+  int p[2];
+  pthread_mutex_lock(&rt->fork_mu);
+  if (pipe2(p, O_CLOEXEC) != 0) {
+    pthread_mutex_unlock(&rt->fork_mu);
+    luaL_error(L, "cannot start a process: %s", strerror(errno));
+  }
+  fflush(NULL);  /* or the child would print our buffered output a second time */
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(p[0]);
+    child_main(L, w, idx, n, p[1]);
+  }
+  int saved = errno;
+  close(p[1]);
+  pthread_mutex_unlock(&rt->fork_mu);
+  if (pid < 0) {
+    close(p[0]);
+    pthread_mutex_lock(&rt->mu);
+    w->done = w->reaped = w->joined = 1;
+    pthread_mutex_unlock(&rt->mu);
+    luaL_error(L, "cannot start a process: %s", strerror(saved));
+  }
+  w->pid = pid;
+  w->fd = p[0];
+  w->tid = pthread_self();
+  return w;
+}
+
+/* Read what the child sent, until EOF or the deadline (0: none). Returns 1 at EOF. */
+static int read_child(rt_worker *w, uint64_t deadline, mar_buf *raw) {
+  for (;;) {
+    if (atomic_load(&w->rt->stop)) kill(w->pid, SIGKILL);  /* EOF follows */
+    int wait_ms = 50;
+    if (deadline) {
+      uint64_t now = clock_now_ns();
+      if (now >= deadline) return 0;
+      if (deadline - now < 50000000u) wait_ms = (int)((deadline - now) / 1000000u) + 1;
+    }
+    struct pollfd pfd = { w->fd, POLLIN, 0 };
+    int r = poll(&pfd, 1, wait_ms);
+    if (r < 0 && errno != EINTR) return 1;
+    if (r <= 0) continue;
+    if (raw->cap - raw->len < 65536) {
+      size_t cap = raw->cap ? raw->cap * 2 : 131072;
+      unsigned char *d = realloc(raw->data, cap);
+      if (!d) return 1;
+      raw->data = d;
+      raw->cap = cap;
+    }
+    ssize_t k = read(w->fd, raw->data + raw->len, raw->cap - raw->len);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) return 1;
+    raw->len += (size_t)k;
+  }
+}
+
+static void describe_exit(rt_worker *w, int status) {
+  char buf[160];
+  if (WIFSIGNALED(status))
+    snprintf(buf, sizeof buf, "process '%s' (pid %d) was killed by signal %d (%s)", w->name, (int)w->pid,
+             WTERMSIG(status), strsignal(WTERMSIG(status)));
+  else
+    snprintf(buf, sizeof buf, "process '%s' (pid %d) exited with status %d before sending its results",
+             w->name, (int)w->pid, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+  free(w->error);
+  w->error = strdup(buf);
+}
+
+/* The child's pipe is at EOF: unpack its message, reap it. */
+static void settle_child(rt_worker *w, mar_buf *raw) {
+  close(w->fd);
+  w->fd = -1;
+  int status = 0;
+  while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR) {}
+  uint32_t st;
+  rt_child_figures f;
+  uint64_t len;
+  size_t head = sizeof st + sizeof f + sizeof len;
+  if (raw->len < head) {
+    describe_exit(w, status);
+    return;
+  }
+  memcpy(&st, raw->data, sizeof st);
+  memcpy(&f, raw->data + sizeof st, sizeof f);
+  memcpy(&len, raw->data + sizeof st + sizeof f, sizeof len);
+  if (len != raw->len - head) {
+    describe_exit(w, status);
+    return;
+  }
+  w->cpu_ns = f.cpu_ns;
+  w->started_ns = f.started_ns;
+  w->maxrss_kb = f.maxrss_kb;
+  w->gt.acquisitions = f.acquisitions;
+  w->gt.forced_drops = f.forced_drops;
+  w->gt.wait_ns = f.wait_ns;
+  w->gt.hold_ns = f.hold_ns;
+  w->blocked_ns = f.blocked_ns;
+  w->free_ns = f.free_ns;
+  w->bytes_copied = f.bytes_encoded + f.bytes_decoded;
+  if (st == 0) {
+    mar_buf_free(&w->msg);
+    w->msg.data = malloc(len ? len : 1);
+    if (w->msg.data) memcpy(w->msg.data, raw->data + head, len);
+    w->msg.len = w->msg.cap = w->msg.data ? len : 0;
+  } else if (st == 2) {
+    w->interrupted = 1;
+  } else {
+    free(w->error);
+    w->error = strndup((const char *)raw->data + head, len);
+  }
+}
+
+/* Collect a process worker (GIL not held). Returns 1 when it is done. */
+static int collect_child(rt_worker *w, uint64_t deadline) {
+  runtime *rt = w->rt;
+  pthread_mutex_lock(&rt->mu);
+  while (w->collecting && !w->done) {  /* someone else reads: wait for them */
+    if (!deadline) pthread_cond_wait(&rt->done_cv, &rt->mu);
+    else {
+      struct timespec ts = { (time_t)(deadline / 1000000000u), (long)(deadline % 1000000000u) };
+      if (pthread_cond_timedwait(&rt->done_cv, &rt->mu, &ts) == ETIMEDOUT) break;
+    }
+  }
+  int mine = !w->done && !w->collecting;
+  if (mine) w->collecting = 1;
+  int done = w->done;
+  pthread_mutex_unlock(&rt->mu);
+  if (!mine) return done;
+  mar_buf raw = { 0 };
+  /* keep what was read so far across a timed-out join: park it in msg */
+  raw = w->msg;
+  memset(&w->msg, 0, sizeof w->msg);
+  int eof = read_child(w, deadline, &raw);
+  if (eof) settle_child(w, &raw);
+  if (eof) mar_buf_free(&raw);
+  else w->msg = raw;
+  pthread_mutex_lock(&rt->mu);
+  w->collecting = 0;
+  if (eof) w->done = w->reaped = 1;
+  pthread_cond_broadcast(&rt->done_cv);
+  pthread_mutex_unlock(&rt->mu);
+  return eof;
+}
+
+/* ---- spawning and joining ---- */
+
+/* Look for the value at idx among the globals' string keys; push the name found. */
 static int find_global_name(lua_State *L, int idx) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
   lua_pushnil(L);
@@ -183,6 +574,7 @@ static int find_global_name(lua_State *L, int idx) {
   return 0;
 }
 
+/* ... or among the locals of the calling Lua functions. */
 static int find_local_name(lua_State *L, int idx) {
   lua_Debug ar;
   for (int level = 1; level <= 3 && lua_getstack(L, level, &ar); level++) {
@@ -218,30 +610,51 @@ static void name_worker(lua_State *L, int idx, rt_worker *w) {
   else snprintf(w->name, sizeof w->name, "%d@%.40s", w->id, file);
 }
 
-rt_worker *rt_spawn(lua_State *L, int idx, int n) {
+static void start_pthread(lua_State *L, rt_worker *w, void *(*body)(void *)) {
+  int err = pthread_create(&w->tid, NULL, body, w);
+  if (err) {
+    pthread_mutex_lock(&w->rt->mu);
+    w->done = w->reaped = w->joined = 1;
+    pthread_mutex_unlock(&w->rt->mu);
+    w->error = strdup("could not start thread");
+    luaL_error(L, "cannot start a thread: %s", strerror(err));
+  }
+}
+
+rt_worker *rt_spawn(lua_State *L, rt_kind kind, int idx, int n) {
   runtime *rt = rt_current;
   rt_check_stop(L);
-  luaL_checkstack(L, n + 2, "too many arguments");
-  rt_worker *w = new_worker(rt);
+  luaL_checkstack(L, n + 8, "too many arguments");
+  rt_worker *w = new_worker(rt, kind, self_worker->in);
   if (!w) luaL_error(L, "out of memory");
   name_worker(L, idx, w);
+  if (kind == RT_PROCESS) return spawn_process(L, w, idx, n);
+  if (kind == RT_FREE) {
+    char err[256];
+    encode_globals(L, &w->in_globals);
+    if (mar_encode(L, idx, n, "argument", &w->msg, err, sizeof err) != 0) {
+      pthread_mutex_lock(&rt->mu);
+      w->done = w->reaped = w->joined = 1;
+      pthread_mutex_unlock(&rt->mu);
+      luaL_error(L, "cannot start a thread with its own interpreter: %s", err);
+    }
+    start_pthread(L, w, free_main);
+    return w;
+  }
   lua_State *T = lua_newthread(L);
   w->L = T;
   w->thread_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   for (int i = 0; i < n; i++) lua_pushvalue(L, idx + i);
   lua_xmove(L, T, n);
-  int err = pthread_create(&w->tid, NULL, worker_main, w);
-  if (err) {
-    pthread_mutex_lock(&rt->mu);
-    w->done = w->reaped = w->joined = 1;
-    pthread_mutex_unlock(&rt->mu);
-    w->error = strdup("could not start thread");
-    luaL_error(L, "cannot start a thread: %s", strerror(err));
-  }
+  start_pthread(L, w, thread_main);
   return w;
 }
 
 static void reap(runtime *rt, rt_worker *w) {
+  if (w->kind == RT_PROCESS) {
+    while (!collect_child(w, 0)) {}
+    return;
+  }
   pthread_mutex_lock(&rt->mu);
   int mine = !w->reaped;
   w->reaped = 1;
@@ -249,37 +662,54 @@ static void reap(runtime *rt, rt_worker *w) {
   if (mine) pthread_join(w->tid, NULL);
 }
 
-static void deadline_after(struct timespec *ts, uint64_t ns) {
-  uint64_t t = clock_now_ns() + ns;
-  ts->tv_sec = (time_t)(t / 1000000000u);
-  ts->tv_nsec = (long)(t % 1000000000u);
-}
-
 int rt_join(lua_State *L, rt_worker *w, int64_t timeout_ns) {
   runtime *rt = rt_current;
   rt_worker *me = self_worker;
+  if (w->foreign) luaL_error(L, "'%s' belongs to the parent process: it cannot be joined here", w->name);
   uint64_t began = rt_block_begin(me, RT_BLOCK_JOIN);
-  struct timespec deadline;
-  if (timeout_ns >= 0) deadline_after(&deadline, (uint64_t)timeout_ns);
-  pthread_mutex_lock(&rt->mu);
-  while (!w->done && !atomic_load(&rt->stop)) {
-    if (timeout_ns < 0) pthread_cond_wait(&rt->done_cv, &rt->mu);
-    else if (pthread_cond_timedwait(&rt->done_cv, &rt->mu, &deadline) == ETIMEDOUT) break;
+  uint64_t deadline = timeout_ns >= 0 ? clock_now_ns() + (uint64_t)timeout_ns + 1 : 0;
+  int done;
+  if (w->kind == RT_PROCESS) {
+    done = collect_child(w, deadline);
+  } else {
+    struct timespec ts = { (time_t)(deadline / 1000000000u), (long)(deadline % 1000000000u) };
+    pthread_mutex_lock(&rt->mu);
+    while (!w->done && !atomic_load(&rt->stop)) {
+      if (timeout_ns < 0) pthread_cond_wait(&rt->done_cv, &rt->mu);
+      else if (pthread_cond_timedwait(&rt->done_cv, &rt->mu, &ts) == ETIMEDOUT) break;
+    }
+    done = w->done;
+    pthread_mutex_unlock(&rt->mu);
+    if (done) reap(rt, w);
   }
-  int done = w->done;
-  pthread_mutex_unlock(&rt->mu);
-  if (done) reap(rt, w);
   rt_block_end(me, RT_BLOCK_JOIN, began);
   if (!done) rt_check_stop(L);
   return done;
+}
+
+int rt_push_results(lua_State *L, rt_worker *w) {
+  w->joined = 1;
+  const char *what = w->kind == RT_PROCESS ? "process" : "thread";
+  if (w->interrupted) return luaL_error(L, "%s '%s' was stopped (%s)", what, w->name, rt_current->stop_reason);
+  if (w->error) return luaL_error(L, "error in %s '%s': %s", what, w->name, w->error);
+  if (w->kind == RT_THREAD) {
+    luaL_checkstack(L, w->nresults, "too many results");
+    for (int i = 1; i <= w->nresults; i++) lua_pushvalue(w->L, i);
+    lua_xmove(w->L, L, w->nresults);
+    return w->nresults;
+  }
+  char err[256];
+  int n = mar_decode(L, w->msg.data, w->msg.len, err, sizeof err);
+  if (n < 0) return luaL_error(L, "cannot copy the results of '%s': %s", w->name, err);
+  return n;
 }
 
 void rt_sleep(lua_State *L, uint64_t ns) {
   runtime *rt = rt_current;
   rt_worker *me = self_worker;
   uint64_t began = rt_block_begin(me, RT_BLOCK_SLEEP);
-  struct timespec deadline;
-  deadline_after(&deadline, ns);
+  uint64_t t = clock_now_ns() + ns;
+  struct timespec deadline = { (time_t)(t / 1000000000u), (long)(t % 1000000000u) };
   pthread_mutex_lock(&rt->mu);
   while (!atomic_load(&rt->stop))
     if (pthread_cond_timedwait(&rt->stop_cv, &rt->mu, &deadline) == ETIMEDOUT) break;
@@ -291,12 +721,12 @@ void rt_sleep(lua_State *L, uint64_t ns) {
 uint64_t rt_block_begin(rt_worker *self, rt_block kind) {
   (void)kind;
   uint64_t now = clock_now_ns();
-  gil_drop(rt_current->gil, &self->gt);
+  gil_drop(self->in->gil, &self->gt);
   return now;
 }
 
 void rt_block_end(rt_worker *self, rt_block kind, uint64_t began) {
-  gil_take(rt_current->gil, &self->gt);
+  gil_take(self->in->gil, &self->gt);
   uint64_t spent = clock_now_ns() - began;
   if (kind == RT_BLOCK_NATIVE) self->free_ns += spent;
   else self->blocked_ns += spent;
@@ -305,6 +735,11 @@ void rt_block_end(rt_worker *self, rt_block kind, uint64_t began) {
 void rt_check_stop(lua_State *L) {
   runtime *rt = rt_current;
   if (atomic_load(&rt->stop)) luaL_error(L, "%s", rt->stop_reason);
+}
+
+int rt_should_stop(void *unused) {
+  (void)unused;
+  return atomic_load(&rt_current->stop) != 0;
 }
 
 /* ---- stopping and the end of the run ---- */
@@ -317,7 +752,9 @@ void rt_stop(runtime *rt, int code, const char *reason) {
   pthread_cond_broadcast(&rt->done_cv);
   for (int i = 0; i < rt->nworkers; i++) {
     rt_worker *w = rt->workers[i];
-    if (!w->done && (!w->reaped || i == 0)) breaker_interrupt(w->tid, &w->interrupt);
+    if (w->done || w->foreign) continue;
+    if (w->kind == RT_PROCESS) kill(w->pid, SIGKILL);
+    else if (!w->reaped || i == 0) breaker_interrupt(w->tid, &w->interrupt);
   }
   pthread_mutex_unlock(&rt->mu);
 }
@@ -325,14 +762,20 @@ void rt_stop(runtime *rt, int code, const char *reason) {
 void rt_wait_all(runtime *rt) {
   for (int i = 1;; i++) {
     pthread_mutex_lock(&rt->mu);
-    int n = rt->nworkers;
-    rt_worker *w = i < n ? rt->workers[i] : NULL;
+    rt_worker *w = i < rt->nworkers ? rt->workers[i] : NULL;
     pthread_mutex_unlock(&rt->mu);
     if (!w) break;
-    reap(rt, w);
+    if (!w->foreign && w != self_worker) reap(rt, w);
   }
   rt->end_ns = clock_now_ns();
-  rt->cpu_ns = clock_process_cpu_ns() - rt->cpu_start_ns;
+  struct rusage self, kids;
+  getrusage(RUSAGE_SELF, &self);
+  getrusage(RUSAGE_CHILDREN, &kids);
+  uint64_t kid_us = (uint64_t)(kids.ru_utime.tv_sec + kids.ru_stime.tv_sec) * 1000000u +
+                    (uint64_t)(kids.ru_utime.tv_usec + kids.ru_stime.tv_usec);
+  rt->cpu_ns = clock_process_cpu_ns() - rt->cpu_start_ns + kid_us * 1000u;
+  rt->maxrss_kb = (uint64_t)self.ru_maxrss;
+  for (int i = 1; i < rt->nworkers; i++) rt->maxrss_kb += rt->workers[i]->maxrss_kb;
 }
 
 void rt_set_figure(runtime *rt, const char *name, const char *value) {
@@ -345,4 +788,19 @@ void rt_set_figure(runtime *rt, const char *name, const char *value) {
     if (i == rt->nfigures) rt->nfigures++;
   }
   pthread_mutex_unlock(&rt->mu);
+}
+
+void rt_gil_stats(runtime *rt, gil_stats *out) {
+  gil_stats_get(rt->interps[0]->gil, out);
+  for (int i = 1; i < rt->ninterps; i++) {
+    gil_stats s;
+    gil_stats_get(rt->interps[i]->gil, &s);
+    out->acquisitions += s.acquisitions;
+    out->switches += s.switches;
+    out->forced_switches += s.forced_switches;
+    out->drop_requests += s.drop_requests;
+    out->held_ns += s.held_ns;
+    out->wait_ns += s.wait_ns;
+    out->contended_ns += s.contended_ns;
+  }
 }

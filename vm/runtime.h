@@ -1,11 +1,20 @@
 /*
- * runtime.h — one gilvm run: the Lua state, the GIL, the workers, and the
+ * runtime.h — one gilvm run: interpreters, the GILs, the workers, and the
  * stop machinery (timeout, Ctrl-C) that makes sure none of them hangs.
  *
- * In `gil` mode every worker is a Lua thread (lua_newthread) of one global
- * state, driven by its own pthread. No OS thread touches the Lua state
- * without holding the GIL. The main chunk runs on the main OS thread as
- * worker 0, "main".
+ * A worker is one of three kinds:
+ *   RT_THREAD   a Lua thread (lua_newthread) of its spawner's interpreter,
+ *               on its own pthread, under that interpreter's GIL. All of
+ *               gil mode is this: one interpreter, one GIL, many threads.
+ *   RT_FREE     a pthread with an interpreter of its own (nogil mode). It
+ *               starts from a copy of the spawner's globals, gets its
+ *               function and arguments by copy and returns results by copy
+ *               (vm/marshal.c). Its interpreter has its own GIL, which
+ *               nobody else ever wants, so nothing waits.
+ *   RT_PROCESS  a fork() of the running process (fork mode): it has
+ *               everything already, runs the function, and sends its
+ *               results and figures back through a pipe.
+ * No OS thread touches a Lua state without holding that state's GIL.
  */
 #ifndef RUNTIME_H
 #define RUNTIME_H
@@ -14,31 +23,59 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "gil.h"
+#include "marshal.h"
 
-typedef enum rt_block {  /* why a thread is blocked with the GIL released */
-  RT_BLOCK_SLEEP, RT_BLOCK_JOIN, RT_BLOCK_LOCK, RT_BLOCK_NATIVE, RT_BLOCK_NKINDS
+typedef enum rt_kind { RT_THREAD, RT_FREE, RT_PROCESS } rt_kind;
+
+typedef enum rt_block {  /* why a thread has released the GIL */
+  RT_BLOCK_SLEEP, RT_BLOCK_JOIN, RT_BLOCK_LOCK, RT_BLOCK_QUEUE, RT_BLOCK_NATIVE, RT_BLOCK_NKINDS
 } rt_block;
+
+typedef struct rt_interp {  /* one Lua interpreter and its GIL */
+  lua_State *L;             /* NULL once a free worker's interpreter is closed */
+  gil_t *gil;
+} rt_interp;
+
+/* What a process worker sends back besides its results (fixed size, host order). */
+typedef struct rt_child_figures {
+  uint64_t cpu_ns, started_ns, maxrss_kb;
+  uint64_t acquisitions, forced_drops, wait_ns, hold_ns, blocked_ns, free_ns;
+  unsigned long long bytes_encoded, bytes_decoded;
+} rt_child_figures;
 
 typedef struct rt_worker {
   int id;
   char name[64];
+  rt_kind kind;
+  rt_interp *in;           /* the interpreter it runs in (threads; free workers: their own) */
   pthread_t tid;
-  lua_State *L;            /* the Lua thread it runs */
+  lua_State *L;            /* RT_THREAD: the Lua thread it runs */
   int thread_ref;          /* registry reference that keeps L alive */
-  gil_thread gt;           /* its identity and statistics for the GIL */
+  gil_thread gt;           /* its identity and statistics for its GIL */
   atomic_int interrupt;    /* the eval breaker's request flag for this thread */
-  uint64_t cpu_ns;         /* thread CPU time, measured when it ends */
-  uint64_t blocked_ns;     /* GIL released while blocked: sleep, join, lock */
+  uint64_t spawned_ns;     /* when spawn was called */
+  uint64_t started_ns;     /* when its function started: start-up cost = started - spawned */
+  uint64_t cpu_ns;         /* CPU time, measured when it ends */
+  uint64_t blocked_ns;     /* GIL released while blocked: sleep, join, lock, queue */
   uint64_t free_ns;        /* GIL released while running C code (gil.native(s, true)) */
-  int nresults;            /* results left on L's stack */
+  int nresults;            /* RT_THREAD: results left on L's stack */
+  mar_buf in_globals;      /* RT_FREE: the spawner's globals, encoded */
+  mar_buf msg;             /* RT_FREE: function and arguments; then (and RT_PROCESS) results */
   char *error;             /* message and traceback if it failed (malloc'd) */
   int interrupted;         /* stopped by timeout or Ctrl-C */
   int joined;              /* someone received its results or error */
+  pid_t pid;               /* RT_PROCESS */
+  int fd;                  /* RT_PROCESS: read end of its pipe, -1 once closed */
+  uint64_t maxrss_kb;      /* RT_PROCESS: its peak memory */
+  unsigned long long bytes_copied;  /* RT_PROCESS: bytes its marshaller moved */
+  int foreign;             /* in a forked child: a worker of the parent, not here */
   /* under rt->mu */
   int done;                /* its function has returned or failed */
-  int reaped;              /* its pthread has been joined */
+  int reaped;              /* its pthread has been joined / its process waited for */
+  int collecting;          /* RT_PROCESS: a joiner is reading its pipe */
   struct runtime *rt;
 } rt_worker;
 
@@ -48,18 +85,24 @@ typedef struct rt_figure {  /* gil.report(name, value) */
 } rt_figure;
 
 typedef struct runtime {
-  const char *mode;          /* "gil" */
-  gil_t *gil;
-  lua_State *L;              /* the main state */
-  pthread_mutex_t mu;        /* guards workers[], done/reaped, figures */
+  const char *mode;          /* "gil", "nogil", "fork" */
+  rt_kind spawn_kind;        /* what gil.spawn makes in this mode */
+  const char *policy;
+  uint64_t interval_ns;
+  pthread_mutex_t mu;        /* guards workers[], interps[], done/reaped, figures */
   pthread_cond_t done_cv;    /* a worker finished */
   pthread_cond_t stop_cv;    /* stop requested: wakes sleepers */
+  pthread_mutex_t fork_mu;   /* one fork at a time, so no child inherits another's pipe */
   rt_worker **workers;       /* workers[0] is main */
   int nworkers, cap;
+  rt_interp **interps;       /* interps[0] is main's */
+  int ninterps, icap;
+  int is_child;              /* this process is a fork worker */
   atomic_int stop;           /* 0, or the exit code the stop asks for (124, 130, 143) */
   const char *stop_reason;   /* "timeout", "interrupted" */
   uint64_t start_ns, end_ns;
-  uint64_t cpu_start_ns, cpu_ns;  /* process CPU time over the run */
+  uint64_t cpu_start_ns, cpu_ns;  /* CPU time over the run, children included */
+  uint64_t maxrss_kb;        /* peak memory, summed over processes */
   rt_figure figures[32];
   int nfigures;
 } runtime;
@@ -68,29 +111,39 @@ typedef struct runtime {
 extern runtime *rt_current;
 /* The worker running on the calling OS thread (NULL on helper threads). */
 rt_worker *rt_self(void);
+/* The GIL of the calling worker's interpreter. */
+gil_t *rt_gil(void);
 
 runtime *rt_create(const char *mode, const char *policy, uint64_t interval_ns, int check_interval);
 void rt_destroy(runtime *rt);
+/* Main's interpreter, with the standard libraries and the gil module. */
+lua_State *rt_main_state(runtime *rt);
 
-/* Spawn fn (at stack index idx of L, arguments above it, n values in all) on a new
-   OS thread; pushes nothing. Called with the GIL held. Raises a Lua error on failure. */
-rt_worker *rt_spawn(lua_State *L, int idx, int n);
-/* Wait for w with the GIL released; returns 1 if it is done, 0 on timeout.
-   timeout_ns < 0 means forever. Raises a Lua error if the run is being stopped. */
+/* Spawn fn (at stack index idx of L, its arguments above it, n values in all) as a
+   worker of the given kind; pushes nothing. GIL held. Raises a Lua error on failure. */
+rt_worker *rt_spawn(lua_State *L, rt_kind kind, int idx, int n);
+/* Wait for w with the GIL released; returns 1 if it is done, 0 on timeout
+   (timeout_ns < 0: forever). Raises the stop error if the run is being stopped. */
 int rt_join(lua_State *L, rt_worker *w, int64_t timeout_ns);
+/* Push w's results (after rt_join returned 1), or raise its error. Returns how many. */
+int rt_push_results(lua_State *L, rt_worker *w);
 /* Sleep with the GIL released. */
 void rt_sleep(lua_State *L, uint64_t ns);
 
 /* Bracket a blocking call: release the GIL, then take it back and account the time. */
 uint64_t rt_block_begin(rt_worker *self, rt_block kind);
 void rt_block_end(rt_worker *self, rt_block kind, uint64_t began);
-/* After rt_block_end: raise the stop error if the run is being stopped. */
+/* Raise the stop error if the run is being stopped. */
 void rt_check_stop(lua_State *L);
+/* For blocking C calls: nonzero once the run is being stopped. */
+int rt_should_stop(void *unused);
 
-/* Ask every thread to stop: exit code and reason. The first request wins. */
+/* Ask every thread and process to stop: exit code and reason. The first request wins. */
 void rt_stop(runtime *rt, int code, const char *reason);
-/* Wait (GIL not held) until every worker has finished and reap their threads. */
+/* Wait (GIL not held) until every worker has finished and reap them. */
 void rt_wait_all(runtime *rt);
 void rt_set_figure(runtime *rt, const char *name, const char *value);
+/* Totals over all interpreters' GILs (handoff latencies from main's). */
+void rt_gil_stats(runtime *rt, gil_stats *out);
 
 #endif

@@ -39,7 +39,9 @@
  *    block being allocated or freed at the moment of death may be leaked.
  *  - queue: an item is linked by its predecessor's `next` before the tail
  *    and the count move; repair walks the list from the head and recomputes
- *    tail and count. The item of a put or get cut short may be lost.
+ *    tail and count. The item of a put or get cut short may be lost (a put
+ *    allocates its item before waiting for room, so a process killed while
+ *    blocked in put leaks that one block).
  *  - value: the number is written into the spare of two slots, then one
  *    store of `cur` publishes it; a half-written slot is never current.
  *  - lock: the user lock IS a robust mutex, so the kernel notices a dead
@@ -633,19 +635,31 @@ struct item {
   unsigned char data[];
 };
 
+/* Sleepers on one condition. With the mutex held a waker changes seq, so a
+ * sleeper that noted the old value does not go to sleep, or is woken.
+ * `signals` counts wake-ups sent and not yet absorbed by a waiter coming
+ * back: a waker only wakes when waiters > signals, i.e. when somebody is
+ * (or is about to be) asleep who has not been woken already. Without it
+ * every put would make a wake-up call while the woken getter is on its way
+ * back to the mutex. */
+struct waitq {
+  uint32_t waiters;       /* registered sleepers, guarded by the queue's mutex */
+  uint32_t signals;       /* wake-ups sent to them and not yet absorbed */
+  _Atomic uint32_t seq;   /* the futex word */
+};
+
 struct queue {
   struct obj hdr;
   pthread_mutex_t mutex;          /* guards everything below */
   shm_off head, tail;             /* item offsets, 0 when empty */
-  _Atomic uint64_t count;         /* atomic only so size() and spinners may peek */
+  _Atomic uint64_t count;         /* atomic only so that spinners may peek */
   uint64_t maxsize;               /* 0: unbounded */
   _Atomic int closed;
-  uint32_t getters, putters;      /* threads waiting for an item / for room */
-  _Atomic uint32_t item_seq;      /* futex word: bumped when an item arrives or on close */
-  _Atomic uint32_t room_seq;      /* futex word: bumped when room appears or on close */
+  struct waitq items;             /* getters waiting for an item */
+  struct waitq room;              /* putters waiting for room */
 };
 
-#define SPIN_ROUNDS 2000  /* a getter's look at the count before it sleeps (~ a few us) */
+#define SPIN_NS 5000  /* how long a waiter watches the count before it sleeps */
 
 static struct item *item_at(shm_arena *a, shm_off off) {
   return (struct item *)((char *)a + off);
@@ -669,9 +683,10 @@ static void queue_repair(shm_arena *a, void *ctx) {
     item_at(a, last)->next = 0;  /* also ends a cycle, were there one */
   q->tail = last;
   atomic_store(&q->count, n);
-  /* the dead process may have been about to wake someone: everyone looks again */
-  atomic_fetch_add(&q->item_seq, 1);
-  atomic_fetch_add(&q->room_seq, 1);
+  /* the dead process may have been about to wake someone: sleepers look
+   * again at their next poll (the counts may be off by one: harmless) */
+  atomic_fetch_add(&q->items.seq, 1);
+  atomic_fetch_add(&q->room.seq, 1);
 }
 
 static void queue_lock(shm_arena *a, struct queue *q) { robust_lock(a, &q->mutex, queue_repair, q); }
@@ -689,38 +704,59 @@ static struct queue *queue_at(shm_arena *a, shm_off off) {
   return (struct queue *)obj_at(a, off, SHM_T_QUEUE);
 }
 
+/* With the mutex held: does somebody on w need waking? If so the wake-up
+ * is accounted for and seq changed; the caller wakes after unlocking. */
+static int waitq_signal(struct waitq *w) {
+  if (w->waiters <= w->signals)
+    return 0;
+  w->signals++;
+  atomic_fetch_add(&w->seq, 1);
+  return 1;
+}
+
 /* Called with the mutex held, which it releases while asleep. Returns
  * SHM_OK when the caller should look again, or why to give up. */
-static int queue_wait(shm_arena *a, struct queue *q, uint32_t *waiters, _Atomic uint32_t *seq,
+static int queue_wait(shm_arena *a, struct queue *q, struct waitq *w,
                       const struct timespec *deadline, shm_stop_fn should_stop, void *arg) {
   if (deadline_passed(deadline))
     return SHM_TIMEOUT;
-  uint32_t seen = atomic_load(seq);
-  (*waiters)++;
+  uint32_t seen = atomic_load(&w->seq);
+  w->waiters++;
   pthread_mutex_unlock(&q->mutex);
   int rc = SHM_OK;
   if (should_stop && should_stop(arg)) {  /* never call user code with our mutex held */
     rc = SHM_STOPPED;
   } else {
     struct timespec until = sleep_until(deadline);
-    futex_wait(seq, seen, &until);
+    futex_wait(&w->seq, seen, &until);
   }
   queue_lock(a, q);
-  (*waiters)--;
+  w->waiters--;
+  if (w->signals)  /* ours or not, one wake-up has arrived */
+    w->signals--;
   return rc;
 }
 
-/* Before sleeping for an item, a getter watches the count for a moment:
- * with a producer running on another core the item is usually microseconds
- * away, and a futex sleep plus wake-up costs more than that. */
-static void queue_spin(struct queue *q) {
-  for (int i = 0; i < SPIN_ROUNDS; i++) {
-    if (atomic_load_explicit(&q->count, memory_order_relaxed) ||
+/* Before sleeping, a getter watches the count for a moment, and so does a
+ * putter facing a full queue: with the other side running on another core
+ * the item (or the room) is usually microseconds away, and a futex sleep
+ * plus its wake-up cost more than that. A spinner is not counted as a
+ * waiter, so the other side makes no wake-up call for it either. */
+static void queue_spin(struct queue *q, int for_room) {
+  struct timespec end = ts_add_ns(now_mono(), SPIN_NS);
+  for (unsigned i = 1;; i++) {
+    uint64_t n = atomic_load_explicit(&q->count, memory_order_relaxed);
+    if ((for_room ? n < q->maxsize : n > 0) ||
         atomic_load_explicit(&q->closed, memory_order_relaxed))
       return;
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
+    if (i % 16 == 0) {  /* the clock costs ~20 ns: look at it now and then */
+      struct timespec now = now_mono();
+      if (!ts_before(&now, &end))
+        return;
+    }
   }
 }
 
@@ -759,16 +795,21 @@ int shm_queue_put(shm_arena *a, shm_off off, const void *data, size_t len,
       rc = SHM_OK;
       break;
     }
-    rc = queue_wait(a, q, &q->putters, &q->room_seq, deadline, should_stop, arg);
+    if (!deadline_passed(deadline)) {
+      pthread_mutex_unlock(&q->mutex);
+      queue_spin(q, 1);
+      queue_lock(a, q);
+      if (atomic_load(&q->count) < q->maxsize || atomic_load(&q->closed))
+        continue;
+    }
+    rc = queue_wait(a, q, &q->room, deadline, should_stop, arg);
     if (rc != SHM_OK)
       break;
   }
-  int wake = rc == SHM_OK && q->getters > 0;
-  if (wake)
-    atomic_fetch_add(&q->item_seq, 1);
+  int wake = rc == SHM_OK && waitq_signal(&q->items);
   pthread_mutex_unlock(&q->mutex);
   if (wake)
-    futex_wake(&q->item_seq, 1);
+    futex_wake(&q->items.seq, 1);
   if (rc != SHM_OK)
     shm_free(a, it);
   return rc;
@@ -805,21 +846,19 @@ int shm_queue_get(shm_arena *a, shm_off off, void **data, size_t *len,
     }
     if (!deadline_passed(deadline)) {
       pthread_mutex_unlock(&q->mutex);
-      queue_spin(q);
+      queue_spin(q, 0);
       queue_lock(a, q);
       if (q->head || atomic_load(&q->closed))
         continue;
     }
-    rc = queue_wait(a, q, &q->getters, &q->item_seq, deadline, should_stop, arg);
+    rc = queue_wait(a, q, &q->items, deadline, should_stop, arg);
     if (rc != SHM_OK)
       break;
   }
-  int wake = rc == SHM_OK && q->putters > 0;
-  if (wake)
-    atomic_fetch_add(&q->room_seq, 1);
+  int wake = rc == SHM_OK && waitq_signal(&q->room);
   pthread_mutex_unlock(&q->mutex);
   if (wake)
-    futex_wake(&q->room_seq, 1);
+    futex_wake(&q->room.seq, 1);
   if (rc != SHM_OK)
     return rc;
   /* the item is ours alone now: copy it out without the mutex */
@@ -837,18 +876,27 @@ int shm_queue_close(shm_arena *a, shm_off off) {
     return SHM_EINVAL;
   queue_lock(a, q);
   atomic_store(&q->closed, 1);
-  atomic_fetch_add(&q->item_seq, 1);
-  atomic_fetch_add(&q->room_seq, 1);
+  q->items.signals = q->items.waiters;  /* everybody is being woken */
+  q->room.signals = q->room.waiters;
+  atomic_fetch_add(&q->items.seq, 1);
+  atomic_fetch_add(&q->room.seq, 1);
   pthread_mutex_unlock(&q->mutex);
   /* wake all, counted or not: close is rare and must reach everyone */
-  futex_wake(&q->item_seq, INT_MAX);
-  futex_wake(&q->room_seq, INT_MAX);
+  futex_wake(&q->items.seq, INT_MAX);
+  futex_wake(&q->room.seq, INT_MAX);
   return SHM_OK;
 }
 
+/* Takes the mutex: after a process died mid-put the count is only right
+ * once the repair has run, and locking is what runs it. */
 size_t shm_queue_size(shm_arena *a, shm_off off) {
   struct queue *q = queue_at(a, off);
-  return q ? (size_t)atomic_load(&q->count) : 0;
+  if (!q)
+    return 0;
+  queue_lock(a, q);
+  size_t n = (size_t)atomic_load(&q->count);
+  pthread_mutex_unlock(&q->mutex);
+  return n;
 }
 
 int shm_queue_empty(shm_arena *a, shm_off off) { return shm_queue_size(a, off) == 0; }
