@@ -16,10 +16,15 @@
 static const char usage_text[] =
   "usage: gilvm [run] [options] script.lua [args...]\n"
   "       gilvm [run] [options] -e CODE [script.lua [args...]]\n"
+  "       gilvm compare [options] script.lua [args...]\n"
   "\n"
-  "Runs a Lua 5.4 script whose gil.spawn() workers are real OS threads sharing\n"
-  "one interpreter under a Global Interpreter Lock, then reports on stderr what\n"
-  "the GIL did. The script's own output goes to stdout, untouched.\n"
+  "run: runs a Lua 5.4 script whose gil.spawn() workers are real OS threads\n"
+  "under a Global Interpreter Lock (or, with -m, threads with interpreters of\n"
+  "their own, or forked processes), then reports on stderr what happened. The\n"
+  "script's own output goes to stdout, untouched.\n"
+  "compare: runs the script once per mode (gil, nogil, fork), each in a fresh\n"
+  "process, and prints one table side by side; it says whether the script's\n"
+  "output was the same in every mode.\n"
   "\n"
   "options:\n"
   "  -m, --mode MODE            gil: threads under one GIL (default); nogil: threads\n"
@@ -33,6 +38,7 @@ static const char usage_text[] =
   "      --check-interval N     legacy: instructions between releases (default 100)\n"
   "  -e CODE                    run CODE before the script, like lua5.4 -e\n"
   "  -q, --quiet                print no report\n"
+  "      --json FILE            also write the figures as JSON (run and compare)\n"
   "      --timeout DUR          stop every thread after DUR, report, exit 124\n"
   "  -h, --help                 show this help\n"
   "  -V, --version              show the version\n"
@@ -91,8 +97,12 @@ static int set_option(int argc, char **argv, int *i, cli_options *o) {
     printf("gilvm %s (Lua 5.4)\n", GILVM_VERSION);
     return 0;
   }
+  int first = *i;
   if (match(argc, argv, i, "-q", "--quiet", NULL, &err)) o->quiet = 1;
-  else if (match(argc, argv, i, "-m", "--mode", &v, &err)) {
+  else if (match(argc, argv, i, "", "--json", &v, &err)) {
+    if (err) return err;
+    o->json_path = v;
+  } else if (match(argc, argv, i, "-m", "--mode", &v, &err)) {
     if (err) return err;
     if (strcmp(v, "gil") != 0 && strcmp(v, "nogil") != 0 && strcmp(v, "fork") != 0)
       return usage_error("unknown mode '%s' (expected gil, nogil or fork)", v);
@@ -122,6 +132,14 @@ static int set_option(int argc, char **argv, int *i, cli_options *o) {
   } else {
     return usage_error("unknown option '%s'", argv[*i]);
   }
+  /* what compare passes on to every run: all but -q, --json and -m */
+  const char *a = argv[first];
+  int local = strncmp(a, "-q", 2) == 0 || strncmp(a, "--quiet", 7) == 0 || strncmp(a, "--json", 6) == 0 ||
+              strncmp(a, "-m", 2) == 0 || strncmp(a, "--mode", 6) == 0;
+  for (int k = first; !local && k <= *i; k++) {
+    if (o->nfwd == (int)(sizeof o->fwd / sizeof o->fwd[0])) return usage_error("too many options%s", "");
+    o->fwd[o->nfwd++] = argv[k];
+  }
   return -1;
 }
 
@@ -131,8 +149,8 @@ int cli_parse(int argc, char **argv, cli_options *o) {
   o->mode = "gil";
   o->policy = "cpython";
   int i = 1;
-  if (i < argc && strcmp(argv[i], "run") == 0) i++;
-  else if (i < argc && (strcmp(argv[i], "compare") == 0 || strcmp(argv[i], "sweep") == 0))
+  if (i < argc && (strcmp(argv[i], "run") == 0 || strcmp(argv[i], "compare") == 0)) o->command = argv[i++];
+  else if (i < argc && strcmp(argv[i], "sweep") == 0)
     return usage_error("'%s' is not available in this version yet", argv[i]);
   for (; i < argc; i++) {
     const char *a = argv[i];
@@ -150,8 +168,12 @@ int cli_parse(int argc, char **argv, cli_options *o) {
   } else if (o->nexec == 0) {
     return usage_error("no script given%s", "");
   } else {
-    o->script_index = argc;
+    o->script_index = 0;  /* like lua5.4 -e: arg[0] is the program, the options follow */
   }
+  if (strcmp(o->command, "compare") == 0 && !o->script)
+    return usage_error("compare needs a script file%s", "");
+  if (strcmp(o->command, "compare") == 0 && strcmp(o->mode, "gil") != 0)
+    return usage_error("compare runs every mode: drop -m %s", o->mode);
   if (o->check_interval && strcmp(o->policy, "legacy") != 0)
     return usage_error("--check-interval applies to the legacy policy only (use -g legacy)%s", "");
   return -1;

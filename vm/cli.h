@@ -12,7 +12,7 @@
 #define EXIT_TERMINATED 143   /* SIGTERM */
 
 typedef struct cli_options {
-  const char *command;      /* "run" */
+  const char *command;      /* "run", "compare" */
   const char *mode;         /* "gil" */
   const char *policy;       /* "cpython", "legacy", "fifo" */
   uint64_t interval_ns;     /* 0: the policy's default */
@@ -21,6 +21,9 @@ typedef struct cli_options {
   uint64_t timeout_ns;      /* 0: none */
   const char *exec[16];     /* -e CODE, in order */
   int nexec;
+  const char *json_path;    /* --json FILE */
+  const char *fwd[48];      /* options a compare passes on to each run, as given */
+  int nfwd;
   const char *script;       /* NULL with only -e; "-" is stdin */
   int script_index;         /* its index in argv (arguments follow it) */
 } cli_options;

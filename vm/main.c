@@ -7,6 +7,7 @@
  * stop; if the threads have not stopped 3 s later it exits on its own, so
  * gilvm never hangs on a script that swallows the stop error.
  */
+#include <errno.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <pthread.h>
@@ -19,6 +20,7 @@
 
 #include "breaker.h"
 #include "cli.h"
+#include "compare.h"
 #include "clock.h"
 #include "gilmod.h"
 #include "report.h"
@@ -52,7 +54,11 @@ static void *watchdog_main(void *arg) {
     int sig = sigtimedwait(&set, NULL, &slice);
     uint64_t now = clock_now_ns();
     if (sig == SIGINT || sig == SIGTERM) {
-      if (atomic_load(&rt->stop) && sig == SIGINT) give_up = now;  /* second Ctrl-C: now */
+      if (atomic_load(&rt->stop) && sig == SIGINT) {  /* second Ctrl-C: now */
+        fflush(stdout);
+        fprintf(stderr, "gilvm: interrupted twice: exiting without a report\n");
+        _exit(EXIT_INTERRUPTED);
+      }
       rt_stop(rt, sig == SIGINT ? EXIT_INTERRUPTED : EXIT_TERMINATED,
               sig == SIGINT ? "interrupted" : "terminated");
     }
@@ -141,6 +147,7 @@ int main(int argc, char **argv) {
   cli_options o;
   int rc = cli_parse(argc, argv, &o);
   if (rc >= 0) return rc;
+  if (strcmp(o.command, "compare") == 0) return compare_main(argc, argv, &o);
 
   sigset_t set;
   signal_set(&set);
@@ -163,7 +170,7 @@ int main(int argc, char **argv) {
   breaker_attach(L, &main_w->interrupt);
   breaker_rest(L);
   rc = run_main(L, &o, argc, argv);
-  main_w->cpu_ns = clock_thread_cpu_ns();
+  main_w->cpu_ns = clock_thread_cpu_ns() - main_w->cpu_ns;
   breaker_attach(NULL, NULL);
   lua_sethook(L, NULL, 0, 0);
   gil_drop(rt->interps[0]->gil, &main_w->gt);
@@ -176,7 +183,13 @@ int main(int argc, char **argv) {
     rc = stop;
   }
   fflush(stdout);
-  if (!o.quiet && rc != EXIT_LOAD) report_print(stderr, rt);
+  if (rc != EXIT_LOAD) {
+    report_run r;
+    report_collect(rt, &r);
+    if (!o.quiet) report_print(stderr, rt, &r);
+    if (o.json_path && report_json(o.json_path, rt, &r) != 0)
+      fprintf(stderr, "gilvm: cannot write %s: %s\n", o.json_path, strerror(errno));
+  }
 
   atomic_store(&wd.finished, 1);
   pthread_kill(wd.tid, WATCHDOG_QUIT);

@@ -1,13 +1,18 @@
 /*
  * report.c — the run report. Every figure is measured: wall and CPU from
- * the clocks, GIL figures from the GIL's own counters (gil_stats_get), per
- * thread figures from each worker's gil_thread and its CPU clock.
+ * the clocks (children's CPU from the kernel once they are reaped), GIL
+ * figures from the GILs' own counters, per-worker figures from each
+ * worker's gil_thread and CPU clock (a process sends its own through its
+ * pipe), bytes copied from the marshaller's counters.
  */
 #include "report.h"
 
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
+#include "marshal.h"
 
 static double pct(uint64_t part, uint64_t whole) {
   return whole ? 100.0 * (double)part / (double)whole : 0.0;
@@ -17,43 +22,168 @@ static const char *dur(uint64_t ns, char *buf, size_t len) {
   return ns ? clock_format(ns, buf, len) : "-";
 }
 
-static void print_thread(FILE *f, const rt_worker *w) {
+static const char *bytes(unsigned long long n, char *buf, size_t len) {
+  if (n >= 10u << 20) snprintf(buf, len, "%.1f MB", (double)n / (1 << 20));
+  else if (n >= 10u << 10) snprintf(buf, len, "%.1f kB", (double)n / (1 << 10));
+  else snprintf(buf, len, "%llu B", n);
+  return buf;
+}
+
+void report_collect(runtime *rt, report_run *r) {
+  memset(r, 0, sizeof *r);
+  gil_t *g = rt->interps[0]->gil;
+  r->mode = rt->mode;
+  r->policy = gil_policy_name(g);
+  r->interval_ns = gil_interval(g);
+  r->check_interval = gil_check_interval(g);
+  r->wall_ns = rt->end_ns - rt->start_ns;
+  r->cpu_ns = rt->cpu_ns;
+  r->parallelism = r->wall_ns ? (double)r->cpu_ns / (double)r->wall_ns : 0.0;
+  rt_gil_stats(rt, &r->gil);
+  unsigned long long enc = 0, dec = 0;
+  mar_counters(&enc, &dec);
+  r->bytes_copied = enc + dec;
+  uint64_t startup = 0;
+  for (int i = 1; i < rt->nworkers; i++) {
+    rt_worker *w = rt->workers[i];
+    if (w->foreign) continue;
+    r->workers++;
+    r->bytes_copied += w->bytes_copied;
+    if (w->started_ns > w->spawned_ns) startup += w->started_ns - w->spawned_ns;
+  }
+  r->startup_ns = r->workers ? startup / (uint64_t)r->workers : 0;
+  r->maxrss_kb = rt->maxrss_kb;
+  r->stopped = atomic_load(&rt->stop) ? rt->stop_reason : NULL;
+}
+
+static const char *kind_name(const rt_worker *w) {
+  return w->kind == RT_PROCESS ? "process" : w->kind == RT_FREE ? "free thread" : "thread";
+}
+
+static void print_worker(FILE *f, const rt_worker *w) {
   char cpu[24], held[24], wait[24], blocked[24], nogil[24];
-  fprintf(f, "  %-22.22s %9s %9s %9s %7llu %7llu %9s %9s\n", w->name,
+  fprintf(f, "  %-22.22s %-11s %9s %9s %9s %7llu %7llu %9s %9s\n", w->name, kind_name(w),
           dur(w->cpu_ns, cpu, sizeof cpu), dur(w->gt.hold_ns, held, sizeof held),
           dur(w->gt.wait_ns, wait, sizeof wait), (unsigned long long)w->gt.acquisitions,
           (unsigned long long)w->gt.forced_drops, dur(w->blocked_ns, blocked, sizeof blocked),
           dur(w->free_ns, nogil, sizeof nogil));
 }
 
-void report_print(FILE *f, runtime *rt) {
-  gil_stats st;
-  rt_gil_stats(rt, &st);
-  uint64_t wall = rt->end_ns - rt->start_ns;
+static void print_gil(FILE *f, const report_run *r) {
   char a[24], b[24], c[24];
-  fprintf(f, "\n-- gilvm report --------------------------------------------------------------\n");
-  fprintf(f, "  mode %s   gil %s   switch interval %s", rt->mode, gil_policy_name(rt->interps[0]->gil),
-          clock_format(gil_interval(rt->interps[0]->gil), a, sizeof a));
-  if (gil_check_interval(rt->interps[0]->gil) > 0) fprintf(f, "   check interval %d", gil_check_interval(rt->interps[0]->gil));
-  fprintf(f, "\n  wall %s   cpu %s   parallelism %.2fx\n", clock_format(wall, a, sizeof a),
-          clock_format(rt->cpu_ns, b, sizeof b), wall ? (double)rt->cpu_ns / (double)wall : 0.0);
+  const gil_stats *st = &r->gil;
+  if (strcmp(r->mode, "nogil") == 0) {
+    fprintf(f, "  no shared GIL: each interpreter has its own, and nobody else ever wants it\n");
+    fprintf(f, "  interpreters' GILs: switches %llu   drop requests %llu\n",
+            (unsigned long long)st->switches, (unsigned long long)st->drop_requests);
+    return;
+  }
+  if (strcmp(r->mode, "fork") == 0)
+    fprintf(f, "  the main process's GIL (each process has its own):\n");
   fprintf(f, "  GIL held %.1f%%   contended %.1f%%   switches %llu (forced %llu)   drop requests %llu\n",
-          pct(st.held_ns, wall), pct(st.contended_ns, wall), (unsigned long long)st.switches,
-          (unsigned long long)st.forced_switches, (unsigned long long)st.drop_requests);
-  if (st.handoffs)
+          pct(st->held_ns, r->wall_ns), pct(st->contended_ns, r->wall_ns),
+          (unsigned long long)st->switches, (unsigned long long)st->forced_switches,
+          (unsigned long long)st->drop_requests);
+  if (st->handoffs)
     fprintf(f, "  handoff latency   median %s   p99 %s   max %s   (%zu forced handoffs)\n",
-            clock_format(st.handoff_median_ns, a, sizeof a), clock_format(st.handoff_p99_ns, b, sizeof b),
-            clock_format(st.handoff_max_ns, c, sizeof c), st.handoffs);
+            clock_format(st->handoff_median_ns, a, sizeof a), clock_format(st->handoff_p99_ns, b, sizeof b),
+            clock_format(st->handoff_max_ns, c, sizeof c), st->handoffs);
   else
     fprintf(f, "  handoff latency   - (no forced handoffs)\n");
-  if (rt->stop) fprintf(f, "  stopped: %s\n", rt->stop_reason);
-  fprintf(f, "\n  %-22s %9s %9s %9s %7s %7s %9s %9s\n", "thread", "cpu", "GIL held", "GIL wait",
-          "acq", "forced", "blocked", "no-GIL");
-  for (int i = 0; i < rt->nworkers; i++) print_thread(f, rt->workers[i]);
+}
+
+void report_print(FILE *f, runtime *rt, const report_run *r) {
+  char a[24], b[24], c[24];
+  fprintf(f, "\n-- gilvm report --------------------------------------------------------------\n");
+  fprintf(f, "  mode %s   gil %s   switch interval %s", r->mode, r->policy,
+          clock_format(r->interval_ns, a, sizeof a));
+  if (r->check_interval > 0) fprintf(f, "   check interval %d", r->check_interval);
+  fprintf(f, "\n  wall %s   cpu %s   parallelism %.2fx\n", clock_format(r->wall_ns, a, sizeof a),
+          clock_format(r->cpu_ns, b, sizeof b), r->parallelism);
+  print_gil(f, r);
+  if (r->workers)
+    fprintf(f, "  workers %d   start-up %s each (mean)   copied %s   peak memory %s\n", r->workers,
+            dur(r->startup_ns, a, sizeof a), bytes(r->bytes_copied, b, sizeof b),
+            bytes((unsigned long long)r->maxrss_kb << 10, c, sizeof c));
+  if (r->stopped) fprintf(f, "  stopped: %s\n", r->stopped);
+  fprintf(f, "\n  %-22s %-11s %9s %9s %9s %7s %7s %9s %9s\n", "worker", "kind", "cpu", "GIL held",
+          "GIL wait", "acq", "forced", "blocked", "no-GIL");
+  for (int i = 0; i < rt->nworkers; i++)
+    if (!rt->workers[i]->foreign) print_worker(f, rt->workers[i]);
   if (rt->nfigures) {
     fprintf(f, "\n  script figures\n");
     for (int i = 0; i < rt->nfigures; i++)
       fprintf(f, "  %-22s %s\n", rt->figures[i].name, rt->figures[i].value);
   }
   fprintf(f, "-------------------------------------------------------------------------------\n");
+}
+
+/* ---- JSON ---- */
+
+static void json_string(FILE *f, const char *s) {
+  fputc('"', f);
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+    else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+    else fputc(*p, f);
+  }
+  fputc('"', f);
+}
+
+static double sec(uint64_t ns) { return (double)ns / 1e9; }
+
+static void json_worker(FILE *f, const rt_worker *w) {
+  fprintf(f, "{\"name\": ");
+  json_string(f, w->name);
+  fprintf(f, ", \"kind\": \"%s\", \"cpu_s\": %.9f, \"gil_held_s\": %.9f, \"gil_wait_s\": %.9f, "
+             "\"acquisitions\": %llu, \"forced_drops\": %llu, \"blocked_s\": %.9f, \"nogil_s\": %.9f, "
+             "\"startup_s\": %.9f, \"failed\": %s}",
+          w->kind == RT_PROCESS ? "process" : w->kind == RT_FREE ? "free" : "thread", sec(w->cpu_ns),
+          sec(w->gt.hold_ns), sec(w->gt.wait_ns), (unsigned long long)w->gt.acquisitions,
+          (unsigned long long)w->gt.forced_drops, sec(w->blocked_ns), sec(w->free_ns),
+          w->id && w->started_ns > w->spawned_ns ? sec(w->started_ns - w->spawned_ns) : 0.0,
+          w->error ? "true" : "false");
+}
+
+int report_json(const char *path, runtime *rt, const report_run *r) {
+  FILE *f = fopen(path, "w");
+  if (!f) return -1;
+  const gil_stats *g = &r->gil;
+  fprintf(f, "{\n  \"mode\": \"%s\", \"gil\": \"%s\", \"switch_interval_s\": %.9f, \"check_interval\": %d,\n",
+          r->mode, r->policy, sec(r->interval_ns), r->check_interval);
+  fprintf(f, "  \"wall_s\": %.9f, \"cpu_s\": %.9f, \"parallelism\": %.4f,\n", sec(r->wall_ns), sec(r->cpu_ns),
+          r->parallelism);
+  fprintf(f, "  \"gil_held_s\": %.9f, \"gil_wait_s\": %.9f, \"gil_contended_s\": %.9f,\n", sec(g->held_ns),
+          sec(g->wait_ns), sec(g->contended_ns));
+  fprintf(f, "  \"acquisitions\": %llu, \"switches\": %llu, \"forced_switches\": %llu, \"drop_requests\": %llu,\n",
+          (unsigned long long)g->acquisitions, (unsigned long long)g->switches,
+          (unsigned long long)g->forced_switches, (unsigned long long)g->drop_requests);
+  fprintf(f, "  \"handoffs\": %zu, \"handoff_median_s\": %.9f, \"handoff_p99_s\": %.9f, \"handoff_max_s\": %.9f,\n",
+          g->handoffs, sec(g->handoff_median_ns), sec(g->handoff_p99_ns), sec(g->handoff_max_ns));
+  fprintf(f, "  \"workers\": %d, \"startup_s\": %.9f, \"bytes_copied\": %llu, \"peak_memory_kb\": %llu,\n",
+          r->workers, sec(r->startup_ns), r->bytes_copied, (unsigned long long)r->maxrss_kb);
+  fprintf(f, "  \"stopped\": ");
+  if (r->stopped) json_string(f, r->stopped);
+  else fprintf(f, "null");
+  fprintf(f, ",\n  \"figures\": {");
+  for (int i = 0; i < rt->nfigures; i++) {
+    const char *v = rt->figures[i].value;
+    char *end;
+    double x = strtod(v, &end);
+    fprintf(f, "%s", i ? ", " : "");
+    json_string(f, rt->figures[i].name);
+    fprintf(f, ": ");
+    if (*v && !*end && isfinite(x)) fputs(v, f);  /* a number stays a number */
+    else json_string(f, v);
+  }
+  fprintf(f, "},\n  \"threads\": [\n");
+  int first = 1;
+  for (int i = 0; i < rt->nworkers; i++) {
+    if (rt->workers[i]->foreign) continue;
+    fprintf(f, "%s    ", first ? "" : ",\n");
+    json_worker(f, rt->workers[i]);
+    first = 0;
+  }
+  fprintf(f, "\n  ]\n}\n");
+  return fclose(f);
 }

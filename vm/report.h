@@ -1,4 +1,4 @@
-/* report.h — what gilvm tells the user after a run (on stderr). */
+/* report.h — what gilvm tells the user after a run: text on stderr, JSON on request. */
 #ifndef REPORT_H
 #define REPORT_H
 
@@ -6,7 +6,25 @@
 
 #include "runtime.h"
 
-/* Print the run report: the run as a whole, then one row per thread. */
-void report_print(FILE *f, runtime *rt);
+/* The run's figures, measured once and then printed or written. */
+typedef struct report_run {
+  const char *mode, *policy;
+  uint64_t interval_ns;
+  int check_interval;
+  uint64_t wall_ns, cpu_ns;
+  double parallelism;
+  gil_stats gil;
+  int workers;               /* not counting main */
+  uint64_t startup_ns;       /* mean time from spawn to the worker's function running */
+  unsigned long long bytes_copied;  /* marshalled between interpreters/processes, both ways */
+  uint64_t maxrss_kb;        /* peak memory, summed over processes */
+  const char *stopped;       /* NULL, or why the run was stopped */
+} report_run;
+
+void report_collect(runtime *rt, report_run *r);
+/* The run as a whole, then one row per thread or process. */
+void report_print(FILE *f, runtime *rt, const report_run *r);
+/* The same figures as one JSON object; 0 or -1 (errno set). */
+int report_json(const char *path, runtime *rt, const report_run *r);
 
 #endif

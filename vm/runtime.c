@@ -166,6 +166,7 @@ runtime *rt_create(const char *mode, const char *policy, uint64_t interval_ns, i
   main->reaped = 1;  /* nobody pthread_joins the main thread */
   self_worker = main;
   rt->start_ns = main->started_ns = clock_now_ns();
+  main->cpu_ns = clock_thread_cpu_ns();  /* start-up is not the script's: subtracted at the end */
   rt->cpu_start_ns = clock_process_cpu_ns();
   return rt;
 }
@@ -745,9 +746,11 @@ int rt_should_stop(void *unused) {
 /* ---- stopping and the end of the run ---- */
 
 void rt_stop(runtime *rt, int code, const char *reason) {
-  int none = 0;
   pthread_mutex_lock(&rt->mu);
-  if (atomic_compare_exchange_strong(&rt->stop, &none, code)) rt->stop_reason = reason;
+  if (atomic_load(&rt->stop) == 0) {
+    rt->stop_reason = reason;         /* written before `stop` is published: readers */
+    atomic_store(&rt->stop, code);    /* that see `stop` see the reason too */
+  }
   pthread_cond_broadcast(&rt->stop_cv);
   pthread_cond_broadcast(&rt->done_cv);
   for (int i = 0; i < rt->nworkers; i++) {

@@ -1,0 +1,13 @@
+-- lock_basic.lua: a lock used by one thread.
+local l = gil.lock()
+print("new locked", l:locked())
+print("acquire", l:acquire())
+print("locked", l:locked())
+print("again", pcall(l.acquire, l))
+print("release", l:release())
+print("locked after release", l:locked())
+print("release unheld", pcall(l.release, l))
+print("acquire(0) free", l:acquire(0))
+l:release()
+print("acquire(0.01) free", l:acquire(0.01))
+l:release()
