@@ -8,17 +8,18 @@
 -- (gilvm -s 1ms scripts/convoy.lua) or the policy with -g and watch the
 -- extra latency follow it. Look at: the printed median and p99 extra
 -- latency, and the report's forced switches and handoff latency.
--- The printed latencies are measurements, so they differ between runs.
+-- The printed latencies are measurements, so they differ between runs and
+-- between modes: in nogil and fork modes the sleeper has no GIL to wait for.
 --
 -- usage: gilvm scripts/convoy.lua [sleeps] [sleep seconds]
 local sleeps = tonumber(arg and arg[1]) or 200
 local nap = tonumber(arg and arg[2]) or 0.001
 
-local done = false
+local done = gil.value(0)       -- shared in every mode (a plain local would be copied)
 
 local function hog()
   local rounds = 0
-  while not done do
+  while done:get() == 0 do
     gil.compute(0.002)
     rounds = rounds + 1
   end
@@ -32,7 +33,7 @@ local function io_thread()
     gil.sleep(nap)
     extra[i] = gil.now() - t0 - nap
   end
-  done = true
+  done:set(1)
   return extra
 end
 

@@ -39,6 +39,9 @@ static const char usage_text[] =
   "  -e CODE                    run CODE before the script, like lua5.4 -e\n"
   "  -q, --quiet                print no report\n"
   "      --json FILE            also write the figures as JSON (run and compare)\n"
+  "      --timeline             draw each thread's states over time in the report\n"
+  "      --trace FILE           write a Chrome trace (open in ui.perfetto.dev)\n"
+  "      --svg FILE             draw the timeline as an SVG picture\n"
   "      --timeout DUR          stop every thread after DUR, report, exit 124\n"
   "  -h, --help                 show this help\n"
   "  -V, --version              show the version\n"
@@ -102,6 +105,14 @@ static int set_option(int argc, char **argv, int *i, cli_options *o) {
   else if (match(argc, argv, i, "", "--json", &v, &err)) {
     if (err) return err;
     o->json_path = v;
+  } else if (match(argc, argv, i, "", "--trace", &v, &err)) {
+    if (err) return err;
+    o->trace_path = v;
+  } else if (match(argc, argv, i, "", "--svg", &v, &err)) {
+    if (err) return err;
+    o->svg_path = v;
+  } else if (match(argc, argv, i, "", "--timeline", NULL, &err)) {
+    o->timeline = 1;
   } else if (match(argc, argv, i, "-m", "--mode", &v, &err)) {
     if (err) return err;
     if (strcmp(v, "gil") != 0 && strcmp(v, "nogil") != 0 && strcmp(v, "fork") != 0)
@@ -135,6 +146,7 @@ static int set_option(int argc, char **argv, int *i, cli_options *o) {
   /* what compare passes on to every run: all but -q, --json and -m */
   const char *a = argv[first];
   int local = strncmp(a, "-q", 2) == 0 || strncmp(a, "--quiet", 7) == 0 || strncmp(a, "--json", 6) == 0 ||
+              strncmp(a, "--trace", 7) == 0 || strncmp(a, "--svg", 5) == 0 || strncmp(a, "--timeline", 10) == 0 ||
               strncmp(a, "-m", 2) == 0 || strncmp(a, "--mode", 6) == 0;
   for (int k = first; !local && k <= *i; k++) {
     if (o->nfwd == (int)(sizeof o->fwd / sizeof o->fwd[0])) return usage_error("too many options%s", "");

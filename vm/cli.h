@@ -22,6 +22,9 @@ typedef struct cli_options {
   const char *exec[16];     /* -e CODE, in order */
   int nexec;
   const char *json_path;    /* --json FILE */
+  const char *trace_path;   /* --trace FILE: Chrome trace-event JSON */
+  const char *svg_path;     /* --svg FILE */
+  int timeline;             /* --timeline: ASCII chart in the report */
   const char *fwd[48];      /* options a compare passes on to each run, as given */
   int nfwd;
   const char *script;       /* NULL with only -e; "-" is stdin */

@@ -158,6 +158,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "gilvm: cannot create the runtime\n");
     return EXIT_FAILURE;
   }
+  if (o.trace_path || o.svg_path || o.timeline) rt_record(rt);
   lua_State *L = rt_main_state(rt);
   rt_worker *main_w = rt_self();
   make_arg_table(L, argc, argv, o.script_index);

@@ -1048,6 +1048,7 @@ enum { SLOT_DEC = 1, SLOT_MEMO, SLOT_PENDING, SLOT_LOADED };
 typedef struct Dec {
     lua_State *L;
     const unsigned char *start, *p, *end;
+    int have_memo;              /* SLOT_MEMO holds the memo table */
     lua_Integer npending;
     size_t presize_left;        /* table slots we may still preallocate */
     char err[256];
@@ -1126,9 +1127,10 @@ static const char *printable(const char *s, size_t len, char *buf, size_t size)
 static void memo_add(Dec *d, const unsigned char *tagp)
 {
     lua_State *L = d->L;
-    if (lua_isnil(L, SLOT_MEMO)) {
+    if (!d->have_memo) {
         lua_newtable(L);
         lua_replace(L, SLOT_MEMO);
+        d->have_memo = 1;
     }
     lua_pushvalue(L, -1);
     lua_rawseti(L, SLOT_MEMO, (lua_Integer)(tagp - d->start));
@@ -1137,7 +1139,7 @@ static void memo_add(Dec *d, const unsigned char *tagp)
 /* Pushes the object an earlier tag (at offset) defined as SHARED. */
 static inline void push_ref(Dec *d, uint64_t offset)
 {
-    if (lua_type(d->L, SLOT_MEMO) != LUA_TTABLE || offset > (uint64_t)(d->p - d->start) ||
+    if (!d->have_memo || offset > (uint64_t)(d->p - d->start) ||
         lua_rawgeti(d->L, SLOT_MEMO, (lua_Integer)offset) == LUA_TNIL)
         dec_fail(d, "reference to unknown object at byte %llu", (unsigned long long)offset);
 }
@@ -1388,7 +1390,8 @@ static int dec_protected(lua_State *L)
     if (count > bytes_left(d) || count > INT_MAX / 2) dec_fail(d, "too many values");
     size_t memo_size = bytes_left(d) / 4;   /* a shared object and a REF take 4 bytes or more */
     if (memo_size > nshared) memo_size = nshared;
-    if (memo_size > 0) lua_createtable(L, 0, (int)(memo_size < INT_MAX ? memo_size : INT_MAX));
+    d->have_memo = memo_size > 0;
+    if (d->have_memo) lua_createtable(L, 0, (int)(memo_size < INT_MAX ? memo_size : INT_MAX));
     else lua_pushnil(L);                    /* SLOT_MEMO, made when needed */
     lua_pushnil(L);                         /* SLOT_PENDING, made when needed */
     lua_pushnil(L);                         /* SLOT_LOADED, found when needed */

@@ -68,6 +68,36 @@ static void checkpoint(lua_State *L) {
   if (gil_check_interval(g) > 0 || gil_drop_requested(g)) gil_yield(g, &w->gt);
 }
 
+/* ---- timelines ---- */
+
+/* Called by the GIL under its mutex, on the thread the event happens on. */
+static void on_gil_event(gil_thread *t, gil_event e, uint64_t now, void *arg) {
+  runtime *rt = arg;
+  rt_worker *me = self_worker, *w = t->owner;
+  if (!me) return;
+  switch (e) {
+  case GIL_EV_WAIT: ev_record(&w->events, now, EV_STATE, ST_WAIT_GIL, 0); break;
+  case GIL_EV_ACQUIRE: {
+    int own = strcmp(rt->mode, "nogil") == 0 || rt->is_child || w->in != rt->interps[0];
+    ev_record(&w->events, now, EV_STATE, own ? ST_RUN_FREE : ST_RUN_GIL, 0);
+    break;
+  }
+  case GIL_EV_RELEASE: ev_record(&w->events, now, EV_STATE, ST_IDLE, 0); break;
+  case GIL_EV_FORCED_DROP: ev_record(&w->events, now, EV_FORCED_DROP, 0, 0); break;
+  case GIL_EV_DROP_REQUEST: ev_record(&me->events, now, EV_DROP_REQUEST, 0, w->id); break;
+  }
+}
+
+void rt_record(runtime *rt) {
+  rt->recording = 1;
+  gil_set_event_fn(rt->interps[0]->gil, on_gil_event, rt);
+}
+
+static const ev_state block_state[RT_BLOCK_NKINDS] = {
+  [RT_BLOCK_SLEEP] = ST_SLEEP, [RT_BLOCK_JOIN] = ST_JOIN, [RT_BLOCK_LOCK] = ST_LOCK,
+  [RT_BLOCK_QUEUE] = ST_QUEUE, [RT_BLOCK_NATIVE] = ST_NATIVE,
+};
+
 /* ---- interpreters and worker records ---- */
 
 /* Append p to a growable array of pointers; 0 or -1 when out of memory. */
@@ -94,6 +124,7 @@ static rt_interp *new_interp(runtime *rt) {
     free(in);
     return NULL;
   }
+  if (rt->recording) gil_set_event_fn(in->gil, on_gil_event, rt);
   luaL_openlibs(in->L);
   gilmod_open(in->L);
   pthread_mutex_lock(&rt->mu);
@@ -151,6 +182,11 @@ runtime *rt_create(const char *mode, const char *policy, uint64_t interval_ns, i
   init_sync(rt);
   rt_current = rt;
   mar_init();  /* before any fork: children must share the key that authenticates bytecode */
+  /* the shared objects' arena, before any interpreter (objects_open) or worker */
+  const char *mb = getenv("GILVM_ARENA_MB");
+  long arena_mb = mb ? strtol(mb, NULL, 10) : 0;
+  if (shm_arena_create(arena_mb > 0 && arena_mb <= 1L << 20 ? (size_t)arena_mb << 20 : 0, &rt->arena) != SHM_OK)
+    rt->arena = NULL;
   rt_interp *in = new_interp(rt);
   if (!in) {
     free(rt);
@@ -180,6 +216,7 @@ void rt_destroy(runtime *rt) {
     free(w->error);
     mar_buf_free(&w->msg);
     mar_buf_free(&w->in_globals);
+    ev_free(&w->events);
     if (w->fd >= 0) close(w->fd);
     free(w);
   }
@@ -190,6 +227,7 @@ void rt_destroy(runtime *rt) {
   }
   free(rt->workers);
   free(rt->interps);
+  if (rt->arena) shm_arena_destroy(rt->arena);  /* after the interpreters: their handles release into it */
   pthread_mutex_destroy(&rt->mu);
   pthread_mutex_destroy(&rt->fork_mu);
   pthread_cond_destroy(&rt->done_cv);
@@ -380,6 +418,7 @@ static void become_child(runtime *rt, rt_worker *w) {
 static void child_main(lua_State *L, rt_worker *w, int idx, int n, int fd) {
   runtime *rt = w->rt;
   become_child(rt, w);
+  if (rt->recording) ev_record(&w->events, clock_now_ns(), EV_STATE, ST_RUN_FREE, 0);
   breaker_attach(L, &w->interrupt);
   breaker_rest(L);
   int base = lua_gettop(L) + 1;
@@ -402,12 +441,15 @@ static void child_main(lua_State *L, rt_worker *w, int idx, int n, int fd) {
     .hold_ns = w->gt.hold_ns, .blocked_ns = w->blocked_ns, .free_ns = w->free_ns,
   };
   mar_counters(&f.bytes_encoded, &f.bytes_decoded);
+  f.nevents = w->events.n;
+  f.events_dropped = w->events.dropped;
   uint32_t status = ok ? 0 : w->interrupted ? 2 : 1;
   const char *payload = ok ? (const char *)out.data : w->error ? w->error : "stopped";
   uint64_t len = ok ? out.len : strlen(payload);
   fflush(NULL);
   int wrote = write_all(fd, &status, sizeof status) == 0 && write_all(fd, &f, sizeof f) == 0 &&
-              write_all(fd, &len, sizeof len) == 0 && write_all(fd, payload, len) == 0;
+              write_all(fd, &len, sizeof len) == 0 && write_all(fd, payload, len) == 0 &&
+              write_all(fd, w->events.v, w->events.n * sizeof(ev)) == 0;
   _exit(wrote ? 0 : 3);
 }
 
@@ -498,10 +540,16 @@ static void settle_child(rt_worker *w, mar_buf *raw) {
   memcpy(&st, raw->data, sizeof st);
   memcpy(&f, raw->data + sizeof st, sizeof f);
   memcpy(&len, raw->data + sizeof st + sizeof f, sizeof len);
-  if (len != raw->len - head) {
+  if (len > raw->len - head || f.nevents > EV_CAP || raw->len - head - len != f.nevents * sizeof(ev)) {
     describe_exit(w, status);
     return;
   }
+  for (uint64_t i = 0; i < f.nevents; i++) {  /* its timeline */
+    ev e;
+    memcpy(&e, raw->data + head + len + i * sizeof e, sizeof e);
+    ev_record(&w->events, e.t, (ev_kind)e.kind, (ev_state)e.state, e.arg);
+  }
+  w->events.dropped += f.events_dropped;
   w->cpu_ns = f.cpu_ns;
   w->started_ns = f.started_ns;
   w->maxrss_kb = f.maxrss_kb;
@@ -629,7 +677,10 @@ rt_worker *rt_spawn(lua_State *L, rt_kind kind, int idx, int n) {
   rt_worker *w = new_worker(rt, kind, self_worker->in);
   if (!w) luaL_error(L, "out of memory");
   name_worker(L, idx, w);
-  if (kind == RT_PROCESS) return spawn_process(L, w, idx, n);
+  if (kind == RT_PROCESS) {
+    atomic_store(&rt->forked, 1);  /* before the fork: the child inherits it too */
+    return spawn_process(L, w, idx, n);
+  }
   if (kind == RT_FREE) {
     char err[256];
     encode_globals(L, &w->in_globals);
@@ -720,9 +771,9 @@ void rt_sleep(lua_State *L, uint64_t ns) {
 }
 
 uint64_t rt_block_begin(rt_worker *self, rt_block kind) {
-  (void)kind;
   uint64_t now = clock_now_ns();
   gil_drop(self->in->gil, &self->gt);
+  if (self->rt->recording) ev_record(&self->events, clock_now_ns(), EV_STATE, block_state[kind], 0);
   return now;
 }
 
@@ -763,6 +814,7 @@ void rt_stop(runtime *rt, int code, const char *reason) {
 }
 
 void rt_wait_all(runtime *rt) {
+  if (rt->on_wait_all) rt->on_wait_all(rt);
   for (int i = 1;; i++) {
     pthread_mutex_lock(&rt->mu);
     rt_worker *w = i < rt->nworkers ? rt->workers[i] : NULL;

@@ -25,8 +25,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "events.h"
 #include "gil.h"
 #include "marshal.h"
+#include "shared.h"
 
 typedef enum rt_kind { RT_THREAD, RT_FREE, RT_PROCESS } rt_kind;
 
@@ -44,6 +46,7 @@ typedef struct rt_child_figures {
   uint64_t cpu_ns, started_ns, maxrss_kb;
   uint64_t acquisitions, forced_drops, wait_ns, hold_ns, blocked_ns, free_ns;
   unsigned long long bytes_encoded, bytes_decoded;
+  uint64_t nevents, events_dropped;  /* its timeline follows the payload */
 } rt_child_figures;
 
 typedef struct rt_worker {
@@ -72,6 +75,7 @@ typedef struct rt_worker {
   uint64_t maxrss_kb;      /* RT_PROCESS: its peak memory */
   unsigned long long bytes_copied;  /* RT_PROCESS: bytes its marshaller moved */
   int foreign;             /* in a forked child: a worker of the parent, not here */
+  ev_buf events;           /* its timeline, if the run records one; written by its own thread */
   /* under rt->mu */
   int done;                /* its function has returned or failed */
   int reaped;              /* its pthread has been joined / its process waited for */
@@ -98,6 +102,7 @@ typedef struct runtime {
   rt_interp **interps;       /* interps[0] is main's */
   int ninterps, icap;
   int is_child;              /* this process is a fork worker */
+  int recording;             /* keep every thread's timeline (--trace, --timeline, --svg) */
   atomic_int stop;           /* 0, or the exit code the stop asks for (124, 130, 143) */
   const char *stop_reason;   /* "timeout", "interrupted" */
   uint64_t start_ns, end_ns;
@@ -105,6 +110,13 @@ typedef struct runtime {
   uint64_t maxrss_kb;        /* peak memory, summed over processes */
   rt_figure figures[32];
   int nfigures;
+  /* Shared objects (vm/objects.c). The arena is mapped in rt_create, before any
+     worker exists, so every thread and forked process sees it (NULL if it could
+     not be mapped: the objects then raise an error). Size: GILVM_ARENA_MB, or
+     SHM_DEFAULT_ARENA_SIZE. */
+  shm_arena *arena;
+  atomic_int forked;         /* a process worker has been started: queues stop passing references */
+  void (*on_wait_all)(struct runtime *rt);  /* called first thing in rt_wait_all (objects.c closes pools) */
 } runtime;
 
 /* The runtime of this process (one per gilvm run). */
@@ -137,6 +149,9 @@ void rt_block_end(rt_worker *self, rt_block kind, uint64_t began);
 void rt_check_stop(lua_State *L);
 /* For blocking C calls: nonzero once the run is being stopped. */
 int rt_should_stop(void *unused);
+
+/* Record every thread's timeline from now on; call before any worker starts. */
+void rt_record(runtime *rt);
 
 /* Ask every thread and process to stop: exit code and reason. The first request wins. */
 void rt_stop(runtime *rt, int code, const char *reason);

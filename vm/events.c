@@ -1,0 +1,29 @@
+/* events.c — per-thread event buffers (see events.h). */
+#include "events.h"
+
+#include <stdlib.h>
+
+const char *const ev_state_names[ST_NSTATES] = {
+  "idle", "running (GIL held)", "running (own interpreter)", "waiting for the GIL",
+  "blocked: sleep", "blocked: join", "blocked: lock", "blocked: queue", "running C without the GIL",
+};
+
+void ev_record(ev_buf *b, uint64_t t, ev_kind kind, ev_state state, int32_t arg) {
+  if (b->n == b->cap) {
+    uint32_t cap = b->cap ? b->cap * 2 : 4096;
+    ev *v = cap <= EV_CAP ? realloc(b->v, (size_t)cap * sizeof *v) : NULL;
+    if (!v) {
+      b->dropped++;
+      return;
+    }
+    b->v = v;
+    b->cap = cap;
+  }
+  b->v[b->n++] = (ev){ .t = t, .kind = (uint16_t)kind, .state = (uint16_t)state, .arg = arg };
+}
+
+void ev_free(ev_buf *b) {
+  free(b->v);
+  b->v = NULL;
+  b->n = b->cap = 0;
+}
