@@ -38,26 +38,6 @@
 
 #include "run_helper.h"
 
-/* ------------------------------------------------- running under TSan */
-
-/* Same work-around as test_gil.c: Criterion's BoxFort picks its arena with
-   rand_r() in a range TSan reserves (Criterion issue #274); keep the picks
-   in the application range TSan leaves free. */
-#if defined(__SANITIZE_THREAD__)
-#define E2E_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define E2E_TSAN 1
-#endif
-#endif
-
-#ifdef E2E_TSAN
-int rand_r(unsigned int *seed) {
-  *seed = *seed * 1103515245u + 12345u;
-  return 0x350000 + (int)((*seed >> 8) % 0x18000);
-}
-#endif
-
 /* ------------------------------------------------------------ plumbing */
 
 #define LIMIT_S 45.0  /* default hard limit for one gilvm run */
