@@ -490,12 +490,15 @@ static int read_child(rt_worker *w, uint64_t deadline, mar_buf *raw) {
     int wait_ms = 50;
     if (deadline) {
       uint64_t now = clock_now_ns();
-      if (now >= deadline) return 0;
-      if (deadline - now < 50000000u) wait_ms = (int)((deadline - now) / 1000000u) + 1;
+      /* past the deadline, still read what is there: join(0) on a process that
+         has exited must see its end */
+      if (now >= deadline) wait_ms = 0;
+      else if (deadline - now < 50000000u) wait_ms = (int)((deadline - now) / 1000000u) + 1;
     }
     struct pollfd pfd = { w->fd, POLLIN, 0 };
     int r = poll(&pfd, 1, wait_ms);
     if (r < 0 && errno != EINTR) return 1;
+    if (r <= 0 && wait_ms == 0) return 0;
     if (r <= 0) continue;
     if (raw->cap - raw->len < 65536) {
       size_t cap = raw->cap ? raw->cap * 2 : 131072;
@@ -534,7 +537,8 @@ static void settle_child(rt_worker *w, mar_buf *raw) {
   uint64_t len;
   size_t head = sizeof st + sizeof f + sizeof len;
   if (raw->len < head) {
-    describe_exit(w, status);
+    if (atomic_load(&w->rt->stop) && WIFSIGNALED(status)) w->interrupted = 1;  /* we killed it */
+    else describe_exit(w, status);
     return;
   }
   memcpy(&st, raw->data, sizeof st);

@@ -1,0 +1,15 @@
+-- handles.lua: handles travel inside queue items, arguments and results.
+local q = gil.queue()
+local v, l = gil.value(0), gil.lock()
+local function worker(qq)
+  local item = qq:get()
+  item.l:acquire()
+  item.v:add(10)
+  item.l:release()
+  return item.v, item.v:get()
+end
+local h = gil.spawn(worker, q)
+q:put({ v = v, l = l })
+local rv, n = h:join()
+print("value", v:get(), n, rv:get())
+print("same handle", rv == v, rawequal(rv, v))

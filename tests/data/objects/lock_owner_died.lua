@@ -1,0 +1,13 @@
+-- lock_owner_died.lua: a process takes a lock and exits without releasing it.
+local l = gil.lock()
+local h = gil.process(function()
+  l:acquire()
+  os.exit(1)
+end)
+print("join", pcall(h.join, h))
+print("locked", l:locked())
+local ok, err = pcall(l.acquire, l)
+print("acquire", ok, err)
+print("acquire again", l:acquire(1))
+print("release", l:release())
+print("locked at end", l:locked())

@@ -1,0 +1,10 @@
+-- lock_release_errors.lua: only the holder may release; the error says who holds it.
+local l = gil.lock()
+l:acquire()
+print("process", gil.process(function() return pcall(l.release, l) end):join())
+print("worker", gil.spawn(function(ll) return pcall(ll.release, ll) end, l):join())
+print("still locked", l:locked())
+l:release()
+print("unlocked", pcall(l.release, l))
+print("acquire(0)", l:acquire(0), pcall(l.acquire, l, 0))
+l:release()

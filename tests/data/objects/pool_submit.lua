@@ -1,0 +1,17 @@
+-- pool_submit.lua: futures: results, several values, timeouts.
+local p = gil.pool(2)
+local f = p:submit(function(a, b) return a + b, a * b, nil, "x" end, 3, 4)
+print("result", f:result())
+print("again", select("#", f:result()))
+local slow = p:submit(function(s) gil.sleep(s) return "slow done" end, 0.5)
+print("timeout", slow:result(0.01))
+print("slow", slow:result())
+local fs = {}
+for i = 1, 20 do fs[i] = p:submit(function(x) return x * 2 end, i) end
+local sum = 0
+for i = 20, 1, -1 do sum = sum + fs[i]:result() end
+print("sum", sum)
+local t = p:submit(function(t) t.seen = true return t end, { 1, 2 }):result()
+print("table", #t, t.seen)
+p:close()
+print("submit after close", pcall(p.submit, p, print))

@@ -1,0 +1,10 @@
+-- stop_blocked.lua: workers blocked forever on a queue and a lock; --timeout ends it.
+local q, l = gil.queue(), gil.lock()
+l:acquire()
+local h1 = gil.spawn(function() return q:get() end)
+local h2 = gil.spawn(function() return l:acquire() end)
+print("ready")
+io.stdout:flush()
+h1:join()
+h2:join()
+print("not reached")
