@@ -1,10 +1,11 @@
 # gilvm — a thin wrapper around meson: set-up, demo, tests, benchmarks.
 #   make demo    install what is missing, build, run the demo scripts
 #   make test    install what is missing, build three ways (plain,
-#                ASan+UBSan, TSan), run the whole suite in each
+#                ASan+UBSan, TSan), run the whole suite in each, then
+#                fuzz the marshaller's decoder for 20 s (libFuzzer)
 #   make bench   run bench/run (figures, not tests)
 
-BUILDS := build build-asan build-tsan
+BUILDS := build build-asan build-tsan build-fuzz
 
 .PHONY: all setup demo test bench clean
 
@@ -23,6 +24,9 @@ build-asan/build.ninja: | setup
 build-tsan/build.ninja: | setup
 	meson setup build-tsan -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug
 
+build-fuzz/build.ninja: | setup
+	CC=clang meson setup build-fuzz -Dfuzz=true -Dtests=disabled
+
 demo: all
 	@echo "== two CPU-bound threads under the GIL: no speedup"
 	build/gilvm scripts/cpu_bound.lua 2
@@ -38,4 +42,4 @@ bench: all
 	bench/run
 
 clean:
-	rm -rf $(BUILDS) build-fuzz
+	rm -rf $(BUILDS)

@@ -2,13 +2,32 @@
 # Builds and runs the test suite in each build directory given (plain,
 # ASan+UBSan, TSan), then prints one total line: "N passed, N failed".
 # Counts are Criterion's per-test counts, read from each run's Synthesis line.
+# A directory named build-fuzz instead builds the marshaller's libFuzzer
+# target and fuzzes the decoder for FUZZ_SECONDS (default 20): one test.
 set -uo pipefail
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 export ASAN_OPTIONS=detect_leaks=1
 passed=0 failed=0 status=0
+fuzz() {
+  local dir=$1 corpus
+  ninja -C "$dir" tests/fuzz_marshal >"$dir/ninja.log" 2>&1 || { cat "$dir/ninja.log"; return 1; }
+  corpus=$(mktemp -d)  # libFuzzer adds what it finds to its first directory: not the seeds
+  "$dir/tests/fuzz_marshal" -max_total_time="${FUZZ_SECONDS:-20}" -timeout=10 -rss_limit_mb=2048 \
+    -artifact_prefix="$dir/" "$corpus" tests/data/marshal_corpus >"$dir/fuzz.log" 2>&1
+  local rc=$?
+  rm -rf "$corpus"
+  grep -E '^#[0-9]+ *DONE|Done [0-9]+ runs' "$dir/fuzz.log" | tail -1 | sed 's/^/  fuzz: /'
+  [ $rc -eq 0 ] || tail -40 "$dir/fuzz.log"
+  return $rc
+}
+
 for dir in "$@"; do
   echo "== $dir"
+  if [ "$(basename "$dir")" = build-fuzz ]; then
+    if fuzz "$dir"; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; fi
+    continue
+  fi
   if ! ninja -C "$dir" >"$dir/ninja.log" 2>&1; then
     cat "$dir/ninja.log"
     echo "build failed in $dir"

@@ -395,7 +395,8 @@ typedef struct Enc {
     ptr_entry first_slots[FIRST_SLOTS];     /* small messages need no malloc */
     name_ref first_names[FIRST_NAMES];
     step steps[MAR_MAX_DEPTH + 1];
-    char err[512];
+    char path[2048];            /* of the value that failed */
+    char reason[256];           /* and why, e.g. "cannot copy a userdata" */
 } Enc;
 
 static void enc_value(Enc *e, int idx, int depth);
@@ -497,11 +498,11 @@ static void text_step(Enc *e, text *t, const step *s)
     }
 }
 
-/* Raises our own error: "<path to steps[depth]>: <message>". The light
-   userdata error value tells mar_encode that the message is in e->err. */
+/* Raises our own error: the path to steps[depth] and the reason. The light
+   userdata error value tells mar_encode that they are in e. */
 static NOINLINE void enc_fail(Enc *e, int depth, const char *fmt, ...)
 {
-    text t = { e->err, sizeof e->err, 0 };
+    text t = { e->path, sizeof e->path, 0 };
     for (int d = 0; d <= depth; d++) {
         if (depth > PATH_HEAD + PATH_TAIL && d > PATH_HEAD && d <= depth - PATH_TAIL) {
             if (d == PATH_HEAD + 1) text_add(&t, "...");
@@ -509,21 +510,38 @@ static NOINLINE void enc_fail(Enc *e, int depth, const char *fmt, ...)
         }
         text_step(e, &t, &e->steps[d]);
     }
-    char msg[256];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(e->reason, sizeof e->reason, fmt, ap);
     va_end(ap);
-    text_add(&t, ": %s", msg);
     lua_pushlightuserdata(e->L, e);
     lua_error(e->L);
 }
 
 static NOINLINE void enc_oom(Enc *e)
 {
-    snprintf(e->err, sizeof e->err, "not enough memory");
+    e->path[0] = 0;
+    snprintf(e->reason, sizeof e->reason, "not enough memory");
     lua_pushlightuserdata(e->L, e);
     lua_error(e->L);
+}
+
+/* "<path>: <reason>" in err; a path too long for errlen loses its middle,
+   so that the reason is always there. */
+static void compose_error(char *err, size_t errlen, const char *path, const char *reason)
+{
+    if (!err || !errlen) return;
+    size_t plen = strlen(path), rlen = strlen(reason);
+    if (plen == 0) {
+        snprintf(err, errlen, "%s", reason);
+    } else if (plen + 2 + rlen < errlen) {
+        snprintf(err, errlen, "%s: %s", path, reason);
+    } else if (errlen > rlen + 2 + 3 + 16) {
+        size_t keep = errlen - 1 - rlen - 2 - 3, head = keep / 3, tail = keep - head;
+        snprintf(err, errlen, "%.*s...%s: %s", (int)head, path, path + plen - tail, reason);
+    } else {
+        snprintf(err, errlen, "%s", reason);
+    }
 }
 
 /* --- writing bytes --- */
@@ -650,7 +668,7 @@ static NOINLINE void scan_modules(Enc *e)
             size_t len;
             const char *s = lua_tolstring(L, -2, &len);
             name_ref name = { s, len };
-            int found;
+            int found = 0;
             ptr_entry *en = map_slot(&e->objects, lua_topointer(L, -1), &found);
             if (!en) enc_oom(e);
             if (!found || better_module_name(&name, &e->names[en->val >> 1])) {
@@ -671,7 +689,7 @@ static void add_builtins(Enc *e, uint32_t module)
     lua_pushnil(L);
     while (lua_next(L, mod)) {
         if (lua_type(L, -2) == LUA_TSTRING && lua_iscfunction(L, -1)) {
-            int found;
+            int found = 0;
             ptr_entry *en = map_slot(&e->builtins, lua_topointer(L, -1), &found);
             if (!en) enc_oom(e);
             if (!found) {           /* the first name wins: _G is scanned first */
@@ -700,7 +718,7 @@ static NOINLINE void scan_builtins(Enc *e)
         if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TTABLE) {
             size_t len;
             const char *s = lua_tolstring(L, -2, &len);
-            add_builtins(e, add_name(e, s, len));
+            if (strcmp(s, LUA_GNAME) != 0) add_builtins(e, add_name(e, s, len));
         }
         lua_pop(L, 1);
     }
@@ -714,7 +732,7 @@ static NOINLINE void scan_builtins(Enc *e)
 static int enc_known(Enc *e, int idx)
 {
     if (!e->modules_scanned) scan_modules(e);
-    int found;
+    int found = 0;
     ptr_entry *en = map_slot(&e->objects, lua_topointer(e->L, idx), &found);
     if (!en) enc_oom(e);
     if (!found) {
@@ -737,7 +755,7 @@ static inline void enc_key(Enc *e, int idx, int depth)
         size_t len;
         const char *s = lua_tolstring(e->L, idx, &len);
         if (len <= MEMO_STRING_MAX) {
-            int found;
+            int found = 0;
             ptr_entry *en = map_slot(&e->objects, s, &found);  /* interned: same text, same address */
             if (!en) enc_oom(e);
             if (found) {
@@ -848,7 +866,7 @@ static void enc_lfunction(Enc *e, int f, int depth)
     put_varint(e, ar.nups);
     step *child = &e->steps[depth + 1];
     for (int i = 1; i <= ar.nups; i++) {
-        int found;
+        int found = 0;
         ptr_entry *en = map_slot(&e->upvalues, lua_upvalueid(L, f, i), &found);
         if (!en) enc_oom(e);
         if (found) {                    /* the same variable as an earlier function's */
@@ -1016,7 +1034,7 @@ int mar_encode(lua_State *L, int idx, int n, const char *what, mar_buf *out,
     e.names = e.first_names;
     e.nnames = 0;
     e.capnames = FIRST_NAMES;
-    e.err[0] = 0;
+    e.path[0] = e.reason[0] = 0;
 
     int top = lua_gettop(L);
     lua_pushcfunction(L, enc_protected);
@@ -1024,7 +1042,10 @@ int mar_encode(lua_State *L, int idx, int n, const char *what, mar_buf *out,
     for (int i = 0; i < n; i++) lua_pushvalue(L, idx + i);
     int status = lua_pcall(L, n + 1, 0, 0);
     if (status != LUA_OK) {
-        copy_error(L, &e, e.err, err, errlen);
+        if (lua_type(L, -1) == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == &e)
+            compose_error(err, errlen, e.path, e.reason);
+        else
+            copy_error(L, &e, "", err, errlen);
         out->len = e.base;
     } else {
         atomic_fetch_add_explicit(&bytes_encoded, out->len - e.base, memory_order_relaxed);
@@ -1151,7 +1172,7 @@ static NOINLINE void dec_table(Dec *d, int depth, unsigned tag, const unsigned c
     uint32_t narr = rd_u32(d), nhash = rd_u32(d);
     if (narr > bytes_left(d) || nhash > bytes_left(d) / 2) dec_fail(d, "table larger than the message");
     size_t want = (size_t)narr + nhash;
-    if (want <= d->presize_left) {      /* a real message never exceeds this budget */
+    if (want <= d->presize_left && narr <= INT_MAX && nhash <= INT_MAX) {  /* a real message stays in budget */
         d->presize_left -= want;
         lua_createtable(L, (int)narr, (int)nhash);
     } else {

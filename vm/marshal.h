@@ -13,7 +13,8 @@
  *   (cycles and shared references kept: a table reached twice decodes as one
  *   table; metatables are copied as values), Lua functions (their bytecode
  *   with debug info, plus their upvalues; upvalues shared between functions
- *   of one message stay shared), C functions that are builtins (found by name
+ *   of one message stay shared; sent in two messages, they become two
+ *   copies), C functions that are builtins (found by name
  *   in package.loaded, e.g. "print", "math.sin"), userdata whose metatable
  *   has a codec (mar_register_udata), and tables that are package.loaded[name]
  *   (sent as the name and decoded as the destination's own module; this is
@@ -31,8 +32,10 @@
  *     .<key>         the key itself of a table entry (e.g. a userdata key)
  *     .<metatable>   the metatable of a table
  *     .<upvalue 'state' of function (file.lua:12)>   an upvalue
- *   A path of more than 16 steps shows its first 4 and last 8 steps around
- *   "...". Example: "globals.handler.<upvalue 'conn' of function (db.lua:5)>.fd".
+ *   A path of more than 12 steps shows the root, its first 4 and its last 8
+ *   steps around "...". A message longer than errlen loses the middle of its
+ *   path, never the reason.
+ *   Example: "globals.handler.<upvalue 'conn' of function (db.lua:5)>.fd".
  *
  * All functions are thread-safe. None raises a Lua error (failures come back
  * as -1 and a message) and none leaves the Lua stack changed except by the
@@ -87,7 +90,8 @@ int mar_decode(lua_State *L, const unsigned char *p, size_t len, char *err,
    and rebuilt by dec, which pushes exactly one value. Both run inside the
    marshaller's protected call: they may raise Lua errors (the encode or
    decode then fails with that message). dec receives untrusted bytes and
-   must check them. Register at start-up, before other threads use the
+   must check them; the value it pushes may not be nil or NaN (it could
+   become a table key). Register at start-up, before other threads use the
    marshaller; at most 16 codecs. Returns 0, or -1 if the table is full, the
    name too long, or already registered. */
 typedef int (*mar_udata_encode)(lua_State *L, int idx, unsigned char *out, size_t cap); /* bytes written, or -1 */
