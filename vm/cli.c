@@ -17,6 +17,7 @@ static const char usage_text[] =
   "usage: gilvm [run] [options] script.lua [args...]\n"
   "       gilvm [run] [options] -e CODE [script.lua [args...]]\n"
   "       gilvm compare [options] script.lua [args...]\n"
+  "       gilvm sweep [-s LIST] [-g LIST] [options] script.lua [args...]\n"
   "\n"
   "run: runs a Lua 5.4 script whose gil.spawn() workers are real OS threads\n"
   "under a Global Interpreter Lock (or, with -m, threads with interpreters of\n"
@@ -25,6 +26,13 @@ static const char usage_text[] =
   "compare: runs the script once per mode (gil, nogil, fork), each in a fresh\n"
   "process, and prints one table side by side; it says whether the script's\n"
   "output was the same in every mode.\n"
+  "sweep: runs the script once per switch interval in -s LIST (and per policy\n"
+  "in -g LIST), each in a fresh process, and prints one row per run: wall time,\n"
+  "switches per second, forced switches, handoff latency, GIL wait and the\n"
+  "script's own gil.report() figures. Lists are comma-separated, like\n"
+  "-s 0.5ms,1ms,5ms -g cpython,fifo (default -s 0.1ms,0.5ms,1ms,5ms,20ms,100ms).\n"
+  "Only the first run's stdout is shown. --json FILE writes every run's figures;\n"
+  "--svg FILE plots each figure against the interval (log scale).\n"
   "\n"
   "options:\n"
   "  -m, --mode MODE            gil: threads under one GIL (default); nogil: threads\n"
@@ -37,11 +45,14 @@ static const char usage_text[] =
   "                             release every N instructions), fifo (fair, Ruby-like)\n"
   "      --check-interval N     legacy: instructions between releases (default 100)\n"
   "  -e CODE                    run CODE before the script, like lua5.4 -e\n"
-  "  -q, --quiet                print no report\n"
-  "      --json FILE            also write the figures as JSON (run and compare)\n"
-  "      --timeline             draw each thread's states over time in the report\n"
-  "      --trace FILE           write a Chrome trace (open in ui.perfetto.dev)\n"
-  "      --svg FILE             draw the timeline as an SVG picture\n"
+  "  -q, --quiet                print no report (sweep: no table)\n"
+  "      --json FILE            also write the figures as JSON (run, compare, sweep)\n"
+  "      --timeline             draw each thread's states over time after the report\n"
+  "                             (fitted to the terminal, or $COLUMNS, or 100 columns)\n"
+  "      --trace FILE           write the timeline as a Chrome trace: open it in\n"
+  "                             ui.perfetto.dev or chrome://tracing\n"
+  "      --svg FILE             draw the timeline as an SVG picture (sweep: the\n"
+  "                             figures against the switch interval)\n"
   "      --timeout DUR          stop every thread after DUR, report, exit 124\n"
   "  -h, --help                 show this help\n"
   "  -V, --version              show the version\n"
@@ -89,6 +100,80 @@ static int known_policy(const char *p) {
   return 0;
 }
 
+static int is_sweep(const cli_options *o) { return strcmp(o->command, "sweep") == 0; }
+
+static int bad_list(const char *what, const char *list, const char *why) {
+  char msg[256];
+  snprintf(msg, sizeof msg, "bad %s list '%.120s': %s", what, list, why);
+  return usage_error("%s", msg);
+}
+
+/* Split a comma list into l; 0, or a usage error naming `what`. */
+static int split_list(const char *v, cli_list *l, const char *what) {
+  l->n = 0;
+  for (const char *p = v;; p++) {
+    size_t len = strcspn(p, ",");
+    if (len == 0) return bad_list(what, v, "an empty item (items are separated by single commas)");
+    if (len >= sizeof l->item[0]) return bad_list(what, v, "an item is too long");
+    if (l->n == CLI_LIST_MAX) return bad_list(what, v, "too many items (at most 16)");
+    memcpy(l->item[l->n], p, len);
+    l->item[l->n++][len] = '\0';
+    p += len;
+    if (!*p) return 0;
+  }
+}
+
+/* -s: one duration; for sweep a comma list of them (o->intervals). */
+static int parse_intervals(const char *v, cli_options *o) {
+  if (!is_sweep(o) && strchr(v, ','))
+    return usage_error("a list of switch intervals ('%s') is for 'gilvm sweep'", v);
+  if (!is_sweep(o)) {
+    if (clock_parse_duration(v, &o->interval_ns) != 0 || o->interval_ns == 0)
+      return usage_error("bad switch interval '%s' (expected a duration > 0 like 500us, 5ms, 1s)", v);
+    return 0;
+  }
+  int err = split_list(v, &o->intervals, "switch interval");
+  if (err) return err;
+  for (int k = 0; k < o->intervals.n; k++) {
+    const char *item = o->intervals.item[k];
+    if (clock_parse_duration(item, &o->interval_list_ns[k]) != 0 || o->interval_list_ns[k] == 0)
+      return usage_error("bad switch interval '%s' (expected a duration > 0 like 500us, 5ms, 1s)", item);
+  }
+  o->interval_ns = o->interval_list_ns[0];
+  return 0;
+}
+
+/* -g: one policy; for sweep a comma list of them (o->policies). */
+static int parse_policies(const char *v, cli_options *o) {
+  if (!is_sweep(o) && strchr(v, ','))
+    return usage_error("a list of GIL policies ('%s') is for 'gilvm sweep'", v);
+  if (!is_sweep(o)) {
+    if (!known_policy(v)) return usage_error("unknown GIL policy '%s' (expected cpython, legacy or fifo)", v);
+    o->policy = v;
+    return 0;
+  }
+  int err = split_list(v, &o->policies, "GIL policy");
+  if (err) return err;
+  for (int k = 0; k < o->policies.n; k++)
+    if (!known_policy(o->policies.item[k]))
+      return usage_error("unknown GIL policy '%s' (expected cpython, legacy or fifo)", o->policies.item[k]);
+  for (int k = 0; gil_policy_names[k]; k++)  /* a pointer that outlives the list */
+    if (strcmp(gil_policy_names[k], o->policies.item[0]) == 0) o->policy = gil_policy_names[k];
+  return 0;
+}
+
+/* Options a compare or sweep does not pass on as given: its own, or set per run. */
+static int local_option(const cli_options *o, const char *a) {
+  static const char *const always[] = { "-q", "--quiet", "--json", "--trace", "--svg", "--timeline", NULL };
+  static const char *const compare[] = { "-m", "--mode", NULL };
+  static const char *const sweep[] = { "-s", "--switch-interval", "-g", "--gil", "--check-interval", "-m", "--mode", NULL };
+  const char *const *lists[] = { always, is_sweep(o) ? sweep : compare };
+  for (int l = 0; l < 2; l++)
+    for (int k = 0; lists[l][k]; k++)
+      if (strncmp(a, lists[l][k], strlen(lists[l][k])) == 0) return 1;
+  return 0;
+}
+
 static int set_option(int argc, char **argv, int *i, cli_options *o) {
   const char *v = NULL;
   int err = 0;
@@ -120,12 +205,10 @@ static int set_option(int argc, char **argv, int *i, cli_options *o) {
     o->mode = v;
   } else if (match(argc, argv, i, "-s", "--switch-interval", &v, &err)) {
     if (err) return err;
-    if (clock_parse_duration(v, &o->interval_ns) != 0 || o->interval_ns == 0)
-      return usage_error("bad switch interval '%s' (expected a duration > 0 like 500us, 5ms, 1s)", v);
+    if ((err = parse_intervals(v, o)) != 0) return err;
   } else if (match(argc, argv, i, "-g", "--gil", &v, &err)) {
     if (err) return err;
-    if (!known_policy(v)) return usage_error("unknown GIL policy '%s' (expected cpython, legacy or fifo)", v);
-    o->policy = v;
+    if ((err = parse_policies(v, o)) != 0) return err;
   } else if (match(argc, argv, i, "", "--check-interval", &v, &err)) {
     if (err) return err;
     char *end;
@@ -143,15 +226,26 @@ static int set_option(int argc, char **argv, int *i, cli_options *o) {
   } else {
     return usage_error("unknown option '%s'", argv[*i]);
   }
-  /* what compare passes on to every run: all but -q, --json and -m */
-  const char *a = argv[first];
-  int local = strncmp(a, "-q", 2) == 0 || strncmp(a, "--quiet", 7) == 0 || strncmp(a, "--json", 6) == 0 ||
-              strncmp(a, "--trace", 7) == 0 || strncmp(a, "--svg", 5) == 0 || strncmp(a, "--timeline", 10) == 0 ||
-              strncmp(a, "-m", 2) == 0 || strncmp(a, "--mode", 6) == 0;
+  /* what compare and sweep pass on to every run */
+  int local = local_option(o, argv[first]);
   for (int k = first; !local && k <= *i; k++) {
     if (o->nfwd == (int)(sizeof o->fwd / sizeof o->fwd[0])) return usage_error("too many options%s", "");
     o->fwd[o->nfwd++] = argv[k];
   }
+  return -1;
+}
+
+/* A sweep: a script, lists filled in, nothing that belongs to a single run. */
+static int check_sweep(cli_options *o) {
+  if (!o->script) return usage_error("sweep needs a script file%s", "");
+  if (o->trace_path || o->timeline)
+    return usage_error("%s draws one run: use it with 'gilvm run', not sweep", o->trace_path ? "--trace" : "--timeline");
+  if (o->intervals.n == 0) parse_intervals("0.1ms,0.5ms,1ms,5ms,20ms,100ms", o);
+  if (o->policies.n == 0) parse_policies(o->policy, o);
+  int legacy = 0;
+  for (int k = 0; k < o->policies.n; k++) legacy |= strcmp(o->policies.item[k], "legacy") == 0;
+  if (o->check_interval && !legacy)
+    return usage_error("--check-interval applies to the legacy policy only (add legacy to -g)%s", "");
   return -1;
 }
 
@@ -161,9 +255,8 @@ int cli_parse(int argc, char **argv, cli_options *o) {
   o->mode = "gil";
   o->policy = "cpython";
   int i = 1;
-  if (i < argc && (strcmp(argv[i], "run") == 0 || strcmp(argv[i], "compare") == 0)) o->command = argv[i++];
-  else if (i < argc && strcmp(argv[i], "sweep") == 0)
-    return usage_error("'%s' is not available in this version yet", argv[i]);
+  if (i < argc && (strcmp(argv[i], "run") == 0 || strcmp(argv[i], "compare") == 0 || strcmp(argv[i], "sweep") == 0))
+    o->command = argv[i++];
   for (; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--") == 0) {
@@ -186,6 +279,7 @@ int cli_parse(int argc, char **argv, cli_options *o) {
     return usage_error("compare needs a script file%s", "");
   if (strcmp(o->command, "compare") == 0 && strcmp(o->mode, "gil") != 0)
     return usage_error("compare runs every mode: drop -m %s", o->mode);
+  if (is_sweep(o)) return check_sweep(o);
   if (o->check_interval && strcmp(o->policy, "legacy") != 0)
     return usage_error("--check-interval applies to the legacy policy only (use -g legacy)%s", "");
   return -1;

@@ -11,8 +11,15 @@
 #define EXIT_INTERRUPTED 130  /* Ctrl-C */
 #define EXIT_TERMINATED 143   /* SIGTERM */
 
+#define CLI_LIST_MAX 16       /* items in a sweep list */
+
+typedef struct cli_list {   /* a comma list as given: "0.5ms,1ms" -> "0.5ms", "1ms" */
+  int n;
+  char item[CLI_LIST_MAX][32];
+} cli_list;
+
 typedef struct cli_options {
-  const char *command;      /* "run", "compare" */
+  const char *command;      /* "run", "compare", "sweep" */
   const char *mode;         /* "gil" */
   const char *policy;       /* "cpython", "legacy", "fifo" */
   uint64_t interval_ns;     /* 0: the policy's default */
@@ -25,7 +32,10 @@ typedef struct cli_options {
   const char *trace_path;   /* --trace FILE: Chrome trace-event JSON */
   const char *svg_path;     /* --svg FILE */
   int timeline;             /* --timeline: ASCII chart in the report */
-  const char *fwd[48];      /* options a compare passes on to each run, as given */
+  cli_list intervals;       /* sweep: -s LIST (default 0.1ms,0.5ms,1ms,5ms,20ms,100ms) */
+  uint64_t interval_list_ns[CLI_LIST_MAX];
+  cli_list policies;        /* sweep: -g LIST (default: cpython) */
+  const char *fwd[48];      /* options a compare or sweep passes on to each run, as given */
   int nfwd;
   const char *script;       /* NULL with only -e; "-" is stdin */
   int script_index;         /* its index in argv (arguments follow it) */

@@ -25,6 +25,8 @@
 #include "gilmod.h"
 #include "report.h"
 #include "runtime.h"
+#include "sweep.h"
+#include "timeline.h"
 
 #define GRACE_NS 3000000000ull
 #define WATCHDOG_QUIT SIGUSR2
@@ -143,11 +145,38 @@ static int report_unjoined(runtime *rt) {
   return failed;
 }
 
+static void write_or_complain(int err, const char *path) {
+  if (err) fprintf(stderr, "gilvm: cannot write %s: %s\n", path, strerror(errno));
+}
+
+/* The report, the JSON, and the timelines asked for. */
+static void report(runtime *rt, const cli_options *o) {
+  report_run r;
+  report_collect(rt, &r);
+  timeline tl;
+  int have_timeline = 0;
+  if (rt->recording) {
+    have_timeline = timeline_build(rt, o->script, &tl) == 0;
+    if (!have_timeline) fprintf(stderr, "gilvm: out of memory building the timeline\n");
+  }
+  if (have_timeline && o->trace_path) write_or_complain(timeline_write_trace(&tl, o->trace_path), o->trace_path);
+  if (have_timeline && o->svg_path) write_or_complain(timeline_write_svg(&tl, o->svg_path), o->svg_path);
+  if (have_timeline && o->timeline) {
+    r.timeline = &tl;
+    r.timeline_width = timeline_terminal_width();
+  }
+  if (!o->quiet) report_print(stderr, rt, &r);
+  else if (r.timeline) timeline_print_ascii(&tl, stderr, r.timeline_width);  /* asked for by name */
+  if (o->json_path) write_or_complain(report_json(o->json_path, rt, &r), o->json_path);
+  if (have_timeline) timeline_free(&tl);
+}
+
 int main(int argc, char **argv) {
   cli_options o;
   int rc = cli_parse(argc, argv, &o);
   if (rc >= 0) return rc;
   if (strcmp(o.command, "compare") == 0) return compare_main(argc, argv, &o);
+  if (strcmp(o.command, "sweep") == 0) return sweep_main(argc, argv, &o);
 
   sigset_t set;
   signal_set(&set);
@@ -184,13 +213,7 @@ int main(int argc, char **argv) {
     rc = stop;
   }
   fflush(stdout);
-  if (rc != EXIT_LOAD) {
-    report_run r;
-    report_collect(rt, &r);
-    if (!o.quiet) report_print(stderr, rt, &r);
-    if (o.json_path && report_json(o.json_path, rt, &r) != 0)
-      fprintf(stderr, "gilvm: cannot write %s: %s\n", o.json_path, strerror(errno));
-  }
+  if (rc != EXIT_LOAD) report(rt, &o);
 
   atomic_store(&wd.finished, 1);
   pthread_kill(wd.tid, WATCHDOG_QUIT);

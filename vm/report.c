@@ -13,6 +13,7 @@
 
 #include "clock.h"
 #include "marshal.h"
+#include "timeline.h"
 
 static double pct(uint64_t part, uint64_t whole) {
   return whole ? 100.0 * (double)part / (double)whole : 0.0;
@@ -49,9 +50,12 @@ void report_collect(runtime *rt, report_run *r) {
     if (w->foreign) continue;
     r->workers++;
     r->bytes_copied += w->bytes_copied;
+    r->events_dropped += w->events.dropped;
     if (w->started_ns > w->spawned_ns) startup += w->started_ns - w->spawned_ns;
   }
   r->startup_ns = r->workers ? startup / (uint64_t)r->workers : 0;
+  r->events_dropped += rt->workers[0]->events.dropped;
+  r->recorded = rt->recording;
   r->maxrss_kb = rt->maxrss_kb;
   r->stopped = atomic_load(&rt->stop) ? rt->stop_reason : NULL;
 }
@@ -92,6 +96,17 @@ static void print_gil(FILE *f, const report_run *r) {
     fprintf(f, "  handoff latency   - (no forced handoffs)\n");
 }
 
+/* A full event buffer loses the rest of its thread's timeline: say whose. */
+static void print_dropped(FILE *f, runtime *rt, const report_run *r) {
+  if (!r->events_dropped) return;
+  fprintf(f, "\n  timeline: %llu events dropped (a thread keeps at most %u); the timelines of",
+          (unsigned long long)r->events_dropped, EV_CAP);
+  for (int i = 0, n = 0; i < rt->nworkers; i++)
+    if (!rt->workers[i]->foreign && rt->workers[i]->events.dropped)
+      fprintf(f, "%s %s", n++ ? "," : "", rt->workers[i]->name);
+  fprintf(f, " end early\n");
+}
+
 void report_print(FILE *f, runtime *rt, const report_run *r) {
   char a[24], b[24], c[24];
   fprintf(f, "\n-- gilvm report --------------------------------------------------------------\n");
@@ -115,6 +130,8 @@ void report_print(FILE *f, runtime *rt, const report_run *r) {
     for (int i = 0; i < rt->nfigures; i++)
       fprintf(f, "  %-22s %s\n", rt->figures[i].name, rt->figures[i].value);
   }
+  print_dropped(f, rt, r);
+  if (r->timeline) timeline_print_ascii(r->timeline, f, r->timeline_width);
   fprintf(f, "-------------------------------------------------------------------------------\n");
 }
 
@@ -162,6 +179,7 @@ int report_json(const char *path, runtime *rt, const report_run *r) {
           g->handoffs, sec(g->handoff_median_ns), sec(g->handoff_p99_ns), sec(g->handoff_max_ns));
   fprintf(f, "  \"workers\": %d, \"startup_s\": %.9f, \"bytes_copied\": %llu, \"peak_memory_kb\": %llu,\n",
           r->workers, sec(r->startup_ns), r->bytes_copied, (unsigned long long)r->maxrss_kb);
+  if (r->recorded) fprintf(f, "  \"events_dropped\": %llu,\n", (unsigned long long)r->events_dropped);
   fprintf(f, "  \"stopped\": ");
   if (r->stopped) json_string(f, r->stopped);
   else fprintf(f, "null");

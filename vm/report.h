@@ -6,6 +6,8 @@
 
 #include "runtime.h"
 
+struct timeline;
+
 /* The run's figures, measured once and then printed or written. */
 typedef struct report_run {
   const char *mode, *policy;
@@ -19,10 +21,14 @@ typedef struct report_run {
   unsigned long long bytes_copied;  /* marshalled between interpreters/processes, both ways */
   uint64_t maxrss_kb;        /* peak memory, summed over processes */
   const char *stopped;       /* NULL, or why the run was stopped */
+  int recorded;              /* timelines were recorded (--trace, --svg, --timeline) */
+  uint64_t events_dropped;   /* timeline events lost because a thread's buffer was full */
+  const struct timeline *timeline;  /* set by the caller: the ASCII chart ends the text report */
+  int timeline_width;        /* its width in columns */
 } report_run;
 
 void report_collect(runtime *rt, report_run *r);
-/* The run as a whole, then one row per thread or process. */
+/* The run as a whole, then one row per thread or process, then the timeline if set. */
 void report_print(FILE *f, runtime *rt, const report_run *r);
 /* The same figures as one JSON object; 0 or -1 (errno set). */
 int report_json(const char *path, runtime *rt, const report_run *r);
