@@ -5,6 +5,9 @@
  *    process printed a report but then returned normally as passing, and
  *    UBSan and TSan carry on after a report by default. These hooks are
  *    only read by a sanitizer runtime; TSAN_OPTIONS/UBSAN_OPTIONS override.
+ *    die_after_fork=0: fork mode forks from a threaded process and may start
+ *    threads in the child (as CPython after os.fork); TSan refuses that by
+ *    default. tools/run_tests.sh sets the same for the gilvm binary.
  *
  * 2. Criterion under ThreadSanitizer: Criterion (its BoxFort sandbox) places
  *    a shared arena at a random address between 0x2000'0000'0000 and
@@ -29,7 +32,7 @@ const char *__ubsan_default_options(void) { return "halt_on_error=1:print_stackt
 
 #ifdef TEST_TSAN
 const char *__tsan_default_options(void);
-const char *__tsan_default_options(void) { return "halt_on_error=1:abort_on_error=1"; }
+const char *__tsan_default_options(void) { return "halt_on_error=1:abort_on_error=1:die_after_fork=0"; }
 
 int rand_r(unsigned int *seed);
 int rand_r(unsigned int *seed) {

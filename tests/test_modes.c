@@ -69,7 +69,7 @@ static void expect_kind(const run_result *r, const char *name, const char *kind)
   if (found) cr_expect_str_eq(row.kind, kind, "row %s", name);
 }
 
-Test(modes, cpu_bound_same_sum_and_worker_kinds, .timeout = 120) {
+Test(modes, cpu_bound_same_sum_and_worker_kinds) {
   const char *kinds[] = { "thread", "free thread", "process" };
   for (int m = 0; m < 3; m++) {
     run_result *r = GV("-m", modes[m], script("cpu_bound.lua"), "2", "2000000");
@@ -84,7 +84,7 @@ Test(modes, cpu_bound_same_sum_and_worker_kinds, .timeout = 120) {
   }
 }
 
-Test(modes, gallery_prints_the_same_in_every_mode, .timeout = 180) {
+Test(modes, gallery_prints_the_same_in_every_mode) {
   const char *runs[][4] = {
     { "pool_map.lua", "6", "0.01", NULL },
     { "queue_workers.lua", "40", "3", NULL },
@@ -104,14 +104,14 @@ Test(modes, gallery_prints_the_same_in_every_mode, .timeout = 180) {
   }
 }
 
-Test(modes, pool_map_squares, .timeout = 60) {
+Test(modes, pool_map_squares) {
   run_result *r = GV("-q", "-m", "fork", script("pool_map.lua"), "5", "0.001");
   expect_exit(r, 0);
   cr_expect_str_eq(r->out, "1 4 9 16 25\n");
   run_result_free(r);
 }
 
-Test(modes, hybrid_uses_threads_and_processes, .timeout = 60) {
+Test(modes, hybrid_uses_threads_and_processes) {
   run_result *r = GV(script("hybrid.lua"), "2", "0.05");
   expect_exit(r, 0);
   cr_expect(strncmp(r->out, "downloaded 2 pages; checksums ", 30) == 0, "stdout: %s", r->out);
@@ -122,7 +122,7 @@ Test(modes, hybrid_uses_threads_and_processes, .timeout = 60) {
 
 /* Isolation is the lesson: a global mutated by workers stays untouched in
    nogil and fork modes, and race.lua's shared value still adds up. */
-Test(modes, race_globals_are_copies_but_values_are_shared, .timeout = 120) {
+Test(modes, race_globals_are_copies_but_values_are_shared) {
   for (int m = 1; m < 3; m++) {
     run_result *r = GV("-q", "-m", modes[m], script("race.lua"), "2", "2000");
     expect_exit(r, 0);
@@ -134,7 +134,7 @@ Test(modes, race_globals_are_copies_but_values_are_shared, .timeout = 120) {
   }
 }
 
-Test(modes, worker_error_carries_name_and_traceback, .timeout = 60) {
+Test(modes, worker_error_carries_name_and_traceback) {
   for (int m = 0; m < 3; m++) {
     run_result *r = GV("-q", "-m", modes[m], "-e",
                        "local function boom() error('kaput') end "
@@ -148,7 +148,7 @@ Test(modes, worker_error_carries_name_and_traceback, .timeout = 60) {
   }
 }
 
-Test(modes, uncopyable_argument_names_its_path, .timeout = 60) {
+Test(modes, uncopyable_argument_names_its_path) {
   /* nogil copies arguments into a fresh interpreter; a file handle cannot go */
   run_result *r = GV("-q", "-m", "nogil", "-e",
                      "local ok, e = pcall(function() return gil.spawn(print, 1, {f = io.stdout}):join() end) "
@@ -164,7 +164,7 @@ Test(modes, uncopyable_argument_names_its_path, .timeout = 60) {
   run_result_free(r);
 }
 
-Test(modes, results_come_back_by_copy, .timeout = 60) {
+Test(modes, results_come_back_by_copy) {
   for (int m = 0; m < 3; m++) {
     run_result *r = GV("-q", "-m", modes[m], "-e",
                        "config = {depth = 3} "
@@ -178,7 +178,7 @@ Test(modes, results_come_back_by_copy, .timeout = 60) {
   }
 }
 
-Test(modes, dead_child_is_reported_not_waited_for, .timeout = 60) {
+Test(modes, dead_child_is_reported_not_waited_for) {
   run_result *r = GV("-q", "-m", "fork", "-e",
                      "local h = gil.spawn(function() os.execute('kill -9 $PPID') gil.sleep(30) end) "
                      "print(pcall(h.join, h))");
@@ -192,7 +192,7 @@ Test(modes, dead_child_is_reported_not_waited_for, .timeout = 60) {
   run_result_free(r);
 }
 
-Test(modes, fork_flushes_stdout_before_forking, .timeout = 60) {
+Test(modes, fork_flushes_stdout_before_forking) {
   run_result *r = GV("-q", "-m", "fork", "-e",
                      "io.write('once ') gil.spawn(function() io.write('child ') end):join() print('end')");
   expect_exit(r, 0);
@@ -200,7 +200,7 @@ Test(modes, fork_flushes_stdout_before_forking, .timeout = 60) {
   run_result_free(r);
 }
 
-Test(modes, timeout_kills_processes_without_hanging, .timeout = 60) {
+Test(modes, timeout_kills_processes_without_hanging) {
   run_result *r = GV("-m", "fork", "--timeout", "0.5s", "-e",
                      "local a = gil.spawn(function() while true do end end) "
                      "local b = gil.spawn(function() gil.sleep(60) end) a:join() b:join()");
@@ -211,7 +211,7 @@ Test(modes, timeout_kills_processes_without_hanging, .timeout = 60) {
   run_result_free(r);
 }
 
-Test(compare, table_has_every_mode_and_same_output, .timeout = 180) {
+Test(compare, table_has_every_mode_and_same_output) {
   char json[] = "/tmp/gilvm-test-compare-XXXXXX";
   int fd = mkstemp(json);
   cr_assert(fd >= 0);
@@ -237,7 +237,7 @@ Test(compare, table_has_every_mode_and_same_output, .timeout = 180) {
   run_result_free(r);
 }
 
-Test(compare, points_at_output_that_differs, .timeout = 180) {
+Test(compare, points_at_output_that_differs) {
   run_result *r = GV("compare", script("race.lua"), "2", "1000");
   expect_exit(r, 0);
   expect_err_has(r, "output differs: nogil printed");
@@ -246,7 +246,7 @@ Test(compare, points_at_output_that_differs, .timeout = 180) {
   run_result_free(r);
 }
 
-Test(compare, usage_errors, .timeout = 30) {
+Test(compare, usage_errors) {
   run_result *r = GV("compare", "-m", "fork", script("cpu_bound.lua"));
   expect_exit(r, 2);
   expect_err_has(r, "compare runs every mode");

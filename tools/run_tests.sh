@@ -6,7 +6,7 @@
 # target and fuzzes the decoder for FUZZ_SECONDS (default 20): one test.
 set -uo pipefail
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:die_after_fork=0
 export ASAN_OPTIONS=detect_leaks=1
 passed=0 failed=0 status=0
 fuzz() {
