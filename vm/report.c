@@ -24,7 +24,7 @@ static const char *dur(uint64_t ns, char *buf, size_t len) {
 }
 
 static const char *bytes(unsigned long long n, char *buf, size_t len) {
-  if (n >= 10u << 20) snprintf(buf, len, "%.1f MB", (double)n / (1 << 20));
+  if (n >= 1u << 20) snprintf(buf, len, "%.1f MB", (double)n / (1 << 20));
   else if (n >= 10u << 10) snprintf(buf, len, "%.1f kB", (double)n / (1 << 10));
   else snprintf(buf, len, "%llu B", n);
   return buf;
