@@ -105,6 +105,10 @@ int gil_drop_requested(const gil_t *g) {
   return atomic_load_explicit(&g->drop_request, memory_order_relaxed);
 }
 
+int gil_waiters(const gil_t *g) {
+  return atomic_load_explicit(&g->nwaiting, memory_order_relaxed);
+}
+
 void gil_set_interval(gil_t *g, uint64_t ns) {
   if (ns > 0) atomic_store(&g->interval_ns, ns);
 }

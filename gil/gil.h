@@ -76,6 +76,8 @@ void gil_drop(gil_t *g, gil_thread *t);
 void gil_yield(gil_t *g, gil_thread *t);
 /* Cheap, lock-free: has a waiter asked the holder to drop? */
 int gil_drop_requested(const gil_t *g);
+/* Cheap, lock-free: how many threads wait for the GIL now. */
+int gil_waiters(const gil_t *g);
 
 void gil_set_interval(gil_t *g, uint64_t ns);
 uint64_t gil_interval(const gil_t *g);

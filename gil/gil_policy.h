@@ -35,7 +35,7 @@ struct gil {
   uint64_t drop_request_at;     /* when the pending drop request was made */
   _Atomic uint64_t interval_ns;
   atomic_int check_interval;
-  int nwaiting;
+  atomic_int nwaiting;          /* changed under mutex; read lock-free by gil_waiters() */
   uint64_t contended_since;
   gil_thread *queue_head, *queue_tail;  /* fifo policy's waiters */
   /* totals */

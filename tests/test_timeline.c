@@ -276,7 +276,7 @@ Test(trace, forced_switches_of_two_cpu_threads) {
 Test(trace, fifo_and_legacy_are_consistent_too) {
   trace_run t = TRACED("-g", "fifo", "-s", "1ms", script("convoy.lua"), "10");
   expect_consistent(&t);
-  trace_run l = TRACED("-g", "legacy", script("cpu_bound.lua"), "2", "200000");
+  trace_run l = TRACED("-g", "legacy", script("cpu_bound.lua"), "2", "3000000");  /* long enough to overlap */
   expect_consistent(&l);
   cr_expect(count_of(&l, "i forced drop") > 0, "legacy drops every check interval:\n%s", l.facts->out);
 }
@@ -311,10 +311,12 @@ Test(trace, nogil_mode_has_a_track_per_interpreter) {
 }
 
 Test(trace, a_full_buffer_is_reported) {
-  /* legacy with a check interval of 1 yields at every instruction: 3 events each */
+  /* a small cap (GILVM_EVENTS_MAX; this test runs in its own process) and two
+     threads switching every millisecond overflow it */
+  setenv("GILVM_EVENTS_MAX", "64", 1);
   const char *json = tmp("dropped.json"), *trace = tmp("dropped-trace.json");
-  run_result *r = GV("-g", "legacy", "--check-interval", "1", "--json", json, "--trace", trace, "--timeline",
-                     script("cpu_bound.lua"), "1", "300000");
+  run_result *r = GV("-s", "1ms", "--json", json, "--trace", trace, "--timeline",
+                     script("cpu_bound.lua"), "2", "10000000");
   expect_exit(r, 0);
   cr_expect(strstr(r->err, "events dropped") != NULL, "the report must say events were dropped" CTX, CTXA(r));
   cr_expect(strstr(r->err, "? events lost") != NULL, "the chart must show where they were lost" CTX, CTXA(r));

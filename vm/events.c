@@ -8,10 +8,19 @@ const char *const ev_state_names[ST_NSTATES] = {
   "blocked: sleep", "blocked: join", "blocked: lock", "blocked: queue", "running C without the GIL",
 };
 
+static uint32_t limit = EV_CAP;
+
+void ev_init_limit(void) {
+  const char *s = getenv("GILVM_EVENTS_MAX");
+  long n = s ? strtol(s, NULL, 10) : 0;
+  if (n >= 16 && n <= (long)EV_CAP) limit = (uint32_t)n;
+}
+
 void ev_record(ev_buf *b, uint64_t t, ev_kind kind, ev_state state, int32_t arg) {
   if (b->n == b->cap) {
-    uint32_t cap = b->cap ? b->cap * 2 : 4096;
-    ev *v = cap <= EV_CAP ? realloc(b->v, (size_t)cap * sizeof *v) : NULL;
+    uint32_t cap = b->cap ? b->cap * 2 : 16;
+    if (cap > limit) cap = limit;
+    ev *v = cap > b->cap ? realloc(b->v, (size_t)cap * sizeof *v) : NULL;
     if (!v) {
       b->dropped++;
       return;

@@ -46,6 +46,8 @@ typedef struct ev_buf {
   uint64_t dropped;
 } ev_buf;
 
+/* Read GILVM_EVENTS_MAX (a smaller cap, for tests); call once before recording. */
+void ev_init_limit(void);
 void ev_record(ev_buf *b, uint64_t t, ev_kind kind, ev_state state, int32_t arg);
 void ev_free(ev_buf *b);
 extern const char *const ev_state_names[ST_NSTATES];

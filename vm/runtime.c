@@ -65,7 +65,8 @@ static void checkpoint(lua_State *L) {
     luaL_error(L, "%s", rt->stop_reason);
   }
   gil_t *g = w->in->gil;
-  if (gil_check_interval(g) > 0 || gil_drop_requested(g)) gil_yield(g, &w->gt);
+  /* legacy: release every check interval, if anyone is there to take it */
+  if (gil_drop_requested(g) || (gil_check_interval(g) > 0 && gil_waiters(g) > 0)) gil_yield(g, &w->gt);
 }
 
 /* ---- timelines ---- */
@@ -89,6 +90,7 @@ static void on_gil_event(gil_thread *t, gil_event e, uint64_t now, void *arg) {
 }
 
 void rt_record(runtime *rt) {
+  ev_init_limit();
   rt->recording = 1;
   gil_set_event_fn(rt->interps[0]->gil, on_gil_event, rt);
 }
