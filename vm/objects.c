@@ -170,7 +170,7 @@ static handle *new_handle(lua_State *L, int type) {
 
 static void adopt(lua_State *L, handle *h, shm_off off) {
   h->off = off;
-  h->pid = getpid();
+  h->pid = rt_pid();
   cache_put(L, off);
 }
 
@@ -179,7 +179,7 @@ static void held_clear(shm_off off);
 static int obj_gc(lua_State *L) {
   handle *h = lua_touserdata(L, 1);
   shm_arena *a = rt_current ? rt_current->arena : NULL;
-  if (h && h->off && h->pid == getpid() && a) {
+  if (h && h->off && h->pid == rt_pid() && a) {
     shm_obj_release(a, h->off);
     /* a lock destroyed while held (by the thread that dropped it last): forget
        its holder, or a new lock at the same offset would seem held */
@@ -317,7 +317,7 @@ static void held_clear(shm_off off) {
    of this process's pools that were never closed, so their workers finish. */
 static void close_pools(runtime *rt) {
   if (!rt->arena) return;
-  pid_t me = getpid();
+  pid_t me = rt_pid();
   pthread_mutex_lock(&objects_mu);
   for (int i = 0; i < npools; i++)
     if (pools[i].pid == me) shm_queue_close(rt->arena, pools[i].tasks);
@@ -333,7 +333,7 @@ static void init_once(void) {
 
 /* ------------------------------------------------------------ gil.lock */
 
-static uint64_t token_of(rt_worker *me) { return (uint64_t)getpid() << 32 | (uint32_t)(me->id + 1); }
+static uint64_t token_of(rt_worker *me) { return (uint64_t)rt_pid() << 32 | (uint32_t)(me->id + 1); }
 
 static int g_lock(lua_State *L) {
   shm_arena *a = arena(L);
@@ -406,7 +406,7 @@ static int lock_release(lua_State *L) {
   }
   if (rc != SHM_NOT_OWNER) return luaL_error(L, "lock: %s", shm_strerror(rc));
   uint64_t holder = held_by(h->off);
-  if (holder && holder >> 32 == (uint64_t)getpid()) {
+  if (holder && holder >> 32 == (uint64_t)rt_pid()) {
     char name[64];
     return luaL_error(L, "release of a lock held by another thread (%s)",
                       worker_name((int)(uint32_t)holder - 1, name, sizeof name));
@@ -448,7 +448,7 @@ static int g_queue(lua_State *L) {
 static int by_reference(handle *h, rt_worker *me) {
   runtime *rt = rt_current;
   return rt->spawn_kind == RT_THREAD && me->kind == RT_THREAD && me->in == rt->interps[0] && !rt->is_child &&
-         !atomic_load(&rt->forked) && !h->crossed && h->pid == getpid();
+         !atomic_load(&rt->forked) && !h->crossed && h->pid == rt_pid();
 }
 
 static int queue_put(lua_State *L) {
@@ -466,7 +466,7 @@ static int queue_put(lua_State *L) {
   if (by_reference(h, me)) {
     lua_pushvalue(L, 2);
     ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    item_ref r = { (int32_t)getpid(), ref, (uint64_t)(uintptr_t)me->in };
+    item_ref r = { (int32_t)rt_pid(), ref, (uint64_t)(uintptr_t)me->in };
     small[0] = ITEM_REF;
     memcpy(small + 1, &r, sizeof r);
     data = small;
@@ -537,10 +537,10 @@ static void push_item(lua_State *L, rt_worker *me, unsigned char *data, size_t l
   }
   memcpy(&r, data + 1, sizeof r);
   free(data);
-  if (r.pid != (int32_t)getpid())
+  if (r.pid != (int32_t)rt_pid())
     luaL_error(L, "queue get: this item was put by reference in process %d (a gil-mode thread, before any "
                "process was started) and cannot be received in process %d",
-               (int)r.pid, (int)getpid());
+               (int)r.pid, (int)rt_pid());
   if (r.interp != (uint64_t)(uintptr_t)me->in)
     luaL_error(L, "queue get: this item was put by reference in another interpreter and cannot be received here");
   lua_rawgeti(L, LUA_REGISTRYINDEX, r.ref);
@@ -677,7 +677,7 @@ static int p_register(lua_State *L) {
   if (ok && shm_obj_retain(a, t->off) == SHM_OK) {
     if (shm_obj_retain(a, r->off) == SHM_OK) {
       id = ++next_pool_id;
-      pools[npools++] = (pool_reg){ id, getpid(), t->off, r->off };
+      pools[npools++] = (pool_reg){ id, rt_pid(), t->off, r->off };
     } else {
       shm_obj_release(a, t->off);
     }
@@ -692,7 +692,7 @@ static int p_register(lua_State *L) {
 static int p_unregister(lua_State *L) {
   long id = (long)luaL_checkinteger(L, 1);
   shm_arena *a = arena(L);
-  pid_t me = getpid();
+  pid_t me = rt_pid();
   pool_reg found = { 0 };
   pthread_mutex_lock(&objects_mu);
   for (int i = 0; i < npools; i++)
@@ -713,7 +713,7 @@ static int p_unregister(lua_State *L) {
 static int p_abandon(lua_State *L) {
   long id = (long)luaL_checkinteger(L, 1);
   shm_arena *a = rt_current ? rt_current->arena : NULL;
-  pid_t me = getpid();
+  pid_t me = rt_pid();
   pthread_mutex_lock(&objects_mu);
   for (int i = 0; a && i < npools; i++)
     if (pools[i].id == id && pools[i].pid == me) shm_queue_close(a, pools[i].tasks);
@@ -725,7 +725,7 @@ static int p_abandon(lua_State *L) {
    in another interpreter or process will not match. */
 static int p_owner(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);  /* one per interpreter */
-  lua_pushfstring(L, "%d:%p", (int)getpid(), (void *)lua_tothread(L, -1));
+  lua_pushfstring(L, "%d:%p", (int)rt_pid(), (void *)lua_tothread(L, -1));
   return 1;
 }
 

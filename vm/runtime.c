@@ -46,6 +46,7 @@ static _Thread_local rt_worker *self_worker;
 
 rt_worker *rt_self(void) { return self_worker; }
 gil_t *rt_gil(void) { return self_worker->in->gil; }
+pid_t rt_pid(void) { return rt_current ? rt_current->pid : getpid(); }
 
 /* ---- the GIL's callbacks: how a drop request reaches the holder ---- */
 
@@ -181,6 +182,7 @@ runtime *rt_create(const char *mode, const char *policy, uint64_t interval_ns, i
   rt->policy = policy;
   rt->interval_ns = interval_ns;
   rt->stop_reason = "";
+  rt->pid = getpid();
   init_sync(rt);
   rt_current = rt;
   mar_init();  /* before any fork: children must share the key that authenticates bytecode */
@@ -396,6 +398,7 @@ static int write_all(int fd, const void *p, size_t n) {
 static void become_child(runtime *rt, rt_worker *w) {
   init_sync(rt);
   rt->is_child = 1;
+  rt->pid = getpid();
   for (int i = 0; i < rt->nworkers; i++) {
     rt_worker *o = rt->workers[i];
     if (o == w) continue;

@@ -102,6 +102,7 @@ typedef struct runtime {
   rt_interp **interps;       /* interps[0] is main's */
   int ninterps, icap;
   int is_child;              /* this process is a fork worker */
+  pid_t pid;                 /* getpid(), cached: shared objects ask for it on every call */
   int recording;             /* keep every thread's timeline (--trace, --timeline, --svg) */
   atomic_int stop;           /* 0, or the exit code the stop asks for (124, 130, 143) */
   const char *stop_reason;   /* "timeout", "interrupted" */
@@ -123,6 +124,8 @@ typedef struct runtime {
 extern runtime *rt_current;
 /* The worker running on the calling OS thread (NULL on helper threads). */
 rt_worker *rt_self(void);
+/* This process's pid (cached; updated in a forked child). */
+pid_t rt_pid(void);
 /* The GIL of the calling worker's interpreter. */
 gil_t *rt_gil(void);
 
