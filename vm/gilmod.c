@@ -25,16 +25,15 @@
 
 #define HANDLE_MT "gil.handle"
 
-static uint64_t seconds_to_ns(lua_State *L, int arg) {
+uint64_t gilmod_check_seconds(lua_State *L, int arg) {
   lua_Number s = luaL_checknumber(L, arg);
   luaL_argcheck(L, s >= 0 && s < 1e9, arg, "must be a non-negative number of seconds");
   return (uint64_t)llround(s * 1e9);
 }
 
-/* An optional timeout in seconds: -1 when absent or nil (wait forever). */
-static int64_t opt_timeout(lua_State *L, int arg) {
+int64_t gilmod_opt_timeout(lua_State *L, int arg) {
   if (lua_isnoneornil(L, arg)) return -1;
-  return (int64_t)seconds_to_ns(L, arg);
+  return (int64_t)gilmod_check_seconds(L, arg);
 }
 
 /* ---- worker handles ---- */
@@ -51,7 +50,7 @@ static void push_handle(lua_State *L, rt_worker *w) {
 
 static int h_join(lua_State *L) {
   rt_worker *w = check_handle(L, 1);
-  int64_t timeout = opt_timeout(L, 2);
+  int64_t timeout = gilmod_opt_timeout(L, 2);
   if (w == rt_self()) return luaL_error(L, "thread '%s' cannot join itself", w->name);
   if (w->id == 0) return luaL_error(L, "the main thread cannot be joined");
   if (!rt_join(L, w, timeout)) {
@@ -112,7 +111,7 @@ static int g_current(lua_State *L) {
 /* ---- time and work ---- */
 
 static int g_sleep(lua_State *L) {
-  rt_sleep(L, seconds_to_ns(L, 1));
+  rt_sleep(L, gilmod_check_seconds(L, 1));
   return 0;
 }
 
@@ -128,7 +127,7 @@ static int g_thread_cpu(lua_State *L) {
 
 /* C busy work, like a C extension's loop; release=true runs it without the GIL. */
 static int g_native(lua_State *L) {
-  uint64_t ns = seconds_to_ns(L, 1);
+  uint64_t ns = gilmod_check_seconds(L, 1);
   int release = lua_toboolean(L, 2);
   rt_worker *me = rt_self();
   uint64_t began = release ? rt_block_begin(me, RT_BLOCK_NATIVE) : 0;

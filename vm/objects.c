@@ -90,6 +90,7 @@
 
 #include "marshal.h"
 #include "pool_lua.h"
+#include "gilmod.h"
 #include "runtime.h"
 #include "shared.h"
 
@@ -126,14 +127,6 @@ static rt_worker *self(lua_State *L) {
   rt_worker *me = rt_self();
   if (!me) luaL_error(L, "shared objects can only be used from a gilvm worker");
   return me;
-}
-
-/* An optional timeout in seconds: -1 when absent or nil (wait forever). */
-static int64_t opt_timeout(lua_State *L, int arg) {
-  if (lua_isnoneornil(L, arg)) return -1;
-  lua_Number s = luaL_checknumber(L, arg);
-  luaL_argcheck(L, s >= 0 && s < 1e9, arg, "must be a non-negative number of seconds");
-  return (int64_t)(s * 1e9);
 }
 
 /* The absolute deadline of a timeout taken at the start of a call. */
@@ -357,7 +350,7 @@ static const char *worker_name(int id, char *buf, size_t len) {
 
 static int lock_acquire(lua_State *L) {
   handle *h = check(L, 1, SHM_T_LOCK);
-  int64_t timeout = opt_timeout(L, 2);
+  int64_t timeout = gilmod_opt_timeout(L, 2);
   shm_arena *a = arena(L);
   rt_worker *me = self(L);
   uint64_t token = token_of(me);
@@ -454,7 +447,7 @@ static int by_reference(handle *h, rt_worker *me) {
 static int queue_put(lua_State *L) {
   handle *h = check(L, 1, SHM_T_QUEUE);
   luaL_checkany(L, 2);
-  int64_t timeout = opt_timeout(L, 3);
+  int64_t timeout = gilmod_opt_timeout(L, 3);
   shm_arena *a = arena(L);
   rt_worker *me = self(L);
   struct timespec deadline = deadline_of(timeout);
@@ -549,7 +542,7 @@ static void push_item(lua_State *L, rt_worker *me, unsigned char *data, size_t l
 
 static int queue_get(lua_State *L) {
   handle *h = check(L, 1, SHM_T_QUEUE);
-  int64_t timeout = opt_timeout(L, 2);
+  int64_t timeout = gilmod_opt_timeout(L, 2);
   shm_arena *a = arena(L);
   rt_worker *me = self(L);
   struct timespec deadline = deadline_of(timeout);
