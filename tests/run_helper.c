@@ -483,3 +483,25 @@ int count_occurrences(const char *hay, const char *needle) {
   for (const char *p = strstr(hay, needle); p; p = strstr(p + len, needle)) n++;
   return n;
 }
+
+/* ---- failure messages ---- */
+
+const char *run_tail(const char *s) {
+  size_t n = strlen(s);
+  return n > 4000 ? s + n - 4000 : s;
+}
+
+const char *run_status(const run_result *r) {
+  static char b[160];
+  return run_status_text(r, b, sizeof b);
+}
+
+const char *run_sanitizer_report(const char *text) {
+  static const char *const marks[] = {
+    "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
+    "ThreadSanitizer: ", "runtime error: ", "AddressSanitizer:DEADLYSIGNAL", NULL,
+  };
+  for (int i = 0; marks[i]; i++)
+    if (strstr(text, marks[i])) return marks[i];
+  return NULL;
+}

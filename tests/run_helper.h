@@ -59,6 +59,18 @@ const char *run_status_text(const run_result *r, char *buf, size_t len);
 /* Monotonic seconds. */
 double run_now(void);
 
+/* ---- failure messages ---- */
+
+/* The last 4000 bytes of a possibly long output. */
+const char *run_tail(const char *s);
+/* The first sanitizer report marker found in text (a child's stderr), or NULL. */
+const char *run_sanitizer_report(const char *text);
+/* "what ran and what it printed", for a test's failure message:
+   cr_assert(cond, "message" CTX, CTXA(r)). CTXA's status text lives in a static buffer. */
+const char *run_status(const run_result *r);
+#define CTX "\n  command: %s\n  status:  %s (%.2f s)\n  --- stdout ---\n%s\n  --- stderr ---\n%s"
+#define CTXA(r) (r)->cmdline, run_status(r), (r)->wall_s, run_tail((r)->out), run_tail((r)->err)
+
 /* ---- reading the report ---- */
 
 /* A report duration as gilvm prints it ("36.83 ms", "883 us", "2.00 s", "393 ns",

@@ -80,26 +80,6 @@ static const char *gilvm(void) { return env_dir("GILVM"); }
 static const char *script(const char *name) { return fmt("%s/%s", env_dir("GILVM_SCRIPTS"), name); }
 static const char *data(const char *name) { return fmt("%s/e2e/%s", env_dir("GILVM_TESTDATA"), name); }
 
-/* The last part of a possibly long output, for failure messages. */
-static const char *tail(const char *s) {
-  size_t n = strlen(s);
-  return n > 4000 ? s + n - 4000 : s;
-}
-
-static const char *status(const run_result *r) {
-  static char b[160];
-  return run_status_text(r, b, sizeof b);
-}
-
-/* For failure messages: what ran and what it printed. */
-#define CTX "\n  command: %s\n  status:  %s (%.2f s)\n  --- stdout ---\n%s\n  --- stderr ---\n%s"
-#define CTXA(r) (r)->cmdline, status(r), (r)->wall_s, tail((r)->out), tail((r)->err)
-
-static const char *const sanitizer_marks[] = {
-  "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
-  "ThreadSanitizer: ", "runtime error: ", "AddressSanitizer:DEADLYSIGNAL", NULL,
-};
-
 /* Run gilvm with args (NULL-terminated, without the binary itself). Fails the
    test if it could not start, ran into the hard limit, was not reaped, or a
    sanitizer complained. */
@@ -125,8 +105,7 @@ static run_result *gv_opts(const run_opts *o, const char *const *args) {
   pid_t w = waitpid(r->pid, &st, WNOHANG);
   cr_assert(w == -1 && errno == ECHILD, "gilvm (pid %d) is still a child of the test after the run" CTX,
             (int)r->pid, CTXA(r));
-  for (int i = 0; sanitizer_marks[i]; i++)
-    cr_assert(!strstr(r->err, sanitizer_marks[i]), "a sanitizer reported a problem in gilvm" CTX, CTXA(r));
+  cr_assert(!run_sanitizer_report(r->err), "a sanitizer reported a problem in gilvm" CTX, CTXA(r));
   return r;
 }
 

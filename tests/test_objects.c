@@ -53,24 +53,6 @@ static const char *fixture(const char *name) {
   return s;
 }
 
-static const char *tail(const char *s) {
-  size_t n = strlen(s);
-  return n > 3000 ? s + n - 3000 : s;
-}
-
-static const char *status(const run_result *r) {
-  static char b[160];
-  return run_status_text(r, b, sizeof b);
-}
-
-#define CTX "\n  command: %s\n  status:  %s (%.2f s)\n  --- stdout ---\n%s\n  --- stderr ---\n%s"
-#define CTXA(r) (r)->cmdline, status(r), (r)->wall_s, tail((r)->out), tail((r)->err)
-
-static const char *const sanitizer_marks[] = {
-  "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
-  "ThreadSanitizer: ", "runtime error: ", "AddressSanitizer:DEADLYSIGNAL", NULL,
-};
-
 /* gilvm -q -m MODE [extra] FIXTURE [args]: args is NULL-terminated. */
 static run_result *run_v(const char *mode, const char *extra1, const char *extra2, const char *name, va_list ap) {
   const char *argv[32];
@@ -94,8 +76,7 @@ static run_result *run_v(const char *mode, const char *extra1, const char *extra
   int st;
   errno = 0;
   cr_assert(waitpid(r->pid, &st, WNOHANG) == -1 && errno == ECHILD, "gilvm is still a child" CTX, CTXA(r));
-  for (int i = 0; sanitizer_marks[i]; i++)
-    cr_assert(!strstr(r->err, sanitizer_marks[i]), "a sanitizer reported a problem" CTX, CTXA(r));
+  cr_assert(!run_sanitizer_report(r->err), "a sanitizer reported a problem" CTX, CTXA(r));
   return r;
 }
 

@@ -86,27 +86,13 @@ static const char *script(const char *name) { return fmt("%s/%s", env("GILVM_SCR
 static const char *data(const char *name) { return fmt("%s/timeline/%s", env("GILVM_TESTDATA"), name); }
 static const char *tmp(const char *name) { return fmt("%s/%s", tmpdir, name); }
 
-static const char *tail(const char *s) {
-  size_t n = strlen(s);
-  return n > 3000 ? s + n - 3000 : s;
-}
-
-#define CTX "\n  command: %s\n  status:  %s\n  --- stdout ---\n%s\n  --- stderr ---\n%s"
-#define CTXA(r) (r)->cmdline, run_status_text((r), (char[160]){ 0 }, 160), tail((r)->out), tail((r)->err)
-
-static const char *const sanitizer_marks[] = {
-  "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
-  "ThreadSanitizer: ", "runtime error: ", NULL,
-};
-
 static run_result *run_argv(const char *const *argv) {
   run_opts o = { .limit_s = LIMIT_S };
   run_result *r = run_program(&o, (char *const *)argv);
   if (nresults < (int)(sizeof results / sizeof results[0])) results[nresults++] = r;
   cr_assert(r->spawn_errno == 0, "cannot run %s: %s", argv[0], strerror(r->spawn_errno));
   cr_assert(!r->timed_out, "did not finish within %.0f s" CTX, LIMIT_S, CTXA(r));
-  for (int i = 0; sanitizer_marks[i]; i++)
-    cr_assert(!strstr(r->err, sanitizer_marks[i]), "a sanitizer reported a problem" CTX, CTXA(r));
+  cr_assert(!run_sanitizer_report(r->err), "a sanitizer reported a problem" CTX, CTXA(r));
   return r;
 }
 
