@@ -54,13 +54,20 @@ static const char usage_text[] =
   "      --svg FILE             draw the timeline as an SVG picture (sweep: the\n"
   "                             figures against the switch interval)\n"
   "      --timeout DUR          stop every thread after DUR, report, exit 124\n"
+  "      --arena SIZE           address space for shared objects (lock, queue,\n"
+  "                             value, pool): 64M (default), 1G; a bare number is\n"
+  "                             MiB; 1M to 1024G. GILVM_ARENA_MB=N sets it too\n"
+  "      --binary               let the script be a precompiled chunk (luac output);\n"
+  "                             Lua does not check those, so only trusted ones\n"
   "  -h, --help                 show this help\n"
   "  -V, --version              show the version\n"
   "\n"
-  "Durations read like 500us, 0.5ms, 2s; a bare number is seconds.\n"
+  "Durations are a decimal number and a unit ns, us, ms or s: 500us, 0.5ms, 2s;\n"
+  "a bare number is seconds.\n"
   "Exit status: 0 success, 1 the script raised an error (in main or in a thread\n"
   "that was never joined), 2 bad usage, 3 the script could not be loaded\n"
-  "(missing file, syntax error), 124 timeout, 130 Ctrl-C, 143 SIGTERM.\n";
+  "(missing file, syntax error, a precompiled chunk without --binary),\n"
+  "124 timeout, 130 Ctrl-C, 143 SIGTERM.\n";
 
 static int usage_error(const char *fmt, const char *arg) {
   fprintf(stderr, "gilvm: ");
@@ -162,6 +169,20 @@ static int parse_policies(const char *v, cli_options *o) {
   return 0;
 }
 
+#define CLI_ARENA_MAX_MB (1L << 20)  /* 1 TiB of address space */
+
+/* "64", "64M", "1G" (a bare number is MiB; units only if allowed): bytes, or 0 if malformed. */
+static size_t parse_arena(const char *v, int units) {
+  size_t digits = strspn(v, "0123456789");
+  if (digits == 0 || digits > 7) return 0;
+  long mb = strtol(v, NULL, 10);
+  const char *unit = v + digits;
+  if (units && (strcmp(unit, "G") == 0 || strcmp(unit, "g") == 0)) mb *= 1024;
+  else if (*unit && !(units && (strcmp(unit, "M") == 0 || strcmp(unit, "m") == 0))) return 0;
+  if (mb < 1 || mb > CLI_ARENA_MAX_MB) return 0;
+  return (size_t)mb << 20;
+}
+
 /* Options a compare or sweep does not pass on as given: its own, or set per run. */
 static int local_option(const cli_options *o, const char *a) {
   static const char *const always[] = { "-q", "--quiet", "--json", "--trace", "--svg", "--timeline", NULL };
@@ -219,6 +240,12 @@ static int set_option(int argc, char **argv, int *i, cli_options *o) {
     if (err) return err;
     if (clock_parse_duration(v, &o->timeout_ns) != 0 || o->timeout_ns == 0)
       return usage_error("bad timeout '%s' (expected a duration > 0 like 30s)", v);
+  } else if (match(argc, argv, i, "", "--arena", &v, &err)) {
+    if (err) return err;
+    if (!(o->arena_bytes = parse_arena(v, 1)))
+      return usage_error("bad arena size '%s' (expected 1M to 1024G, like 64M or 1G; a bare number is MiB)", v);
+  } else if (match(argc, argv, i, "", "--binary", NULL, &err)) {
+    o->binary = 1;
   } else if (match(argc, argv, i, "-e", "-e", &v, &err)) {
     if (err) return err;
     if (o->nexec == (int)(sizeof o->exec / sizeof o->exec[0])) return usage_error("too many -e options%s", "");
@@ -254,6 +281,9 @@ int cli_parse(int argc, char **argv, cli_options *o) {
   o->command = "run";
   o->mode = "gil";
   o->policy = "cpython";
+  const char *mb = getenv("GILVM_ARENA_MB");  /* empty: unset; --arena, if given, wins */
+  if (mb && *mb && !(o->arena_bytes = parse_arena(mb, 0)))
+    return usage_error("bad GILVM_ARENA_MB '%s' (expected a whole number of MiB from 1 to 1048576)", mb);
   int i = 1;
   if (i < argc && (strcmp(argv[i], "run") == 0 || strcmp(argv[i], "compare") == 0 || strcmp(argv[i], "sweep") == 0))
     o->command = argv[i++];

@@ -2,6 +2,7 @@
 #ifndef CLI_H
 #define CLI_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define EXIT_SCRIPT_ERROR 1   /* the script raised an error (main or a worker) */
@@ -32,6 +33,8 @@ typedef struct cli_options {
   const char *trace_path;   /* --trace FILE: Chrome trace-event JSON */
   const char *svg_path;     /* --svg FILE */
   int timeline;             /* --timeline: ASCII chart in the report */
+  int binary;               /* --binary: the script may be a precompiled chunk */
+  size_t arena_bytes;       /* --arena SIZE, or GILVM_ARENA_MB (0: the default) */
   cli_list intervals;       /* sweep: -s LIST (default 0.1ms,0.5ms,1ms,5ms,20ms,100ms) */
   uint64_t interval_list_ns[CLI_LIST_MAX];
   cli_list policies;        /* sweep: -g LIST (default: cpython) */

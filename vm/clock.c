@@ -37,9 +37,18 @@ int clock_parse_duration(const char *s, uint64_t *ns) {
     { "ns", 1e0 }, { "us", 1e3 }, { "ms", 1e6 }, { "s", 1e9 }, { "", 1e9 },
   };
   if (!s || !*s) return -1;
+  /* only decimal digits with an optional fraction: strtod alone would take
+     " 5", "+5", "0x10", "1e3", "inf" and "nan" */
+  size_t digits = strspn(s, "0123456789"), len = digits;
+  if (s[len] == '.') {
+    size_t frac = strspn(s + len + 1, "0123456789");
+    digits += frac;
+    len += 1 + frac;
+  }
+  if (digits == 0) return -1;  /* "", ".", "ms" */
   char *end;
   double v = strtod(s, &end);
-  if (end == s || !isfinite(v) || v < 0) return -1;
+  if (end != s + len || !isfinite(v) || v < 0) return -1;
   for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
     if (strcmp(end, units[i].unit) == 0) {
       double x = v * units[i].scale;

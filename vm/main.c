@@ -77,17 +77,10 @@ static void *watchdog_main(void *arg) {
   return NULL;
 }
 
-static int traceback(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
-  if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-  luaL_traceback(L, L, msg, 1);
-  return 1;
-}
-
 /* Run the function on top of L (with nargs above it) under the traceback handler. */
 static int docall(lua_State *L, int nargs) {
   int base = lua_gettop(L) - nargs;
-  lua_pushcfunction(L, traceback);
+  lua_pushcfunction(L, rt_msghandler);
   lua_insert(L, base);
   int status = lua_pcall(L, nargs, 0, base);
   lua_remove(L, base);
@@ -112,8 +105,9 @@ static int main_failed(lua_State *L) {
 
 /* Run -e chunks and the script. Returns 0, EXIT_LOAD, or EXIT_SCRIPT_ERROR; prints the error. */
 static int run_main(lua_State *L, const cli_options *o, int argc, char **argv) {
+  const char *mode = o->binary ? "bt" : "t";  /* Lua's binary loader trusts its input */
   for (int i = 0; i < o->nexec; i++) {
-    if (luaL_loadbuffer(L, o->exec[i], strlen(o->exec[i]), "=(command line)") != LUA_OK) {
+    if (luaL_loadbufferx(L, o->exec[i], strlen(o->exec[i]), "=(command line)", mode) != LUA_OK) {
       fprintf(stderr, "gilvm: %s\n", lua_tostring(L, -1));
       return EXIT_LOAD;
     }
@@ -121,8 +115,13 @@ static int run_main(lua_State *L, const cli_options *o, int argc, char **argv) {
   }
   if (!o->script) return 0;
   const char *file = strcmp(o->script, "-") == 0 ? NULL : o->script;
-  if (luaL_loadfile(L, file) != LUA_OK) {
-    fprintf(stderr, "gilvm: %s\n", lua_tostring(L, -1));
+  if (luaL_loadfilex(L, file, mode) != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    if (strstr(msg, "attempt to load a binary chunk"))
+      fprintf(stderr, "gilvm: %s is a precompiled chunk, not Lua source: gilvm runs those only with "
+              "--binary (Lua does not check them: a damaged one can crash it)\n", file ? file : "stdin");
+    else
+      fprintf(stderr, "gilvm: %s\n", msg);
     return EXIT_LOAD;
   }
   int nargs = argc - o->script_index - 1;
@@ -182,6 +181,7 @@ int main(int argc, char **argv) {
   signal_set(&set);
   pthread_sigmask(SIG_BLOCK, &set, NULL);  /* inherited by every thread: the watchdog takes them */
 
+  rt_arena_size = o.arena_bytes;
   runtime *rt = rt_create(o.mode, o.policy, o.interval_ns, o.check_interval);
   if (!rt) {
     fprintf(stderr, "gilvm: cannot create the runtime\n");

@@ -26,8 +26,18 @@ local SLICE = 0.1  -- seconds between looks at the workers while waiting
 
 -- ---------------------------------------------------------------- workers
 
+-- As lua5.4's message handler: numbers read as strings, __tostring if it gives one.
 local function traceback(e)
-  if type(e) ~= "string" then e = "(error object is a " .. type(e) .. " value)" end
+  if type(e) == "number" then e = tostring(e)
+  elseif type(e) ~= "string" then
+    local mt = debug.getmetatable(e)
+    local ts = mt and rawget(mt, "__tostring")
+    if ts then
+      local s = ts(e)
+      if type(s) == "string" then return s end
+    end
+    e = "(error object is a " .. type(e) .. " value)"
+  end
   return debug.traceback(e, 2)
 end
 

@@ -42,6 +42,7 @@
 #include "gilmod.h"
 
 runtime *rt_current;
+size_t rt_arena_size;
 static _Thread_local rt_worker *self_worker;
 
 rt_worker *rt_self(void) { return self_worker; }
@@ -187,10 +188,7 @@ runtime *rt_create(const char *mode, const char *policy, uint64_t interval_ns, i
   rt_current = rt;
   mar_init();  /* before any fork: children must share the key that authenticates bytecode */
   /* the shared objects' arena, before any interpreter (objects_open) or worker */
-  const char *mb = getenv("GILVM_ARENA_MB");
-  long arena_mb = mb ? strtol(mb, NULL, 10) : 0;
-  if (shm_arena_create(arena_mb > 0 && arena_mb <= 1L << 20 ? (size_t)arena_mb << 20 : 0, &rt->arena) != SHM_OK)
-    rt->arena = NULL;
+  if (shm_arena_create(rt_arena_size, &rt->arena) != SHM_OK) rt->arena = NULL;
   rt_interp *in = new_interp(rt);
   if (!in) {
     free(rt);
@@ -242,9 +240,12 @@ void rt_destroy(runtime *rt) {
 
 /* ---- running a function ---- */
 
-static int traceback(lua_State *L) {
+int rt_msghandler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
-  if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  if (!msg) {  /* as lua5.4's msghandler: a __tostring that gives a string is the message */
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
+    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
   luaL_traceback(L, L, msg, 1);
   return 1;
 }
@@ -254,7 +255,7 @@ static int traceback(lua_State *L) {
    error (or interrupted flag) is set and the stack emptied. */
 static int run_function(rt_worker *w, lua_State *L, int base) {
   int nargs = lua_gettop(L) - base;
-  lua_pushcfunction(L, traceback);
+  lua_pushcfunction(L, rt_msghandler);
   lua_insert(L, base);
   w->started_ns = clock_now_ns();
   int status = atomic_load(&w->rt->stop) ? LUA_ERRRUN : lua_pcall(L, nargs, LUA_MULTRET, base);

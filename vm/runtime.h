@@ -113,7 +113,7 @@ typedef struct runtime {
   int nfigures;
   /* Shared objects (vm/objects.c). The arena is mapped in rt_create, before any
      worker exists, so every thread and forked process sees it (NULL if it could
-     not be mapped: the objects then raise an error). Size: GILVM_ARENA_MB, or
+     not be mapped: the objects then raise an error). Size: rt_arena_size, or
      SHM_DEFAULT_ARENA_SIZE. */
   shm_arena *arena;
   atomic_int forked;         /* a process worker has been started: queues stop passing references */
@@ -133,6 +133,12 @@ runtime *rt_create(const char *mode, const char *policy, uint64_t interval_ns, i
 void rt_destroy(runtime *rt);
 /* Main's interpreter, with the standard libraries and the gil module. */
 lua_State *rt_main_state(runtime *rt);
+/* The message handler every run of a script or worker body uses: lua5.4's
+   (a string, or what __tostring gives, with a traceback). */
+int rt_msghandler(lua_State *L);
+/* Bytes of address space for the shared objects' arena, set before rt_create
+   (0: SHM_DEFAULT_ARENA_SIZE). The command line fills it: --arena, GILVM_ARENA_MB. */
+extern size_t rt_arena_size;
 
 /* Spawn fn (at stack index idx of L, its arguments above it, n values in all) as a
    worker of the given kind; pushes nothing. GIL held. Raises a Lua error on failure. */
