@@ -94,10 +94,15 @@ void gil_drop(gil_t *g, gil_thread *t) {
 void gil_yield(gil_t *g, gil_thread *t) {
   /* two critical sections, as in CPython: between them anyone may take it */
   pthread_mutex_lock(&g->mutex);
-  g->policy->drop(g, t, 1);
+  /* forced only when a waiter asked: legacy's periodic release is not (one
+     definition for the summary's forced switches and each thread's forced drops) */
+  g->policy->drop(g, t, atomic_load(&g->drop_request));
+  g->st.yields++;
+  unsigned long before = g->switch_number;
   pthread_mutex_unlock(&g->mutex);
   pthread_mutex_lock(&g->mutex);
   g->policy->take(g, t);
+  if (g->switch_number == before + 1) g->st.yields_regained++;  /* nobody took it in between */
   pthread_mutex_unlock(&g->mutex);
 }
 

@@ -47,6 +47,8 @@ typedef struct gil_stats {
   uint64_t switches;         /* takes by a thread other than the previous holder */
   uint64_t forced_switches;  /* switches that followed a drop request */
   uint64_t drop_requests;    /* times a waiter asked the holder to drop */
+  uint64_t yields;           /* releases at a check point (gil_yield), forced or not */
+  uint64_t yields_regained;  /* of those, the releasing thread took the GIL straight back */
   uint64_t held_ns;          /* sum of all holds */
   uint64_t wait_ns;          /* sum of all waits */
   uint64_t contended_ns;     /* time during which at least one thread waited */

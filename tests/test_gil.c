@@ -934,6 +934,7 @@ Test(gil_legacy, yields_every_check_interval_never_requests_drop, .timeout = 120
     cr_assert_eq(a[i].saw_request, 0);
     cr_assert_eq(a[i].yields, iterations / 50);
     cr_assert_eq(a[i].t.acquisitions, (uint64_t)a[i].yields + 1);
+    cr_assert_eq(a[i].t.forced_drops, 0, "a check-interval release is not a forced drop");
   }
   cr_assert_eq(st.acquisitions, 1 + 2 * (uint64_t)(iterations / 50 + 1));
   cr_assert_gt(st.contended_ns, 0);
