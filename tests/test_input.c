@@ -228,6 +228,16 @@ Test(durations, decimal_forms_are_accepted) {
   }
 }
 
+Test(durations, check_interval_is_a_plain_positive_integer) {
+  static const char *const bad[] = { " 5", "+5", "0x5", "5 ", "5.0", "1e2" };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    expect_usage_error(GV("-g", "legacy", "--check-interval", bad[i], data("hello.lua")),
+                       fmt("bad check interval '%s'", bad[i]));
+  run_result *r = GV("-q", "-g", "legacy", "--check-interval", "50", data("hello.lua"));
+  expect_exit(r, 0);
+  expect_out(r, "hello\n");
+}
+
 /* ==================================================== the arena's size */
 
 static run_result *with_arena_env(const char *value, const char *const *args) {

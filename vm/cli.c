@@ -234,7 +234,7 @@ static int set_option(int argc, char **argv, int *i, cli_options *o) {
     if (err) return err;
     char *end;
     long n = strtol(v, &end, 10);
-    if (*end || n <= 0 || n > 1000000000) return usage_error("bad check interval '%s' (expected a positive integer)", v);
+    if (*end || v[strspn(v, "0123456789")] || n <= 0 || n > 1000000000) return usage_error("bad check interval '%s' (expected a positive integer)", v);
     o->check_interval = (int)n;
   } else if (match(argc, argv, i, "", "--timeout", &v, &err)) {
     if (err) return err;
