@@ -232,9 +232,8 @@ static int set_option(int argc, char **argv, int *i, cli_options *o) {
     if ((err = parse_policies(v, o)) != 0) return err;
   } else if (match(argc, argv, i, "", "--check-interval", &v, &err)) {
     if (err) return err;
-    char *end;
-    long n = strtol(v, &end, 10);
-    if (*end || v[strspn(v, "0123456789")] || n <= 0 || n > 1000000000) return usage_error("bad check interval '%s' (expected a positive integer)", v);
+    long n = strtol(v, NULL, 10);
+    if (v[strspn(v, "0123456789")] || n <= 0 || n > 1000000000) return usage_error("bad check interval '%s' (expected a positive integer)", v);
     o->check_interval = (int)n;
   } else if (match(argc, argv, i, "", "--timeout", &v, &err)) {
     if (err) return err;
@@ -281,9 +280,6 @@ int cli_parse(int argc, char **argv, cli_options *o) {
   o->command = "run";
   o->mode = "gil";
   o->policy = "cpython";
-  const char *mb = getenv("GILVM_ARENA_MB");  /* empty: unset; --arena, if given, wins */
-  if (mb && *mb && !(o->arena_bytes = parse_arena(mb, 0)))
-    return usage_error("bad GILVM_ARENA_MB '%s' (expected a whole number of MiB from 1 to 1048576)", mb);
   int i = 1;
   if (i < argc && (strcmp(argv[i], "run") == 0 || strcmp(argv[i], "compare") == 0 || strcmp(argv[i], "sweep") == 0))
     o->command = argv[i++];
@@ -297,6 +293,9 @@ int cli_parse(int argc, char **argv, cli_options *o) {
     int r = set_option(argc, argv, &i, o);
     if (r >= 0) return r;
   }
+  const char *mb = getenv("GILVM_ARENA_MB");  /* empty: unset; --arena wins */
+  if (!o->arena_bytes && mb && *mb && !(o->arena_bytes = parse_arena(mb, 0)))
+    return usage_error("bad GILVM_ARENA_MB '%s' (expected a whole number of MiB from 1 to 1048576)", mb);
   if (i < argc) {
     o->script = argv[i];
     o->script_index = i;
