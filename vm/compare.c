@@ -369,12 +369,12 @@ static void print_figures(FILE *f, child_run *runs) {
 }
 
 /* Returns 1 if the file could not be written (said on stderr). */
-static int write_json(const char *path, child_run *runs, int same) {
+static int write_json(const char *path, child_run *runs, int same, int stop) {
   outfile out;
   FILE *f = outfile_open(&out, path);
   if (f) {
     fprintf(f, "{\"stdout_identical\": %s, \"stopped\": ", same ? "true" : "false");
-    fprintf(f, compare_stopped() ? "\"%s\"" : "null", compare_stop_reason());
+    fprintf(f, stop ? "\"%s\"" : "null", compare_stop_reason());
     fprintf(f, ", \"modes\": {\n");
     for (int m = 0; m < NMODES; m++)
       fprintf(f, "\"%s\": %s%s", modes[m], runs[m].json ? runs[m].json : "null\n", m + 1 < NMODES ? ",\n" : "");
@@ -433,7 +433,7 @@ int compare_main(int argc, char **argv, const cli_options *o) {
                "   tables or globals mutated by other workers behaves differently there; see\n"
                "   the script's header comment)\n");
   fprintf(f, "-------------------------------------------------------------------------------\n");
-  if (o->json_path && write_json(o->json_path, runs, same) && rc == 0) rc = EXIT_SCRIPT_ERROR;
+  if (o->json_path && write_json(o->json_path, runs, same, stop) && rc == 0) rc = EXIT_SCRIPT_ERROR;
   for (int m = 0; m < NMODES; m++) compare_free_child(&runs[m]);
   if (stop) {
     fprintf(stderr, "gilvm: stopped: %s\n", compare_stop_reason());
