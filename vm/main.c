@@ -240,6 +240,11 @@ static int gilvm_main(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-  int rc = gilvm_main(argc, argv);
-  return outfile_finish_stdout(rc);  /* also what __gc metamethods printed */
+  int rc = outfile_finish_stdout(gilvm_main(argc, argv));  /* also what __gc metamethods printed */
+  /* a file system may report a write error only at close; EBADF: closed from the start, nothing written */
+  if (fclose(stdout) != 0 && errno != EBADF && rc == 0) {
+    fprintf(stderr, "gilvm: error writing to stdout: %s\n", strerror(errno));
+    rc = EXIT_SCRIPT_ERROR;
+  }
+  return rc;
 }
