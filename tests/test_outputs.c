@@ -337,14 +337,28 @@ Test(outputs, a_write_killed_midway_leaves_the_old_file_whole) {
 }
 
 Test(outputs, a_write_that_fails_midway_leaves_the_old_file_and_no_temporary) {
-  /* the same limit with SIGXFSZ ignored: the write fails with EFBIG */
-  const char *json = in_dir("out.json");
-  put(json, old_json);
-  run_result *r = GVSH("trap '' XFSZ; ulimit -f 1; exec \"$@\"", "-q", "--json", json, data("threads20.lua"));
+  /* the same limit with SIGXFSZ ignored: every write fails with EFBIG */
+  static const char *const names[] = { "out.json", "out.trace", "out.svg" };
+  const char *p[3];
+  for (int i = 0; i < 3; i++) put(p[i] = in_dir(names[i]), old_json);
+  const char *limit = "trap '' XFSZ; ulimit -f 1; exec \"$@\"";
+  run_result *r = GVSH(limit, "-q", "--json", p[0], "--trace", p[1], "--svg", p[2], data("threads20.lua"));
   expect_exit(r, 1);
-  expect_err_has(r, fmt("gilvm: cannot write %s: File too large", json));
-  cr_expect_str_eq(slurp(json), old_json, "the old file was overwritten by a partial one");
-  expect_listing(dir, "out.json");
+  for (int i = 0; i < 3; i++) {
+    expect_err_has(r, fmt("gilvm: cannot write %s: File too large", p[i]));
+    cr_expect_str_eq(slurp(p[i]), old_json, "%s was overwritten by a partial file", p[i]);
+  }
+  r = GVSH(limit, "sweep", "-q", "-s", "1ms", "--json", p[0], "--svg", p[2], data("threads20.lua"));
+  expect_exit(r, 1);
+  expect_err_has(r, fmt("gilvm: cannot write %s: File too large", p[0]));
+  r = GVSH(limit, "sweep", "-q", "-s", "1ms", "--svg", p[2], data("threads20.lua"));
+  expect_exit(r, 1);
+  expect_err_has(r, fmt("gilvm: cannot write %s: File too large", p[2]));
+  r = GVSH(limit, "compare", "--json", p[0], data("threads20.lua"));
+  expect_exit(r, 1);
+  expect_err_has(r, fmt("gilvm: cannot write %s: File too large", p[0]));
+  for (int i = 0; i < 3; i++) cr_expect_str_eq(slurp(p[i]), old_json, "%s was overwritten", p[i]);
+  expect_listing(dir, "out.json out.svg out.trace");
 }
 
 Test(outputs, a_run_killed_before_writing_leaves_the_old_file_and_no_temporary) {

@@ -5,7 +5,8 @@
  * the rename stays on one file system and is atomic; it gets the mode the
  * target had (a new file: 0666 less the umask) just before the rename. No
  * fsync: this protects against a gilvm that is killed or fails, not against
- * the machine losing power.
+ * the machine losing power. Writes go through fopencookie so that the
+ * message can name the first error (stdio keeps only a flag).
  */
 #include "outfile.h"
 
@@ -39,6 +40,37 @@ static int in_place(const char *path) {
   return proc;
 }
 
+/* Writes go through here so that the first error's errno is kept: stdio keeps only a flag. */
+static ssize_t cookie_write(void *cookie, const char *buf, size_t n) {
+  outfile *o = cookie;
+  size_t done = 0;
+  while (done < n) {
+    ssize_t k = write(o->fd, buf + done, n - done);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) {
+      if (!o->err) o->err = k < 0 ? errno : EIO;
+      return (ssize_t)done;  /* short: stdio sets its error flag */
+    }
+    done += (size_t)k;
+  }
+  return (ssize_t)n;
+}
+
+static int cookie_close(void *cookie) {
+  outfile *o = cookie;
+  if (close(o->fd) != 0 && !o->err) o->err = errno;
+  return o->err ? -1 : 0;
+}
+
+/* The FILE over fd; NULL (fd closed) if it cannot be made. */
+static FILE *stream(outfile *o, int fd) {
+  o->fd = fd;
+  o->err = 0;
+  cookie_io_functions_t io = { .write = cookie_write, .close = cookie_close };
+  if (fd >= 0 && !(o->f = fopencookie(o, "w", io))) close(fd);
+  return o->f;
+}
+
 static void forget(outfile *o) {
   free(o->tmp);
   free(o->target);
@@ -47,7 +79,7 @@ static void forget(outfile *o) {
 
 FILE *outfile_open(outfile *o, const char *path) {
   memset(o, 0, sizeof *o);
-  if (in_place(path)) return o->f = fopen(path, "w");
+  if (in_place(path)) return stream(o, open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666));
   o->target = realpath(path, NULL);  /* a symlink keeps pointing at the file it names */
   if (!o->target) o->target = strdup(path);
   char *dir = o->target ? dir_of(o->target) : NULL;
@@ -60,10 +92,8 @@ FILE *outfile_open(outfile *o, const char *path) {
     errno = e;
     return NULL;
   }
-  o->f = fdopen(fd, "w");
-  if (!o->f) {
+  if (!stream(o, fd)) {
     int e = errno;
-    close(fd);
     unlink(o->tmp);
     forget(o);
     errno = e;
@@ -81,11 +111,10 @@ static mode_t final_mode(const char *target) {
 }
 
 int outfile_close(outfile *o) {
-  errno = 0;
   int e = 0;
-  if (fflush(o->f) != 0 || ferror(o->f)) e = errno ? errno : EIO;
-  if (!e && o->tmp && fchmod(fileno(o->f), final_mode(o->target)) != 0) e = errno;
-  if (fclose(o->f) != 0 && !e) e = errno;
+  if (fflush(o->f) != 0 || ferror(o->f)) e = o->err ? o->err : EIO;
+  if (!e && o->tmp && fchmod(o->fd, final_mode(o->target)) != 0) e = errno;
+  if (fclose(o->f) != 0 && !e) e = o->err ? o->err : EIO;
   if (o->tmp && !e && rename(o->tmp, o->target) != 0) e = errno;
   if (o->tmp && e) unlink(o->tmp);
   forget(o);
