@@ -210,14 +210,27 @@ static int wait_gone(pid_t pid) {
    script wrote its pid, and check the child is gone and no temporary is left. */
 static run_result *stop_case(const char *command, int sig, int nsignals, const char *stubborn, const char *json) {
   const char *pidfile = in_dir("pid");
-  run_opts o = { .signal = sig, .nsignals = nsignals, .signal_when_file = pidfile, .signal_every_s = 0.3 };
-  run_result *r = strcmp(command, "compare") == 0
-                    ? GVO(&o, "compare", "--json", json, data("pid_wait.lua"), pidfile, stubborn)
-                    : GVO(&o, "sweep", "-s", "1ms,2ms", "--json", json, data("pid_wait.lua"), pidfile, stubborn);
+  const char *sweep[] = { "sweep", "-s", "1ms,2ms" }, *compare[] = { "compare" };
+  int is_sweep = strcmp(command, "sweep") == 0;
+  const char *argv[16];
+  int n = 0;
+  argv[n++] = env("GILVM");
+  for (int i = 0; i < (is_sweep ? 3 : 1); i++) argv[n++] = is_sweep ? sweep[i] : compare[i];
+  const char *rest[] = { "--json", json, data("pid_wait.lua"), pidfile, stubborn, NULL };
+  for (int i = 0; rest[i]; i++) argv[n++] = rest[i];
+  argv[n] = NULL;
+  run_opts o = { .signal = sig, .nsignals = nsignals, .signal_when_file = pidfile, .signal_every_s = 0.3,
+                 .limit_s = LIMIT_S };
+  run_result *r = run_program(&o, (char *const *)argv);  /* not run_argv: the child goes first */
+  if (nresults < (int)(sizeof results / sizeof results[0])) results[nresults++] = r;
+  pid_t child = exists(pidfile) ? pid_in(pidfile) : 0;
+  int gone = !child || wait_gone(child);  /* killed if not, so a failed test leaves nothing running */
+  cr_assert(r->spawn_errno == 0 && !r->timed_out, "%s did not end" CTX, command, CTXA(r));
+  cr_assert(!run_sanitizer_report(r->err), "a sanitizer reported a problem" CTX, CTXA(r));
   cr_assert_eq(r->signals_sent, nsignals, "the signal was not sent" CTX, CTXA(r));
-  pid_t child = pid_in(pidfile);
-  cr_assert(wait_gone(child), "%s's child gilvm (pid %d) still runs %.0f s after it ended" CTX, command,
-            (int)child, GONE_S, CTXA(r));
+  cr_assert(child, "the script wrote no pid" CTX, CTXA(r));
+  cr_assert(gone, "%s's child gilvm (pid %d) still ran %.0f s after it ended" CTX, command, (int)child, GONE_S,
+            CTXA(r));
   expect_listing(tmpdir, "");
   return r;
 }
