@@ -169,7 +169,7 @@ run_result *run_program(const run_opts *opts, char *const argv[]) {
 
   /* when the next signal is due; -1 while waiting for signal_when */
   double next_signal = -1;
-  if (nsignals > 0 && !opts->signal_when) next_signal = t0 + opts->signal_after_s;
+  if (nsignals > 0 && !opts->signal_when && !opts->signal_when_file) next_signal = t0 + opts->signal_after_s;
   double deadline = t0 + limit;
 
   while (po[0] >= 0 || pe[0] >= 0) {
@@ -183,6 +183,9 @@ run_result *run_program(const run_opts *opts, char *const argv[]) {
     }
     if (r->signals_sent < nsignals && next_signal < 0 && opts->signal_when &&
         strstr(out.p ? out.p : "", opts->signal_when))
+      next_signal = now + opts->signal_after_s;
+    if (r->signals_sent < nsignals && next_signal < 0 && opts->signal_when_file &&
+        access(opts->signal_when_file, F_OK) == 0)
       next_signal = now + opts->signal_after_s;
     if (r->signals_sent < nsignals && next_signal >= 0 && now >= next_signal && !r->timed_out) {
       kill(r->pid, opts->signal);

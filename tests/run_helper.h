@@ -30,6 +30,7 @@ typedef struct run_opts {
   double signal_after_s;
   double signal_every_s;
   const char *signal_when;
+  const char *signal_when_file;  /* or once this file exists (for output gilvm does not stream) */
 } run_opts;
 
 typedef struct run_result {

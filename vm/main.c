@@ -23,6 +23,7 @@
 #include "compare.h"
 #include "clock.h"
 #include "gilmod.h"
+#include "outfile.h"
 #include "report.h"
 #include "runtime.h"
 #include "sweep.h"
@@ -144,12 +145,15 @@ static int report_unjoined(runtime *rt) {
   return failed;
 }
 
-static void write_or_complain(int err, const char *path) {
+/* Returns 1 if the write failed (said on stderr). */
+static int write_or_complain(int err, const char *path) {
   if (err) fprintf(stderr, "gilvm: cannot write %s: %s\n", path, strerror(errno));
+  return err != 0;
 }
 
-/* The report, the JSON, and the timelines asked for. */
-static void report(runtime *rt, const cli_options *o) {
+/* The report, the JSON, and the timelines asked for. Returns 1 if a file could not be written. */
+static int report(runtime *rt, const cli_options *o) {
+  int failed = 0;
   report_run r;
   report_collect(rt, &r);
   timeline tl;
@@ -158,22 +162,33 @@ static void report(runtime *rt, const cli_options *o) {
     have_timeline = timeline_build(rt, o->script, &tl) == 0;
     if (!have_timeline) fprintf(stderr, "gilvm: out of memory building the timeline\n");
   }
-  if (have_timeline && o->trace_path) write_or_complain(timeline_write_trace(&tl, o->trace_path), o->trace_path);
-  if (have_timeline && o->svg_path) write_or_complain(timeline_write_svg(&tl, o->svg_path), o->svg_path);
+  if (have_timeline && o->trace_path) failed |= write_or_complain(timeline_write_trace(&tl, o->trace_path), o->trace_path);
+  if (have_timeline && o->svg_path) failed |= write_or_complain(timeline_write_svg(&tl, o->svg_path), o->svg_path);
   if (have_timeline && o->timeline) {
     r.timeline = &tl;
     r.timeline_width = timeline_terminal_width();
   }
   if (!o->quiet) report_print(stderr, rt, &r);
   else if (r.timeline) timeline_print_ascii(&tl, stderr, r.timeline_width);  /* asked for by name */
-  if (o->json_path) write_or_complain(report_json(o->json_path, rt, &r), o->json_path);
+  if (o->json_path) failed |= write_or_complain(report_json(o->json_path, rt, &r), o->json_path);
   if (have_timeline) timeline_free(&tl);
+  return failed;
 }
 
-int main(int argc, char **argv) {
+/* Before anything runs: every output file asked for can be written (exit 2 if not). */
+static int check_outputs(const cli_options *o) {
+  int run = strcmp(o->command, "run") == 0, sweep = strcmp(o->command, "sweep") == 0;
+  if (o->json_path && outfile_check_option("--json", o->json_path)) return EXIT_USAGE;
+  if (run && o->trace_path && outfile_check_option("--trace", o->trace_path)) return EXIT_USAGE;
+  if ((run || sweep) && o->svg_path && outfile_check_option("--svg", o->svg_path)) return EXIT_USAGE;
+  return 0;
+}
+
+static int gilvm_main(int argc, char **argv) {
   cli_options o;
   int rc = cli_parse(argc, argv, &o);
   if (rc >= 0) return rc;
+  if ((rc = check_outputs(&o)) != 0) return rc;
   if (strcmp(o.command, "compare") == 0) return compare_main(argc, argv, &o);
   if (strcmp(o.command, "sweep") == 0) return sweep_main(argc, argv, &o);
 
@@ -212,13 +227,24 @@ int main(int argc, char **argv) {
     fprintf(stderr, "gilvm: stopped: %s\n", rt->stop_reason);
     rc = stop;
   }
-  fflush(stdout);
-  if (rc != EXIT_LOAD) report(rt, &o);
+  if (atomic_load(&rt->stdout_failed) && rc == 0) rc = EXIT_SCRIPT_ERROR;  /* a process worker said why */
+  fflush(stdout);  /* its errors are reported at exit (outfile_finish_stdout) */
+  if (rc != EXIT_LOAD && report(rt, &o) && rc == 0) rc = EXIT_SCRIPT_ERROR;
 
   atomic_store(&wd.finished, 1);
   pthread_kill(wd.tid, WATCHDOG_QUIT);
   pthread_join(wd.tid, NULL);
   gil_take(rt->interps[0]->gil, &main_w->gt);  /* __gc metamethods may run Lua code */
   rt_destroy(rt);  /* closes the interpreters */
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  int rc = outfile_finish_stdout(gilvm_main(argc, argv));  /* also what __gc metamethods printed */
+  /* a file system may report a write error only at close; EBADF: closed from the start, nothing written */
+  if (fclose(stdout) != 0 && errno != EBADF && rc == 0) {
+    fprintf(stderr, "gilvm: error writing to stdout: %s\n", strerror(errno));
+    rc = EXIT_SCRIPT_ERROR;
+  }
   return rc;
 }

@@ -13,6 +13,7 @@
 
 #include "clock.h"
 #include "marshal.h"
+#include "outfile.h"
 #include "timeline.h"
 
 static double pct(uint64_t part, uint64_t whole) {
@@ -166,7 +167,8 @@ static void json_worker(FILE *f, const rt_worker *w) {
 }
 
 int report_json(const char *path, runtime *rt, const report_run *r) {
-  FILE *f = fopen(path, "w");
+  outfile out;
+  FILE *f = outfile_open(&out, path);
   if (!f) return -1;
   const gil_stats *g = &r->gil;
   fprintf(f, "{\n  \"mode\": \"%s\", \"gil\": \"%s\", \"switch_interval_s\": %.9f, \"check_interval\": %d,\n",
@@ -206,5 +208,5 @@ int report_json(const char *path, runtime *rt, const report_run *r) {
     first = 0;
   }
   fprintf(f, "\n  ]\n}\n");
-  return fclose(f);
+  return outfile_close(&out);
 }

@@ -40,6 +40,7 @@
 #include "breaker.h"
 #include "clock.h"
 #include "gilmod.h"
+#include "outfile.h"
 
 runtime *rt_current;
 size_t rt_arena_size;
@@ -395,9 +396,12 @@ static int write_all(int fd, const void *p, size_t n) {
   return 0;
 }
 
+#define CHILD_STDOUT_FAILED 4  /* a child's exit status: results sent, but its stdout took not everything */
+
 /* In the child: only the forking thread survived. Make the runtime fit that. */
 static void become_child(runtime *rt, rt_worker *w) {
   init_sync(rt);
+  clearerr(stdout);  /* report only this process's own write errors */
   rt->is_child = 1;
   rt->pid = getpid();
   for (int i = 0; i < rt->nworkers; i++) {
@@ -452,11 +456,12 @@ static void child_main(lua_State *L, rt_worker *w, int idx, int n, int fd) {
   uint32_t status = ok ? 0 : w->interrupted ? 2 : 1;
   const char *payload = ok ? (const char *)out.data : w->error ? w->error : "stopped";
   uint64_t len = ok ? out.len : strlen(payload);
+  int out_failed = outfile_finish_stdout(0) != 0 || atomic_load(&rt->stdout_failed);
   fflush(NULL);
   int wrote = write_all(fd, &status, sizeof status) == 0 && write_all(fd, &f, sizeof f) == 0 &&
               write_all(fd, &len, sizeof len) == 0 && write_all(fd, payload, len) == 0 &&
               write_all(fd, w->events.v, w->events.n * sizeof(ev)) == 0;
-  _exit(wrote ? 0 : 3);
+  _exit(!wrote ? 3 : out_failed ? CHILD_STDOUT_FAILED : 0);
 }
 
 static rt_worker *spawn_process(lua_State *L, rt_worker *w, int idx, int n) {
@@ -538,6 +543,7 @@ static void settle_child(rt_worker *w, mar_buf *raw) {
   w->fd = -1;
   int status = 0;
   while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR) {}
+  if (WIFEXITED(status) && WEXITSTATUS(status) == CHILD_STDOUT_FAILED) atomic_store(&w->rt->stdout_failed, 1);
   uint32_t st;
   rt_child_figures f;
   uint64_t len;

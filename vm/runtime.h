@@ -117,6 +117,7 @@ typedef struct runtime {
      SHM_DEFAULT_ARENA_SIZE. */
   shm_arena *arena;
   atomic_int forked;         /* a process worker has been started: queues stop passing references */
+  atomic_int stdout_failed;  /* a process worker could not write its stdout (it said so on stderr) */
   void (*on_wait_all)(struct runtime *rt);  /* called first thing in rt_wait_all (objects.c closes pools) */
 } runtime;
 

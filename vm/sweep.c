@@ -31,6 +31,7 @@
 
 #include "clock.h"
 #include "compare.h"
+#include "outfile.h"
 #include "plot.h"
 
 typedef struct sweep_run {
@@ -44,6 +45,7 @@ typedef struct sweep {
   const cli_options *o;
   sweep_run *runs;
   int nruns;
+  int ndone;              /* runs that ran (fewer if stopped): the table and JSON show these */
   char *figures[32];      /* the script's figure names, from the first run that has any */
   int nfigures;
 } sweep;
@@ -86,7 +88,7 @@ static double figure_value(const sweep_run *r, const char *name) {
 }
 
 static void find_figures(sweep *s) {
-  for (int i = 0; i < s->nruns && s->nfigures == 0; i++)
+  for (int i = 0; i < s->ndone && s->nfigures == 0; i++)
     s->nfigures = compare_json_figure_names(s->runs[i].child.json, s->figures, 32);
 }
 
@@ -132,7 +134,8 @@ static void print_table(FILE *f, const sweep *s) {
   fprintf(f, "\n-- gilvm sweep: %s (mode %s, each run in a fresh process) ", o->script, o->mode);
   fprintf(f, "----------\n");
   print_header(f, s);
-  for (int i = 0; i < s->nruns; i++) print_row(f, s, &s->runs[i]);
+  for (int i = 0; i < s->ndone; i++) print_row(f, s, &s->runs[i]);
+  if (s->ndone < s->nruns) fprintf(f, "  (stopped: %d of %d runs not run)\n", s->nruns - s->ndone, s->nruns);
   fprintf(f, "\n  switch/s: switches per second of wall time; forced: switches that followed a drop\n"
              "  request; handoff: from the drop request to the next thread running; GIL wait:\n"
              "  summed over threads. stdout above is the first run's (-g %s -s %s).\n",
@@ -146,7 +149,8 @@ static void print_table(FILE *f, const sweep *s) {
 /* ------------------------------------------------------------------- JSON */
 
 static int write_json(const char *path, const sweep *s) {
-  FILE *f = fopen(path, "w");
+  outfile out;
+  FILE *f = outfile_open(&out, path);
   if (!f) return -1;
   fprintf(f, "{\"script\": \"");
   for (const char *p = s->o->script; *p; p++) {
@@ -154,15 +158,14 @@ static int write_json(const char *path, const sweep *s) {
     if ((unsigned char)*p >= 0x20) fputc(*p, f);
   }
   fprintf(f, "\", \"mode\": \"%s\", \"runs\": [\n", s->o->mode);
-  for (int i = 0; i < s->nruns; i++) {
+  for (int i = 0; i < s->ndone; i++) {
     const sweep_run *r = &s->runs[i];
     fprintf(f, "{\"policy\": \"%s\", \"switch_interval_s\": %.9f, \"status\": %d, \"report\": %s}%s\n", r->policy,
             (double)r->interval_ns / 1e9, r->child.status, r->child.json ? r->child.json : "null",
-            i + 1 < s->nruns ? "," : "");
+            i + 1 < s->ndone ? "," : "");
   }
   fprintf(f, "]}\n");
-  int err = ferror(f);
-  return fclose(f) != 0 || err ? -1 : 0;
+  return outfile_close(&out);
 }
 
 /* -------------------------------------------------------------------- SVG */
@@ -369,7 +372,8 @@ static int write_svg(const char *path, const sweep *s) {
   int n = make_panels(s, pn, 40);
   int rows = (n + PANEL_COLS - 1) / PANEL_COLS;
   int width = PANEL_COLS * PANEL_W + (PANEL_COLS + 1) * GAP, height = 80 + rows * (PANEL_H + GAP);
-  FILE *f = fopen(path, "w");
+  outfile out;
+  FILE *f = outfile_open(&out, path);
   if (!f) {
     for (int i = 0; i < n; i++) free(pn[i].v);
     return -1;
@@ -388,8 +392,7 @@ static int write_svg(const char *path, const sweep *s) {
     free(pn[i].v);
   }
   fputs("</svg>\n", f);
-  int err = ferror(f);
-  return fclose(f) != 0 || err ? -1 : 0;
+  return outfile_close(&out);
 }
 
 /* ------------------------------------------------------------------- main */
@@ -399,7 +402,8 @@ int sweep_main(int argc, char **argv, const cli_options *o) {
   s.runs = calloc((size_t)s.nruns, sizeof *s.runs);
   if (!s.runs) return 1;
   int rc = 0;
-  for (int i = 0; i < s.nruns; i++) {
+  compare_signals_init();
+  for (int i = 0; i < s.nruns && !compare_stopped(); i++) {
     sweep_run *r = &s.runs[i];
     r->policy = o->policies.item[i / o->intervals.n];
     r->interval = o->intervals.item[i % o->intervals.n];
@@ -408,20 +412,26 @@ int sweep_main(int argc, char **argv, const cli_options *o) {
     if (run_one(argc, argv, o, r) != 0) {
       fprintf(stderr, "gilvm: cannot run %s: %s\n", argv[0], strerror(errno));
       rc = 1;
-      s.nruns = i;
       break;
     }
-    if (r->child.status != 0) rc = 1;
+    s.ndone = i + 1;
+    rc = compare_fold_status(rc, r->child.status);
   }
-  if (s.nruns > 0) {
+  int stop = compare_stopped();
+  if (s.ndone > 0) {
     if (s.runs[0].child.out) fputs(s.runs[0].child.out, stdout);
     fflush(stdout);
     find_figures(&s);
     if (!o->quiet) print_table(stderr, &s);
-    if (o->json_path && write_json(o->json_path, &s) != 0)
-      fprintf(stderr, "gilvm: cannot write %s: %s\n", o->json_path, strerror(errno));
-    if (o->svg_path && write_svg(o->svg_path, &s) != 0)
-      fprintf(stderr, "gilvm: cannot write %s: %s\n", o->svg_path, strerror(errno));
+    const char *path = o->json_path;
+    int failed = path && write_json(path, &s) != 0;
+    if (!failed && o->svg_path && write_svg(path = o->svg_path, &s) != 0) failed = 1;
+    if (failed) fprintf(stderr, "gilvm: cannot write %s: %s\n", path, strerror(errno));
+    if (failed && rc == 0) rc = EXIT_SCRIPT_ERROR;
+  }
+  if (stop) {
+    fprintf(stderr, "gilvm: stopped: %s\n", compare_stop_reason());
+    rc = stop;
   }
   for (int i = 0; i < s.nruns; i++) compare_free_child(&s.runs[i].child);
   for (int k = 0; k < s.nfigures; k++) free(s.figures[k]);

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "outfile.h"
 #include "plot.h"
 
 #define UNKNOWN ST_NSTATES  /* pseudo-state: events were lost */
@@ -418,7 +419,8 @@ int timeline_write_trace(const timeline *tl, const char *path) {
   if (!j) return -1;
   j->n = 0;
   j->entries = 0;
-  j->f = fopen(path, "w");
+  outfile out;
+  j->f = outfile_open(&out, path);
   if (!j->f) {
     free(j);
     return -1;
@@ -435,10 +437,8 @@ int timeline_write_trace(const timeline *tl, const char *path) {
   }
   j_lit(j, "\n]}\n");
   j_flush(j);
-  int err = ferror(j->f);
-  err |= fclose(j->f) != 0;
   free(j);
-  return err ? -1 : 0;
+  return outfile_close(&out);
 }
 
 /* ------------------------------------------------------------- buckets */
@@ -851,7 +851,8 @@ int timeline_write_svg(const timeline *tl, const char *path) {
     free(body);
     return -1;
   }
-  FILE *f = fopen(path, "w");
+  outfile out;
+  FILE *f = outfile_open(&out, path);
   if (!f) {
     free(body);
     return -1;
@@ -860,7 +861,5 @@ int timeline_write_svg(const timeline *tl, const char *path) {
   fwrite(body, 1, len, f);
   fputs("</svg>\n", f);
   free(body);
-  int err = ferror(f);
-  if (fclose(f) != 0 || err) return -1;
-  return 0;
+  return outfile_close(&out);
 }

@@ -1,0 +1,410 @@
+/*
+ * test_outputs.c — end-to-end tests of what gilvm leaves behind: its output
+ * files (--json, --trace, --svg) and stdout, and what `gilvm compare` and
+ * `gilvm sweep` do with their child when they are stopped.
+ *
+ * Same rules as test_e2e.c: every run has a hard limit, nothing is timed
+ * except with wide margins, and every signal is sent only once the child
+ * has reached a known point (a line on stdout, or a file it wrote). A child
+ * gilvm of compare or sweep is found by its pid, which the script writes to
+ * a file; the test then waits, polling with a generous deadline, until that
+ * pid is gone.
+ *
+ * Each test makes a fresh directory and points TMPDIR at another fresh one,
+ * so "no temporary file left" is checked by listing directories that were
+ * empty.
+ */
+#include <criterion/criterion.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "run_helper.h"
+
+/* ------------------------------------------------------------ plumbing */
+
+#define LIMIT_S 60.0
+#define GONE_S 30.0  /* how long a stopped child may take to disappear */
+
+static void *allocs[128];
+static int nallocs;
+static run_result *results[32];
+static int nresults;
+static char dir[64], tmpdir[64];
+
+static void *track(void *p) {
+  cr_assert(p != NULL, "out of memory");
+  if (nallocs < (int)(sizeof allocs / sizeof allocs[0])) allocs[nallocs++] = p;
+  return p;
+}
+
+static char *fmt(const char *f, ...) {
+  va_list ap;
+  va_start(ap, f);
+  char *s = NULL;
+  if (vasprintf(&s, f, ap) < 0) s = NULL;
+  va_end(ap);
+  return track(s);
+}
+
+static void init(void) {
+  snprintf(dir, sizeof dir, "/tmp/gilvm-out-XXXXXX");
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/gilvm-tmpdir-XXXXXX");
+  cr_assert(mkdtemp(dir) && mkdtemp(tmpdir), "cannot make a temporary directory: %s", strerror(errno));
+  setenv("TMPDIR", tmpdir, 1);  /* each test runs in a process of its own */
+}
+
+static void fini(void) {
+  for (int i = 0; i < nresults; i++) run_result_free(results[i]);
+  for (int i = 0; i < nallocs; i++) free(allocs[i]);
+  nresults = nallocs = 0;
+  char cmd[192];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", dir, tmpdir);
+  if (system(cmd) != 0) fprintf(stderr, "could not remove %s %s\n", dir, tmpdir);
+}
+
+TestSuite(stopping, .init = init, .fini = fini);
+TestSuite(outputs, .init = init, .fini = fini);
+
+static const char *env(const char *name) {
+  const char *v = getenv(name);
+  cr_assert(v && *v, "%s is not set: run the suite with `meson test outputs`", name);
+  return v;
+}
+
+static const char *data(const char *name) { return fmt("%s/e2e/%s", env("GILVM_TESTDATA"), name); }
+static const char *in_dir(const char *name) { return fmt("%s/%s", dir, name); }
+
+static run_result *run_argv(const run_opts *o, const char *const *argv) {
+  run_opts opts = o ? *o : (run_opts){ 0 };
+  if (opts.limit_s <= 0) opts.limit_s = LIMIT_S;
+  run_result *r = run_program(&opts, (char *const *)argv);
+  if (nresults < (int)(sizeof results / sizeof results[0])) results[nresults++] = r;
+  cr_assert(r->spawn_errno == 0, "cannot run %s: %s", argv[0], strerror(r->spawn_errno));
+  cr_assert(!r->timed_out, "did not finish within %.0f s" CTX, opts.limit_s, CTXA(r));
+  cr_assert(!run_sanitizer_report(r->err), "a sanitizer reported a problem" CTX, CTXA(r));
+  return r;
+}
+
+/* gilvm with args (NULL-terminated, without the binary). */
+static run_result *gv(const run_opts *o, const char *const *args) {
+  const char *argv[48];
+  int n = 0;
+  argv[n++] = env("GILVM");
+  for (int i = 0; args[i] && n < 47; i++) argv[n++] = args[i];
+  argv[n] = NULL;
+  return run_argv(o, argv);
+}
+#define GV(...) gv(NULL, (const char *const[]){ __VA_ARGS__, NULL })
+#define GVO(o, ...) gv((o), (const char *const[]){ __VA_ARGS__, NULL })
+
+/* gilvm under `sh -c SHELL_CODE sh gilvm args...`: the shell code sets up what
+   run_helper cannot (limits, redirections) and ends with exec "$@". */
+static run_result *gv_sh(const char *shell_code, const char *const *args) {
+  const char *argv[48];
+  int n = 0;
+  argv[n++] = "/bin/sh";
+  argv[n++] = "-c";
+  argv[n++] = shell_code;
+  argv[n++] = "sh";
+  argv[n++] = env("GILVM");
+  for (int i = 0; args[i] && n < 47; i++) argv[n++] = args[i];
+  argv[n] = NULL;
+  return run_argv(NULL, argv);
+}
+#define GVSH(code, ...) gv_sh((code), (const char *const[]){ __VA_ARGS__, NULL })
+
+static void expect_exit(const run_result *r, int code) {
+  cr_assert(r->exited && r->exit_code == code, "expected exit %d" CTX, code, CTXA(r));
+}
+
+static void expect_err_has(const run_result *r, const char *needle) {
+  cr_assert(strstr(r->err, needle) != NULL, "stderr lacks \"%s\"" CTX, needle, CTXA(r));
+}
+
+static int exists(const char *path) { return access(path, F_OK) == 0; }
+
+static char *slurp(const char *path) {
+  FILE *f = fopen(path, "rb");
+  cr_assert(f, "cannot read %s: %s", path, strerror(errno));
+  char *s = track(calloc(1, 1 << 20));
+  size_t n = fread(s, 1, (1 << 20) - 1, f);
+  s[n] = '\0';
+  fclose(f);
+  return s;
+}
+
+static void put(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  cr_assert(f, "cannot write %s: %s", path, strerror(errno));
+  fputs(text, f);
+  cr_assert(fclose(f) == 0);
+}
+
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* The names in d other than . and .., sorted, as "a b c" ("" if none). */
+static const char *listing(const char *d) {
+  DIR *h = opendir(d);
+  cr_assert(h, "cannot list %s: %s", d, strerror(errno));
+  char *names[64];
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(h)) != NULL && n < 64)
+    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) names[n++] = track(strdup(e->d_name));
+  closedir(h);
+  qsort(names, (size_t)n, sizeof names[0], by_name);
+  char *s = track(calloc(1, 4096));
+  for (int i = 0; i < n; i++) {
+    size_t len = strlen(s);
+    snprintf(s + len, 4096 - len, "%s%s", i ? " " : "", names[i]);
+  }
+  return s;
+}
+
+static void expect_listing(const char *d, const char *expected) {
+  const char *got = listing(d);
+  cr_assert(strcmp(got, expected) == 0, "%s should hold \"%s\", holds \"%s\"", d, expected, got);
+}
+
+/* The pid the script (pid_wait.lua) wrote to path. */
+static pid_t pid_in(const char *path) {
+  long pid = strtol(slurp(path), NULL, 10);
+  cr_assert(pid > 1, "no pid in %s", path);
+  return (pid_t)pid;
+}
+
+/* Wait until pid no longer runs (gone, or a zombie nobody reaped yet). 1 if so within GONE_S. */
+static int wait_gone(pid_t pid) {
+  double end = run_now() + GONE_S;
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  for (;;) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 1;
+    char state = 0;
+    int got = fscanf(f, "%*d (%*[^)]) %c", &state);
+    fclose(f);
+    if (got == 1 && (state == 'Z' || state == 'X')) return 1;
+    if (run_now() > end) {
+      kill(pid, SIGKILL);  /* do not leave it behind */
+      return 0;
+    }
+    struct timespec ts = { 0, 20000000 };
+    nanosleep(&ts, NULL);
+  }
+}
+
+/* ======================================== compare and sweep when stopped */
+
+/* Run `gilvm ARGS... pid_wait.lua PIDFILE [stubborn]`, signal it once the
+   script wrote its pid, and check the child is gone and no temporary is left. */
+static run_result *stop_case(const char *command, int sig, int nsignals, const char *stubborn, const char *json) {
+  const char *pidfile = in_dir("pid");
+  const char *sweep[] = { "sweep", "-s", "1ms,2ms" }, *compare[] = { "compare" };
+  int is_sweep = strcmp(command, "sweep") == 0;
+  const char *argv[16];
+  int n = 0;
+  argv[n++] = env("GILVM");
+  for (int i = 0; i < (is_sweep ? 3 : 1); i++) argv[n++] = is_sweep ? sweep[i] : compare[i];
+  const char *rest[] = { "--json", json, data("pid_wait.lua"), pidfile, stubborn, NULL };
+  for (int i = 0; rest[i]; i++) argv[n++] = rest[i];
+  argv[n] = NULL;
+  run_opts o = { .signal = sig, .nsignals = nsignals, .signal_when_file = pidfile, .signal_every_s = 0.3,
+                 .limit_s = LIMIT_S };
+  run_result *r = run_program(&o, (char *const *)argv);  /* not run_argv: the child goes first */
+  if (nresults < (int)(sizeof results / sizeof results[0])) results[nresults++] = r;
+  pid_t child = exists(pidfile) ? pid_in(pidfile) : 0;
+  int gone = !child || wait_gone(child);  /* killed if not, so a failed test leaves nothing running */
+  cr_assert(r->spawn_errno == 0 && !r->timed_out, "%s did not end" CTX, command, CTXA(r));
+  cr_assert(!run_sanitizer_report(r->err), "a sanitizer reported a problem" CTX, CTXA(r));
+  cr_assert_eq(r->signals_sent, nsignals, "the signal was not sent" CTX, CTXA(r));
+  cr_assert(child, "the script wrote no pid" CTX, CTXA(r));
+  cr_assert(gone, "%s's child gilvm (pid %d) still ran %.0f s after it ended" CTX, command, (int)child, GONE_S,
+            CTXA(r));
+  expect_listing(tmpdir, "");
+  return r;
+}
+
+Test(stopping, compare_sigint_stops_its_child_and_exits_130) {
+  const char *json = in_dir("c.json");
+  run_result *r = stop_case("compare", SIGINT, 1, NULL, json);
+  expect_exit(r, 130);
+  expect_err_has(r, "(not run: interrupted)");
+  expect_err_has(r, "gilvm: stopped: interrupted\n");
+  cr_expect(strstr(slurp(json), "\"stopped\": \"interrupted\""), "the JSON should say it was stopped:\n%s",
+            slurp(json));
+}
+
+Test(stopping, compare_sigterm_stops_its_child_and_exits_143) {
+  run_result *r = stop_case("compare", SIGTERM, 1, NULL, in_dir("c.json"));
+  expect_exit(r, 143);
+  expect_err_has(r, "gilvm: stopped: terminated\n");
+}
+
+Test(stopping, compare_second_sigint_kills_a_stubborn_child_at_once) {
+  /* the child swallows the stop error: only the second Ctrl-C ends it before its grace */
+  run_result *r = stop_case("compare", SIGINT, 2, "stubborn", in_dir("c.json"));
+  expect_exit(r, 130);
+  expect_err_has(r, "gilvm: interrupted twice");
+}
+
+Test(stopping, sweep_sigint_stops_its_child_and_exits_130) {
+  run_result *r = stop_case("sweep", SIGINT, 1, NULL, in_dir("s.json"));
+  expect_exit(r, 130);
+  expect_err_has(r, "(stopped: 1 of 2 runs not run)");
+  expect_err_has(r, "gilvm: stopped: interrupted\n");
+}
+
+Test(stopping, sweep_sigterm_stops_its_child_and_exits_143) {
+  run_result *r = stop_case("sweep", SIGTERM, 1, NULL, in_dir("s.json"));
+  expect_exit(r, 143);
+  expect_err_has(r, "gilvm: stopped: terminated\n");
+}
+
+Test(stopping, timeout_applies_to_each_run_of_compare_and_sweep_and_exits_124) {
+  const char *pidfile = in_dir("pid");
+  run_result *r = GV("compare", "--timeout", "0.3s", data("pid_wait.lua"), pidfile);
+  expect_exit(r, 124);
+  cr_expect_eq(count_occurrences(r->err, "gilvm: stopped: timeout"), 3, "each mode's run times out" CTX, CTXA(r));
+  r = GV("sweep", "-s", "1ms,2ms", "--timeout", "0.3s", data("pid_wait.lua"), pidfile);
+  expect_exit(r, 124);
+  cr_expect_eq(count_occurrences(r->err, "gilvm: stopped: timeout"), 2, "each interval's run times out" CTX, CTXA(r));
+  expect_listing(tmpdir, "");
+}
+
+/* ============================================================ output files */
+
+/* A path that cannot be written is refused before the script runs. */
+static void refused(const char *command, const char *opt, const char *path) {
+  const char *side = in_dir("ran");
+  run_result *r = strcmp(command, "run") == 0 ? GV(opt, path, data("touch.lua"), side)
+                  : strcmp(command, "sweep") == 0 ? GV("sweep", "-s", "1ms", opt, path, data("touch.lua"), side)
+                                                  : GV(command, opt, path, data("touch.lua"), side);
+  expect_exit(r, 2);
+  expect_err_has(r, fmt("gilvm: cannot write %s file '%s': ", opt, path));
+  cr_expect(!exists(side), "the script ran although %s %s cannot be written" CTX, opt, path, CTXA(r));
+  cr_expect_str_empty(r->out, "nothing should have run");
+}
+
+Test(outputs, unwritable_paths_are_refused_before_the_script_runs) {
+  refused("run", "--json", "/no/such/dir/x.json");
+  refused("run", "--trace", "/proc/x.json");
+  refused("run", "--svg", "/no/such/dir/x.svg");
+  refused("run", "--json", dir);  /* a directory */
+  refused("compare", "--json", "/no/such/dir/x.json");
+  refused("sweep", "--json", "/proc/x.json");
+  refused("sweep", "--svg", "/no/such/dir/x.svg");
+  expect_listing(dir, "");  /* the trial leaves nothing behind */
+}
+
+Test(outputs, a_failed_write_is_an_error) {
+  run_result *r = GV("-q", "--json", "/dev/full", data("touch.lua"), in_dir("ran"));
+  expect_exit(r, 1);
+  expect_err_has(r, "gilvm: cannot write /dev/full: No space left on device");
+  r = GV("compare", "--json", "/dev/full", data("touch.lua"), in_dir("ran"));
+  expect_exit(r, 1);
+  expect_err_has(r, "gilvm: cannot write /dev/full");
+}
+
+Test(outputs, devices_are_written_in_place) {
+  /* as root a rename over /dev/null would replace the device with a file */
+  run_result *r = GV("-q", "--json", "/dev/null", "--trace", "/dev/null", data("touch.lua"), in_dir("ran"));
+  expect_exit(r, 0);
+  struct stat st;
+  cr_assert(stat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode), "/dev/null is no longer a device");
+}
+
+Test(outputs, existing_file_keeps_its_mode_and_a_symlink_stays_a_link) {
+  const char *real = in_dir("real.json"), *link = in_dir("link.json");
+  put(real, "{}\n");
+  cr_assert(chmod(real, 0640) == 0 && symlink(real, link) == 0);
+  run_result *r = GV("-q", "--json", link, data("touch.lua"), in_dir("ran"));
+  expect_exit(r, 0);
+  struct stat st;
+  cr_assert(lstat(link, &st) == 0 && S_ISLNK(st.st_mode), "link.json should still be a symlink");
+  cr_assert(stat(real, &st) == 0 && (st.st_mode & 07777) == 0640, "mode %o, expected 640", st.st_mode & 07777);
+  cr_expect(strstr(slurp(real), "\"wall_s\""), "the report went elsewhere:\n%s", slurp(real));
+  expect_listing(dir, "link.json ran real.json");
+}
+
+static const char old_json[] = "{\"old\": \"a valid file from an earlier run\"}\n";
+
+Test(outputs, a_write_killed_midway_leaves_the_old_file_whole) {
+  /* a file-size limit of 512 bytes: the kernel kills gilvm (SIGXFSZ) in the
+     middle of writing a report of 20 threads */
+  const char *json = in_dir("out.json");
+  put(json, old_json);
+  run_result *r = GVSH("ulimit -c 0; ulimit -f 1; exec \"$@\"", "-q", "--json", json, data("threads20.lua"));
+  cr_assert(r->term_signal == SIGXFSZ, "gilvm should have been killed writing past the limit" CTX, CTXA(r));
+  cr_expect_str_eq(slurp(json), old_json, "the old file was overwritten by a partial one");
+}
+
+Test(outputs, a_write_that_fails_midway_leaves_the_old_file_and_no_temporary) {
+  /* the same limit with SIGXFSZ ignored: every write fails with EFBIG */
+  static const char *const names[] = { "out.json", "out.trace", "out.svg" };
+  const char *p[3];
+  for (int i = 0; i < 3; i++) put(p[i] = in_dir(names[i]), old_json);
+  const char *limit = "trap '' XFSZ; ulimit -f 1; exec \"$@\"";
+  run_result *r = GVSH(limit, "-q", "--json", p[0], "--trace", p[1], "--svg", p[2], data("threads20.lua"));
+  expect_exit(r, 1);
+  for (int i = 0; i < 3; i++) {
+    expect_err_has(r, fmt("gilvm: cannot write %s: File too large", p[i]));
+    cr_expect_str_eq(slurp(p[i]), old_json, "%s was overwritten by a partial file", p[i]);
+  }
+  r = GVSH(limit, "sweep", "-q", "-s", "1ms", "--json", p[0], "--svg", p[2], data("threads20.lua"));
+  expect_exit(r, 1);
+  expect_err_has(r, fmt("gilvm: cannot write %s: File too large", p[0]));
+  r = GVSH(limit, "sweep", "-q", "-s", "1ms", "--svg", p[2], data("threads20.lua"));
+  expect_exit(r, 1);
+  expect_err_has(r, fmt("gilvm: cannot write %s: File too large", p[2]));
+  r = GVSH(limit, "compare", "--json", p[0], data("threads20.lua"));
+  expect_exit(r, 1);
+  expect_err_has(r, fmt("gilvm: cannot write %s: File too large", p[0]));
+  for (int i = 0; i < 3; i++) cr_expect_str_eq(slurp(p[i]), old_json, "%s was overwritten", p[i]);
+  expect_listing(dir, "out.json out.svg out.trace");
+}
+
+Test(outputs, a_run_killed_before_writing_leaves_the_old_file_and_no_temporary) {
+  /* the check before the run must not leave its trial file, nor truncate */
+  const char *json = in_dir("out.json"), *svg = in_dir("out.svg");
+  put(json, old_json);
+  run_opts o = { .signal = SIGKILL, .signal_when = "ready\n", .stdin_keep_open = 1 };
+  run_result *r = GVO(&o, "-q", "--json", json, "--svg", svg, data("threads20.lua"), "wait");
+  cr_assert(r->term_signal == SIGKILL, CTX, CTXA(r));
+  cr_expect_str_eq(slurp(json), old_json, "the old file was touched");
+  expect_listing(dir, "out.json");
+}
+
+/* ================================================================== stdout */
+
+Test(outputs, stdout_write_errors_exit_1_with_a_message) {
+  const char *full = "exec \"$@\" > /dev/full";
+  run_result *r = GVSH(full, "-q", data("touch.lua"), in_dir("ran"));
+  expect_exit(r, 1);
+  expect_err_has(r, "gilvm: error writing to stdout");
+  /* a process worker prints; main prints nothing */
+  r = GVSH(full, "-q", "-m", "fork", "-e", "gil.spawn(function() print('from the child') end):join()");
+  expect_exit(r, 1);
+  expect_err_has(r, "gilvm: error writing to stdout");
+  r = GVSH(full, "--help");
+  expect_exit(r, 1);
+  expect_err_has(r, "gilvm: error writing to stdout: No space left on device");
+  r = GVSH(full, "compare", data("touch.lua"), in_dir("ran"));
+  expect_exit(r, 1);
+  expect_err_has(r, "gilvm: error writing to stdout");
+  /* a more specific status stays */
+  r = GVSH(full, "-q", "-e", "print('x') error('boom')");
+  expect_exit(r, 1);
+  r = GVSH(full, "-q", "--timeout", "0.2s", "-e", "print('x') while true do end");
+  expect_exit(r, 124);
+}
