@@ -161,8 +161,10 @@ TestSuite(breaker, .fini = fini, .timeout = 240);
 
 /* lua_sethook marks every frame: on a stack overflow (~190k frames) a waiter
    that re-armed every interval while its request was pending kept the holder
-   in lua_sethook for seconds. A request is armed once: armings stay within
-   drop requests (each thread's pending request) plus a few at start-up. */
+   in lua_sethook for seconds (thousands of armings for a few dozen requests).
+   A request is armed once; a holder descheduled between taking a request and
+   dropping the GIL may be asked (and armed) again, so the bound is twice the
+   drop requests plus a few at start-up. */
 Test(breaker, deep_stack_is_armed_once_per_drop_request) {
   cr_assert(setenv("GILVM_BREAKER_STATS", "1", 1) == 0);
   run_result *r = GV("-s", "50us", data("deep.lua"), "2");
@@ -171,7 +173,7 @@ Test(breaker, deep_stack_is_armed_once_per_drop_request) {
   long arms = number_after(r, r->err, "gilvm: breaker armed ");
   report_run rr;
   cr_assert(report_parse_run(r->err, &rr), "no complete report on stderr" CTX, CTXA(r));
-  cr_assert(arms <= rr.drop_requests + 4,
+  cr_assert(arms <= 2 * rr.drop_requests + 8,
             "the breaker was armed %ld times for %ld drop requests: re-armed while a request was pending"
             CTX, arms, rr.drop_requests, CTXA(r));
 }
