@@ -336,8 +336,8 @@ int luaopen_gil(lua_State *L) {
 }
 
 void gilmod_open(lua_State *L) {
+  breaker_open_debug(L);  /* first: it initialises what every new Lua thread copies */
   luaL_requiref(L, "gil", luaopen_gil, 1);  /* global `gil` and package.loaded.gil */
   lua_pop(L, 1);
   patch_coroutine_lib(L);
-  breaker_open_debug(L);
 }
