@@ -27,6 +27,7 @@ static breaker_fn checkpoint_fn;
 static int legacy_count;   /* legacy GIL: run the checkpoint every N instructions */
 static int resting_count;  /* the breaker's count between requests (0: none) */
 static atomic_ulong arms;  /* one-shot armings (each costs lua_sethook: O(stack depth)) */
+static atomic_ulong sets;  /* lua_sethook calls that mark every frame, armings included */
 /* Atomic so the signal handler reads whole pointers; only this thread writes them. */
 static _Thread_local _Atomic(lua_State *) current_L;
 static _Thread_local _Atomic(atomic_int *) current_pending;
@@ -66,6 +67,7 @@ static void hook(lua_State *L, lua_Debug *ar);
 /* One-shot: the checkpoint at L's next check point, keeping the script's events. */
 static void arm(lua_State *L) {
   atomic_fetch_add_explicit(&arms, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&sets, 1, memory_order_relaxed);
   lua_sethook(L, hook, lua_gethookmask(L) | LUA_MASKCOUNT, 1);
 }
 
@@ -87,6 +89,7 @@ static void settle(lua_State *L) {
     if (lua_gethook(L)) lua_sethook(L, NULL, 0, 0);
   } else if (lua_gethook(L) != hook || lua_gethookmask(L) != mask || lua_gethookcount(L) != count) {
     if (armed) atomic_fetch_add_explicit(&arms, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sets, 1, memory_order_relaxed);
     lua_sethook(L, hook, mask, count);
   }
   if (!every && !armed && is_armed_for(L)) arm(L);  /* a request that arrived meanwhile */
@@ -142,7 +145,8 @@ static void on_signal(int sig) {
 }
 
 static void print_stats(void) {
-  fprintf(stderr, "gilvm: breaker armed %lu times\n", atomic_load(&arms));
+  fprintf(stderr, "gilvm: breaker armed %lu times, hooks set %lu times\n", atomic_load(&arms),
+          atomic_load(&sets));
 }
 
 void breaker_init(breaker_fn checkpoint) {

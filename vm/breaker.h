@@ -58,7 +58,7 @@ void breaker_rest(lua_State *L);
 void breaker_arm_every(lua_State *L, int count);
 /* Ask thread t, whose flag is `pending`, to run the checkpoint at its next check point. */
 void breaker_interrupt(pthread_t t, atomic_int *pending);
-/* One-shot armings so far (GILVM_BREAKER_STATS=1 prints it at exit). */
+/* One-shot armings so far (GILVM_BREAKER_STATS=1 prints them, and all hook settings, at exit). */
 unsigned long breaker_arms(void);
 /* Replace debug.sethook/gethook in L's interpreter by the breaker-aware ones. */
 void breaker_open_debug(lua_State *L);
