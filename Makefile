@@ -4,10 +4,15 @@
 #                ASan+UBSan, TSan), run the whole suite in each, then
 #                fuzz the marshaller's decoder for 20 s (libFuzzer)
 #   make bench   run bench/run (figures, not tests)
+#   make conformance [LUA_TESTS=DIR]
+#                the official Lua 5.4.4 test suite under gilvm, six ways
+#                (tools/conformance.sh; DIR defaults to ../shared/lua-5.4.4-tests)
 
 BUILDS := build build-asan build-tsan build-fuzz
 
-.PHONY: all setup demo test bench clean
+.PHONY: all setup demo test bench conformance clean
+
+LUA_TESTS ?= $(firstword $(wildcard ../shared/lua-5.4.4-tests shared/lua-5.4.4-tests))
 
 all: build/build.ninja
 	ninja -C build
@@ -40,6 +45,9 @@ test: $(addsuffix /build.ninja,$(BUILDS))
 
 bench: all
 	bench/run
+
+conformance: all
+	@tools/conformance.sh $(LUA_TESTS)
 
 clean:
 	rm -rf $(BUILDS)

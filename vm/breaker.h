@@ -16,6 +16,21 @@
  * be interrupted. Built with TSan, the breaker polls instead: a resting
  * count hook every BREAKER_POLL_COUNT instructions looks at the thread's
  * request flag. Everything else (the GIL, the workers) is the same code.
+ *
+ * A request is armed once: lua_sethook marks every frame of the stack, so
+ * arming costs O(stack depth), and re-arming each interval while a request
+ * is pending would let a deep stack (a stack-overflow test) livelock the
+ * switch. The pending flag stays set until the hook consumes it; whenever
+ * the thread starts running a Lua state (attach, coroutine switch) with the
+ * flag set, that state is armed.
+ *
+ * The script's own debug hooks live beside the breaker's: debug.sethook and
+ * debug.gethook are replaced by versions that keep what the script asked
+ * for per Lua thread, and one C hook serves both. It answers the breaker's
+ * count events and calls the script's hook function for the events the
+ * script asked for (its count events counted separately), so a script's
+ * hook fires as in lua5.4 under contention and with the legacy GIL's
+ * resting hook, and debug.gethook returns what the script set.
  */
 #ifndef BREAKER_H
 #define BREAKER_H
@@ -33,14 +48,20 @@ void breaker_attach(lua_State *L, atomic_int *pending);
 /* It now runs L (a coroutine) with the same flag; signal-safe to read. */
 void breaker_switch(lua_State *L);
 lua_State *breaker_current(void);
+/* The state this thread was attached with (a worker's body, or the main chunk's). */
+lua_State *breaker_base(void);
 /* A resting hook every `count` instructions on every Lua thread (legacy GIL); 0 for none. */
 void breaker_set_resting(int count);
-/* Put the resting hook (or none) on L. */
+/* Put on L what is wanted now: the script's hook, the resting hook, a pending request. */
 void breaker_rest(lua_State *L);
 /* Run the checkpoint every `count` instructions on L from now on (used once stopping). */
 void breaker_arm_every(lua_State *L, int count);
 /* Ask thread t, whose flag is `pending`, to run the checkpoint at its next check point. */
 void breaker_interrupt(pthread_t t, atomic_int *pending);
+/* One-shot armings so far (GILVM_BREAKER_STATS=1 prints them, and all hook settings, at exit). */
+unsigned long breaker_arms(void);
+/* Replace debug.sethook/gethook in L's interpreter by the breaker-aware ones. */
+void breaker_open_debug(lua_State *L);
 
 #define BREAKER_POLL_COUNT 1000
 #define BREAKER_SIGNAL SIGURG  /* ignored by default; Go's runtime preempts with it too */

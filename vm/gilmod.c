@@ -206,7 +206,6 @@ static int resume(lua_State *L, lua_State *co, int narg) {
   }
   lua_xmove(L, co, narg);
   lua_State *prev = breaker_current();
-  breaker_rest(co);
   breaker_switch(co);
   int nres, status = lua_resume(co, L, narg, &nres);
   breaker_switch(prev);
@@ -237,18 +236,22 @@ static int co_resume(lua_State *L) {
   return r + 1;
 }
 
+/* As Lua's auxwrap: a coroutine that died is closed, and the error of its
+   __close handlers (or its own) is moved off its stack and raised. */
 static int co_wrapped(lua_State *L) {
   lua_State *co = lua_tothread(L, lua_upvalueindex(1));
   int r = resume(L, co, lua_gettop(L));
   if (r >= 0) return r;
-  if (lua_status(co) != LUA_OK && lua_status(co) != LUA_YIELD) {
+  int status = lua_status(co);
+  if (status != LUA_OK && status != LUA_YIELD) {
 #if LUA_VERSION_RELEASE_NUM >= 50406
-    lua_closethread(co, L);
+    status = lua_closethread(co, L);
 #else
-    lua_resetthread(co);
+    status = lua_resetthread(co);
 #endif
+    lua_xmove(co, L, 1);
   }
-  if (lua_type(L, -1) == LUA_TSTRING) {  /* add where the wrap was called, as Lua does */
+  if (status != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {  /* add where, as Lua does */
     luaL_where(L, 1);
     lua_insert(L, -2);
     lua_concat(L, 2);
@@ -265,6 +268,20 @@ static int co_wrap(lua_State *L) {
   return 1;
 }
 
+/* A worker's body runs on a Lua thread of its own, but it is that worker's
+   main thread: coroutine.running and a stray yield answer as in Lua's. */
+static int co_running(lua_State *L) {
+  int ismain = lua_pushthread(L);
+  lua_pushboolean(L, ismain || L == breaker_base());
+  return 2;
+}
+
+static int co_yield(lua_State *L) {
+  if (L == breaker_base() && !lua_isyieldable(L))
+    return luaL_error(L, "attempt to yield from outside a coroutine");
+  return lua_yield(L, lua_gettop(L));
+}
+
 static void patch_coroutine_lib(lua_State *L) {
   lua_getglobal(L, "coroutine");
   if (lua_istable(L, -1)) {
@@ -272,6 +289,10 @@ static void patch_coroutine_lib(lua_State *L) {
     lua_setfield(L, -2, "resume");
     lua_pushcfunction(L, co_wrap);
     lua_setfield(L, -2, "wrap");
+    lua_pushcfunction(L, co_running);
+    lua_setfield(L, -2, "running");
+    lua_pushcfunction(L, co_yield);
+    lua_setfield(L, -2, "yield");
   }
   lua_pop(L, 1);
 }
@@ -315,6 +336,7 @@ int luaopen_gil(lua_State *L) {
 }
 
 void gilmod_open(lua_State *L) {
+  breaker_open_debug(L);  /* first: it initialises what every new Lua thread copies */
   luaL_requiref(L, "gil", luaopen_gil, 1);  /* global `gil` and package.loaded.gil */
   lua_pop(L, 1);
   patch_coroutine_lib(L);
