@@ -664,8 +664,9 @@ Test(api, lock_held_by_another_thread) {
 }
 
 static void coroutine_case(const char *how) {
-  /* --timeout turns a breaker that misses the coroutine (a hang) into a failure */
-  run_result *r = GV("--timeout", "5s", data("coroutine.lua"), how);
+  /* --timeout turns a breaker that misses the coroutine (a hang) into a failure;
+     it takes milliseconds, the margin is for a slow, busy machine */
+  run_result *r = GV("--timeout", "30s", data("coroutine.lua"), how);
   expect_exit(r, 0);
   expect_out(r, "setter ran\nspinner saw done\ttrue\n");
   report_run rr = report_of(r);
