@@ -253,11 +253,11 @@ Test(trace, gil_mode_convoy_matches_the_report) {
 }
 
 Test(trace, forced_switches_of_two_cpu_threads) {
-  /* pingpong.lua: 20 rounds of turns between two spinners, 39 forced switches at least */
+  /* pingpong.lua: 20 rounds of turns between two spinners, 38 forced switches at least */
   trace_run t = TRACED("-s", "0.5ms", data("pingpong.lua"), "20");
   expect_consistent(&t);
-  cr_expect(count_of(&t, "X waiting for the GIL") >= 39, "each turn waits for the GIL:\n%s", t.facts->out);
-  cr_expect(report_json_number(&t, "forced_switches") >= 39, "each turn is a forced switch:\n%s", t.report_json);
+  cr_expect(count_of(&t, "X waiting for the GIL") >= 38, "each turn waits for the GIL:\n%s", t.facts->out);
+  cr_expect(report_json_number(&t, "forced_switches") >= 38, "each turn is a forced switch:\n%s", t.report_json);
 }
 
 Test(trace, fifo_and_legacy_are_consistent_too) {
@@ -265,7 +265,7 @@ Test(trace, fifo_and_legacy_are_consistent_too) {
   expect_consistent(&t);
   trace_run l = TRACED("-g", "legacy", data("pingpong.lua"), "20");  /* each turn waits on a spinner */
   expect_consistent(&l);
-  cr_expect(count_of(&l, "i forced drop") >= 39, "legacy drops every check interval:\n%s", l.facts->out);
+  cr_expect(count_of(&l, "i forced drop") >= 38, "legacy drops every check interval:\n%s", l.facts->out);
 }
 
 Test(trace, every_state_has_its_name) {
@@ -299,8 +299,8 @@ Test(trace, nogil_mode_has_a_track_per_interpreter) {
 
 Test(trace, a_full_buffer_is_reported) {
   /* a small cap (GILVM_EVENTS_MAX; this test runs in its own process) that two
-     threads overflow however fast the machine: pingpong.lua's 200 turns are
-     forced switches, and each adds at least 4 events to each thread's buffer */
+     threads overflow however fast the machine: 198 of pingpong.lua's 200 turns
+     at least are forced switches, each adding 4 events or more to a thread's buffer */
   setenv("GILVM_EVENTS_MAX", "64", 1);
   const char *json = tmp("dropped.json"), *trace = tmp("dropped-trace.json");
   run_result *r = GV("-s", "1ms", "--json", json, "--trace", trace, "--timeline", data("pingpong.lua"), "100");
