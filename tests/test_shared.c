@@ -177,12 +177,16 @@ static int stop_when_set(void *arg) { return atomic_load((atomic_int *)arg); }
  * object at off? The kernel says so in /proc/PID/task/TID/syscall: the
  * number of the call a blocked thread is in, then its arguments (the first
  * is the futex's address); "running" otherwise. */
+static int proc_errno;  /* why the last /proc file could not be read, for messages */
+
 static int asleep_on(pid_t pid, shm_off off) {
   char dir[64];
   snprintf(dir, sizeof dir, "/proc/%d/task", pid ? (int)pid : (int)getpid());
   DIR *d = opendir(dir);
-  if (!d)
+  if (!d) {
+    proc_errno = errno;
     return 0;
+  }
   uintptr_t lo = (uintptr_t)shm_ptr(A, off), hi = lo + OBJ_SPAN;
   int found = 0;
   struct dirent *e;
@@ -192,8 +196,10 @@ static int asleep_on(pid_t pid, shm_off off) {
     char path[128];
     snprintf(path, sizeof path, "%s/%s/syscall", dir, e->d_name);
     FILE *f = fopen(path, "r");
-    if (!f)
+    if (!f) {
+      proc_errno = errno;
       continue;
+    }
     long nr;
     unsigned long addr;
     found = fscanf(f, "%ld %lx", &nr, &addr) == 2 && nr == SYS_futex && addr >= lo && addr < hi;
@@ -207,8 +213,10 @@ static int asleep_on(pid_t pid, shm_off off) {
  * waiter that is really waiting, not one that has yet to start. */
 static void await_sleeper(pid_t pid, shm_off off) {
   double end = now_s() + 30;
+  proc_errno = 0;
   while (!asleep_on(pid, off)) {
-    cr_assert(now_s() < end, "no thread of process %d went to sleep on the object within 30 s", (int)pid);
+    cr_assert(now_s() < end, "no thread of process %d went to sleep on the object within 30 s%s%s", (int)pid,
+              proc_errno ? "; /proc/PID/task/TID/syscall: " : "", proc_errno ? strerror(proc_errno) : "");
     sleep_s(0.001);
   }
 }
