@@ -338,23 +338,30 @@ Test(output, script_figures_appear_in_the_report) {
 Test(timing, io_bound_sleeps_overlap) {
   run_result *r = GV(script("io_bound.lua"), "3", "0.5");
   expect_exit(r, 0);
-  expect_out(r,
-             "file1: 1000 bytes\n"
-             "file2: 2000 bytes\n"
-             "file3: 3000 bytes\n"
-             "3 downloads of 0.5 s each: they overlapped\n");
+  /* the script's own verdict is a wall-clock guess; the test's is below */
+  expect_out_has(r,
+                 "file1: 1000 bytes\n"
+                 "file2: 2000 bytes\n"
+                 "file3: 3000 bytes\n"
+                 "3 downloads of 0.5 s each: ");
   report_run rr = report_of(r);
   cr_expect(rr.wall_s >= 0.5, "three 0.5 s sleeps took only %g s", rr.wall_s);
-  cr_expect(rr.wall_s < 1.0, "three 0.5 s sleeps in 3 threads took %g s: they did not overlap", rr.wall_s);
   cr_expect(rr.held_pct < 50, "sleeping threads held the GIL %.1f%% of the time", rr.held_pct);
   report_thread rows[8];
   int n = threads_of(r, rows, 8);
   cr_assert_eq(n, 4, "main + 3 downloads" CTX, CTXA(r));
+  double slept = 0;
   for (int i = 1; i < n; i++) {
     cr_expect(strstr(rows[i].name, "download") != NULL, "row %d: %s", i, rows[i].name);
     cr_expect(rows[i].blocked_s >= 0.45, "%s blocked only %g s", rows[i].name, rows[i].blocked_s);
+    slept += rows[i].blocked_s;
   }
+  /* sleeps that do not overlap fit one after the other in the time they all
+     took; overlapping ones add up to more than that time */
   char v[64];
+  cr_assert(report_figure(r->err, "wall_s", v, sizeof v), "figure wall_s" CTX, CTXA(r));
+  double wall = strtod(v, NULL);
+  cr_expect(wall > 0 && wall < slept, "the sleeps did not overlap: %g s of sleeps in %s s" CTX, slept, v, CTXA(r));
   cr_expect(report_figure(r->err, "downloads", v, sizeof v) && strcmp(v, "3") == 0, "figure downloads");
 }
 
@@ -658,8 +665,9 @@ Test(api, lock_held_by_another_thread) {
 }
 
 static void coroutine_case(const char *how) {
-  /* --timeout turns a breaker that misses the coroutine (a hang) into a failure */
-  run_result *r = GV("--timeout", "5s", data("coroutine.lua"), how);
+  /* --timeout turns a breaker that misses the coroutine (a hang) into a failure;
+     it takes milliseconds, the margin is for a slow, busy machine */
+  run_result *r = GV("--timeout", "30s", data("coroutine.lua"), how);
   expect_exit(r, 0);
   expect_out(r, "setter ran\nspinner saw done\ttrue\n");
   report_run rr = report_of(r);
@@ -789,20 +797,17 @@ Test(cli, durations_accepted) {
     expect_exit(r, 0);
     expect_out(r, "quick\n");
   }
-  run_result *r = GV("-q", "--timeout", "2s", "-e", "print('quick')");
-  cr_expect(r->wall_s < 1.9, "a quick script with --timeout 2s took %g s", r->wall_s);
+  /* far beyond the run's hard limit (LIMIT_S): a gilvm that waits for it is killed and the test fails */
+  run_result *r = GV("-q", "--timeout", "3600s", "-e", "print('quick')");
+  expect_exit(r, 0);
+  expect_out(r, "quick\n");
 }
 
-/* -m nogil and -m fork: refused with exit 2 and "not available" while they are
-   not implemented; once they are, the run must work and gil.mode() say so. */
+/* -m nogil and -m fork: the run works and gil.mode() says so. */
 static void mode_case(const char *opt, const char *mode) {
   run_result *r = GV("-q", opt, mode, "-e", "print(gil.mode())");
-  if (r->exited && r->exit_code == 2) {
-    expect_usage_error(r, fmt("mode '%s' is not available", mode));
-  } else {
-    expect_exit(r, 0);
-    expect_out(r, fmt("%s\n", mode));
-  }
+  expect_exit(r, 0);
+  expect_out(r, fmt("%s\n", mode));
 }
 
 Test(cli, modes) {
@@ -923,7 +928,8 @@ Test(stop, timeout_stops_spinning_workers_with_a_report) {
   cr_assert_eq(n, 3, "main + 2 spinners" CTX, CTXA(r));
   cr_expect_str_eq(rows[1].name, "1:spin");
   cr_expect_str_eq(rows[2].name, "2:spin");
-  cr_expect(rows[1].cpu_s + rows[2].cpu_s > 0.05, "the spinners hardly ran: %g s", rows[1].cpu_s + rows[2].cpu_s);
+  cr_expect(rows[1].cpu_s > 0 && rows[2].cpu_s > 0, "the spinners never ran: %g s, %g s", rows[1].cpu_s,
+            rows[2].cpu_s);
 }
 
 Test(stop, timeout_stops_an_infinite_loop_in_main) {
@@ -939,8 +945,8 @@ Test(stop, timeout_stops_a_deadlock) {
   cr_expect(r->wall_s < 6, "took %g s", r->wall_s);
   report_thread rows[4];
   cr_assert_eq(threads_of(r, rows, 4), 3, CTX, CTXA(r));
-  for (int i = 1; i < 3; i++)
-    cr_expect(rows[i].blocked_s >= 0.4, "%s should have been blocked on the lock: %g s", rows[i].name,
+  for (int i = 1; i < 3; i++)  /* the lock is all they ever block on */
+    cr_expect(rows[i].blocked_s > 0, "%s should have been blocked on the lock: %g s", rows[i].name,
               rows[i].blocked_s);
 }
 
@@ -990,19 +996,17 @@ Test(stop, sigint_with_pcall_swallowing_the_stop_still_ends) {
 }
 
 Test(stop, second_sigint_exits_at_once) {
-  run_opts o = { .signal = SIGINT, .nsignals = 2, .signal_when = "ready\n", .signal_after_s = 0.3,
-                 .signal_every_s = 0.5 };
-  run_result *r = GVO(&o, data("stubborn.lua"));
+  /* main sits in io.read() holding the GIL (stdin open, no data): the first
+     SIGINT cannot stop it, so gilvm is in its 3 s grace when the second comes */
+  run_opts o = { .stdin_keep_open = 1, .signal = SIGINT, .nsignals = 2, .signal_when = "ready\n",
+                 .signal_after_s = 0.3, .signal_every_s = 0.5 };
+  run_result *r = GVO(&o, data("blocked_read.lua"));
   expect_exit(r, 130);
-  if (r->signals_sent == 2) {
-    /* the second Ctrl-C does not wait for the rest of the 3 s grace */
-    cr_expect(r->wall_s - r->last_signal_s < 2.0, "gilvm ended %g s after the second SIGINT" CTX,
-              r->wall_s - r->last_signal_s, CTXA(r));
-  } else {
-    /* it stopped before the second one was due: only possible without the grace path */
-    cr_assert_eq(r->signals_sent, 1, CTX, CTXA(r));
-    expect_err_has(r, "gilvm: stopped: interrupted");
-  }
+  cr_assert_eq(r->signals_sent, 2, "gilvm ended before the second SIGINT" CTX, CTXA(r));
+  expect_err_has(r, "gilvm: interrupted twice");
+  /* the second Ctrl-C does not wait for the rest of the grace (2.5 s more) */
+  cr_expect(r->wall_s - r->last_signal_s < 2.0, "gilvm ended %g s after the second SIGINT" CTX,
+            r->wall_s - r->last_signal_s, CTXA(r));
 }
 
 Test(stop, thread_blocked_in_c_with_the_gil_is_abandoned_after_the_grace) {

@@ -779,9 +779,23 @@ static uint64_t next_random(uint64_t *state)
     return *state;
 }
 
+/* Remembers a refusal's reason if it is new: its message without the path,
+   numbers and names ("unknown tag 0x90" and "unknown tag 0xff" are one). */
+static void note_reason(char reasons[][64], int *n, const char *err)
+{
+    const char *colon = strstr(err, ": ");  /* "bad message at byte 12: reason" */
+    const char *why = colon ? colon + 2 : err;
+    why += strspn(why, " 0123456789");
+    int len = (int)strcspn(why, "0123456789'");
+    for (int i = 0; i < *n; i++)
+        if ((int)strlen(reasons[i]) == (len < 63 ? len : 63) && strncmp(reasons[i], why, (size_t)len) == 0) return;
+    if (*n < 32) snprintf(reasons[(*n)++], 64, "%.*s", len, why);
+}
+
 Test(hostile, random_bytes)
 {
-    char err[256];
+    char err[256], reasons[32][64] = { "" };
+    int decoded = 0, nreasons = 0;
     unsigned char msg[96];
     uint64_t seed = 0x9e3779b97f4a7c15ULL;
     for (int iter = 0; iter < 30000 / HOSTILE_STEP; iter++) {
@@ -796,9 +810,15 @@ Test(hostile, random_bytes)
             memset(msg + 4, 0, 4);
             msg[8] = (unsigned char)(1 + next_random(&seed) % 3);
         }
-        try_decode(msg, len, err, sizeof err);
+        err[0] = '\0';
+        if (try_decode(msg, len, err, sizeof err) >= 0) decoded++;
+        else note_reason(reasons, &nreasons, err);
         if (iter % 1000 == 0) lua_gc(dst, LUA_GCCOLLECT);
     }
+    /* the bytes got past the header into the decoder: some decode, and the
+       refusals are for several different reasons, each with its message */
+    cr_assert(decoded > 0, "no random message decoded");
+    cr_assert(nreasons >= 8, "random messages refused for only %d reason(s), first: %s", nreasons, reasons[0]);
 }
 
 /* A forged message: header, then the given bytes. */

@@ -13,6 +13,7 @@
 #include "shared.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -166,6 +168,58 @@ static int flag_wait(shm_off v, int64_t want, double timeout) {
 }
 
 static int stop_when_set(void *arg) { return atomic_load((atomic_int *)arg); }
+
+/* Bytes from an object's handle within which its futex words lie (a lock or
+ * a queue is about a hundred bytes). */
+#define OBJ_SPAN 256
+
+/* Is a thread of process pid (0: this one) asleep in futex() on a word of the
+ * object at off? The kernel says so in /proc/PID/task/TID/syscall: the
+ * number of the call a blocked thread is in, then its arguments (the first
+ * is the futex's address); "running" otherwise. */
+static int proc_errno;  /* why the last /proc file could not be read, for messages */
+
+static int asleep_on(pid_t pid, shm_off off) {
+  char dir[64];
+  snprintf(dir, sizeof dir, "/proc/%d/task", pid ? (int)pid : (int)getpid());
+  DIR *d = opendir(dir);
+  if (!d) {
+    proc_errno = errno;
+    return 0;
+  }
+  uintptr_t lo = (uintptr_t)shm_ptr(A, off), hi = lo + OBJ_SPAN;
+  int found = 0;
+  struct dirent *e;
+  while (!found && (e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.')
+      continue;
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s/syscall", dir, e->d_name);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+      proc_errno = errno;
+      continue;
+    }
+    long nr;
+    unsigned long addr;
+    found = fscanf(f, "%ld %lx", &nr, &addr) == 2 && nr == SYS_futex && addr >= lo && addr < hi;
+    fclose(f);
+  }
+  closedir(d);
+  return found;
+}
+
+/* Waits until a thread of pid (0: this process) sleeps on the object: a
+ * waiter that is really waiting, not one that has yet to start. */
+static void await_sleeper(pid_t pid, shm_off off) {
+  double end = now_s() + 30;
+  proc_errno = 0;
+  while (!asleep_on(pid, off)) {
+    cr_assert(now_s() < end, "no thread of process %d went to sleep on the object within 30 s%s%s", (int)pid,
+              proc_errno ? "; /proc/PID/task/TID/syscall: " : "", proc_errno ? strerror(proc_errno) : "");
+    sleep_s(0.001);
+  }
+}
 
 static struct timespec in(double s) { return shm_deadline_in(s); }
 
@@ -391,7 +445,9 @@ Test(arena, processes_killed_mid_operation_leave_everything_usable) {
   shm_stats st = {0};
   for (int round = 0; round < 200 && st.repairs < 20; round++) {
     pid_t pid = spawn(chaos_child, &c);
-    sleep_s((double)(1000 + rnd(&seed) % 4000) / 1e6);
+    /* at work (its count moves) before it is killed, however slow its start */
+    cr_assert(flag_wait(c.v, flag_get(c.v) + 200, 30), "the child never got to work");
+    sleep_s((double)(rnd(&seed) % 2000) / 1e6);
     kill_and_reap(pid);
     cr_assert_eq(shm_arena_check(A), SHM_OK, "heap broken after kill %d", round);
     shm_off blk;
@@ -553,7 +609,7 @@ Test(lock, waiter_gets_it_on_release) {
   struct lock_arg arg = {.lock = l, .owner = 2, .timeout = 30};
   pthread_t t;
   pthread_create(&t, NULL, timed_acquire, &arg);
-  sleep_s(0.05);
+  await_sleeper(0, l);
   cr_assert_eq(shm_lock_release(A, l, 1), SHM_OK);
   join_within(t, 30, NULL);
   cr_assert_eq(arg.rc, SHM_OK);
@@ -566,7 +622,7 @@ Test(lock, should_stop_interrupts_acquire) {
   struct lock_arg arg = {.lock = l, .owner = 2, .timeout = -1};  /* forever */
   pthread_t t;
   pthread_create(&t, NULL, timed_acquire, &arg);
-  sleep_s(0.1);
+  await_sleeper(0, l);
   atomic_store(&arg.stop, 1);
   join_within(t, 10, NULL);
   cr_assert_eq(arg.rc, SHM_STOPPED);
@@ -679,7 +735,7 @@ Test(lock, waiter_blocked_when_owner_dies_gets_owner_dead) {
   struct lock_arg arg = {.lock = h.lock, .owner = 9, .timeout = 30};
   pthread_t t;
   pthread_create(&t, NULL, timed_acquire, &arg);
-  sleep_s(0.1);
+  await_sleeper(0, h.lock);
   kill_and_reap(pid);
   join_within(t, 30, NULL);
   cr_assert_eq(arg.rc, SHM_OWNER_DEAD);
@@ -813,7 +869,7 @@ Test(queue, bounded_put_blocks_until_get) {
   struct put_arg arg = {.q = q, .item = "c", .timeout = 30};
   pthread_t t;
   pthread_create(&t, NULL, blocking_put, &arg);
-  sleep_s(0.1);
+  await_sleeper(0, q);
   cr_assert_eq(atomic_load(&arg.done), 0, "put did not block on a full queue");
   get_str(q, "a");  /* makes room: the putter goes through */
   join_within(t, 30, NULL);
@@ -830,12 +886,13 @@ struct get_arg {
   int rc;
   char got[64];
   int stop_calls;
+  int stop_at_call;  /* > 0: should_stop says stop at this call */
 };
 
 static int counting_stop(void *p) {
   struct get_arg *a = p;
   a->stop_calls++;
-  return atomic_load(&a->stop);
+  return atomic_load(&a->stop) || (a->stop_at_call > 0 && a->stop_calls >= a->stop_at_call);
 }
 
 static void *blocking_get(void *p) {
@@ -857,7 +914,7 @@ Test(queue, close_wakes_blocked_getter_thread) {
   struct get_arg arg = {.q = q, .timeout = -1};
   pthread_t t;
   pthread_create(&t, NULL, blocking_get, &arg);
-  sleep_s(0.1);
+  await_sleeper(0, q);
   cr_assert_eq(shm_queue_close(A, q), SHM_OK);
   join_within(t, 10, NULL);
   cr_assert_eq(arg.rc, SHM_CLOSED);
@@ -871,7 +928,7 @@ Test(queue, close_wakes_blocked_putter_thread) {
   struct put_arg arg = {.q = q, .item = "more", .timeout = 30};
   pthread_t t;
   pthread_create(&t, NULL, blocking_put, &arg);
-  sleep_s(0.1);
+  await_sleeper(0, q);
   cr_assert_eq(shm_queue_close(A, q), SHM_OK);
   join_within(t, 10, NULL);
   cr_assert_eq(arg.rc, SHM_CLOSED);
@@ -919,7 +976,8 @@ Test(queue, close_wakes_getter_and_putter_in_other_processes) {
   put_str(full, "x");
   pid_t getter = spawn(child_get, &empty);
   pid_t putter = spawn(child_put, &full);
-  sleep_s(0.2);
+  await_sleeper(getter, empty);
+  await_sleeper(putter, full);
   cr_assert_eq(shm_queue_close(A, empty), SHM_OK);
   cr_assert_eq(shm_queue_close(A, full), SHM_OK);
   expect_exit(getter, SHM_CLOSED, 10);
@@ -930,7 +988,7 @@ Test(queue, item_crosses_processes) {
   shm_off q;
   cr_assert_eq(shm_queue_new(A, 0, &q), SHM_OK);
   pid_t getter = spawn(child_get, &q);
-  sleep_s(0.05);
+  await_sleeper(getter, q);
   put_str(q, "hello");
   expect_exit(getter, SHM_OK, 30);
   pid_t putter = spawn(child_put, &q);
@@ -1015,7 +1073,7 @@ Test(queue, exact_counts_many_producers_consumers_processes) {
   cr_assert_eq(shm_arena_check(A), SHM_OK);
 }
 
-/* A producer that puts numbered items until it is killed. */
+/* A producer that puts numbered items until it is killed, counting them in m->sum. */
 static int endless_producer(void *p) {
   struct mpmc *m = p;
   for (int32_t i = 0;; i++) {
@@ -1023,6 +1081,7 @@ static int endless_producer(void *p) {
     struct timespec deadline = in(30);
     if (shm_queue_put(A, m->q, &msg, sizeof msg, &deadline, NULL, NULL) != SHM_OK)
       return 1;
+    shm_value_add(A, m->sum, shm_int(1), NULL);
   }
 }
 
@@ -1056,14 +1115,16 @@ static int checking_consumer(void *p) {
 }
 
 Test(queue, killed_producers_do_not_wedge_consumers) {
-  struct mpmc m = {.count = flag_new()};
+  struct mpmc m = {.count = flag_new(), .sum = flag_new()};
   cr_assert_eq(shm_queue_new(A, 8, &m.q), SHM_OK);
   pid_t consumer = spawn(checking_consumer, &m);
   uint64_t seed = 7;
   for (int round = 0; round < 40; round++) {
     m.id = round;
     pid_t producer = spawn(endless_producer, &m);
-    sleep_s((double)(rnd(&seed) % 3000) / 1e6);  /* 0-3 ms: kills land anywhere */
+    /* killed mid-stream: once its items flow, however slow its start */
+    cr_assert(flag_wait(m.sum, flag_get(m.sum) + 20, 30), "producer %d never got going", round);
+    sleep_s((double)(rnd(&seed) % 3000) / 1e6);  /* 0-3 ms more: kills land anywhere */
     kill_and_reap(producer);
   }
   /* still alive: a fresh producer's items go through */
@@ -1071,7 +1132,9 @@ Test(queue, killed_producers_do_not_wedge_consumers) {
   cr_assert_eq(shm_queue_put(A, m.q, &last, sizeof last, NULL, NULL, NULL), SHM_OK);
   cr_assert_eq(shm_queue_close(A, m.q), SHM_OK);
   expect_exit(consumer, 0, 60);
-  cr_assert_geq(flag_get(m.count), 1);
+  /* every item whose put returned went through (the last one included) */
+  cr_assert_geq(flag_get(m.count), flag_get(m.sum) + 1, "items were lost: %lld got, %lld put",
+                (long long)flag_get(m.count), (long long)flag_get(m.sum) + 1);
   cr_assert(shm_queue_empty(A, m.q));
   cr_assert_eq(shm_arena_check(A), SHM_OK);  /* the heap survived every kill */
 }
@@ -1081,22 +1144,22 @@ Test(queue, killed_blocked_waiters_leave_queue_usable) {
   cr_assert_eq(shm_queue_new(A, 1, &q), SHM_OK);
   /* a getter killed while asleep on an empty queue */
   pid_t g = spawn(child_get, &q);
-  sleep_s(0.1);
+  await_sleeper(g, q);
   kill_and_reap(g);
   /* a putter killed while asleep on a full queue */
   put_str(q, "x");
   pid_t p = spawn(child_put, &q);
-  sleep_s(0.1);
+  await_sleeper(p, q);
   kill_and_reap(p);
   /* both kinds of waiting still work, between processes */
   for (int round = 0; round < 3; round++) {
     pid_t putter = spawn(child_put, &q);  /* blocks: the queue is full */
-    sleep_s(0.05);
+    await_sleeper(putter, q);
     get_str(q, "x");                      /* must wake it */
     expect_exit(putter, SHM_OK, 30);
     get_str(q, "p");
     pid_t getter = spawn(child_get, &q);  /* blocks: the queue is empty */
-    sleep_s(0.05);
+    await_sleeper(getter, q);
     put_str(q, "y");                      /* must wake it */
     expect_exit(getter, SHM_OK, 30);
     put_str(q, "x");
@@ -1106,24 +1169,29 @@ Test(queue, killed_blocked_waiters_leave_queue_usable) {
 Test(queue, should_stop_interrupts_get_and_is_polled) {
   shm_off q;
   cr_assert_eq(shm_queue_new(A, 0, &q), SHM_OK);
-  /* polled while waiting: a 0.5 s wait asks at least a few times */
-  struct get_arg timed = {.q = q, .timeout = 0.5};
+  /* polled while waiting: nothing ever wakes this wait, so should_stop's
+     third call can only come from the waiter asking again on its own */
+  struct get_arg polled = {.q = q, .timeout = -1, .stop_at_call = 3};
   pthread_t t;
-  pthread_create(&t, NULL, blocking_get, &timed);
+  pthread_create(&t, NULL, blocking_get, &polled);
   join_within(t, 30, NULL);
-  cr_assert_eq(timed.rc, SHM_TIMEOUT);
-  cr_assert_geq(timed.stop_calls, 3, "should_stop asked only %d times in 0.5 s", timed.stop_calls);
+  cr_assert_eq(polled.rc, SHM_STOPPED);
+  cr_assert_eq(polled.stop_calls, 3);
 
-  /* and it ends a wait that would last forever */
+  /* and it ends a wait that would last forever, once asleep in it */
   struct get_arg forever = {.q = q, .timeout = -1};
   pthread_create(&t, NULL, blocking_get, &forever);
-  sleep_s(0.1);
+  await_sleeper(0, q);
   atomic_store(&forever.stop, 1);
   join_within(t, 10, NULL);
   cr_assert_eq(forever.rc, SHM_STOPPED);
 }
 
-static void on_sigurg(int sig) { (void)sig; }
+static atomic_int sigurgs;
+static void on_sigurg(int sig) {
+  (void)sig;
+  atomic_fetch_add(&sigurgs, 1);
+}
 
 Test(queue, signals_do_not_break_a_wait) {
   struct sigaction sa = {.sa_handler = on_sigurg};  /* no SA_RESTART: the futex sees EINTR */
@@ -1134,9 +1202,14 @@ Test(queue, signals_do_not_break_a_wait) {
   struct get_arg arg = {.q = q, .timeout = 30};
   pthread_t t;
   pthread_create(&t, NULL, blocking_get, &arg);
-  for (int i = 0; i < 20; i++) {
+  atomic_store(&sigurgs, 0);
+  for (int i = 0; i < 20; i++) {  /* each signal lands in a sleeping wait, and is handled */
+    await_sleeper(0, q);
     pthread_kill(t, SIGURG);
-    sleep_s(0.005);
+    double end = now_s() + 30;
+    while (atomic_load(&sigurgs) < i + 1 && now_s() < end)
+      sleep_s(0.001);
+    cr_assert_eq(atomic_load(&sigurgs), i + 1, "signal %d was not handled", i + 1);
   }
   put_str(q, "after signals");
   join_within(t, 30, NULL);

@@ -253,18 +253,20 @@ Test(trace, gil_mode_convoy_matches_the_report) {
 }
 
 Test(trace, forced_switches_of_two_cpu_threads) {
-  trace_run t = TRACED("-s", "0.5ms", script("cpu_bound.lua"), "2", "1000000");
+  /* pingpong.lua: 20 rounds of turns between two spinners, 38 forced switches at least */
+  trace_run t = TRACED("-s", "0.5ms", data("pingpong.lua"), "20");
   expect_consistent(&t);
-  cr_expect(count_of(&t, "X waiting for the GIL") >= 1, "two CPU threads must wait for each other:\n%s",
-            t.facts->out);
+  cr_expect(count_of(&t, "X waiting for the GIL") >= 38, "each turn waits for the GIL:\n%s", t.facts->out);
+  cr_expect(report_json_number(&t, "forced_switches") >= 38, "each turn is a forced switch:\n%s", t.report_json);
 }
 
 Test(trace, fifo_and_legacy_are_consistent_too) {
   trace_run t = TRACED("-g", "fifo", "-s", "1ms", script("convoy.lua"), "10");
   expect_consistent(&t);
-  trace_run l = TRACED("-g", "legacy", script("cpu_bound.lua"), "2", "3000000");  /* long enough to overlap */
+  trace_run l = TRACED("-g", "legacy", data("pingpong.lua"), "20");  /* each turn waits on a spinner */
   expect_consistent(&l);
   cr_expect(count_of(&l, "i forced drop") == 0, "legacy's check-interval releases are not forced:\n%s", l.facts->out);
+  cr_expect(count_of(&l, "X waiting for the GIL") >= 38, "each legacy turn waits for the GIL:\n%s", l.facts->out);
 }
 
 Test(trace, every_state_has_its_name) {
@@ -297,12 +299,12 @@ Test(trace, nogil_mode_has_a_track_per_interpreter) {
 }
 
 Test(trace, a_full_buffer_is_reported) {
-  /* a small cap (GILVM_EVENTS_MAX; this test runs in its own process) and two
-     threads switching every millisecond overflow it */
+  /* a small cap (GILVM_EVENTS_MAX; this test runs in its own process) that two
+     threads overflow however fast the machine: 198 of pingpong.lua's 200 turns
+     at least are forced switches, each adding 4 events or more to a thread's buffer */
   setenv("GILVM_EVENTS_MAX", "64", 1);
   const char *json = tmp("dropped.json"), *trace = tmp("dropped-trace.json");
-  run_result *r = GV("-s", "1ms", "--json", json, "--trace", trace, "--timeline",
-                     script("cpu_bound.lua"), "2", "10000000");
+  run_result *r = GV("-s", "1ms", "--json", json, "--trace", trace, "--timeline", data("pingpong.lua"), "100");
   expect_exit(r, 0);
   cr_expect(strstr(r->err, "events dropped") != NULL, "the report must say events were dropped" CTX, CTXA(r));
   cr_expect(strstr(r->err, "? events lost") != NULL, "the chart must show where they were lost" CTX, CTXA(r));
@@ -386,11 +388,11 @@ static void expect_xml(const char *path) {
 
 Test(svg, is_xml_and_names_every_thread) {
   const char *svg = tmp("run.svg");
-  run_result *r = GV("--svg", svg, "-s", "1ms", script("convoy.lua"), "10");
+  run_result *r = GV("--svg", svg, "-s", "1ms", data("pingpong.lua"), "10");  /* forced drops, by construction */
   expect_exit(r, 0);
   expect_xml(svg);
   const char *text = slurp(svg);
-  static const char *const names[] = { ">main<", ">1:hog<", ">2:io_thread<", "forced drop", "waiting for the GIL" };
+  static const char *const names[] = { ">main<", ">1:player<", ">2:player<", "forced drop", "waiting for the GIL" };
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     cr_expect(strstr(text, names[i]) != NULL, "the SVG lacks %s", names[i]);
 }

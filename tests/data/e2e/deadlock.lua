@@ -1,8 +1,12 @@
 -- deadlock.lua: two threads take two locks in opposite orders and wait for
--- each other forever; main joins them. Only a stop ends it.
+-- each other forever; main joins them. Only a stop ends it. Each holds its
+-- first lock before either asks for its second (they spin, holding the GIL,
+-- until both do), so the deadlock happens however the threads are scheduled.
 local a, b = gil.lock(), gil.lock()
-local function one() a:acquire() gil.sleep(0.05) b:acquire() end
-local function two() b:acquire() gil.sleep(0.05) a:acquire() end
+local holding = gil.value(0)
+local function both_hold() holding:add(1) while holding:get() < 2 do end end
+local function one() a:acquire() both_hold() b:acquire() end
+local function two() b:acquire() both_hold() a:acquire() end
 local t1, t2 = gil.spawn(one), gil.spawn(two)
 print("ready")
 io.stdout:flush()

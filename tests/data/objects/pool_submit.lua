@@ -3,8 +3,10 @@ local p = gil.pool(2)
 local f = p:submit(function(a, b) return a + b, a * b, nil, "x" end, 3, 4)
 print("result", f:result())
 print("again", select("#", f:result()))
-local slow = p:submit(function(s) gil.sleep(s) return "slow done" end, 0.5)
+local go = gil.queue()  -- the slow task ends only when told: the first wait times out
+local slow = p:submit(function(q) q:get() return "slow done" end, go)
 print("timeout", slow:result(0.01))
+go:put(true)
 print("slow", slow:result())
 local fs = {}
 for i = 1, 20 do fs[i] = p:submit(function(x) return x * 2 end, i) end
