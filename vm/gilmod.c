@@ -13,6 +13,7 @@
 #include <lualib.h>
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -46,6 +47,13 @@ static void push_handle(lua_State *L, rt_worker *w) {
   rt_worker **p = lua_newuserdatauv(L, sizeof *p, 0);
   *p = w;
   luaL_setmetatable(L, HANDLE_MT);
+  rt_handle_new(w);
+}
+
+/* The last handle of a joined worker lets the runtime free its record. */
+static int h_gc(lua_State *L) {
+  rt_handle_gone(L, *(rt_worker **)lua_touserdata(L, 1));
+  return 0;
 }
 
 static int h_join(lua_State *L) {
@@ -276,6 +284,42 @@ static void patch_coroutine_lib(lua_State *L) {
   lua_pop(L, 1);
 }
 
+/* ---- os.exit: safe from any thread ---- */
+
+/* No other worker still running: closing the state (os.exit's second
+   argument) cannot pull it from under anyone. */
+static int alone(runtime *rt) {
+  int n = 0;
+  pthread_mutex_lock(&rt->mu);
+  for (int i = rt->first_own; i < rt->nworkers; i++) n += !rt->workers[i]->done;
+  pthread_mutex_unlock(&rt->mu);
+  return n == 0;
+}
+
+/* Like lua5.4's os.exit; `close` is honoured in the main thread when no
+   worker runs (anywhere else it would close a state others use). */
+static int os_exit(lua_State *L) {
+  int status;
+  if (lua_isboolean(L, 1)) status = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
+  else status = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
+  rt_worker *me = rt_self();
+  if (lua_toboolean(L, 2) && me && me->id == 0 && !rt_current->is_child && alone(rt_current)) {
+    breaker_attach(NULL, NULL);
+    lua_close(L);
+  }
+  rt_exit(status);
+  return 0;
+}
+
+static void patch_os_lib(lua_State *L) {
+  lua_getglobal(L, "os");
+  if (lua_istable(L, -1)) {
+    lua_pushcfunction(L, os_exit);
+    lua_setfield(L, -2, "exit");
+  }
+  lua_pop(L, 1);
+}
+
 /* ---- the module ---- */
 
 static const luaL_Reg gil_funcs[] = {
@@ -302,6 +346,8 @@ static void make_metatables(lua_State *L) {
   lua_setfield(L, -2, "__newindex");
   lua_pushcfunction(L, h_tostring);
   lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, h_gc);
+  lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
 }
 
@@ -318,4 +364,5 @@ void gilmod_open(lua_State *L) {
   luaL_requiref(L, "gil", luaopen_gil, 1);  /* global `gil` and package.loaded.gil */
   lua_pop(L, 1);
   patch_coroutine_lib(L);
+  patch_os_lib(L);
 }

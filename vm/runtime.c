@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -40,6 +41,8 @@
 #include "breaker.h"
 #include "clock.h"
 #include "gilmod.h"
+
+#define PARENT_GONE_STATUS 1  /* a child whose parent died: nobody reads it */
 
 runtime *rt_current;
 static _Thread_local rt_worker *self_worker;
@@ -93,6 +96,7 @@ static void on_gil_event(gil_thread *t, gil_event e, uint64_t now, void *arg) {
 void rt_record(runtime *rt) {
   ev_init_limit();
   rt->recording = 1;
+  rt->keep_all = 1;  /* the timeline replays every worker's events at the end */
   gil_set_event_fn(rt->interps[0]->gil, on_gil_event, rt);
 }
 
@@ -150,10 +154,11 @@ static rt_worker *new_worker(runtime *rt, rt_kind kind, rt_interp *in) {
   w->in = in;
   w->gt.owner = w;
   w->thread_ref = LUA_NOREF;
-  w->fd = -1;
+  w->fd = w->fd_slot = -1;
+  w->home = rt->pid;
   w->spawned_ns = clock_now_ns();
   pthread_mutex_lock(&rt->mu);
-  w->id = rt->nworkers;
+  w->id = rt->next_id++;
   int err = push_ptr((void ***)&rt->workers, &rt->nworkers, &rt->cap, w);
   pthread_mutex_unlock(&rt->mu);
   if (err) {
@@ -161,6 +166,81 @@ static rt_worker *new_worker(runtime *rt, rt_kind kind, rt_interp *in) {
     return NULL;
   }
   return w;
+}
+
+/* ---- releasing joined workers ---- */
+
+static void add_gil_stats(gil_stats *to, const gil_stats *s) {
+  to->acquisitions += s->acquisitions;
+  to->switches += s->switches;
+  to->forced_switches += s->forced_switches;
+  to->drop_requests += s->drop_requests;
+  to->held_ns += s->held_ns;
+  to->wait_ns += s->wait_ns;
+  to->contended_ns += s->contended_ns;
+}
+
+/* Fold w's figures into rt->gone and take it out of workers[] (and its
+   interpreter out of interps[]). Under rt->mu. */
+static void retire(runtime *rt, rt_worker *w) {
+  rt_totals *t = &rt->gone;
+  t->n++;
+  t->failed += w->error != NULL;
+  t->cpu_ns += w->cpu_ns;
+  t->hold_ns += w->gt.hold_ns;
+  t->wait_ns += w->gt.wait_ns;
+  t->acquisitions += w->gt.acquisitions;
+  t->forced_drops += w->gt.forced_drops;
+  t->blocked_ns += w->blocked_ns;
+  t->free_ns += w->free_ns;
+  if (w->started_ns > w->spawned_ns) t->startup_ns += w->started_ns - w->spawned_ns;
+  t->maxrss_kb += w->maxrss_kb;
+  t->events_dropped += w->events.dropped;
+  t->bytes_copied += w->bytes_copied;
+  for (int i = rt->first_own; i < rt->nworkers; i++)
+    if (rt->workers[i] == w) {
+      rt->workers[i] = rt->workers[--rt->nworkers];  /* order does not matter past first_own */
+      break;
+    }
+  if (!w->owns_in) return;
+  gil_stats s;
+  gil_stats_get(w->in->gil, &s);
+  add_gil_stats(&t->gil, &s);
+  for (int i = 1; i < rt->ninterps; i++)
+    if (rt->interps[i] == w->in) {
+      rt->interps[i] = rt->interps[--rt->ninterps];
+      break;
+    }
+}
+
+static void free_worker(lua_State *L, rt_worker *w) {
+  if (w->thread_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, w->thread_ref);  /* its Lua thread */
+  if (w->owns_in) {
+    gil_destroy(w->in->gil);
+    free(w->in);
+  }
+  free(w->error);
+  mar_buf_free(&w->msg);
+  mar_buf_free(&w->in_globals);
+  ev_free(&w->events);
+  free(w);
+}
+
+void rt_handle_new(rt_worker *w) {
+  pthread_mutex_lock(&w->rt->mu);
+  w->handles++;
+  pthread_mutex_unlock(&w->rt->mu);
+}
+
+void rt_handle_gone(lua_State *L, rt_worker *w) {
+  runtime *rt = rt_current;
+  if (!rt || rt->closing) return;
+  pthread_mutex_lock(&rt->mu);
+  int release = --w->handles == 0 && w->joined && w->reaped && w->id != 0 && !rt->keep_all &&
+                !rt_foreign(rt, w) && w != self_worker;
+  if (release) retire(rt, w);
+  pthread_mutex_unlock(&rt->mu);
+  if (release) free_worker(L, w);
 }
 
 static void init_sync(runtime *rt) {
@@ -183,6 +263,8 @@ runtime *rt_create(const char *mode, const char *policy, uint64_t interval_ns, i
   rt->interval_ns = interval_ns;
   rt->stop_reason = "";
   rt->pid = getpid();
+  rt->life[0] = rt->life[1] = -1;
+  rt->first_own = 1;
   init_sync(rt);
   rt_current = rt;
   mar_init();  /* before any fork: children must share the key that authenticates bytecode */
@@ -215,6 +297,7 @@ lua_State *rt_main_state(runtime *rt) { return rt->interps[0]->L; }
 
 void rt_destroy(runtime *rt) {
   if (!rt) return;
+  rt->closing = 1;  /* the handles' __gc, run by lua_close below, must not touch a record */
   for (int i = 0; i < rt->nworkers; i++) {
     rt_worker *w = rt->workers[i];
     free(w->error);
@@ -231,6 +314,9 @@ void rt_destroy(runtime *rt) {
   }
   free(rt->workers);
   free(rt->interps);
+  free(rt->piped);
+  for (int i = 0; i < 2; i++)
+    if (rt->life[i] >= 0) close(rt->life[i]);
   if (rt->arena) shm_arena_destroy(rt->arena);  /* after the interpreters: their handles release into it */
   pthread_mutex_destroy(&rt->mu);
   pthread_mutex_destroy(&rt->fork_mu);
@@ -314,6 +400,7 @@ static void *free_main(void *arg) {
     finish(w);
     return NULL;
   }
+  w->owns_in = 1;
   lua_State *L = w->in->L;
   gil_take(w->in->gil, &w->gt);
   breaker_attach(L, &w->interrupt);
@@ -394,18 +481,76 @@ static int write_all(int fd, const void *p, size_t n) {
   return 0;
 }
 
-/* In the child: only the forking thread survived. Make the runtime fit that. */
+/* Process workers with an open pipe, kept in rt->piped so that a forked
+   child closes its siblings' without walking every worker record. */
+static void track_fd(runtime *rt, rt_worker *w) {  /* under fork_mu */
+  if (rt->npiped == rt->pipedcap) {
+    int c = rt->pipedcap ? rt->pipedcap * 2 : 16;
+    rt_worker **a = realloc(rt->piped, (size_t)c * sizeof *a);
+    if (!a) return;  /* untracked: a later child merely holds one more read end */
+    rt->piped = a;
+    rt->pipedcap = c;
+  }
+  w->fd_slot = rt->npiped;
+  rt->piped[rt->npiped++] = w;
+}
+
+static void untrack_fd(runtime *rt, rt_worker *w) {
+  pthread_mutex_lock(&rt->fork_mu);
+  if (w->fd_slot >= 0) {
+    rt_worker *last = rt->piped[--rt->npiped];
+    rt->piped[w->fd_slot] = last;
+    last->fd_slot = w->fd_slot;
+    w->fd_slot = -1;
+  }
+  pthread_mutex_unlock(&rt->fork_mu);
+}
+
+/* The parent-liveness pipe: nobody writes to it; a child's watcher sees EOF
+   when the last write end closes, i.e. when its parent process is gone,
+   however it went (kill -9, SIGPIPE, exit). Under fork_mu. */
+static int open_life(runtime *rt) {
+  return rt->life[0] >= 0 || pipe2(rt->life, O_CLOEXEC) == 0 ? 0 : -1;
+}
+
+static void *watch_parent(void *arg) {
+  struct pollfd pfd = { (int)(intptr_t)arg, POLLIN, 0 };
+  while (poll(&pfd, 1, -1) < 0 && errno == EINTR) {}
+  _exit(PARENT_GONE_STATUS);  /* our own children see our life pipe close and follow */
+}
+
+/* In the child: die with the parent (PR_SET_PDEATHSIG follows the forking
+   thread, which may be a short-lived worker, not the process). */
+static void die_with_parent(runtime *rt) {
+  int fd = rt->life[0];
+  close(rt->life[1]);
+  rt->life[0] = rt->life[1] = -1;  /* this process makes its own for its children */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);  /* the watcher takes no signal */
+  pthread_attr_t a;
+  pthread_attr_init(&a);
+  pthread_attr_setstacksize(&a, 64 << 10);
+  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+  pthread_t t;
+  if (pthread_create(&t, &a, watch_parent, (void *)(intptr_t)fd) != 0)
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  /* the next best thing */
+  pthread_attr_destroy(&a);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* In the child: only the forking thread survived. Make the runtime fit that:
+   O(1) in the workers before it (their records are foreign by pid). */
 static void become_child(runtime *rt, rt_worker *w) {
   init_sync(rt);
   rt->is_child = 1;
   rt->pid = getpid();
-  for (int i = 0; i < rt->nworkers; i++) {
-    rt_worker *o = rt->workers[i];
-    if (o == w) continue;
-    if (o->fd >= 0) close(o->fd);  /* a sibling's pipe is not ours to hold open */
-    o->fd = -1;
-    o->foreign = o->done = o->reaped = 1;
-  }
+  w->home = rt->pid;
+  w->fd_slot = -1;
+  rt->first_own = rt->nworkers;
+  for (int i = 0; i < rt->npiped; i++) close(rt->piped[i]->fd);  /* a sibling's pipe is not ours to hold open */
+  rt->npiped = 0;
+  die_with_parent(rt);
   w->tid = pthread_self();
   gil_after_fork(w->in->gil, &w->gt);
   self_worker = w;
@@ -423,6 +568,8 @@ static void become_child(runtime *rt, rt_worker *w) {
 static void child_main(lua_State *L, rt_worker *w, int idx, int n, int fd) {
   runtime *rt = w->rt;
   become_child(rt, w);
+  unsigned long long enc0, dec0;  /* the parent's counts so far are not ours */
+  mar_counters(&enc0, &dec0);
   if (rt->recording) ev_record(&w->events, clock_now_ns(), EV_STATE, ST_RUN_FREE, 0);
   breaker_attach(L, &w->interrupt);
   breaker_rest(L);
@@ -446,6 +593,8 @@ static void child_main(lua_State *L, rt_worker *w, int idx, int n, int fd) {
     .hold_ns = w->gt.hold_ns, .blocked_ns = w->blocked_ns, .free_ns = w->free_ns,
   };
   mar_counters(&f.bytes_encoded, &f.bytes_decoded);
+  f.bytes_encoded -= enc0;
+  f.bytes_decoded -= dec0;
   f.nevents = w->events.n;
   f.events_dropped = w->events.dropped;
   uint32_t status = ok ? 0 : w->interrupted ? 2 : 1;
@@ -462,7 +611,7 @@ static rt_worker *spawn_process(lua_State *L, rt_worker *w, int idx, int n) {
   runtime *rt = w->rt;
   int p[2];
   pthread_mutex_lock(&rt->fork_mu);
-  if (pipe2(p, O_CLOEXEC) != 0) {
+  if (open_life(rt) != 0 || pipe2(p, O_CLOEXEC) != 0) {
     pthread_mutex_unlock(&rt->fork_mu);
     luaL_error(L, "cannot start a process: %s", strerror(errno));
   }
@@ -474,6 +623,11 @@ static rt_worker *spawn_process(lua_State *L, rt_worker *w, int idx, int n) {
   }
   int saved = errno;
   close(p[1]);
+  if (pid > 0) {
+    w->pid = pid;
+    w->fd = p[0];
+    track_fd(rt, w);
+  }
   pthread_mutex_unlock(&rt->fork_mu);
   if (pid < 0) {
     close(p[0]);
@@ -482,8 +636,6 @@ static rt_worker *spawn_process(lua_State *L, rt_worker *w, int idx, int n) {
     pthread_mutex_unlock(&rt->mu);
     luaL_error(L, "cannot start a process: %s", strerror(saved));
   }
-  w->pid = pid;
-  w->fd = p[0];
   w->tid = pthread_self();
   return w;
 }
@@ -533,6 +685,7 @@ static void describe_exit(rt_worker *w, int status) {
 
 /* The child's pipe is at EOF: unpack its message, reap it. */
 static void settle_child(rt_worker *w, mar_buf *raw) {
+  untrack_fd(w->rt, w);
   close(w->fd);
   w->fd = -1;
   int status = 0;
@@ -726,7 +879,7 @@ static void reap(runtime *rt, rt_worker *w) {
 int rt_join(lua_State *L, rt_worker *w, int64_t timeout_ns) {
   runtime *rt = rt_current;
   rt_worker *me = self_worker;
-  if (w->foreign) luaL_error(L, "'%s' belongs to the parent process: it cannot be joined here", w->name);
+  if (rt_foreign(rt, w)) luaL_error(L, "'%s' belongs to the parent process: it cannot be joined here", w->name);
   uint64_t began = rt_block_begin(me, RT_BLOCK_JOIN);
   uint64_t deadline = timeout_ns >= 0 ? clock_now_ns() + (uint64_t)timeout_ns + 1 : 0;
   int done;
@@ -749,7 +902,9 @@ int rt_join(lua_State *L, rt_worker *w, int64_t timeout_ns) {
 }
 
 int rt_push_results(lua_State *L, rt_worker *w) {
+  pthread_mutex_lock(&rt_current->mu);
   w->joined = 1;
+  pthread_mutex_unlock(&rt_current->mu);
   const char *what = w->kind == RT_PROCESS ? "process" : "thread";
   if (w->interrupted) return luaL_error(L, "%s '%s' was stopped (%s)", what, w->name, rt_current->stop_reason);
   if (w->error) return luaL_error(L, "error in %s '%s': %s", what, w->name, w->error);
@@ -815,7 +970,7 @@ void rt_stop(runtime *rt, int code, const char *reason) {
   pthread_cond_broadcast(&rt->done_cv);
   for (int i = 0; i < rt->nworkers; i++) {
     rt_worker *w = rt->workers[i];
-    if (w->done || w->foreign) continue;
+    if (w->done || rt_foreign(rt, w) || (w->kind == RT_PROCESS && w->pid == 0)) continue;
     if (w->kind == RT_PROCESS) kill(w->pid, SIGKILL);
     else if (!w->reaped || i == 0) breaker_interrupt(w->tid, &w->interrupt);
   }
@@ -824,12 +979,15 @@ void rt_stop(runtime *rt, int code, const char *reason) {
 
 void rt_wait_all(runtime *rt) {
   if (rt->on_wait_all) rt->on_wait_all(rt);
-  for (int i = 1;; i++) {
+  pthread_mutex_lock(&rt->mu);
+  rt->keep_all = 1;  /* from here on workers[] only grows: indexing it stays valid */
+  pthread_mutex_unlock(&rt->mu);
+  for (int i = rt->first_own;; i++) {
     pthread_mutex_lock(&rt->mu);
     rt_worker *w = i < rt->nworkers ? rt->workers[i] : NULL;
     pthread_mutex_unlock(&rt->mu);
     if (!w) break;
-    if (!w->foreign && w != self_worker) reap(rt, w);
+    if (w != self_worker) reap(rt, w);
   }
   rt->end_ns = clock_now_ns();
   struct rusage self, kids;
@@ -838,8 +996,26 @@ void rt_wait_all(runtime *rt) {
   uint64_t kid_us = (uint64_t)(kids.ru_utime.tv_sec + kids.ru_stime.tv_sec) * 1000000u +
                     (uint64_t)(kids.ru_utime.tv_usec + kids.ru_stime.tv_usec);
   rt->cpu_ns = clock_process_cpu_ns() - rt->cpu_start_ns + kid_us * 1000u;
-  rt->maxrss_kb = (uint64_t)self.ru_maxrss;
-  for (int i = 1; i < rt->nworkers; i++) rt->maxrss_kb += rt->workers[i]->maxrss_kb;
+  rt->maxrss_kb = (uint64_t)self.ru_maxrss + rt->gone.maxrss_kb;
+  for (int i = rt->first_own; i < rt->nworkers; i++) rt->maxrss_kb += rt->workers[i]->maxrss_kb;
+}
+
+/* os.exit: end the process now, as lua5.4 does, from whichever thread. The
+   first caller wins; another waits here to be ended with the process. No
+   atexit handler or destructor runs while other threads may still run Lua:
+   only stdio is flushed, then _exit. */
+void rt_exit(int status) {
+  runtime *rt = rt_current;
+  if (atomic_exchange(&rt->exiting, 1))
+    for (;;) pause();
+  pthread_mutex_lock(&rt->mu);
+  for (int i = rt->first_own; i < rt->nworkers; i++) {
+    rt_worker *w = rt->workers[i];
+    if (w->kind == RT_PROCESS && w->pid > 0 && !w->reaped) kill(w->pid, SIGKILL);
+  }
+  pthread_mutex_unlock(&rt->mu);
+  fflush(NULL);
+  _exit(status);
 }
 
 void rt_set_figure(runtime *rt, const char *name, const char *value) {
@@ -856,15 +1032,10 @@ void rt_set_figure(runtime *rt, const char *name, const char *value) {
 
 void rt_gil_stats(runtime *rt, gil_stats *out) {
   gil_stats_get(rt->interps[0]->gil, out);
+  add_gil_stats(out, &rt->gone.gil);
   for (int i = 1; i < rt->ninterps; i++) {
     gil_stats s;
     gil_stats_get(rt->interps[i]->gil, &s);
-    out->acquisitions += s.acquisitions;
-    out->switches += s.switches;
-    out->forced_switches += s.forced_switches;
-    out->drop_requests += s.drop_requests;
-    out->held_ns += s.held_ns;
-    out->wait_ns += s.wait_ns;
-    out->contended_ns += s.contended_ns;
+    add_gil_stats(out, &s);
   }
 }
