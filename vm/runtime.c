@@ -27,6 +27,7 @@
 #include <lualib.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -263,6 +264,10 @@ runtime *rt_create(const char *mode, const char *policy, uint64_t interval_ns, i
   rt->interval_ns = interval_ns;
   rt->stop_reason = "";
   rt->pid = getpid();
+  /* a fixed threshold: big blocks (results, strings) go back to the kernel
+     when freed, instead of raising glibc's dynamic threshold and staying in
+     the freeing thread's arena */
+  mallopt(M_MMAP_THRESHOLD, 256 << 10);
   rt->life[0] = rt->life[1] = -1;
   rt->first_own = 1;
   init_sync(rt);
@@ -917,6 +922,9 @@ int rt_push_results(lua_State *L, rt_worker *w) {
   char err[256];
   int n = mar_decode(L, w->msg.data, w->msg.len, err, sizeof err);
   if (n < 0) return luaL_error(L, "cannot copy the results of '%s': %s", w->name, err);
+  /* w->msg lives outside Lua's heap until the handle is collected: let the
+     collector count it, or big results pile up between cycles */
+  if (w->msg.len >= 65536) lua_gc(L, LUA_GCSTEP, (int)(w->msg.len >> 10));
   return n;
 }
 
