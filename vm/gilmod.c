@@ -204,6 +204,24 @@ static int g_report(lua_State *L) {
   return 0;
 }
 
+/* gil._debug(): the runtime's bookkeeping, for tests of what it keeps. */
+static int g_debug(lua_State *L) {
+  runtime *rt = rt_current;
+  pthread_mutex_lock(&rt->mu);
+  int records = rt->nworkers - rt->first_own + 1, interps = rt->ninterps, released = rt->gone.n;
+  pthread_mutex_unlock(&rt->mu);
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, records);  /* live worker records of this process, main (or self) included */
+  lua_setfield(L, -2, "records");
+  lua_pushinteger(L, interps);
+  lua_setfield(L, -2, "interps");
+  lua_pushinteger(L, released);
+  lua_setfield(L, -2, "released");
+  lua_pushinteger(L, rt->fork_walk);  /* records visited when this process was forked */
+  lua_setfield(L, -2, "fork_walk");
+  return 1;
+}
+
 /* ---- coroutines: the breaker must interrupt the coroutine that is running ---- */
 
 /* Like coroutine.resume, but tells the breaker which Lua state this OS thread runs. */
@@ -286,24 +304,15 @@ static void patch_coroutine_lib(lua_State *L) {
 
 /* ---- os.exit: safe from any thread ---- */
 
-/* No other worker still running: closing the state (os.exit's second
-   argument) cannot pull it from under anyone. */
-static int alone(runtime *rt) {
-  int n = 0;
-  pthread_mutex_lock(&rt->mu);
-  for (int i = rt->first_own; i < rt->nworkers; i++) n += !rt->workers[i]->done;
-  pthread_mutex_unlock(&rt->mu);
-  return n == 0;
-}
-
-/* Like lua5.4's os.exit; `close` is honoured in the main thread when no
-   worker runs (anywhere else it would close a state others use). */
+/* Like lua5.4's os.exit, from any thread: `close` closes the caller's
+   interpreter (in gil mode, the shared one) with every other thread of the
+   process kept out of Lua; then stdio is flushed and the process ends. */
 static int os_exit(lua_State *L) {
   int status;
   if (lua_isboolean(L, 1)) status = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
   else status = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
-  rt_worker *me = rt_self();
-  if (lua_toboolean(L, 2) && me && me->id == 0 && !rt_current->is_child && alone(rt_current)) {
+  rt_exit_begin();
+  if (lua_toboolean(L, 2)) {
     breaker_attach(NULL, NULL);
     lua_close(L);
   }
@@ -335,6 +344,7 @@ static const luaL_Reg gil_funcs[] = {
   { "mode", g_mode },
   { "cpu_count", g_cpu_count },
   { "report", g_report },
+  { "_debug", g_debug },
   { NULL, NULL },
 };
 

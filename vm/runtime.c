@@ -60,6 +60,14 @@ static void on_drop_request(gil_thread *holder, void *arg) {
   breaker_interrupt(w->tid, &w->interrupt);
 }
 
+/* os.exit is ending the process: a thread that takes a GIL now must not run
+   Lua (the state may be closing). It lets go and waits for the end. */
+static void park_if_exiting(rt_worker *w) {
+  if (!atomic_load(&w->rt->exiting) || w->rt->exiter == w) return;
+  gil_drop(w->in->gil, &w->gt);
+  for (;;) pause();
+}
+
 static void checkpoint(lua_State *L) {
   runtime *rt = rt_current;
   rt_worker *w = self_worker;
@@ -71,7 +79,10 @@ static void checkpoint(lua_State *L) {
   }
   gil_t *g = w->in->gil;
   /* legacy: release every check interval, if anyone is there to take it */
-  if (gil_drop_requested(g) || (gil_check_interval(g) > 0 && gil_waiters(g) > 0)) gil_yield(g, &w->gt);
+  if (gil_drop_requested(g) || (gil_check_interval(g) > 0 && gil_waiters(g) > 0)) {
+    gil_yield(g, &w->gt);
+    park_if_exiting(w);
+  }
 }
 
 /* ---- timelines ---- */
@@ -378,6 +389,7 @@ static void *thread_main(void *arg) {
   rt_worker *w = arg;
   self_worker = w;
   gil_take(w->in->gil, &w->gt);
+  park_if_exiting(w);
   breaker_attach(w->L, &w->interrupt);
   breaker_rest(w->L);
   if (run_function(w, w->L, 1)) w->nresults = lua_gettop(w->L);
@@ -408,6 +420,7 @@ static void *free_main(void *arg) {
   w->owns_in = 1;
   lua_State *L = w->in->L;
   gil_take(w->in->gil, &w->gt);
+  park_if_exiting(w);
   breaker_attach(L, &w->interrupt);
   breaker_rest(L);
   if (mar_decode(L, w->in_globals.data, w->in_globals.len, err, sizeof err) != 1) {
@@ -554,6 +567,7 @@ static void become_child(runtime *rt, rt_worker *w) {
   w->fd_slot = -1;
   rt->first_own = rt->nworkers;
   for (int i = 0; i < rt->npiped; i++) close(rt->piped[i]->fd);  /* a sibling's pipe is not ours to hold open */
+  rt->fork_walk = rt->npiped;
   rt->npiped = 0;
   die_with_parent(rt);
   w->tid = pthread_self();
@@ -951,6 +965,7 @@ uint64_t rt_block_begin(rt_worker *self, rt_block kind) {
 
 void rt_block_end(rt_worker *self, rt_block kind, uint64_t began) {
   gil_take(self->in->gil, &self->gt);
+  park_if_exiting(self);
   uint64_t spent = clock_now_ns() - began;
   if (kind == RT_BLOCK_NATIVE) self->free_ns += spent;
   else self->blocked_ns += spent;
@@ -1008,14 +1023,25 @@ void rt_wait_all(runtime *rt) {
   for (int i = rt->first_own; i < rt->nworkers; i++) rt->maxrss_kb += rt->workers[i]->maxrss_kb;
 }
 
-/* os.exit: end the process now, as lua5.4 does, from whichever thread. The
-   first caller wins; another waits here to be ended with the process. No
-   atexit handler or destructor runs while other threads may still run Lua:
-   only stdio is flushed, then _exit. */
+/* os.exit, from whichever thread (GIL held). The first caller wins; another
+   waits here to be ended with the process. */
+void rt_exit_begin(void) {
+  runtime *rt = rt_current;
+  pthread_mutex_lock(&rt->mu);
+  int first = !atomic_load(&rt->exiting);
+  if (first) {
+    rt->exiter = self_worker;  /* written before `exiting` is published */
+    atomic_store(&rt->exiting, 1);
+  }
+  pthread_mutex_unlock(&rt->mu);
+  if (!first)
+    for (;;) pause();
+}
+
+/* No atexit handler or destructor runs while other threads may still be
+   inside the runtime: stdio is flushed, child processes killed, then _exit. */
 void rt_exit(int status) {
   runtime *rt = rt_current;
-  if (atomic_exchange(&rt->exiting, 1))
-    for (;;) pause();
   pthread_mutex_lock(&rt->mu);
   for (int i = rt->first_own; i < rt->nworkers; i++) {
     rt_worker *w = rt->workers[i];

@@ -116,11 +116,13 @@ typedef struct runtime {
   rt_totals gone;            /* released workers, summed */
   int keep_all;              /* no more releases (the run is ending, or its timeline is recorded) */
   int closing;               /* rt_destroy: worker records are being freed */
+  int fork_walk;             /* records a forked child's set-up visited (gil._debug) */
   int first_own;             /* workers[first_own..] are this process's (a forked child's start after its parent's) */
   rt_worker **piped;         /* process workers whose pipe is open: a forked child closes them */
   int npiped, pipedcap;      /* (under fork_mu) */
   int life[2];               /* parent-liveness pipe: children see EOF when this process dies */
-  atomic_int exiting;        /* os.exit has begun */
+  atomic_int exiting;        /* os.exit has begun: a thread taking a GIL parks instead of running Lua */
+  rt_worker *exiter;         /* the thread running os.exit */
   rt_interp **interps;       /* interps[0] is main's */
   int ninterps, icap;
   int is_child;              /* this process is a fork worker */
@@ -171,7 +173,10 @@ int rt_push_results(lua_State *L, rt_worker *w);
    releases it: its figures go to rt->gone, its memory is freed. GIL held. */
 void rt_handle_new(rt_worker *w);
 void rt_handle_gone(lua_State *L, rt_worker *w);
-/* os.exit from any thread: flush, kill child processes, end the process. */
+/* os.exit from any thread, GIL held: rt_exit_begin() stops every other
+   thread of this process from running Lua from its next GIL take on (a second
+   caller never returns); rt_exit() flushes stdio, kills child processes, _exits. */
+void rt_exit_begin(void);
 void rt_exit(int status);
 /* Sleep with the GIL released. */
 void rt_sleep(lua_State *L, uint64_t ns);
