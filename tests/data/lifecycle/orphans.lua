@@ -1,5 +1,6 @@
 -- A process worker that starts a process worker of its own; both block for
--- a minute. Main prints both pids, then does what arg[1] says:
+-- ten minutes (the test kills them whatever happens). Main prints both
+-- pids, then does what arg[1] says:
 --   join   wait for the child (the test kills gilvm with SIGKILL)
 --   spin   print forever (the test pipes stdout into `head -1`: SIGPIPE)
 --   exit   os.exit(0) with the child still running
@@ -11,7 +12,7 @@ local function pid()
 end
 local q = gil.queue()
 local h = gil.process(function()
-  local g = gil.process(function() q:put(pid()) gil.sleep(60) end)
+  local g = gil.process(function() q:put(pid()) gil.sleep(600) end)
   q:put(pid())
   g:join()
 end)
