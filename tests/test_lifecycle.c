@@ -110,10 +110,10 @@ Test(lifecycle, joined_workers_are_released_and_still_counted) {
     const char *line = strstr(r->out, "records ");
     cr_assert(line && sscanf(line, "records %ld released %ld", &records, &released) == 2, "mode %s" CTX,
               modes[m], CTXA(r));
-    /* before: every record stayed (1001) */
-    cr_expect(records <= 3, "mode %s: %ld live worker records after 1000 joined workers" CTX, modes[m], records,
+    /* before: every record stayed (1001); now main, the first 39 (kept for the report's rows) and a few */
+    cr_expect(records <= 43, "mode %s: %ld live worker records after 1000 joined workers" CTX, modes[m], records,
               CTXA(r));
-    cr_expect(released >= 998, "mode %s: only %ld released" CTX, modes[m], released, CTXA(r));
+    cr_expect(released >= 958, "mode %s: only %ld released" CTX, modes[m], released, CTXA(r));
     /* the totals still count every worker, released or not */
     cr_expect(strstr(r->err, "workers 1000 ") != NULL, "mode %s: report lacks 'workers 1000'" CTX, modes[m],
               CTXA(r));
@@ -121,7 +121,7 @@ Test(lifecycle, joined_workers_are_released_and_still_counted) {
               CTXA(r));
     const char *js = slurp(jp);
     cr_expect_eq(json_number(js, NULL, "workers"), 1000, "mode %s: JSON workers\n%s", modes[m], js);
-    cr_expect_geq(json_number(js, "\"released\"", "workers"), 998, "mode %s: JSON released\n%s", modes[m], js);
+    cr_expect_geq(json_number(js, "\"released\"", "workers"), 958, "mode %s: JSON released\n%s", modes[m], js);
     cr_expect_gt(json_number(js, "\"released\"", "cpu_s"), 0, "mode %s: released cpu\n%s", modes[m], js);
     unlink(jp);
     run_result_free(r);

@@ -29,7 +29,7 @@ typedef struct report_run {
 
 /* The text report prints at most this many worker rows (main first); the
    rest, and the workers already released after join, are summed in one row. */
-#define REPORT_ROWS 40
+#define REPORT_ROWS RT_KEEP_RECORDS
 
 void report_collect(runtime *rt, report_run *r);
 /* The run as a whole, then one row per thread or process, then the timeline if set. */

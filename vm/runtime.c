@@ -210,8 +210,9 @@ static void retire(runtime *rt, rt_worker *w) {
   t->events_dropped += w->events.dropped;
   t->bytes_copied += w->bytes_copied;
   for (int i = rt->first_own; i < rt->nworkers; i++)
-    if (rt->workers[i] == w) {
-      rt->workers[i] = rt->workers[--rt->nworkers];  /* order does not matter past first_own */
+    if (rt->workers[i] == w) {  /* keep the order: the report's rows follow it */
+      memmove(&rt->workers[i], &rt->workers[i + 1], (size_t)(rt->nworkers - i - 1) * sizeof *rt->workers);
+      rt->nworkers--;
       break;
     }
   if (!w->owns_in) return;
@@ -248,7 +249,7 @@ void rt_handle_gone(lua_State *L, rt_worker *w) {
   runtime *rt = rt_current;
   if (!rt || rt->closing) return;
   pthread_mutex_lock(&rt->mu);
-  int release = --w->handles == 0 && w->joined && w->reaped && w->id != 0 && !rt->keep_all &&
+  int release = --w->handles == 0 && w->joined && w->reaped && w->id >= RT_KEEP_RECORDS && !rt->keep_all &&
                 !rt_foreign(rt, w) && w != self_worker;
   if (release) retire(rt, w);
   pthread_mutex_unlock(&rt->mu);

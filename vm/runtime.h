@@ -144,6 +144,10 @@ typedef struct runtime {
   void (*on_wait_all)(struct runtime *rt);  /* called first thing in rt_wait_all (objects.c closes pools) */
 } runtime;
 
+/* Workers with ids below this are never released: the report shows them
+   row by row (a small script's report is complete); later ones are summed. */
+#define RT_KEEP_RECORDS 40
+
 /* w is a copy of a worker of another process (a forked child's parent). */
 #define rt_foreign(rt, w) ((w)->home != (rt)->pid)
 
