@@ -226,15 +226,23 @@ static void retire(runtime *rt, rt_worker *w) {
     }
 }
 
+/* What only a join could still want: its Lua thread (and the results on
+   its stack), its result bytes. */
+static void shed(lua_State *L, rt_worker *w) {
+  if (w->thread_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, w->thread_ref);
+  w->thread_ref = LUA_NOREF;
+  w->L = NULL;
+  mar_buf_free(&w->msg);
+  mar_buf_free(&w->in_globals);
+}
+
 static void free_worker(lua_State *L, rt_worker *w) {
-  if (w->thread_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, w->thread_ref);  /* its Lua thread */
+  shed(L, w);
   if (w->owns_in) {
     gil_destroy(w->in->gil);
     free(w->in);
   }
   free(w->error);
-  mar_buf_free(&w->msg);
-  mar_buf_free(&w->in_globals);
   ev_free(&w->events);
   free(w);
 }
@@ -249,11 +257,12 @@ void rt_handle_gone(lua_State *L, rt_worker *w) {
   runtime *rt = rt_current;
   if (!rt || rt->closing) return;
   pthread_mutex_lock(&rt->mu);
-  int release = --w->handles == 0 && w->joined && w->reaped && w->id >= RT_KEEP_RECORDS && !rt->keep_all &&
-                !rt_foreign(rt, w) && w != self_worker;
+  int idle = --w->handles == 0 && w->joined && w->reaped && w->id != 0 && !rt_foreign(rt, w) && w != self_worker;
+  int release = idle && w->id >= RT_KEEP_RECORDS && !rt->keep_all;
   if (release) retire(rt, w);
   pthread_mutex_unlock(&rt->mu);
   if (release) free_worker(L, w);
+  else if (idle) shed(L, w);  /* a kept record keeps its figures only */
 }
 
 static void init_sync(runtime *rt) {
