@@ -48,6 +48,7 @@ static run_result *run_argv(const char *const *argv, double limit_s) {
   run_result *r = run_program(&o, (char *const *)argv);
   cr_assert(!r->timed_out, "killed at the %.0f s limit" CTX, limit_s, CTXA(r));
   cr_assert(r->reaped, "not reaped" CTX, CTXA(r));
+  cr_expect(!run_sanitizer_report(r->err), "a sanitizer report" CTX, CTXA(r));
   return r;
 }
 
@@ -242,6 +243,7 @@ static void expect_both_die(const run_result *r) {
 static run_result *run_orphans(const run_opts *o, const char *const *argv) {
   run_result *r = run_program(o, (char *const *)argv);
   cr_assert(r->reaped, "not reaped" CTX, CTXA(r));
+  cr_expect(!run_sanitizer_report(r->err), "a sanitizer report" CTX, CTXA(r));
   return r;
 }
 
