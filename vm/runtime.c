@@ -16,6 +16,13 @@
  * and then reaps the child, so a child that dies is reported, never waited
  * for forever.
  *
+ * A worker's record lives while a Lua handle to it does or it is unjoined:
+ * when the last handle of a joined worker is collected, its figures are
+ * summed into rt->gone and everything is freed (the first RT_KEEP_RECORDS
+ * keep their record, for the report's rows, and free the rest). A forked
+ * child treats its parent's records as foreign by pid (nothing to walk),
+ * and watches a parent-liveness pipe so that it dies with its parent.
+ *
  * Stopping (timeout, Ctrl-C) never depends on a thread's good will alone:
  * rt_stop() sets `stop`, wakes every sleeper and joiner, interrupts every
  * live thread through the eval breaker (whose checkpoint raises an error in
