@@ -530,7 +530,8 @@ static void track_fd(runtime *rt, rt_worker *w) {  /* under fork_mu */
   rt->piped[rt->npiped++] = w;
 }
 
-static void untrack_fd(runtime *rt, rt_worker *w) {
+/* Close w's pipe; under fork_mu, so that no child forked meanwhile keeps it. */
+static void close_pipe(runtime *rt, rt_worker *w) {
   pthread_mutex_lock(&rt->fork_mu);
   if (w->fd_slot >= 0) {
     rt_worker *last = rt->piped[--rt->npiped];
@@ -538,6 +539,8 @@ static void untrack_fd(runtime *rt, rt_worker *w) {
     last->fd_slot = w->fd_slot;
     w->fd_slot = -1;
   }
+  close(w->fd);
+  w->fd = -1;
   pthread_mutex_unlock(&rt->fork_mu);
 }
 
@@ -721,9 +724,7 @@ static void describe_exit(rt_worker *w, int status) {
 
 /* The child's pipe is at EOF: unpack its message, reap it. */
 static void settle_child(rt_worker *w, mar_buf *raw) {
-  untrack_fd(w->rt, w);
-  close(w->fd);
-  w->fd = -1;
+  close_pipe(w->rt, w);
   int status = 0;
   while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR) {}
   uint32_t st;
