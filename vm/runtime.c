@@ -79,6 +79,7 @@ static void checkpoint(lua_State *L) {
   runtime *rt = rt_current;
   rt_worker *w = self_worker;
   if (!w) return;
+  park_if_exiting(w);
   if (atomic_load(&rt->stop)) {
     atomic_store(&w->interrupt, 1);  /* keep interrupting code that catches the error */
     breaker_arm_every(L, 1000);
@@ -859,11 +860,11 @@ static void name_worker(lua_State *L, int idx, rt_worker *w) {
 }
 
 static void start_pthread(lua_State *L, rt_worker *w, void *(*body)(void *)) {
+  pthread_mutex_lock(&w->rt->mu);  /* tid is set under mu: rt_stop and os.exit signal it */
   int err = pthread_create(&w->tid, NULL, body, w);
+  if (err) w->done = w->reaped = w->joined = 1;
+  pthread_mutex_unlock(&w->rt->mu);
   if (err) {
-    pthread_mutex_lock(&w->rt->mu);
-    w->done = w->reaped = w->joined = 1;
-    pthread_mutex_unlock(&w->rt->mu);
     w->error = strdup("could not start thread");
     luaL_error(L, "cannot start a thread: %s", strerror(err));
   }
@@ -1050,6 +1051,11 @@ void rt_exit_begin(void) {
   if (first) {
     rt->exiter = self_worker;  /* written before `exiting` is published */
     atomic_store(&rt->exiting, 1);
+    for (int i = 0; i < rt->nworkers; i++) {  /* threads running Lua park at their next check point */
+      rt_worker *w = rt->workers[i];
+      int own = i == 0 ? !rt->is_child : i >= rt->first_own;
+      if (own && w != self_worker && w->kind != RT_PROCESS && !w->done) breaker_interrupt(w->tid, &w->interrupt);
+    }
   }
   pthread_mutex_unlock(&rt->mu);
   if (!first)
