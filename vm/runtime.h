@@ -76,13 +76,13 @@ typedef struct rt_worker {
   unsigned long long bytes_copied;  /* RT_PROCESS: bytes its marshaller moved */
   pid_t home;              /* the process whose worker it is: elsewhere, a copy (rt_foreign) */
   int fd_slot;             /* RT_PROCESS: its index in runtime.piped while its pipe is open */
+  int owns_in;             /* RT_FREE: `in` is its own interpreter, made by free_main */
   ev_buf events;           /* its timeline, if the run records one; written by its own thread */
   /* under rt->mu */
   int done;                /* its function has returned or failed */
   int reaped;              /* its pthread has been joined / its process waited for */
   int collecting;          /* RT_PROCESS: a joiner is reading its pipe */
   int handles;             /* Lua handles to it alive: released once 0 and joined */
-  int owns_in;             /* RT_FREE: `in` is its own interpreter, made by free_main */
   struct runtime *rt;
 } rt_worker;
 
