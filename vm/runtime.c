@@ -36,6 +36,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -552,8 +553,11 @@ static int open_life(runtime *rt) {
   return rt->life[0] >= 0 || pipe2(rt->life, O_CLOEXEC) == 0 ? 0 : -1;
 }
 
+static atomic_int watching;
+
 static void *watch_parent(void *arg) {
   struct pollfd pfd = { (int)(intptr_t)arg, POLLIN, 0 };
+  atomic_store(&watching, 1);
   while (poll(&pfd, 1, -1) < 0 && errno == EINTR) {}
   _exit(PARENT_GONE_STATUS);  /* our own children see our life pipe close and follow */
 }
@@ -572,8 +576,11 @@ static void die_with_parent(runtime *rt) {
   pthread_attr_setstacksize(&a, 64 << 10);
   pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
   pthread_t t;
+  atomic_store(&watching, 0);
   if (pthread_create(&t, &a, watch_parent, (void *)(intptr_t)fd) != 0)
     prctl(PR_SET_PDEATHSIG, SIGKILL);  /* the next best thing */
+  else  /* until it runs, its start-up may hold allocator locks a fork of ours would inherit */
+    while (!atomic_load(&watching)) sched_yield();
   pthread_attr_destroy(&a);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
