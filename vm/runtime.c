@@ -36,12 +36,10 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -546,43 +544,34 @@ static void close_pipe(runtime *rt, rt_worker *w) {
   pthread_mutex_unlock(&rt->fork_mu);
 }
 
-/* The parent-liveness pipe: nobody writes to it; a child's watcher sees EOF
-   when the last write end closes, i.e. when its parent process is gone,
-   however it went (kill -9, SIGPIPE, exit). Under fork_mu. */
+/* The parent-liveness pipe: nobody writes to it; its read end reports EOF
+   when the last write end closes, i.e. when the process that made it is
+   gone, however it went (kill -9, SIGPIPE, exit). Under fork_mu. */
 static int open_life(runtime *rt) {
   return rt->life[0] >= 0 || pipe2(rt->life, O_CLOEXEC) == 0 ? 0 : -1;
 }
 
-static atomic_int watching;
-
-static void *watch_parent(void *arg) {
-  struct pollfd pfd = { (int)(intptr_t)arg, POLLIN, 0 };
-  atomic_store(&watching, 1);
-  while (poll(&pfd, 1, -1) < 0 && errno == EINTR) {}
-  _exit(PARENT_GONE_STATUS);  /* our own children see our life pipe close and follow */
-}
-
-/* In the child: die with the parent (PR_SET_PDEATHSIG follows the forking
-   thread, which may be a short-lived worker, not the process). */
+/* In the child: die with the parent. The read end, reopened as an open file
+   of our own (the owner of O_ASYNC signals is per open file), raises SIGIO
+   (default action: terminate) at EOF. No thread: a thread started in a child
+   of a threaded process can hang on a lock inherited held (ASan's allocator).
+   PR_SET_PDEATHSIG would not do: it follows the forking thread, which may be
+   a short-lived worker, not the process. Our own children watch our pipe. */
 static void die_with_parent(runtime *rt) {
   int fd = rt->life[0];
   close(rt->life[1]);
   rt->life[0] = rt->life[1] = -1;  /* this process makes its own for its children */
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);  /* the watcher takes no signal */
-  pthread_attr_t a;
-  pthread_attr_init(&a);
-  pthread_attr_setstacksize(&a, 64 << 10);
-  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-  pthread_t t;
-  atomic_store(&watching, 0);
-  if (pthread_create(&t, &a, watch_parent, (void *)(intptr_t)fd) != 0)
-    prctl(PR_SET_PDEATHSIG, SIGKILL);  /* the next best thing */
-  else  /* until it runs, its start-up may hold allocator locks a fork of ours would inherit */
-    while (!atomic_load(&watching)) sched_yield();
-  pthread_attr_destroy(&a);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  int own = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (own >= 0) {
+    close(fd);
+    fd = own;
+  }
+  fcntl(fd, F_SETOWN, getpid());
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_ASYNC | O_NONBLOCK);
+  struct pollfd pfd = { fd, POLLIN, 0 };
+  if (poll(&pfd, 1, 0) > 0) _exit(PARENT_GONE_STATUS);  /* gone before we listened */
 }
 
 /* In the child: only the forking thread survived. Make the runtime fit that:
