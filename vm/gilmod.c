@@ -13,6 +13,7 @@
 #include <lualib.h>
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -46,6 +47,13 @@ static void push_handle(lua_State *L, rt_worker *w) {
   rt_worker **p = lua_newuserdatauv(L, sizeof *p, 0);
   *p = w;
   luaL_setmetatable(L, HANDLE_MT);
+  rt_handle_new(w);
+}
+
+/* The last handle of a joined worker lets the runtime free its record. */
+static int h_gc(lua_State *L) {
+  rt_handle_gone(L, *(rt_worker **)lua_touserdata(L, 1));
+  return 0;
 }
 
 static int h_join(lua_State *L) {
@@ -196,6 +204,24 @@ static int g_report(lua_State *L) {
   return 0;
 }
 
+/* gil._debug(): the runtime's bookkeeping, for tests of what it keeps. */
+static int g_debug(lua_State *L) {
+  runtime *rt = rt_current;
+  pthread_mutex_lock(&rt->mu);
+  int records = rt->nworkers - rt->first_own + 1, interps = rt->ninterps, released = rt->gone.n;
+  pthread_mutex_unlock(&rt->mu);
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, records);  /* live worker records of this process, main (or self) included */
+  lua_setfield(L, -2, "records");
+  lua_pushinteger(L, interps);
+  lua_setfield(L, -2, "interps");
+  lua_pushinteger(L, released);
+  lua_setfield(L, -2, "released");
+  lua_pushinteger(L, rt->fork_walk);  /* records visited when this process was forked */
+  lua_setfield(L, -2, "fork_walk");
+  return 1;
+}
+
 /* ---- coroutines: the breaker must interrupt the coroutine that is running ---- */
 
 /* Like coroutine.resume, but tells the breaker which Lua state this OS thread runs. */
@@ -297,6 +323,33 @@ static void patch_coroutine_lib(lua_State *L) {
   lua_pop(L, 1);
 }
 
+/* ---- os.exit: safe from any thread ---- */
+
+/* Like lua5.4's os.exit, from any thread: `close` closes the caller's
+   interpreter (in gil mode, the shared one) with every other thread of the
+   process kept out of Lua; then stdio is flushed and the process ends. */
+static int os_exit(lua_State *L) {
+  int status;
+  if (lua_isboolean(L, 1)) status = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
+  else status = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
+  rt_exit_begin();
+  if (lua_toboolean(L, 2)) {
+    breaker_attach(NULL, NULL);
+    lua_close(L);
+  }
+  rt_exit(status);
+  return 0;
+}
+
+static void patch_os_lib(lua_State *L) {
+  lua_getglobal(L, "os");
+  if (lua_istable(L, -1)) {
+    lua_pushcfunction(L, os_exit);
+    lua_setfield(L, -2, "exit");
+  }
+  lua_pop(L, 1);
+}
+
 /* ---- the module ---- */
 
 static const luaL_Reg gil_funcs[] = {
@@ -312,6 +365,7 @@ static const luaL_Reg gil_funcs[] = {
   { "mode", g_mode },
   { "cpu_count", g_cpu_count },
   { "report", g_report },
+  { "_debug", g_debug },
   { NULL, NULL },
 };
 
@@ -323,6 +377,8 @@ static void make_metatables(lua_State *L) {
   lua_setfield(L, -2, "__newindex");
   lua_pushcfunction(L, h_tostring);
   lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, h_gc);
+  lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
 }
 
@@ -340,4 +396,5 @@ void gilmod_open(lua_State *L) {
   luaL_requiref(L, "gil", luaopen_gil, 1);  /* global `gil` and package.loaded.gil */
   lua_pop(L, 1);
   patch_coroutine_lib(L);
+  patch_os_lib(L);
 }

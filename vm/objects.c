@@ -343,7 +343,8 @@ static const char *worker_name(int id, char *buf, size_t len) {
   runtime *rt = rt_current;
   buf[0] = 0;
   pthread_mutex_lock(&rt->mu);
-  if (id >= 0 && id < rt->nworkers) snprintf(buf, len, "%s", rt->workers[id]->name);
+  for (int i = 0; i < rt->nworkers; i++)  /* ids are not indices: released workers leave no record */
+    if (rt->workers[i]->id == id) snprintf(buf, len, "%s", rt->workers[i]->name);
   pthread_mutex_unlock(&rt->mu);
   return buf;
 }

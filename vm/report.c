@@ -45,10 +45,13 @@ void report_collect(runtime *rt, report_run *r) {
   unsigned long long enc = 0, dec = 0;
   mar_counters(&enc, &dec);
   r->bytes_copied = enc + dec;
-  uint64_t startup = 0;
+  uint64_t startup = rt->gone.startup_ns;
+  r->workers = rt->gone.n;  /* released after join: only their sums remain */
+  r->bytes_copied += rt->gone.bytes_copied;
+  r->events_dropped += rt->gone.events_dropped;
   for (int i = 1; i < rt->nworkers; i++) {
     rt_worker *w = rt->workers[i];
-    if (w->foreign) continue;
+    if (rt_foreign(rt, w)) continue;
     r->workers++;
     r->bytes_copied += w->bytes_copied;
     r->events_dropped += w->events.dropped;
@@ -72,6 +75,39 @@ static void print_worker(FILE *f, const rt_worker *w) {
           dur(w->gt.wait_ns, wait, sizeof wait), (unsigned long long)w->gt.acquisitions,
           (unsigned long long)w->gt.forced_drops, dur(w->blocked_ns, blocked, sizeof blocked),
           dur(w->free_ns, nogil, sizeof nogil));
+}
+
+/* Rows past REPORT_ROWS, and released workers, are summed into one row. */
+static void add_worker(rt_totals *t, const rt_worker *w) {
+  t->n++;
+  t->cpu_ns += w->cpu_ns;
+  t->hold_ns += w->gt.hold_ns;
+  t->wait_ns += w->gt.wait_ns;
+  t->acquisitions += w->gt.acquisitions;
+  t->forced_drops += w->gt.forced_drops;
+  t->blocked_ns += w->blocked_ns;
+  t->free_ns += w->free_ns;
+}
+
+/* The released workers plus the live ones past the first REPORT_ROWS rows. */
+static rt_totals rest_of(runtime *rt) {
+  rt_totals t = rt->gone;
+  for (int i = 0, row = 0; i < rt->nworkers; i++)
+    if (!rt_foreign(rt, rt->workers[i]) && row++ >= REPORT_ROWS) add_worker(&t, rt->workers[i]);
+  return t;
+}
+
+static void print_rest(FILE *f, runtime *rt) {
+  rt_totals t = rest_of(rt);
+  if (!t.n) return;
+  char name[32], cpu[24], held[24], wait[24], blocked[24], nogil[24];
+  snprintf(name, sizeof name, "(%d more)", t.n);
+  fprintf(f, "  %-22.22s %-11s %9s %9s %9s %7llu %7llu %9s %9s\n", name, "summed",
+          dur(t.cpu_ns, cpu, sizeof cpu), dur(t.hold_ns, held, sizeof held), dur(t.wait_ns, wait, sizeof wait),
+          (unsigned long long)t.acquisitions, (unsigned long long)t.forced_drops,
+          dur(t.blocked_ns, blocked, sizeof blocked), dur(t.free_ns, nogil, sizeof nogil));
+  fprintf(f, "  (%d more): %d released after join (handle collected), %d past the first %d rows\n", t.n,
+          rt->gone.n, t.n - rt->gone.n, REPORT_ROWS);
 }
 
 static void print_gil(FILE *f, const report_run *r) {
@@ -106,7 +142,7 @@ static void print_dropped(FILE *f, runtime *rt, const report_run *r) {
   fprintf(f, "\n  timeline: %llu events dropped (a thread keeps at most %u); the timelines of",
           (unsigned long long)r->events_dropped, EV_CAP);
   for (int i = 0, n = 0; i < rt->nworkers; i++)
-    if (!rt->workers[i]->foreign && rt->workers[i]->events.dropped)
+    if (!rt_foreign(rt, rt->workers[i]) && rt->workers[i]->events.dropped)
       fprintf(f, "%s %s", n++ ? "," : "", rt->workers[i]->name);
   fprintf(f, " end early\n");
 }
@@ -127,8 +163,9 @@ void report_print(FILE *f, runtime *rt, const report_run *r) {
   if (r->stopped) fprintf(f, "  stopped: %s\n", r->stopped);
   fprintf(f, "\n  %-22s %-11s %9s %9s %9s %7s %7s %9s %9s\n", "worker", "kind", "cpu", "GIL held",
           "GIL wait", "acq", "forced", "blocked", "no-GIL");
-  for (int i = 0; i < rt->nworkers; i++)
-    if (!rt->workers[i]->foreign) print_worker(f, rt->workers[i]);
+  for (int i = 0, row = 0; i < rt->nworkers; i++)
+    if (!rt_foreign(rt, rt->workers[i]) && row++ < REPORT_ROWS) print_worker(f, rt->workers[i]);
+  print_rest(f, rt);
   if (rt->nfigures) {
     fprintf(f, "\n  script figures\n");
     for (int i = 0; i < rt->nfigures; i++)
@@ -202,11 +239,16 @@ int report_json(const char *path, runtime *rt, const report_run *r) {
   fprintf(f, "},\n  \"threads\": [\n");
   int first = 1;
   for (int i = 0; i < rt->nworkers; i++) {
-    if (rt->workers[i]->foreign) continue;
+    if (rt_foreign(rt, rt->workers[i])) continue;
     fprintf(f, "%s    ", first ? "" : ",\n");
     json_worker(f, rt->workers[i]);
     first = 0;
   }
-  fprintf(f, "\n  ]\n}\n");
+  const rt_totals *t = &rt->gone;  /* their records are freed: only sums remain */
+  fprintf(f, "\n  ],\n  \"released\": {\"workers\": %d, \"failed\": %d, \"cpu_s\": %.9f, \"gil_held_s\": %.9f, "
+             "\"gil_wait_s\": %.9f, \"acquisitions\": %llu, \"forced_drops\": %llu, \"blocked_s\": %.9f, "
+             "\"nogil_s\": %.9f, \"startup_s\": %.9f}\n}\n",
+          t->n, t->failed, sec(t->cpu_ns), sec(t->hold_ns), sec(t->wait_ns), (unsigned long long)t->acquisitions,
+          (unsigned long long)t->forced_drops, sec(t->blocked_ns), sec(t->free_ns), sec(t->startup_ns));
   return outfile_close(&out);
 }

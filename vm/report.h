@@ -27,6 +27,10 @@ typedef struct report_run {
   int timeline_width;        /* its width in columns */
 } report_run;
 
+/* The text report prints at most this many worker rows (main first); the
+   rest, and the workers already released after join, are summed in one row. */
+#define REPORT_ROWS RT_KEEP_RECORDS
+
 void report_collect(runtime *rt, report_run *r);
 /* The run as a whole, then one row per thread or process, then the timeline if set. */
 void report_print(FILE *f, runtime *rt, const report_run *r);

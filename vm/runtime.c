@@ -16,6 +16,13 @@
  * and then reaps the child, so a child that dies is reported, never waited
  * for forever.
  *
+ * A worker's record lives while a Lua handle to it does or it is unjoined:
+ * when the last handle of a joined worker is collected, its figures are
+ * summed into rt->gone and everything is freed (the first RT_KEEP_RECORDS
+ * keep their record, for the report's rows, and free the rest). A forked
+ * child treats its parent's records as foreign by pid (nothing to walk),
+ * and watches a parent-liveness pipe so that it dies with its parent.
+ *
  * Stopping (timeout, Ctrl-C) never depends on a thread's good will alone:
  * rt_stop() sets `stop`, wakes every sleeper and joiner, interrupts every
  * live thread through the eval breaker (whose checkpoint raises an error in
@@ -27,6 +34,7 @@
 #include <lualib.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -41,6 +49,8 @@
 #include "clock.h"
 #include "gilmod.h"
 #include "outfile.h"
+
+#define PARENT_GONE_STATUS 1  /* a child whose parent died: nobody reads it */
 
 runtime *rt_current;
 size_t rt_arena_size;
@@ -58,10 +68,19 @@ static void on_drop_request(gil_thread *holder, void *arg) {
   breaker_interrupt(w->tid, &w->interrupt);
 }
 
+/* os.exit is ending the process: a thread that takes a GIL now must not run
+   Lua (the state may be closing). It lets go and waits for the end. */
+static void park_if_exiting(rt_worker *w) {
+  if (!atomic_load(&w->rt->exiting) || w->rt->exiter == w) return;
+  gil_drop(w->in->gil, &w->gt);
+  for (;;) pause();
+}
+
 static void checkpoint(lua_State *L) {
   runtime *rt = rt_current;
   rt_worker *w = self_worker;
   if (!w) return;
+  park_if_exiting(w);
   if (atomic_load(&rt->stop)) {
     atomic_store(&w->interrupt, 1);  /* keep interrupting code that catches the error */
     breaker_arm_every(L, 1000);
@@ -69,7 +88,10 @@ static void checkpoint(lua_State *L) {
   }
   gil_t *g = w->in->gil;
   /* legacy: release every check interval, if anyone is there to take it */
-  if (gil_drop_requested(g) || (gil_check_interval(g) > 0 && gil_waiters(g) > 0)) gil_yield(g, &w->gt);
+  if (gil_drop_requested(g) || (gil_check_interval(g) > 0 && gil_waiters(g) > 0)) {
+    gil_yield(g, &w->gt);
+    park_if_exiting(w);
+  }
 }
 
 /* ---- timelines ---- */
@@ -95,6 +117,7 @@ static void on_gil_event(gil_thread *t, gil_event e, uint64_t now, void *arg) {
 void rt_record(runtime *rt) {
   ev_init_limit();
   rt->recording = 1;
+  rt->keep_all = 1;  /* the timeline replays every worker's events at the end */
   gil_set_event_fn(rt->interps[0]->gil, on_gil_event, rt);
 }
 
@@ -152,10 +175,11 @@ static rt_worker *new_worker(runtime *rt, rt_kind kind, rt_interp *in) {
   w->in = in;
   w->gt.owner = w;
   w->thread_ref = LUA_NOREF;
-  w->fd = -1;
+  w->fd = w->fd_slot = -1;
+  w->home = rt->pid;
   w->spawned_ns = clock_now_ns();
   pthread_mutex_lock(&rt->mu);
-  w->id = rt->nworkers;
+  w->id = rt->next_id++;
   int err = push_ptr((void ***)&rt->workers, &rt->nworkers, &rt->cap, w);
   pthread_mutex_unlock(&rt->mu);
   if (err) {
@@ -163,6 +187,91 @@ static rt_worker *new_worker(runtime *rt, rt_kind kind, rt_interp *in) {
     return NULL;
   }
   return w;
+}
+
+/* ---- releasing joined workers ---- */
+
+static void add_gil_stats(gil_stats *to, const gil_stats *s) {
+  to->acquisitions += s->acquisitions;
+  to->switches += s->switches;
+  to->forced_switches += s->forced_switches;
+  to->drop_requests += s->drop_requests;
+  to->held_ns += s->held_ns;
+  to->wait_ns += s->wait_ns;
+  to->contended_ns += s->contended_ns;
+}
+
+/* Fold w's figures into rt->gone and take it out of workers[] (and its
+   interpreter out of interps[]). Under rt->mu. */
+static void retire(runtime *rt, rt_worker *w) {
+  rt_totals *t = &rt->gone;
+  t->n++;
+  t->failed += w->error != NULL;
+  t->cpu_ns += w->cpu_ns;
+  t->hold_ns += w->gt.hold_ns;
+  t->wait_ns += w->gt.wait_ns;
+  t->acquisitions += w->gt.acquisitions;
+  t->forced_drops += w->gt.forced_drops;
+  t->blocked_ns += w->blocked_ns;
+  t->free_ns += w->free_ns;
+  if (w->started_ns > w->spawned_ns) t->startup_ns += w->started_ns - w->spawned_ns;
+  t->maxrss_kb += w->maxrss_kb;
+  t->events_dropped += w->events.dropped;
+  t->bytes_copied += w->bytes_copied;
+  for (int i = rt->first_own; i < rt->nworkers; i++)
+    if (rt->workers[i] == w) {  /* keep the order: the report's rows follow it */
+      memmove(&rt->workers[i], &rt->workers[i + 1], (size_t)(rt->nworkers - i - 1) * sizeof *rt->workers);
+      rt->nworkers--;
+      break;
+    }
+  if (!w->owns_in) return;
+  gil_stats s;
+  gil_stats_get(w->in->gil, &s);
+  add_gil_stats(&t->gil, &s);
+  for (int i = 1; i < rt->ninterps; i++)
+    if (rt->interps[i] == w->in) {
+      rt->interps[i] = rt->interps[--rt->ninterps];
+      break;
+    }
+}
+
+/* What only a join could still want: its Lua thread (and the results on
+   its stack), its result bytes. */
+static void shed(lua_State *L, rt_worker *w) {
+  if (w->thread_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, w->thread_ref);
+  w->thread_ref = LUA_NOREF;
+  w->L = NULL;
+  mar_buf_free(&w->msg);
+  mar_buf_free(&w->in_globals);
+}
+
+static void free_worker(lua_State *L, rt_worker *w) {
+  shed(L, w);
+  if (w->owns_in) {
+    gil_destroy(w->in->gil);
+    free(w->in);
+  }
+  free(w->error);
+  ev_free(&w->events);
+  free(w);
+}
+
+void rt_handle_new(rt_worker *w) {
+  pthread_mutex_lock(&w->rt->mu);
+  w->handles++;
+  pthread_mutex_unlock(&w->rt->mu);
+}
+
+void rt_handle_gone(lua_State *L, rt_worker *w) {
+  runtime *rt = rt_current;
+  if (!rt || rt->closing) return;
+  pthread_mutex_lock(&rt->mu);
+  int idle = --w->handles == 0 && w->joined && w->reaped && w->id != 0 && !rt_foreign(rt, w) && w != self_worker;
+  int release = idle && w->id >= RT_KEEP_RECORDS && !rt->keep_all;
+  if (release) retire(rt, w);
+  pthread_mutex_unlock(&rt->mu);
+  if (release) free_worker(L, w);
+  else if (idle) shed(L, w);  /* a kept record keeps its figures only */
 }
 
 static void init_sync(runtime *rt) {
@@ -185,6 +294,12 @@ runtime *rt_create(const char *mode, const char *policy, uint64_t interval_ns, i
   rt->interval_ns = interval_ns;
   rt->stop_reason = "";
   rt->pid = getpid();
+  /* a fixed threshold: big blocks (results, strings) go back to the kernel
+     when freed, instead of raising glibc's dynamic threshold and staying in
+     the freeing thread's arena */
+  mallopt(M_MMAP_THRESHOLD, 256 << 10);
+  rt->life[0] = rt->life[1] = -1;
+  rt->first_own = 1;
   init_sync(rt);
   rt_current = rt;
   mar_init();  /* before any fork: children must share the key that authenticates bytecode */
@@ -214,6 +329,7 @@ lua_State *rt_main_state(runtime *rt) { return rt->interps[0]->L; }
 
 void rt_destroy(runtime *rt) {
   if (!rt) return;
+  rt->closing = 1;  /* the handles' __gc, run by lua_close below, must not touch a record */
   for (int i = 0; i < rt->nworkers; i++) {
     rt_worker *w = rt->workers[i];
     free(w->error);
@@ -230,6 +346,9 @@ void rt_destroy(runtime *rt) {
   }
   free(rt->workers);
   free(rt->interps);
+  free(rt->piped);
+  for (int i = 0; i < 2; i++)
+    if (rt->life[i] >= 0) close(rt->life[i]);
   if (rt->arena) shm_arena_destroy(rt->arena);  /* after the interpreters: their handles release into it */
   pthread_mutex_destroy(&rt->mu);
   pthread_mutex_destroy(&rt->fork_mu);
@@ -289,6 +408,7 @@ static void *thread_main(void *arg) {
   rt_worker *w = arg;
   self_worker = w;
   gil_take(w->in->gil, &w->gt);
+  park_if_exiting(w);
   breaker_attach(w->L, &w->interrupt);
   breaker_rest(w->L);
   if (run_function(w, w->L, 1)) w->nresults = lua_gettop(w->L);
@@ -316,8 +436,10 @@ static void *free_main(void *arg) {
     finish(w);
     return NULL;
   }
+  w->owns_in = 1;
   lua_State *L = w->in->L;
   gil_take(w->in->gil, &w->gt);
+  park_if_exiting(w);
   breaker_attach(L, &w->interrupt);
   breaker_rest(L);
   if (mar_decode(L, w->in_globals.data, w->in_globals.len, err, sizeof err) != 1) {
@@ -398,19 +520,78 @@ static int write_all(int fd, const void *p, size_t n) {
 
 #define CHILD_STDOUT_FAILED 4  /* a child's exit status: results sent, but its stdout took not everything */
 
-/* In the child: only the forking thread survived. Make the runtime fit that. */
+/* Process workers with an open pipe, kept in rt->piped so that a forked
+   child closes its siblings' without walking every worker record. */
+static void track_fd(runtime *rt, rt_worker *w) {  /* under fork_mu */
+  if (rt->npiped == rt->pipedcap) {
+    int c = rt->pipedcap ? rt->pipedcap * 2 : 16;
+    rt_worker **a = realloc(rt->piped, (size_t)c * sizeof *a);
+    if (!a) return;  /* untracked: a later child merely holds one more read end */
+    rt->piped = a;
+    rt->pipedcap = c;
+  }
+  w->fd_slot = rt->npiped;
+  rt->piped[rt->npiped++] = w;
+}
+
+/* Close w's pipe; under fork_mu, so that no child forked meanwhile keeps it. */
+static void close_pipe(runtime *rt, rt_worker *w) {
+  pthread_mutex_lock(&rt->fork_mu);
+  if (w->fd_slot >= 0) {
+    rt_worker *last = rt->piped[--rt->npiped];
+    rt->piped[w->fd_slot] = last;
+    last->fd_slot = w->fd_slot;
+    w->fd_slot = -1;
+  }
+  close(w->fd);
+  w->fd = -1;
+  pthread_mutex_unlock(&rt->fork_mu);
+}
+
+/* The parent-liveness pipe: nobody writes to it; its read end reports EOF
+   when the last write end closes, i.e. when the process that made it is
+   gone, however it went (kill -9, SIGPIPE, exit). Under fork_mu. */
+static int open_life(runtime *rt) {
+  return rt->life[0] >= 0 || pipe2(rt->life, O_CLOEXEC) == 0 ? 0 : -1;
+}
+
+/* In the child: die with the parent. The read end, reopened as an open file
+   of our own (the owner of O_ASYNC signals is per open file), raises SIGIO
+   (default action: terminate) at EOF. No thread: a thread started in a child
+   of a threaded process can hang on a lock inherited held (ASan's allocator).
+   PR_SET_PDEATHSIG would not do: it follows the forking thread, which may be
+   a short-lived worker, not the process. Our own children watch our pipe. */
+static void die_with_parent(runtime *rt) {
+  int fd = rt->life[0];
+  close(rt->life[1]);
+  rt->life[0] = rt->life[1] = -1;  /* this process makes its own for its children */
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  int own = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (own >= 0) {
+    close(fd);
+    fd = own;
+  }
+  fcntl(fd, F_SETOWN, getpid());
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_ASYNC | O_NONBLOCK);
+  struct pollfd pfd = { fd, POLLIN, 0 };
+  if (poll(&pfd, 1, 0) > 0) _exit(PARENT_GONE_STATUS);  /* gone before we listened */
+}
+
+/* In the child: only the forking thread survived. Make the runtime fit that:
+   O(1) in the workers before it (their records are foreign by pid). */
 static void become_child(runtime *rt, rt_worker *w) {
   init_sync(rt);
   clearerr(stdout);  /* report only this process's own write errors */
   rt->is_child = 1;
   rt->pid = getpid();
-  for (int i = 0; i < rt->nworkers; i++) {
-    rt_worker *o = rt->workers[i];
-    if (o == w) continue;
-    if (o->fd >= 0) close(o->fd);  /* a sibling's pipe is not ours to hold open */
-    o->fd = -1;
-    o->foreign = o->done = o->reaped = 1;
-  }
+  w->home = rt->pid;
+  w->fd_slot = -1;
+  rt->first_own = rt->nworkers;
+  for (int i = 0; i < rt->npiped; i++) close(rt->piped[i]->fd);  /* a sibling's pipe is not ours to hold open */
+  rt->fork_walk = rt->npiped;
+  rt->npiped = 0;
+  die_with_parent(rt);
   w->tid = pthread_self();
   gil_after_fork(w->in->gil, &w->gt);
   self_worker = w;
@@ -428,6 +609,8 @@ static void become_child(runtime *rt, rt_worker *w) {
 static void child_main(lua_State *L, rt_worker *w, int idx, int n, int fd) {
   runtime *rt = w->rt;
   become_child(rt, w);
+  unsigned long long enc0, dec0;  /* the parent's counts so far are not ours */
+  mar_counters(&enc0, &dec0);
   if (rt->recording) ev_record(&w->events, clock_now_ns(), EV_STATE, ST_RUN_FREE, 0);
   breaker_attach(L, &w->interrupt);
   breaker_rest(L);
@@ -451,6 +634,8 @@ static void child_main(lua_State *L, rt_worker *w, int idx, int n, int fd) {
     .hold_ns = w->gt.hold_ns, .blocked_ns = w->blocked_ns, .free_ns = w->free_ns,
   };
   mar_counters(&f.bytes_encoded, &f.bytes_decoded);
+  f.bytes_encoded -= enc0;
+  f.bytes_decoded -= dec0;
   f.nevents = w->events.n;
   f.events_dropped = w->events.dropped;
   uint32_t status = ok ? 0 : w->interrupted ? 2 : 1;
@@ -468,7 +653,7 @@ static rt_worker *spawn_process(lua_State *L, rt_worker *w, int idx, int n) {
   runtime *rt = w->rt;
   int p[2];
   pthread_mutex_lock(&rt->fork_mu);
-  if (pipe2(p, O_CLOEXEC) != 0) {
+  if (open_life(rt) != 0 || pipe2(p, O_CLOEXEC) != 0) {
     pthread_mutex_unlock(&rt->fork_mu);
     luaL_error(L, "cannot start a process: %s", strerror(errno));
   }
@@ -480,6 +665,11 @@ static rt_worker *spawn_process(lua_State *L, rt_worker *w, int idx, int n) {
   }
   int saved = errno;
   close(p[1]);
+  if (pid > 0) {
+    w->pid = pid;
+    w->fd = p[0];
+    track_fd(rt, w);
+  }
   pthread_mutex_unlock(&rt->fork_mu);
   if (pid < 0) {
     close(p[0]);
@@ -488,8 +678,6 @@ static rt_worker *spawn_process(lua_State *L, rt_worker *w, int idx, int n) {
     pthread_mutex_unlock(&rt->mu);
     luaL_error(L, "cannot start a process: %s", strerror(saved));
   }
-  w->pid = pid;
-  w->fd = p[0];
   w->tid = pthread_self();
   return w;
 }
@@ -539,8 +727,7 @@ static void describe_exit(rt_worker *w, int status) {
 
 /* The child's pipe is at EOF: unpack its message, reap it. */
 static void settle_child(rt_worker *w, mar_buf *raw) {
-  close(w->fd);
-  w->fd = -1;
+  close_pipe(w->rt, w);
   int status = 0;
   while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR) {}
   if (WIFEXITED(status) && WEXITSTATUS(status) == CHILD_STDOUT_FAILED) atomic_store(&w->rt->stdout_failed, 1);
@@ -676,11 +863,11 @@ static void name_worker(lua_State *L, int idx, rt_worker *w) {
 }
 
 static void start_pthread(lua_State *L, rt_worker *w, void *(*body)(void *)) {
+  pthread_mutex_lock(&w->rt->mu);  /* tid is set under mu: rt_stop and os.exit signal it */
   int err = pthread_create(&w->tid, NULL, body, w);
+  if (err) w->done = w->reaped = w->joined = 1;
+  pthread_mutex_unlock(&w->rt->mu);
   if (err) {
-    pthread_mutex_lock(&w->rt->mu);
-    w->done = w->reaped = w->joined = 1;
-    pthread_mutex_unlock(&w->rt->mu);
     w->error = strdup("could not start thread");
     luaL_error(L, "cannot start a thread: %s", strerror(err));
   }
@@ -733,7 +920,7 @@ static void reap(runtime *rt, rt_worker *w) {
 int rt_join(lua_State *L, rt_worker *w, int64_t timeout_ns) {
   runtime *rt = rt_current;
   rt_worker *me = self_worker;
-  if (w->foreign) luaL_error(L, "'%s' belongs to the parent process: it cannot be joined here", w->name);
+  if (rt_foreign(rt, w)) luaL_error(L, "'%s' belongs to the parent process: it cannot be joined here", w->name);
   uint64_t began = rt_block_begin(me, RT_BLOCK_JOIN);
   uint64_t deadline = timeout_ns >= 0 ? clock_now_ns() + (uint64_t)timeout_ns + 1 : 0;
   int done;
@@ -756,7 +943,9 @@ int rt_join(lua_State *L, rt_worker *w, int64_t timeout_ns) {
 }
 
 int rt_push_results(lua_State *L, rt_worker *w) {
+  pthread_mutex_lock(&rt_current->mu);
   w->joined = 1;
+  pthread_mutex_unlock(&rt_current->mu);
   const char *what = w->kind == RT_PROCESS ? "process" : "thread";
   if (w->interrupted) return luaL_error(L, "%s '%s' was stopped (%s)", what, w->name, rt_current->stop_reason);
   if (w->error) return luaL_error(L, "error in %s '%s': %s", what, w->name, w->error);
@@ -769,6 +958,9 @@ int rt_push_results(lua_State *L, rt_worker *w) {
   char err[256];
   int n = mar_decode(L, w->msg.data, w->msg.len, err, sizeof err);
   if (n < 0) return luaL_error(L, "cannot copy the results of '%s': %s", w->name, err);
+  /* w->msg lives outside Lua's heap until the handle is collected: let the
+     collector count it, or big results pile up between cycles */
+  if (w->msg.len >= 65536) lua_gc(L, LUA_GCSTEP, (int)(w->msg.len >> 10));
   return n;
 }
 
@@ -795,6 +987,7 @@ uint64_t rt_block_begin(rt_worker *self, rt_block kind) {
 
 void rt_block_end(rt_worker *self, rt_block kind, uint64_t began) {
   gil_take(self->in->gil, &self->gt);
+  park_if_exiting(self);
   uint64_t spent = clock_now_ns() - began;
   if (kind == RT_BLOCK_NATIVE) self->free_ns += spent;
   else self->blocked_ns += spent;
@@ -822,7 +1015,7 @@ void rt_stop(runtime *rt, int code, const char *reason) {
   pthread_cond_broadcast(&rt->done_cv);
   for (int i = 0; i < rt->nworkers; i++) {
     rt_worker *w = rt->workers[i];
-    if (w->done || w->foreign) continue;
+    if (w->done || rt_foreign(rt, w) || (w->kind == RT_PROCESS && w->pid == 0)) continue;
     if (w->kind == RT_PROCESS) kill(w->pid, SIGKILL);
     else if (!w->reaped || i == 0) breaker_interrupt(w->tid, &w->interrupt);
   }
@@ -831,12 +1024,15 @@ void rt_stop(runtime *rt, int code, const char *reason) {
 
 void rt_wait_all(runtime *rt) {
   if (rt->on_wait_all) rt->on_wait_all(rt);
-  for (int i = 1;; i++) {
+  pthread_mutex_lock(&rt->mu);
+  rt->keep_all = 1;  /* from here on workers[] only grows: indexing it stays valid */
+  pthread_mutex_unlock(&rt->mu);
+  for (int i = rt->first_own;; i++) {
     pthread_mutex_lock(&rt->mu);
     rt_worker *w = i < rt->nworkers ? rt->workers[i] : NULL;
     pthread_mutex_unlock(&rt->mu);
     if (!w) break;
-    if (!w->foreign && w != self_worker) reap(rt, w);
+    if (w != self_worker) reap(rt, w);
   }
   rt->end_ns = clock_now_ns();
   struct rusage self, kids;
@@ -845,8 +1041,42 @@ void rt_wait_all(runtime *rt) {
   uint64_t kid_us = (uint64_t)(kids.ru_utime.tv_sec + kids.ru_stime.tv_sec) * 1000000u +
                     (uint64_t)(kids.ru_utime.tv_usec + kids.ru_stime.tv_usec);
   rt->cpu_ns = clock_process_cpu_ns() - rt->cpu_start_ns + kid_us * 1000u;
-  rt->maxrss_kb = (uint64_t)self.ru_maxrss;
-  for (int i = 1; i < rt->nworkers; i++) rt->maxrss_kb += rt->workers[i]->maxrss_kb;
+  rt->maxrss_kb = (uint64_t)self.ru_maxrss + rt->gone.maxrss_kb;
+  for (int i = rt->first_own; i < rt->nworkers; i++) rt->maxrss_kb += rt->workers[i]->maxrss_kb;
+}
+
+/* os.exit, from whichever thread (GIL held). The first caller wins; another
+   waits here to be ended with the process. */
+void rt_exit_begin(void) {
+  runtime *rt = rt_current;
+  pthread_mutex_lock(&rt->mu);
+  int first = !atomic_load(&rt->exiting);
+  if (first) {
+    rt->exiter = self_worker;  /* written before `exiting` is published */
+    atomic_store(&rt->exiting, 1);
+    for (int i = 0; i < rt->nworkers; i++) {  /* threads running Lua park at their next check point */
+      rt_worker *w = rt->workers[i];
+      int own = i == 0 ? !rt->is_child : i >= rt->first_own;
+      if (own && w != self_worker && w->kind != RT_PROCESS && !w->done) breaker_interrupt(w->tid, &w->interrupt);
+    }
+  }
+  pthread_mutex_unlock(&rt->mu);
+  if (!first)
+    for (;;) pause();
+}
+
+/* No atexit handler or destructor runs while other threads may still be
+   inside the runtime: stdio is flushed, child processes killed, then _exit. */
+void rt_exit(int status) {
+  runtime *rt = rt_current;
+  pthread_mutex_lock(&rt->mu);
+  for (int i = rt->first_own; i < rt->nworkers; i++) {
+    rt_worker *w = rt->workers[i];
+    if (w->kind == RT_PROCESS && w->pid > 0 && !w->reaped) kill(w->pid, SIGKILL);
+  }
+  pthread_mutex_unlock(&rt->mu);
+  fflush(NULL);
+  _exit(status);
 }
 
 void rt_set_figure(runtime *rt, const char *name, const char *value) {
@@ -863,15 +1093,10 @@ void rt_set_figure(runtime *rt, const char *name, const char *value) {
 
 void rt_gil_stats(runtime *rt, gil_stats *out) {
   gil_stats_get(rt->interps[0]->gil, out);
+  add_gil_stats(out, &rt->gone.gil);
   for (int i = 1; i < rt->ninterps; i++) {
     gil_stats s;
     gil_stats_get(rt->interps[i]->gil, &s);
-    out->acquisitions += s.acquisitions;
-    out->switches += s.switches;
-    out->forced_switches += s.forced_switches;
-    out->drop_requests += s.drop_requests;
-    out->held_ns += s.held_ns;
-    out->wait_ns += s.wait_ns;
-    out->contended_ns += s.contended_ns;
+    add_gil_stats(out, &s);
   }
 }

@@ -74,12 +74,15 @@ typedef struct rt_worker {
   int fd;                  /* RT_PROCESS: read end of its pipe, -1 once closed */
   uint64_t maxrss_kb;      /* RT_PROCESS: its peak memory */
   unsigned long long bytes_copied;  /* RT_PROCESS: bytes its marshaller moved */
-  int foreign;             /* in a forked child: a worker of the parent, not here */
+  pid_t home;              /* the process whose worker it is: elsewhere, a copy (rt_foreign) */
+  int fd_slot;             /* RT_PROCESS: its index in runtime.piped while its pipe is open */
+  int owns_in;             /* RT_FREE: `in` is its own interpreter, made by free_main */
   ev_buf events;           /* its timeline, if the run records one; written by its own thread */
   /* under rt->mu */
   int done;                /* its function has returned or failed */
   int reaped;              /* its pthread has been joined / its process waited for */
   int collecting;          /* RT_PROCESS: a joiner is reading its pipe */
+  int handles;             /* Lua handles to it alive: released once 0 and joined */
   struct runtime *rt;
 } rt_worker;
 
@@ -87,6 +90,16 @@ typedef struct rt_figure {  /* gil.report(name, value) */
   char name[48];
   char value[48];
 } rt_figure;
+
+/* The figures of released workers (joined, handle collected), summed: the
+   report's totals stay true after their records are freed. */
+typedef struct rt_totals {
+  int n, failed;
+  uint64_t cpu_ns, hold_ns, wait_ns, acquisitions, forced_drops, blocked_ns, free_ns;
+  uint64_t startup_ns, maxrss_kb, events_dropped;
+  unsigned long long bytes_copied;
+  gil_stats gil;             /* released free workers' interpreters' GILs */
+} rt_totals;
 
 typedef struct runtime {
   const char *mode;          /* "gil", "nogil", "fork" */
@@ -97,8 +110,19 @@ typedef struct runtime {
   pthread_cond_t done_cv;    /* a worker finished */
   pthread_cond_t stop_cv;    /* stop requested: wakes sleepers */
   pthread_mutex_t fork_mu;   /* one fork at a time, so no child inherits another's pipe */
-  rt_worker **workers;       /* workers[0] is main */
+  rt_worker **workers;       /* live worker records; workers[0] is main */
   int nworkers, cap;
+  int next_id;               /* ids are never reused: workers spawned so far, main included */
+  rt_totals gone;            /* released workers, summed */
+  int keep_all;              /* no more releases (the run is ending, or its timeline is recorded) */
+  int closing;               /* rt_destroy: worker records are being freed */
+  int fork_walk;             /* records a forked child's set-up visited (gil._debug) */
+  int first_own;             /* workers[first_own..] are this process's (a forked child's start after its parent's) */
+  rt_worker **piped;         /* process workers whose pipe is open: a forked child closes them */
+  int npiped, pipedcap;      /* (under fork_mu) */
+  int life[2];               /* parent-liveness pipe: children see EOF when this process dies */
+  atomic_int exiting;        /* os.exit has begun: a thread taking a GIL parks instead of running Lua */
+  rt_worker *exiter;         /* the thread running os.exit */
   rt_interp **interps;       /* interps[0] is main's */
   int ninterps, icap;
   int is_child;              /* this process is a fork worker */
@@ -120,6 +144,13 @@ typedef struct runtime {
   atomic_int stdout_failed;  /* a process worker could not write its stdout (it said so on stderr) */
   void (*on_wait_all)(struct runtime *rt);  /* called first thing in rt_wait_all (objects.c closes pools) */
 } runtime;
+
+/* Workers with ids below this are never released: the report shows them
+   row by row (a small script's report is complete); later ones are summed. */
+#define RT_KEEP_RECORDS 40
+
+/* w is a copy of a worker of another process (a forked child's parent). */
+#define rt_foreign(rt, w) ((w)->home != (rt)->pid)
 
 /* The runtime of this process (one per gilvm run). */
 extern runtime *rt_current;
@@ -149,6 +180,15 @@ rt_worker *rt_spawn(lua_State *L, rt_kind kind, int idx, int n);
 int rt_join(lua_State *L, rt_worker *w, int64_t timeout_ns);
 /* Push w's results (after rt_join returned 1), or raise its error. Returns how many. */
 int rt_push_results(lua_State *L, rt_worker *w);
+/* A Lua handle to w was made / collected. The last one of a joined worker
+   releases it: its figures go to rt->gone, its memory is freed. GIL held. */
+void rt_handle_new(rt_worker *w);
+void rt_handle_gone(lua_State *L, rt_worker *w);
+/* os.exit from any thread, GIL held: rt_exit_begin() stops every other
+   thread of this process from running Lua from its next GIL take on (a second
+   caller never returns); rt_exit() flushes stdio, kills child processes, _exits. */
+void rt_exit_begin(void);
+void rt_exit(int status);
 /* Sleep with the GIL released. */
 void rt_sleep(lua_State *L, uint64_t ns);
 

@@ -182,12 +182,12 @@ int timeline_build(runtime *rt, const char *script, timeline *tl) {
   }
   for (int i = 0; i < rt->nworkers; i++) {
     track_of_id[i] = -1;
-    if (!rt->workers[i]->foreign) track_of_id[i] = tl->ntracks++;
+    if (!rt_foreign(rt, rt->workers[i])) track_of_id[i] = tl->ntracks++;
   }
   int err = 0;
   for (int i = 0; i < rt->nworkers && !err; i++) {
     const rt_worker *w = rt->workers[i];
-    if (w->foreign) continue;
+    if (rt_foreign(rt, w)) continue;
     tl_track *t = &tl->tracks[track_of_id[i]];
     t->name = w->name;
     t->is_process = w->kind == RT_PROCESS;
