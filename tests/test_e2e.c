@@ -726,7 +726,7 @@ Test(cli, help_goes_to_stdout_with_exit_0) {
   for (int i = 0; i < 2; i++) {
     run_result *r = GV(forms[i]);
     expect_exit(r, 0);
-    cr_assert(strncmp(r->out, "usage: gilvm", 12) == 0, "%s: usage expected on stdout" CTX, forms[i], CTXA(r));
+    cr_assert(strncmp(r->out, "Usage: gilvm", 12) == 0, "%s: usage expected on stdout" CTX, forms[i], CTXA(r));
     const char *opts[] = { "--mode", "--switch-interval", "--gil", "--check-interval", "-e CODE", "--quiet",
                            "--timeout", "--help", "--version", "500us" };
     for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) expect_out_has(r, opts[k]);
@@ -735,7 +735,7 @@ Test(cli, help_goes_to_stdout_with_exit_0) {
   /* -h wins over a script: nothing runs */
   run_result *r = GV("-h", data("output.lua"));
   expect_exit(r, 0);
-  expect_out_has(r, "usage: gilvm");
+  expect_out_has(r, "Usage: gilvm");
   cr_expect(strstr(r->out, "line one") == NULL, "the script should not run after -h");
 }
 
