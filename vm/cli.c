@@ -267,9 +267,13 @@ static const char *flag_name(const cli_flag *fl, int as_long) {
 /* Apply one option's value. Returns -1 to go on, or an exit status. */
 static int set_option(int f, const char *v, cli_options *o) {
   switch (f) {
-  case F_HELP:
+  case F_HELP: {
+    /* held whole until exit, so a failed write is seen, cause and all, by outfile_finish_stdout */
+    static char held[1 << 16];
+    setvbuf(stdout, held, _IOFBF, sizeof held);
     print_help(stdout);
     return 0;
+  }
   case F_VERSION:
     printf("gilvm %s (Lua 5.4)\n", GILVM_VERSION);
     return 0;
