@@ -365,7 +365,11 @@ static int parse_options(int argc, char **argv, cli_options *o) {
     const cli_flag *fl = &cli_flags[i];
     int val = fl->shrt ? fl->shrt[1] : 256 + i;
     if (fl->lng) longs[nl++] = (struct option){ fl->lng + 2, fl->arg ? required_argument : no_argument, NULL, val };
-    if (fl->shrt) strcat(shorts, fl->arg ? (const char[]){ fl->shrt[1], ':', 0 } : (const char[]){ fl->shrt[1], 0 });
+    if (!fl->shrt) continue;
+    size_t n = strlen(shorts);
+    shorts[n++] = fl->shrt[1];
+    if (fl->arg) shorts[n++] = ':';  /* it takes a value */
+    shorts[n] = '\0';
   }
   longs[nl] = (struct option){ 0 };
   opterr = 0;  /* our own messages */
