@@ -125,6 +125,10 @@ static void expect_out_has(const run_result *r, const char *needle) {
   cr_assert(strstr(r->out, needle) != NULL, "stdout lacks \"%s\"" CTX, needle, CTXA(r));
 }
 
+static void expect_out_starts(const run_result *r, const char *start) {
+  cr_assert(strncmp(r->out, start, strlen(start)) == 0, "stdout does not start with \"%s\"" CTX, start, CTXA(r));
+}
+
 static void expect_err_has(const run_result *r, const char *needle) {
   cr_assert(strstr(r->err, needle) != NULL, "stderr lacks \"%s\"" CTX, needle, CTXA(r));
 }
@@ -726,7 +730,7 @@ Test(cli, help_goes_to_stdout_with_exit_0) {
   for (int i = 0; i < 2; i++) {
     run_result *r = GV(forms[i]);
     expect_exit(r, 0);
-    cr_assert(strncmp(r->out, "usage: gilvm", 12) == 0, "%s: usage expected on stdout" CTX, forms[i], CTXA(r));
+    cr_assert(strncmp(r->out, "Usage: gilvm", 12) == 0, "%s: usage expected on stdout" CTX, forms[i], CTXA(r));
     const char *opts[] = { "--mode", "--switch-interval", "--gil", "--check-interval", "-e CODE", "--quiet",
                            "--timeout", "--help", "--version", "500us" };
     for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) expect_out_has(r, opts[k]);
@@ -735,7 +739,7 @@ Test(cli, help_goes_to_stdout_with_exit_0) {
   /* -h wins over a script: nothing runs */
   run_result *r = GV("-h", data("output.lua"));
   expect_exit(r, 0);
-  expect_out_has(r, "usage: gilvm");
+  expect_out_has(r, "Usage: gilvm");
   cr_expect(strstr(r->out, "line one") == NULL, "the script should not run after -h");
 }
 
@@ -759,6 +763,97 @@ Test(cli, missing_option_value_is_exit_2) {
   const char *opts[] = { "-s", "--switch-interval", "--timeout", "-m", "-g", "-e", "--check-interval" };
   for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
     expect_usage_error(GV(opts[i]), fmt("option '%s' needs a value", opts[i]));
+}
+
+/* getopt_long's syntax, as users type it: each form must reach the option it names. */
+static void interval_case(const char *want, const char *const *args) {
+  run_result *r = gv_opts(NULL, args);
+  expect_exit(r, 0);
+  expect_out(r, want);
+  expect_no_report(r);  /* each case also says -q, bundled or not */
+}
+#define INTERVAL(want, ...) interval_case(want, (const char *const[]){ __VA_ARGS__, NULL })
+
+Test(cli, option_values_after_equals_or_as_the_next_argument) {
+  const char *code = "print(gil.getswitchinterval(), gil.mode())";
+  INTERVAL("0.002\tfork\n", "-q", "--switch-interval=2ms", "--mode=fork", "-e", code);
+  INTERVAL("0.002\tnogil\n", "-q", "--switch-interval", "2ms", "--mode", "nogil", "-e", code);
+  INTERVAL("0.002\tgil\n", "--quiet", "-s", "2ms", "-m", "gil", "-e", code);
+  run_result *r = GV("-q", "--timeout=2s", "--arena=8M", "--gil=fifo", "-e", "print('ran')");
+  expect_exit(r, 0);
+  expect_out(r, "ran\n");
+}
+
+Test(cli, short_options_bundle) {
+  const char *code = "print(gil.getswitchinterval(), gil.mode())";
+  INTERVAL("0.001\tgil\n", "-qs", "1ms", "-e", code);
+  INTERVAL("0.001\tgil\n", "-qs1ms", "-e", code);
+  INTERVAL("0.001\tnogil\n", "-qm", "nogil", "-s1ms", "-e", code);
+  INTERVAL("0.001\tgil\n", "-s1ms", "-qe", code);
+}
+
+Test(cli, long_options_may_be_shortened_while_unambiguous) {
+  INTERVAL("0.003\tfork\n", "--qu", "--switch=3ms", "--mo", "fork", "-e", "print(gil.getswitchinterval(), gil.mode())");
+  expect_usage_error(GV("--time", "1s", data("output.lua")), "ambiguous option '--time' (could be --timeline, --timeout)");
+  expect_usage_error(GV("--t=x", data("output.lua")), "ambiguous option '--t'");
+}
+
+Test(cli, several_exec_options_run_in_the_order_given) {
+  run_result *r = GV("-qe", "s = 'a'", "-e", "s = s .. 'b'", "-e", "s = s .. 'c'", "-e", "print(s)");
+  expect_exit(r, 0);
+  expect_out(r, "abc\n");
+}
+
+Test(cli, double_dash_ends_the_options) {
+  run_result *r = GV("-q", "--", data("args.lua"), "-s", "1ms");
+  expect_exit(r, 0);
+  expect_out_starts(r, "n\t2\ndots\t-s\t1ms\n");  /* the script gets -s 1ms */
+  /* after --, even a name that looks like an option is the script */
+  run_result *d = GV("-q", "--", "--bogus");
+  expect_exit(d, 3);
+  expect_err_has(d, "cannot open --bogus");
+}
+
+Test(cli, what_follows_the_script_is_the_scripts) {
+  run_result *r = GV("-q", data("args.lua"), "-q", "--bogus", "-s", "1ms", "--", "-e", "error('ran')");
+  expect_exit(r, 0);
+  expect_out_starts(r, "n\t7\ndots\t-q\t--bogus\t-s\t1ms\t--\t-e\terror('ran')\n");  /* untouched */
+  expect_out_has(r, "\n-1\t-q\n0\t");  /* gilvm's own options sit below arg[0], as lua5.4 puts them */
+}
+
+Test(cli, bad_options_say_what_was_wrong) {
+  const char *out = data("output.lua");
+  expect_usage_error(GV("--bogus=3", out), "unknown option '--bogus'");
+  expect_usage_error(GV("-qx", out), "unknown option '-x'");
+  expect_usage_error(GV("--quiet=yes", out), "option '--quiet' takes no value");
+  expect_usage_error(GV("-qs"), "option '-s' needs a value");
+  expect_usage_error(GV("--swi"), "option '--switch-interval' needs a value");
+  expect_usage_error(GV("--json"), "option '--json' needs a value");
+}
+
+/* Every option --help lists is one gilvm knows: none of them is an unknown option. */
+Test(cli, every_option_help_lists_is_known) {
+  run_result *h = GV("--help");
+  expect_exit(h, 0);
+  int n = 0;
+  const char *p = strstr(h->out, "\nOptions:\n");
+  cr_assert(p, "--help has no Options: section" CTX, CTXA(h));
+  for (p = strchr(p + 1, '\n'); p && p[1] != '\n'; p = strchr(p + 1, '\n')) {  /* to the blank line */
+    size_t indent = strspn(p + 1, " ");
+    const char *opt = p + 1 + indent;
+    if (indent > 6 || *opt != '-') continue;  /* a description's continuation line */
+    for (const char *o = opt; *o == '-';) {  /* "-m, --mode MODE": each spelling */
+      size_t len = strcspn(o, " ,\n");
+      const char *name = fmt("%.*s", (int)len, o);
+      run_result *r = GV(name);
+      cr_expect(strstr(r->err, "unknown option") == NULL && strstr(r->err, "ambiguous") == NULL,
+                "--help lists %s, gilvm does not know it" CTX, name, CTXA(r));
+      n++;
+      o += len;
+      o += strspn(o, ", ");
+    }
+  }
+  cr_expect(n >= 20, "found %d option spellings in --help" CTX, n, CTXA(h));
 }
 
 Test(cli, malformed_durations_are_exit_2) {

@@ -267,3 +267,27 @@ Test(compare, usage_errors) {
   expect_exit(r, 2);
   run_result_free(r);
 }
+
+Test(compare, passes_options_on_however_they_were_written) {
+  const char *code = "io.write(gil.getswitchinterval(), ' ')";
+  run_result *r = GV("compare", "-qs1ms", "--arena=8M", "--timeo=30s", "-e", code, path_in("GILVM_TESTDATA", "e2e/args.lua"),
+                     "-s", "5ms");
+  expect_exit(r, 0);
+  cr_expect(strncmp(r->out, "0.001 n\t2\ndots\t-s\t5ms\n", 22) == 0,
+            "each run got -s 1ms and -e, the script its own -s 5ms\nstdout:\n%s\nstderr:\n%s", r->out, r->err);
+  expect_err_has(r, "fork mode");  /* three runs (args.lua's arg table shows each run's -m) */
+  run_result_free(r);
+}
+
+Test(compare, refuses_what_draws_one_run) {
+  const char *const opts[][2] = { { "--trace", "t.json" }, { "--svg", "t.svg" }, { "--timeline", NULL } };
+  for (int i = 0; i < 3; i++) {
+    run_result *r = opts[i][1] ? GV("compare", opts[i][0], opts[i][1], script("cpu_bound.lua"))
+                               : GV("compare", opts[i][0], script("cpu_bound.lua"));
+    expect_exit(r, 2);
+    expect_err_has(r, opts[i][0]);
+    expect_err_has(r, "not compare");
+    cr_expect(strstr(r->err, "running in") == NULL && r->out[0] == '\0', "nothing ran\nstderr:\n%s", r->err);
+    run_result_free(r);
+  }
+}

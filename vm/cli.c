@@ -1,9 +1,12 @@
 /*
- * cli.c — parsing gilvm's command line. Options come before the script;
- * everything after the script belongs to it, as with lua5.4.
+ * cli.c — parsing gilvm's command line with getopt_long, in POSIX order:
+ * options come before the script; everything after the script belongs to
+ * it, as with lua5.4. One table (cli_flags) gives the parser, what compare
+ * and sweep pass on to each run, and --help, from which the man page is made.
  */
 #include "cli.h"
 
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,94 +14,167 @@
 #include "clock.h"
 #include "gil.h"
 
-#define GILVM_VERSION "0.1.0"
+#ifndef GILVM_VERSION
+#define GILVM_VERSION "0.1.0"  /* meson passes the project's version */
+#endif
+#ifndef GILVM_SCRIPTS_DIR
+#define GILVM_SCRIPTS_DIR "/usr/local/share/gilvm/scripts"  /* meson passes where it installs them */
+#endif
 
-static const char usage_text[] =
-  "usage: gilvm [run] [options] script.lua [args...]\n"
-  "       gilvm [run] [options] -e CODE [script.lua [args...]]\n"
-  "       gilvm compare [options] script.lua [args...]\n"
-  "       gilvm sweep [-s LIST] [-g LIST] [options] script.lua [args...]\n"
+/* Which commands keep an option to themselves rather than pass it on to each run. */
+#define LOCAL_COMPARE 1
+#define LOCAL_SWEEP 2
+
+/* One row per option: the parser, what compare and sweep pass on, and --help come from it. */
+typedef struct cli_flag {
+  const char *shrt;  /* "-m", or NULL */
+  const char *lng;   /* "--mode", or NULL */
+  const char *arg;   /* "MODE": it takes a value; NULL: it does not */
+  int local;         /* LOCAL_* */
+  const char *help;  /* --help's lines for it */
+} cli_flag;
+
+enum { F_MODE, F_SWITCH, F_GIL, F_CHECK, F_EXEC, F_QUIET, F_JSON, F_TIMELINE, F_TRACE, F_SVG,
+       F_TIMEOUT, F_ARENA, F_BINARY, F_HELP, F_VERSION, F_COUNT };
+
+#define LOCAL_ALL (LOCAL_COMPARE | LOCAL_SWEEP)
+static const cli_flag cli_flags[F_COUNT] = {
+  [F_MODE] = { "-m", "--mode", "MODE", LOCAL_ALL,
+               "gil: threads under one GIL (default); nogil:\n"
+               "threads with an interpreter each, no shared GIL;\n"
+               "fork: gil.spawn forks processes" },
+  [F_SWITCH] = { "-s", "--switch-interval", "DUR", LOCAL_SWEEP,
+                 "how long a waiter waits before it asks the\n"
+                 "holder to drop the GIL (default 5ms; fifo: its\n"
+                 "quantum, default 100ms); sweep: a list" },
+  [F_GIL] = { "-g", "--gil", "POLICY", LOCAL_SWEEP,
+              "cpython (default: CPython 3.2+), legacy (CPython\n"
+              "2: release every N instructions), fifo (fair,\n"
+              "Ruby-like); sweep: a list" },
+  [F_CHECK] = { NULL, "--check-interval", "N", LOCAL_SWEEP,
+                "legacy: how many instructions between releases\n"
+                "(default 100)" },
+  [F_EXEC] = { "-e", NULL, "CODE", 0,
+               "run CODE before the script, like lua5.4 -e;\n"
+               "several -e run in the order given" },
+  [F_QUIET] = { "-q", "--quiet", NULL, LOCAL_ALL,
+                "print no report (sweep: no table; compare\n"
+                "prints its table anyway)" },
+  [F_JSON] = { NULL, "--json", "FILE", LOCAL_ALL,
+               "also write the figures as JSON (run, compare,\n"
+               "sweep)" },
+  [F_TIMELINE] = { NULL, "--timeline", NULL, LOCAL_ALL,
+                   "draw each thread's states over time after the\n"
+                   "report (fitted to the terminal, or $COLUMNS, or\n"
+                   "100 columns); run only" },
+  [F_TRACE] = { NULL, "--trace", "FILE", LOCAL_ALL,
+                "write the timeline as a Chrome trace: open it in\n"
+                "ui.perfetto.dev or chrome://tracing; run only" },
+  [F_SVG] = { NULL, "--svg", "FILE", LOCAL_ALL,
+              "draw the timeline as an SVG picture (sweep: the\n"
+              "figures against the switch interval); not for\n"
+              "compare" },
+  [F_TIMEOUT] = { NULL, "--timeout", "DUR", 0,
+                  "stop every thread after DUR, report, exit 124\n"
+                  "(compare, sweep: per run; the others still run)" },
+  [F_ARENA] = { NULL, "--arena", "SIZE", 0,
+                "address space for shared objects (lock, queue,\n"
+                "value, pool): 64M (default), 1G; a bare number\n"
+                "is MiB; 1M to 1024G. GILVM_ARENA_MB=N sets it too" },
+  [F_BINARY] = { NULL, "--binary", NULL, 0,
+                 "let the script be a precompiled chunk (luac\n"
+                 "output); Lua does not check those, so only\n"
+                 "trusted ones" },
+  [F_HELP] = { "-h", "--help", NULL, 0, "show this help and exit" },
+  [F_VERSION] = { "-V", "--version", NULL, 0, "show the version and exit" },
+};
+
+/* "Usage:" and "  or:" lines, sections ending in ':' with indented lines: GNU's
+   layout, which help2man turns into the man page (SYNOPSIS, OPTIONS, ...). */
+static const char help_head[] =
+  "Usage: gilvm [run] [options] script.lua [args...]\n"
+  "  or:  gilvm [run] [options] -e CODE [script.lua [args...]]\n"
+  "  or:  gilvm compare [options] script.lua [args...]\n"
+  "  or:  gilvm sweep [-s LIST] [-g LIST] [options] script.lua [args...]\n"
   "\n"
-  "run: runs a Lua 5.4 script whose gil.spawn() workers are real OS threads\n"
-  "under a Global Interpreter Lock (or, with -m, threads with interpreters of\n"
-  "their own, or forked processes), then reports on stderr what happened. The\n"
-  "script's own output goes to stdout, untouched.\n"
-  "compare: runs the script once per mode (gil, nogil, fork), each in a fresh\n"
-  "process, and prints one table side by side; it says whether the script's\n"
-  "output was the same in every mode.\n"
-  "sweep: runs the script once per switch interval in -s LIST (and per policy\n"
-  "in -g LIST), each in a fresh process, and prints one row per run: wall time,\n"
-  "switches per second, forced switches, handoff latency, GIL wait and the\n"
-  "script's own gil.report() figures. Lists are comma-separated, like\n"
-  "-s 0.5ms,1ms,5ms -g cpython,fifo (default -s 0.1ms,0.5ms,1ms,5ms,20ms,100ms).\n"
-  "Only the first run's stdout is shown. --json FILE writes every run's figures;\n"
-  "--svg FILE plots each figure against the interval (log scale).\n"
+  "Runs a Lua 5.4 script whose gil.spawn() workers are real OS threads under a\n"
+  "Global Interpreter Lock (or, with -m, threads with interpreters of their own,\n"
+  "or forked processes), then reports on stderr what happened. The script's own\n"
+  "output goes to stdout, untouched.\n"
   "\n"
-  "options:\n"
-  "  -m, --mode MODE            gil: threads under one GIL (default); nogil: threads\n"
-  "                             with an interpreter each, no shared GIL; fork:\n"
-  "                             gil.spawn forks processes\n"
-  "  -s, --switch-interval DUR  how long a waiter waits before it asks the holder\n"
-  "                             to drop the GIL (default 5ms; fifo: its quantum,\n"
-  "                             default 100ms)\n"
-  "  -g, --gil POLICY           cpython (default: CPython 3.2+), legacy (CPython 2:\n"
-  "                             release every N instructions), fifo (fair, Ruby-like)\n"
-  "      --check-interval N     legacy: instructions between releases (default 100)\n"
-  "  -e CODE                    run CODE before the script, like lua5.4 -e\n"
-  "  -q, --quiet                print no report (sweep: no table)\n"
-  "      --json FILE            also write the figures as JSON (run, compare, sweep)\n"
-  "      --timeline             draw each thread's states over time after the report\n"
-  "                             (fitted to the terminal, or $COLUMNS, or 100 columns)\n"
-  "      --trace FILE           write the timeline as a Chrome trace: open it in\n"
-  "                             ui.perfetto.dev or chrome://tracing\n"
-  "      --svg FILE             draw the timeline as an SVG picture (sweep: the\n"
-  "                             figures against the switch interval)\n"
-  "      --timeout DUR          stop every thread after DUR, report, exit 124\n"
-  "      --arena SIZE           address space for shared objects (lock, queue,\n"
-  "                             value, pool): 64M (default), 1G; a bare number is\n"
-  "                             MiB; 1M to 1024G. GILVM_ARENA_MB=N sets it too\n"
-  "      --binary               let the script be a precompiled chunk (luac output);\n"
-  "                             Lua does not check those, so only trusted ones\n"
-  "  -h, --help                 show this help\n"
-  "  -V, --version              show the version\n"
+  "Commands:\n"
+  "  run      one run, as above (the default)\n"
+  "  compare  runs the script once per mode (gil, nogil, fork), each in a fresh\n"
+  "           process, and prints one table side by side; it says whether the\n"
+  "           script's output was the same in every mode\n"
+  "  sweep    runs the script once per switch interval in -s LIST (and per\n"
+  "           policy in -g LIST), each in a fresh process, and prints one row\n"
+  "           per run: wall time, switches per second, forced switches, handoff\n"
+  "           latency, GIL wait and the script's own gil.report() figures.\n"
+  "           Lists are comma-separated, like -s 0.5ms,1ms,5ms -g cpython,fifo\n"
+  "           (default -s 0.1ms,0.5ms,1ms,5ms,20ms,100ms). Only the first run's\n"
+  "           stdout is shown. --json FILE writes every run's figures; --svg\n"
+  "           FILE plots each figure against the interval (log scale).\n"
+  "\n"
+  "Options:\n";
+
+static const char help_tail[] =
+  "\n"
+  "Options come before the script: what follows the script is its own (its arg\n"
+  "table), as with lua5.4, and -- ends the options. Short options bundle (-qs 1ms,\n"
+  "-s1ms); a long option takes its value as --opt=VALUE or --opt VALUE and may be\n"
+  "shortened while it stays unambiguous (--switch 1ms).\n"
   "\n"
   "Durations are a decimal number and a unit ns, us, ms or s: 500us, 0.5ms, 2s;\n"
   "a bare number is seconds.\n"
-  "Exit status: 0 success, 1 the script raised an error (in main or in a thread\n"
-  "that was never joined), 2 bad usage, 3 the script could not be loaded\n"
-  "(missing file, syntax error, a precompiled chunk without --binary),\n"
-  "124 timeout, 130 Ctrl-C, 143 SIGTERM.\n";
+  "\n"
+  "Exit status:\n"
+  "  0    success\n"
+  "  1    the script raised an error (in main, or in a worker nobody joined), or\n"
+  "       stdout or a --json, --trace or --svg file could not be written\n"
+  "  2    bad usage, or an output file that cannot be created (checked before\n"
+  "       the script runs)\n"
+  "  3    the script could not be loaded (missing file, syntax error, a\n"
+  "       precompiled chunk without --binary)\n"
+  "  124  --timeout expired (compare, sweep: in some run)\n"
+  "  130  Ctrl-C\n"
+  "  143  SIGTERM\n"
+  "\n"
+  "Environment:\n"
+  "  GILVM_ARENA_MB       the arena's size in MiB (1 to 1048576) when --arena is\n"
+  "                       not given; empty means unset\n"
+  "  COLUMNS              --timeline's width when stderr is not a terminal\n"
+  "  GILVM_BREAKER_STATS  1: print at exit how often the eval breaker was armed\n"
+  "\n"
+  "Files:\n"
+  "  " GILVM_SCRIPTS_DIR "\n"
+  "                       the gallery scripts (cpu_bound.lua, io_bound.lua,\n"
+  "                       convoy.lua, race.lua, ...), as meson install puts them\n";
+
+/* "  -m, --mode MODE" padded to the description column, then the lines of help. */
+static void print_flag(FILE *f, const cli_flag *fl) {
+  char head[64];
+  snprintf(head, sizeof head, "  %s%s%s%s%s", fl->shrt ? fl->shrt : "    ", fl->shrt && fl->lng ? ", " : "",
+           fl->lng ? fl->lng : "", fl->arg ? " " : "", fl->arg ? fl->arg : "");
+  fprintf(f, "%-29s", head);
+  for (const char *p = fl->help; *p; p++) {
+    fputc(*p, f);
+    if (*p == '\n') fprintf(f, "%29s", "");
+  }
+  fputc('\n', f);
+}
+
+static void print_help(FILE *f) {
+  fputs(help_head, f);
+  for (int i = 0; i < F_COUNT; i++) print_flag(f, &cli_flags[i]);
+  fputs(help_tail, f);
+}
 
 static int usage_error(const char *fmt, const char *arg) {
   fprintf(stderr, "gilvm: ");
   fprintf(stderr, fmt, arg);
   fprintf(stderr, "\nTry 'gilvm --help' for more information.\n");
   return EXIT_USAGE;
-}
-
-/* Matches "-s", "--switch-interval" and "--switch-interval=X"; finds the value. */
-static int match(int argc, char **argv, int *i, const char *sh, const char *lng, const char **val,
-                 int *err) {
-  const char *a = argv[*i];
-  size_t n = strlen(lng);
-  if (strcmp(a, sh) == 0 || strcmp(a, lng) == 0) {
-    if (!val) return 1;
-    if (*i + 1 >= argc) {
-      *err = usage_error("option '%s' needs a value", a);
-      return 1;
-    }
-    *val = argv[++*i];
-    return 1;
-  }
-  if (val && strncmp(a, lng, n) == 0 && a[n] == '=') {
-    *val = a + n + 1;
-    return 1;
-  }
-  if (val && sh[0] && strncmp(a, sh, 2) == 0 && a[2] && sh[2] == '\0' && a[1] != '-') {
-    *val = a + 2;  /* -s1ms */
-    return 1;
-  }
-  return 0;
 }
 
 static int known_policy(const char *p) {
@@ -183,82 +259,131 @@ static size_t parse_arena(const char *v, int units) {
   return (size_t)mb << 20;
 }
 
-/* Options a compare or sweep does not pass on as given: its own, or set per run. */
-static int local_option(const cli_options *o, const char *a) {
-  static const char *const always[] = { "-q", "--quiet", "--json", "--trace", "--svg", "--timeline", NULL };
-  static const char *const compare[] = { "-m", "--mode", NULL };
-  static const char *const sweep[] = { "-s", "--switch-interval", "-g", "--gil", "--check-interval", "-m", "--mode", NULL };
-  const char *const *lists[] = { always, is_sweep(o) ? sweep : compare };
-  for (int l = 0; l < 2; l++)
-    for (int k = 0; lists[l][k]; k++)
-      if (strncmp(a, lists[l][k], strlen(lists[l][k])) == 0) return 1;
-  return 0;
+/* The option's name as written: "--switch-interval" when given long, else "-s". */
+static const char *flag_name(const cli_flag *fl, int as_long) {
+  return (as_long && fl->lng) || !fl->shrt ? fl->lng : fl->shrt;
 }
 
-static int set_option(int argc, char **argv, int *i, cli_options *o) {
-  const char *v = NULL;
-  int err = 0;
-  if (match(argc, argv, i, "-h", "--help", NULL, &err)) {
-    fputs(usage_text, stdout);
+/* Apply one option's value. Returns -1 to go on, or an exit status. */
+static int set_option(int f, const char *v, cli_options *o) {
+  switch (f) {
+  case F_HELP: {
+    /* held whole until exit, so a failed write is seen, cause and all, by outfile_finish_stdout */
+    static char held[1 << 16];
+    setvbuf(stdout, held, _IOFBF, sizeof held);
+    print_help(stdout);
     return 0;
   }
-  if (match(argc, argv, i, "-V", "--version", NULL, &err)) {
+  case F_VERSION:
     printf("gilvm %s (Lua 5.4)\n", GILVM_VERSION);
     return 0;
-  }
-  int first = *i;
-  if (match(argc, argv, i, "-q", "--quiet", NULL, &err)) o->quiet = 1;
-  else if (match(argc, argv, i, "", "--json", &v, &err)) {
-    if (err) return err;
-    o->json_path = v;
-  } else if (match(argc, argv, i, "", "--trace", &v, &err)) {
-    if (err) return err;
-    o->trace_path = v;
-  } else if (match(argc, argv, i, "", "--svg", &v, &err)) {
-    if (err) return err;
-    o->svg_path = v;
-  } else if (match(argc, argv, i, "", "--timeline", NULL, &err)) {
-    o->timeline = 1;
-  } else if (match(argc, argv, i, "-m", "--mode", &v, &err)) {
-    if (err) return err;
+  case F_QUIET: o->quiet = 1; break;
+  case F_JSON: o->json_path = v; break;
+  case F_TRACE: o->trace_path = v; break;
+  case F_SVG: o->svg_path = v; break;
+  case F_TIMELINE: o->timeline = 1; break;
+  case F_BINARY: o->binary = 1; break;
+  case F_MODE:
     if (strcmp(v, "gil") != 0 && strcmp(v, "nogil") != 0 && strcmp(v, "fork") != 0)
       return usage_error("unknown mode '%s' (expected gil, nogil or fork)", v);
     o->mode = v;
-  } else if (match(argc, argv, i, "-s", "--switch-interval", &v, &err)) {
-    if (err) return err;
-    if ((err = parse_intervals(v, o)) != 0) return err;
-  } else if (match(argc, argv, i, "-g", "--gil", &v, &err)) {
-    if (err) return err;
-    if ((err = parse_policies(v, o)) != 0) return err;
-  } else if (match(argc, argv, i, "", "--check-interval", &v, &err)) {
-    if (err) return err;
+    break;
+  case F_SWITCH: return parse_intervals(v, o) ? EXIT_USAGE : -1;
+  case F_GIL: return parse_policies(v, o) ? EXIT_USAGE : -1;
+  case F_CHECK: {
     long n = strtol(v, NULL, 10);
     if (v[strspn(v, "0123456789")] || n <= 0 || n > 1000000000) return usage_error("bad check interval '%s' (expected a positive integer)", v);
     o->check_interval = (int)n;
-  } else if (match(argc, argv, i, "", "--timeout", &v, &err)) {
-    if (err) return err;
+    break;
+  }
+  case F_TIMEOUT:
     if (clock_parse_duration(v, &o->timeout_ns) != 0 || o->timeout_ns == 0)
       return usage_error("bad timeout '%s' (expected a duration > 0 like 30s)", v);
-  } else if (match(argc, argv, i, "", "--arena", &v, &err)) {
-    if (err) return err;
+    break;
+  case F_ARENA:
     if (!(o->arena_bytes = parse_arena(v, 1)))
       return usage_error("bad arena size '%s' (expected 1M to 1024G, like 64M or 1G; a bare number is MiB)", v);
-  } else if (match(argc, argv, i, "", "--binary", NULL, &err)) {
-    o->binary = 1;
-  } else if (match(argc, argv, i, "-e", "-e", &v, &err)) {
-    if (err) return err;
+    break;
+  case F_EXEC:
     if (o->nexec == (int)(sizeof o->exec / sizeof o->exec[0])) return usage_error("too many -e options%s", "");
     o->exec[o->nexec++] = v;
-  } else {
-    return usage_error("unknown option '%s'", argv[*i]);
-  }
-  /* what compare and sweep pass on to every run */
-  int local = local_option(o, argv[first]);
-  for (int k = first; !local && k <= *i; k++) {
-    if (o->nfwd == (int)(sizeof o->fwd / sizeof o->fwd[0])) return usage_error("too many options%s", "");
-    o->fwd[o->nfwd++] = argv[k];
+    break;
   }
   return -1;
+}
+
+/* What compare and sweep pass on to every run: the option in one spelling, and its value. */
+static int forward(const cli_flag *fl, const char *v, cli_options *o) {
+  int keep = is_sweep(o) ? LOCAL_SWEEP : LOCAL_COMPARE;
+  if (strcmp(o->command, "run") == 0 || (fl->local & keep)) return -1;
+  if (o->nfwd + 2 > (int)(sizeof o->fwd / sizeof o->fwd[0])) return usage_error("too many options%s", "");
+  o->fwd[o->nfwd++] = flag_name(fl, 1);
+  if (fl->arg) o->fwd[o->nfwd++] = v;
+  return -1;
+}
+
+/* The row of getopt_long's value: the short letter, or 256 + the row for a long-only option; -1 if none. */
+static int flag_of(int c) {
+  for (int i = 0; i < F_COUNT; i++)
+    if ((cli_flags[i].shrt && c == cli_flags[i].shrt[1]) || c == 256 + i) return i;
+  return -1;
+}
+
+/* getopt_long's '?' or ':' for the element arg: say what was wrong, as the user wrote it. */
+static int option_error(int c, const char *arg) {
+  int as_long = strncmp(arg, "--", 2) == 0;
+  int f = optopt ? flag_of(optopt) : -1;  /* optopt: 0 for an unknown long option */
+  const cli_flag *fl = f >= 0 ? &cli_flags[f] : NULL;
+  if (c == ':') return usage_error("option '%s' needs a value", flag_name(fl, as_long));
+  if (fl && as_long) return usage_error("option '%s' takes no value", fl->lng);
+  if (!as_long) {
+    char s[3] = { '-', (char)optopt, '\0' };
+    return usage_error("unknown option '%s'", s);
+  }
+  char name[64];  /* --name, without any =value */
+  snprintf(name, sizeof name, "%.*s", (int)strcspn(arg, "="), arg);
+  char could[160] = "";
+  int n = 0;
+  for (int i = 0; i < F_COUNT; i++) {
+    if (!cli_flags[i].lng || strncmp(cli_flags[i].lng, name, strlen(name)) != 0) continue;
+    size_t len = strlen(could);
+    snprintf(could + len, sizeof could - len, "%s%s", n++ ? ", " : "", cli_flags[i].lng);
+  }
+  if (n < 2) return usage_error("unknown option '%s'", name);
+  char msg[256];
+  snprintf(msg, sizeof msg, "ambiguous option '%s' (could be %s)", name, could);
+  return usage_error("%s", msg);
+}
+
+/* Options, in POSIX order: getopt_long stops at the first argument that is not one
+   (the script), so the script's own arguments are never read as gilvm's. */
+static int parse_options(int argc, char **argv, cli_options *o) {
+  struct option longs[F_COUNT + 1];
+  char shorts[2 * F_COUNT + 3] = "+:";  /* +: stop at the script; ':' a missing value */
+  int nl = 0;
+  for (int i = 0; i < F_COUNT; i++) {
+    const cli_flag *fl = &cli_flags[i];
+    int val = fl->shrt ? fl->shrt[1] : 256 + i;
+    if (fl->lng) longs[nl++] = (struct option){ fl->lng + 2, fl->arg ? required_argument : no_argument, NULL, val };
+    if (!fl->shrt) continue;
+    size_t n = strlen(shorts);
+    shorts[n++] = fl->shrt[1];
+    if (fl->arg) shorts[n++] = ':';  /* it takes a value */
+    shorts[n] = '\0';
+  }
+  longs[nl] = (struct option){ 0 };
+  opterr = 0;  /* our own messages */
+  optind = 0;  /* glibc: start afresh */
+  for (;;) {
+    int at = optind ? optind : 1;  /* the element getopt reads now (a bundle stays at its element) */
+    int c = getopt_long(argc, argv, shorts, longs, NULL);
+    if (c == -1) return -1;
+    if (c == '?' || c == ':') return option_error(c, argv[at]);
+    int f = flag_of(c);
+    int rc = set_option(f, optarg, o);
+    if (rc < 0) rc = forward(&cli_flags[f], optarg, o);
+    if (rc >= 0) return rc;
+  }
 }
 
 /* A sweep: a script, lists filled in, nothing that belongs to a single run. */
@@ -280,19 +405,12 @@ int cli_parse(int argc, char **argv, cli_options *o) {
   o->command = "run";
   o->mode = "gil";
   o->policy = "cpython";
-  int i = 1;
-  if (i < argc && (strcmp(argv[i], "run") == 0 || strcmp(argv[i], "compare") == 0 || strcmp(argv[i], "sweep") == 0))
-    o->command = argv[i++];
-  for (; i < argc; i++) {
-    const char *a = argv[i];
-    if (strcmp(a, "--") == 0) {
-      i++;
-      break;
-    }
-    if (a[0] != '-' || strcmp(a, "-") == 0) break;
-    int r = set_option(argc, argv, &i, o);
-    if (r >= 0) return r;
-  }
+  int shift = argc > 1 && (strcmp(argv[1], "run") == 0 || strcmp(argv[1], "compare") == 0 ||
+                           strcmp(argv[1], "sweep") == 0);
+  if (shift) o->command = argv[1];
+  int rc = parse_options(argc - shift, argv + shift, o);  /* the command stands in for argv[0] */
+  if (rc >= 0) return rc;
+  int i = optind + shift;
   const char *mb = getenv("GILVM_ARENA_MB");  /* empty: unset; --arena wins */
   if (!o->arena_bytes && mb && *mb && !(o->arena_bytes = parse_arena(mb, 0)))
     return usage_error("bad GILVM_ARENA_MB '%s' (expected a whole number of MiB from 1 to 1048576)", mb);
@@ -308,6 +426,9 @@ int cli_parse(int argc, char **argv, cli_options *o) {
     return usage_error("compare needs a script file%s", "");
   if (strcmp(o->command, "compare") == 0 && strcmp(o->mode, "gil") != 0)
     return usage_error("compare runs every mode: drop -m %s", o->mode);
+  if (strcmp(o->command, "compare") == 0 && (o->trace_path || o->svg_path || o->timeline))
+    return usage_error("%s draws one run: use it with 'gilvm run', not compare",
+                       o->trace_path ? "--trace" : o->svg_path ? "--svg" : "--timeline");
   if (is_sweep(o)) return check_sweep(o);
   if (o->check_interval && strcmp(o->policy, "legacy") != 0)
     return usage_error("--check-interval applies to the legacy policy only (use -g legacy)%s", "");

@@ -38,7 +38,7 @@ typedef struct cli_options {
   cli_list intervals;       /* sweep: -s LIST (default 0.1ms,0.5ms,1ms,5ms,20ms,100ms) */
   uint64_t interval_list_ns[CLI_LIST_MAX];
   cli_list policies;        /* sweep: -g LIST (default: cpython) */
-  const char *fwd[48];      /* options a compare or sweep passes on to each run, as given */
+  const char *fwd[48];      /* options a compare or sweep passes on to each run, in one spelling */
   int nfwd;
   const char *script;       /* NULL with only -e; "-" is stdin */
   int script_index;         /* its index in argv (arguments follow it) */
