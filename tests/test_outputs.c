@@ -459,7 +459,8 @@ Test(json, odd_names_survive_json_and_trace) {
   json_t *e;
   int named = 0;
   json_array_foreach(json_object_get(json_file(trace), "traceEvents"), i, e)
-    named += strcmp(str_at(e, "name"), "thread_name") == 0 && strcmp(str_at(json_object_get(e, "args"), "name"), odd_json) == 0;
+    named += strcmp(str_at(e, "name"), "thread_name") == 0 &&
+             strcmp(str_at(json_object_get(e, "args"), "name"), odd_json) == 0;
   cr_expect_eq(named, 1, "the trace names no thread as the script named its worker:\n%s", slurp(trace));
 }
 

@@ -224,7 +224,7 @@ void timeline_free(timeline *tl) {
    entry per state change, up to a million per thread, too many to hold as
    one tree. The two kinds most entries are, slices and waiter counts, are
    one object each, refilled for every entry: a new object per entry made
-   writing the trace twice as slow again. */
+   writing the trace nearly twice as slow again. */
 typedef struct trace_writer {
   jsonio_stream *j;
   const timeline *tl;
@@ -249,12 +249,12 @@ static int writer_init(trace_writer *w, jsonio_stream *j, const timeline *tl) {
   memset(w, 0, sizeof *w);
   w->j = j;
   w->tl = tl;
-  w->slice = json_pack("{s:s, s:s, s:o, s:o, s:s, s:o, s:o}", "name", "", "ph", "X", "pid", w->slice_pid = json_integer(0),
-                       "tid", w->slice_tid = json_integer(0), "cat", "state", "ts", w->slice_ts = json_real(0), "dur",
-                       w->slice_dur = json_real(0));
-  const tl_track *main = &tl->tracks[0];
+  w->slice = json_pack("{s:s, s:s, s:o, s:o, s:s, s:o, s:o}", "name", "", "ph", "X",
+                       "pid", w->slice_pid = json_integer(0), "tid", w->slice_tid = json_integer(0), "cat", "state",
+                       "ts", w->slice_ts = json_real(0), "dur", w->slice_dur = json_real(0));
+  const tl_track *first = &tl->tracks[0];  /* the counter sits on main's track */
   w->count = json_pack("{s:s, s:s, s:I, s:I, s:o, s:{s:o}}", "name", "GIL waiters", "ph", "C", "pid",
-                       (json_int_t)main->pid, "tid", (json_int_t)main->tid, "ts", w->count_ts = json_real(0), "args",
+                       (json_int_t)first->pid, "tid", (json_int_t)first->tid, "ts", w->count_ts = json_real(0), "args",
                        "threads waiting", w->count_n = json_integer(0));
   int ok = w->slice && w->count;
   for (int s = 0; s < ST_NSTATES; s++) ok &= (w->state_names[s] = json_string(ev_state_names[s])) != NULL;
@@ -278,7 +278,8 @@ static json_t *with(json_t *e, const char *key, json_t *v) {
 
 /* Metadata: a name (string) or a sort index (number). */
 static void trace_meta(trace_writer *w, const char *what, const tl_track *t, const char *name, long index) {
-  json_t *args = name ? json_pack("{s:o}", "name", jsonio_string(name)) : json_pack("{s:I}", "sort_index", (json_int_t)index);
+  json_t *args = name ? json_pack("{s:o}", "name", jsonio_string(name))
+                      : json_pack("{s:I}", "sort_index", (json_int_t)index);
   jsonio_stream_add(w->j, with(trace_event(what, "M", t), "args", args));
 }
 
