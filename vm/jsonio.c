@@ -69,9 +69,11 @@ int jsonio_write(const char *path, json_t *v) {
     fputc('\n', f);
     rc = outfile_close(&out);
   } else if (f) {
-    rc = outfile_abort(&out, ENOMEM);  /* jansson failed (memory): put nothing in place */
+    rc = outfile_abort(&out, ENOMEM);  /* out of memory, or a write failed (its errno is kept) */
   }
+  int e = errno;
   json_decref(v);
+  errno = e;
   return rc;
 }
 
