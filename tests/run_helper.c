@@ -14,6 +14,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -477,6 +478,20 @@ int report_figure(const char *err, const char *name, char *out, size_t len) {
     line = eol + 1;
   }
   return 0;
+}
+
+/* ---- JSON ---- */
+
+json_t *run_json_file(const char *path, char *err, size_t len) {
+  json_error_t e;
+  json_t *v = json_load_file(path, JSON_REJECT_DUPLICATES, &e);
+  if (!v) snprintf(err, len, "%s: line %d, column %d: %s", path, e.line, e.column, e.text);
+  return v;
+}
+
+double run_json_number(const json_t *obj, const char *key) {
+  json_t *v = json_object_get(obj, key);
+  return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
 int count_occurrences(const char *hay, const char *needle) {

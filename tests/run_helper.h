@@ -13,6 +13,7 @@
 #ifndef RUN_HELPER_H
 #define RUN_HELPER_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -118,6 +119,14 @@ int report_thread_named(const char *err, const char *name, int prefix, report_th
 
 /* The value printed for a gil.report() figure, copied into buf. 1 if found. */
 int report_figure(const char *err, const char *name, char *buf, size_t len);
+
+/* ---- reading gilvm's JSON files: parsed by jansson, never matched as text ---- */
+
+/* The JSON file at path, or NULL (with why, and where, in err) if it cannot be
+   read or is not valid JSON (invalid UTF-8 included). Free with json_decref. */
+json_t *run_json_file(const char *path, char *err, size_t len);
+/* The number at key in obj (integer or real), or NAN if there is none. */
+double run_json_number(const json_t *obj, const char *key);
 
 /* How many times needle occurs in hay. */
 int count_occurrences(const char *hay, const char *needle);
