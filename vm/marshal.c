@@ -58,6 +58,7 @@
  *   is, on bytecode that lua_dump made in this process tree.
  */
 #include "marshal.h"
+#include "vec.h"
 
 #include <lauxlib.h>
 #include <sodium.h>
@@ -231,15 +232,7 @@ void mar_buf_free(mar_buf *b)
 /* Makes room for n more bytes, doubling the capacity; 0 or -1 (no memory). */
 static int buf_grow(mar_buf *b, size_t n)
 {
-    if (b->cap - b->len >= n) return 0;
-    if (n > SIZE_MAX / 4 - b->len) return -1;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->len < n) cap *= 2;
-    unsigned char *data = realloc(b->data, cap);
-    if (!data) return -1;
-    b->data = data;
-    b->cap = cap;
-    return 0;
+    return VEC_RESERVE(b->data, b->len, b->cap, n, 256);
 }
 
 /* Open-addressing hash map from an object's address to a number. The encoder

@@ -93,6 +93,7 @@
 #include "gilmod.h"
 #include "runtime.h"
 #include "shared.h"
+#include "vec.h"
 
 #define LOCK_MT "gil.lock"
 #define QUEUE_MT "gil.queue"
@@ -249,7 +250,8 @@ typedef struct held_lock {
 } held_lock;
 
 static held_lock *helds;  /* locks held by this process's workers */
-static int nhelds, caphelds;
+static int nhelds;
+static size_t caphelds;
 
 typedef struct pool_reg {
   long id;
@@ -258,7 +260,8 @@ typedef struct pool_reg {
 } pool_reg;
 
 static pool_reg *pools;  /* pools whose queues are kept alive here */
-static int npools, cappools;
+static int npools;
+static size_t cappools;
 static long next_pool_id;
 
 static void before_fork(void) { pthread_mutex_lock(&objects_mu); }
@@ -266,16 +269,6 @@ static void after_fork_parent(void) { pthread_mutex_unlock(&objects_mu); }
 static void after_fork_child(void) {
   nhelds = 0;  /* the other threads are gone, and this one's token changed */
   pthread_mutex_unlock(&objects_mu);
-}
-
-static int grow(void **arr, int *cap, int n, size_t size) {
-  if (n < *cap) return 0;
-  int c = *cap ? *cap * 2 : 16;
-  void *p = realloc(*arr, (size_t)c * size);
-  if (!p) return -1;
-  *arr = p;
-  *cap = c;
-  return 0;
 }
 
 static uint64_t held_by(shm_off off) {
@@ -291,7 +284,7 @@ static void held_set(shm_off off, uint64_t token) {
   pthread_mutex_lock(&objects_mu);
   int i = 0;
   while (i < nhelds && helds[i].off != off) i++;
-  if (i < nhelds || grow((void **)&helds, &caphelds, nhelds, sizeof *helds) == 0) {
+  if (i < nhelds || VEC_RESERVE(helds, nhelds, caphelds, 1, 16) == 0) {
     if (i == nhelds) nhelds++;
     helds[i].off = off;
     helds[i].token = token;
@@ -666,7 +659,7 @@ static int p_register(lua_State *L) {
   handle *t = check(L, 1, SHM_T_QUEUE), *r = check(L, 2, SHM_T_QUEUE);
   shm_arena *a = arena(L);
   pthread_mutex_lock(&objects_mu);
-  int ok = grow((void **)&pools, &cappools, npools, sizeof *pools) == 0;
+  int ok = VEC_RESERVE(pools, npools, cappools, 1, 16) == 0;
   long id = 0;
   if (ok && shm_obj_retain(a, t->off) == SHM_OK) {
     if (shm_obj_retain(a, r->off) == SHM_OK) {

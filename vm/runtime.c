@@ -49,6 +49,7 @@
 #include "clock.h"
 #include "gilmod.h"
 #include "outfile.h"
+#include "vec.h"
 
 #define PARENT_GONE_STATUS 1  /* a child whose parent died: nobody reads it */
 
@@ -128,19 +129,6 @@ static const ev_state block_state[RT_BLOCK_NKINDS] = {
 
 /* ---- interpreters and worker records ---- */
 
-/* Append p to a growable array of pointers; 0 or -1 when out of memory. */
-static int push_ptr(void ***arr, int *n, int *cap, void *p) {
-  if (*n == *cap) {
-    int c = *cap ? *cap * 2 : 16;
-    void **a = realloc(*arr, (size_t)c * sizeof *a);
-    if (!a) return -1;
-    *arr = a;
-    *cap = c;
-  }
-  (*arr)[(*n)++] = p;
-  return 0;
-}
-
 static rt_interp *new_interp(runtime *rt) {
   rt_interp *in = calloc(1, sizeof *in);
   if (!in) return NULL;
@@ -156,7 +144,7 @@ static rt_interp *new_interp(runtime *rt) {
   luaL_openlibs(in->L);
   gilmod_open(in->L);
   pthread_mutex_lock(&rt->mu);
-  int err = push_ptr((void ***)&rt->interps, &rt->ninterps, &rt->icap, in);
+  int err = VEC_PUSH(rt->interps, rt->ninterps, rt->icap, in);
   pthread_mutex_unlock(&rt->mu);
   if (err) {
     lua_close(in->L);
@@ -180,7 +168,7 @@ static rt_worker *new_worker(runtime *rt, rt_kind kind, rt_interp *in) {
   w->spawned_ns = clock_now_ns();
   pthread_mutex_lock(&rt->mu);
   w->id = rt->next_id++;
-  int err = push_ptr((void ***)&rt->workers, &rt->nworkers, &rt->cap, w);
+  int err = VEC_PUSH(rt->workers, rt->nworkers, rt->cap, w);
   pthread_mutex_unlock(&rt->mu);
   if (err) {
     free(w);
@@ -523,15 +511,9 @@ static int write_all(int fd, const void *p, size_t n) {
 /* Process workers with an open pipe, kept in rt->piped so that a forked
    child closes its siblings' without walking every worker record. */
 static void track_fd(runtime *rt, rt_worker *w) {  /* under fork_mu */
-  if (rt->npiped == rt->pipedcap) {
-    int c = rt->pipedcap ? rt->pipedcap * 2 : 16;
-    rt_worker **a = realloc(rt->piped, (size_t)c * sizeof *a);
-    if (!a) return;  /* untracked: a later child merely holds one more read end */
-    rt->piped = a;
-    rt->pipedcap = c;
-  }
-  w->fd_slot = rt->npiped;
-  rt->piped[rt->npiped++] = w;
+  int slot = rt->npiped;
+  if (VEC_PUSH(rt->piped, rt->npiped, rt->pipedcap, w) != 0) return;  /* untracked: a later child merely holds one more read end */
+  w->fd_slot = slot;
 }
 
 /* Close w's pipe; under fork_mu, so that no child forked meanwhile keeps it. */
@@ -699,13 +681,7 @@ static int read_child(rt_worker *w, uint64_t deadline, mar_buf *raw) {
     if (r < 0 && errno != EINTR) return 1;
     if (r <= 0 && wait_ms == 0) return 0;
     if (r <= 0) continue;
-    if (raw->cap - raw->len < 65536) {
-      size_t cap = raw->cap ? raw->cap * 2 : 131072;
-      unsigned char *d = realloc(raw->data, cap);
-      if (!d) return 1;
-      raw->data = d;
-      raw->cap = cap;
-    }
+    if (VEC_RESERVE(raw->data, raw->len, raw->cap, 65536, 131072) != 0) return 1;
     ssize_t k = read(w->fd, raw->data + raw->len, raw->cap - raw->len);
     if (k < 0 && errno == EINTR) continue;
     if (k <= 0) return 1;
