@@ -58,6 +58,7 @@
  *   is, on bytecode that lua_dump made in this process tree.
  */
 #include "marshal.h"
+#include "check.h"
 #include "vec.h"
 
 #include <lauxlib.h>
@@ -164,7 +165,7 @@ static void make_key(void)
 
 int mar_init(void)
 {
-    pthread_once(&mac_key_once, make_key);
+    PT_CHECK(pthread_once(&mac_key_once, make_key));
     return mac_key_ok ? 0 : -1;
 }
 
@@ -194,7 +195,7 @@ int mar_register_udata(const char *tname, mar_udata_encode enc, mar_udata_decode
 {
     if (!tname || !enc || !dec || strlen(tname) >= sizeof codecs[0].tname) return -1;
     mar_init();
-    pthread_mutex_lock(&codecs_lock);
+    PT_CHECK(pthread_mutex_lock(&codecs_lock));
     int n = atomic_load_explicit(&ncodecs, memory_order_relaxed);
     int ok = n < MAX_CODECS;
     for (int i = 0; ok && i < n; i++)
@@ -205,7 +206,7 @@ int mar_register_udata(const char *tname, mar_udata_encode enc, mar_udata_decode
         codecs[n].dec = dec;
         atomic_store_explicit(&ncodecs, n + 1, memory_order_release);
     }
-    pthread_mutex_unlock(&codecs_lock);
+    PT_CHECK(pthread_mutex_unlock(&codecs_lock));
     return ok ? 0 : -1;
 }
 
