@@ -44,3 +44,12 @@ Test(check, another_error_still_aborts, .init = errorcheck_mutex, .signal = SIGA
 {
   PT_CHECK_OR(pthread_mutex_unlock(&checked), EBUSY);
 }
+
+/* vm/'s assert()s guard the runtime's invariants: meson's b_ndebug=if-release
+   keeps them in the debugoptimized, debug and sanitizer builds. */
+Test(check, asserts_are_compiled_in)
+{
+#ifdef NDEBUG
+  cr_assert_fail("NDEBUG is set: vm/'s assert()s are compiled out");
+#endif
+}

@@ -32,6 +32,7 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -193,6 +194,7 @@ static void add_gil_stats(gil_stats *to, const gil_stats *s) {
 /* Fold w's figures into rt->gone and take it out of workers[] (and its
    interpreter out of interps[]). Under rt->mu. */
 static void retire(runtime *rt, rt_worker *w) {
+  assert(w->done && w->reaped && w->joined);  /* only a finished, reaped, joined worker's figures are final */
   rt_totals *t = &rt->gone;
   t->n++;
   t->failed += w->error != NULL;
@@ -207,12 +209,15 @@ static void retire(runtime *rt, rt_worker *w) {
   t->maxrss_kb += w->maxrss_kb;
   t->events_dropped += w->events.dropped;
   t->bytes_copied += w->bytes_copied;
+  int was = rt->nworkers;
   for (int i = rt->first_own; i < rt->nworkers; i++)
     if (rt->workers[i] == w) {  /* keep the order: the report's rows follow it */
       memmove(&rt->workers[i], &rt->workers[i + 1], (size_t)(rt->nworkers - i - 1) * sizeof *rt->workers);
       rt->nworkers--;
       break;
     }
+  assert(rt->nworkers == was - 1);  /* retired once: a second retire would not find it */
+  (void)was;
   if (!w->owns_in) return;
   gil_stats s;
   gil_stats_get(w->in->gil, &s);
@@ -255,6 +260,7 @@ void rt_handle_gone(lua_State *L, rt_worker *w) {
   runtime *rt = rt_current;
   if (!rt || rt->closing) return;
   PT_CHECK(pthread_mutex_lock(&rt->mu));
+  assert(w->handles > 0);  /* one rt_handle_new per handle: the count never goes below 0 */
   int idle = --w->handles == 0 && w->joined && w->reaped && w->id != 0 && !rt_foreign(rt, w) && w != self_worker;
   int release = idle && w->id >= RT_KEEP_RECORDS && !rt->keep_all;
   if (release) retire(rt, w);
@@ -386,6 +392,7 @@ static void finish(rt_worker *w) {
   breaker_attach(NULL, NULL);
   w->cpu_ns = clock_thread_cpu_ns();
   PT_CHECK(pthread_mutex_lock(&rt->mu));
+  assert(!w->done);  /* a worker finishes once */
   w->done = 1;
   PT_CHECK(pthread_cond_broadcast(&rt->done_cv));
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
@@ -779,6 +786,7 @@ static int collect_child(rt_worker *w, uint64_t deadline) {
   else w->msg = raw;
   PT_CHECK(pthread_mutex_lock(&rt->mu));
   w->collecting = 0;
+  assert(!w->reaped);  /* only the one collector reaps a child, once */
   if (eof) w->done = w->reaped = 1;
   PT_CHECK(pthread_cond_broadcast(&rt->done_cv));
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
@@ -921,6 +929,7 @@ int rt_join(lua_State *L, rt_worker *w, int64_t timeout_ns) {
 
 int rt_push_results(lua_State *L, rt_worker *w) {
   PT_CHECK(pthread_mutex_lock(&rt_current->mu));
+  assert(w->done && w->reaped);  /* results are read only once the worker is gone */
   w->joined = 1;
   PT_CHECK(pthread_mutex_unlock(&rt_current->mu));
   const char *what = w->kind == RT_PROCESS ? "process" : "thread";
@@ -956,6 +965,7 @@ void rt_sleep(lua_State *L, uint64_t ns) {
 }
 
 uint64_t rt_block_begin(rt_worker *self, rt_block kind) {
+  assert(self == self_worker && kind < RT_BLOCK_NKINDS);  /* only a thread drops its own GIL */
   uint64_t now = clock_now_ns();
   gil_drop(self->in->gil, &self->gt);
   if (self->rt->recording) ev_record(&self->events, clock_now_ns(), EV_STATE, block_state[kind], 0);
@@ -963,6 +973,7 @@ uint64_t rt_block_begin(rt_worker *self, rt_block kind) {
 }
 
 void rt_block_end(rt_worker *self, rt_block kind, uint64_t began) {
+  assert(self == self_worker);
   gil_take(self->in->gil, &self->gt);
   park_if_exiting(self);
   uint64_t spent = clock_now_ns() - began;
