@@ -27,6 +27,7 @@
 #include "clock.h"
 #include "jsonio.h"
 #include "outfile.h"
+#include "vec.h"
 
 extern char **environ;
 
@@ -119,13 +120,7 @@ typedef struct sink {
 /* Read what is there (the fd is non-blocking). Returns -1 out of memory. */
 static int sink_read(sink *s) {
   while (s->fd >= 0) {
-    if (s->cap - s->len < 4096) {
-      size_t cap = s->cap ? s->cap * 2 : 65536;
-      char *b = realloc(s->p, cap);
-      if (!b) return -1;
-      s->p = b;
-      s->cap = cap;
-    }
+    if (VEC_RESERVE(s->p, s->len, s->cap, 4096, 65536) != 0) return -1;
     ssize_t k = read(s->fd, s->p + s->len, s->cap - s->len - 1);
     if (k > 0) {
       s->len += (size_t)k;

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "breaker.h"
+#include "check.h"
 #include "cli.h"
 #include "compare.h"
 #include "clock.h"
@@ -194,7 +195,7 @@ static int gilvm_main(int argc, char **argv) {
 
   sigset_t set;
   signal_set(&set);
-  pthread_sigmask(SIG_BLOCK, &set, NULL);  /* inherited by every thread: the watchdog takes them */
+  PT_CHECK(pthread_sigmask(SIG_BLOCK, &set, NULL));  /* inherited by every thread: the watchdog takes them */
 
   rt_arena_size = o.arena_bytes;
   runtime *rt = rt_create(o.mode, o.policy, o.interval_ns, o.check_interval);
@@ -209,7 +210,7 @@ static int gilvm_main(int argc, char **argv) {
 
   watchdog wd = { .rt = rt, .timeout_ns = o.timeout_ns };
   atomic_init(&wd.finished, 0);
-  pthread_create(&wd.tid, NULL, watchdog_main, &wd);
+  PT_CHECK(pthread_create(&wd.tid, NULL, watchdog_main, &wd));
 
   gil_take(rt->interps[0]->gil, &main_w->gt);
   breaker_attach(L, &main_w->interrupt);
@@ -232,8 +233,8 @@ static int gilvm_main(int argc, char **argv) {
   if (rc != EXIT_LOAD && report(rt, &o) && rc == 0) rc = EXIT_SCRIPT_ERROR;
 
   atomic_store(&wd.finished, 1);
-  pthread_kill(wd.tid, WATCHDOG_QUIT);
-  pthread_join(wd.tid, NULL);
+  PT_CHECK_OR(pthread_kill(wd.tid, WATCHDOG_QUIT), ESRCH);  /* ESRCH: it saw finished and returned */
+  PT_CHECK(pthread_join(wd.tid, NULL));
   gil_take(rt->interps[0]->gil, &main_w->gt);  /* __gc metamethods may run Lua code */
   rt_destroy(rt);  /* closes the interpreters */
   return rc;
