@@ -144,7 +144,7 @@ static void contended_hook(const char *mode, const char *policy) {
             hits, calls, mode, policy, CTXA(r));
   cr_assert(strstr(r->out, "seen 20\n") && strstr(r->out, "mask c\n"),
             "the script saw no preemption, or gethook showed another mask" CTX, CTXA(r));
-  report_run rr;
+  parsed_report rr;
   cr_assert(report_parse_run(r->err, &rr), "no complete report on stderr" CTX, CTXA(r));
   cr_assert(rr.switches >= 20, "fewer switches than the script saw" CTX, CTXA(r));
 }
@@ -171,7 +171,7 @@ Test(breaker, deep_stack_is_armed_once_per_drop_request) {
   expect_exit0(r);
   cr_assert(count_occurrences(r->out, "stack overflow") == 2, "expected two stack overflows" CTX, CTXA(r));
   long arms = number_after(r, r->err, "gilvm: breaker armed ");
-  report_run rr;
+  parsed_report rr;
   cr_assert(report_parse_run(r->err, &rr), "no complete report on stderr" CTX, CTXA(r));
   cr_assert(arms <= 2 * rr.drop_requests + 8,
             "the breaker was armed %ld times for %ld drop requests: re-armed while a request was pending"
