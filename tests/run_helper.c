@@ -539,7 +539,7 @@ const char *run_sanitizer_report(const char *text) {
 
 static void **tracked;
 static size_t ntracked, captracked;
-static run_result **results;
+static void **results;  /* run_result *: freed by test_cleanup */
 static size_t nresults, capresults;
 static char *tmpdirs[8];
 static int ntmpdirs;
@@ -644,7 +644,7 @@ run_result *run_tracked(const run_opts *o, const char *const *argv) {
   run_opts opts = o ? *o : (run_opts){ 0 };
   if (opts.limit_s <= 0) opts.limit_s = RUN_LIMIT_S;
   run_result *r = run_program(&opts, (char *const *)argv);
-  keep((void ***)&results, &nresults, &capresults, r);
+  keep(&results, &nresults, &capresults, r);
   return r;
 }
 
