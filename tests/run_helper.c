@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -505,6 +506,20 @@ int report_figure(const char *err, const char *name, char *out, size_t len) {
   return 0;
 }
 
+/* ---- JSON ---- */
+
+json_t *run_json_file(const char *path, char *err, size_t len) {
+  json_error_t e;
+  json_t *v = json_load_file(path, JSON_REJECT_DUPLICATES, &e);
+  if (!v) snprintf(err, len, "%s: line %d, column %d: %s", path, e.line, e.column, e.text);
+  return v;
+}
+
+double run_json_number(const json_t *obj, const char *key) {
+  json_t *v = json_object_get(obj, key);
+  return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
 int count_occurrences(const char *hay, const char *needle) {
   int n = 0;
   size_t len = strlen(needle);
@@ -541,6 +556,8 @@ static void **tracked;
 static size_t ntracked, captracked;
 static void **results;  /* run_result *: freed by test_cleanup */
 static size_t nresults, capresults;
+static json_t *jsons[64];
+static int njsons;
 static char *tmpdirs[8];
 static int ntmpdirs;
 static const char *own_tmpdir;
@@ -577,6 +594,7 @@ static int remove_one(const char *path, const struct stat *st, int flag, struct 
 void test_cleanup(void) {
   for (size_t i = 0; i < nresults; i++) run_result_free(results[i]);
   for (size_t i = 0; i < ntracked; i++) free(tracked[i]);
+  for (int i = 0; i < njsons; i++) json_decref(jsons[i]);
   for (int i = ntmpdirs - 1; i >= 0; i--) {
     if (nftw(tmpdirs[i], remove_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
       fprintf(stderr, "could not remove %s: %s\n", tmpdirs[i], strerror(errno));
@@ -587,7 +605,7 @@ void test_cleanup(void) {
   tracked = NULL;
   results = NULL;
   ntracked = captracked = nresults = capresults = 0;
-  ntmpdirs = 0;
+  ntmpdirs = njsons = 0;
   own_tmpdir = NULL;
 }
 
@@ -638,6 +656,15 @@ char *slurp(const char *path, size_t *len) {
   char *s = buf_take(&b, &got);
   if (len) *len = got;
   return track(s);
+}
+
+json_t *json_file(const char *path) {
+  char err[512];
+  json_t *v = run_json_file(path, err, sizeof err);
+  cr_assert(v != NULL, "not valid JSON: %s\n%s", err, access(path, R_OK) == 0 ? slurp(path, NULL) : "(no file)");
+  cr_assert(njsons < (int)(sizeof jsons / sizeof jsons[0]), "too many JSON files in one test");
+  jsons[njsons++] = v;
+  return v;
 }
 
 run_result *run_tracked(const run_opts *o, const char *const *argv) {

@@ -17,6 +17,7 @@
 #ifndef RUN_HELPER_H
 #define RUN_HELPER_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -124,6 +125,14 @@ int report_thread_named(const char *err, const char *name, int prefix, report_th
 /* The value printed for a gil.report() figure, copied into buf. 1 if found. */
 int report_figure(const char *err, const char *name, char *buf, size_t len);
 
+/* ---- reading gilvm's JSON files: parsed by jansson, never matched as text ---- */
+
+/* The JSON file at path, or NULL (with why, and where, in err) if it cannot be
+   read or is not valid JSON (invalid UTF-8 included). Free with json_decref. */
+json_t *run_json_file(const char *path, char *err, size_t len);
+/* The number at key in obj (integer or real), or NAN if there is none. */
+double run_json_number(const json_t *obj, const char *key);
+
 /* How many times needle occurs in hay. */
 int count_occurrences(const char *hay, const char *needle);
 
@@ -153,6 +162,9 @@ const char *tmp_path(const char *name);
 /* A whole file, NUL-terminated and tracked; fails the test if it cannot be read.
    *len (when not NULL) is set to its length. */
 char *slurp(const char *path, size_t *len);
+/* The JSON file at path, parsed (jansson) and tracked; fails the test, showing
+   why and the file, if it cannot be read or is not valid JSON. */
+json_t *json_file(const char *path);
 
 /* Run argv (NULL-terminated, argv[0] a path), tracked, with no check: for a
    test that must do something first (kill what the child left behind). */

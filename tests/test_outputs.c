@@ -44,6 +44,7 @@ static void init(void) {
 
 TestSuite(stopping, .init = init, .fini = test_cleanup);
 TestSuite(outputs, .init = init, .fini = test_cleanup);
+TestSuite(json, .init = init, .fini = test_cleanup);
 
 static const char *data(const char *name) { return data_in("e2e", name); }
 static const char *in_dir(const char *name) { return fmt("%s/%s", dir, name); }
@@ -163,8 +164,8 @@ Test(stopping, compare_sigint_stops_its_child_and_exits_130) {
   expect_exit(r, 130);
   expect_err_has(r, "(not run: interrupted)");
   expect_err_has(r, "gilvm: stopped: interrupted\n");
-  cr_expect(strstr(slurp(json, NULL), "\"stopped\": \"interrupted\""), "the JSON should say it was stopped:\n%s",
-            slurp(json, NULL));
+  const char *stopped = json_string_value(json_object_get(json_file(json), "stopped"));
+  cr_expect(stopped && strcmp(stopped, "interrupted") == 0, "the JSON should say it was stopped:\n%s", slurp(json, NULL));
 }
 
 Test(stopping, compare_sigterm_stops_its_child_and_exits_143) {
@@ -329,4 +330,71 @@ Test(outputs, stdout_write_errors_exit_1_with_a_message) {
   expect_exit(r, 1);
   r = GVSH(full, "-q", "--timeout", "0.2s", "-e", "print('x') while true do end");
   expect_exit(r, 124);
+}
+
+/* ==================================================================== JSON */
+
+/* odd_names.lua's name for its worker and its figure, as JSON carries it: every
+   byte kept but those that start no UTF-8 sequence, each replaced by U+FFFD. */
+static const char odd_json[] = "q\"uo\\te\n\t\1 \xef\xbf\xbd\xef\xbf\xbd(";
+
+/* The string at key in obj, "" if there is none (so messages can print it). */
+static const char *str_at(const json_t *obj, const char *key) {
+  const char *v = json_string_value(json_object_get(obj, key));
+  return v ? v : "";
+}
+
+/* A --json report of odd_names.lua: its worker and figures under their names. */
+static void expect_odd_report(const json_t *rep, const char *what) {
+  cr_assert(json_is_object(rep), "%s: no report", what);
+  int named = 0;
+  size_t i;
+  json_t *t;
+  json_array_foreach(json_object_get(rep, "threads"), i, t) named += strcmp(str_at(t, "name"), odd_json) == 0;
+  cr_expect_eq(named, 1, "%s: no thread named as the script named its worker", what);
+  json_t *fig = json_object_get(rep, "figures");
+  cr_expect_str_eq(str_at(fig, odd_json), odd_json, "%s: the odd figure's name or value was changed", what);
+  json_t *n = json_object_get(fig, "n \"1\"");
+  cr_expect(json_is_integer(n) && json_integer_value(n) == 42, "%s: an integer figure stays an integer", what);
+  cr_expect(json_is_real(json_object_get(fig, "ratio")) && run_json_number(fig, "ratio") == 0.125,
+            "%s: a real figure stays a number", what);
+}
+
+Test(json, odd_names_survive_json_and_trace) {
+  const char *json = in_dir("r.json"), *trace = in_dir("r.trace");
+  run_result *r = GV("-q", "--json", json, "--trace", trace, data("odd_names.lua"));
+  expect_exit(r, 0);
+  expect_odd_report(json_file(json), "--json");
+  size_t i;
+  json_t *e;
+  int named = 0;
+  json_array_foreach(json_object_get(json_file(trace), "traceEvents"), i, e)
+    named += strcmp(str_at(e, "name"), "thread_name") == 0 &&
+             strcmp(str_at(json_object_get(e, "args"), "name"), odd_json) == 0;
+  cr_expect_eq(named, 1, "the trace names no thread as the script named its worker:\n%s", slurp(trace, NULL));
+}
+
+Test(json, odd_names_survive_compare_in_every_mode) {
+  const char *json = in_dir("c.json");
+  run_result *r = GV("compare", "--json", json, data("odd_names.lua"));
+  expect_exit(r, 0);
+  json_t *modes = json_object_get(json_file(json), "modes");
+  static const char *const names[] = { "gil", "nogil", "fork" };
+  for (int m = 0; m < 3; m++) expect_odd_report(json_object_get(modes, names[m]), names[m]);
+  /* the table reads the figures back from each run's JSON, whatever their names */
+  expect_err_has(r, fmt("  %-24s %14s %14s %14s\n", "n \"1\"", "42", "42", "42"));
+  expect_err_has(r, fmt("  %-24s %14s %14s %14s\n", "ratio", "0.125", "0.125", "0.125"));
+}
+
+Test(json, an_odd_script_path_survives_sweep) {
+  const char *odd = in_dir("odd \"name\"\\\n\xff.lua");
+  put(odd, slurp(data("odd_names.lua"), NULL));
+  const char *json = in_dir("s.json");
+  run_result *r = GV("sweep", "-q", "-s", "1ms,2ms", "--json", json, odd);
+  expect_exit(r, 0);
+  json_t *s = json_file(json);
+  cr_expect_str_eq(str_at(s, "script"), in_dir("odd \"name\"\\\n\xef\xbf\xbd.lua"), "the script's path was changed");
+  json_t *runs = json_object_get(s, "runs");
+  cr_assert_eq(json_array_size(runs), 2, "one entry per run:\n%s", slurp(json, NULL));
+  for (size_t i = 0; i < 2; i++) expect_odd_report(json_object_get(json_array_get(runs, i), "report"), "sweep");
 }
