@@ -310,6 +310,31 @@ const char *run_status_text(const run_result *r, char *b, size_t len) {
   return b;
 }
 
+static int pid_gone(pid_t pid) {
+  if (kill(pid, 0) != 0) return errno == ESRCH;
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  const char *p = strrchr(buf, ')');
+  return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');  /* a zombie waiting for its parent has died */
+}
+
+int run_wait_gone(pid_t pid, double seconds) {
+  double end = run_now() + seconds;
+  while (!pid_gone(pid)) {
+    if (run_now() > end) {
+      kill(pid, SIGKILL);
+      return 0;
+    }
+    ms_sleep(20);
+  }
+  return 1;
+}
+
 /* ---------------------------------------------------------------- the report */
 
 double report_parse_duration(const char *s, const char **end) {

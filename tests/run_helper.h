@@ -66,6 +66,10 @@ const char *run_status_text(const run_result *r, char *buf, size_t len);
 /* Monotonic seconds. */
 double run_now(void);
 
+/* Wait until pid no longer runs (gone, or a zombie nobody reaped yet): 1 if so
+   within seconds; 0 if not, and then it is SIGKILLed, so nothing is left behind. */
+int run_wait_gone(pid_t pid, double seconds);
+
 /* ---- failure messages ---- */
 
 /* The last 4000 bytes of a possibly long output. */

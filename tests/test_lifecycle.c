@@ -175,32 +175,12 @@ Test(lifecycle, fork_does_not_walk_earlier_workers) {
 
 /* ---- children die with gilvm ---- */
 
-static int gone(pid_t pid) {
-  if (kill(pid, 0) != 0) return errno == ESRCH;
-  char path[64], buf[512];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  FILE *f = fopen(path, "r");
-  if (!f) return 1;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = 0;
-  const char *p = strrchr(buf, ')');
-  return p && p[1] == ' ' && p[2] == 'Z';  /* a zombie waiting for init has died */
-}
-
 /* Both pids the script printed are gone within a generous deadline. */
 static void expect_both_die(const run_result *r) {
   int a = 0, b = 0;
   const char *line = strstr(r->out, "pids ");
   cr_assert(line && sscanf(line, "pids %d %d", &a, &b) == 2 && a > 0 && b > 0, "no pids" CTX, CTXA(r));
-  double deadline = run_now() + 20;
-  while ((!gone(a) || !gone(b)) && run_now() < deadline) {
-    struct timespec ts = { 0, 20000000 };
-    nanosleep(&ts, NULL);
-  }
-  int ga = gone(a), gb = gone(b);
-  kill(a, SIGKILL);  /* whatever happened, leave nothing behind */
-  kill(b, SIGKILL);
+  int ga = run_wait_gone(a, 20), gb = run_wait_gone(b, 20);  /* killed if not: nothing left behind */
   cr_expect(ga, "the child (pid %d) outlived gilvm by 20 s" CTX, a, CTXA(r));
   cr_expect(gb, "the grandchild (pid %d) outlived gilvm by 20 s" CTX, b, CTXA(r));
 }

@@ -108,27 +108,6 @@ static pid_t pid_in(const char *path) {
   return (pid_t)pid;
 }
 
-/* Wait until pid no longer runs (gone, or a zombie nobody reaped yet). 1 if so within GONE_S. */
-static int wait_gone(pid_t pid) {
-  double end = run_now() + GONE_S;
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  for (;;) {
-    FILE *f = fopen(path, "r");
-    if (!f) return 1;
-    char state = 0;
-    int got = fscanf(f, "%*d (%*[^)]) %c", &state);
-    fclose(f);
-    if (got == 1 && (state == 'Z' || state == 'X')) return 1;
-    if (run_now() > end) {
-      kill(pid, SIGKILL);  /* do not leave it behind */
-      return 0;
-    }
-    struct timespec ts = { 0, 20000000 };
-    nanosleep(&ts, NULL);
-  }
-}
-
 /* ======================================== compare and sweep when stopped */
 
 /* Run `gilvm ARGS... pid_wait.lua PIDFILE [stubborn]`, signal it once the
@@ -148,7 +127,7 @@ static run_result *stop_case(const char *command, int sig, int nsignals, const c
                  .limit_s = RUN_LIMIT_S };
   run_result *r = run_tracked(&o, argv);  /* not checked yet: the child goes first */
   pid_t child = exists(pidfile) ? pid_in(pidfile) : 0;
-  int gone = !child || wait_gone(child);  /* killed if not, so a failed test leaves nothing running */
+  int gone = !child || run_wait_gone(child, GONE_S);  /* killed if not, so a failed test leaves nothing running */
   expect_clean(r);
   cr_assert_eq(r->signals_sent, nsignals, "the signal was not sent" CTX, CTXA(r));
   cr_assert(child, "the script wrote no pid" CTX, CTXA(r));
