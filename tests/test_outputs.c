@@ -32,84 +32,23 @@
 
 /* ------------------------------------------------------------ plumbing */
 
-#define LIMIT_S 60.0
 #define GONE_S 30.0  /* how long a stopped child may take to disappear */
 
-static void *allocs[128];
-static int nallocs;
-static run_result *results[32];
-static int nresults;
-static json_t *jsons[16];
-static int njsons;
-static char dir[64], tmpdir[64];
-
-static void *track(void *p) {
-  cr_assert(p != NULL, "out of memory");
-  if (nallocs < (int)(sizeof allocs / sizeof allocs[0])) allocs[nallocs++] = p;
-  return p;
-}
-
-static char *fmt(const char *f, ...) {
-  va_list ap;
-  va_start(ap, f);
-  char *s = NULL;
-  if (vasprintf(&s, f, ap) < 0) s = NULL;
-  va_end(ap);
-  return track(s);
-}
+static const char *dir, *tmpdir;
 
 static void init(void) {
-  snprintf(dir, sizeof dir, "/tmp/gilvm-out-XXXXXX");
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/gilvm-tmpdir-XXXXXX");
-  cr_assert(mkdtemp(dir) && mkdtemp(tmpdir), "cannot make a temporary directory: %s", strerror(errno));
+  dir = new_tmpdir();
+  tmpdir = new_tmpdir();
   setenv("TMPDIR", tmpdir, 1);  /* each test runs in a process of its own */
 }
 
-static void fini(void) {
-  for (int i = 0; i < nresults; i++) run_result_free(results[i]);
-  for (int i = 0; i < nallocs; i++) free(allocs[i]);
-  for (int i = 0; i < njsons; i++) json_decref(jsons[i]);
-  nresults = nallocs = njsons = 0;
-  char cmd[192];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", dir, tmpdir);
-  if (system(cmd) != 0) fprintf(stderr, "could not remove %s %s\n", dir, tmpdir);
-}
+TestSuite(stopping, .init = init, .fini = test_cleanup);
+TestSuite(outputs, .init = init, .fini = test_cleanup);
+TestSuite(json, .init = init, .fini = test_cleanup);
 
-TestSuite(stopping, .init = init, .fini = fini);
-TestSuite(outputs, .init = init, .fini = fini);
-TestSuite(json, .init = init, .fini = fini);
-
-static const char *env(const char *name) {
-  const char *v = getenv(name);
-  cr_assert(v && *v, "%s is not set: run the suite with `meson test outputs`", name);
-  return v;
-}
-
-static const char *data(const char *name) { return fmt("%s/e2e/%s", env("GILVM_TESTDATA"), name); }
+static const char *data(const char *name) { return data_in("e2e", name); }
 static const char *in_dir(const char *name) { return fmt("%s/%s", dir, name); }
 
-static run_result *run_argv(const run_opts *o, const char *const *argv) {
-  run_opts opts = o ? *o : (run_opts){ 0 };
-  if (opts.limit_s <= 0) opts.limit_s = LIMIT_S;
-  run_result *r = run_program(&opts, (char *const *)argv);
-  if (nresults < (int)(sizeof results / sizeof results[0])) results[nresults++] = r;
-  cr_assert(r->spawn_errno == 0, "cannot run %s: %s", argv[0], strerror(r->spawn_errno));
-  cr_assert(!r->timed_out, "did not finish within %.0f s" CTX, opts.limit_s, CTXA(r));
-  cr_assert(!run_sanitizer_report(r->err), "a sanitizer reported a problem" CTX, CTXA(r));
-  return r;
-}
-
-/* gilvm with args (NULL-terminated, without the binary). */
-static run_result *gv(const run_opts *o, const char *const *args) {
-  const char *argv[48];
-  int n = 0;
-  argv[n++] = env("GILVM");
-  for (int i = 0; args[i] && n < 47; i++) argv[n++] = args[i];
-  argv[n] = NULL;
-  return run_argv(o, argv);
-}
-#define GV(...) gv(NULL, (const char *const[]){ __VA_ARGS__, NULL })
-#define GVO(o, ...) gv((o), (const char *const[]){ __VA_ARGS__, NULL })
 
 /* gilvm under `sh -c SHELL_CODE sh gilvm args...`: the shell code sets up what
    run_helper cannot (limits, redirections) and ends with exec "$@". */
@@ -120,41 +59,14 @@ static run_result *gv_sh(const char *shell_code, const char *const *args) {
   argv[n++] = "-c";
   argv[n++] = shell_code;
   argv[n++] = "sh";
-  argv[n++] = env("GILVM");
+  argv[n++] = gilvm_path();
   for (int i = 0; args[i] && n < 47; i++) argv[n++] = args[i];
   argv[n] = NULL;
-  return run_argv(NULL, argv);
+  return run_checked(NULL, argv);
 }
 #define GVSH(code, ...) gv_sh((code), (const char *const[]){ __VA_ARGS__, NULL })
 
-static void expect_exit(const run_result *r, int code) {
-  cr_assert(r->exited && r->exit_code == code, "expected exit %d" CTX, code, CTXA(r));
-}
-
-static void expect_err_has(const run_result *r, const char *needle) {
-  cr_assert(strstr(r->err, needle) != NULL, "stderr lacks \"%s\"" CTX, needle, CTXA(r));
-}
-
 static int exists(const char *path) { return access(path, F_OK) == 0; }
-
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  cr_assert(f, "cannot read %s: %s", path, strerror(errno));
-  char *s = track(calloc(1, 1 << 20));
-  size_t n = fread(s, 1, (1 << 20) - 1, f);
-  s[n] = '\0';
-  fclose(f);
-  return s;
-}
-
-/* The JSON file at path, parsed (jansson); fails the test if it is not valid JSON. */
-static json_t *json_file(const char *path) {
-  char err[512];
-  json_t *v = run_json_file(path, err, sizeof err);
-  cr_assert(v != NULL, "not valid JSON: %s\n%s", err, exists(path) ? slurp(path) : "(no file)");
-  if (njsons < (int)(sizeof jsons / sizeof jsons[0])) jsons[njsons++] = v;
-  return v;
-}
 
 static void put(const char *path, const char *text) {
   FILE *f = fopen(path, "w");
@@ -191,30 +103,9 @@ static void expect_listing(const char *d, const char *expected) {
 
 /* The pid the script (pid_wait.lua) wrote to path. */
 static pid_t pid_in(const char *path) {
-  long pid = strtol(slurp(path), NULL, 10);
+  long pid = strtol(slurp(path, NULL), NULL, 10);
   cr_assert(pid > 1, "no pid in %s", path);
   return (pid_t)pid;
-}
-
-/* Wait until pid no longer runs (gone, or a zombie nobody reaped yet). 1 if so within GONE_S. */
-static int wait_gone(pid_t pid) {
-  double end = run_now() + GONE_S;
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  for (;;) {
-    FILE *f = fopen(path, "r");
-    if (!f) return 1;
-    char state = 0;
-    int got = fscanf(f, "%*d (%*[^)]) %c", &state);
-    fclose(f);
-    if (got == 1 && (state == 'Z' || state == 'X')) return 1;
-    if (run_now() > end) {
-      kill(pid, SIGKILL);  /* do not leave it behind */
-      return 0;
-    }
-    struct timespec ts = { 0, 20000000 };
-    nanosleep(&ts, NULL);
-  }
 }
 
 /* ======================================== compare and sweep when stopped */
@@ -227,19 +118,17 @@ static run_result *stop_case(const char *command, int sig, int nsignals, const c
   int is_sweep = strcmp(command, "sweep") == 0;
   const char *argv[16];
   int n = 0;
-  argv[n++] = env("GILVM");
+  argv[n++] = gilvm_path();
   for (int i = 0; i < (is_sweep ? 3 : 1); i++) argv[n++] = is_sweep ? sweep[i] : compare[i];
   const char *rest[] = { "--json", json, data("pid_wait.lua"), pidfile, stubborn, NULL };
   for (int i = 0; rest[i]; i++) argv[n++] = rest[i];
   argv[n] = NULL;
   run_opts o = { .signal = sig, .nsignals = nsignals, .signal_when_file = pidfile, .signal_every_s = 0.3,
-                 .limit_s = LIMIT_S };
-  run_result *r = run_program(&o, (char *const *)argv);  /* not run_argv: the child goes first */
-  if (nresults < (int)(sizeof results / sizeof results[0])) results[nresults++] = r;
+                 .limit_s = RUN_LIMIT_S };
+  run_result *r = run_tracked(&o, argv);  /* not checked yet: the child goes first */
   pid_t child = exists(pidfile) ? pid_in(pidfile) : 0;
-  int gone = !child || wait_gone(child);  /* killed if not, so a failed test leaves nothing running */
-  cr_assert(r->spawn_errno == 0 && !r->timed_out, "%s did not end" CTX, command, CTXA(r));
-  cr_assert(!run_sanitizer_report(r->err), "a sanitizer reported a problem" CTX, CTXA(r));
+  int gone = !child || run_wait_gone(child, GONE_S);  /* killed if not, so a failed test leaves nothing running */
+  expect_clean(r);
   cr_assert_eq(r->signals_sent, nsignals, "the signal was not sent" CTX, CTXA(r));
   cr_assert(child, "the script wrote no pid" CTX, CTXA(r));
   cr_assert(gone, "%s's child gilvm (pid %d) still ran %.0f s after it ended" CTX, command, (int)child, GONE_S,
@@ -255,7 +144,7 @@ Test(stopping, compare_sigint_stops_its_child_and_exits_130) {
   expect_err_has(r, "(not run: interrupted)");
   expect_err_has(r, "gilvm: stopped: interrupted\n");
   const char *stopped = json_string_value(json_object_get(json_file(json), "stopped"));
-  cr_expect(stopped && strcmp(stopped, "interrupted") == 0, "the JSON should say it was stopped:\n%s", slurp(json));
+  cr_expect(stopped && strcmp(stopped, "interrupted") == 0, "the JSON should say it was stopped:\n%s", slurp(json, NULL));
 }
 
 Test(stopping, compare_sigterm_stops_its_child_and_exits_143) {
@@ -346,7 +235,7 @@ Test(outputs, existing_file_keeps_its_mode_and_a_symlink_stays_a_link) {
   struct stat st;
   cr_assert(lstat(link, &st) == 0 && S_ISLNK(st.st_mode), "link.json should still be a symlink");
   cr_assert(stat(real, &st) == 0 && (st.st_mode & 07777) == 0640, "mode %o, expected 640", st.st_mode & 07777);
-  cr_expect(strstr(slurp(real), "\"wall_s\""), "the report went elsewhere:\n%s", slurp(real));
+  cr_expect(strstr(slurp(real, NULL), "\"wall_s\""), "the report went elsewhere:\n%s", slurp(real, NULL));
   expect_listing(dir, "link.json ran real.json");
 }
 
@@ -359,7 +248,7 @@ Test(outputs, a_write_killed_midway_leaves_the_old_file_whole) {
   put(json, old_json);
   run_result *r = GVSH("ulimit -c 0; ulimit -f 1; exec \"$@\"", "-q", "--json", json, data("threads20.lua"));
   cr_assert(r->term_signal == SIGXFSZ, "gilvm should have been killed writing past the limit" CTX, CTXA(r));
-  cr_expect_str_eq(slurp(json), old_json, "the old file was overwritten by a partial one");
+  cr_expect_str_eq(slurp(json, NULL), old_json, "the old file was overwritten by a partial one");
 }
 
 Test(outputs, a_write_that_fails_midway_leaves_the_old_file_and_no_temporary) {
@@ -372,7 +261,7 @@ Test(outputs, a_write_that_fails_midway_leaves_the_old_file_and_no_temporary) {
   expect_exit(r, 1);
   for (int i = 0; i < 3; i++) {
     expect_err_has(r, fmt("gilvm: cannot write %s: File too large", p[i]));
-    cr_expect_str_eq(slurp(p[i]), old_json, "%s was overwritten by a partial file", p[i]);
+    cr_expect_str_eq(slurp(p[i], NULL), old_json, "%s was overwritten by a partial file", p[i]);
   }
   r = GVSH(limit, "sweep", "-q", "-s", "1ms", "--json", p[0], "--svg", p[2], data("threads20.lua"));
   expect_exit(r, 1);
@@ -383,7 +272,7 @@ Test(outputs, a_write_that_fails_midway_leaves_the_old_file_and_no_temporary) {
   r = GVSH(limit, "compare", "--json", p[0], data("threads20.lua"));
   expect_exit(r, 1);
   expect_err_has(r, fmt("gilvm: cannot write %s: File too large", p[0]));
-  for (int i = 0; i < 3; i++) cr_expect_str_eq(slurp(p[i]), old_json, "%s was overwritten", p[i]);
+  for (int i = 0; i < 3; i++) cr_expect_str_eq(slurp(p[i], NULL), old_json, "%s was overwritten", p[i]);
   expect_listing(dir, "out.json out.svg out.trace");
 }
 
@@ -394,7 +283,7 @@ Test(outputs, a_run_killed_before_writing_leaves_the_old_file_and_no_temporary) 
   run_opts o = { .signal = SIGKILL, .signal_when = "ready\n", .stdin_keep_open = 1 };
   run_result *r = GVO(&o, "-q", "--json", json, "--svg", svg, data("threads20.lua"), "wait");
   cr_assert(r->term_signal == SIGKILL, CTX, CTXA(r));
-  cr_expect_str_eq(slurp(json), old_json, "the old file was touched");
+  cr_expect_str_eq(slurp(json, NULL), old_json, "the old file was touched");
   expect_listing(dir, "out.json");
 }
 
@@ -461,7 +350,7 @@ Test(json, odd_names_survive_json_and_trace) {
   json_array_foreach(json_object_get(json_file(trace), "traceEvents"), i, e)
     named += strcmp(str_at(e, "name"), "thread_name") == 0 &&
              strcmp(str_at(json_object_get(e, "args"), "name"), odd_json) == 0;
-  cr_expect_eq(named, 1, "the trace names no thread as the script named its worker:\n%s", slurp(trace));
+  cr_expect_eq(named, 1, "the trace names no thread as the script named its worker:\n%s", slurp(trace, NULL));
 }
 
 Test(json, odd_names_survive_compare_in_every_mode) {
@@ -478,13 +367,13 @@ Test(json, odd_names_survive_compare_in_every_mode) {
 
 Test(json, an_odd_script_path_survives_sweep) {
   const char *odd = in_dir("odd \"name\"\\\n\xff.lua");
-  put(odd, slurp(data("odd_names.lua")));
+  put(odd, slurp(data("odd_names.lua"), NULL));
   const char *json = in_dir("s.json");
   run_result *r = GV("sweep", "-q", "-s", "1ms,2ms", "--json", json, odd);
   expect_exit(r, 0);
   json_t *s = json_file(json);
   cr_expect_str_eq(str_at(s, "script"), in_dir("odd \"name\"\\\n\xef\xbf\xbd.lua"), "the script's path was changed");
   json_t *runs = json_object_get(s, "runs");
-  cr_assert_eq(json_array_size(runs), 2, "one entry per run:\n%s", slurp(json));
+  cr_assert_eq(json_array_size(runs), 2, "one entry per run:\n%s", slurp(json, NULL));
   for (size_t i = 0; i < 2; i++) expect_odd_report(json_object_get(json_array_get(runs, i), "report"), "sweep");
 }
