@@ -166,6 +166,8 @@ static void take_locked(gil_t *g, gil_thread *t) {
   }
   if (p->took) p->took(g, &w);
   gil__acquired(g, t, start);
+  /* a forced-switching dropper waits for a switch, or for no waiter left: both may be true now */
+  GIL_CHECK(pthread_cond_broadcast(&g->switch_cond));
 }
 
 /* The driver's drop, g->mutex held: release, wake as the policy says, force the switch. */
@@ -234,7 +236,7 @@ void gil_set_event_fn(gil_t *g, gil_event_fn fn, void *arg) {
   unlock(g);
 }
 
-/* ---- the driver's bookkeeping (g->mutex held) ---- */
+/* ---- the driver's bookkeeping (g->mutex held): no pthread call, so any driver can use it ---- */
 
 void gil__event(gil_t *g, gil_thread *t, gil_event ev, uint64_t now) {
   if (g->on_event) g->on_event(t, ev, now, g->event_arg);
@@ -249,7 +251,6 @@ void gil__wait_begin(gil_t *g, gil_thread *t) {
 void gil__wait_end(gil_t *g) {
   assert(g->nwaiting > 0 && "the GIL's waiter count went negative");
   if (--g->nwaiting == 0) g->st.contended_ns += gil_now_ns() - g->contended_since;
-  GIL_CHECK(pthread_cond_broadcast(&g->switch_cond));  /* a forced-switching holder may wait on us */
 }
 
 static void add_handoff(gil_t *g, uint64_t ns) {
@@ -283,7 +284,6 @@ void gil__acquired(gil_t *g, gil_thread *t, uint64_t wait_started) {
   t->wait_ns += now - wait_started;
   g->st.wait_ns += now - wait_started;
   t->acquired_at = now;
-  GIL_CHECK(pthread_cond_broadcast(&g->switch_cond));
   gil__event(g, t, GIL_EV_ACQUIRE, now);
 }
 

@@ -47,9 +47,11 @@
  * here), answers should_yield at the simulated check points, and implements
  * force_switching as "the dropper is not runnable until switch_number moves
  * or nobody waits". The bookkeeping below (gil__acquired, gil__released,
- * gil__request_drop, ...) is the driver's, not the policy's; it reads the
- * clock through gil_now_ns(), which a virtual-time driver replaces by its own
- * clock so that the same statistics come out in virtual time.
+ * gil__request_drop, ...) is the driver's, not the policy's, and makes no
+ * pthread call, so the virtual-time driver can share it; it reads the clock
+ * through gil_now_ns(), which that driver would replace by its own clock (a
+ * clock function in struct gil) so that the same statistics come out in
+ * virtual time.
  */
 #ifndef GIL_POLICY_H
 #define GIL_POLICY_H
