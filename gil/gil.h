@@ -1,7 +1,7 @@
 /*
  * gil.h — the Global Interpreter Lock, as seen by the runtime.
  *
- * One interface, several policies (gil_cpython.c, ...). The GIL knows
+ * One interface, several policies (gil_cpython.c, ..., see gil_policy.h). The GIL knows
  * nothing about Lua: it hands a lock between OS threads, records what it
  * did, and, when a waiter wants the holder to let go, calls the runtime's
  * drop-request callback so the runtime can interrupt the holder (vm/ does it
@@ -37,9 +37,6 @@ typedef struct gil_thread {
   uint64_t wait_ns;       /* time spent waiting to take it */
   uint64_t hold_ns;       /* time spent holding it */
   uint64_t acquired_at;   /* when it last took it (ns, monotonic) */
-  /* policy-private */
-  struct gil_thread *next;  /* fifo: the queue of waiters */
-  int granted;              /* fifo: the holder handed the GIL to this thread */
 } gil_thread;
 
 typedef struct gil_stats {
@@ -60,8 +57,19 @@ typedef struct gil_stats {
 typedef void (*gil_drop_request_fn)(gil_thread *holder, void *arg);
 typedef void (*gil_event_fn)(gil_thread *t, gil_event ev, uint64_t now_ns, void *arg);
 
-/* The policy names gil_create() accepts, NULL-terminated. */
-extern const char *const gil_policy_names[];
+/* What a policy is, for the CLI, the report and sweep (gil_policy.h has the rest). */
+typedef struct gil_policy_info {
+  const char *name;              /* what gil_create() and -g take */
+  const char *about;             /* a few words for --help */
+  uint64_t default_interval_ns;  /* used when the user sets no interval */
+  const char *interval_is;       /* what the interval is to it ("quantum"); NULL: it has no timed wait */
+  int default_check_interval;    /* > 0: released every N instructions (a count hook drives gil_yield) */
+} gil_policy_info;
+
+/* The policies gil_create() accepts, in table order (the first is the default); NULL past the end. */
+const gil_policy_info *gil_policy_at(int i);
+/* The policy called `name`, or NULL. */
+const gil_policy_info *gil_policy_find(const char *name);
 
 /* interval_ns is the switch interval (cpython), the quantum (fifo), unused by legacy. */
 gil_t *gil_create(const char *policy, uint64_t interval_ns, gil_drop_request_fn on_drop_request,
@@ -78,6 +86,8 @@ void gil_drop(gil_t *g, gil_thread *t);
 void gil_yield(gil_t *g, gil_thread *t);
 /* Cheap, lock-free: has a waiter asked the holder to drop? */
 int gil_drop_requested(const gil_t *g);
+/* Cheap, lock-free, at a check point: should the holder gil_yield() now? (the policy's rule) */
+int gil_should_yield(const gil_t *g);
 /* Cheap, lock-free: how many threads wait for the GIL now. */
 int gil_waiters(const gil_t *g);
 

@@ -38,38 +38,36 @@
  * `switch_mutex`): simpler to read, and both are held only for a few
  * instructions. A forced-switching holder stops waiting if no waiter is left
  * (a waiter that is interrupted never takes the GIL), so it cannot hang.
+ *
+ * As decisions (gil_policy.h), with the driver doing the waiting: take it
+ * if nobody holds it; a woken waiter takes it if it is free; a waiter that
+ * waited a whole interval with no switch asks; a release wakes one waiter;
+ * force_switching. No private state: the driver's holder is the flag.
  */
 #include "gil_policy.h"
 
-static void cpython_take(gil_t *g, gil_thread *t) {
-  uint64_t start = gil_now_ns();
-  if (g->locked) {
-    gil__wait_begin(g, t);
-    while (g->locked) {
-      unsigned long seen = g->switch_number;
-      int timed_out = gil__timedwait(g, &g->cond, atomic_load(&g->interval_ns));
-      if (timed_out && g->locked && g->switch_number == seen)
-        gil__request_drop(g);  /* a whole interval and nobody switched: ask */
-    }
-    gil__wait_end(g);
-  }
-  gil__acquired(g, t, start);
+static int cpython_free(gil_t *g, gil_waiter *w) {
+  (void)w;
+  return g->holder == NULL;
 }
 
-static void cpython_drop(gil_t *g, gil_thread *t, int forced) {
-  gil__released(g, t, forced);
-  pthread_cond_signal(&g->cond);
-  if (atomic_load(&g->drop_request)) {
-    /* FORCE_SWITCHING: do not race the waiter we were asked to make room for */
-    while (g->last_holder == t && g->nwaiting > 0)
-      pthread_cond_wait(&g->switch_cond, &g->mutex);
-  }
+static int cpython_timed_out(gil_t *g, gil_waiter *w) {
+  (void)g, (void)w;
+  return 1;  /* a whole interval and nobody switched: ask */
+}
+
+static gil_wake cpython_released(gil_t *g, gil_thread *t) {
+  (void)g, (void)t;
+  return GIL_WAKE_ONE;
 }
 
 const gil_policy gil_policy_cpython = {
-  .name = "cpython",
-  .default_interval_ns = 5000000,  /* sys.getswitchinterval() == 0.005 */
-  .default_check_interval = 0,
-  .take = cpython_take,
-  .drop = cpython_drop,
+  .info = { .name = "cpython", .about = "CPython 3.2+",
+            .default_interval_ns = 5000000,  /* sys.getswitchinterval() == 0.005 */
+            .interval_is = "switch interval", .default_check_interval = 0 },
+  .force_switching = 1,
+  .arrive = cpython_free,
+  .may_take = cpython_free,
+  .timed_out = cpython_timed_out,
+  .released = cpython_released,
 };

@@ -23,57 +23,68 @@
  * compare `-g fifo -s 100ms` with the cpython policy on scripts/convoy.lua.
  * The price of strict order is that every switch is a full handoff between
  * two threads, even when the releasing thread could have gone on.
+ *
+ * Its private state is the queue and a reservation (the flag that stays
+ * set between a handoff and the grantee's take). A queue node is the
+ * driver's gil_waiter, which lives as long as the wait, so queueing
+ * allocates nothing. A grant is for one waiter, and all wait on one
+ * condition, so a handoff wakes all of them (GIL_WAKE_ALL) and only the
+ * grantee takes it.
  */
 #include "gil_policy.h"
 
-static void enqueue(gil_t *g, gil_thread *t) {
-  t->next = NULL;
-  t->granted = 0;
-  if (g->queue_tail) g->queue_tail->next = t;
-  else g->queue_head = t;
-  g->queue_tail = t;
+typedef struct fifo_state {
+  gil_waiter *head, *tail;  /* waiters, in arrival order */
+  int reserved;             /* handed to a waiter that has not taken it yet */
+} fifo_state;
+
+static int fifo_arrive(gil_t *g, gil_waiter *w) {
+  fifo_state *s = gil__state(g);
+  if (!g->holder && !s->reserved && !s->head) return 1;
+  w->next = NULL;
+  w->granted = 0;
+  if (s->tail) s->tail->next = w;
+  else s->head = w;
+  s->tail = w;
+  return 0;
 }
 
-static gil_thread *dequeue(gil_t *g) {
-  gil_thread *t = g->queue_head;
-  if (t) {
-    g->queue_head = t->next;
-    if (!g->queue_head) g->queue_tail = NULL;
-    t->next = NULL;
-  }
-  return t;
+static int fifo_may_take(gil_t *g, gil_waiter *w) {
+  (void)g;
+  return w->granted;
 }
 
-static void fifo_take(gil_t *g, gil_thread *t) {
-  uint64_t start = gil_now_ns();
-  if (g->locked || g->queue_head) {
-    enqueue(g, t);
-    gil__wait_begin(g, t);
-    while (!t->granted) {
-      unsigned long seen = g->switch_number;
-      int timed_out = gil__timedwait(g, &g->cond, atomic_load(&g->interval_ns));
-      if (timed_out && !t->granted && g->queue_head == t && g->switch_number == seen)
-        gil__request_drop(g);  /* our quantum-long wait is over: holder, hand it on */
-    }
-    gil__wait_end(g);
-  }
-  gil__acquired(g, t, start);
+static int fifo_timed_out(gil_t *g, gil_waiter *w) {
+  fifo_state *s = gil__state(g);
+  return s->head == w;  /* our quantum-long wait is over: holder, hand it on */
 }
 
-static void fifo_drop(gil_t *g, gil_thread *t, int forced) {
-  gil__released(g, t, forced);
-  gil_thread *next = dequeue(g);
-  if (next) {
-    next->granted = 1;
-    g->locked = 1;  /* reserved for `next`: nobody may barge in */
-    pthread_cond_broadcast(&g->cond);
-  }
+static void fifo_took(gil_t *g, gil_waiter *w) {
+  fifo_state *s = gil__state(g);
+  if (w->granted) s->reserved = 0;
+}
+
+static gil_wake fifo_released(gil_t *g, gil_thread *t) {
+  (void)t;
+  fifo_state *s = gil__state(g);
+  gil_waiter *next = s->head;
+  if (!next) return GIL_WAKE_NONE;
+  s->head = next->next;
+  if (!s->head) s->tail = NULL;
+  next->next = NULL;
+  next->granted = 1;
+  s->reserved = 1;  /* reserved for `next`: nobody may barge in */
+  return GIL_WAKE_ALL;
 }
 
 const gil_policy gil_policy_fifo = {
-  .name = "fifo",
-  .default_interval_ns = 100000000,  /* Ruby's TIME_QUANTUM: 100 ms */
-  .default_check_interval = 0,
-  .take = fifo_take,
-  .drop = fifo_drop,
+  .info = { .name = "fifo", .about = "fair, Ruby-like",
+            .default_interval_ns = 100000000,  /* Ruby's TIME_QUANTUM: 100 ms */
+            .interval_is = "quantum", .default_check_interval = 0 },
+  .state_size = sizeof(fifo_state),
+  .arrive = fifo_arrive,
+  .may_take = fifo_may_take,
+  .timed_out = fifo_timed_out,
+  .took = fifo_took,
+  .released = fifo_released,
 };

@@ -24,32 +24,44 @@
  * `check_interval` instructions (gil_check_interval()), which makes every
  * Lua thread pay for a hook call every N instructions. gil_yield() does the
  * release and the take in two separate critical sections, so the window a
- * waiter has is as narrow as it was in CPython 2. The runtime skips the
- * release when nobody waits (gil_waiters() == 0): releasing and re-taking
- * an uncontended lock changes nothing, and CPython 2 paid a few nanoseconds
- * for it where gilvm's bookkeeping (clocks, statistics) would cost far more.
+ * waiter has is as narrow as it was in CPython 2. The policy skips the
+ * release when nobody waits (should_yield: gil_waiters() == 0): releasing
+ * and re-taking an uncontended lock changes nothing, and CPython 2 paid a
+ * few nanoseconds for it where gilvm's bookkeeping (clocks, statistics)
+ * would cost far more.
+ *
+ * As decisions (gil_policy.h): take it if nobody holds it; waits are not
+ * timed (no interval_is), so nobody is ever asked to drop; a release wakes
+ * one waiter; at a check point, yield if anyone waits.
  */
 #include "gil_policy.h"
 
-static void legacy_take(gil_t *g, gil_thread *t) {
-  uint64_t start = gil_now_ns();
-  if (g->locked) {
-    gil__wait_begin(g, t);
-    while (g->locked) pthread_cond_wait(&g->cond, &g->mutex);
-    gil__wait_end(g);
-  }
-  gil__acquired(g, t, start);
+static int legacy_free(gil_t *g, gil_waiter *w) {
+  (void)w;
+  return g->holder == NULL;
 }
 
-static void legacy_drop(gil_t *g, gil_thread *t, int forced) {
-  gil__released(g, t, forced);
-  pthread_cond_signal(&g->cond);
+static int legacy_timed_out(gil_t *g, gil_waiter *w) {
+  (void)g, (void)w;
+  return 0;  /* never called: its waits are not timed */
 }
+
+static gil_wake legacy_released(gil_t *g, gil_thread *t) {
+  (void)g, (void)t;
+  return GIL_WAKE_ONE;
+}
+
+/* Reached every check interval (the count hook): release if anyone is there to take it. */
+static int legacy_should_yield(const gil_t *g) { return gil_drop_requested(g) || gil_waiters(g) > 0; }
 
 const gil_policy gil_policy_legacy = {
-  .name = "legacy",
-  .default_interval_ns = 5000000,  /* unused: legacy has no timed wait */
-  .default_check_interval = 100,   /* sys.getcheckinterval() == 100 */
-  .take = legacy_take,
-  .drop = legacy_drop,
+  .info = { .name = "legacy", .about = "CPython 2: release every N instructions",
+            .default_interval_ns = 5000000,  /* unused: legacy has no timed wait */
+            .interval_is = NULL,
+            .default_check_interval = 100 },  /* sys.getcheckinterval() == 100 */
+  .arrive = legacy_free,
+  .may_take = legacy_free,
+  .timed_out = legacy_timed_out,
+  .released = legacy_released,
+  .should_yield = legacy_should_yield,
 };

@@ -1,11 +1,57 @@
 /*
- * gil_policy.h — what a GIL policy implements, and the shared state and
- * bookkeeping every policy uses. Only the files in gil/ include it.
+ * gil_policy.h — what a GIL policy implements. Only gil/ (and a policy
+ * compiled into the tests) includes it.
  *
- * A policy is one file defining one `const gil_policy`. It decides who gets
- * the lock and when a holder is asked to let go; gil.c owns the mutex, the
- * statistics and the event stream, so that every policy is measured the same
- * way. Policy code runs with g->mutex held unless it says otherwise.
+ * A policy is one file defining one `const gil_policy gil_policy_NAME`, and
+ * one word in meson.build's `gil_policies` list, from which the table in
+ * gil.c is made (-DGIL_POLICIES). Its name, its --help line, its defaults and
+ * what -s means to it are in its `info`, which the CLI, the report and sweep
+ * read (gil_policy_at): nothing outside the file names a policy.
+ *
+ * A policy only decides. It never waits, wakes, reads a clock or calls
+ * pthreads: it is a small state machine over its private state (state_size
+ * bytes, zeroed at creation and after fork, reached with gil__state()) whose
+ * inputs are events and whose outputs are decisions:
+ *
+ *   event                                   hook          decision
+ *   a thread asks for the GIL               arrive        take it now, or wait
+ *   a waiter is woken                       may_take      take it now, or wait on
+ *   a waiter waited a whole interval,       timed_out     ask the holder to drop (1) or not
+ *     and nobody took the GIL meanwhile
+ *   a waiter takes the GIL                  took          (bookkeeping: a grant is used)
+ *   the holder lets go                      released      wake nobody, one waiter or all
+ *   the holder is at a check point          should_yield  yield now (1) or go on
+ *
+ * plus two flags: `info.interval_is` (NULL: waits are not timed, timed_out is
+ * never called) and `force_switching` (a holder that let go while a drop
+ * request was pending waits until another thread has taken the GIL).
+ *
+ * The driver does everything else, the same for every policy: gil.c is the
+ * pthread driver. It owns the mutex and condition variables, who holds the
+ * GIL (g->holder), the clock, the statistics, drop requests and the event
+ * stream, so every policy is measured the same way. Hooks run with g->mutex
+ * held, except should_yield, which is lock-free (it reads atomics only).
+ *
+ * A waiter is a gil_waiter: one wait by one thread, on the waiting thread's
+ * stack in the pthread driver. `next` and `granted` are the policy's (a
+ * queue link; "the lock is reserved for you"), so a queueing policy needs no
+ * field in the public gil_thread and no allocation.
+ *
+ * A virtual-time driver (the simulator, issue 9) plugs in beside gil.c
+ * without touching a policy: it keeps a gil_t per simulated GIL with the same
+ * fields, calls arrive/may_take/took/released at the same events, turns a
+ * wait into "this virtual thread is blocked" and a timed wait into a timer
+ * due `interval` virtual ns later (on expiry: timed_out, when switch_number
+ * did not move), turns WAKE_ONE/WAKE_ALL into making one or all blocked
+ * waiters runnable (which one first is its seeded choice, as the kernel's is
+ * here), answers should_yield at the simulated check points, and implements
+ * force_switching as "the dropper is not runnable until switch_number moves
+ * or nobody waits". The bookkeeping below (gil__acquired, gil__released,
+ * gil__request_drop, ...) is the driver's, not the policy's, and makes no
+ * pthread call, so the virtual-time driver can share it; it reads the clock
+ * through gil_now_ns(), which that driver would replace by its own clock (a
+ * clock function in struct gil) so that the same statistics come out in
+ * virtual time.
  */
 #ifndef GIL_POLICY_H
 #define GIL_POLICY_H
@@ -13,22 +59,51 @@
 #include "gil.h"
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* A failed pthread call in the GIL is a bug or a broken system: say which, and stop
+   (CPython: Py_FatalError). Evaluates `call` once, in every build. */
+#define GIL_CHECK(call)                                                                     \
+  do {                                                                                      \
+    int gil_rc_ = (call);                                                                   \
+    if (gil_rc_ != 0) gil__fatal(#call, gil_rc_, __FILE__, __LINE__);                       \
+  } while (0)
+
+_Noreturn void gil__fatal(const char *what, int err, const char *file, int line);
+
+/* One wait for the GIL by one thread. */
+typedef struct gil_waiter {
+  gil_thread *t;
+  struct gil_waiter *next;  /* the policy's: a queue link */
+  int granted;              /* the policy's: the GIL is reserved for this waiter */
+} gil_waiter;
+
+typedef enum gil_wake {
+  GIL_WAKE_NONE,  /* nobody needs to know */
+  GIL_WAKE_ONE,   /* one waiter, any: it may take it */
+  GIL_WAKE_ALL,   /* every waiter looks again (a grant to a particular one) */
+} gil_wake;
 
 typedef struct gil_policy {
-  const char *name;
-  uint64_t default_interval_ns;  /* used when the user sets no interval */
-  int default_check_interval;    /* > 0: the runtime drives gil_yield() from a count hook */
-  void (*take)(gil_t *g, gil_thread *t);
-  void (*drop)(gil_t *g, gil_thread *t, int forced);
+  gil_policy_info info;
+  size_t state_size;    /* private state, zeroed at creation and after fork */
+  int force_switching;  /* after a drop with a request pending: wait until another thread took it */
+  int (*arrive)(gil_t *g, gil_waiter *w);     /* 1: take it now; 0: w waits */
+  int (*may_take)(gil_t *g, gil_waiter *w);   /* w was woken: 1 to take it now */
+  int (*timed_out)(gil_t *g, gil_waiter *w);  /* an interval and no switch: 1 to ask the holder */
+  void (*took)(gil_t *g, gil_waiter *w);      /* optional: w takes it (after arrive or may_take) */
+  gil_wake (*released)(gil_t *g, gil_thread *t);
+  int (*should_yield)(const gil_t *g);        /* optional, lock-free; default: a drop was requested */
 } gil_policy;
 
 struct gil {
   const gil_policy *policy;
+  void *state;                  /* the policy's */
   pthread_mutex_t mutex;
-  pthread_cond_t cond;         /* signalled when the GIL is released or handed over */
-  pthread_cond_t switch_cond;  /* signalled when a thread has taken it (forced switching) */
-  int locked;
-  gil_thread *holder;
+  pthread_cond_t cond;          /* waiters wait here: woken by a release (GIL_WAKE_*) */
+  pthread_cond_t switch_cond;   /* signalled when a thread has taken it (forced switching) */
+  gil_thread *holder;           /* NULL: nobody holds it (a policy may still have reserved it) */
   gil_thread *last_holder;
   unsigned long switch_number;  /* increases at every take: "has anything happened?" */
   atomic_int drop_request;
@@ -37,7 +112,6 @@ struct gil {
   atomic_int check_interval;
   atomic_int nwaiting;          /* changed under mutex; read lock-free by gil_waiters() */
   uint64_t contended_since;
-  gil_thread *queue_head, *queue_tail;  /* fifo policy's waiters */
   /* totals */
   gil_stats st;
   uint64_t *handoff;            /* forced handoff latencies, ns */
@@ -49,14 +123,14 @@ struct gil {
   void *event_arg;
 };
 
-/* Bookkeeping shared by policies; call with g->mutex held. */
+static inline void *gil__state(const gil_t *g) { return g->state; }
+
+/* Bookkeeping the driver does; call with g->mutex held. */
 void gil__wait_begin(gil_t *g, gil_thread *t);
 void gil__wait_end(gil_t *g);
 void gil__acquired(gil_t *g, gil_thread *t, uint64_t wait_started);
 void gil__released(gil_t *g, gil_thread *t, int forced);
 void gil__request_drop(gil_t *g);
 void gil__event(gil_t *g, gil_thread *t, gil_event ev, uint64_t now);
-/* Timed wait on a condition for up to ns; returns nonzero on timeout. */
-int gil__timedwait(gil_t *g, pthread_cond_t *c, uint64_t ns);
 
 #endif

@@ -156,26 +156,49 @@ static void record_order(order_log *o, int id) {
 
 /* ------------------------------------------------------- API and names */
 
-/* gil_policy_names is exactly {cpython, legacy, fifo, NULL}; each name
-   creates a GIL that reports that name; anything else (including a
-   different case) is refused with NULL rather than falling back to a
-   default policy. */
+/* The table is meson's list: cpython, legacy and fifo, then lifo, the
+   policy only the tests know (gil_lifo.c, added by one word in
+   tests/meson.build); gil_policy_at is NULL past the end, each name creates
+   a GIL that reports that name, and gil_policy_find finds the same entry.
+   Anything else (including a different case) is refused with NULL rather
+   than falling back to a default policy. */
 Test(gil_api, policy_names_and_unknown_policy, .timeout = 10.) {
-  cr_assert_str_eq(gil_policy_names[0], "cpython");
-  cr_assert_str_eq(gil_policy_names[1], "legacy");
-  cr_assert_str_eq(gil_policy_names[2], "fifo");
-  cr_assert_null(gil_policy_names[3]);
-  for (int i = 0; gil_policy_names[i]; i++) {
-    gil_t *g = gil_create(gil_policy_names[i], 0, NULL, NULL);
-    cr_assert_not_null(g, "policy %s", gil_policy_names[i]);
-    cr_assert_str_eq(gil_policy_name(g), gil_policy_names[i]);
+  const char *want[] = { "cpython", "legacy", "fifo", "lifo" };
+  for (int i = 0; i < 4; i++) {
+    cr_assert_not_null(gil_policy_at(i));
+    cr_assert_str_eq(gil_policy_at(i)->name, want[i]);
+    cr_assert_eq(gil_policy_find(want[i]), gil_policy_at(i));
+  }
+  cr_assert_null(gil_policy_at(4));
+  cr_assert_null(gil_policy_at(-1));
+  for (int i = 0; gil_policy_at(i); i++) {
+    gil_t *g = gil_create(gil_policy_at(i)->name, 0, NULL, NULL);
+    cr_assert_not_null(g, "policy %s", gil_policy_at(i)->name);
+    cr_assert_str_eq(gil_policy_name(g), gil_policy_at(i)->name);
     gil_destroy(g);
   }
   cr_assert_null(gil_create("nope", 0, NULL, NULL));
   cr_assert_null(gil_create("", 0, NULL, NULL));
   cr_assert_null(gil_create("CPython", 0, NULL, NULL));
   cr_assert_null(gil_create("fifo ", 0, NULL, NULL));
+  cr_assert_null(gil_create(NULL, 0, NULL, NULL));
+  cr_assert_null(gil_policy_find("nope"));
   gil_destroy(NULL);  /* allowed, like free(NULL) */
+}
+
+/* What the CLI and sweep read from the table: the interval each policy
+   gives -s a meaning for (legacy and lifo have no timed wait), the check
+   interval (legacy only), a line for --help. */
+Test(gil_api, policy_info, .timeout = 10.) {
+  cr_assert_str_eq(gil_policy_find("cpython")->interval_is, "switch interval");
+  cr_assert_str_eq(gil_policy_find("fifo")->interval_is, "quantum");
+  cr_assert_null(gil_policy_find("legacy")->interval_is);
+  cr_assert_null(gil_policy_find("lifo")->interval_is);
+  cr_assert_eq(gil_policy_find("legacy")->default_check_interval, 100);
+  for (int i = 0; gil_policy_at(i); i++) {
+    cr_assert_not_null(gil_policy_at(i)->about);
+    cr_assert_gt(gil_policy_at(i)->default_interval_ns, 0);
+  }
 }
 
 /* Defaults match the design: cpython 5 ms, fifo 100 ms quantum; an explicit
@@ -759,14 +782,14 @@ Test(gil_fifo, stats_add_up, .timeout = 120.) { check_stats_add_up("fifo"); }
    timeline reads it live), and once dropped the total is exactly the
    holder's own hold_ns. */
 Test(gil_api, stats_include_hold_in_progress, .timeout = 30.) {
-  for (int i = 0; gil_policy_names[i]; i++) {
-    gil_t *g = gil_create(gil_policy_names[i], 0, NULL, NULL);
+  for (int i = 0; gil_policy_at(i); i++) {
+    gil_t *g = gil_create(gil_policy_at(i)->name, 0, NULL, NULL);
     gil_thread t = { 0 };
     gil_stats st;
     gil_take(g, &t);
     sleep_ns(20 * MS);
     gil_stats_get(g, &st);
-    cr_assert_geq(st.held_ns, 20 * MS, "%s", gil_policy_names[i]);
+    cr_assert_geq(st.held_ns, 20 * MS, "%s", gil_policy_at(i)->name);
     cr_assert_eq(st.acquisitions, 1);
     gil_drop(g, &t);
     gil_stats_get(g, &st);
@@ -974,7 +997,7 @@ static int fork_child(gil_t *g, gil_thread *me) {
   if (st.acquisitions != 2 || me->acquisitions != 2) return 4;
   if (st.held_ns != me->hold_ns) return 5;
   pthread_mutex_lock(&g->mutex);
-  int waiting = g->nwaiting, locked = g->locked;
+  int waiting = g->nwaiting, locked = g->holder != NULL;
   pthread_mutex_unlock(&g->mutex);
   if (waiting != 0 || locked != 0) return 6;
   return 0;
@@ -994,7 +1017,7 @@ static void check_after_fork(const char *policy) {
   gil_take(g, &me);
   spawn(&tw, fork_waiter_thread, &w);
   cr_assert(wait_for_waiters(g, 1));
-  if (strcmp(policy, "legacy") != 0) {
+  if (gil_policy_find(policy)->interval_is) {  /* a timed wait: a request is made */
     uint64_t end = gil_now_ns() + DEADLINE;
     while (!gil_drop_requested(g) && gil_now_ns() < end) sleep_ns(100 * US);
     cr_assert(gil_drop_requested(g), "no drop request pending before fork");
@@ -1032,3 +1055,115 @@ static void check_after_fork(const char *policy) {
 Test(gil_cpython, after_fork_child_gil_works, .timeout = 60.) { check_after_fork("cpython"); }
 Test(gil_legacy, after_fork_child_gil_works, .timeout = 60.) { check_after_fork("legacy"); }
 Test(gil_fifo, after_fork_child_gil_works, .timeout = 60.) { check_after_fork("fifo"); }
+
+/* ------------------------------------------------- lifo: a fourth policy */
+
+/* lifo (tests/gil_lifo.c, in the table through tests/meson.build only)
+   runs on the same driver as the real policies: threads started one at a
+   time while the test thread holds the GIL, each confirmed queued before
+   the next, get it newest first when it is released; nobody is asked to
+   drop; the driver's statistics count every take as a switch. The order is
+   the opposite of fifo's, so only lifo's own decisions can produce it. */
+Test(gil_lifo, grants_newest_first, .timeout = 60.) {
+  drop_log *log = calloc(1, sizeof *log);
+  gil_t *g = gil_create("lifo", 1 * MS, on_drop, log);
+  cr_assert_not_null(g);
+  gil_thread me = { 0 };
+  order_log order = { 0 };
+  fifo_arg a[FIFO_THREADS];
+  pthread_t th[FIFO_THREADS];
+  gil_take(g, &me);
+  for (int i = 0; i < FIFO_THREADS; i++) {
+    a[i] = (fifo_arg){ .g = g, .id = i, .order = &order };
+    spawn(&th[i], fifo_thread, &a[i]);
+    cr_assert(wait_for_waiters(g, i + 1), "thread %d never queued", i);
+  }
+  gil_drop(g, &me);
+  for (int i = 0; i < FIFO_THREADS; i++) join(th[i]);
+
+  cr_assert_eq(order.n, FIFO_THREADS);
+  for (int i = 0; i < FIFO_THREADS; i++)
+    cr_assert_eq(order.id[i], FIFO_THREADS - 1 - i, "position %d went to thread %d", i, order.id[i]);
+  gil_stats st;
+  gil_stats_get(g, &st);
+  cr_assert_eq(atomic_load(&log->calls), 0, "lifo has no timed wait: nobody is asked");
+  cr_assert_eq(st.drop_requests, 0);
+  cr_assert_eq(st.acquisitions, FIFO_THREADS + 1);
+  cr_assert_eq(st.switches, st.acquisitions);
+  cr_assert_eq(nwaiting(g), 0);
+  gil_destroy(g);
+  free(log);
+}
+
+Test(gil_lifo, mutual_exclusion_stress, .timeout = 120.) {
+  check_mutual_exclusion("lifo", 5000, 0);
+}
+Test(gil_lifo, after_fork_child_gil_works, .timeout = 60.) { check_after_fork("lifo"); }
+
+/* ------------------------------------------------ the check point's rule */
+
+typedef struct taker_arg {
+  gil_t *g;
+  gil_thread t;
+} taker_arg;
+
+static void *taker_thread(void *p) {
+  taker_arg *a = p;
+  gil_take(a->g, &a->t);
+  gil_drop(a->g, &a->t);
+  return NULL;
+}
+
+/* gil_should_yield is the policy's rule at a check point (the runtime's
+   checkpoint asks nothing else): legacy yields whenever someone waits,
+   without a drop request; cpython only when asked (a 60 s interval here, so
+   a waiter never asks during the test); alone, neither yields. */
+Test(gil_api, should_yield_is_the_policys_rule, .timeout = 60.) {
+  const char *policy[] = { "legacy", "cpython" };
+  for (int k = 0; k < 2; k++) {
+    gil_t *g = gil_create(policy[k], 60 * SEC, NULL, NULL);
+    gil_thread me = { 0 };
+    taker_arg w = { .g = g };
+    pthread_t tw;
+    gil_take(g, &me);
+    cr_assert_not(gil_should_yield(g), "%s: yields with nobody waiting", policy[k]);
+    spawn(&tw, taker_thread, &w);
+    cr_assert(wait_for_waiters(g, 1));
+    cr_assert_not(gil_drop_requested(g));
+    cr_assert_eq(gil_should_yield(g), k == 0, "%s: wrong answer with a waiter", policy[k]);
+    gil_drop(g, &me);
+    join(tw);
+    gil_destroy(g);
+  }
+}
+
+/* ------------------------------------------------------------ invariants */
+
+#ifndef NDEBUG
+/* Only the holder drops: a drop by a thread that does not hold the GIL is
+   caught by the driver's assert (debug and sanitizer builds) and aborts,
+   rather than corrupting the lock and its statistics. */
+Test(gil_invariants, drop_by_a_non_holder_aborts, .signal = SIGABRT, .timeout = 10.) {
+  gil_t *g = gil_create("cpython", 0, NULL, NULL);
+  gil_thread holder = { 0 }, other = { 0 };
+  gil_take(g, &holder);
+  gil_drop(g, &other);
+}
+
+/* One holder: taking a GIL the thread already holds would deadlock on a
+   real lock; the driver's assert says so at once. */
+Test(gil_invariants, take_by_the_holder_aborts, .signal = SIGABRT, .timeout = 10.) {
+  gil_t *g = gil_create("legacy", 0, NULL, NULL);
+  gil_thread t = { 0 };
+  gil_take(g, &t);
+  gil_take(g, &t);
+}
+#endif
+
+/* A failed pthread call in gil/ fails loudly: GIL_CHECK names the call and
+   aborts, in every build (here a mutex type that does not exist: EINVAL). */
+Test(gil_invariants, failed_pthread_call_aborts, .signal = SIGABRT, .timeout = 10.) {
+  pthread_mutexattr_t ma;
+  GIL_CHECK(pthread_mutexattr_init(&ma));
+  GIL_CHECK(pthread_mutexattr_settype(&ma, -1));
+}

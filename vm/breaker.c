@@ -25,7 +25,7 @@
 #define USERKEY "gilvm.userhooks"    /* thread -> user_hook, weak keys */
 
 static breaker_fn checkpoint_fn;
-static int legacy_count;   /* legacy GIL: run the checkpoint every N instructions */
+static int periodic_count;  /* the GIL's check interval: run the checkpoint every N instructions */
 static int resting_count;  /* the breaker's count between requests (0: none) */
 static atomic_ulong arms;  /* one-shot armings (each costs lua_sethook: O(stack depth)) */
 static atomic_ulong sets;  /* lua_sethook calls that mark every frame, armings included */
@@ -34,7 +34,7 @@ static _Thread_local _Atomic(lua_State *) current_L;
 static _Thread_local _Atomic(atomic_int *) current_pending;
 static _Thread_local lua_State *base_L;   /* the state this thread was attached with */
 static _Thread_local int every;           /* stopping: the checkpoint every N instructions */
-static _Thread_local int legacy_done;     /* instructions counted towards the legacy release */
+static _Thread_local int periodic_done;   /* instructions counted towards the periodic checkpoint */
 
 /* What the script asked of debug.sethook for one Lua thread. */
 typedef struct user_hook {
@@ -122,8 +122,8 @@ static void hook(lua_State *L, lua_Debug *ar) {
     int n = lua_gethookcount(L);  /* instructions since the last count event */
     atomic_int *pending = atomic_load_explicit(&current_pending, memory_order_relaxed);
     run = (pending && atomic_exchange(pending, 0)) || every;
-    if (legacy_count && (legacy_done += n) >= legacy_count) {
-      legacy_done = 0;
+    if (periodic_count && (periodic_done += n) >= periodic_count) {
+      periodic_done = 0;
       run = 1;
     }
     if (for_user) {
@@ -181,7 +181,7 @@ lua_State *breaker_current(void) {
 lua_State *breaker_base(void) { return base_L; }
 
 void breaker_set_resting(int count) {
-  legacy_count = resting_count = count > 0 ? count : 0;
+  periodic_count = resting_count = count > 0 ? count : 0;
   if (POLLING && (resting_count == 0 || resting_count > BREAKER_POLL_COUNT))
     resting_count = BREAKER_POLL_COUNT;  /* under TSan, poll at least this often */
 }

@@ -50,7 +50,7 @@ void breaker_switch(lua_State *L);
 lua_State *breaker_current(void);
 /* The state this thread was attached with (a worker's body, or the main chunk's). */
 lua_State *breaker_base(void);
-/* A resting hook every `count` instructions on every Lua thread (legacy GIL); 0 for none. */
+/* A resting hook every `count` instructions on every Lua thread (a GIL with a check interval); 0 for none. */
 void breaker_set_resting(int count);
 /* Put on L what is wanted now: the script's hook, the resting hook, a pending request. */
 void breaker_rest(lua_State *L);

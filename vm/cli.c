@@ -43,17 +43,10 @@ static const cli_flag cli_flags[F_COUNT] = {
                "gil: threads under one GIL (default); nogil:\n"
                "threads with an interpreter each, no shared GIL;\n"
                "fork: gil.spawn forks processes" },
-  [F_SWITCH] = { "-s", "--switch-interval", "DUR", LOCAL_SWEEP,
-                 "how long a waiter waits before it asks the\n"
-                 "holder to drop the GIL (default 5ms; fifo: its\n"
-                 "quantum, default 100ms); sweep: a list" },
-  [F_GIL] = { "-g", "--gil", "POLICY", LOCAL_SWEEP,
-              "cpython (default: CPython 3.2+), legacy (CPython\n"
-              "2: release every N instructions), fifo (fair,\n"
-              "Ruby-like); sweep: a list" },
-  [F_CHECK] = { NULL, "--check-interval", "N", LOCAL_SWEEP,
-                "legacy: how many instructions between releases\n"
-                "(default 100)" },
+  /* NULL help: made from the GIL's policy table (policy_help) */
+  [F_SWITCH] = { "-s", "--switch-interval", "DUR", LOCAL_SWEEP, NULL },
+  [F_GIL] = { "-g", "--gil", "POLICY", LOCAL_SWEEP, NULL },
+  [F_CHECK] = { NULL, "--check-interval", "N", LOCAL_SWEEP, NULL },
   [F_EXEC] = { "-e", NULL, "CODE", 0,
                "run CODE before the script, like lua5.4 -e;\n"
                "several -e run in the order given" },
@@ -151,13 +144,90 @@ static const char help_tail[] =
   "                       the gallery scripts (cpu_bound.lua, io_bound.lua,\n"
   "                       convoy.lua, race.lua, ...), as meson install puts them\n";
 
+#define HELP_WIDTH 48  /* the description column's width */
+
+/* "5ms", as -s takes it. */
+static const char *dur_flag(uint64_t ns, char *buf, size_t len) {
+  static const struct { uint64_t ns; const char *unit; } u[] = { { 1000000000u, "s" }, { 1000000u, "ms" },
+                                                                  { 1000u, "us" }, { 1, "ns" } };
+  int i = 0;
+  while (ns % u[i].ns) i++;
+  snprintf(buf, len, "%llu%s", (unsigned long long)(ns / u[i].ns), u[i].unit);
+  return buf;
+}
+
+static void append(char *buf, size_t len, const char *s) {
+  size_t n = strlen(buf);
+  snprintf(buf + n, len - n, "%s", s);
+}
+
+/* "cpython, legacy or fifo": the policies `pick` accepts (NULL: all). */
+static const char *policy_list(int (*pick)(const gil_policy_info *), char *buf, size_t len) {
+  int n = 0, k = 0;
+  for (int i = 0; gil_policy_at(i); i++) n += !pick || pick(gil_policy_at(i));
+  buf[0] = '\0';
+  for (int i = 0; gil_policy_at(i); i++) {
+    if (pick && !pick(gil_policy_at(i))) continue;
+    if (k++) append(buf, len, k == n ? " or " : ", ");
+    append(buf, len, gil_policy_at(i)->name);
+  }
+  return buf;
+}
+
+static int has_check_interval(const gil_policy_info *p) { return p->default_check_interval > 0; }
+
+/* --help's text for -s, -g and --check-interval, from the policies' own descriptions. */
+static void policy_help(int flag, char *buf, size_t len) {
+  const gil_policy_info *first = gil_policy_at(0);
+  char d[32];
+  buf[0] = '\0';
+  if (flag == F_SWITCH) {
+    append(buf, len, "how long a waiter waits before it asks the holder to drop the GIL (default ");
+    append(buf, len, dur_flag(first->default_interval_ns, d, sizeof d));
+    for (int i = 1; gil_policy_at(i); i++) {
+      const gil_policy_info *p = gil_policy_at(i);
+      if (!p->interval_is || (first->interval_is && strcmp(p->interval_is, first->interval_is) == 0 &&
+                              p->default_interval_ns == first->default_interval_ns))
+        continue;
+      snprintf(buf + strlen(buf), len - strlen(buf), "; %s: its %s, default %s", p->name, p->interval_is,
+               dur_flag(p->default_interval_ns, d, sizeof d));
+    }
+    append(buf, len, "); sweep: a list");
+  } else if (flag == F_GIL) {
+    for (int i = 0; gil_policy_at(i); i++)
+      snprintf(buf + strlen(buf), len - strlen(buf), "%s%s (%s%s)", i ? ", " : "", gil_policy_at(i)->name,
+               i ? "" : "default: ", gil_policy_at(i)->about);
+    append(buf, len, "; sweep: a list");
+  } else {
+    for (int i = 0, k = 0; gil_policy_at(i); i++)
+      if (has_check_interval(gil_policy_at(i)))
+        snprintf(buf + strlen(buf), len - strlen(buf), "%s%s: how many instructions between releases (default %d)",
+                 k++ ? "; " : "", gil_policy_at(i)->name, gil_policy_at(i)->default_check_interval);
+  }
+  /* wrap at HELP_WIDTH, at spaces */
+  for (char *line = buf, *sp = NULL, *p = buf; *p; p++) {
+    if (*p == ' ') sp = p;
+    if (p - line >= HELP_WIDTH && sp) {
+      *sp = '\n';
+      line = sp + 1;
+      sp = NULL;
+    }
+  }
+}
+
 /* "  -m, --mode MODE" padded to the description column, then the lines of help. */
 static void print_flag(FILE *f, const cli_flag *fl) {
+  char made[512];
+  const char *help = fl->help;
+  if (!help) {
+    policy_help((int)(fl - cli_flags), made, sizeof made);
+    help = made;
+  }
   char head[64];
   snprintf(head, sizeof head, "  %s%s%s%s%s", fl->shrt ? fl->shrt : "    ", fl->shrt && fl->lng ? ", " : "",
            fl->lng ? fl->lng : "", fl->arg ? " " : "", fl->arg ? fl->arg : "");
   fprintf(f, "%-29s", head);
-  for (const char *p = fl->help; *p; p++) {
+  for (const char *p = help; *p; p++) {
     fputc(*p, f);
     if (*p == '\n') fprintf(f, "%29s", "");
   }
@@ -177,10 +247,18 @@ static int usage_error(const char *fmt, const char *arg) {
   return EXIT_USAGE;
 }
 
-static int known_policy(const char *p) {
-  for (int i = 0; gil_policy_names[i]; i++)
-    if (strcmp(gil_policy_names[i], p) == 0) return 1;
-  return 0;
+static int unknown_policy(const char *p) {
+  char list[256], msg[512];
+  snprintf(msg, sizeof msg, "unknown GIL policy '%.100s' (expected %s)", p, policy_list(NULL, list, sizeof list));
+  return usage_error("%s", msg);
+}
+
+static int check_interval_error(int sweep) {
+  char list[256], msg[640];
+  policy_list(has_check_interval, list, sizeof list);
+  snprintf(msg, sizeof msg, "--check-interval applies to the %s policy only (%s%s%s)", list, sweep ? "add " : "use -g ",
+           list, sweep ? " to -g" : "");
+  return usage_error("%s", msg);
 }
 
 static int is_sweep(const cli_options *o) { return strcmp(o->command, "sweep") == 0; }
@@ -231,17 +309,15 @@ static int parse_policies(const char *v, cli_options *o) {
   if (!is_sweep(o) && strchr(v, ','))
     return usage_error("a list of GIL policies ('%s') is for 'gilvm sweep'", v);
   if (!is_sweep(o)) {
-    if (!known_policy(v)) return usage_error("unknown GIL policy '%s' (expected cpython, legacy or fifo)", v);
+    if (!gil_policy_find(v)) return unknown_policy(v);
     o->policy = v;
     return 0;
   }
   int err = split_list(v, &o->policies, "GIL policy");
   if (err) return err;
   for (int k = 0; k < o->policies.n; k++)
-    if (!known_policy(o->policies.item[k]))
-      return usage_error("unknown GIL policy '%s' (expected cpython, legacy or fifo)", o->policies.item[k]);
-  for (int k = 0; gil_policy_names[k]; k++)  /* a pointer that outlives the list */
-    if (strcmp(gil_policy_names[k], o->policies.item[0]) == 0) o->policy = gil_policy_names[k];
+    if (!gil_policy_find(o->policies.item[k])) return unknown_policy(o->policies.item[k]);
+  o->policy = gil_policy_find(o->policies.item[0])->name;  /* a pointer that outlives the list */
   return 0;
 }
 
@@ -393,10 +469,9 @@ static int check_sweep(cli_options *o) {
     return usage_error("%s draws one run: use it with 'gilvm run', not sweep", o->trace_path ? "--trace" : "--timeline");
   if (o->intervals.n == 0) parse_intervals("0.1ms,0.5ms,1ms,5ms,20ms,100ms", o);
   if (o->policies.n == 0) parse_policies(o->policy, o);
-  int legacy = 0;
-  for (int k = 0; k < o->policies.n; k++) legacy |= strcmp(o->policies.item[k], "legacy") == 0;
-  if (o->check_interval && !legacy)
-    return usage_error("--check-interval applies to the legacy policy only (add legacy to -g)%s", "");
+  int counted = 0;
+  for (int k = 0; k < o->policies.n; k++) counted |= has_check_interval(gil_policy_find(o->policies.item[k]));
+  if (o->check_interval && !counted) return check_interval_error(1);
   return -1;
 }
 
@@ -404,7 +479,7 @@ int cli_parse(int argc, char **argv, cli_options *o) {
   memset(o, 0, sizeof *o);
   o->command = "run";
   o->mode = "gil";
-  o->policy = "cpython";
+  o->policy = gil_policy_at(0)->name;
   int shift = argc > 1 && (strcmp(argv[1], "run") == 0 || strcmp(argv[1], "compare") == 0 ||
                            strcmp(argv[1], "sweep") == 0);
   if (shift) o->command = argv[1];
@@ -430,7 +505,6 @@ int cli_parse(int argc, char **argv, cli_options *o) {
     return usage_error("%s draws one run: use it with 'gilvm run', not compare",
                        o->trace_path ? "--trace" : o->svg_path ? "--svg" : "--timeline");
   if (is_sweep(o)) return check_sweep(o);
-  if (o->check_interval && strcmp(o->policy, "legacy") != 0)
-    return usage_error("--check-interval applies to the legacy policy only (use -g legacy)%s", "");
+  if (o->check_interval && !has_check_interval(gil_policy_find(o->policy))) return check_interval_error(0);
   return -1;
 }

@@ -22,7 +22,7 @@ typedef struct cli_list {   /* a comma list as given: "0.5ms,1ms" -> "0.5ms", "1
 typedef struct cli_options {
   const char *command;      /* "run", "compare", "sweep" */
   const char *mode;         /* "gil" */
-  const char *policy;       /* "cpython", "legacy", "fifo" */
+  const char *policy;       /* a name gil_policy_find() knows */
   uint64_t interval_ns;     /* 0: the policy's default */
   int check_interval;       /* 0: the policy's default */
   int quiet;

@@ -126,7 +126,7 @@ static void print_gil(FILE *f, const report_run *r) {
           pct(st->held_ns, r->wall_ns), pct(st->contended_ns, r->wall_ns),
           (unsigned long long)st->switches, (unsigned long long)st->forced_switches,
           (unsigned long long)st->drop_requests);
-  if (strcmp(r->policy, "legacy") == 0)  /* nobody asks: the check interval releases, often in vain */
+  if (r->check_interval > 0)  /* legacy: nobody asks, the check interval releases, often in vain */
     fprintf(f, "  check-interval releases %llu   taken straight back by the releasing thread %llu\n",
             (unsigned long long)st->yields, (unsigned long long)st->yields_regained);
   if (st->handoffs)

@@ -90,8 +90,7 @@ static void checkpoint(lua_State *L) {
     luaL_error(L, "%s", rt->stop_reason);
   }
   gil_t *g = w->in->gil;
-  /* legacy: release every check interval, if anyone is there to take it */
-  if (gil_drop_requested(g) || (gil_check_interval(g) > 0 && gil_waiters(g) > 0)) {
+  if (gil_should_yield(g)) {  /* asked to, or the policy's own rule (legacy: anyone waits) */
     gil_yield(g, &w->gt);
     park_if_exiting(w);
   }

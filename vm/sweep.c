@@ -31,6 +31,7 @@
 
 #include "clock.h"
 #include "compare.h"
+#include "gil.h"
 #include "jsonio.h"
 #include "outfile.h"
 #include "plot.h"
@@ -65,7 +66,7 @@ static int run_one(int argc, char **argv, const cli_options *o, sweep_run *r) {
   av[n++] = r->policy;
   av[n++] = "-s";
   av[n++] = r->interval;
-  if (o->check_interval && strcmp(r->policy, "legacy") == 0) {
+  if (o->check_interval && gil_policy_find(r->policy)->default_check_interval > 0) {
     snprintf(check, sizeof check, "%d", o->check_interval);
     av[n++] = "--check-interval";
     av[n++] = check;
@@ -143,8 +144,9 @@ static void print_table(FILE *f, const sweep *s) {
              "  summed over threads. stdout above is the first run's (-g %s -s %s).\n",
           s->runs[0].policy, s->runs[0].interval);
   for (int k = 0; k < o->policies.n; k++)
-    if (strcmp(o->policies.item[k], "legacy") == 0)
-      fprintf(f, "  legacy has no timed wait: it ignores the interval (its rows differ by noise only).\n");
+    if (!gil_policy_find(o->policies.item[k])->interval_is)
+      fprintf(f, "  %s has no timed wait: it ignores the interval (its rows differ by noise only).\n",
+              o->policies.item[k]);
   fprintf(f, "-------------------------------------------------------------------------------\n");
 }
 
