@@ -271,7 +271,7 @@ void gil__acquired(gil_t *g, gil_thread *t, uint64_t wait_started) {
   g->holder = t;
   if (g->last_holder != t) {
     g->st.switches++;
-    if (atomic_load(&g->drop_request)) {
+    if (g->last_drop_forced) {  /* not a holder that blocked while a request was pending */
       g->st.forced_switches++;
       add_handoff(g, now - g->drop_request_at);
     }
@@ -294,6 +294,7 @@ void gil__released(gil_t *g, gil_thread *t, int forced) {
   t->hold_ns += held;
   g->st.held_ns += held;
   g->holder = NULL;
+  g->last_drop_forced = forced;
   if (forced) {
     t->forced_drops++;
     gil__event(g, t, GIL_EV_FORCED_DROP, now);
@@ -350,6 +351,7 @@ void gil_after_fork(gil_t *g, gil_thread *me) {
   if (g->state) memset(g->state, 0, g->policy->state_size);  /* its waiters are gone too */
   atomic_store(&g->drop_request, 0);
   g->holder = g->last_holder = me;
+  g->last_drop_forced = 0;
   me->acquisitions = me->forced_drops = me->wait_ns = me->hold_ns = 0;
   me->acquired_at = gil_now_ns();
 }

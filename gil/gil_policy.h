@@ -105,6 +105,7 @@ struct gil {
   pthread_cond_t switch_cond;   /* signalled when a thread has taken it (forced switching) */
   gil_thread *holder;           /* NULL: nobody holds it (a policy may still have reserved it) */
   gil_thread *last_holder;
+  int last_drop_forced;         /* the last release was a forced drop: the next switch is forced */
   unsigned long switch_number;  /* increases at every take: "has anything happened?" */
   atomic_int drop_request;
   uint64_t drop_request_at;     /* when the pending drop request was made */

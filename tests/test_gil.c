@@ -450,6 +450,50 @@ static void check_waiter_forces_switch(const char *policy, uint64_t interval) {
   free(log);
 }
 
+/* A holder that blocks (gil_drop: sleep, join, a lock) while a drop request
+   is pending was not forced: the switch that follows is not counted as
+   forced, so the summary's forced switches add up to the threads' forced
+   drops (one meaning of "forced"). */
+static void *blocking_holder_thread(void *p) {
+  holder_arg *a = p;
+  gil_take(a->g, &a->t);
+  atomic_store(&a->holding, 1);
+  a->saw_request = spin_until_drop_requested(a->g);
+  gil_drop(a->g, &a->t);  /* blocks instead of yielding at a check point */
+  return NULL;
+}
+
+static void check_blocking_is_not_forced(const char *policy) {
+  gil_t *g = gil_create(policy, 1 * MS, NULL, NULL);
+  order_log order = { 0 };
+  holder_arg h = { .g = g, .id = 1, .order = &order };
+  waiter_arg w = { .g = g, .id = 2, .order = &order };
+  pthread_t th, tw;
+  spawn(&th, blocking_holder_thread, &h);
+  cr_assert(wait_for_flag(&h.holding));
+  spawn(&tw, waiter_thread, &w);
+  join(th);
+  join(tw);
+  cr_assert(h.saw_request, "%s: the holder was never asked to drop", policy);
+  gil_stats st;
+  gil_stats_get(g, &st);
+  cr_assert_eq(st.drop_requests, 1);
+  cr_assert_eq(st.switches, 2);
+  cr_assert_eq(h.t.forced_drops, 0, "%s: a blocking drop counted as forced", policy);
+  cr_assert_eq(st.forced_switches, h.t.forced_drops + w.t.forced_drops,
+               "%s: %llu forced switches, but the threads made %llu forced drops", policy,
+               (unsigned long long)st.forced_switches, (unsigned long long)(h.t.forced_drops + w.t.forced_drops));
+  gil_destroy(g);
+}
+
+Test(gil_cpython, blocking_while_asked_is_not_a_forced_switch, .timeout = 60.) {
+  check_blocking_is_not_forced("cpython");
+}
+
+Test(gil_fifo, blocking_while_asked_is_not_a_forced_switch, .timeout = 60.) {
+  check_blocking_is_not_forced("fifo");
+}
+
 Test(gil_cpython, waiter_forces_switch, .timeout = 60.) {
   check_waiter_forces_switch("cpython", 2 * MS);
 }
