@@ -21,11 +21,6 @@ import tempfile
 
 LAYERS = ['gil', 'vm/share', 'vm/core', 'vm/lua', 'vm/observe', 'vm/cli']  # bottom first
 GENERATED = {'pool_lua.h': 'vm/lua/pool.lua'}  # made by the build, from the file named
-# Known exceptions, each to be removed with the change that makes it unnecessary
-ALLOWED = {
-  ('vm/core/runtime.c', 'vm/lua/gilmod.h'),
-  ('vm/lua/objects.c', 'vm/lua/gilmod.h'),
-}
 INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.M)
 
 
@@ -73,8 +68,6 @@ def check(root):
             errors.append(f'{rel}: #include "{name}": not found in any layer')
             continue
           lt, lf = layer_of(target), layer_of(rel)
-          if (rel, target) in ALLOWED:
-            continue
           if lt is None:
             errors.append(f'{rel}: #include "{name}" is {target}, outside the layers')
           elif lt > lf:

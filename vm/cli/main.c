@@ -18,7 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "breaker.h"
 #include "cli.h"
 #include "compare.h"
 #include "clock.h"
@@ -104,8 +103,18 @@ static int main_failed(lua_State *L) {
   return EXIT_SCRIPT_ERROR;
 }
 
+typedef struct main_args {
+  const cli_options *o;
+  int argc;
+  char **argv;
+} main_args;
+
 /* Run -e chunks and the script. Returns 0, EXIT_LOAD, or EXIT_SCRIPT_ERROR; prints the error. */
-static int run_main(lua_State *L, const cli_options *o, int argc, char **argv) {
+static int run_main(lua_State *L, void *arg) {
+  const main_args *a = arg;
+  const cli_options *o = a->o;
+  int argc = a->argc;
+  char **argv = a->argv;
   const char *mode = o->binary ? "bt" : "t";  /* Lua's binary loader trusts its input */
   for (int i = 0; i < o->nexec; i++) {
     if (luaL_loadbufferx(L, o->exec[i], strlen(o->exec[i]), "=(command line)", mode) != LUA_OK) {
@@ -197,28 +206,20 @@ static int gilvm_main(int argc, char **argv) {
   pthread_sigmask(SIG_BLOCK, &set, NULL);  /* inherited by every thread: the watchdog takes them */
 
   rt_arena_size = o.arena_bytes;
-  runtime *rt = rt_create(o.mode, o.policy, o.interval_ns, o.check_interval);
+  runtime *rt = rt_create(&gilmod_host, o.mode, o.policy, o.interval_ns, o.check_interval);
   if (!rt) {
     fprintf(stderr, "gilvm: cannot create the runtime\n");
     return EXIT_FAILURE;
   }
   if (o.trace_path || o.svg_path || o.timeline) rt_record(rt);
-  lua_State *L = rt_main_state(rt);
-  rt_worker *main_w = rt_self();
-  make_arg_table(L, argc, argv, o.script_index);
+  make_arg_table(rt_main_state(rt), argc, argv, o.script_index);
 
   watchdog wd = { .rt = rt, .timeout_ns = o.timeout_ns };
   atomic_init(&wd.finished, 0);
   pthread_create(&wd.tid, NULL, watchdog_main, &wd);
 
-  gil_take(rt->interps[0]->gil, &main_w->gt);
-  breaker_attach(L, &main_w->interrupt);
-  breaker_rest(L);
-  rc = run_main(L, &o, argc, argv);
-  main_w->cpu_ns = clock_thread_cpu_ns() - main_w->cpu_ns;
-  breaker_attach(NULL, NULL);
-  lua_sethook(L, NULL, 0, 0);
-  gil_drop(rt->interps[0]->gil, &main_w->gt);
+  main_args args = { &o, argc, argv };
+  rc = rt_run_main(rt, run_main, &args);
 
   rt_wait_all(rt);
   if (report_unjoined(rt) && rc == 0) rc = EXIT_SCRIPT_ERROR;
@@ -234,7 +235,6 @@ static int gilvm_main(int argc, char **argv) {
   atomic_store(&wd.finished, 1);
   pthread_kill(wd.tid, WATCHDOG_QUIT);
   pthread_join(wd.tid, NULL);
-  gil_take(rt->interps[0]->gil, &main_w->gt);  /* __gc metamethods may run Lua code */
   rt_destroy(rt);  /* closes the interpreters */
   return rc;
 }

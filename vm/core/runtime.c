@@ -47,7 +47,6 @@
 
 #include "breaker.h"
 #include "clock.h"
-#include "gilmod.h"
 #include "outfile.h"
 
 #define PARENT_GONE_STATUS 1  /* a child whose parent died: nobody reads it */
@@ -154,7 +153,7 @@ static rt_interp *new_interp(runtime *rt) {
   }
   if (rt->recording) gil_set_event_fn(in->gil, on_gil_event, rt);
   luaL_openlibs(in->L);
-  gilmod_open(in->L);
+  if (rt->host.open) rt->host.open(in->L);
   pthread_mutex_lock(&rt->mu);
   int err = push_ptr((void ***)&rt->interps, &rt->ninterps, &rt->icap, in);
   pthread_mutex_unlock(&rt->mu);
@@ -285,9 +284,11 @@ static void init_sync(runtime *rt) {
   pthread_condattr_destroy(&ca);
 }
 
-runtime *rt_create(const char *mode, const char *policy, uint64_t interval_ns, int check_interval) {
+runtime *rt_create(const rt_host *host, const char *mode, const char *policy, uint64_t interval_ns,
+                   int check_interval) {
   runtime *rt = calloc(1, sizeof *rt);
   if (!rt) return NULL;
+  if (host) rt->host = *host;
   rt->mode = mode;
   rt->spawn_kind = strcmp(mode, "nogil") == 0 ? RT_FREE : strcmp(mode, "fork") == 0 ? RT_PROCESS : RT_THREAD;
   rt->policy = policy;
@@ -303,7 +304,7 @@ runtime *rt_create(const char *mode, const char *policy, uint64_t interval_ns, i
   init_sync(rt);
   rt_current = rt;
   mar_init();  /* before any fork: children must share the key that authenticates bytecode */
-  /* the shared objects' arena, before any interpreter (objects_open) or worker */
+  /* the shared objects' arena, before any interpreter (host->open) or worker */
   if (shm_arena_create(rt_arena_size, &rt->arena) != SHM_OK) rt->arena = NULL;
   rt_interp *in = new_interp(rt);
   if (!in) {
@@ -329,6 +330,7 @@ lua_State *rt_main_state(runtime *rt) { return rt->interps[0]->L; }
 
 void rt_destroy(runtime *rt) {
   if (!rt) return;
+  gil_take(rt->interps[0]->gil, &rt->workers[0]->gt);  /* __gc metamethods may run Lua code */
   rt->closing = 1;  /* the handles' __gc, run by lua_close below, must not touch a record */
   for (int i = 0; i < rt->nworkers; i++) {
     rt_worker *w = rt->workers[i];
@@ -402,15 +404,31 @@ static void finish(rt_worker *w) {
   pthread_mutex_unlock(&rt->mu);
 }
 
+/* Take w's GIL and attach the eval breaker to L: every worker's first steps. */
+static void enter(rt_worker *w, lua_State *L) {
+  gil_take(w->in->gil, &w->gt);
+  park_if_exiting(w);
+  breaker_attach(L, &w->interrupt);
+  breaker_rest(L);
+}
+
+int rt_run_main(runtime *rt, int (*body)(lua_State *L, void *arg), void *arg) {
+  rt_worker *w = rt->workers[0];
+  enter(w, w->L);
+  int rc = body(w->L, arg);
+  w->cpu_ns = clock_thread_cpu_ns() - w->cpu_ns;
+  breaker_attach(NULL, NULL);
+  lua_sethook(w->L, NULL, 0, 0);
+  gil_drop(w->in->gil, &w->gt);
+  return rc;
+}
+
 /* ---- RT_THREAD ---- */
 
 static void *thread_main(void *arg) {
   rt_worker *w = arg;
   self_worker = w;
-  gil_take(w->in->gil, &w->gt);
-  park_if_exiting(w);
-  breaker_attach(w->L, &w->interrupt);
-  breaker_rest(w->L);
+  enter(w, w->L);
   if (run_function(w, w->L, 1)) w->nresults = lua_gettop(w->L);
   finish(w);
   gil_drop(w->in->gil, &w->gt);
@@ -438,10 +456,7 @@ static void *free_main(void *arg) {
   }
   w->owns_in = 1;
   lua_State *L = w->in->L;
-  gil_take(w->in->gil, &w->gt);
-  park_if_exiting(w);
-  breaker_attach(L, &w->interrupt);
-  breaker_rest(L);
+  enter(w, L);
   if (mar_decode(L, w->in_globals.data, w->in_globals.len, err, sizeof err) != 1) {
     fail(w, "cannot copy the globals into the new interpreter", err);
   } else {
@@ -1023,7 +1038,7 @@ void rt_stop(runtime *rt, int code, const char *reason) {
 }
 
 void rt_wait_all(runtime *rt) {
-  if (rt->on_wait_all) rt->on_wait_all(rt);
+  if (rt->host.before_wait_all) rt->host.before_wait_all(rt);
   pthread_mutex_lock(&rt->mu);
   rt->keep_all = 1;  /* from here on workers[] only grows: indexing it stays valid */
   pthread_mutex_unlock(&rt->mu);

@@ -86,6 +86,13 @@ typedef struct rt_worker {
   struct runtime *rt;
 } rt_worker;
 
+/* What the layers above give the runtime when they create it (as Wren's
+   WrenConfiguration): the runtime calls these and includes nothing of theirs. */
+typedef struct rt_host {
+  void (*open)(lua_State *L);                  /* a new interpreter, after the standard libraries */
+  void (*before_wait_all)(struct runtime *rt);  /* first thing in rt_wait_all (and a fork child's end) */
+} rt_host;
+
 typedef struct rt_figure {  /* gil.report(name, value) */
   char name[48];
   char value[48];
@@ -142,7 +149,7 @@ typedef struct runtime {
   shm_arena *arena;
   atomic_int forked;         /* a process worker has been started: queues stop passing references */
   atomic_int stdout_failed;  /* a process worker could not write its stdout (it said so on stderr) */
-  void (*on_wait_all)(struct runtime *rt);  /* called first thing in rt_wait_all (objects.c closes pools) */
+  rt_host host;              /* the callbacks rt_create was given */
 } runtime;
 
 /* Workers with ids below this are never released: the report shows them
@@ -161,10 +168,15 @@ pid_t rt_pid(void);
 /* The GIL of the calling worker's interpreter. */
 gil_t *rt_gil(void);
 
-runtime *rt_create(const char *mode, const char *policy, uint64_t interval_ns, int check_interval);
+runtime *rt_create(const rt_host *host, const char *mode, const char *policy, uint64_t interval_ns,
+                   int check_interval);
+/* Close the interpreters (main's GIL taken: __gc metamethods may run Lua) and free it all. */
 void rt_destroy(runtime *rt);
-/* Main's interpreter, with the standard libraries and the gil module. */
+/* Main's interpreter, with the standard libraries and what host->open adds. */
 lua_State *rt_main_state(runtime *rt);
+/* Run body(L, arg) as worker "main" on the calling thread, holding main's GIL
+   with the eval breaker attached; returns what body returns. */
+int rt_run_main(runtime *rt, int (*body)(lua_State *L, void *arg), void *arg);
 /* The message handler every run of a script or worker body uses: lua5.4's
    (a string, or what __tostring gives, with a traceback). */
 int rt_msghandler(lua_State *L);
