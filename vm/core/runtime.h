@@ -9,7 +9,7 @@
  *   RT_FREE     a pthread with an interpreter of its own (nogil mode). It
  *               starts from a copy of the spawner's globals, gets its
  *               function and arguments by copy and returns results by copy
- *               (vm/marshal.c). Its interpreter has its own GIL, which
+ *               (vm/share/marshal.c). Its interpreter has its own GIL, which
  *               nobody else ever wants, so nothing waits.
  *   RT_PROCESS  a fork() of the running process (fork mode): it has
  *               everything already, runs the function, and sends its
@@ -142,7 +142,7 @@ typedef struct runtime {
   uint64_t maxrss_kb;        /* peak memory, summed over processes */
   rt_figure figures[32];
   int nfigures;
-  /* Shared objects (vm/objects.c). The arena is mapped in rt_create, before any
+  /* Shared objects (vm/lua/objects.c). The arena is mapped in rt_create, before any
      worker exists, so every thread and forked process sees it (NULL if it could
      not be mapped: the objects then raise an error). Size: rt_arena_size, or
      SHM_DEFAULT_ARENA_SIZE. */

@@ -1,9 +1,9 @@
 /*
  * objects.c — gilvm's shared objects as Lua sees them: gil.lock, gil.queue,
- * gil.value, and gil.pool (written in Lua, vm/pool.lua, built on the other
+ * gil.value, and gil.pool (written in Lua, vm/lua/pool.lua, built on the other
  * three).
  *
- * WHERE THE OBJECTS LIVE. Not in any Lua state: in the arena of vm/shared.c,
+ * WHERE THE OBJECTS LIVE. Not in any Lua state: in the arena of vm/share/shared.c,
  * one MAP_SHARED mapping made by rt_create before any worker exists. Every
  * thread of the process and every process forked from it sees the same
  * bytes, so one implementation serves the three modes, and gil.process
@@ -67,7 +67,7 @@
  * so that a timeout or Ctrl-C interrupts the wait, and afterwards raises the
  * stop error with rt_check_stop.
  *
- * POOLS. vm/pool.lua, embedded at build time (tools/embed.py), is compiled
+ * POOLS. vm/lua/pool.lua, embedded at build time (tools/embed.py), is compiled
  * the first time gil.pool is called in an interpreter. A pool registers its
  * two queues here: the registration keeps them alive while the pool's
  * process workers, which hold no reference of their own, may use them, and
@@ -729,7 +729,7 @@ static const luaL_Reg pool_helpers[] = {
   { NULL, NULL },
 };
 
-/* gil.pool(...): compile vm/pool.lua on first use in this interpreter. */
+/* gil.pool(...): compile vm/lua/pool.lua on first use in this interpreter. */
 static int g_pool(lua_State *L) {
   int nargs = lua_gettop(L);
   if (lua_getfield(L, LUA_REGISTRYINDEX, POOL_KEY) != LUA_TFUNCTION) {
