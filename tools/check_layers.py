@@ -21,6 +21,10 @@ import tempfile
 
 LAYERS = ['gil', 'vm/share', 'vm/core', 'vm/lua', 'vm/observe', 'vm/cli']  # bottom first
 GENERATED = {'pool_lua.h': 'vm/lua/pool.lua'}  # made by the build, from the file named
+# Headers a layer may not use although they are below it
+FORBIDDEN = {
+  ('vm/observe', 'vm/core/runtime.h'): 'the instruments read a finished run (snapshot.h), not the runtime',
+}
 INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.M)
 
 
@@ -72,6 +76,9 @@ def check(root):
             errors.append(f'{rel}: #include "{name}" is {target}, outside the layers')
           elif lt > lf:
             errors.append(f'{rel}: #include "{name}": {LAYERS[lf]} may not use {LAYERS[lt]} (above it)')
+          for (layer, header), why in FORBIDDEN.items():
+            if LAYERS[lf] == layer and target == header:
+              errors.append(f'{rel}: #include "{name}": {why}')
           if module(target) != module(rel) and has_source(root, target):
             edges.setdefault(module(rel), set()).add(module(target))
   return errors, circles(edges)
@@ -105,6 +112,7 @@ def self_check():
       'vm/core/a.h': '', 'vm/core/a.c': '#include "a.h"\n#include "b.h"\n',
       'vm/core/b.h': '', 'vm/core/b.c': '#include "b.h"\n#include "a.h"\n',
       'vm/share/s.c': '#include "../core/a.h"\n',
+      'vm/core/runtime.h': '', 'vm/observe/r.c': '#include "runtime.h"\n',
     }
     for rel, text in files.items():
       os.makedirs(os.path.join(root, os.path.dirname(rel)), exist_ok=True)
@@ -112,7 +120,9 @@ def self_check():
         f.write(text)
     errors, circ = check(root)
     wrong_way = any('vm/share/s.c' in e and 'may not use vm/core' in e for e in errors)
+    runtime = any('vm/observe/r.c' in e and 'snapshot.h' in e for e in errors)
     return [('self: a wrong-way include is caught', wrong_way),
+            ('self: an instrument that reads the runtime is caught', runtime),
             ('self: a circle is caught', any('vm/core/a' in c and 'vm/core/b' in c for c in circ))]
 
 

@@ -163,12 +163,18 @@ static int write_or_complain(int err, const char *path) {
 /* The report, the JSON, and the timelines asked for. Returns 1 if a file could not be written. */
 static int report(runtime *rt, const cli_options *o) {
   int failed = 0;
+  rt_snapshot run;
+  if (rt_snapshot_take(rt, &run) != 0) {
+    fprintf(stderr, "gilvm: out of memory taking the run's figures\n");
+    rt_snapshot_free(&run);
+    return 1;
+  }
   report_run r;
-  report_collect(rt, &r);
+  report_collect(&run, &r);
   timeline tl;
   int have_timeline = 0;
-  if (rt->recording) {
-    have_timeline = timeline_build(rt, o->script, &tl) == 0;
+  if (run.recorded) {
+    have_timeline = timeline_build(&run, o->script, &tl) == 0;
     if (!have_timeline) fprintf(stderr, "gilvm: out of memory building the timeline\n");
   }
   if (have_timeline && o->trace_path) failed |= write_or_complain(timeline_write_trace(&tl, o->trace_path), o->trace_path);
@@ -177,10 +183,11 @@ static int report(runtime *rt, const cli_options *o) {
     r.timeline = &tl;
     r.timeline_width = timeline_terminal_width();
   }
-  if (!o->quiet) report_print(stderr, rt, &r);
+  if (!o->quiet) report_print(stderr, &r);
   else if (r.timeline) timeline_print_ascii(&tl, stderr, r.timeline_width);  /* asked for by name */
-  if (o->json_path) failed |= write_or_complain(report_json(o->json_path, rt, &r), o->json_path);
+  if (o->json_path) failed |= write_or_complain(report_json(o->json_path, &r), o->json_path);
   if (have_timeline) timeline_free(&tl);
+  rt_snapshot_free(&run);
   return failed;
 }
 

@@ -1115,3 +1115,55 @@ void rt_gil_stats(runtime *rt, gil_stats *out) {
     add_gil_stats(out, &s);
   }
 }
+
+/* ---- the finished run, for the instruments ---- */
+
+static void take_worker(const rt_worker *w, snap_worker *s) {
+  s->id = w->id;
+  memcpy(s->name, w->name, sizeof s->name);
+  s->kind = w->kind == RT_PROCESS ? SNAP_PROCESS : w->kind == RT_FREE ? SNAP_FREE : SNAP_THREAD;
+  s->pid = (long)w->pid;
+  s->cpu_ns = w->cpu_ns;
+  s->hold_ns = w->gt.hold_ns;
+  s->wait_ns = w->gt.wait_ns;
+  s->acquisitions = w->gt.acquisitions;
+  s->forced_drops = w->gt.forced_drops;
+  s->blocked_ns = w->blocked_ns;
+  s->free_ns = w->free_ns;
+  s->startup_ns = w->id && w->started_ns > w->spawned_ns ? w->started_ns - w->spawned_ns : 0;
+  s->failed = w->error != NULL;
+  s->bytes_copied = w->bytes_copied;
+  s->events = &w->events;
+}
+
+int rt_snapshot_take(runtime *rt, rt_snapshot *s) {
+  memset(s, 0, sizeof *s);
+  gil_t *g = rt->interps[0]->gil;
+  s->mode = rt->mode;
+  s->policy = gil_policy_name(g);
+  s->interval_ns = gil_interval(g);
+  s->check_interval = gil_check_interval(g);
+  s->start_ns = rt->start_ns;
+  s->end_ns = rt->end_ns;
+  s->cpu_ns = rt->cpu_ns;
+  s->maxrss_kb = rt->maxrss_kb;
+  rt_gil_stats(rt, &s->gil);
+  unsigned long long enc = 0, dec = 0;
+  mar_counters(&enc, &dec);
+  s->bytes_marshalled = enc + dec;
+  s->recorded = rt->recording;
+  s->stopped = atomic_load(&rt->stop) ? rt->stop_reason : NULL;
+  memcpy(s->figures, rt->figures, sizeof s->figures);
+  s->nfigures = rt->nfigures;
+  s->released = rt->gone;
+  s->workers = calloc((size_t)rt->nworkers + 1, sizeof *s->workers);
+  if (!s->workers) return -1;
+  for (int i = 0; i < rt->nworkers; i++)
+    if (!rt_foreign(rt, rt->workers[i])) take_worker(rt->workers[i], &s->workers[s->nworkers++]);
+  return 0;
+}
+
+void rt_snapshot_free(rt_snapshot *s) {
+  free(s->workers);
+  memset(s, 0, sizeof *s);
+}

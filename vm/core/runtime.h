@@ -29,6 +29,7 @@
 #include "gil.h"
 #include "marshal.h"
 #include "shared.h"
+#include "snapshot.h"
 
 typedef enum rt_kind { RT_THREAD, RT_FREE, RT_PROCESS } rt_kind;
 
@@ -93,21 +94,6 @@ typedef struct rt_host {
   void (*before_wait_all)(struct runtime *rt);  /* first thing in rt_wait_all (and a fork child's end) */
 } rt_host;
 
-typedef struct rt_figure {  /* gil.report(name, value) */
-  char name[48];
-  char value[48];
-} rt_figure;
-
-/* The figures of released workers (joined, handle collected), summed: the
-   report's totals stay true after their records are freed. */
-typedef struct rt_totals {
-  int n, failed;
-  uint64_t cpu_ns, hold_ns, wait_ns, acquisitions, forced_drops, blocked_ns, free_ns;
-  uint64_t startup_ns, maxrss_kb, events_dropped;
-  unsigned long long bytes_copied;
-  gil_stats gil;             /* released free workers' interpreters' GILs */
-} rt_totals;
-
 typedef struct runtime {
   const char *mode;          /* "gil", "nogil", "fork" */
   rt_kind spawn_kind;        /* what gil.spawn makes in this mode */
@@ -151,10 +137,6 @@ typedef struct runtime {
   atomic_int stdout_failed;  /* a process worker could not write its stdout (it said so on stderr) */
   rt_host host;              /* the callbacks rt_create was given */
 } runtime;
-
-/* Workers with ids below this are never released: the report shows them
-   row by row (a small script's report is complete); later ones are summed. */
-#define RT_KEEP_RECORDS 40
 
 /* w is a copy of a worker of another process (a forked child's parent). */
 #define rt_foreign(rt, w) ((w)->home != (rt)->pid)
@@ -222,5 +204,9 @@ void rt_wait_all(runtime *rt);
 void rt_set_figure(runtime *rt, const char *name, const char *value);
 /* Totals over all interpreters' GILs (handoff latencies from main's). */
 void rt_gil_stats(runtime *rt, gil_stats *out);
+/* The finished run (after rt_wait_all), for the instruments. 0, or -1 if out
+   of memory; rt_snapshot_free frees it, rt_destroy ends its events. */
+int rt_snapshot_take(runtime *rt, rt_snapshot *s);
+void rt_snapshot_free(rt_snapshot *s);
 
 #endif
