@@ -11,12 +11,16 @@
  */
 #include "run_helper.h"
 
+#include <criterion/criterion.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +101,27 @@ static void close_fd(int *fd) {
   *fd = -1;
 }
 
+/* environ with opts->env set over it (malloc'd array, strings borrowed). */
+static char **child_env(const char *const *extra) {
+  size_t n = 0, k = 0;
+  while (environ[n]) n++;
+  while (extra && extra[k]) k++;
+  char **envp = malloc((n + k + 1) * sizeof *envp);
+  if (!envp) abort();
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++) {
+    int replaced = 0;
+    for (size_t j = 0; j < k && !replaced; j++) {
+      size_t len = strcspn(extra[j], "=");
+      replaced = strncmp(environ[i], extra[j], len) == 0 && environ[i][len] == '=';
+    }
+    if (!replaced) envp[m++] = environ[i];
+  }
+  for (size_t j = 0; j < k; j++) envp[m++] = (char *)extra[j];
+  envp[m] = NULL;
+  return envp;
+}
+
 static void ms_sleep(int ms) {
   struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
   nanosleep(&ts, NULL);
@@ -146,7 +171,9 @@ run_result *run_program(const run_opts *opts, char *const argv[]) {
   posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 
   double t0 = run_now();
-  int rc = posix_spawn(&r->pid, argv[0], &fa, &at, argv, environ);
+  char **envp = child_env(opts->env);
+  int rc = posix_spawn(&r->pid, argv[0], &fa, &at, argv, envp);
+  free(envp);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&at);
   close_fd(&in[0]);
@@ -283,6 +310,31 @@ const char *run_status_text(const run_result *r, char *b, size_t len) {
   return b;
 }
 
+static int pid_gone(pid_t pid) {
+  if (kill(pid, 0) != 0) return errno == ESRCH;
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  const char *p = strrchr(buf, ')');
+  return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');  /* a zombie waiting for its parent has died */
+}
+
+int run_wait_gone(pid_t pid, double seconds) {
+  double end = run_now() + seconds;
+  while (!pid_gone(pid)) {
+    if (run_now() > end) {
+      kill(pid, SIGKILL);
+      return 0;
+    }
+    ms_sleep(20);
+  }
+  return 1;
+}
+
 /* ---------------------------------------------------------------- the report */
 
 double report_parse_duration(const char *s, const char **end) {
@@ -345,7 +397,7 @@ static int word_after(const char *text, const char *key, char *out, size_t len) 
   return 1;
 }
 
-int report_parse_run(const char *err, report_run *r) {
+int report_parse_run(const char *err, parsed_report *r) {
   memset(r, 0, sizeof *r);
   const char *rep = report_find(err);
   if (!rep) return 0;
@@ -479,6 +531,20 @@ int report_figure(const char *err, const char *name, char *out, size_t len) {
   return 0;
 }
 
+/* ---- JSON ---- */
+
+json_t *run_json_file(const char *path, char *err, size_t len) {
+  json_error_t e;
+  json_t *v = json_load_file(path, JSON_REJECT_DUPLICATES, &e);
+  if (!v) snprintf(err, len, "%s: line %d, column %d: %s", path, e.line, e.column, e.text);
+  return v;
+}
+
+double run_json_number(const json_t *obj, const char *key) {
+  json_t *v = json_object_get(obj, key);
+  return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
 int count_occurrences(const char *hay, const char *needle) {
   int n = 0;
   size_t len = strlen(needle);
@@ -507,4 +573,198 @@ const char *run_sanitizer_report(const char *text) {
   for (int i = 0; marks[i]; i++)
     if (strstr(text, marks[i])) return marks[i];
   return NULL;
+}
+
+/* ---------------------------------------------------- the Criterion side */
+
+static void **tracked;
+static size_t ntracked, captracked;
+static void **results;  /* run_result *: freed by test_cleanup */
+static size_t nresults, capresults;
+static json_t *jsons[64];
+static int njsons;
+static char *tmpdirs[8];
+static int ntmpdirs;
+static const char *own_tmpdir;
+
+static void keep(void ***arr, size_t *n, size_t *cap, void *p) {
+  if (*n == *cap) {
+    *cap = *cap ? *cap * 2 : 64;
+    *arr = realloc(*arr, *cap * sizeof **arr);
+    if (!*arr) abort();
+  }
+  (*arr)[(*n)++] = p;
+}
+
+void *track(void *p) {
+  cr_assert(p != NULL, "out of memory");
+  keep(&tracked, &ntracked, &captracked, p);
+  return p;
+}
+
+char *fmt(const char *f, ...) {
+  va_list ap;
+  va_start(ap, f);
+  char *s = NULL;
+  if (vasprintf(&s, f, ap) < 0) s = NULL;
+  va_end(ap);
+  return track(s);
+}
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st, (void)flag, (void)ftw;
+  return remove(path);
+}
+
+void test_cleanup(void) {
+  for (size_t i = 0; i < nresults; i++) run_result_free(results[i]);
+  for (size_t i = 0; i < ntracked; i++) free(tracked[i]);
+  for (int i = 0; i < njsons; i++) json_decref(jsons[i]);
+  for (int i = ntmpdirs - 1; i >= 0; i--) {
+    if (nftw(tmpdirs[i], remove_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
+      fprintf(stderr, "could not remove %s: %s\n", tmpdirs[i], strerror(errno));
+    free(tmpdirs[i]);
+  }
+  free(tracked);
+  free(results);
+  tracked = NULL;
+  results = NULL;
+  ntracked = captracked = nresults = capresults = 0;
+  ntmpdirs = njsons = 0;
+  own_tmpdir = NULL;
+}
+
+const char *env_dir(const char *name) {
+  const char *v = getenv(name);
+  cr_assert(v && *v, "%s is not set: run the suite with `meson test`, or set GILVM, GILVM_SCRIPTS "
+            "and GILVM_TESTDATA by hand", name);
+  return v;
+}
+
+const char *gilvm_path(void) {
+  const char *v = env_dir("GILVM");
+  char *p = realpath(v, NULL);
+  cr_assert(p, "%s: %s", v, strerror(errno));
+  return track(p);
+}
+
+const char *script(const char *name) { return fmt("%s/%s", env_dir("GILVM_SCRIPTS"), name); }
+
+const char *data_in(const char *sub, const char *name) {
+  return fmt("%s/%s/%s", env_dir("GILVM_TESTDATA"), sub, name);
+}
+
+const char *new_tmpdir(void) {
+  cr_assert(ntmpdirs < (int)(sizeof tmpdirs / sizeof tmpdirs[0]), "too many temporary directories");
+  const char *base = getenv("TMPDIR");
+  char *dir = NULL;
+  cr_assert(asprintf(&dir, "%s/gilvm-test-XXXXXX", base && *base ? base : "/tmp") > 0, "out of memory");
+  cr_assert(mkdtemp(dir) != NULL, "cannot make a temporary directory in %s: %s", base, strerror(errno));
+  tmpdirs[ntmpdirs++] = dir;
+  return dir;
+}
+
+const char *tmp_path(const char *name) {
+  if (!own_tmpdir) own_tmpdir = new_tmpdir();
+  return fmt("%s/%s", own_tmpdir, name);
+}
+
+char *slurp(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  cr_assert(f != NULL, "cannot read %s: %s", path, strerror(errno));
+  buf b = { 0 };
+  char tmp[16384];
+  size_t n;
+  while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) buf_add(&b, tmp, n);
+  fclose(f);
+  size_t got;
+  char *s = buf_take(&b, &got);
+  if (len) *len = got;
+  return track(s);
+}
+
+json_t *json_file(const char *path) {
+  char err[512];
+  json_t *v = run_json_file(path, err, sizeof err);
+  cr_assert(v != NULL, "not valid JSON: %s\n%s", err, access(path, R_OK) == 0 ? slurp(path, NULL) : "(no file)");
+  cr_assert(njsons < (int)(sizeof jsons / sizeof jsons[0]), "too many JSON files in one test");
+  jsons[njsons++] = v;
+  return v;
+}
+
+run_result *run_tracked(const run_opts *o, const char *const *argv) {
+  run_opts opts = o ? *o : (run_opts){ 0 };
+  if (opts.limit_s <= 0) opts.limit_s = RUN_LIMIT_S;
+  run_result *r = run_program(&opts, (char *const *)argv);
+  keep(&results, &nresults, &capresults, r);
+  return r;
+}
+
+void expect_reaped(const run_result *r) {
+  cr_assert(r->spawn_errno == 0, "cannot run %s: %s", r->cmdline, strerror(r->spawn_errno));
+  cr_assert(r->reaped, "the child was not reaped" CTX, CTXA(r));
+  int st;
+  errno = 0;
+  pid_t w = waitpid(r->pid, &st, WNOHANG);
+  cr_assert(w == -1 && errno == ECHILD, "the child (pid %d) is still a child of the test after the run" CTX,
+            (int)r->pid, CTXA(r));
+}
+
+void expect_no_sanitizer_report(const run_result *r) {
+  cr_assert(!run_sanitizer_report(r->err), "a sanitizer reported a problem" CTX, CTXA(r));
+}
+
+void expect_clean(const run_result *r) {
+  expect_reaped(r);
+  cr_assert(!r->timed_out, "it did not finish within the test's hard limit and was killed" CTX, CTXA(r));
+  expect_no_sanitizer_report(r);
+}
+
+run_result *run_checked(const run_opts *o, const char *const *argv) {
+  run_result *r = run_tracked(o, argv);
+  expect_clean(r);
+  return r;
+}
+
+run_result *gv_run(const run_opts *o, const char *const *args) {
+  size_t n = 0;
+  while (args[n]) n++;
+  const char **argv = track(calloc(n + 2, sizeof *argv));
+  argv[0] = gilvm_path();
+  memcpy(argv + 1, args, n * sizeof *argv);
+  return run_checked(o, argv);
+}
+
+void expect_exit(const run_result *r, int code) {
+  cr_assert(r->exited && r->exit_code == code, "expected exit %d" CTX, code, CTXA(r));
+}
+
+void expect_out(const run_result *r, const char *expected) {
+  cr_assert(strcmp(r->out, expected) == 0, "stdout differs\n  --- expected stdout ---\n%s" CTX, expected,
+            CTXA(r));
+}
+
+void expect_out_has(const run_result *r, const char *needle) {
+  cr_assert(strstr(r->out, needle) != NULL, "stdout lacks \"%s\"" CTX, needle, CTXA(r));
+}
+
+void expect_err_has(const run_result *r, const char *needle) {
+  cr_assert(strstr(r->err, needle) != NULL, "stderr lacks \"%s\"" CTX, needle, CTXA(r));
+}
+
+void expect_err_lacks(const run_result *r, const char *needle) {
+  cr_assert(strstr(r->err, needle) == NULL, "stderr should not contain \"%s\"" CTX, needle, CTXA(r));
+}
+
+void expect_no_report(const run_result *r) {
+  cr_assert(report_find(r->err) == NULL, "no report expected" CTX, CTXA(r));
+}
+
+void expect_usage_error(const run_result *r, const char *message) {
+  expect_exit(r, 2);
+  expect_err_has(r, "gilvm: ");
+  expect_err_has(r, message);
+  expect_err_has(r, "--help");
+  expect_out(r, "");
+  expect_no_report(r);
 }

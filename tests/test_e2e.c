@@ -40,109 +40,14 @@
 
 /* ------------------------------------------------------------ plumbing */
 
-#define LIMIT_S 45.0  /* default hard limit for one gilvm run */
-
-/* What a test allocated: freed by its suite's .fini (the test binary may run under LSan). */
-static void *allocs[256];
-static int nallocs;
-static run_result *results[64];
-static int nresults;
-
-static void *track(void *p) {
-  cr_assert(p != NULL, "out of memory");
-  if (nallocs < (int)(sizeof allocs / sizeof allocs[0])) allocs[nallocs++] = p;
-  return p;
-}
-
-static void cleanup(void) {
-  for (int i = 0; i < nresults; i++) run_result_free(results[i]);
-  for (int i = 0; i < nallocs; i++) free(allocs[i]);
-  nresults = nallocs = 0;
-}
-
-static char *fmt(const char *f, ...) {
-  va_list ap;
-  va_start(ap, f);
-  char *s = NULL;
-  if (vasprintf(&s, f, ap) < 0) s = NULL;
-  va_end(ap);
-  return track(s);
-}
-
-static const char *env_dir(const char *name) {
-  const char *v = getenv(name);
-  cr_assert(v && *v, "%s is not set: run the suite with `meson test e2e`, or set GILVM, "
-            "GILVM_SCRIPTS and GILVM_TESTDATA by hand", name);
-  return v;
-}
-
-static const char *gilvm(void) { return env_dir("GILVM"); }
-static const char *script(const char *name) { return fmt("%s/%s", env_dir("GILVM_SCRIPTS"), name); }
-static const char *data(const char *name) { return fmt("%s/e2e/%s", env_dir("GILVM_TESTDATA"), name); }
-
-/* Run gilvm with args (NULL-terminated, without the binary itself). Fails the
-   test if it could not start, ran into the hard limit, was not reaped, or a
-   sanitizer complained. */
-static run_result *gv_opts(const run_opts *o, const char *const *args) {
-  const char *argv[64];
-  int n = 0;
-  argv[n++] = gilvm();
-  for (int i = 0; args[i]; i++) {
-    cr_assert(n < 63, "too many arguments");
-    argv[n++] = args[i];
-  }
-  argv[n] = NULL;
-  run_opts opts = o ? *o : (run_opts){ 0 };
-  if (opts.limit_s <= 0) opts.limit_s = LIMIT_S;
-  run_result *r = run_program(&opts, (char *const *)argv);
-  if (nresults < (int)(sizeof results / sizeof results[0])) results[nresults++] = r;
-  cr_assert(r->spawn_errno == 0, "cannot run %s: %s", argv[0], strerror(r->spawn_errno));
-  cr_assert(!r->timed_out, "gilvm did not finish within the test's hard limit of %.0f s and was killed" CTX,
-            opts.limit_s, CTXA(r));
-  cr_assert(r->reaped, "gilvm was not reaped" CTX, CTXA(r));
-  int st;
-  errno = 0;
-  pid_t w = waitpid(r->pid, &st, WNOHANG);
-  cr_assert(w == -1 && errno == ECHILD, "gilvm (pid %d) is still a child of the test after the run" CTX,
-            (int)r->pid, CTXA(r));
-  cr_assert(!run_sanitizer_report(r->err), "a sanitizer reported a problem in gilvm" CTX, CTXA(r));
-  return r;
-}
-
-#define GV(...) gv_opts(NULL, (const char *const[]){ __VA_ARGS__, NULL })
-#define GVO(o, ...) gv_opts((o), (const char *const[]){ __VA_ARGS__, NULL })
-
-static void expect_exit(const run_result *r, int code) {
-  cr_assert(r->exited && r->exit_code == code, "expected exit %d" CTX, code, CTXA(r));
-}
-
-static void expect_out(const run_result *r, const char *expected) {
-  cr_assert(strcmp(r->out, expected) == 0, "stdout differs\n  --- expected stdout ---\n%s" CTX, expected,
-            CTXA(r));
-}
-
-static void expect_out_has(const run_result *r, const char *needle) {
-  cr_assert(strstr(r->out, needle) != NULL, "stdout lacks \"%s\"" CTX, needle, CTXA(r));
-}
+static const char *data(const char *name) { return data_in("e2e", name); }
 
 static void expect_out_starts(const run_result *r, const char *start) {
   cr_assert(strncmp(r->out, start, strlen(start)) == 0, "stdout does not start with \"%s\"" CTX, start, CTXA(r));
 }
 
-static void expect_err_has(const run_result *r, const char *needle) {
-  cr_assert(strstr(r->err, needle) != NULL, "stderr lacks \"%s\"" CTX, needle, CTXA(r));
-}
-
-static void expect_err_lacks(const run_result *r, const char *needle) {
-  cr_assert(strstr(r->err, needle) == NULL, "stderr should not contain \"%s\"" CTX, needle, CTXA(r));
-}
-
-static void expect_no_report(const run_result *r) {
-  cr_assert(report_find(r->err) == NULL, "no report expected" CTX, CTXA(r));
-}
-
-static report_run report_of(const run_result *r) {
-  report_run rr;
+static parsed_report report_of(const run_result *r) {
+  parsed_report rr;
   cr_assert(report_parse_run(r->err, &rr), "no complete report on stderr" CTX, CTXA(r));
   return rr;
 }
@@ -151,16 +56,6 @@ static int threads_of(const run_result *r, report_thread *rows, int max) {
   int n = report_threads(r->err, rows, max);
   cr_assert(n >= 1, "the report has no thread table" CTX, CTXA(r));
   return n;
-}
-
-/* A usage error: exit 2, a message on stderr with the --help hint, nothing on stdout. */
-static void expect_usage_error(const run_result *r, const char *message) {
-  expect_exit(r, 2);
-  expect_err_has(r, "gilvm: ");
-  expect_err_has(r, message);
-  expect_err_has(r, "--help");
-  expect_out(r, "");
-  expect_no_report(r);
 }
 
 /* The number after key in stdout (the fixtures print "key value"). */
@@ -198,7 +93,7 @@ static void shared_init(void) { take_lock(LOCK_SH); }
 static void exclusive_init(void) { take_lock(LOCK_EX); }
 
 static void fini(void) {
-  cleanup();
+  test_cleanup();
   if (lock_fd >= 0) close(lock_fd);  /* releases the lock */
   lock_fd = -1;
 }
@@ -265,7 +160,7 @@ Test(output, large_outputs_pass_through_untouched) {
 Test(output, report_has_the_run_fields) {
   run_result *r = GV(script("cpu_bound.lua"), "2", "1000000");
   expect_exit(r, 0);
-  report_run rr = report_of(r);
+  parsed_report rr = report_of(r);
   cr_expect_str_eq(rr.mode, "gil");
   cr_expect_str_eq(rr.policy, "cpython");
   cr_expect(fabs(rr.interval_s - 0.005) < 1e-9, "default switch interval: %g s", rr.interval_s);
@@ -303,7 +198,7 @@ Test(output, report_has_a_row_per_thread_main_first) {
   cr_expect_str_eq(rows[1].name, "1:sum_of_squares");
   cr_expect_str_eq(rows[2].name, "2:sum_of_squares");
   cr_expect_str_eq(rows[3].name, "3:sum_of_squares");
-  report_run rr = report_of(r);
+  parsed_report rr = report_of(r);
   long acq = 0, forced = 0;
   for (int i = 0; i < n; i++) {
     cr_expect(rows[i].acq >= 1, "%s took the GIL %ld times", rows[i].name, rows[i].acq);
@@ -348,7 +243,7 @@ Test(timing, io_bound_sleeps_overlap) {
                  "file2: 2000 bytes\n"
                  "file3: 3000 bytes\n"
                  "3 downloads of 0.5 s each: ");
-  report_run rr = report_of(r);
+  parsed_report rr = report_of(r);
   cr_expect(rr.wall_s >= 0.5, "three 0.5 s sleeps took only %g s", rr.wall_s);
   cr_expect(rr.held_pct < 50, "sleeping threads held the GIL %.1f%% of the time", rr.held_pct);
   report_thread rows[8];
@@ -386,7 +281,7 @@ Test(scripts, cpu_bound_parallelism_stays_near_one_under_the_gil) {
   run_result *r = GV(script("cpu_bound.lua"), "2", "3000000");
   expect_exit(r, 0);
   expect_out(r, fmt("threads=2 iterations=3000000 sum=%lld\n", sum_of_squares_mod7(3000000)));
-  report_run rr = report_of(r);
+  parsed_report rr = report_of(r);
   cr_expect(rr.parallelism > 0, "parallelism %.2f", rr.parallelism);
   cr_expect(rr.parallelism <= 1.3, "two CPU threads under one GIL ran with parallelism %.2fx" CTX,
             rr.parallelism, CTXA(r));
@@ -397,7 +292,7 @@ Test(scripts, cpu_bound_two_threads_force_switches) {
   run_result *r = GV("-s", "1ms", script("cpu_bound.lua"), "2", "20000000");
   expect_exit(r, 0);
   expect_out(r, fmt("threads=2 iterations=20000000 sum=%lld\n", sum_of_squares_mod7(20000000)));
-  report_run rr = report_of(r);
+  parsed_report rr = report_of(r);
   cr_expect(rr.forced > 0, "two CPU-bound threads made no forced switch" CTX, CTXA(r));
   cr_expect(rr.drop_requests >= rr.forced, "drop requests %ld < forced %ld", rr.drop_requests, rr.forced);
   cr_expect_eq(rr.handoffs, rr.forced, "one handoff latency per forced switch");
@@ -542,7 +437,7 @@ Test(api, mode_cpu_count_now_switchinterval_and_require) {
              "require\ttrue\ttrue\n"
              "now monotonic\ttrue\tsleep 0.02 advanced >= 0.019\ttrue\n");
   /* the report shows the interval in force at the end */
-  report_run rr = report_of(r);
+  parsed_report rr = report_of(r);
   cr_expect(fabs(rr.interval_s - 0.02) < 1e-9, "report's switch interval %g s", rr.interval_s);
 }
 
@@ -674,7 +569,7 @@ static void coroutine_case(const char *how) {
   run_result *r = GV("--timeout", "30s", data("coroutine.lua"), how);
   expect_exit(r, 0);
   expect_out(r, "setter ran\nspinner saw done\ttrue\n");
-  report_run rr = report_of(r);
+  parsed_report rr = report_of(r);
   cr_expect(rr.forced >= 1, "%s: the spinning coroutine was never forced to switch" CTX, how, CTXA(r));
   report_thread row;
   cr_assert(report_thread_named(r->err, "1:spinner", 0, &row), "row 1:spinner" CTX, CTXA(r));
@@ -698,7 +593,7 @@ Test(api, arg_table_and_varargs_like_lua) {
                     "0\t%s\n"
                     "1\ta\n"
                     "2\tb c\n",
-                    gilvm(), args));
+                    gilvm_path(), args));
   /* `run`, -e and `--` are gilvm's too; what follows the script is the script's */
   run_result *r2 = GV("run", "-q", "-e", "x=1", "--", args, "-q", "--timeout");
   expect_exit(r2, 0);
@@ -713,7 +608,7 @@ Test(api, arg_table_and_varargs_like_lua) {
                      "0\t%s\n"
                      "1\t-q\n"
                      "2\t--timeout\n",
-                     gilvm(), args));
+                     gilvm_path(), args));
 }
 
 Test(api, script_from_stdin) {
@@ -767,7 +662,7 @@ Test(cli, missing_option_value_is_exit_2) {
 
 /* getopt_long's syntax, as users type it: each form must reach the option it names. */
 static void interval_case(const char *want, const char *const *args) {
-  run_result *r = gv_opts(NULL, args);
+  run_result *r = gv_run(NULL, args);
   expect_exit(r, 0);
   expect_out(r, want);
   expect_no_report(r);  /* each case also says -q, bundled or not */
@@ -881,7 +776,7 @@ Test(cli, durations_accepted) {
     double got = strtod(r->out, NULL);
     cr_expect(fabs(got - cases[i].want) < 1e-12, "%s %s: switch interval %g, want %g", cases[i].opt,
               cases[i].val ? cases[i].val : "", got, cases[i].want);
-    report_run rr = report_of(r);
+    parsed_report rr = report_of(r);
     cr_expect(fabs(rr.interval_s - cases[i].want) < 0.01 * cases[i].want, "%s %s: report says %g s", cases[i].opt,
               cases[i].val ? cases[i].val : "", rr.interval_s);
   }
@@ -892,7 +787,7 @@ Test(cli, durations_accepted) {
     expect_exit(r, 0);
     expect_out(r, "quick\n");
   }
-  /* far beyond the run's hard limit (LIMIT_S): a gilvm that waits for it is killed and the test fails */
+  /* far beyond the run's hard limit (RUN_LIMIT_S): a gilvm that waits for it is killed and the test fails */
   run_result *r = GV("-q", "--timeout", "3600s", "-e", "print('quick')");
   expect_exit(r, 0);
   expect_out(r, "quick\n");
@@ -930,7 +825,7 @@ Test(cli, gil_policies_compute_the_same_sum) {
                          : GV(a[0], a[1], script("cpu_bound.lua"), "2", total);
     expect_exit(r, 0);
     expect_out(r, want);
-    report_run rr = report_of(r);
+    parsed_report rr = report_of(r);
     cr_expect_str_eq(rr.policy, cases[i].policy);
     if (a[2] && strcmp(a[2], "--check-interval") == 0) expect_err_has(r, "check interval 50");
   }
@@ -946,7 +841,7 @@ Test(cli, check_interval_needs_legacy) {
 }
 
 Test(cli, no_script_is_exit_2) {
-  expect_usage_error(gv_opts(NULL, (const char *const[]){ NULL }), "no script given");
+  expect_usage_error(gv_run(NULL, (const char *const[]){ NULL }), "no script given");
   expect_usage_error(GV("-q"), "no script given");
   expect_usage_error(GV("-q", "-s", "1ms"), "no script given");
 }
@@ -1016,7 +911,7 @@ Test(stop, timeout_stops_spinning_workers_with_a_report) {
   expect_stopped_with_report(r, 124, "timeout");
   cr_expect(r->wall_s >= 0.45, "--timeout 0.5s ended after %g s", r->wall_s);
   cr_expect(r->wall_s < 6, "--timeout 0.5s took %g s to stop", r->wall_s);
-  report_run rr = report_of(r);
+  parsed_report rr = report_of(r);
   cr_expect(rr.wall_s >= 0.45 && rr.wall_s < 6, "report wall %g s", rr.wall_s);
   report_thread rows[4];
   int n = threads_of(r, rows, 4);

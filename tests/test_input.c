@@ -23,40 +23,6 @@
 
 #include "run_helper.h"
 
-#define LIMIT_S 60.0
-
-static void *allocs[512];
-static int nallocs;
-static run_result *results[128];
-static int nresults;
-
-static void *track(void *p) {
-  cr_assert(p != NULL, "out of memory");
-  if (nallocs < (int)(sizeof allocs / sizeof allocs[0])) allocs[nallocs++] = p;
-  return p;
-}
-
-static void fini(void) {
-  for (int i = 0; i < nresults; i++) run_result_free(results[i]);
-  for (int i = 0; i < nallocs; i++) free(allocs[i]);
-  nresults = nallocs = 0;
-}
-
-static char *fmt(const char *f, ...) {
-  va_list ap;
-  va_start(ap, f);
-  char *s = NULL;
-  if (vasprintf(&s, f, ap) < 0) s = NULL;
-  va_end(ap);
-  return track(s);
-}
-
-static const char *env_dir(const char *name) {
-  const char *v = getenv(name);
-  cr_assert(v && *v, "%s is not set: run the suite with `meson test input`", name);
-  return v;
-}
-
 /* An absolute path: the README test runs in a temp directory. */
 static const char *absolute(const char *path) {
   char *p = realpath(path, NULL);
@@ -64,83 +30,14 @@ static const char *absolute(const char *path) {
   return track(p);
 }
 
-static const char *gilvm(void) { return absolute(env_dir("GILVM")); }
-static const char *data(const char *name) { return fmt("%s/input/%s", env_dir("GILVM_TESTDATA"), name); }
+static const char *data(const char *name) { return data_in("input", name); }
 
-/* Run argv (argv[0] is the program): not timed out, reaped, no sanitizer report. */
-static run_result *run_argv(const run_opts *o, const char **argv) {
-  run_opts opts = o ? *o : (run_opts){ 0 };
-  if (opts.limit_s <= 0) opts.limit_s = LIMIT_S;
-  run_result *r = run_program(&opts, (char *const *)argv);
-  if (nresults < (int)(sizeof results / sizeof results[0])) results[nresults++] = r;
-  cr_assert(r->spawn_errno == 0, "cannot run %s: %s", argv[0], strerror(r->spawn_errno));
-  cr_assert(!r->timed_out, "gilvm did not finish within %.0f s and was killed" CTX, opts.limit_s, CTXA(r));
-  cr_assert(r->reaped, "gilvm was not reaped" CTX, CTXA(r));
-  cr_assert(!run_sanitizer_report(r->err), "a sanitizer reported a problem in gilvm" CTX, CTXA(r));
-  return r;
-}
-
-static run_result *gv_opts(const run_opts *o, const char *const *args) {
-  const char *argv[64];
-  int n = 0;
-  argv[n++] = gilvm();
-  for (int i = 0; args[i]; i++) {
-    cr_assert(n < 63, "too many arguments");
-    argv[n++] = args[i];
-  }
-  argv[n] = NULL;
-  return run_argv(o, argv);
-}
-
-#define GV(...) gv_opts(NULL, (const char *const[]){ __VA_ARGS__, NULL })
-#define GVO(o, ...) gv_opts((o), (const char *const[]){ __VA_ARGS__, NULL })
-
-static void expect_exit(const run_result *r, int code) {
-  cr_assert(r->exited && r->exit_code == code, "expected exit %d" CTX, code, CTXA(r));
-}
-
-static void expect_err_has(const run_result *r, const char *needle) {
-  cr_assert(strstr(r->err, needle) != NULL, "stderr lacks \"%s\"" CTX, needle, CTXA(r));
-}
-
-static void expect_err_lacks(const run_result *r, const char *needle) {
-  cr_assert(strstr(r->err, needle) == NULL, "stderr should not contain \"%s\"" CTX, needle, CTXA(r));
-}
-
-static void expect_out(const run_result *r, const char *expected) {
-  cr_assert(strcmp(r->out, expected) == 0, "stdout differs\n  --- expected stdout ---\n%s" CTX, expected,
-            CTXA(r));
-}
-
-/* A usage error: exit 2, the message and the --help hint, nothing run. */
-static void expect_usage_error(const run_result *r, const char *message) {
-  expect_exit(r, 2);
-  expect_err_has(r, message);
-  expect_err_has(r, "--help");
-  expect_out(r, "");
-  cr_assert(report_find(r->err) == NULL, "no report expected" CTX, CTXA(r));
-}
-
-/* A fresh directory under $TMPDIR (or /tmp), removed by rm_tmpdir. */
-static const char *make_tmpdir(void) {
-  const char *base = getenv("TMPDIR");
-  char *dir = fmt("%s/gilvm-input-XXXXXX", base && *base ? base : "/tmp");
-  cr_assert(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
-  return dir;
-}
-
-static void rm_tmpdir(const char *dir) {
-  const char *argv[] = { "/bin/rm", "-rf", dir, NULL };
-  run_result *r = run_program(&(run_opts){ .limit_s = 30 }, (char *const *)argv);
-  run_result_free(r);
-}
-
-TestSuite(errors, .fini = fini, .timeout = 180.);
-TestSuite(durations, .fini = fini, .timeout = 120.);
-TestSuite(arena, .fini = fini, .timeout = 120.);
-TestSuite(binary, .fini = fini, .timeout = 120.);
-TestSuite(forced, .fini = fini, .timeout = 180.);
-TestSuite(readme, .fini = fini, .timeout = 600.);
+TestSuite(errors, .fini = test_cleanup, .timeout = 180.);
+TestSuite(durations, .fini = test_cleanup, .timeout = 120.);
+TestSuite(arena, .fini = test_cleanup, .timeout = 120.);
+TestSuite(binary, .fini = test_cleanup, .timeout = 120.);
+TestSuite(forced, .fini = test_cleanup, .timeout = 180.);
+TestSuite(readme, .fini = test_cleanup, .timeout = 600.);
 
 /* ============================================ error objects with __tostring */
 
@@ -241,10 +138,8 @@ Test(durations, check_interval_is_a_plain_positive_integer) {
 /* ==================================================== the arena's size */
 
 static run_result *with_arena_env(const char *value, const char *const *args) {
-  setenv("GILVM_ARENA_MB", value, 1);
-  run_result *r = gv_opts(NULL, args);
-  unsetenv("GILVM_ARENA_MB");
-  return r;
+  const char *env[] = { fmt("GILVM_ARENA_MB=%s", value), NULL };
+  return gv_run(&(run_opts){ .env = env }, args);
 }
 
 Test(arena, malformed_GILVM_ARENA_MB_is_a_usage_error) {
@@ -274,7 +169,7 @@ Test(arena, the_size_is_what_was_asked) {
     const char *const args_opt[] = { "-q", "-m", "nogil", "--arena", cases[i].opt, fill, NULL };
     const char *const args_plain[] = { "-q", "-m", "nogil", fill, NULL };
     const char *const *args = cases[i].opt ? args_opt : args_plain;
-    run_result *r = cases[i].env ? with_arena_env(cases[i].env, args) : gv_opts(NULL, args);
+    run_result *r = cases[i].env ? with_arena_env(cases[i].env, args) : gv_run(NULL, args);
     expect_exit(r, 0);
     expect_out(r, cases[i].fits ? "fits\n" : "full\n");
   }
@@ -317,35 +212,32 @@ static void expect_refused_chunk(const run_result *r, const char *name) {
 }
 
 Test(binary, a_precompiled_script_is_refused_with_exit_3) {
-  const char *dir = make_tmpdir();
+  const char *dir = new_tmpdir();
   const char *chunk = fmt("%s/hello.luac", dir);
   dump_chunk(data("hello.lua"), chunk);
   expect_refused_chunk(GV(chunk), chunk);
   /* the same from stdin ("-"): a chunk has NULs, so a shell redirects the file */
-  const char *argv[] = { "/bin/sh", "-c", fmt("exec '%s' - < '%s'", gilvm(), chunk), NULL };
-  expect_refused_chunk(run_argv(NULL, argv), "stdin");
-  rm_tmpdir(dir);
+  const char *argv[] = { "/bin/sh", "-c", fmt("exec '%s' - < '%s'", gilvm_path(), chunk), NULL };
+  expect_refused_chunk(run_checked(NULL, argv), "stdin");
 }
 
 Test(binary, a_damaged_precompiled_script_is_refused_not_run) {
-  const char *dir = make_tmpdir();
+  const char *dir = new_tmpdir();
   const char *chunk = fmt("%s/damaged.luac", dir);
   dump_chunk(data("hello.lua"), chunk);
   damage_chunk(chunk);
   run_result *r = GV(chunk);
   cr_assert(!r->term_signal, "a damaged chunk crashed gilvm" CTX, CTXA(r));
   expect_refused_chunk(r, chunk);
-  rm_tmpdir(dir);
 }
 
 Test(binary, binary_option_runs_a_precompiled_script) {
-  const char *dir = make_tmpdir();
+  const char *dir = new_tmpdir();
   const char *chunk = fmt("%s/hello.luac", dir);
   dump_chunk(data("hello.lua"), chunk);
   run_result *r = GV("-q", "--binary", chunk);
   expect_exit(r, 0);
   expect_out(r, "hello\n");
-  rm_tmpdir(dir);
 }
 
 Test(binary, string_dump_and_load_inside_a_script_stay_lua_business) {
@@ -363,7 +255,7 @@ static void expect_forced_adds_up(const char *policy, const char *interval) {
   run_result *r = GV("-g", policy, "-s", interval, data("forced.lua"));
   expect_exit(r, 0);
   expect_out(r, "done\n");
-  report_run rr;
+  parsed_report rr;
   cr_assert(report_parse_run(r->err, &rr), "no complete report" CTX, CTXA(r));
   report_thread rows[8];
   int n = report_threads(r->err, rows, 8);
@@ -451,8 +343,8 @@ Test(readme, every_command_the_readme_shows_runs) {
   readme_cmd cmds[48];
   int n = readme_commands(cmds, 48);
   cr_assert(n >= 10, "only %d build/gilvm commands found in README.md's code blocks", n);
-  const char *bin = gilvm(), *scripts = absolute(env_dir("GILVM_SCRIPTS"));
-  const char *dir = make_tmpdir();
+  const char *bin = gilvm_path(), *scripts = absolute(env_dir("GILVM_SCRIPTS"));
+  const char *dir = new_tmpdir();
   cr_assert(chdir(dir) == 0, "chdir %s: %s", dir, strerror(errno));
   for (int k = 0; k < n; k++) {
     readme_cmd *c = &cmds[k];
@@ -474,7 +366,7 @@ Test(readme, every_command_the_readme_shows_runs) {
     }
     argv[m] = NULL;
     for (int o = 0; o < nout; o++) unlink(outputs[o]);
-    run_result *r = run_argv(&(run_opts){ .limit_s = 300 }, argv);
+    run_result *r = run_checked(&(run_opts){ .limit_s = 300 }, argv);
     cr_expect(r->exited && r->exit_code == 0, "README.md:%d: `%s` failed" CTX, c->line, c->text, CTXA(r));
     for (int o = 0; o < nout; o++) {
       struct stat st;
@@ -483,5 +375,4 @@ Test(readme, every_command_the_readme_shows_runs) {
     }
   }
   cr_assert(chdir("/") == 0);
-  rm_tmpdir(dir);
 }

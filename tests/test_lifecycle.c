@@ -10,6 +10,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,84 +29,30 @@
 #endif
 #endif
 
-static const char *env_dir(const char *name) {
-  const char *v = getenv(name);
-  cr_assert(v && *v, "%s is not set (run through meson test)", name);
-  return v;
-}
+TestSuite(lifecycle, .fini = test_cleanup);
 
-static char paths[8][512];
-static int npaths;
+static const char *data(const char *name) { return data_in("lifecycle", name); }
 
-static const char *data(const char *name) {
-  char *p = paths[npaths++ % 8];
-  snprintf(p, sizeof paths[0], "%s/lifecycle/%s", env_dir("GILVM_TESTDATA"), name);
-  return p;
-}
-
-static run_result *run_argv(const char *const *argv, double limit_s) {
-  run_opts o = { .limit_s = limit_s };
-  run_result *r = run_program(&o, (char *const *)argv);
-  cr_assert(!r->timed_out, "killed at the %.0f s limit" CTX, limit_s, CTXA(r));
-  cr_assert(r->reaped, "not reaped" CTX, CTXA(r));
-  cr_expect(!run_sanitizer_report(r->err), "a sanitizer report" CTX, CTXA(r));
-  return r;
-}
-
-/* gilvm with these arguments (NULL-terminated). */
-static run_result *gv(double limit_s, const char *first, ...) {
-  const char *argv[32];
-  int n = 0;
-  argv[n++] = env_dir("GILVM");
-  va_list ap;
-  va_start(ap, first);
-  for (const char *a = first; a && n < 31; a = va_arg(ap, const char *)) argv[n++] = a;
-  va_end(ap);
-  argv[n] = NULL;
-  return run_argv(argv, limit_s);
-}
-#define GV(limit, ...) gv(limit, __VA_ARGS__, NULL)
+/* gilvm with a hard limit of its own (the runs are long under sanitizers). */
+#define GVL(limit, ...) GVO(&(run_opts){ .limit_s = (limit) }, __VA_ARGS__)
 
 static const char *const modes[] = { "gil", "nogil", "fork" };
 
-/* A JSON file name in TMPDIR, removed by the caller. */
-static const char *json_path(char *buf, size_t len) {
-  const char *dir = getenv("TMPDIR");
-  snprintf(buf, len, "%s/gilvm-lifecycle-XXXXXX", dir && *dir ? dir : "/tmp");
-  int fd = mkstemp(buf);
-  cr_assert(fd >= 0, "mkstemp: %s", strerror(errno));
-  close(fd);
-  return buf;
-}
-
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "r");
-  cr_assert(f, "cannot read %s", path);
-  static char buf[1 << 16];
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  buf[n] = 0;
-  fclose(f);
-  return buf;
-}
-
-/* The number after "key": in a JSON text (the first occurrence after from). */
-static double json_number(const char *text, const char *from, const char *key) {
-  const char *p = from ? strstr(text, from) : text;
-  cr_assert(p, "no %s in\n%s", from, text);
-  char k[64];
-  snprintf(k, sizeof k, "\"%s\": ", key);
-  p = strstr(p, k);
-  cr_assert(p, "no %s in\n%s", k, text);
-  return strtod(p + strlen(k), NULL);
+/* The number at key in the JSON file at path (in its object `in`, when not NULL). */
+static double json_number(const char *path, const char *in, const char *key) {
+  json_t *obj = json_file(path);
+  if (in) obj = json_object_get(obj, in);
+  double v = run_json_number(obj, key);
+  cr_assert(!isnan(v), "no number %s%s%s in %s:\n%s", in ? in : "", in ? "." : "", key, path, slurp(path, NULL));
+  return v;
 }
 
 /* ---- joined workers are released ---- */
 
 Test(lifecycle, joined_workers_are_released_and_still_counted) {
   for (int m = 0; m < 3; m++) {
-    char jp[256];
-    json_path(jp, sizeof jp);
-    run_result *r = GV(240, "-m", modes[m], "--json", jp, data("spawn_join.lua"), "1000");
+    const char *jp = tmp_path("report.json");
+    run_result *r = GVL(240, "-m", modes[m], "--json", jp, data("spawn_join.lua"), "1000");
     cr_expect(r->exited && r->exit_code == 0, "mode %s" CTX, modes[m], CTXA(r));
     long records = -1, released = -1;
     const char *line = strstr(r->out, "records ");
@@ -120,12 +67,11 @@ Test(lifecycle, joined_workers_are_released_and_still_counted) {
               CTXA(r));
     cr_expect(strstr(r->err, "released after join") != NULL, "mode %s: the report does not say" CTX, modes[m],
               CTXA(r));
-    const char *js = slurp(jp);
-    cr_expect_eq(json_number(js, NULL, "workers"), 1000, "mode %s: JSON workers\n%s", modes[m], js);
-    cr_expect_geq(json_number(js, "\"released\"", "workers"), 958, "mode %s: JSON released\n%s", modes[m], js);
-    cr_expect_gt(json_number(js, "\"released\"", "cpu_s"), 0, "mode %s: released cpu\n%s", modes[m], js);
+    const char *js = slurp(jp, NULL);
+    cr_expect_eq(json_number(jp, NULL, "workers"), 1000, "mode %s: JSON workers\n%s", modes[m], js);
+    cr_expect_geq(json_number(jp, "released", "workers"), 958, "mode %s: JSON released\n%s", modes[m], js);
+    cr_expect_gt(json_number(jp, "released", "cpu_s"), 0, "mode %s: released cpu\n%s", modes[m], js);
     unlink(jp);
-    run_result_free(r);
   }
 }
 
@@ -137,7 +83,7 @@ Test(lifecycle, rss_stays_flat_over_20k_spawns, .timeout = 600) {
   cr_skip_test("RSS is meaningless under a sanitizer's quarantine (the record counts are tested)");
 #endif
   for (int m = 0; m < 3; m++) {
-    run_result *r = GV(300, "-q", "-m", modes[m], data("spawn_join.lua"), "20000");
+    run_result *r = GVL(300, "-q", "-m", modes[m], data("spawn_join.lua"), "20000");
     cr_expect(r->exited && r->exit_code == 0, "mode %s" CTX, modes[m], CTXA(r));
     long records, released, mid = 0, end = 0;
     const char *line = strstr(r->out, "records ");
@@ -145,24 +91,21 @@ Test(lifecycle, rss_stays_flat_over_20k_spawns, .timeout = 600) {
                              &end) == 4, "mode %s" CTX, modes[m], CTXA(r));
     cr_expect(end - mid < 3072, "mode %s: RSS grew %ld kB over 18k joined workers (%ld -> %ld kB)" CTX, modes[m],
               end - mid, mid, end, CTXA(r));
-    run_result_free(r);
   }
 }
 
 /* The same run, handles kept or dropped: releasing changes no total. */
 static void totals(const char *mode, const char *keep, double out[4]) {
-  char jp[256], set[32];
-  json_path(jp, sizeof jp);
+  const char *jp = tmp_path("report.json");
+  char set[32];
   snprintf(set, sizeof set, "KEEP = %s", keep);  /* 1 or 0: the same code and the same bytes either way */
-  run_result *r = GV(120, "-q", "-m", mode, "--json", jp, "-e", set, "-e",
+  run_result *r = GVL(120, "-q", "-m", mode, "--json", jp, "-e", set, "-e",
                      "local hs = {} for i = 1, 200 do local h = gil.spawn(function() return i end) h:join() "
                      "if KEEP == 1 then hs[i] = h end end collectgarbage() collectgarbage()");
   cr_expect(r->exited && r->exit_code == 0, "mode %s" CTX, mode, CTXA(r));
-  const char *js = slurp(jp);
   const char *keys[4] = { "workers", "acquisitions", "switches", "bytes_copied" };
-  for (int k = 0; k < 4; k++) out[k] = json_number(js, NULL, keys[k]);
+  for (int k = 0; k < 4; k++) out[k] = json_number(jp, NULL, keys[k]);
   unlink(jp);
-  run_result_free(r);
 }
 
 Test(lifecycle, released_workers_change_no_total) {
@@ -178,9 +121,8 @@ Test(lifecycle, released_workers_change_no_total) {
 }
 
 Test(lifecycle, report_sums_rows_past_the_limit) {
-  char jp[256];
-  json_path(jp, sizeof jp);
-  run_result *r = GV(60, "-m", "gil", "--json", jp, "-e",
+  const char *jp = tmp_path("report.json");
+  run_result *r = GVL(60, "-m", "gil", "--json", jp, "-e",
                      "local hs = {} for i = 1, 60 do hs[i] = gil.spawn(function() return i end) end "
                      "for i = 1, 60 do hs[i]:join() end");
   cr_expect(r->exited && r->exit_code == 0, CTX, CTXA(r));
@@ -189,24 +131,22 @@ Test(lifecycle, report_sums_rows_past_the_limit) {
   cr_expect(strstr(r->err, "21 past the first 40 rows") != NULL, "the report does not say why" CTX, CTXA(r));
   cr_expect(strstr(r->err, "39@") != NULL && strstr(r->err, "40@") == NULL, "rows past the limit" CTX, CTXA(r));
   cr_expect(strstr(r->err, "workers 60 ") != NULL, "report lacks 'workers 60'" CTX, CTXA(r));
-  const char *js = slurp(jp);
-  cr_expect_eq(json_number(js, NULL, "workers"), 60, "JSON workers\n%s", js);
-  cr_expect_eq(count_occurrences(js, "\"kind\""), 61, "JSON lists every live worker\n%s", js);
+  const char *js = slurp(jp, NULL);
+  cr_expect_eq(json_number(jp, NULL, "workers"), 60, "JSON workers\n%s", js);
+  cr_expect_eq(json_array_size(json_object_get(json_file(jp), "threads")), 61, "JSON lists every live worker\n%s",
+               js);
   unlink(jp);
-  run_result_free(r);
 }
 
 /* ---- fork: figures and cost ---- */
 
 static double bytes_copied(const char *mode) {
-  char jp[256];
-  json_path(jp, sizeof jp);
-  run_result *r = GV(120, "-q", "-m", mode, "--json", jp, "-e",
+  const char *jp = tmp_path("report.json");
+  run_result *r = GVL(120, "-q", "-m", mode, "--json", jp, "-e",
                      "for i = 1, 8 do gil.spawn(function() return string.rep('x', 256 * 1024) end):join() end");
   cr_expect(r->exited && r->exit_code == 0, "mode %s" CTX, mode, CTXA(r));
-  double b = json_number(slurp(jp), NULL, "bytes_copied");
+  double b = json_number(jp, NULL, "bytes_copied");
   unlink(jp);
-  run_result_free(r);
   return b;
 }
 
@@ -220,7 +160,7 @@ Test(lifecycle, fork_copies_what_nogil_copies) {
 /* A child's set-up visits no earlier worker record: 300 handles kept alive,
    each child counts what it walked (before: every record, 0..299). */
 Test(lifecycle, fork_does_not_walk_earlier_workers) {
-  run_result *r = GV(240, "-q", "-m", "fork", "-e",
+  run_result *r = GVL(240, "-q", "-m", "fork", "-e",
                      "local hs, walk = {}, 0 "
                      "for i = 1, 300 do hs[i] = gil.spawn(function() return gil._debug().fork_walk end) "
                      "walk = math.max(walk, hs[i]:join()) end "
@@ -231,37 +171,16 @@ Test(lifecycle, fork_does_not_walk_earlier_workers) {
   cr_assert(line && sscanf(line, "records %ld walk %ld", &records, &walk) == 2, CTX, CTXA(r));
   cr_expect_eq(records, 301, "the handles keep their records" CTX, CTXA(r));
   cr_expect_eq(walk, 0, "a fork walked %ld records" CTX, walk, CTXA(r));
-  run_result_free(r);
 }
 
 /* ---- children die with gilvm ---- */
-
-static int gone(pid_t pid) {
-  if (kill(pid, 0) != 0) return errno == ESRCH;
-  char path[64], buf[512];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  FILE *f = fopen(path, "r");
-  if (!f) return 1;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = 0;
-  const char *p = strrchr(buf, ')');
-  return p && p[1] == ' ' && p[2] == 'Z';  /* a zombie waiting for init has died */
-}
 
 /* Both pids the script printed are gone within a generous deadline. */
 static void expect_both_die(const run_result *r) {
   int a = 0, b = 0;
   const char *line = strstr(r->out, "pids ");
   cr_assert(line && sscanf(line, "pids %d %d", &a, &b) == 2 && a > 0 && b > 0, "no pids" CTX, CTXA(r));
-  double deadline = run_now() + 20;
-  while ((!gone(a) || !gone(b)) && run_now() < deadline) {
-    struct timespec ts = { 0, 20000000 };
-    nanosleep(&ts, NULL);
-  }
-  int ga = gone(a), gb = gone(b);
-  kill(a, SIGKILL);  /* whatever happened, leave nothing behind */
-  kill(b, SIGKILL);
+  int ga = run_wait_gone(a, 20), gb = run_wait_gone(b, 20);  /* killed if not: nothing left behind */
   cr_expect(ga, "the child (pid %d) outlived gilvm by 20 s" CTX, a, CTXA(r));
   cr_expect(gb, "the grandchild (pid %d) outlived gilvm by 20 s" CTX, b, CTXA(r));
 }
@@ -269,59 +188,54 @@ static void expect_both_die(const run_result *r) {
 /* An orphan holds gilvm's stdout open, so the helper reads until its limit:
    no assertion on that, the pids decide. */
 static run_result *run_orphans(const run_opts *o, const char *const *argv) {
-  run_result *r = run_program(o, (char *const *)argv);
-  cr_assert(r->reaped, "not reaped" CTX, CTXA(r));
-  cr_expect(!run_sanitizer_report(r->err), "a sanitizer report" CTX, CTXA(r));
+  run_result *r = run_tracked(o, argv);
+  expect_reaped(r);
+  expect_no_sanitizer_report(r);
   return r;
 }
 
 Test(lifecycle, children_die_when_gilvm_is_killed) {
-  const char *argv[] = { env_dir("GILVM"), "-q", "-m", "fork", data("orphans.lua"), "join", NULL };
+  const char *argv[] = { gilvm_path(), "-q", "-m", "fork", data("orphans.lua"), "join", NULL };
   run_opts o = { .limit_s = 20, .signal = SIGKILL, .signal_when = "pids " };
   run_result *r = run_orphans(&o, argv);
   cr_expect(r->signals_sent == 1, "the test did not kill gilvm" CTX, CTXA(r));
   expect_both_die(r);
-  run_result_free(r);
 }
 
 Test(lifecycle, children_die_when_gilvm_dies_of_sigpipe) {
   char cmd[1024];
-  snprintf(cmd, sizeof cmd, "'%s' -q -m fork '%s' spin | head -1", env_dir("GILVM"), data("orphans.lua"));
+  snprintf(cmd, sizeof cmd, "'%s' -q -m fork '%s' spin | head -1", gilvm_path(), data("orphans.lua"));
   const char *argv[] = { "/bin/sh", "-c", cmd, NULL };
   run_opts o = { .limit_s = 20 };
   run_result *r = run_orphans(&o, argv);
   expect_both_die(r);
-  run_result_free(r);
 }
 
 Test(lifecycle, children_die_after_os_exit_in_main) {
-  const char *argv[] = { env_dir("GILVM"), "-q", "-m", "fork", data("orphans.lua"), "exit", NULL };
+  const char *argv[] = { gilvm_path(), "-q", "-m", "fork", data("orphans.lua"), "exit", NULL };
   run_opts o = { .limit_s = 20 };
   run_result *r = run_orphans(&o, argv);
   cr_expect(r->timed_out || (r->exited && r->exit_code == 0), CTX, CTXA(r));
   expect_both_die(r);
-  run_result_free(r);
 }
 
 /* ---- os.exit from a worker ---- */
 
 Test(lifecycle, os_exit_in_a_worker_ends_the_run_like_lua) {
   for (int m = 0; m < 3; m++) {
-    run_result *r = GV(60, "-q", "-m", modes[m], "-e",
+    run_result *r = GVL(60, "-q", "-m", modes[m], "-e",
                        "io.write('partial') "
                        "gil.thread(function() io.write(' from worker') os.exit(7) end):join() "
                        "print('never')");
     cr_expect(r->exited && r->exit_code == 7, "mode %s" CTX, modes[m], CTXA(r));
     cr_expect_str_eq(r->out, "partial from worker", "mode %s: stdout flushed, nothing after" CTX, modes[m], CTXA(r));
-    run_result_free(r);
   }
 }
 
 /* os.exit(3, true) in a gil-mode worker closes the shared state; a finalizer
    releases the GIL there. Before, the spinning thread ran Lua meanwhile. */
 Test(lifecycle, os_exit_keeps_other_threads_out_of_lua) {
-  run_result *r = GV(60, "-q", "-m", "gil", data("exit_close.lua"));
+  run_result *r = GVL(60, "-q", "-m", "gil", data("exit_close.lua"));
   cr_expect(r->exited && r->exit_code == 3, CTX, CTXA(r));
   cr_expect(strstr(r->out, "[gcgc]") != NULL, "another thread ran Lua while the state closed" CTX, CTXA(r));
-  run_result_free(r);
 }

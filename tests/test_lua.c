@@ -24,64 +24,7 @@
 
 #include "run_helper.h"
 
-#define LIMIT_S 60.0  /* hard limit for one gilvm run (the suite also runs under TSan) */
-
-static run_result *results[16];
-static int nresults;
-static char *strs[16];
-static int nstrs;
-
-static void fini(void) {
-  for (int i = 0; i < nresults; i++) run_result_free(results[i]);
-  for (int i = 0; i < nstrs; i++) free(strs[i]);
-  nresults = nstrs = 0;
-}
-
-static const char *env_dir(const char *name) {
-  const char *v = getenv(name);
-  cr_assert(v && *v, "%s is not set: run the suite with `meson test lua`, or set GILVM and "
-            "GILVM_TESTDATA by hand", name);
-  return v;
-}
-
-static const char *data(const char *name) {
-  char *s = NULL;
-  cr_assert(asprintf(&s, "%s/lua/%s", env_dir("GILVM_TESTDATA"), name) > 0, "out of memory");
-  if (nstrs < (int)(sizeof strs / sizeof strs[0])) strs[nstrs++] = s;
-  return s;
-}
-
-/* Run gilvm with args (NULL-terminated). Fails the test if it could not start,
-   hit the hard limit, was not reaped, or a sanitizer complained. */
-static run_result *gv_args(const char *const *args) {
-  const char *argv[32];
-  int n = 0;
-  argv[n++] = env_dir("GILVM");
-  for (int i = 0; args[i]; i++) {
-    cr_assert(n < 31, "too many arguments");
-    argv[n++] = args[i];
-  }
-  argv[n] = NULL;
-  run_opts opts = { .limit_s = LIMIT_S };
-  run_result *r = run_program(&opts, (char *const *)argv);
-  if (nresults < (int)(sizeof results / sizeof results[0])) results[nresults++] = r;
-  cr_assert(r->spawn_errno == 0, "cannot run %s: %s", argv[0], strerror(r->spawn_errno));
-  cr_assert(!r->timed_out, "gilvm did not finish within %.0f s and was killed" CTX, LIMIT_S, CTXA(r));
-  cr_assert(r->reaped, "gilvm was not reaped" CTX, CTXA(r));
-  cr_assert(!run_sanitizer_report(r->err), "a sanitizer reported a problem in gilvm" CTX, CTXA(r));
-  return r;
-}
-
-#define GV(...) gv_args((const char *const[]){ __VA_ARGS__, NULL })
-
-static void expect_exit0(const run_result *r) {
-  cr_assert(r->exited && r->exit_code == 0, "expected exit 0" CTX, CTXA(r));
-}
-
-static void expect_out(const run_result *r, const char *expected) {
-  cr_assert(strcmp(r->out, expected) == 0, "stdout differs from lua5.4's\n  --- expected stdout ---\n%s" CTX,
-            expected, CTXA(r));
-}
+static const char *data(const char *name) { return data_in("lua", name); }
 
 /* The number after key in text. */
 static long number_after(const run_result *r, const char *text, const char *key) {
@@ -92,27 +35,27 @@ static long number_after(const run_result *r, const char *text, const char *key)
 
 /* ---------------------------------------------------------------- wrap */
 
-TestSuite(wrap, .fini = fini, .timeout = 120);
+TestSuite(wrap, .fini = test_cleanup, .timeout = 120);
 
 Test(wrap, dead_coroutine_raises_instead_of_calling_its_error_object) {
   run_result *r = GV("-q", data("wrap_dead.lua"));
-  expect_exit0(r);
+  expect_exit(r, 0);
   expect_out(r, "false\tfunction\nfalse\tcannot resume dead coroutine\n");
 }
 
 Test(wrap, error_of_a_close_handler_is_the_one_raised) {
   run_result *r = GV("-q", data("wrap_close.lua"));
-  expect_exit0(r);
+  expect_exit(r, 0);
   expect_out(r, "100\nfalse\t@YYY: after @XXX\nfalse\tcannot resume dead coroutine\n");
 }
 
 /* --------------------------------------------------------------- hooks */
 
-TestSuite(hooks, .fini = fini, .timeout = 180);
+TestSuite(hooks, .fini = test_cleanup, .timeout = 180);
 
 Test(hooks, line_hook_on_a_coroutine_survives_its_resumes) {
   run_result *r = GV("-q", data("co_hook.lua"));
-  expect_exit0(r);
+  expect_exit(r, 0);
   expect_out(r, "true\t2\ntrue\ntrue\t4\n6 7 8 9\ntrue\n");
 }
 
@@ -121,14 +64,14 @@ static const char gethook_out[] =
 
 Test(hooks, gethook_returns_the_scripts_hook) {
   run_result *r = GV("-q", data("gethook.lua"));
-  expect_exit0(r);
+  expect_exit(r, 0);
   expect_out(r, gethook_out);
 }
 
 /* The legacy GIL keeps a count hook on every thread: the script must not see it. */
 Test(hooks, gethook_returns_the_scripts_hook_under_legacy) {
   run_result *r = GV("-q", "-g", "legacy", data("gethook.lua"));
-  expect_exit0(r);
+  expect_exit(r, 0);
   expect_out(r, gethook_out);
 }
 
@@ -136,7 +79,7 @@ Test(hooks, gethook_returns_the_scripts_hook_under_legacy) {
    the GIL from it 20 times in the middle of its loop. */
 static void contended_hook(const char *mode, const char *policy) {
   run_result *r = GV("-m", mode, "-g", policy, "-s", "100us", data("hook_contended.lua"));
-  expect_exit0(r);
+  expect_exit(r, 0);
   long calls = number_after(r, r->out, "calls ");
   long hits = number_after(r, r->out, "hits ");
   cr_assert(calls > 0 && hits == calls,
@@ -144,7 +87,7 @@ static void contended_hook(const char *mode, const char *policy) {
             hits, calls, mode, policy, CTXA(r));
   cr_assert(strstr(r->out, "seen 20\n") && strstr(r->out, "mask c\n"),
             "the script saw no preemption, or gethook showed another mask" CTX, CTXA(r));
-  report_run rr;
+  parsed_report rr;
   cr_assert(report_parse_run(r->err, &rr), "no complete report on stderr" CTX, CTXA(r));
   cr_assert(rr.switches >= 20, "fewer switches than the script saw" CTX, CTXA(r));
 }
@@ -157,7 +100,7 @@ Test(hooks, call_hook_survives_forced_switches_in_fork_mode) { contended_hook("f
 
 /* ------------------------------------------------------------- breaker */
 
-TestSuite(breaker, .fini = fini, .timeout = 240);
+TestSuite(breaker, .fini = test_cleanup, .timeout = 240);
 
 /* lua_sethook marks every frame: on a stack overflow (~190k frames) a waiter
    that re-armed every interval while its request was pending kept the holder
@@ -168,10 +111,10 @@ TestSuite(breaker, .fini = fini, .timeout = 240);
 Test(breaker, deep_stack_is_armed_once_per_drop_request) {
   cr_assert(setenv("GILVM_BREAKER_STATS", "1", 1) == 0);
   run_result *r = GV("-s", "50us", data("deep.lua"), "2");
-  expect_exit0(r);
+  expect_exit(r, 0);
   cr_assert(count_occurrences(r->out, "stack overflow") == 2, "expected two stack overflows" CTX, CTXA(r));
   long arms = number_after(r, r->err, "gilvm: breaker armed ");
-  report_run rr;
+  parsed_report rr;
   cr_assert(report_parse_run(r->err, &rr), "no complete report on stderr" CTX, CTXA(r));
   cr_assert(arms <= 2 * rr.drop_requests + 8,
             "the breaker was armed %ld times for %ld drop requests: re-armed while a request was pending"
@@ -184,7 +127,7 @@ Test(breaker, deep_stack_is_armed_once_per_drop_request) {
 Test(breaker, legacy_resting_hook_is_not_reset_at_every_check) {
   cr_assert(setenv("GILVM_BREAKER_STATS", "1", 1) == 0);
   run_result *r = GV("-q", "-g", "legacy", data("deep.lua"), "1");
-  expect_exit0(r);
+  expect_exit(r, 0);
   cr_assert(count_occurrences(r->out, "stack overflow") == 1, "expected a stack overflow" CTX, CTXA(r));
   long sets = number_after(r, r->err, "hooks set ");
   cr_assert(sets <= 100, "the hook was set %ld times: once per check interval on a deep stack" CTX, sets,
@@ -193,7 +136,7 @@ Test(breaker, legacy_resting_hook_is_not_reset_at_every_check) {
 
 /* -------------------------------------------------------------- worker */
 
-TestSuite(worker, .fini = fini, .timeout = 120);
+TestSuite(worker, .fini = test_cleanup, .timeout = 120);
 
 static const char worker_main_out[] =
   "main   ismain true yieldable false yield false attempt to yield from outside a coroutine inner false true\n"
@@ -201,18 +144,18 @@ static const char worker_main_out[] =
 
 Test(worker, body_is_a_main_thread_for_coroutines_in_gil_mode) {
   run_result *r = GV("-q", "-m", "gil", data("worker_main.lua"));
-  expect_exit0(r);
+  expect_exit(r, 0);
   expect_out(r, worker_main_out);
 }
 
 Test(worker, body_is_a_main_thread_for_coroutines_in_nogil_mode) {
   run_result *r = GV("-q", "-m", "nogil", data("worker_main.lua"));
-  expect_exit0(r);
+  expect_exit(r, 0);
   expect_out(r, worker_main_out);
 }
 
 Test(worker, body_is_a_main_thread_for_coroutines_in_fork_mode) {
   run_result *r = GV("-q", "-m", "fork", data("worker_main.lua"));
-  expect_exit0(r);
+  expect_exit(r, 0);
   expect_out(r, worker_main_out);
 }

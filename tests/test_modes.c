@@ -15,49 +15,8 @@
 
 #include "run_helper.h"
 
-static const char *env_dir(const char *name) {
-  const char *v = getenv(name);
-  cr_assert(v && *v, "%s is not set (run through meson test)", name);
-  return v;
-}
-
-static char paths[8][512];
-static int npaths;
-
-static const char *path_in(const char *env, const char *name) {
-  char *p = paths[npaths++ % 8];
-  snprintf(p, sizeof paths[0], "%s/%s", env_dir(env), name);
-  return p;
-}
-static const char *script(const char *name) { return path_in("GILVM_SCRIPTS", name); }
-
-/* Run gilvm with these arguments (NULL-terminated), with a hard 60 s limit. */
-static run_result *gv(const char *first, ...) {
-  const char *argv[32];
-  int n = 0;
-  argv[n++] = env_dir("GILVM");
-  va_list ap;
-  va_start(ap, first);
-  for (const char *a = first; a && n < 31; a = va_arg(ap, const char *)) argv[n++] = a;
-  va_end(ap);
-  argv[n] = NULL;
-  run_opts o = { .limit_s = 60 };
-  run_result *r = run_program(&o, (char *const *)argv);
-  cr_assert(!r->timed_out, "%s: killed at the 60 s limit\nstderr:\n%s", r->cmdline, r->err);
-  cr_assert(r->reaped, "%s: not reaped", r->cmdline);
-  return r;
-}
-#define GV(...) gv(__VA_ARGS__, NULL)
-
-static void expect_exit(const run_result *r, int code) {
-  cr_expect(r->exited && r->exit_code == code, "expected exit %d\ncommand: %s\nexit: %d\nstdout:\n%s\nstderr:\n%s",
-            code, r->cmdline, r->exit_code, r->out, r->err);
-}
-
-static void expect_err_has(const run_result *r, const char *needle) {
-  cr_expect(strstr(r->err, needle) != NULL, "stderr lacks \"%s\"\ncommand: %s\nstderr:\n%s", needle, r->cmdline,
-            r->err);
-}
+TestSuite(modes, .fini = test_cleanup);
+TestSuite(compare, .fini = test_cleanup);
 
 static const char *const modes[] = { "gil", "nogil", "fork" };
 
@@ -77,7 +36,7 @@ Test(modes, cpu_bound_same_sum_and_worker_kinds) {
     cr_expect_str_eq(r->out, "threads=2 iterations=2000000 sum=4000001\n", "mode %s", modes[m]);
     expect_kind(r, "1:sum_of_squares", kinds[m]);
     expect_kind(r, "2:sum_of_squares", kinds[m]);
-    report_run rr;
+    parsed_report rr;
     int full = report_parse_run(r->err, &rr);
     if (m == 1) {
       /* no shared GIL in nogil: no "GIL held" nor handoff line; what comes before them parses */
@@ -88,7 +47,6 @@ Test(modes, cpu_bound_same_sum_and_worker_kinds) {
       cr_expect(full, "%s: the report lacks a figure\nstderr:\n%s", modes[m], r->err);
     }
     cr_expect_str_eq(rr.mode, modes[m], "the report names the mode");
-    run_result_free(r);
   }
 }
 
@@ -110,7 +68,6 @@ Test(modes, gallery_prints_the_same_in_every_mode) {
       if (cut) cut[sizeof verdict - 1] = '\0';
       if (!first) first = strdup(r->out);
       else cr_expect_str_eq(r->out, first, "%s: %s printed something else than gil", runs[k][0], modes[m]);
-      run_result_free(r);
     }
     free(first);
   }
@@ -120,7 +77,6 @@ Test(modes, pool_map_squares) {
   run_result *r = GV("-q", "-m", "fork", script("pool_map.lua"), "5", "0.001");
   expect_exit(r, 0);
   cr_expect_str_eq(r->out, "1 4 9 16 25\n");
-  run_result_free(r);
 }
 
 Test(modes, hybrid_uses_threads_and_processes) {
@@ -129,7 +85,6 @@ Test(modes, hybrid_uses_threads_and_processes) {
   cr_expect(strncmp(r->out, "downloaded 2 pages; checksums ", 30) == 0, "stdout: %s", r->out);
   expect_kind(r, "1:download", "thread");
   expect_kind(r, "3:crunch", "process");
-  run_result_free(r);
 }
 
 /* Isolation is the lesson: a global mutated by workers stays untouched in
@@ -142,7 +97,6 @@ Test(modes, race_globals_are_copies_but_values_are_shared) {
               "%s: globals are copies\n%s", modes[m], r->out);
     cr_expect(strstr(r->out, "value add              expected 4000, got 4000: 0 lost updates") != NULL,
               "%s: value:add is atomic\n%s", modes[m], r->out);
-    run_result_free(r);
   }
 }
 
@@ -156,7 +110,6 @@ Test(modes, worker_error_carries_name_and_traceback) {
     cr_expect(strstr(r->out, "'1:boom'") != NULL, "%s: names the worker\n%s", modes[m], r->out);
     cr_expect(strstr(r->out, "kaput") != NULL && strstr(r->out, "stack traceback") != NULL,
               "%s: carries the message and traceback\n%s", modes[m], r->out);
-    run_result_free(r);
   }
 }
 
@@ -168,12 +121,10 @@ Test(modes, uncopyable_argument_names_its_path) {
   expect_exit(r, 0);
   cr_expect(strstr(r->out, "false") == r->out && strstr(r->out, "argument[3].f: cannot copy a userdata") != NULL,
             "nogil:\n%s", r->out);
-  run_result_free(r);
   /* fork mode copies memory at fork: the same call just works */
   r = GV("-q", "-m", "fork", "-e", "gil.spawn(print, 1, {f = io.stdout}):join() print('joined')");
   expect_exit(r, 0);
   cr_expect(strstr(r->out, "1\ttable: ") == r->out && strstr(r->out, "joined\n") != NULL, "fork:\n%s", r->out);
-  run_result_free(r);
 }
 
 Test(modes, results_come_back_by_copy) {
@@ -186,7 +137,6 @@ Test(modes, results_come_back_by_copy) {
     expect_exit(r, 0);
     /* in gil mode the worker shares `config`; elsewhere it changed its own copy */
     cr_expect_str_eq(r->out, m == 0 ? "42\tx\t7\t99\n" : "42\tx\t7\t3\n", "mode %s", modes[m]);
-    run_result_free(r);
   }
 }
 
@@ -197,11 +147,9 @@ Test(modes, dead_child_is_reported_not_waited_for) {
   expect_exit(r, 0);
   cr_expect(strstr(r->out, "false") == r->out && strstr(r->out, "killed by signal 9") != NULL,
             "join raises naming the signal\n%s", r->out);
-  run_result_free(r);
   r = GV("-q", "-e", "local h = gil.process(function() os.exit(3) end) print(pcall(h.join, h))");
   expect_exit(r, 0);
   cr_expect(strstr(r->out, "exited with status 3") != NULL, "join names the exit status\n%s", r->out);
-  run_result_free(r);
 }
 
 Test(modes, fork_flushes_stdout_before_forking) {
@@ -209,7 +157,6 @@ Test(modes, fork_flushes_stdout_before_forking) {
                      "io.write('once ') gil.spawn(function() io.write('child ') end):join() print('end')");
   expect_exit(r, 0);
   cr_expect_str_eq(r->out, "once child end\n");
-  run_result_free(r);
 }
 
 Test(modes, timeout_kills_processes_without_hanging) {
@@ -220,7 +167,6 @@ Test(modes, timeout_kills_processes_without_hanging) {
   expect_err_has(r, "stopped: timeout");
   cr_expect(strstr(r->err, "never joined") == NULL, "a process we killed is not a script error\n%s", r->err);
   cr_expect(r->wall_s < 10, "stopped promptly (%.1f s)", r->wall_s);
-  run_result_free(r);
 }
 
 Test(compare, table_has_every_mode_and_same_output) {
@@ -246,7 +192,6 @@ Test(compare, table_has_every_mode_and_same_output) {
            json);
   cr_expect_eq(system(cmd), 0, "the --json file is valid and complete");
   unlink(json);
-  run_result_free(r);
 }
 
 Test(compare, points_at_output_that_differs) {
@@ -255,28 +200,24 @@ Test(compare, points_at_output_that_differs) {
   expect_err_has(r, "output differs: nogil printed");
   expect_err_has(r, "output differs: fork printed");
   expect_err_has(r, "lost_value add");  /* figures table: a row per gil.report name */
-  run_result_free(r);
 }
 
 Test(compare, usage_errors) {
   run_result *r = GV("compare", "-m", "fork", script("cpu_bound.lua"));
   expect_exit(r, 2);
   expect_err_has(r, "compare runs every mode");
-  run_result_free(r);
   r = GV("compare");
   expect_exit(r, 2);
-  run_result_free(r);
 }
 
 Test(compare, passes_options_on_however_they_were_written) {
   const char *code = "io.write(gil.getswitchinterval(), ' ')";
-  run_result *r = GV("compare", "-qs1ms", "--arena=8M", "--timeo=30s", "-e", code, path_in("GILVM_TESTDATA", "e2e/args.lua"),
+  run_result *r = GV("compare", "-qs1ms", "--arena=8M", "--timeo=30s", "-e", code, data_in("e2e", "args.lua"),
                      "-s", "5ms");
   expect_exit(r, 0);
   cr_expect(strncmp(r->out, "0.001 n\t2\ndots\t-s\t5ms\n", 22) == 0,
             "each run got -s 1ms and -e, the script its own -s 5ms\nstdout:\n%s\nstderr:\n%s", r->out, r->err);
   expect_err_has(r, "fork mode");  /* three runs (args.lua's arg table shows each run's -m) */
-  run_result_free(r);
 }
 
 Test(compare, refuses_what_draws_one_run) {
@@ -288,6 +229,5 @@ Test(compare, refuses_what_draws_one_run) {
     expect_err_has(r, opts[i][0]);
     expect_err_has(r, "not compare");
     cr_expect(strstr(r->err, "running in") == NULL && r->out[0] == '\0', "nothing ran\nstderr:\n%s", r->err);
-    run_result_free(r);
   }
 }

@@ -20,44 +20,19 @@
 
 #include "run_helper.h"
 
-#define LIMIT_S 60.0
-
 static const char *const modes[] = { "gil", "nogil", "fork" };
 #define NMODES 3
 
 /* ------------------------------------------------------------ plumbing */
 
-static run_result *results[64];
-static int nresults;
-static void *allocs[64];
-static int nallocs;
+TestSuite(objects, .fini = test_cleanup, .timeout = 240.);
 
-static void fini(void) {
-  for (int i = 0; i < nresults; i++) run_result_free(results[i]);
-  for (int i = 0; i < nallocs; i++) free(allocs[i]);
-  nresults = nallocs = 0;
-}
-
-TestSuite(objects, .fini = fini, .timeout = 240.);
-
-static const char *env(const char *name) {
-  const char *v = getenv(name);
-  cr_assert(v && *v, "%s is not set: run the suite with `meson test objects`", name);
-  return v;
-}
-
-static const char *fixture(const char *name) {
-  char *s = NULL;
-  cr_assert(asprintf(&s, "%s/objects/%s", env("GILVM_TESTDATA"), name) >= 0);
-  if (nallocs < (int)(sizeof allocs / sizeof allocs[0])) allocs[nallocs++] = s;
-  return s;
-}
+static const char *fixture(const char *name) { return data_in("objects", name); }
 
 /* gilvm -q -m MODE [extra] FIXTURE [args]: args is NULL-terminated. */
 static run_result *run_v(const char *mode, const char *extra1, const char *extra2, const char *name, va_list ap) {
   const char *argv[32];
   int n = 0;
-  argv[n++] = env("GILVM");
   argv[n++] = "-q";
   argv[n++] = "-m";
   argv[n++] = mode;
@@ -67,17 +42,7 @@ static run_result *run_v(const char *mode, const char *extra1, const char *extra
   const char *a;
   while ((a = va_arg(ap, const char *)) != NULL && n < 31) argv[n++] = a;
   argv[n] = NULL;
-  run_opts o = { .limit_s = LIMIT_S };
-  run_result *r = run_program(&o, (char *const *)argv);
-  if (nresults < (int)(sizeof results / sizeof results[0])) results[nresults++] = r;
-  cr_assert(r->spawn_errno == 0, "cannot run %s: %s", argv[0], strerror(r->spawn_errno));
-  cr_assert(!r->timed_out, "gilvm hung: killed at the hard limit of %.0f s" CTX, LIMIT_S, CTXA(r));
-  cr_assert(r->reaped, "gilvm was not reaped" CTX, CTXA(r));
-  int st;
-  errno = 0;
-  cr_assert(waitpid(r->pid, &st, WNOHANG) == -1 && errno == ECHILD, "gilvm is still a child" CTX, CTXA(r));
-  cr_assert(!run_sanitizer_report(r->err), "a sanitizer reported a problem" CTX, CTXA(r));
-  return r;
+  return gv_run(NULL, argv);
 }
 
 static run_result *run(const char *mode, const char *name, ...) {
@@ -96,21 +61,9 @@ static run_result *run_opt(const char *mode, const char *o1, const char *o2, con
   return r;
 }
 
-static void expect_exit(const run_result *r, int code) {
-  cr_assert(r->exited && r->exit_code == code, "expected exit %d" CTX, code, CTXA(r));
-}
-
 static void expect_ok(const run_result *r) {
   expect_exit(r, 0);
   cr_assert(strstr(r->err, "gilvm: ") == NULL, "gilvm complained" CTX, CTXA(r));
-}
-
-static void expect_out(const run_result *r, const char *expected) {
-  cr_assert(strcmp(r->out, expected) == 0, "stdout differs\n  --- expected ---\n%s" CTX, expected, CTXA(r));
-}
-
-static void expect_has(const run_result *r, const char *needle) {
-  cr_assert(strstr(r->out, needle) != NULL, "stdout lacks \"%s\"" CTX, needle, CTXA(r));
 }
 
 /* The integer after key in stdout. */
@@ -128,12 +81,12 @@ Test(objects, value_add_is_exact_and_get_set_loses_nothing_it_should_not) {
     expect_ok(r);
     cr_expect_eq(out_int(r, "add total "), 12000, "%s: v:add from 4 workers must be exact" CTX, modes[m],
                  CTXA(r));
-    expect_has(r, "expected 12000 returned 12000\n");
+    expect_out_has(r, "expected 12000 returned 12000\n");
     long long racy = out_int(r, "racy total ");
     /* v:set(v:get() + 1) is not atomic: in nogil and fork it usually loses
        updates, but need not; it never invents any */
     cr_expect(racy > 0 && racy <= 12000, "%s: racy total %lld" CTX, modes[m], racy, CTXA(r));
-    expect_has(r, "float add 1.5 float\nint add 5 integer\nset 2.5\n");
+    expect_out_has(r, "float add 1.5 float\nint add 5 integer\nset 2.5\n");
   }
 }
 
@@ -151,10 +104,10 @@ Test(objects, a_process_dying_with_a_lock_makes_the_next_acquire_raise_then_it_w
   for (int m = 0; m < NMODES; m++) {
     run_result *r = run(modes[m], "lock_owner_died.lua", NULL);
     expect_ok(r);
-    expect_has(r, "exited with status 1 before sending its results\n");
-    expect_has(r, "\nlocked\ttrue\n");
-    expect_has(r, "\nacquire\tfalse\tlock owner died while holding it\n");
-    expect_has(r, "\nacquire again\ttrue\nrelease\nlocked at end\tfalse\n");
+    expect_out_has(r, "exited with status 1 before sending its results\n");
+    expect_out_has(r, "\nlocked\ttrue\n");
+    expect_out_has(r, "\nacquire\tfalse\tlock owner died while holding it\n");
+    expect_out_has(r, "\nacquire again\ttrue\nrelease\nlocked at end\tfalse\n");
   }
 }
 
@@ -260,9 +213,9 @@ Test(objects, gil_mode_passes_references_nogil_and_fork_pass_copies) {
 Test(objects, a_reference_item_cannot_reach_a_process) {
   run_result *r = run("gil", "ref_to_process.lua", NULL);
   expect_ok(r);
-  expect_has(r, "process\tfalse\terror in process ");
-  expect_has(r, "queue get: this item was put by reference in process ");
-  expect_has(r, "\nprocess\ttrue\t2\nleft\t0\n");
+  expect_out_has(r, "process\tfalse\terror in process ");
+  expect_out_has(r, "queue get: this item was put by reference in process ");
+  expect_out_has(r, "\nprocess\ttrue\t2\nleft\t0\n");
 }
 
 Test(objects, an_uncopyable_item_names_its_path) {
@@ -287,7 +240,7 @@ Test(objects, blocked_on_a_queue_or_a_lock_the_run_still_stops) {
   for (int m = 0; m < NMODES; m++) {
     run_result *r = run_opt(modes[m], "--timeout", "0.5s", "stop_blocked.lua", NULL);
     expect_exit(r, 124);
-    expect_has(r, "ready\n");
+    expect_out_has(r, "ready\n");
     cr_expect(strstr(r->out, "not reached") == NULL, "%s" CTX, modes[m], CTXA(r));
     cr_expect(r->wall_s < 20, "%s: a stop took %.1f s" CTX, modes[m], r->wall_s, CTXA(r));
   }
@@ -306,7 +259,7 @@ Test(objects, pool_map_returns_ordered_results_in_every_mode_and_kind) {
                "%s\tchunksize 1\ttrue\n%s\tchunksize 7\ttrue\n%s\tdefault chunksize\ttrue\n"
                "%s\tempty\t0\n%s\tclosed\tfalse\tpool is closed\n",
                kinds[k], kinds[k], kinds[k], kinds[k], kinds[k]);
-      expect_has(r, want);
+      expect_out_has(r, want);
     }
   }
 }
@@ -335,10 +288,10 @@ Test(objects, a_worker_process_that_exits_breaks_the_pool_without_a_hang) {
   for (int m = 0; m < NMODES; m++) {
     run_result *r = run(modes[m], "pool_broken.lua", NULL);
     expect_ok(r);
-    expect_has(r, "ok first\t1\nresult\tfalse\tpool is broken: error in process '");
-    expect_has(r, "exited with status 3 before sending its results\n");
-    expect_has(r, "\nbroken\ttrue\nsubmit\tfalse\ttrue\nmap\tfalse\ttrue\n");
-    expect_has(r, "\nclosed\n");
+    expect_out_has(r, "ok first\t1\nresult\tfalse\tpool is broken: error in process '");
+    expect_out_has(r, "exited with status 3 before sending its results\n");
+    expect_out_has(r, "\nbroken\ttrue\nsubmit\tfalse\ttrue\nmap\tfalse\ttrue\n");
+    expect_out_has(r, "\nclosed\n");
   }
 }
 

@@ -32,80 +32,23 @@
 
 /* ------------------------------------------------------------ plumbing */
 
-#define LIMIT_S 60.0
 #define GONE_S 30.0  /* how long a stopped child may take to disappear */
 
-static void *allocs[128];
-static int nallocs;
-static run_result *results[32];
-static int nresults;
-static char dir[64], tmpdir[64];
-
-static void *track(void *p) {
-  cr_assert(p != NULL, "out of memory");
-  if (nallocs < (int)(sizeof allocs / sizeof allocs[0])) allocs[nallocs++] = p;
-  return p;
-}
-
-static char *fmt(const char *f, ...) {
-  va_list ap;
-  va_start(ap, f);
-  char *s = NULL;
-  if (vasprintf(&s, f, ap) < 0) s = NULL;
-  va_end(ap);
-  return track(s);
-}
+static const char *dir, *tmpdir;
 
 static void init(void) {
-  snprintf(dir, sizeof dir, "/tmp/gilvm-out-XXXXXX");
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/gilvm-tmpdir-XXXXXX");
-  cr_assert(mkdtemp(dir) && mkdtemp(tmpdir), "cannot make a temporary directory: %s", strerror(errno));
+  dir = new_tmpdir();
+  tmpdir = new_tmpdir();
   setenv("TMPDIR", tmpdir, 1);  /* each test runs in a process of its own */
 }
 
-static void fini(void) {
-  for (int i = 0; i < nresults; i++) run_result_free(results[i]);
-  for (int i = 0; i < nallocs; i++) free(allocs[i]);
-  nresults = nallocs = 0;
-  char cmd[192];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", dir, tmpdir);
-  if (system(cmd) != 0) fprintf(stderr, "could not remove %s %s\n", dir, tmpdir);
-}
+TestSuite(stopping, .init = init, .fini = test_cleanup);
+TestSuite(outputs, .init = init, .fini = test_cleanup);
+TestSuite(json, .init = init, .fini = test_cleanup);
 
-TestSuite(stopping, .init = init, .fini = fini);
-TestSuite(outputs, .init = init, .fini = fini);
-
-static const char *env(const char *name) {
-  const char *v = getenv(name);
-  cr_assert(v && *v, "%s is not set: run the suite with `meson test outputs`", name);
-  return v;
-}
-
-static const char *data(const char *name) { return fmt("%s/e2e/%s", env("GILVM_TESTDATA"), name); }
+static const char *data(const char *name) { return data_in("e2e", name); }
 static const char *in_dir(const char *name) { return fmt("%s/%s", dir, name); }
 
-static run_result *run_argv(const run_opts *o, const char *const *argv) {
-  run_opts opts = o ? *o : (run_opts){ 0 };
-  if (opts.limit_s <= 0) opts.limit_s = LIMIT_S;
-  run_result *r = run_program(&opts, (char *const *)argv);
-  if (nresults < (int)(sizeof results / sizeof results[0])) results[nresults++] = r;
-  cr_assert(r->spawn_errno == 0, "cannot run %s: %s", argv[0], strerror(r->spawn_errno));
-  cr_assert(!r->timed_out, "did not finish within %.0f s" CTX, opts.limit_s, CTXA(r));
-  cr_assert(!run_sanitizer_report(r->err), "a sanitizer reported a problem" CTX, CTXA(r));
-  return r;
-}
-
-/* gilvm with args (NULL-terminated, without the binary). */
-static run_result *gv(const run_opts *o, const char *const *args) {
-  const char *argv[48];
-  int n = 0;
-  argv[n++] = env("GILVM");
-  for (int i = 0; args[i] && n < 47; i++) argv[n++] = args[i];
-  argv[n] = NULL;
-  return run_argv(o, argv);
-}
-#define GV(...) gv(NULL, (const char *const[]){ __VA_ARGS__, NULL })
-#define GVO(o, ...) gv((o), (const char *const[]){ __VA_ARGS__, NULL })
 
 /* gilvm under `sh -c SHELL_CODE sh gilvm args...`: the shell code sets up what
    run_helper cannot (limits, redirections) and ends with exec "$@". */
@@ -116,32 +59,14 @@ static run_result *gv_sh(const char *shell_code, const char *const *args) {
   argv[n++] = "-c";
   argv[n++] = shell_code;
   argv[n++] = "sh";
-  argv[n++] = env("GILVM");
+  argv[n++] = gilvm_path();
   for (int i = 0; args[i] && n < 47; i++) argv[n++] = args[i];
   argv[n] = NULL;
-  return run_argv(NULL, argv);
+  return run_checked(NULL, argv);
 }
 #define GVSH(code, ...) gv_sh((code), (const char *const[]){ __VA_ARGS__, NULL })
 
-static void expect_exit(const run_result *r, int code) {
-  cr_assert(r->exited && r->exit_code == code, "expected exit %d" CTX, code, CTXA(r));
-}
-
-static void expect_err_has(const run_result *r, const char *needle) {
-  cr_assert(strstr(r->err, needle) != NULL, "stderr lacks \"%s\"" CTX, needle, CTXA(r));
-}
-
 static int exists(const char *path) { return access(path, F_OK) == 0; }
-
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  cr_assert(f, "cannot read %s: %s", path, strerror(errno));
-  char *s = track(calloc(1, 1 << 20));
-  size_t n = fread(s, 1, (1 << 20) - 1, f);
-  s[n] = '\0';
-  fclose(f);
-  return s;
-}
 
 static void put(const char *path, const char *text) {
   FILE *f = fopen(path, "w");
@@ -178,30 +103,9 @@ static void expect_listing(const char *d, const char *expected) {
 
 /* The pid the script (pid_wait.lua) wrote to path. */
 static pid_t pid_in(const char *path) {
-  long pid = strtol(slurp(path), NULL, 10);
+  long pid = strtol(slurp(path, NULL), NULL, 10);
   cr_assert(pid > 1, "no pid in %s", path);
   return (pid_t)pid;
-}
-
-/* Wait until pid no longer runs (gone, or a zombie nobody reaped yet). 1 if so within GONE_S. */
-static int wait_gone(pid_t pid) {
-  double end = run_now() + GONE_S;
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  for (;;) {
-    FILE *f = fopen(path, "r");
-    if (!f) return 1;
-    char state = 0;
-    int got = fscanf(f, "%*d (%*[^)]) %c", &state);
-    fclose(f);
-    if (got == 1 && (state == 'Z' || state == 'X')) return 1;
-    if (run_now() > end) {
-      kill(pid, SIGKILL);  /* do not leave it behind */
-      return 0;
-    }
-    struct timespec ts = { 0, 20000000 };
-    nanosleep(&ts, NULL);
-  }
 }
 
 /* ======================================== compare and sweep when stopped */
@@ -214,19 +118,17 @@ static run_result *stop_case(const char *command, int sig, int nsignals, const c
   int is_sweep = strcmp(command, "sweep") == 0;
   const char *argv[16];
   int n = 0;
-  argv[n++] = env("GILVM");
+  argv[n++] = gilvm_path();
   for (int i = 0; i < (is_sweep ? 3 : 1); i++) argv[n++] = is_sweep ? sweep[i] : compare[i];
   const char *rest[] = { "--json", json, data("pid_wait.lua"), pidfile, stubborn, NULL };
   for (int i = 0; rest[i]; i++) argv[n++] = rest[i];
   argv[n] = NULL;
   run_opts o = { .signal = sig, .nsignals = nsignals, .signal_when_file = pidfile, .signal_every_s = 0.3,
-                 .limit_s = LIMIT_S };
-  run_result *r = run_program(&o, (char *const *)argv);  /* not run_argv: the child goes first */
-  if (nresults < (int)(sizeof results / sizeof results[0])) results[nresults++] = r;
+                 .limit_s = RUN_LIMIT_S };
+  run_result *r = run_tracked(&o, argv);  /* not checked yet: the child goes first */
   pid_t child = exists(pidfile) ? pid_in(pidfile) : 0;
-  int gone = !child || wait_gone(child);  /* killed if not, so a failed test leaves nothing running */
-  cr_assert(r->spawn_errno == 0 && !r->timed_out, "%s did not end" CTX, command, CTXA(r));
-  cr_assert(!run_sanitizer_report(r->err), "a sanitizer reported a problem" CTX, CTXA(r));
+  int gone = !child || run_wait_gone(child, GONE_S);  /* killed if not, so a failed test leaves nothing running */
+  expect_clean(r);
   cr_assert_eq(r->signals_sent, nsignals, "the signal was not sent" CTX, CTXA(r));
   cr_assert(child, "the script wrote no pid" CTX, CTXA(r));
   cr_assert(gone, "%s's child gilvm (pid %d) still ran %.0f s after it ended" CTX, command, (int)child, GONE_S,
@@ -241,8 +143,8 @@ Test(stopping, compare_sigint_stops_its_child_and_exits_130) {
   expect_exit(r, 130);
   expect_err_has(r, "(not run: interrupted)");
   expect_err_has(r, "gilvm: stopped: interrupted\n");
-  cr_expect(strstr(slurp(json), "\"stopped\": \"interrupted\""), "the JSON should say it was stopped:\n%s",
-            slurp(json));
+  const char *stopped = json_string_value(json_object_get(json_file(json), "stopped"));
+  cr_expect(stopped && strcmp(stopped, "interrupted") == 0, "the JSON should say it was stopped:\n%s", slurp(json, NULL));
 }
 
 Test(stopping, compare_sigterm_stops_its_child_and_exits_143) {
@@ -333,7 +235,7 @@ Test(outputs, existing_file_keeps_its_mode_and_a_symlink_stays_a_link) {
   struct stat st;
   cr_assert(lstat(link, &st) == 0 && S_ISLNK(st.st_mode), "link.json should still be a symlink");
   cr_assert(stat(real, &st) == 0 && (st.st_mode & 07777) == 0640, "mode %o, expected 640", st.st_mode & 07777);
-  cr_expect(strstr(slurp(real), "\"wall_s\""), "the report went elsewhere:\n%s", slurp(real));
+  cr_expect(strstr(slurp(real, NULL), "\"wall_s\""), "the report went elsewhere:\n%s", slurp(real, NULL));
   expect_listing(dir, "link.json ran real.json");
 }
 
@@ -346,7 +248,7 @@ Test(outputs, a_write_killed_midway_leaves_the_old_file_whole) {
   put(json, old_json);
   run_result *r = GVSH("ulimit -c 0; ulimit -f 1; exec \"$@\"", "-q", "--json", json, data("threads20.lua"));
   cr_assert(r->term_signal == SIGXFSZ, "gilvm should have been killed writing past the limit" CTX, CTXA(r));
-  cr_expect_str_eq(slurp(json), old_json, "the old file was overwritten by a partial one");
+  cr_expect_str_eq(slurp(json, NULL), old_json, "the old file was overwritten by a partial one");
 }
 
 Test(outputs, a_write_that_fails_midway_leaves_the_old_file_and_no_temporary) {
@@ -359,7 +261,7 @@ Test(outputs, a_write_that_fails_midway_leaves_the_old_file_and_no_temporary) {
   expect_exit(r, 1);
   for (int i = 0; i < 3; i++) {
     expect_err_has(r, fmt("gilvm: cannot write %s: File too large", p[i]));
-    cr_expect_str_eq(slurp(p[i]), old_json, "%s was overwritten by a partial file", p[i]);
+    cr_expect_str_eq(slurp(p[i], NULL), old_json, "%s was overwritten by a partial file", p[i]);
   }
   r = GVSH(limit, "sweep", "-q", "-s", "1ms", "--json", p[0], "--svg", p[2], data("threads20.lua"));
   expect_exit(r, 1);
@@ -370,7 +272,7 @@ Test(outputs, a_write_that_fails_midway_leaves_the_old_file_and_no_temporary) {
   r = GVSH(limit, "compare", "--json", p[0], data("threads20.lua"));
   expect_exit(r, 1);
   expect_err_has(r, fmt("gilvm: cannot write %s: File too large", p[0]));
-  for (int i = 0; i < 3; i++) cr_expect_str_eq(slurp(p[i]), old_json, "%s was overwritten", p[i]);
+  for (int i = 0; i < 3; i++) cr_expect_str_eq(slurp(p[i], NULL), old_json, "%s was overwritten", p[i]);
   expect_listing(dir, "out.json out.svg out.trace");
 }
 
@@ -381,7 +283,7 @@ Test(outputs, a_run_killed_before_writing_leaves_the_old_file_and_no_temporary) 
   run_opts o = { .signal = SIGKILL, .signal_when = "ready\n", .stdin_keep_open = 1 };
   run_result *r = GVO(&o, "-q", "--json", json, "--svg", svg, data("threads20.lua"), "wait");
   cr_assert(r->term_signal == SIGKILL, CTX, CTXA(r));
-  cr_expect_str_eq(slurp(json), old_json, "the old file was touched");
+  cr_expect_str_eq(slurp(json, NULL), old_json, "the old file was touched");
   expect_listing(dir, "out.json");
 }
 
@@ -407,4 +309,71 @@ Test(outputs, stdout_write_errors_exit_1_with_a_message) {
   expect_exit(r, 1);
   r = GVSH(full, "-q", "--timeout", "0.2s", "-e", "print('x') while true do end");
   expect_exit(r, 124);
+}
+
+/* ==================================================================== JSON */
+
+/* odd_names.lua's name for its worker and its figure, as JSON carries it: every
+   byte kept but those that start no UTF-8 sequence, each replaced by U+FFFD. */
+static const char odd_json[] = "q\"uo\\te\n\t\1 \xef\xbf\xbd\xef\xbf\xbd(";
+
+/* The string at key in obj, "" if there is none (so messages can print it). */
+static const char *str_at(const json_t *obj, const char *key) {
+  const char *v = json_string_value(json_object_get(obj, key));
+  return v ? v : "";
+}
+
+/* A --json report of odd_names.lua: its worker and figures under their names. */
+static void expect_odd_report(const json_t *rep, const char *what) {
+  cr_assert(json_is_object(rep), "%s: no report", what);
+  int named = 0;
+  size_t i;
+  json_t *t;
+  json_array_foreach(json_object_get(rep, "threads"), i, t) named += strcmp(str_at(t, "name"), odd_json) == 0;
+  cr_expect_eq(named, 1, "%s: no thread named as the script named its worker", what);
+  json_t *fig = json_object_get(rep, "figures");
+  cr_expect_str_eq(str_at(fig, odd_json), odd_json, "%s: the odd figure's name or value was changed", what);
+  json_t *n = json_object_get(fig, "n \"1\"");
+  cr_expect(json_is_integer(n) && json_integer_value(n) == 42, "%s: an integer figure stays an integer", what);
+  cr_expect(json_is_real(json_object_get(fig, "ratio")) && run_json_number(fig, "ratio") == 0.125,
+            "%s: a real figure stays a number", what);
+}
+
+Test(json, odd_names_survive_json_and_trace) {
+  const char *json = in_dir("r.json"), *trace = in_dir("r.trace");
+  run_result *r = GV("-q", "--json", json, "--trace", trace, data("odd_names.lua"));
+  expect_exit(r, 0);
+  expect_odd_report(json_file(json), "--json");
+  size_t i;
+  json_t *e;
+  int named = 0;
+  json_array_foreach(json_object_get(json_file(trace), "traceEvents"), i, e)
+    named += strcmp(str_at(e, "name"), "thread_name") == 0 &&
+             strcmp(str_at(json_object_get(e, "args"), "name"), odd_json) == 0;
+  cr_expect_eq(named, 1, "the trace names no thread as the script named its worker:\n%s", slurp(trace, NULL));
+}
+
+Test(json, odd_names_survive_compare_in_every_mode) {
+  const char *json = in_dir("c.json");
+  run_result *r = GV("compare", "--json", json, data("odd_names.lua"));
+  expect_exit(r, 0);
+  json_t *modes = json_object_get(json_file(json), "modes");
+  static const char *const names[] = { "gil", "nogil", "fork" };
+  for (int m = 0; m < 3; m++) expect_odd_report(json_object_get(modes, names[m]), names[m]);
+  /* the table reads the figures back from each run's JSON, whatever their names */
+  expect_err_has(r, fmt("  %-24s %14s %14s %14s\n", "n \"1\"", "42", "42", "42"));
+  expect_err_has(r, fmt("  %-24s %14s %14s %14s\n", "ratio", "0.125", "0.125", "0.125"));
+}
+
+Test(json, an_odd_script_path_survives_sweep) {
+  const char *odd = in_dir("odd \"name\"\\\n\xff.lua");
+  put(odd, slurp(data("odd_names.lua"), NULL));
+  const char *json = in_dir("s.json");
+  run_result *r = GV("sweep", "-q", "-s", "1ms,2ms", "--json", json, odd);
+  expect_exit(r, 0);
+  json_t *s = json_file(json);
+  cr_expect_str_eq(str_at(s, "script"), in_dir("odd \"name\"\\\n\xef\xbf\xbd.lua"), "the script's path was changed");
+  json_t *runs = json_object_get(s, "runs");
+  cr_assert_eq(json_array_size(runs), 2, "one entry per run:\n%s", slurp(json, NULL));
+  for (size_t i = 0; i < 2; i++) expect_odd_report(json_object_get(json_array_get(runs, i), "report"), "sweep");
 }

@@ -18,6 +18,7 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,87 +30,15 @@
 
 /* ------------------------------------------------------------ plumbing */
 
-#define LIMIT_S 60.0
-
-static void *allocs[128];
-static int nallocs;
-static run_result *results[32];
-static int nresults;
-static char tmpdir[64];
-
-static void *track(void *p) {
-  cr_assert(p != NULL, "out of memory");
-  if (nallocs < (int)(sizeof allocs / sizeof allocs[0])) allocs[nallocs++] = p;
-  return p;
-}
-
-static char *fmt(const char *f, ...) {
-  va_list ap;
-  va_start(ap, f);
-  char *s = NULL;
-  if (vasprintf(&s, f, ap) < 0) s = NULL;
-  va_end(ap);
-  return track(s);
-}
-
-static void init(void) {
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/gilvm-tl-XXXXXX");
-  cr_assert(mkdtemp(tmpdir) != NULL, "cannot make a temporary directory: %s", strerror(errno));
-}
-
-static void fini(void) {
-  for (int i = 0; i < nresults; i++) run_result_free(results[i]);
-  for (int i = 0; i < nallocs; i++) free(allocs[i]);
-  nresults = nallocs = 0;
-  if (tmpdir[0]) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
-  }
-}
-
 /* No Criterion .timeout: under ASan, Criterion 2.4's per-test timeout leaks 48 bytes
    now and then when two jobs finish together, and LSan fails the suite. Every gilvm
-   run has its own hard limit (LIMIT_S), and meson's timeout bounds the whole. */
-TestSuite(trace, .init = init, .fini = fini);
-TestSuite(ascii, .init = init, .fini = fini);
-TestSuite(svg, .init = init, .fini = fini);
-TestSuite(sweep, .init = init, .fini = fini);
+   run has its own hard limit (RUN_LIMIT_S), and meson's timeout bounds the whole. */
+TestSuite(trace, .fini = test_cleanup);
+TestSuite(ascii, .fini = test_cleanup);
+TestSuite(svg, .fini = test_cleanup);
+TestSuite(sweep, .fini = test_cleanup);
 
-static const char *env(const char *name) {
-  const char *v = getenv(name);
-  cr_assert(v && *v, "%s is not set: run the suite with `meson test timeline`", name);
-  return v;
-}
-
-static const char *script(const char *name) { return fmt("%s/%s", env("GILVM_SCRIPTS"), name); }
-static const char *data(const char *name) { return fmt("%s/timeline/%s", env("GILVM_TESTDATA"), name); }
-static const char *tmp(const char *name) { return fmt("%s/%s", tmpdir, name); }
-
-static run_result *run_argv(const char *const *argv) {
-  run_opts o = { .limit_s = LIMIT_S };
-  run_result *r = run_program(&o, (char *const *)argv);
-  if (nresults < (int)(sizeof results / sizeof results[0])) results[nresults++] = r;
-  cr_assert(r->spawn_errno == 0, "cannot run %s: %s", argv[0], strerror(r->spawn_errno));
-  cr_assert(!r->timed_out, "did not finish within %.0f s" CTX, LIMIT_S, CTXA(r));
-  cr_assert(!run_sanitizer_report(r->err), "a sanitizer reported a problem" CTX, CTXA(r));
-  return r;
-}
-
-/* gilvm with args (NULL-terminated, without the binary). */
-static run_result *gv(const char *const *args) {
-  const char *argv[48];
-  int n = 0;
-  argv[n++] = env("GILVM");
-  for (int i = 0; args[i] && n < 47; i++) argv[n++] = args[i];
-  argv[n] = NULL;
-  return run_argv(argv);
-}
-#define GV(...) gv((const char *const[]){ __VA_ARGS__, NULL })
-
-static void expect_exit(const run_result *r, int code) {
-  cr_assert(r->exited && r->exit_code == code, "expected exit %d" CTX, code, CTXA(r));
-}
+static const char *data(const char *name) { return data_in("timeline", name); }
 
 /* ---- python3: the reference parsers ---- */
 
@@ -129,7 +58,7 @@ static const char *python(void) {
 
 static run_result *py(const char *code, const char *a, const char *b) {
   const char *argv[] = { python(), "-c", code, a, b, NULL };
-  return run_argv(argv);
+  return run_checked(NULL, argv);
 }
 
 /* Reads a trace and the run's --json; prints what the tests compare. */
@@ -168,35 +97,24 @@ static const char trace_facts_py[] =
 
 typedef struct trace_run {
   run_result *gilvm, *facts;
-  const char *report_json;  /* the run's --json, as text */
+  const char *report_json;  /* the run's --json, as text (for messages) */
+  const json_t *report;     /* and parsed */
 } trace_run;
-
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  cr_assert(f != NULL, "cannot open %s: %s", path, strerror(errno));
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = track(malloc((size_t)n + 1));
-  size_t got = fread(s, 1, (size_t)n, f);
-  s[got] = '\0';
-  fclose(f);
-  return s;
-}
 
 /* Run gilvm --trace T --json J <args>, then read the trace's facts. */
 static trace_run traced(const char *const *args) {
-  const char *trace = tmp("trace.json"), *json = tmp("report.json");
+  const char *trace = tmp_path("trace.json"), *json = tmp_path("report.json");
   const char *argv[40] = { "--trace", trace, "--json", json };
   int n = 4;
   for (int i = 0; args[i] && n < 39; i++) argv[n++] = args[i];
   argv[n] = NULL;
-  trace_run t = { .gilvm = gv(argv) };
+  trace_run t = { .gilvm = gv_run(NULL, argv) };
   expect_exit(t.gilvm, 0);
   t.facts = py(trace_facts_py, trace, json);
   cr_assert(t.facts->exited && t.facts->exit_code == 0 && strstr(t.facts->out, "end 1"),
             "the trace is not valid JSON, or lacks what a trace needs" CTX, CTXA(t.facts));
-  t.report_json = slurp(json);
+  t.report_json = slurp(json, NULL);
+  t.report = json_file(json);
   return t;
 }
 #define TRACED(...) traced((const char *const[]){ __VA_ARGS__, NULL })
@@ -215,8 +133,8 @@ static double count_of(const trace_run *t, const char *what) {
 }
 
 static double report_json_number(const trace_run *t, const char *key) {
-  double v;
-  cr_assert(report_number_after(t->report_json, fmt("\"%s\": ", key), &v), "no \"%s\" in the run's --json", key);
+  double v = run_json_number(t->report, key);
+  cr_assert(!isnan(v), "no number \"%s\" in the run's --json:\n%s", key, t->report_json);
   return v;
 }
 
@@ -303,14 +221,13 @@ Test(trace, a_full_buffer_is_reported) {
      threads overflow however fast the machine: 198 of pingpong.lua's 200 turns
      at least are forced switches, each adding 4 events or more to a thread's buffer */
   setenv("GILVM_EVENTS_MAX", "64", 1);
-  const char *json = tmp("dropped.json"), *trace = tmp("dropped-trace.json");
+  const char *json = tmp_path("dropped.json"), *trace = tmp_path("dropped-trace.json");
   run_result *r = GV("-s", "1ms", "--json", json, "--trace", trace, "--timeline", data("pingpong.lua"), "100");
   expect_exit(r, 0);
   cr_expect(strstr(r->err, "events dropped") != NULL, "the report must say events were dropped" CTX, CTXA(r));
   cr_expect(strstr(r->err, "? events lost") != NULL, "the chart must show where they were lost" CTX, CTXA(r));
-  double dropped;
-  cr_assert(report_number_after(slurp(json), "\"events_dropped\": ", &dropped) && dropped > 0,
-            "--json must count the dropped events:\n%s", slurp(json));
+  cr_assert(run_json_number(json_file(json), "events_dropped") > 0, "--json must count the dropped events:\n%s",
+            slurp(json, NULL));
   run_result *p = py("import json, sys\n"
                      "t = json.load(open(sys.argv[1]))\n"
                      "print('lost', sum(1 for e in t['traceEvents'] if e['name'] == 'events lost from here'))\n",
@@ -387,27 +304,27 @@ static void expect_xml(const char *path) {
 }
 
 Test(svg, is_xml_and_names_every_thread) {
-  const char *svg = tmp("run.svg");
+  const char *svg = tmp_path("run.svg");
   run_result *r = GV("--svg", svg, "-s", "1ms", data("pingpong.lua"), "10");  /* forced drops, by construction */
   expect_exit(r, 0);
   expect_xml(svg);
-  const char *text = slurp(svg);
+  const char *text = slurp(svg, NULL);
   static const char *const names[] = { ">main<", ">1:player<", ">2:player<", "forced drop", "waiting for the GIL" };
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     cr_expect(strstr(text, names[i]) != NULL, "the SVG lacks %s", names[i]);
 }
 
 Test(svg, fork_and_states) {
-  const char *svg = tmp("fork.svg");
+  const char *svg = tmp_path("fork.svg");
   run_result *r = GV("--svg", svg, "-m", "fork", script("cpu_bound.lua"), "2", "200000");
   expect_exit(r, 0);
   expect_xml(svg);
-  cr_expect(strstr(slurp(svg), ">2:sum_of_squares<") != NULL, "the SVG names the second process");
-  svg = tmp("states.svg");
+  cr_expect(strstr(slurp(svg, NULL), ">2:sum_of_squares<") != NULL, "the SVG names the second process");
+  svg = tmp_path("states.svg");
   r = GV("--svg", svg, data("states.lua"));
   expect_exit(r, 0);
   expect_xml(svg);
-  cr_expect(strstr(slurp(svg), "blocked: queue") != NULL, "the legend has every state present");
+  cr_expect(strstr(slurp(svg, NULL), "blocked: queue") != NULL, "the legend has every state present");
 }
 
 /* ================================================================ sweep */
@@ -417,7 +334,7 @@ static int rows_for(const char *err, const char *policy) {
 }
 
 Test(sweep, one_row_per_interval_and_json_of_every_run) {
-  const char *json = tmp("sweep.json"), *svg = tmp("sweep.svg");
+  const char *json = tmp_path("sweep.json"), *svg = tmp_path("sweep.svg");
   run_result *r = GV("sweep", "-s", "0.5ms,2ms,5ms", "--json", json, "--svg", svg, script("convoy.lua"), "5");
   expect_exit(r, 0);
   cr_expect(rows_for(r->err, "cpython") == 3, "one row per interval" CTX, CTXA(r));
@@ -434,7 +351,7 @@ Test(sweep, one_row_per_interval_and_json_of_every_run) {
   cr_expect(report_number_after(p->out, "reports ", &reports) && reports == 3, "each with its report" CTX, CTXA(p));
   cr_expect(strstr(p->out, "intervals 0.0005 0.002 0.005") != NULL, "in the order asked" CTX, CTXA(p));
   expect_xml(svg);
-  cr_expect(strstr(slurp(svg), "io_extra_median_ms") != NULL, "a panel per script figure");
+  cr_expect(strstr(slurp(svg, NULL), "io_extra_median_ms") != NULL, "a panel per script figure");
 }
 
 Test(sweep, policies_times_intervals) {
@@ -457,6 +374,6 @@ Test(sweep, bad_lists_exit_2) {
   run_result *r = GV("-s", "1ms,2ms", script("convoy.lua"), "2");  /* lists are for sweep only */
   expect_exit(r, 2);
   cr_expect(strstr(r->err, "sweep") != NULL, "the message points at sweep" CTX, CTXA(r));
-  r = GV("sweep", "--trace", tmp("x.json"), script("convoy.lua"), "2");
+  r = GV("sweep", "--trace", tmp_path("x.json"), script("convoy.lua"), "2");
   expect_exit(r, 2);
 }

@@ -8,7 +8,8 @@ A file may include headers of its own layer and of the layers below it. Include
 directories make the build refuse most wrong-way includes; this catches the rest
 (`#include "../core/x.h"`, `#include "vm/core/x.h"`). A module is a .c and its .h;
 a circle between modules, even within one layer, is an error.
-(A header with no .c of its own is no module; see has_source.)
+(A header with no .c of its own is no module; see has_source. vm/share/vec.h and
+check.h are such headers: in the lowest vm layer, every layer may use them.)
 
 Usage: check_layers.py ROOT     check the tree at ROOT
        check_layers.py --self   also check that it catches a wrong-way include and a circle

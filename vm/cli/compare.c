@@ -25,7 +25,9 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "jsonio.h"
 #include "outfile.h"
+#include "vec.h"
 
 extern char **environ;
 
@@ -118,13 +120,7 @@ typedef struct sink {
 /* Read what is there (the fd is non-blocking). Returns -1 out of memory. */
 static int sink_read(sink *s) {
   while (s->fd >= 0) {
-    if (s->cap - s->len < 4096) {
-      size_t cap = s->cap ? s->cap * 2 : 65536;
-      char *b = realloc(s->p, cap);
-      if (!b) return -1;
-      s->p = b;
-      s->cap = cap;
-    }
+    if (VEC_RESERVE(s->p, s->len, s->cap, 4096, 65536) != 0) return -1;
     ssize_t k = read(s->fd, s->p + s->len, s->cap - s->len - 1);
     if (k > 0) {
       s->len += (size_t)k;
@@ -235,65 +231,39 @@ int compare_run_child(char *const argv[], child_run *out) {
   out->wall_ns = clock_now_ns() - t0;
   out->status = status < 0 ? 1 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   out->out = sink_take(&so, &out->outlen);
-  size_t jlen;
-  out->json = sink_take(&sj, &jlen);
-  if (out->json && jlen == 0) {  /* no figures written */
-    free(out->json);
-    out->json = NULL;
-  }
+  char *json = sink_take(&sj, NULL);
+  out->json = jsonio_parse_object(json);  /* NULL: none written, or cut short */
+  free(json);
   return 0;
 }
 
 void compare_free_child(child_run *r) {
   free(r->out);
-  free(r->json);
+  json_decref(r->json);
   memset(r, 0, sizeof *r);
 }
 
-/* ---- reading our own JSON: flat keys, written by report_json ---- */
+/* ---- reading a run's figures from its --json ---- */
 
-double compare_json_number(const char *json, const char *key) {
-  if (!json) return 0.0;
-  char pat[64];
-  snprintf(pat, sizeof pat, "\"%s\": ", key);
-  const char *p = strstr(json, pat);
-  return p ? strtod(p + strlen(pat), NULL) : 0.0;
+char *compare_printable(char *s) {
+  for (char *p = s; p && *p; p++)
+    if ((unsigned char)*p < 0x20) *p = '?';
+  return s;
 }
 
-/* The value of figure `name` in the "figures" object, as text (malloc'd), or NULL. */
-char *compare_json_figure(const char *json, const char *name) {
-  if (!json) return NULL;
-  const char *p = strstr(json, "\"figures\": {");
-  if (!p) return NULL;
-  const char *end = strchr(p, '}');
-  char pat[80];
-  snprintf(pat, sizeof pat, "\"%s\": ", name);
-  const char *q = strstr(p, pat);
-  if (!q || (end && q > end)) return NULL;
-  q += strlen(pat);
-  const char *stop = q;
-  if (*q == '"') {
-    stop = ++q;
-    while (*stop && *stop != '"') stop += stop[0] == '\\' && stop[1] ? 2 : 1;
-  } else {
-    while (*stop && *stop != ',' && *stop != '}') stop++;
-  }
-  return strndup(q, (size_t)(stop - q));
+char *compare_json_figure(const json_t *report, const char *name) {
+  json_t *v = json_object_get(json_object_get(report, "figures"), name);
+  if (json_is_string(v)) return compare_printable(strdup(json_string_value(v)));
+  return v ? json_dumps(v, JSON_ENCODE_ANY | JSONIO_REAL) : NULL;  /* a number as the file has it */
 }
 
-/* Figure names in the order the first run published them (malloc'd strings). */
-int compare_json_figure_names(const char *json, char **names, int max) {
+int compare_json_figure_names(const json_t *report, char **names, int max) {
+  const char *key;
+  json_t *v;
   int n = 0;
-  const char *p = json ? strstr(json, "\"figures\": {") : NULL;
-  if (!p) return 0;
-  p += strlen("\"figures\": {");
-  while (n < max && *p == '"') {
-    const char *e = p + 1;
-    while (*e && *e != '"') e += e[0] == '\\' && e[1] ? 2 : 1;
-    names[n++] = strndup(p + 1, (size_t)(e - p - 1));
-    p = strstr(e, ", \"");
-    if (!p || p > strchr(e, '}')) break;
-    p += 2;
+  json_object_foreach(json_object_get(report, "figures"), key, v) {
+    if (n == max) break;
+    if ((names[n] = strdup(key))) n++;
   }
   return n;
 }
@@ -320,12 +290,12 @@ static int first_difference(const char *a, const char *b, char *buf, size_t len)
 
 static void print_table(FILE *f, child_run *runs, int nruns) {
   char a[24], b[24], c[24], d[24];
-  double gil_wall = compare_json_number(runs[0].json, "wall_s");
+  double gil_wall = jsonio_number(runs[0].json, "wall_s");
   fprintf(f, "\n  %-6s %10s %8s %10s %9s %10s %10s %10s %10s %5s\n", "mode", "wall", "speedup", "cpu",
           "parallel", "GIL wait", "start-up", "copied", "peak mem", "exit");
   for (int m = 0; m < NMODES; m++) {
-    const char *j = runs[m].json;
-    double wall = compare_json_number(j, "wall_s");
+    const json_t *j = runs[m].json;
+    double wall = jsonio_number(j, "wall_s");
     if (m >= nruns) {
       fprintf(f, "  %-6s   (not run: %s)\n", modes[m], compare_stop_reason());
       continue;
@@ -334,8 +304,8 @@ static void print_table(FILE *f, child_run *runs, int nruns) {
       fprintf(f, "  %-6s   (no figures: the run exited with status %d)\n", modes[m], runs[m].status);
       continue;
     }
-    double copied = compare_json_number(j, "bytes_copied");
-    double mem = compare_json_number(j, "peak_memory_kb") * 1024.0;
+    double copied = jsonio_number(j, "bytes_copied");
+    double mem = jsonio_number(j, "peak_memory_kb") * 1024.0;
     char cp[24], mm[24];
     if (copied >= 10485760) snprintf(cp, sizeof cp, "%.1f MB", copied / 1048576);
     else if (copied >= 10240) snprintf(cp, sizeof cp, "%.1f kB", copied / 1024);
@@ -343,10 +313,10 @@ static void print_table(FILE *f, child_run *runs, int nruns) {
     snprintf(mm, sizeof mm, "%.1f MB", mem / 1048576);
     fprintf(f, "  %-6s %10s %7.2fx %10s %8.2fx %10s %10s %10s %10s %5d\n", modes[m],
             clock_format((uint64_t)(wall * 1e9), a, sizeof a), wall > 0 ? gil_wall / wall : 0.0,
-            clock_format((uint64_t)(compare_json_number(j, "cpu_s") * 1e9), b, sizeof b),
-            compare_json_number(j, "parallelism"),
-            clock_format((uint64_t)(compare_json_number(j, "gil_wait_s") * 1e9), c, sizeof c),
-            clock_format((uint64_t)(compare_json_number(j, "startup_s") * 1e9), d, sizeof d), cp, mm,
+            clock_format((uint64_t)(jsonio_number(j, "cpu_s") * 1e9), b, sizeof b),
+            jsonio_number(j, "parallelism"),
+            clock_format((uint64_t)(jsonio_number(j, "gil_wait_s") * 1e9), c, sizeof c),
+            clock_format((uint64_t)(jsonio_number(j, "startup_s") * 1e9), d, sizeof d), cp, mm,
             runs[m].status);
   }
 }
@@ -357,7 +327,9 @@ static void print_figures(FILE *f, child_run *runs) {
   if (n == 0) return;
   fprintf(f, "\n  %-24s %14s %14s %14s\n", "script figure", modes[0], modes[1], modes[2]);
   for (int i = 0; i < n; i++) {
-    fprintf(f, "  %-24.24s", names[i]);
+    char *shown = compare_printable(strdup(names[i]));
+    fprintf(f, "  %-24.24s", shown ? shown : "?");
+    free(shown);
     for (int m = 0; m < NMODES; m++) {
       char *v = compare_json_figure(runs[m].json, names[i]);
       fprintf(f, " %14.14s", v ? v : "-");
@@ -370,17 +342,10 @@ static void print_figures(FILE *f, child_run *runs) {
 
 /* Returns 1 if the file could not be written (said on stderr). */
 static int write_json(const char *path, child_run *runs, int same, int stop) {
-  outfile out;
-  FILE *f = outfile_open(&out, path);
-  if (f) {
-    fprintf(f, "{\"stdout_identical\": %s, \"stopped\": ", same ? "true" : "false");
-    fprintf(f, stop ? "\"%s\"" : "null", compare_stop_reason());
-    fprintf(f, ", \"modes\": {\n");
-    for (int m = 0; m < NMODES; m++)
-      fprintf(f, "\"%s\": %s%s", modes[m], runs[m].json ? runs[m].json : "null\n", m + 1 < NMODES ? ",\n" : "");
-    fprintf(f, "}}\n");
-  }
-  if (f && outfile_close(&out) == 0) return 0;
+  json_t *o = json_pack("{s:b, s:s?, s:{s:O?, s:O?, s:O?}}", "stdout_identical", same, "stopped",
+                        stop ? compare_stop_reason() : NULL, "modes", modes[0], runs[0].json, modes[1], runs[1].json,
+                        modes[2], runs[2].json);
+  if (jsonio_write(path, o) == 0) return 0;
   fprintf(stderr, "gilvm: cannot write %s: %s\n", path, strerror(errno));
   return 1;
 }

@@ -6,12 +6,13 @@
 #include <stdint.h>
 
 #include "cli.h"
+#include "jsonio.h"
 
 typedef struct child_run {
   int status;         /* exit status (128 + signal if killed) */
   char *out;          /* its stdout */
   size_t outlen;
-  char *json;         /* its --json figures, NULL if none were written */
+  json_t *json;       /* its --json figures, NULL if none were written (or not whole) */
   uint64_t wall_ns;
 } child_run;
 
@@ -28,9 +29,13 @@ int compare_fold_status(int rc, int status);
    0, or -1 with errno set if it could not be started. */
 int compare_run_child(char *const argv[], child_run *out);
 void compare_free_child(child_run *r);
-double compare_json_number(const char *json, const char *key);
-char *compare_json_figure(const char *json, const char *name);
-int compare_json_figure_names(const char *json, char **names, int max);
+/* Figure `name` of a run's --json as text for a table (malloc'd: a string's text
+   with control characters as '?', a number as the file writes it), or NULL if it has none. */
+char *compare_json_figure(const json_t *report, const char *name);
+/* s (malloc'd, may be NULL) with control characters as '?', for a table: a newline would break it. */
+char *compare_printable(char *s);
+/* Its figures' names in the order the script reported them (malloc'd strings). */
+int compare_json_figure_names(const json_t *report, char **names, int max);
 
 int compare_main(int argc, char **argv, const cli_options *o);
 

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "cli.h"
 #include "compare.h"
 #include "clock.h"
@@ -210,7 +211,7 @@ static int gilvm_main(int argc, char **argv) {
 
   sigset_t set;
   signal_set(&set);
-  pthread_sigmask(SIG_BLOCK, &set, NULL);  /* inherited by every thread: the watchdog takes them */
+  PT_CHECK(pthread_sigmask(SIG_BLOCK, &set, NULL));  /* inherited by every thread: the watchdog takes them */
 
   rt_arena_size = o.arena_bytes;
   runtime *rt = rt_create(&gilmod_host, o.mode, o.policy, o.interval_ns, o.check_interval);
@@ -223,7 +224,7 @@ static int gilvm_main(int argc, char **argv) {
 
   watchdog wd = { .rt = rt, .timeout_ns = o.timeout_ns };
   atomic_init(&wd.finished, 0);
-  pthread_create(&wd.tid, NULL, watchdog_main, &wd);
+  PT_CHECK(pthread_create(&wd.tid, NULL, watchdog_main, &wd));
 
   main_args args = { &o, argc, argv };
   rc = rt_run_main(rt, run_main, &args);
@@ -240,8 +241,8 @@ static int gilvm_main(int argc, char **argv) {
   if (rc != EXIT_LOAD && report(rt, &o) && rc == 0) rc = EXIT_SCRIPT_ERROR;
 
   atomic_store(&wd.finished, 1);
-  pthread_kill(wd.tid, WATCHDOG_QUIT);
-  pthread_join(wd.tid, NULL);
+  PT_CHECK_OR(pthread_kill(wd.tid, WATCHDOG_QUIT), ESRCH);  /* ESRCH: it saw finished and returned */
+  PT_CHECK(pthread_join(wd.tid, NULL));
   rt_destroy(rt);  /* closes the interpreters */
   return rc;
 }

@@ -31,6 +31,7 @@
 
 #include "clock.h"
 #include "compare.h"
+#include "jsonio.h"
 #include "outfile.h"
 #include "plot.h"
 
@@ -76,15 +77,12 @@ static int run_one(int argc, char **argv, const cli_options *o, sweep_run *r) {
   return compare_run_child((char *const *)av, &r->child);
 }
 
-static double num(const sweep_run *r, const char *key) { return compare_json_number(r->child.json, key); }
+static double num(const sweep_run *r, const char *key) { return jsonio_number(r->child.json, key); }
 
 /* A figure of the script's as a number; NAN if missing or not a number. */
 static double figure_value(const sweep_run *r, const char *name) {
-  char *v = compare_json_figure(r->child.json, name), *end = NULL;
-  double x = v ? strtod(v, &end) : NAN;
-  if (v && (end == v || *end)) x = NAN;
-  free(v);
-  return x;
+  json_t *v = json_object_get(json_object_get(r->child.json, "figures"), name);
+  return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
 static void find_figures(sweep *s) {
@@ -103,7 +101,11 @@ static int figure_width(const char *name) { return strlen(name) > 10 ? (int)strl
 static void print_header(FILE *f, const sweep *s) {
   fprintf(f, "\n  %-8s %9s %10s %10s %8s %12s %12s %10s %4s", "policy", "interval", "wall", "switch/s", "forced",
           "handoff med", "handoff p99", "GIL wait", "exit");
-  for (int k = 0; k < s->nfigures; k++) fprintf(f, "  %*s", figure_width(s->figures[k]), s->figures[k]);
+  for (int k = 0; k < s->nfigures; k++) {
+    char *shown = compare_printable(strdup(s->figures[k]));
+    fprintf(f, "  %*s", figure_width(s->figures[k]), shown ? shown : "?");
+    free(shown);
+  }
   fputc('\n', f);
 }
 
@@ -149,23 +151,18 @@ static void print_table(FILE *f, const sweep *s) {
 /* ------------------------------------------------------------------- JSON */
 
 static int write_json(const char *path, const sweep *s) {
-  outfile out;
-  FILE *f = outfile_open(&out, path);
-  if (!f) return -1;
-  fprintf(f, "{\"script\": \"");
-  for (const char *p = s->o->script; *p; p++) {
-    if (*p == '"' || *p == '\\') fputc('\\', f);
-    if ((unsigned char)*p >= 0x20) fputc(*p, f);
-  }
-  fprintf(f, "\", \"mode\": \"%s\", \"runs\": [\n", s->o->mode);
-  for (int i = 0; i < s->ndone; i++) {
+  json_t *runs = json_array();
+  for (int i = 0; runs && i < s->ndone; i++) {
     const sweep_run *r = &s->runs[i];
-    fprintf(f, "{\"policy\": \"%s\", \"switch_interval_s\": %.9f, \"status\": %d, \"report\": %s}%s\n", r->policy,
-            (double)r->interval_ns / 1e9, r->child.status, r->child.json ? r->child.json : "null",
-            i + 1 < s->ndone ? "," : "");
+    json_t *run = json_pack("{s:s, s:f, s:i, s:O?}", "policy", r->policy, "switch_interval_s",
+                            (double)r->interval_ns / 1e9, "status", r->child.status, "report", r->child.json);
+    if (json_array_append_new(runs, run) != 0) {
+      json_decref(runs);
+      runs = NULL;
+    }
   }
-  fprintf(f, "]}\n");
-  return outfile_close(&out);
+  return jsonio_write(path, json_pack("{s:o, s:s, s:o}", "script", jsonio_string(s->o->script), "mode", s->o->mode,
+                                      "runs", runs));
 }
 
 /* -------------------------------------------------------------------- SVG */

@@ -1,5 +1,6 @@
 /* breaker.c — the signal-delivered eval breaker, and the script's debug hooks beside it (see breaker.h). */
 #include "breaker.h"
+#include "check.h"
 
 #include <lauxlib.h>
 #include <errno.h>
@@ -194,7 +195,8 @@ void breaker_arm_every(lua_State *L, int count) {
 
 void breaker_interrupt(pthread_t t, atomic_int *pending) {
   /* once per request: arming costs O(stack depth), so a pending one is not re-armed */
-  if (atomic_exchange(pending, 1) == 0 && !POLLING) pthread_kill(t, BREAKER_SIGNAL);
+  if (atomic_exchange(pending, 1) == 0 && !POLLING)
+    PT_CHECK_OR(pthread_kill(t, BREAKER_SIGNAL), ESRCH);  /* ESRCH: the thread has just ended */
 }
 
 unsigned long breaker_arms(void) { return atomic_load(&arms); }

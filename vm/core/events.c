@@ -3,6 +3,8 @@
 
 #include <stdlib.h>
 
+#include "vec.h"
+
 const char *const ev_state_names[ST_NSTATES] = {
   "idle", "running (GIL held)", "running (own interpreter)", "waiting for the GIL",
   "blocked: sleep", "blocked: join", "blocked: lock", "blocked: queue", "running C without the GIL",
@@ -17,16 +19,9 @@ void ev_init_limit(void) {
 }
 
 void ev_record(ev_buf *b, uint64_t t, ev_kind kind, ev_state state, int32_t arg) {
-  if (b->n == b->cap) {
-    uint32_t cap = b->cap ? b->cap * 2 : 16;
-    if (cap > limit) cap = limit;
-    ev *v = cap > b->cap ? realloc(b->v, (size_t)cap * sizeof *v) : NULL;
-    if (!v) {
-      b->dropped++;
-      return;
-    }
-    b->v = v;
-    b->cap = cap;
+  if (vec_grow(&b->v, sizeof *b->v, b->n, &b->cap, 1, 16, limit) != 0) {  /* full, or out of memory */
+    b->dropped++;
+    return;
   }
   b->v[b->n++] = (ev){ .t = t, .kind = (uint16_t)kind, .state = (uint16_t)state, .arg = arg };
 }

@@ -10,6 +10,7 @@
 #ifndef EVENTS_H
 #define EVENTS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define EV_CAP (1u << 20)  /* 16 MiB per thread at most */
@@ -42,7 +43,8 @@ typedef struct ev {
 
 typedef struct ev_buf {
   ev *v;
-  uint32_t n, cap;
+  uint32_t n;
+  size_t cap;
   uint64_t dropped;
 } ev_buf;
 

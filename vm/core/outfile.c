@@ -111,7 +111,7 @@ static mode_t final_mode(const char *target) {
 }
 
 int outfile_close(outfile *o) {
-  int e = 0;
+  int e = o->err;  /* a failed write, or outfile_abort's reason */
   if (fflush(o->f) != 0 || ferror(o->f)) e = o->err ? o->err : EIO;
   if (!e && o->tmp && fchmod(o->fd, final_mode(o->target)) != 0) e = errno;
   if (fclose(o->f) != 0 && !e) e = o->err ? o->err : EIO;
@@ -120,6 +120,11 @@ int outfile_close(outfile *o) {
   forget(o);
   errno = e;
   return e ? -1 : 0;
+}
+
+int outfile_abort(outfile *o, int err) {
+  if (!o->err) o->err = err;
+  return outfile_close(o);
 }
 
 int outfile_check(const char *path) {

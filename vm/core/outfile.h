@@ -30,6 +30,9 @@ FILE *outfile_open(outfile *o, const char *path);
 /* Flush, close and put the file in place. 0, or -1 with errno set (the target is
    then untouched and no temporary is left). */
 int outfile_close(outfile *o);
+/* The writer failed (err, an errno): close, leave the target untouched and no
+   temporary (a file written in place keeps what it got). Returns -1, errno = err. */
+int outfile_abort(outfile *o, int err);
 
 /* At exit: flush stdout; if any write to it failed, say so on stderr and
    return rc, or 1 if rc is 0. */

@@ -32,6 +32,7 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -46,8 +47,10 @@
 #include <unistd.h>
 
 #include "breaker.h"
+#include "check.h"
 #include "clock.h"
 #include "outfile.h"
+#include "vec.h"
 
 #define PARENT_GONE_STATUS 1  /* a child whose parent died: nobody reads it */
 
@@ -127,19 +130,6 @@ static const ev_state block_state[RT_BLOCK_NKINDS] = {
 
 /* ---- interpreters and worker records ---- */
 
-/* Append p to a growable array of pointers; 0 or -1 when out of memory. */
-static int push_ptr(void ***arr, int *n, int *cap, void *p) {
-  if (*n == *cap) {
-    int c = *cap ? *cap * 2 : 16;
-    void **a = realloc(*arr, (size_t)c * sizeof *a);
-    if (!a) return -1;
-    *arr = a;
-    *cap = c;
-  }
-  (*arr)[(*n)++] = p;
-  return 0;
-}
-
 static rt_interp *new_interp(runtime *rt) {
   rt_interp *in = calloc(1, sizeof *in);
   if (!in) return NULL;
@@ -154,9 +144,9 @@ static rt_interp *new_interp(runtime *rt) {
   if (rt->recording) gil_set_event_fn(in->gil, on_gil_event, rt);
   luaL_openlibs(in->L);
   if (rt->host.open) rt->host.open(in->L);
-  pthread_mutex_lock(&rt->mu);
-  int err = push_ptr((void ***)&rt->interps, &rt->ninterps, &rt->icap, in);
-  pthread_mutex_unlock(&rt->mu);
+  PT_CHECK(pthread_mutex_lock(&rt->mu));
+  int err = VEC_PUSH(rt->interps, rt->ninterps, rt->icap, in);
+  PT_CHECK(pthread_mutex_unlock(&rt->mu));
   if (err) {
     lua_close(in->L);
     gil_destroy(in->gil);
@@ -177,10 +167,10 @@ static rt_worker *new_worker(runtime *rt, rt_kind kind, rt_interp *in) {
   w->fd = w->fd_slot = -1;
   w->home = rt->pid;
   w->spawned_ns = clock_now_ns();
-  pthread_mutex_lock(&rt->mu);
+  PT_CHECK(pthread_mutex_lock(&rt->mu));
   w->id = rt->next_id++;
-  int err = push_ptr((void ***)&rt->workers, &rt->nworkers, &rt->cap, w);
-  pthread_mutex_unlock(&rt->mu);
+  int err = VEC_PUSH(rt->workers, rt->nworkers, rt->cap, w);
+  PT_CHECK(pthread_mutex_unlock(&rt->mu));
   if (err) {
     free(w);
     return NULL;
@@ -203,6 +193,7 @@ static void add_gil_stats(gil_stats *to, const gil_stats *s) {
 /* Fold w's figures into rt->gone and take it out of workers[] (and its
    interpreter out of interps[]). Under rt->mu. */
 static void retire(runtime *rt, rt_worker *w) {
+  assert(w->done && w->reaped && w->joined);  /* only a finished, reaped, joined worker's figures are final */
   rt_totals *t = &rt->gone;
   t->n++;
   t->failed += w->error != NULL;
@@ -217,12 +208,15 @@ static void retire(runtime *rt, rt_worker *w) {
   t->maxrss_kb += w->maxrss_kb;
   t->events_dropped += w->events.dropped;
   t->bytes_copied += w->bytes_copied;
+  int was = rt->nworkers;
   for (int i = rt->first_own; i < rt->nworkers; i++)
     if (rt->workers[i] == w) {  /* keep the order: the report's rows follow it */
       memmove(&rt->workers[i], &rt->workers[i + 1], (size_t)(rt->nworkers - i - 1) * sizeof *rt->workers);
       rt->nworkers--;
       break;
     }
+  assert(rt->nworkers == was - 1);  /* retired once: a second retire would not find it */
+  (void)was;
   if (!w->owns_in) return;
   gil_stats s;
   gil_stats_get(w->in->gil, &s);
@@ -256,32 +250,33 @@ static void free_worker(lua_State *L, rt_worker *w) {
 }
 
 void rt_handle_new(rt_worker *w) {
-  pthread_mutex_lock(&w->rt->mu);
+  PT_CHECK(pthread_mutex_lock(&w->rt->mu));
   w->handles++;
-  pthread_mutex_unlock(&w->rt->mu);
+  PT_CHECK(pthread_mutex_unlock(&w->rt->mu));
 }
 
 void rt_handle_gone(lua_State *L, rt_worker *w) {
   runtime *rt = rt_current;
   if (!rt || rt->closing) return;
-  pthread_mutex_lock(&rt->mu);
+  PT_CHECK(pthread_mutex_lock(&rt->mu));
+  assert(w->handles > 0);  /* one rt_handle_new per handle: the count never goes below 0 */
   int idle = --w->handles == 0 && w->joined && w->reaped && w->id != 0 && !rt_foreign(rt, w) && w != self_worker;
   int release = idle && w->id >= RT_KEEP_RECORDS && !rt->keep_all;
   if (release) retire(rt, w);
-  pthread_mutex_unlock(&rt->mu);
+  PT_CHECK(pthread_mutex_unlock(&rt->mu));
   if (release) free_worker(L, w);
   else if (idle) shed(L, w);  /* a kept record keeps its figures only */
 }
 
 static void init_sync(runtime *rt) {
   pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_mutex_init(&rt->mu, NULL);
-  pthread_mutex_init(&rt->fork_mu, NULL);
-  pthread_cond_init(&rt->done_cv, &ca);
-  pthread_cond_init(&rt->stop_cv, &ca);
-  pthread_condattr_destroy(&ca);
+  PT_CHECK(pthread_condattr_init(&ca));
+  PT_CHECK(pthread_condattr_setclock(&ca, CLOCK_MONOTONIC));
+  PT_CHECK(pthread_mutex_init(&rt->mu, NULL));
+  PT_CHECK(pthread_mutex_init(&rt->fork_mu, NULL));
+  PT_CHECK(pthread_cond_init(&rt->done_cv, &ca));
+  PT_CHECK(pthread_cond_init(&rt->stop_cv, &ca));
+  PT_CHECK(pthread_condattr_destroy(&ca));
 }
 
 runtime *rt_create(const rt_host *host, const char *mode, const char *policy, uint64_t interval_ns,
@@ -352,10 +347,10 @@ void rt_destroy(runtime *rt) {
   for (int i = 0; i < 2; i++)
     if (rt->life[i] >= 0) close(rt->life[i]);
   if (rt->arena) shm_arena_destroy(rt->arena);  /* after the interpreters: their handles release into it */
-  pthread_mutex_destroy(&rt->mu);
-  pthread_mutex_destroy(&rt->fork_mu);
-  pthread_cond_destroy(&rt->done_cv);
-  pthread_cond_destroy(&rt->stop_cv);
+  PT_CHECK(pthread_mutex_destroy(&rt->mu));
+  PT_CHECK(pthread_mutex_destroy(&rt->fork_mu));
+  PT_CHECK(pthread_cond_destroy(&rt->done_cv));
+  PT_CHECK(pthread_cond_destroy(&rt->stop_cv));
   if (rt_current == rt) rt_current = NULL;
   free(rt);
 }
@@ -398,10 +393,11 @@ static void finish(rt_worker *w) {
   runtime *rt = w->rt;
   breaker_attach(NULL, NULL);
   w->cpu_ns = clock_thread_cpu_ns();
-  pthread_mutex_lock(&rt->mu);
+  PT_CHECK(pthread_mutex_lock(&rt->mu));
+  assert(!w->done);  /* a worker finishes once */
   w->done = 1;
-  pthread_cond_broadcast(&rt->done_cv);
-  pthread_mutex_unlock(&rt->mu);
+  PT_CHECK(pthread_cond_broadcast(&rt->done_cv));
+  PT_CHECK(pthread_mutex_unlock(&rt->mu));
 }
 
 /* Take w's GIL and attach the eval breaker to L: every worker's first steps. */
@@ -538,20 +534,14 @@ static int write_all(int fd, const void *p, size_t n) {
 /* Process workers with an open pipe, kept in rt->piped so that a forked
    child closes its siblings' without walking every worker record. */
 static void track_fd(runtime *rt, rt_worker *w) {  /* under fork_mu */
-  if (rt->npiped == rt->pipedcap) {
-    int c = rt->pipedcap ? rt->pipedcap * 2 : 16;
-    rt_worker **a = realloc(rt->piped, (size_t)c * sizeof *a);
-    if (!a) return;  /* untracked: a later child merely holds one more read end */
-    rt->piped = a;
-    rt->pipedcap = c;
-  }
-  w->fd_slot = rt->npiped;
-  rt->piped[rt->npiped++] = w;
+  int slot = rt->npiped;
+  if (VEC_PUSH(rt->piped, rt->npiped, rt->pipedcap, w) != 0) return;  /* untracked: a later child merely holds one more read end */
+  w->fd_slot = slot;
 }
 
 /* Close w's pipe; under fork_mu, so that no child forked meanwhile keeps it. */
 static void close_pipe(runtime *rt, rt_worker *w) {
-  pthread_mutex_lock(&rt->fork_mu);
+  PT_CHECK(pthread_mutex_lock(&rt->fork_mu));
   if (w->fd_slot >= 0) {
     rt_worker *last = rt->piped[--rt->npiped];
     rt->piped[w->fd_slot] = last;
@@ -560,7 +550,7 @@ static void close_pipe(runtime *rt, rt_worker *w) {
   }
   close(w->fd);
   w->fd = -1;
-  pthread_mutex_unlock(&rt->fork_mu);
+  PT_CHECK(pthread_mutex_unlock(&rt->fork_mu));
 }
 
 /* The parent-liveness pipe: nobody writes to it; its read end reports EOF
@@ -616,7 +606,7 @@ static void become_child(runtime *rt, rt_worker *w) {
   sigaddset(&set, SIGTERM);
   signal(SIGINT, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
-  pthread_sigmask(SIG_UNBLOCK, &set, NULL);  /* Ctrl-C and the parent's stop reach us */
+  PT_CHECK(pthread_sigmask(SIG_UNBLOCK, &set, NULL));  /* Ctrl-C and the parent's stop reach us */
 }
 
 /* The child's whole life; never returns. The function and its arguments are
@@ -667,9 +657,9 @@ static void child_main(lua_State *L, rt_worker *w, int idx, int n, int fd) {
 static rt_worker *spawn_process(lua_State *L, rt_worker *w, int idx, int n) {
   runtime *rt = w->rt;
   int p[2];
-  pthread_mutex_lock(&rt->fork_mu);
+  PT_CHECK(pthread_mutex_lock(&rt->fork_mu));
   if (open_life(rt) != 0 || pipe2(p, O_CLOEXEC) != 0) {
-    pthread_mutex_unlock(&rt->fork_mu);
+    PT_CHECK(pthread_mutex_unlock(&rt->fork_mu));
     luaL_error(L, "cannot start a process: %s", strerror(errno));
   }
   fflush(NULL);  /* or the child would print our buffered output a second time */
@@ -685,12 +675,12 @@ static rt_worker *spawn_process(lua_State *L, rt_worker *w, int idx, int n) {
     w->fd = p[0];
     track_fd(rt, w);
   }
-  pthread_mutex_unlock(&rt->fork_mu);
+  PT_CHECK(pthread_mutex_unlock(&rt->fork_mu));
   if (pid < 0) {
     close(p[0]);
-    pthread_mutex_lock(&rt->mu);
+    PT_CHECK(pthread_mutex_lock(&rt->mu));
     w->done = w->reaped = w->joined = 1;
-    pthread_mutex_unlock(&rt->mu);
+    PT_CHECK(pthread_mutex_unlock(&rt->mu));
     luaL_error(L, "cannot start a process: %s", strerror(saved));
   }
   w->tid = pthread_self();
@@ -714,13 +704,7 @@ static int read_child(rt_worker *w, uint64_t deadline, mar_buf *raw) {
     if (r < 0 && errno != EINTR) return 1;
     if (r <= 0 && wait_ms == 0) return 0;
     if (r <= 0) continue;
-    if (raw->cap - raw->len < 65536) {
-      size_t cap = raw->cap ? raw->cap * 2 : 131072;
-      unsigned char *d = realloc(raw->data, cap);
-      if (!d) return 1;
-      raw->data = d;
-      raw->cap = cap;
-    }
+    if (VEC_RESERVE(raw->data, raw->len, raw->cap, 65536, 131072) != 0) return 1;
     ssize_t k = read(w->fd, raw->data + raw->len, raw->cap - raw->len);
     if (k < 0 && errno == EINTR) continue;
     if (k <= 0) return 1;
@@ -794,18 +778,18 @@ static void settle_child(rt_worker *w, mar_buf *raw) {
 /* Collect a process worker (GIL not held). Returns 1 when it is done. */
 static int collect_child(rt_worker *w, uint64_t deadline) {
   runtime *rt = w->rt;
-  pthread_mutex_lock(&rt->mu);
+  PT_CHECK(pthread_mutex_lock(&rt->mu));
   while (w->collecting && !w->done) {  /* someone else reads: wait for them */
-    if (!deadline) pthread_cond_wait(&rt->done_cv, &rt->mu);
+    if (!deadline) PT_CHECK(pthread_cond_wait(&rt->done_cv, &rt->mu));
     else {
       struct timespec ts = { (time_t)(deadline / 1000000000u), (long)(deadline % 1000000000u) };
-      if (pthread_cond_timedwait(&rt->done_cv, &rt->mu, &ts) == ETIMEDOUT) break;
+      if (PT_CHECK_OR(pthread_cond_timedwait(&rt->done_cv, &rt->mu, &ts), ETIMEDOUT)) break;
     }
   }
   int mine = !w->done && !w->collecting;
   if (mine) w->collecting = 1;
   int done = w->done;
-  pthread_mutex_unlock(&rt->mu);
+  PT_CHECK(pthread_mutex_unlock(&rt->mu));
   if (!mine) return done;
   mar_buf raw = { 0 };
   /* keep what was read so far across a timed-out join: park it in msg */
@@ -815,11 +799,12 @@ static int collect_child(rt_worker *w, uint64_t deadline) {
   if (eof) settle_child(w, &raw);
   if (eof) mar_buf_free(&raw);
   else w->msg = raw;
-  pthread_mutex_lock(&rt->mu);
+  PT_CHECK(pthread_mutex_lock(&rt->mu));
   w->collecting = 0;
+  assert(!w->reaped);  /* only the one collector reaps a child, once */
   if (eof) w->done = w->reaped = 1;
-  pthread_cond_broadcast(&rt->done_cv);
-  pthread_mutex_unlock(&rt->mu);
+  PT_CHECK(pthread_cond_broadcast(&rt->done_cv));
+  PT_CHECK(pthread_mutex_unlock(&rt->mu));
   return eof;
 }
 
@@ -878,10 +863,10 @@ static void name_worker(lua_State *L, int idx, rt_worker *w) {
 }
 
 static void start_pthread(lua_State *L, rt_worker *w, void *(*body)(void *)) {
-  pthread_mutex_lock(&w->rt->mu);  /* tid is set under mu: rt_stop and os.exit signal it */
+  PT_CHECK(pthread_mutex_lock(&w->rt->mu));  /* tid is set under mu: rt_stop and os.exit signal it */
   int err = pthread_create(&w->tid, NULL, body, w);
   if (err) w->done = w->reaped = w->joined = 1;
-  pthread_mutex_unlock(&w->rt->mu);
+  PT_CHECK(pthread_mutex_unlock(&w->rt->mu));
   if (err) {
     w->error = strdup("could not start thread");
     luaL_error(L, "cannot start a thread: %s", strerror(err));
@@ -903,9 +888,9 @@ rt_worker *rt_spawn(lua_State *L, rt_kind kind, int idx, int n) {
     char err[256];
     encode_globals(L, &w->in_globals);
     if (mar_encode(L, idx, n, "argument", &w->msg, err, sizeof err) != 0) {
-      pthread_mutex_lock(&rt->mu);
+      PT_CHECK(pthread_mutex_lock(&rt->mu));
       w->done = w->reaped = w->joined = 1;
-      pthread_mutex_unlock(&rt->mu);
+      PT_CHECK(pthread_mutex_unlock(&rt->mu));
       luaL_error(L, "cannot start a thread with its own interpreter: %s", err);
     }
     start_pthread(L, w, free_main);
@@ -925,11 +910,11 @@ static void reap(runtime *rt, rt_worker *w) {
     while (!collect_child(w, 0)) {}
     return;
   }
-  pthread_mutex_lock(&rt->mu);
+  PT_CHECK(pthread_mutex_lock(&rt->mu));
   int mine = !w->reaped;
   w->reaped = 1;
-  pthread_mutex_unlock(&rt->mu);
-  if (mine) pthread_join(w->tid, NULL);
+  PT_CHECK(pthread_mutex_unlock(&rt->mu));
+  if (mine) PT_CHECK(pthread_join(w->tid, NULL));
 }
 
 int rt_join(lua_State *L, rt_worker *w, int64_t timeout_ns) {
@@ -943,13 +928,13 @@ int rt_join(lua_State *L, rt_worker *w, int64_t timeout_ns) {
     done = collect_child(w, deadline);
   } else {
     struct timespec ts = { (time_t)(deadline / 1000000000u), (long)(deadline % 1000000000u) };
-    pthread_mutex_lock(&rt->mu);
+    PT_CHECK(pthread_mutex_lock(&rt->mu));
     while (!w->done && !atomic_load(&rt->stop)) {
-      if (timeout_ns < 0) pthread_cond_wait(&rt->done_cv, &rt->mu);
-      else if (pthread_cond_timedwait(&rt->done_cv, &rt->mu, &ts) == ETIMEDOUT) break;
+      if (timeout_ns < 0) PT_CHECK(pthread_cond_wait(&rt->done_cv, &rt->mu));
+      else if (PT_CHECK_OR(pthread_cond_timedwait(&rt->done_cv, &rt->mu, &ts), ETIMEDOUT)) break;
     }
     done = w->done;
-    pthread_mutex_unlock(&rt->mu);
+    PT_CHECK(pthread_mutex_unlock(&rt->mu));
     if (done) reap(rt, w);
   }
   rt_block_end(me, RT_BLOCK_JOIN, began);
@@ -958,9 +943,10 @@ int rt_join(lua_State *L, rt_worker *w, int64_t timeout_ns) {
 }
 
 int rt_push_results(lua_State *L, rt_worker *w) {
-  pthread_mutex_lock(&rt_current->mu);
+  PT_CHECK(pthread_mutex_lock(&rt_current->mu));
+  assert(w->done && w->reaped);  /* results are read only once the worker is gone */
   w->joined = 1;
-  pthread_mutex_unlock(&rt_current->mu);
+  PT_CHECK(pthread_mutex_unlock(&rt_current->mu));
   const char *what = w->kind == RT_PROCESS ? "process" : "thread";
   if (w->interrupted) return luaL_error(L, "%s '%s' was stopped (%s)", what, w->name, rt_current->stop_reason);
   if (w->error) return luaL_error(L, "error in %s '%s': %s", what, w->name, w->error);
@@ -985,15 +971,16 @@ void rt_sleep(lua_State *L, uint64_t ns) {
   uint64_t began = rt_block_begin(me, RT_BLOCK_SLEEP);
   uint64_t t = clock_now_ns() + ns;
   struct timespec deadline = { (time_t)(t / 1000000000u), (long)(t % 1000000000u) };
-  pthread_mutex_lock(&rt->mu);
+  PT_CHECK(pthread_mutex_lock(&rt->mu));
   while (!atomic_load(&rt->stop))
-    if (pthread_cond_timedwait(&rt->stop_cv, &rt->mu, &deadline) == ETIMEDOUT) break;
-  pthread_mutex_unlock(&rt->mu);
+    if (PT_CHECK_OR(pthread_cond_timedwait(&rt->stop_cv, &rt->mu, &deadline), ETIMEDOUT)) break;
+  PT_CHECK(pthread_mutex_unlock(&rt->mu));
   rt_block_end(me, RT_BLOCK_SLEEP, began);
   rt_check_stop(L);
 }
 
 uint64_t rt_block_begin(rt_worker *self, rt_block kind) {
+  assert(self == self_worker && kind < RT_BLOCK_NKINDS);  /* only a thread drops its own GIL */
   uint64_t now = clock_now_ns();
   gil_drop(self->in->gil, &self->gt);
   if (self->rt->recording) ev_record(&self->events, clock_now_ns(), EV_STATE, block_state[kind], 0);
@@ -1001,6 +988,7 @@ uint64_t rt_block_begin(rt_worker *self, rt_block kind) {
 }
 
 void rt_block_end(rt_worker *self, rt_block kind, uint64_t began) {
+  assert(self == self_worker);
   gil_take(self->in->gil, &self->gt);
   park_if_exiting(self);
   uint64_t spent = clock_now_ns() - began;
@@ -1021,31 +1009,31 @@ int rt_should_stop(void *unused) {
 /* ---- stopping and the end of the run ---- */
 
 void rt_stop(runtime *rt, int code, const char *reason) {
-  pthread_mutex_lock(&rt->mu);
+  PT_CHECK(pthread_mutex_lock(&rt->mu));
   if (atomic_load(&rt->stop) == 0) {
     rt->stop_reason = reason;         /* written before `stop` is published: readers */
     atomic_store(&rt->stop, code);    /* that see `stop` see the reason too */
   }
-  pthread_cond_broadcast(&rt->stop_cv);
-  pthread_cond_broadcast(&rt->done_cv);
+  PT_CHECK(pthread_cond_broadcast(&rt->stop_cv));
+  PT_CHECK(pthread_cond_broadcast(&rt->done_cv));
   for (int i = 0; i < rt->nworkers; i++) {
     rt_worker *w = rt->workers[i];
     if (w->done || rt_foreign(rt, w) || (w->kind == RT_PROCESS && w->pid == 0)) continue;
     if (w->kind == RT_PROCESS) kill(w->pid, SIGKILL);
     else if (!w->reaped || i == 0) breaker_interrupt(w->tid, &w->interrupt);
   }
-  pthread_mutex_unlock(&rt->mu);
+  PT_CHECK(pthread_mutex_unlock(&rt->mu));
 }
 
 void rt_wait_all(runtime *rt) {
   if (rt->host.before_wait_all) rt->host.before_wait_all(rt);
-  pthread_mutex_lock(&rt->mu);
+  PT_CHECK(pthread_mutex_lock(&rt->mu));
   rt->keep_all = 1;  /* from here on workers[] only grows: indexing it stays valid */
-  pthread_mutex_unlock(&rt->mu);
+  PT_CHECK(pthread_mutex_unlock(&rt->mu));
   for (int i = rt->first_own;; i++) {
-    pthread_mutex_lock(&rt->mu);
+    PT_CHECK(pthread_mutex_lock(&rt->mu));
     rt_worker *w = i < rt->nworkers ? rt->workers[i] : NULL;
-    pthread_mutex_unlock(&rt->mu);
+    PT_CHECK(pthread_mutex_unlock(&rt->mu));
     if (!w) break;
     if (w != self_worker) reap(rt, w);
   }
@@ -1064,7 +1052,7 @@ void rt_wait_all(runtime *rt) {
    waits here to be ended with the process. */
 void rt_exit_begin(void) {
   runtime *rt = rt_current;
-  pthread_mutex_lock(&rt->mu);
+  PT_CHECK(pthread_mutex_lock(&rt->mu));
   int first = !atomic_load(&rt->exiting);
   if (first) {
     rt->exiter = self_worker;  /* written before `exiting` is published */
@@ -1075,7 +1063,7 @@ void rt_exit_begin(void) {
       if (own && w != self_worker && w->kind != RT_PROCESS && !w->done) breaker_interrupt(w->tid, &w->interrupt);
     }
   }
-  pthread_mutex_unlock(&rt->mu);
+  PT_CHECK(pthread_mutex_unlock(&rt->mu));
   if (!first)
     for (;;) pause();
 }
@@ -1084,18 +1072,18 @@ void rt_exit_begin(void) {
    inside the runtime: stdio is flushed, child processes killed, then _exit. */
 void rt_exit(int status) {
   runtime *rt = rt_current;
-  pthread_mutex_lock(&rt->mu);
+  PT_CHECK(pthread_mutex_lock(&rt->mu));
   for (int i = rt->first_own; i < rt->nworkers; i++) {
     rt_worker *w = rt->workers[i];
     if (w->kind == RT_PROCESS && w->pid > 0 && !w->reaped) kill(w->pid, SIGKILL);
   }
-  pthread_mutex_unlock(&rt->mu);
+  PT_CHECK(pthread_mutex_unlock(&rt->mu));
   fflush(NULL);
   _exit(status);
 }
 
 void rt_set_figure(runtime *rt, const char *name, const char *value) {
-  pthread_mutex_lock(&rt->mu);
+  PT_CHECK(pthread_mutex_lock(&rt->mu));
   int i = 0;
   while (i < rt->nfigures && strcmp(rt->figures[i].name, name) != 0) i++;
   if (i < (int)(sizeof rt->figures / sizeof rt->figures[0])) {
@@ -1103,7 +1091,7 @@ void rt_set_figure(runtime *rt, const char *name, const char *value) {
     snprintf(rt->figures[i].value, sizeof rt->figures[i].value, "%s", value);
     if (i == rt->nfigures) rt->nfigures++;
   }
-  pthread_mutex_unlock(&rt->mu);
+  PT_CHECK(pthread_mutex_unlock(&rt->mu));
 }
 
 void rt_gil_stats(runtime *rt, gil_stats *out) {

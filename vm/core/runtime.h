@@ -104,7 +104,8 @@ typedef struct runtime {
   pthread_cond_t stop_cv;    /* stop requested: wakes sleepers */
   pthread_mutex_t fork_mu;   /* one fork at a time, so no child inherits another's pipe */
   rt_worker **workers;       /* live worker records; workers[0] is main */
-  int nworkers, cap;
+  int nworkers;
+  size_t cap;
   int next_id;               /* ids are never reused: workers spawned so far, main included */
   rt_totals gone;            /* released workers, summed */
   int keep_all;              /* no more releases (the run is ending, or its timeline is recorded) */
@@ -112,12 +113,14 @@ typedef struct runtime {
   int fork_walk;             /* records a forked child's set-up visited (gil._debug) */
   int first_own;             /* workers[first_own..] are this process's (a forked child's start after its parent's) */
   rt_worker **piped;         /* process workers whose pipe is open: a forked child closes them */
-  int npiped, pipedcap;      /* (under fork_mu) */
+  int npiped;                /* (under fork_mu) */
+  size_t pipedcap;
   int life[2];               /* parent-liveness pipe: children see EOF when this process dies */
   atomic_int exiting;        /* os.exit has begun: a thread taking a GIL parks instead of running Lua */
   rt_worker *exiter;         /* the thread running os.exit */
   rt_interp **interps;       /* interps[0] is main's */
-  int ninterps, icap;
+  int ninterps;
+  size_t icap;
   int is_child;              /* this process is a fork worker */
   pid_t pid;                 /* getpid(), cached: shared objects ask for it on every call */
   int recording;             /* keep every thread's timeline (--trace, --timeline, --svg) */

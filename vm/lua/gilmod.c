@@ -21,6 +21,7 @@
 
 #include "args.h"
 #include "breaker.h"
+#include "check.h"
 #include "clock.h"
 #include "objects.h"
 #include "runtime.h"
@@ -197,9 +198,9 @@ static int g_report(lua_State *L) {
 /* gil._debug(): the runtime's bookkeeping, for tests of what it keeps. */
 static int g_debug(lua_State *L) {
   runtime *rt = rt_current;
-  pthread_mutex_lock(&rt->mu);
+  PT_CHECK(pthread_mutex_lock(&rt->mu));
   int records = rt->nworkers - rt->first_own + 1, interps = rt->ninterps, released = rt->gone.n;
-  pthread_mutex_unlock(&rt->mu);
+  PT_CHECK(pthread_mutex_unlock(&rt->mu));
   lua_createtable(L, 0, 4);
   lua_pushinteger(L, records);  /* live worker records of this process, main (or self) included */
   lua_setfield(L, -2, "records");

@@ -88,11 +88,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "marshal.h"
 #include "pool_lua.h"
 #include "args.h"
 #include "runtime.h"
 #include "shared.h"
+#include "vec.h"
 
 #define LOCK_MT "gil.lock"
 #define QUEUE_MT "gil.queue"
@@ -249,7 +251,8 @@ typedef struct held_lock {
 } held_lock;
 
 static held_lock *helds;  /* locks held by this process's workers */
-static int nhelds, caphelds;
+static int nhelds;
+static size_t caphelds;
 
 typedef struct pool_reg {
   long id;
@@ -258,68 +261,59 @@ typedef struct pool_reg {
 } pool_reg;
 
 static pool_reg *pools;  /* pools whose queues are kept alive here */
-static int npools, cappools;
+static int npools;
+static size_t cappools;
 static long next_pool_id;
 
-static void before_fork(void) { pthread_mutex_lock(&objects_mu); }
-static void after_fork_parent(void) { pthread_mutex_unlock(&objects_mu); }
+static void before_fork(void) { PT_CHECK(pthread_mutex_lock(&objects_mu)); }
+static void after_fork_parent(void) { PT_CHECK(pthread_mutex_unlock(&objects_mu)); }
 static void after_fork_child(void) {
   nhelds = 0;  /* the other threads are gone, and this one's token changed */
-  pthread_mutex_unlock(&objects_mu);
-}
-
-static int grow(void **arr, int *cap, int n, size_t size) {
-  if (n < *cap) return 0;
-  int c = *cap ? *cap * 2 : 16;
-  void *p = realloc(*arr, (size_t)c * size);
-  if (!p) return -1;
-  *arr = p;
-  *cap = c;
-  return 0;
+  PT_CHECK(pthread_mutex_unlock(&objects_mu));
 }
 
 static uint64_t held_by(shm_off off) {
   uint64_t token = 0;
-  pthread_mutex_lock(&objects_mu);
+  PT_CHECK(pthread_mutex_lock(&objects_mu));
   for (int i = 0; i < nhelds; i++)
     if (helds[i].off == off) token = helds[i].token;
-  pthread_mutex_unlock(&objects_mu);
+  PT_CHECK(pthread_mutex_unlock(&objects_mu));
   return token;
 }
 
 static void held_set(shm_off off, uint64_t token) {
-  pthread_mutex_lock(&objects_mu);
+  PT_CHECK(pthread_mutex_lock(&objects_mu));
   int i = 0;
   while (i < nhelds && helds[i].off != off) i++;
-  if (i < nhelds || grow((void **)&helds, &caphelds, nhelds, sizeof *helds) == 0) {
+  if (i < nhelds || VEC_RESERVE(helds, nhelds, caphelds, 1, 16) == 0) {
     if (i == nhelds) nhelds++;
     helds[i].off = off;
     helds[i].token = token;
   }
-  pthread_mutex_unlock(&objects_mu);
+  PT_CHECK(pthread_mutex_unlock(&objects_mu));
 }
 
 static void held_clear(shm_off off) {
-  pthread_mutex_lock(&objects_mu);
+  PT_CHECK(pthread_mutex_lock(&objects_mu));
   for (int i = 0; i < nhelds; i++)
     if (helds[i].off == off) helds[i] = helds[--nhelds];
-  pthread_mutex_unlock(&objects_mu);
+  PT_CHECK(pthread_mutex_unlock(&objects_mu));
 }
 
 void objects_close_pools(runtime *rt) {
   if (!rt->arena) return;
   pid_t me = rt_pid();
-  pthread_mutex_lock(&objects_mu);
+  PT_CHECK(pthread_mutex_lock(&objects_mu));
   for (int i = 0; i < npools; i++)
     if (pools[i].pid == me) shm_queue_close(rt->arena, pools[i].tasks);
-  pthread_mutex_unlock(&objects_mu);
+  PT_CHECK(pthread_mutex_unlock(&objects_mu));
 }
 
 static void init_once(void) {
   mar_register_udata(LOCK_MT, enc_lock, dec_lock);
   mar_register_udata(QUEUE_MT, enc_queue, dec_queue);
   mar_register_udata(VALUE_MT, enc_value, dec_value);
-  pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+  PT_CHECK(pthread_atfork(before_fork, after_fork_parent, after_fork_child));
 }
 
 /* ------------------------------------------------------------ gil.lock */
@@ -340,10 +334,10 @@ static int g_lock(lua_State *L) {
 static const char *worker_name(int id, char *buf, size_t len) {
   runtime *rt = rt_current;
   buf[0] = 0;
-  pthread_mutex_lock(&rt->mu);
+  PT_CHECK(pthread_mutex_lock(&rt->mu));
   for (int i = 0; i < rt->nworkers; i++)  /* ids are not indices: released workers leave no record */
     if (rt->workers[i]->id == id) snprintf(buf, len, "%s", rt->workers[i]->name);
-  pthread_mutex_unlock(&rt->mu);
+  PT_CHECK(pthread_mutex_unlock(&rt->mu));
   return buf;
 }
 
@@ -663,8 +657,8 @@ static int value_add(lua_State *L) {
 static int p_register(lua_State *L) {
   handle *t = check(L, 1, SHM_T_QUEUE), *r = check(L, 2, SHM_T_QUEUE);
   shm_arena *a = arena(L);
-  pthread_mutex_lock(&objects_mu);
-  int ok = grow((void **)&pools, &cappools, npools, sizeof *pools) == 0;
+  PT_CHECK(pthread_mutex_lock(&objects_mu));
+  int ok = VEC_RESERVE(pools, npools, cappools, 1, 16) == 0;
   long id = 0;
   if (ok && shm_obj_retain(a, t->off) == SHM_OK) {
     if (shm_obj_retain(a, r->off) == SHM_OK) {
@@ -674,7 +668,7 @@ static int p_register(lua_State *L) {
       shm_obj_release(a, t->off);
     }
   }
-  pthread_mutex_unlock(&objects_mu);
+  PT_CHECK(pthread_mutex_unlock(&objects_mu));
   if (!id) return luaL_error(L, "cannot register the pool's queues");
   lua_pushinteger(L, id);
   return 1;
@@ -686,14 +680,14 @@ static int p_unregister(lua_State *L) {
   shm_arena *a = arena(L);
   pid_t me = rt_pid();
   pool_reg found = { 0 };
-  pthread_mutex_lock(&objects_mu);
+  PT_CHECK(pthread_mutex_lock(&objects_mu));
   for (int i = 0; i < npools; i++)
     if (pools[i].id == id && pools[i].pid == me) {
       found = pools[i];
       pools[i] = pools[--npools];
       break;
     }
-  pthread_mutex_unlock(&objects_mu);
+  PT_CHECK(pthread_mutex_unlock(&objects_mu));
   if (found.id) {
     shm_obj_release(a, found.tasks);
     shm_obj_release(a, found.results);
@@ -706,10 +700,10 @@ static int p_abandon(lua_State *L) {
   long id = (long)luaL_checkinteger(L, 1);
   shm_arena *a = rt_current ? rt_current->arena : NULL;
   pid_t me = rt_pid();
-  pthread_mutex_lock(&objects_mu);
+  PT_CHECK(pthread_mutex_lock(&objects_mu));
   for (int i = 0; a && i < npools; i++)
     if (pools[i].id == id && pools[i].pid == me) shm_queue_close(a, pools[i].tasks);
-  pthread_mutex_unlock(&objects_mu);
+  PT_CHECK(pthread_mutex_unlock(&objects_mu));
   return 0;
 }
 
@@ -792,7 +786,7 @@ static void make_metatable(lua_State *L, const char *name, const luaL_Reg *metho
 
 void objects_open(lua_State *L) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
-  pthread_once(&once, init_once);
+  PT_CHECK(pthread_once(&once, init_once));
   make_metatable(L, LOCK_MT, lock_methods);
   make_metatable(L, QUEUE_MT, queue_methods);
   make_metatable(L, VALUE_MT, value_methods);

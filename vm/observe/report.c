@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "jsonio.h"
 #include "outfile.h"
 #include "timeline.h"
 
@@ -172,74 +173,69 @@ void report_print(FILE *f, const report_run *r) {
 
 /* ---- JSON ---- */
 
-static void json_string(FILE *f, const char *s) {
-  fputc('"', f);
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-    else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-    else fputc(*p, f);
-  }
-  fputc('"', f);
+static json_t *json_worker(const snap_worker *w) {
+  return json_pack("{s:o, s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:b}",
+                   "name", jsonio_string(w->name),
+                   "kind", w->kind == SNAP_PROCESS ? "process" : w->kind == SNAP_FREE ? "free" : "thread",
+                   "cpu_s", jsonio_seconds(w->cpu_ns), "gil_held_s", jsonio_seconds(w->hold_ns),
+                   "gil_wait_s", jsonio_seconds(w->wait_ns), "acquisitions", (json_int_t)w->acquisitions,
+                   "forced_drops", (json_int_t)w->forced_drops, "blocked_s", jsonio_seconds(w->blocked_ns),
+                   "nogil_s", jsonio_seconds(w->free_ns), "startup_s", jsonio_seconds(w->startup_ns),
+                   "failed", w->failed != 0);
 }
 
-static double sec(uint64_t ns) { return (double)ns / 1e9; }
+/* Workers whose records were freed after join: only their sums remain. */
+static json_t *json_released(const rt_totals *t) {
+  return json_pack("{s:i, s:i, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o}", "workers", t->n, "failed", t->failed,
+                   "cpu_s", jsonio_seconds(t->cpu_ns), "gil_held_s", jsonio_seconds(t->hold_ns), "gil_wait_s",
+                   jsonio_seconds(t->wait_ns), "acquisitions", (json_int_t)t->acquisitions, "forced_drops",
+                   (json_int_t)t->forced_drops, "blocked_s", jsonio_seconds(t->blocked_ns), "nogil_s",
+                   jsonio_seconds(t->free_ns), "startup_s", jsonio_seconds(t->startup_ns));
+}
 
-static void json_worker(FILE *f, const snap_worker *w) {
-  fprintf(f, "{\"name\": ");
-  json_string(f, w->name);
-  fprintf(f, ", \"kind\": \"%s\", \"cpu_s\": %.9f, \"gil_held_s\": %.9f, \"gil_wait_s\": %.9f, "
-             "\"acquisitions\": %llu, \"forced_drops\": %llu, \"blocked_s\": %.9f, \"nogil_s\": %.9f, "
-             "\"startup_s\": %.9f, \"failed\": %s}",
-          w->kind == SNAP_PROCESS ? "process" : w->kind == SNAP_FREE ? "free" : "thread", sec(w->cpu_ns),
-          sec(w->hold_ns), sec(w->wait_ns), (unsigned long long)w->acquisitions,
-          (unsigned long long)w->forced_drops, sec(w->blocked_ns), sec(w->free_ns), sec(w->startup_ns),
-          w->failed ? "true" : "false");
+/* The script's figures, in the order it reported them. */
+static json_t *json_figures(const rt_snapshot *s) {
+  json_t *o = json_object();
+  for (int i = 0; o && i < s->nfigures; i++)
+    if (jsonio_set(o, s->figures[i].name, jsonio_figure(s->figures[i].value)) != 0) {
+      json_decref(o);
+      o = NULL;
+    }
+  return o;
 }
 
 int report_json(const char *path, const report_run *r) {
   const rt_snapshot *s = r->run;
-  outfile out;
-  FILE *f = outfile_open(&out, path);
-  if (!f) return -1;
   const gil_stats *g = &r->gil;
-  fprintf(f, "{\n  \"mode\": \"%s\", \"gil\": \"%s\", \"switch_interval_s\": %.9f, \"check_interval\": %d,\n",
-          r->mode, r->policy, sec(r->interval_ns), r->check_interval);
-  fprintf(f, "  \"wall_s\": %.9f, \"cpu_s\": %.9f, \"parallelism\": %.4f,\n", sec(r->wall_ns), sec(r->cpu_ns),
-          r->parallelism);
-  fprintf(f, "  \"gil_held_s\": %.9f, \"gil_wait_s\": %.9f, \"gil_contended_s\": %.9f,\n", sec(g->held_ns),
-          sec(g->wait_ns), sec(g->contended_ns));
-  fprintf(f, "  \"acquisitions\": %llu, \"switches\": %llu, \"forced_switches\": %llu, \"drop_requests\": %llu,\n",
-          (unsigned long long)g->acquisitions, (unsigned long long)g->switches,
-          (unsigned long long)g->forced_switches, (unsigned long long)g->drop_requests);
-  fprintf(f, "  \"handoffs\": %zu, \"handoff_median_s\": %.9f, \"handoff_p99_s\": %.9f, \"handoff_max_s\": %.9f,\n",
-          g->handoffs, sec(g->handoff_median_ns), sec(g->handoff_p99_ns), sec(g->handoff_max_ns));
-  fprintf(f, "  \"workers\": %d, \"startup_s\": %.9f, \"bytes_copied\": %llu, \"peak_memory_kb\": %llu,\n",
-          r->workers, sec(r->startup_ns), r->bytes_copied, (unsigned long long)r->maxrss_kb);
-  if (r->recorded) fprintf(f, "  \"events_dropped\": %llu,\n", (unsigned long long)r->events_dropped);
-  fprintf(f, "  \"stopped\": ");
-  if (r->stopped) json_string(f, r->stopped);
-  else fprintf(f, "null");
-  fprintf(f, ",\n  \"figures\": {");
-  for (int i = 0; i < s->nfigures; i++) {
-    const char *v = s->figures[i].value;
-    char *end;
-    double x = strtod(v, &end);
-    fprintf(f, "%s", i ? ", " : "");
-    json_string(f, s->figures[i].name);
-    fprintf(f, ": ");
-    if (*v && !*end && isfinite(x)) fputs(v, f);  /* a number stays a number */
-    else json_string(f, v);
+  json_t *threads = json_array();
+  for (int i = 0; threads && i < s->nworkers; i++)
+    if (json_array_append_new(threads, json_worker(&s->workers[i])) != 0) {
+      json_decref(threads);
+      threads = NULL;
+    }
+  json_t *o = json_pack(
+    "{s:s, s:s, s:o, s:i, s:o, s:o, s:f, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:i, s:o, s:I, s:I}",
+    "mode", r->mode, "gil", r->policy, "switch_interval_s", jsonio_seconds(r->interval_ns),
+    "check_interval", r->check_interval, "wall_s", jsonio_seconds(r->wall_ns), "cpu_s", jsonio_seconds(r->cpu_ns),
+    "parallelism", round(r->parallelism * 1e4) / 1e4,  /* as the report prints it, and more */
+    "gil_held_s", jsonio_seconds(g->held_ns), "gil_wait_s", jsonio_seconds(g->wait_ns),
+    "gil_contended_s", jsonio_seconds(g->contended_ns), "acquisitions", (json_int_t)g->acquisitions,
+    "switches", (json_int_t)g->switches, "forced_switches", (json_int_t)g->forced_switches,
+    "drop_requests", (json_int_t)g->drop_requests, "handoffs", (json_int_t)g->handoffs,
+    "handoff_median_s", jsonio_seconds(g->handoff_median_ns), "handoff_p99_s", jsonio_seconds(g->handoff_p99_ns),
+    "handoff_max_s", jsonio_seconds(g->handoff_max_ns), "workers", r->workers, "startup_s",
+    jsonio_seconds(r->startup_ns), "bytes_copied", (json_int_t)r->bytes_copied, "peak_memory_kb",
+    (json_int_t)r->maxrss_kb);
+  int ok = o != NULL;
+  if (ok && r->recorded) ok = !json_object_set_new(o, "events_dropped", json_integer((json_int_t)r->events_dropped));
+  if (ok) ok = !json_object_set_new(o, "stopped", r->stopped ? jsonio_string(r->stopped) : json_null());
+  if (ok) ok = !json_object_set_new(o, "figures", json_figures(s));
+  if (ok) ok = !json_object_set_new(o, "threads", threads);
+  else json_decref(threads);
+  if (ok) ok = !json_object_set_new(o, "released", json_released(&s->released));
+  if (!ok) {  /* out of memory: no file rather than one missing keys */
+    json_decref(o);
+    o = NULL;
   }
-  fprintf(f, "},\n  \"threads\": [\n");
-  for (int i = 0; i < s->nworkers; i++) {
-    fprintf(f, "%s    ", i ? ",\n" : "");
-    json_worker(f, &s->workers[i]);
-  }
-  const rt_totals *t = &s->released;  /* their records are freed: only sums remain */
-  fprintf(f, "\n  ],\n  \"released\": {\"workers\": %d, \"failed\": %d, \"cpu_s\": %.9f, \"gil_held_s\": %.9f, "
-             "\"gil_wait_s\": %.9f, \"acquisitions\": %llu, \"forced_drops\": %llu, \"blocked_s\": %.9f, "
-             "\"nogil_s\": %.9f, \"startup_s\": %.9f}\n}\n",
-          t->n, t->failed, sec(t->cpu_ns), sec(t->hold_ns), sec(t->wait_ns), (unsigned long long)t->acquisitions,
-          (unsigned long long)t->forced_drops, sec(t->blocked_ns), sec(t->free_ns), sec(t->startup_ns));
-  return outfile_close(&out);
+  return jsonio_write(path, o);
 }

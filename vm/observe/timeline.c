@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "jsonio.h"
 #include "outfile.h"
 #include "plot.h"
 
@@ -219,151 +220,118 @@ void timeline_free(timeline *tl) {
 
 /* ----------------------------------------------------------- the trace */
 
-/* A trace has an entry per state change: hundreds of thousands on a long run.
-   fprintf per field costs more than the run's own recording did, so entries
-   are assembled by hand into a buffer and written in large blocks. */
-typedef struct jout {
-  FILE *f;
-  int entries;  /* written so far: all but the first follow a comma */
-  size_t n;
-  char b[1 << 16];
-} jout;
+/* Written through jansson (jsonio.h) one event at a time: a trace has an
+   entry per state change, up to a million per thread, too many to hold as
+   one tree. The two kinds most entries are, slices and waiter counts, are
+   one object each, refilled for every entry: a new object per entry made
+   writing the trace nearly twice as slow again. */
+typedef struct trace_writer {
+  jsonio_stream *j;
+  const timeline *tl;
+  json_t *slice, *slice_pid, *slice_tid, *slice_ts, *slice_dur;  /* an "X" and its fields */
+  json_t *state_names[ST_NSTATES];
+  json_t *count, *count_ts, *count_n;                            /* a "C" and its fields */
+} trace_writer;
 
-static void j_flush(jout *j) {
-  fwrite(j->b, 1, j->n, j->f);
-  j->n = 0;
-}
-
-static void j_raw(jout *j, const char *s, size_t len) {
-  if (j->n + len > sizeof j->b) j_flush(j);
-  if (len > sizeof j->b) {
-    fwrite(s, 1, len, j->f);
-    return;
-  }
-  memcpy(j->b + j->n, s, len);
-  j->n += len;
-}
-
-static void j_lit(jout *j, const char *s) { j_raw(j, s, strlen(s)); }
-
-static void j_uint(jout *j, unsigned long long v) {
-  char t[24];
-  int k = sizeof t;
-  do t[--k] = (char)('0' + v % 10);
-  while (v /= 10);
-  j_raw(j, t + k, sizeof t - (size_t)k);
-}
-
-static void j_long(jout *j, long v) {
-  if (v < 0) j_raw(j, "-", 1);
-  j_uint(j, v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v);
-}
-
-/* Microseconds with the nanoseconds as three decimals: 1234567 ns -> 1234.567 */
-static void j_us(jout *j, uint64_t ns) {
-  j_uint(j, ns / 1000);
-  char t[4] = { '.', (char)('0' + ns % 1000 / 100), (char)('0' + ns % 100 / 10), (char)('0' + ns % 10) };
-  j_raw(j, t, 4);
-}
-
-static void j_str(jout *j, const char *s) {
-  j_raw(j, "\"", 1);
-  while (*s) {
-    int n = plot_utf8_len(s);
-    unsigned char c = (unsigned char)*s;
-    char esc[8];
-    if (c == '"' || c == '\\') j_raw(j, (char[]){ '\\', (char)c }, 2);
-    else if (c < 0x20) j_raw(j, esc, (size_t)snprintf(esc, sizeof esc, "\\u%04x", c));
-    else if (n == 0) j_lit(j, "\\ufffd");  /* not UTF-8: JSON readers would refuse the file */
-    else j_raw(j, s, (size_t)n);
-    s += n ? n : 1;
-  }
-  j_raw(j, "\"", 1);
-}
+/* Microseconds (the trace's unit) with the nanoseconds as three decimals. */
+static double us(uint64_t ns) { return (double)ns / 1e3; }
 
 static uint64_t rel(const timeline *tl, uint64_t t) { return t > tl->t0 ? t - tl->t0 : 0; }
 
-/* ,{"name":"<event>","ph":"<ph>","pid":P,"tid":T  (the caller closes it) */
-static void j_event(jout *j, const char *name, const char *ph, const tl_track *t) {
-  j_lit(j, j->entries++ ? ",\n{\"name\":\"" : "{\"name\":\"");
-  j_lit(j, name);
-  j_lit(j, "\",\"ph\":\"");
-  j_lit(j, ph);
-  j_lit(j, "\",\"pid\":");
-  j_long(j, t->pid);
-  j_lit(j, ",\"tid\":");
-  j_long(j, t->tid);
+static void writer_free(trace_writer *w) {
+  json_decref(w->slice);
+  json_decref(w->count);
+  for (int s = 0; s < ST_NSTATES; s++) json_decref(w->state_names[s]);
+}
+
+/* 0, or -1 if out of memory. The objects hold the fields; w keeps borrowed pointers to them. */
+static int writer_init(trace_writer *w, jsonio_stream *j, const timeline *tl) {
+  memset(w, 0, sizeof *w);
+  w->j = j;
+  w->tl = tl;
+  w->slice = json_pack("{s:s, s:s, s:o, s:o, s:s, s:o, s:o}", "name", "", "ph", "X",
+                       "pid", w->slice_pid = json_integer(0), "tid", w->slice_tid = json_integer(0), "cat", "state",
+                       "ts", w->slice_ts = json_real(0), "dur", w->slice_dur = json_real(0));
+  const tl_track *first = &tl->tracks[0];  /* the counter sits on main's track */
+  w->count = json_pack("{s:s, s:s, s:I, s:I, s:o, s:{s:o}}", "name", "GIL waiters", "ph", "C", "pid",
+                       (json_int_t)first->pid, "tid", (json_int_t)first->tid, "ts", w->count_ts = json_real(0), "args",
+                       "threads waiting", w->count_n = json_integer(0));
+  int ok = w->slice && w->count;
+  for (int s = 0; s < ST_NSTATES; s++) ok &= (w->state_names[s] = json_string(ev_state_names[s])) != NULL;
+  if (!ok) writer_free(w);
+  return ok ? 0 : -1;
+}
+
+/* {"name": <event>, "ph": <ph>, "pid": P, "tid": T}; the caller adds the rest. */
+static json_t *trace_event(const char *name, const char *ph, const tl_track *t) {
+  return json_pack("{s:s, s:s, s:I, s:I}", "name", name, "ph", ph, "pid", (json_int_t)t->pid, "tid",
+                   (json_int_t)t->tid);
+}
+
+/* e with key: v added (takes both; NULL if either is: the stream then fails the file). */
+static json_t *with(json_t *e, const char *key, json_t *v) {
+  if (e && json_object_set_new(e, key, v) == 0) return e;
+  if (!e) json_decref(v);
+  json_decref(e);
+  return NULL;
 }
 
 /* Metadata: a name (string) or a sort index (number). */
-static void trace_meta(jout *j, const char *what, const tl_track *t, const char *name, long index) {
-  j_event(j, what, "M", t);
-  j_lit(j, name ? ",\"args\":{\"name\":" : ",\"args\":{\"sort_index\":");
-  if (name) j_str(j, name);
-  else j_long(j, index);
-  j_lit(j, "}}");
+static void trace_meta(trace_writer *w, const char *what, const tl_track *t, const char *name, long index) {
+  json_t *args = name ? json_pack("{s:o}", "name", jsonio_string(name))
+                      : json_pack("{s:I}", "sort_index", (json_int_t)index);
+  jsonio_stream_add(w->j, with(trace_event(what, "M", t), "args", args));
 }
 
-static void trace_names(jout *j, const timeline *tl) {
+static void trace_names(trace_writer *w) {
+  const timeline *tl = w->tl;
   char name[300];
   snprintf(name, sizeof name, "gilvm %s", tl->title);
-  trace_meta(j, "process_name", &tl->tracks[0], name, 0);
-  trace_meta(j, "process_sort_index", &tl->tracks[0], NULL, 0);
+  trace_meta(w, "process_name", &tl->tracks[0], name, 0);
+  trace_meta(w, "process_sort_index", &tl->tracks[0], NULL, 0);
   for (int k = 0; k < tl->ntracks; k++) {
     const tl_track *t = &tl->tracks[k];
     if (t->is_process) {
-      trace_meta(j, "process_name", t, t->name, 0);
-      trace_meta(j, "process_sort_index", t, NULL, k);
+      trace_meta(w, "process_name", t, t->name, 0);
+      trace_meta(w, "process_sort_index", t, NULL, k);
     }
-    trace_meta(j, "thread_name", t, t->name, 0);
-    trace_meta(j, "thread_sort_index", t, NULL, k);
+    trace_meta(w, "thread_name", t, t->name, 0);
+    trace_meta(w, "thread_sort_index", t, NULL, k);
   }
 }
 
-static void trace_instant(jout *j, const timeline *tl, const tl_track *t, uint64_t at, const char *name) {
-  j_event(j, name, "i", t);
-  j_lit(j, ",\"cat\":\"gil\",\"s\":\"t\",\"ts\":");
-  j_us(j, rel(tl, at));
+/* An instant on t's thread, with args (may be NULL: none). */
+static void trace_instant(trace_writer *w, const tl_track *t, uint64_t at, const char *name, json_t *args) {
+  json_t *e = with(trace_event(name, "i", t), "cat", json_string("gil"));
+  e = with(with(e, "s", json_string("t")), "ts", json_real(us(rel(w->tl, at))));
+  jsonio_stream_add(w->j, args ? with(e, "args", args) : e);
 }
 
-static void trace_mark(jout *j, const timeline *tl, const tl_track *t, const tl_mark *m) {
-  const char *other = m->other >= 0 ? tl->tracks[m->other].name : "?";
-  if (m->kind == TL_DROP_REQUEST) {
-    trace_instant(j, tl, t, m->t, "drop request");
-    j_lit(j, ",\"args\":{\"holder\":");
-    j_str(j, other);
-    j_lit(j, "}}");
-  } else if (m->kind == TL_FORCED_DROP) {
-    trace_instant(j, tl, t, m->t, "forced drop");
-    j_lit(j, "}");
-  } else {
-    trace_instant(j, tl, t, m->t, "forced switch");
-    j_lit(j, ",\"args\":{\"from\":");
-    j_str(j, other);
-    j_lit(j, ",\"handoff_latency_us\":");
-    j_us(j, m->latency);
-    j_lit(j, "}}");
-  }
+static void trace_mark(trace_writer *w, const tl_track *t, const tl_mark *m) {
+  const char *other = m->other >= 0 ? w->tl->tracks[m->other].name : "?";
+  if (m->kind == TL_DROP_REQUEST)
+    trace_instant(w, t, m->t, "drop request", json_pack("{s:o}", "holder", jsonio_string(other)));
+  else if (m->kind == TL_FORCED_DROP)
+    trace_instant(w, t, m->t, "forced drop", NULL);
+  else
+    trace_instant(w, t, m->t, "forced switch",
+                  json_pack("{s:o, s:f}", "from", jsonio_string(other), "handoff_latency_us", us(m->latency)));
 }
 
-static void trace_track(jout *j, const timeline *tl, const tl_track *t) {
+static void trace_track(trace_writer *w, const tl_track *t) {
+  json_integer_set(w->slice_pid, t->pid);
+  json_integer_set(w->slice_tid, t->tid);
   for (size_t i = 0; i < t->nslices; i++) {
     const tl_slice *s = &t->slices[i];
-    uint64_t ts = rel(tl, s->t0);
-    j_event(j, ev_state_names[s->state], "X", t);
-    j_lit(j, ",\"cat\":\"state\",\"ts\":");
-    j_us(j, ts);
-    j_lit(j, ",\"dur\":");
-    j_us(j, rel(tl, s->t1) - ts);  /* from integers: a slice ends exactly where the next starts */
-    j_lit(j, "}");
+    uint64_t ts = rel(w->tl, s->t0);
+    json_object_set(w->slice, "name", w->state_names[s->state]);
+    json_real_set(w->slice_ts, us(ts));
+    json_real_set(w->slice_dur, us(rel(w->tl, s->t1) - ts));  /* from integers: a slice ends where the next starts */
+    jsonio_stream_add(w->j, json_incref(w->slice));
   }
-  for (size_t i = 0; i < t->nmarks; i++) trace_mark(j, tl, t, &t->marks[i]);
-  if (t->lost_from) {
-    trace_instant(j, tl, t, t->lost_from, "events lost from here");
-    j_lit(j, ",\"args\":{\"dropped\":");
-    j_uint(j, t->dropped);
-    j_lit(j, "}}");
-  }
+  for (size_t i = 0; i < t->nmarks; i++) trace_mark(w, t, &t->marks[i]);
+  if (t->lost_from)
+    trace_instant(w, t, t->lost_from, "events lost from here", json_pack("{s:I}", "dropped", (json_int_t)t->dropped));
 }
 
 typedef struct waiter_step {
@@ -396,49 +364,49 @@ static waiter_step *waiter_steps(const timeline *tl, size_t *n) {
   return v;
 }
 
-static void trace_waiters(jout *j, const timeline *tl) {
+static void trace_waiters(trace_writer *w) {
   size_t n = 0;
-  waiter_step *v = waiter_steps(tl, &n);
-  if (!v) return;
+  waiter_step *v = waiter_steps(w->tl, &n);
+  if (!v) {
+    jsonio_stream_add(w->j, NULL);  /* out of memory: no trace rather than one without its counter */
+    return;
+  }
   int waiting = 0;
   for (size_t i = 0; i < n; i++) {
     waiting += v[i].delta;
     if (i + 1 < n && v[i + 1].t == v[i].t) continue;  /* one value per instant */
-    j_event(j, "GIL waiters", "C", &tl->tracks[0]);
-    j_lit(j, ",\"ts\":");
-    j_us(j, rel(tl, v[i].t));
-    j_lit(j, ",\"args\":{\"threads waiting\":");
-    j_long(j, waiting);
-    j_lit(j, "}}");
+    json_real_set(w->count_ts, us(rel(w->tl, v[i].t)));
+    json_integer_set(w->count_n, waiting);
+    jsonio_stream_add(w->j, json_incref(w->count));
   }
   free(v);
 }
 
 int timeline_write_trace(const timeline *tl, const char *path) {
-  jout *j = malloc(sizeof *j);
-  if (!j) return -1;
-  j->n = 0;
-  j->entries = 0;
-  outfile out;
-  j->f = outfile_open(&out, path);
-  if (!j->f) {
+  jsonio_stream *j = malloc(sizeof *j);
+  json_t *head = json_pack("{s:s, s:{s:o, s:I}}", "displayTimeUnit", "ms", "otherData", "run", jsonio_string(tl->title),
+                           "events_dropped", (json_int_t)tl->dropped);
+  if (!j || !head || jsonio_stream_open(j, path, head, "traceEvents") != 0) {
+    int e = j && head ? errno : ENOMEM;
+    if (!j) json_decref(head);
     free(j);
+    errno = e;
     return -1;
   }
-  j_lit(j, "{\"displayTimeUnit\":\"ms\",\"otherData\":{\"run\":");
-  j_str(j, tl->title);
-  j_lit(j, ",\"events_dropped\":");
-  j_uint(j, tl->dropped);
-  j_lit(j, "},\n\"traceEvents\":[\n");
-  if (tl->ntracks > 0) {
-    trace_names(j, tl);
-    for (int k = 0; k < tl->ntracks; k++) trace_track(j, tl, &tl->tracks[k]);
-    trace_waiters(j, tl);
+  trace_writer w;
+  if (tl->ntracks > 0 && writer_init(&w, j, tl) != 0) {
+    jsonio_stream_add(j, NULL);  /* out of memory: fails the file */
+  } else if (tl->ntracks > 0) {
+    trace_names(&w);
+    for (int k = 0; k < tl->ntracks; k++) trace_track(&w, &tl->tracks[k]);
+    trace_waiters(&w);
+    writer_free(&w);
   }
-  j_lit(j, "\n]}\n");
-  j_flush(j);
+  int rc = jsonio_stream_close(j);
+  int e = errno;
   free(j);
-  return outfile_close(&out);
+  errno = e;
+  return rc;
 }
 
 /* ------------------------------------------------------------- buckets */

@@ -51,17 +51,19 @@
  *   Lua stack is reserved for that depth before starting.
  * - Lua's loader for binary chunks does not verify bytecode: malformed
  *   bytecode can crash the VM or worse. So each function's bytecode carries
- *   a SipHash-2-4 tag keyed with 128 random bits drawn once per process
- *   (threads share the key, forked children inherit it). The decoder calls
+ *   a SipHash-2-4 tag (libsodium's crypto_shorthash) keyed with 128 random
+ *   bits drawn once per process (threads share the key, forked children
+ *   inherit it). The decoder calls
  *   lua_load (in binary-only mode) only on bytecode whose tag checks, that
  *   is, on bytecode that lua_dump made in this process tree.
  */
 #include "marshal.h"
+#include "check.h"
+#include "vec.h"
 
 #include <lauxlib.h>
+#include <sodium.h>
 
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -70,8 +72,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <unistd.h>
 
 enum tag {
     T_NIL = 0, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_TABLE_META,
@@ -151,77 +151,30 @@ void mar_counters(unsigned long long *encoded, unsigned long long *decoded)
     if (decoded) *decoded = atomic_load_explicit(&bytes_decoded, memory_order_relaxed);
 }
 
-static uint64_t mac_key[2];
+static unsigned char mac_key[crypto_shorthash_KEYBYTES];
 static int mac_key_ok;
 static pthread_once_t mac_key_once = PTHREAD_ONCE_INIT;
 
-/* Fills buf with n random bytes from the kernel; 0 on success. */
-static int random_bytes(unsigned char *buf, size_t n)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = getrandom(buf + got, n - got, 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
-    if (got == n) return 0;
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);   /* kernels without getrandom */
-    if (fd < 0) return -1;
-    while (got < n) {
-        ssize_t r = read(fd, buf + got, n - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
-    close(fd);
-    return got == n ? 0 : -1;
-}
-
+/* libsodium draws the key from the kernel; sodium_init fails only without one. */
 static void make_key(void)
 {
-    unsigned char k[16];
-    if (random_bytes(k, sizeof k) != 0) return;
-    mac_key[0] = load_le64(k);
-    mac_key[1] = load_le64(k + 8);
+    if (sodium_init() < 0) return;
+    randombytes_buf(mac_key, sizeof mac_key);
     mac_key_ok = 1;
 }
 
 int mar_init(void)
 {
-    pthread_once(&mac_key_once, make_key);
+    PT_CHECK(pthread_once(&mac_key_once, make_key));
     return mac_key_ok ? 0 : -1;
 }
 
-/* SipHash-2-4 (Aumasson and Bernstein, 2012): a keyed 64-bit hash, cheap and
-   unforgeable without the key. */
-static uint64_t rotl64(uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
-
-static void sip_round(uint64_t v[4])
+/* The tag: libsodium's SipHash-2-4 (crypto_shorthash), 8 bytes, read little-endian. */
+static uint64_t mac_of(const unsigned char *m, size_t n)
 {
-    v[0] += v[1]; v[1] = rotl64(v[1], 13); v[1] ^= v[0]; v[0] = rotl64(v[0], 32);
-    v[2] += v[3]; v[3] = rotl64(v[3], 16); v[3] ^= v[2];
-    v[0] += v[3]; v[3] = rotl64(v[3], 21); v[3] ^= v[0];
-    v[2] += v[1]; v[1] = rotl64(v[1], 17); v[1] ^= v[2]; v[2] = rotl64(v[2], 32);
-}
-
-static uint64_t siphash24(const uint64_t key[2], const unsigned char *m, size_t n)
-{
-    uint64_t v[4] = {
-        key[0] ^ 0x736f6d6570736575ULL, key[1] ^ 0x646f72616e646f6dULL,
-        key[0] ^ 0x6c7967656e657261ULL, key[1] ^ 0x7465646279746573ULL,
-    };
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {            /* whole 8-byte words */
-        uint64_t w = load_le64(m + i);
-        v[3] ^= w; sip_round(v); sip_round(v); v[0] ^= w;
-    }
-    uint64_t last = (uint64_t)n << 56;      /* tail bytes plus the length */
-    for (size_t j = 0; i + j < n; j++) last |= (uint64_t)m[i + j] << (8 * j);
-    v[3] ^= last; sip_round(v); sip_round(v); v[0] ^= last;
-    v[2] ^= 0xff;
-    for (int r = 0; r < 4; r++) sip_round(v);
-    return v[0] ^ v[1] ^ v[2] ^ v[3];
+    unsigned char tag[crypto_shorthash_BYTES];
+    crypto_shorthash(tag, m, n, mac_key);
+    return load_le64(tag);
 }
 
 /* ------------------------------------------------------------------ */
@@ -242,7 +195,7 @@ int mar_register_udata(const char *tname, mar_udata_encode enc, mar_udata_decode
 {
     if (!tname || !enc || !dec || strlen(tname) >= sizeof codecs[0].tname) return -1;
     mar_init();
-    pthread_mutex_lock(&codecs_lock);
+    PT_CHECK(pthread_mutex_lock(&codecs_lock));
     int n = atomic_load_explicit(&ncodecs, memory_order_relaxed);
     int ok = n < MAX_CODECS;
     for (int i = 0; ok && i < n; i++)
@@ -253,7 +206,7 @@ int mar_register_udata(const char *tname, mar_udata_encode enc, mar_udata_decode
         codecs[n].dec = dec;
         atomic_store_explicit(&ncodecs, n + 1, memory_order_release);
     }
-    pthread_mutex_unlock(&codecs_lock);
+    PT_CHECK(pthread_mutex_unlock(&codecs_lock));
     return ok ? 0 : -1;
 }
 
@@ -280,15 +233,7 @@ void mar_buf_free(mar_buf *b)
 /* Makes room for n more bytes, doubling the capacity; 0 or -1 (no memory). */
 static int buf_grow(mar_buf *b, size_t n)
 {
-    if (b->cap - b->len >= n) return 0;
-    if (n > SIZE_MAX / 4 - b->len) return -1;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->len < n) cap *= 2;
-    unsigned char *data = realloc(b->data, cap);
-    if (!data) return -1;
-    b->data = data;
-    b->cap = cap;
-    return 0;
+    return VEC_RESERVE(b->data, b->len, b->cap, n, 256);
 }
 
 /* Open-addressing hash map from an object's address to a number. The encoder
@@ -856,7 +801,7 @@ static void enc_lfunction(Enc *e, int f, int depth)
     size_t len = e->out->len - head - 5;
     if (len > UINT32_MAX) enc_fail(e, depth, "function too large");
     store_le32(e->out->data + head + 1, (uint32_t)len);
-    uint64_t mac = siphash24(mac_key, e->out->data + head + 5, len);
+    uint64_t mac = mac_of(e->out->data + head + 5, len);
     store_le64(room(e, MAC_SIZE), mac);
     e->out->len += MAC_SIZE;
 
@@ -1278,7 +1223,7 @@ static void dec_lfunction(Dec *d, int depth, unsigned tag, const unsigned char *
     uint32_t len = rd_u32(d);
     if (len > bytes_left(d) || bytes_left(d) - len < MAC_SIZE) dec_fail(d, "truncated function");
     const unsigned char *code = d->p;
-    if (siphash24(mac_key, code, len) != load_le64(code + len))
+    if (mac_of(code, len) != load_le64(code + len))
         dec_fail(d, "function bytecode failed authentication (not made by this process tree)");
     d->p += len + MAC_SIZE;
     chunk c = { (const char *)code, len };

@@ -70,6 +70,8 @@
 #endif
 #include "shared.h"
 
+#include "check.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
@@ -166,14 +168,14 @@ static void futex_wake(_Atomic uint32_t *word, int n) {
 
 static int mutex_init(pthread_mutex_t *m) {
   pthread_mutexattr_t at;
-  pthread_mutexattr_init(&at);
-  pthread_mutexattr_setpshared(&at, PTHREAD_PROCESS_SHARED);
-  pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST);
+  PT_CHECK(pthread_mutexattr_init(&at));
+  PT_CHECK(pthread_mutexattr_setpshared(&at, PTHREAD_PROCESS_SHARED));
+  PT_CHECK(pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST));
   /* error-checking: relocking by the owner fails at once instead of hanging */
-  pthread_mutexattr_settype(&at, PTHREAD_MUTEX_ERRORCHECK);
-  int rc = pthread_mutex_init(m, &at);
-  pthread_mutexattr_destroy(&at);
-  return rc ? SHM_ESYS : SHM_OK;
+  PT_CHECK(pthread_mutexattr_settype(&at, PTHREAD_MUTEX_ERRORCHECK));
+  PT_CHECK(pthread_mutex_init(m, &at));
+  PT_CHECK(pthread_mutexattr_destroy(&at));
+  return SHM_OK;
 }
 
 /* ---------------------------------------------------------------- arena */
@@ -196,13 +198,13 @@ struct shm_arena {
 /* Locks an internal mutex; if its owner died, runs repair(a, ctx) first. */
 static void robust_lock(shm_arena *a, pthread_mutex_t *m, void (*repair)(shm_arena *, void *),
                         void *ctx) {
-  if (pthread_mutex_lock(m) == EOWNERDEAD) {
+  if (PT_CHECK_OR(pthread_mutex_lock(m), EOWNERDEAD)) {
     repair(a, ctx);
     atomic_fetch_add(&a->repairs, 1);
-    pthread_mutex_consistent(m);
+    PT_CHECK(pthread_mutex_consistent(m));
   }
-  /* Other errors cannot happen: we never leave a mutex inconsistent and
-   * never lock one we hold. */
+  /* Other errors cannot happen (PT_CHECK_OR aborts): we never leave a mutex
+   * inconsistent and never lock one we hold. */
 }
 
 static uint64_t *word_at(shm_arena *a, uint64_t off) {
@@ -269,7 +271,7 @@ static void heap_repair(shm_arena *a, void *unused) {
 }
 
 static void arena_lock(shm_arena *a) { robust_lock(a, &a->mutex, heap_repair, NULL); }
-static void arena_unlock(shm_arena *a) { pthread_mutex_unlock(&a->mutex); }
+static void arena_unlock(shm_arena *a) { PT_CHECK(pthread_mutex_unlock(&a->mutex)); }
 
 int shm_arena_create(size_t size, shm_arena **out) {
   long page = sysconf(_SC_PAGESIZE);
@@ -556,8 +558,8 @@ static int lock_try(shm_arena *a, struct lock *l, uint64_t owner) {
   atomic_fetch_add(&a->repairs, 1);
   atomic_store(&l->owner, 0);
   atomic_store(&l->owner_tid, 0);
-  pthread_mutex_consistent(&l->held);
-  pthread_mutex_unlock(&l->held);
+  PT_CHECK(pthread_mutex_consistent(&l->held));
+  PT_CHECK(pthread_mutex_unlock(&l->held));
   lock_wake(l);
   return SHM_OWNER_DEAD;
 }
@@ -601,7 +603,7 @@ int shm_lock_release(shm_arena *a, shm_off off, uint64_t owner) {
     return SHM_NOT_OWNER;
   atomic_store(&l->owner, 0);
   atomic_store(&l->owner_tid, 0);
-  pthread_mutex_unlock(&l->held);
+  PT_CHECK(pthread_mutex_unlock(&l->held));
   lock_wake(l);
   return SHM_OK;
 }
@@ -618,12 +620,12 @@ static void lock_destroy(shm_arena *a, shm_off off) {
   struct lock *l = (struct lock *)((char *)a + off);
   int rc = pthread_mutex_trylock(&l->held);  /* EDEADLK: we hold it already */
   if (rc == EOWNERDEAD)
-    pthread_mutex_consistent(&l->held);
+    PT_CHECK(pthread_mutex_consistent(&l->held));
   else if (rc != 0 && rc != EDEADLK)
     return;
   l->hdr.magic = 0;
-  pthread_mutex_unlock(&l->held);
-  pthread_mutex_destroy(&l->held);
+  PT_CHECK(pthread_mutex_unlock(&l->held));
+  PT_CHECK(pthread_mutex_destroy(&l->held));
   shm_free(a, off);
 }
 
@@ -724,7 +726,7 @@ static int queue_wait(shm_arena *a, struct queue *q, struct waitq *w,
     return SHM_TIMEOUT;
   uint32_t seen = atomic_load(&w->seq);
   w->waiters++;
-  pthread_mutex_unlock(&q->mutex);
+  PT_CHECK(pthread_mutex_unlock(&q->mutex));
   int rc = SHM_OK;
   if (should_stop && should_stop(arg)) {  /* never call user code with our mutex held */
     rc = SHM_STOPPED;
@@ -798,7 +800,7 @@ int shm_queue_put(shm_arena *a, shm_off off, const void *data, size_t len,
       break;
     }
     if (!deadline_passed(deadline)) {
-      pthread_mutex_unlock(&q->mutex);
+      PT_CHECK(pthread_mutex_unlock(&q->mutex));
       queue_spin(q, 1);
       queue_lock(a, q);
       if (atomic_load(&q->count) < q->maxsize || atomic_load(&q->closed))
@@ -809,7 +811,7 @@ int shm_queue_put(shm_arena *a, shm_off off, const void *data, size_t len,
       break;
   }
   int wake = rc == SHM_OK && waitq_signal(&q->items);
-  pthread_mutex_unlock(&q->mutex);
+  PT_CHECK(pthread_mutex_unlock(&q->mutex));
   if (wake)
     futex_wake(&q->items.seq, 1);
   if (rc != SHM_OK)
@@ -847,7 +849,7 @@ int shm_queue_get(shm_arena *a, shm_off off, void **data, size_t *len,
       break;
     }
     if (!deadline_passed(deadline)) {
-      pthread_mutex_unlock(&q->mutex);
+      PT_CHECK(pthread_mutex_unlock(&q->mutex));
       queue_spin(q, 0);
       queue_lock(a, q);
       if (q->head || atomic_load(&q->closed))
@@ -858,7 +860,7 @@ int shm_queue_get(shm_arena *a, shm_off off, void **data, size_t *len,
       break;
   }
   int wake = rc == SHM_OK && waitq_signal(&q->room);
-  pthread_mutex_unlock(&q->mutex);
+  PT_CHECK(pthread_mutex_unlock(&q->mutex));
   if (wake)
     futex_wake(&q->room.seq, 1);
   if (rc != SHM_OK)
@@ -882,7 +884,7 @@ int shm_queue_close(shm_arena *a, shm_off off) {
   q->room.signals = q->room.waiters;
   atomic_fetch_add(&q->items.seq, 1);
   atomic_fetch_add(&q->room.seq, 1);
-  pthread_mutex_unlock(&q->mutex);
+  PT_CHECK(pthread_mutex_unlock(&q->mutex));
   /* wake all, counted or not: close is rare and must reach everyone */
   futex_wake(&q->items.seq, INT_MAX);
   futex_wake(&q->room.seq, INT_MAX);
@@ -897,7 +899,7 @@ size_t shm_queue_size(shm_arena *a, shm_off off) {
     return 0;
   queue_lock(a, q);
   size_t n = (size_t)atomic_load(&q->count);
-  pthread_mutex_unlock(&q->mutex);
+  PT_CHECK(pthread_mutex_unlock(&q->mutex));
   return n;
 }
 
@@ -919,13 +921,13 @@ static void queue_destroy(shm_arena *a, shm_off off) {
   shm_off it = q->head;
   q->head = q->tail = 0;
   q->hdr.magic = 0;
-  pthread_mutex_unlock(&q->mutex);
+  PT_CHECK(pthread_mutex_unlock(&q->mutex));
   while (it) {
     shm_off next = item_at(a, it)->next;
     shm_free(a, it);
     it = next;
   }
-  pthread_mutex_destroy(&q->mutex);
+  PT_CHECK(pthread_mutex_destroy(&q->mutex));
   shm_free(a, off);
 }
 
@@ -969,7 +971,7 @@ int shm_value_get(shm_arena *a, shm_off off, shm_number *out) {
     return SHM_EINVAL;
   value_lock(a, v);
   *out = v->slot[atomic_load(&v->cur)];
-  pthread_mutex_unlock(&v->mutex);
+  PT_CHECK(pthread_mutex_unlock(&v->mutex));
   return SHM_OK;
 }
 
@@ -979,7 +981,7 @@ int shm_value_set(shm_arena *a, shm_off off, shm_number x) {
     return SHM_EINVAL;
   value_lock(a, v);
   value_publish(v, x);
-  pthread_mutex_unlock(&v->mutex);
+  PT_CHECK(pthread_mutex_unlock(&v->mutex));
   return SHM_OK;
 }
 
@@ -999,7 +1001,7 @@ int shm_value_add(shm_arena *a, shm_off off, shm_number n, shm_number *result) {
   value_lock(a, v);
   shm_number sum = number_add(v->slot[atomic_load(&v->cur)], n);
   value_publish(v, sum);
-  pthread_mutex_unlock(&v->mutex);
+  PT_CHECK(pthread_mutex_unlock(&v->mutex));
   if (result)
     *result = sum;
   return SHM_OK;
@@ -1008,6 +1010,6 @@ int shm_value_add(shm_arena *a, shm_off off, shm_number n, shm_number *result) {
 static void value_destroy(shm_arena *a, shm_off off) {
   struct value *v = value_at(a, off);
   v->hdr.magic = 0;
-  pthread_mutex_destroy(&v->mutex);
+  PT_CHECK(pthread_mutex_destroy(&v->mutex));
   shm_free(a, off);
 }
