@@ -4,7 +4,7 @@
  * the test suite, not run by bench/run (row 10 measures through gilvm
  * itself); it backs the explanation of that row in bench/README.md.
  *
- *   cc -std=c11 -D_GNU_SOURCE -O2 -Ivm vm/marshal.c bench/marshal_floor.c \
+ *   cc -std=c11 -D_GNU_SOURCE -O2 -Ivm/share vm/share/marshal.c bench/marshal_floor.c \
  *      $(pkg-config --cflags --libs lua5.4) -pthread -o /tmp/marshal_floor
  *   /tmp/marshal_floor [records] [rounds]
  *

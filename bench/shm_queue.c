@@ -1,9 +1,9 @@
 /*
- * shm_queue.c — throughput of the shared queue (vm/shared.c): one producer
+ * shm_queue.c — throughput of the shared queue (vm/share/shared.c): one producer
  * and one consumer, either two threads of one process or two processes
  * (the consumer is forked). Not part of the test suite.
  *
- *   cc -std=c11 -D_GNU_SOURCE -O2 -Ivm vm/shared.c bench/shm_queue.c -pthread -o /tmp/shm_queue
+ *   cc -std=c11 -D_GNU_SOURCE -O2 -Ivm/share vm/share/shared.c bench/shm_queue.c -pthread -o /tmp/shm_queue
  *   /tmp/shm_queue [threads|procs|both] [items] [item bytes] [maxsize]
  *
  * Defaults: both, 2000000 items of 8 bytes, maxsize 1024 (0 = unbounded).

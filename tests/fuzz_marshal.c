@@ -1,8 +1,8 @@
 /*
  * fuzz_marshal.c - libFuzzer target for mar_decode.
  *
- *   clang -std=c11 -D_GNU_SOURCE -g -fsanitize=fuzzer,address,undefined -Ivm \
- *     vm/marshal.c tests/fuzz_marshal.c $(pkg-config --cflags --libs lua5.4 libsodium) -o fuzz_marshal
+ *   clang -std=c11 -D_GNU_SOURCE -g -fsanitize=fuzzer,address,undefined -Ivm/share \
+ *     vm/share/marshal.c tests/fuzz_marshal.c $(pkg-config --cflags --libs lua5.4 libsodium) -o fuzz_marshal
  *   ./fuzz_marshal -max_total_time=30 tests/data/marshal_corpus
  *
  * The first input byte picks what the rest is:

@@ -1,7 +1,7 @@
 /*
  * gen_marshal_corpus.c - writes seed inputs for fuzz_marshal.
  *
- *   gcc -std=c11 -D_GNU_SOURCE -Ivm vm/marshal.c tests/gen_marshal_corpus.c \
+ *   gcc -std=c11 -D_GNU_SOURCE -Ivm/share vm/share/marshal.c tests/gen_marshal_corpus.c \
  *     $(pkg-config --cflags --libs lua5.4 libsodium) -o gen && ./gen tests/data/marshal_corpus
  *
  * Each file is one mode byte (see fuzz_marshal.c) and then bytes: whole

@@ -1,5 +1,5 @@
 /*
- * test_jsonio.c — unit tests of vm/jsonio.c: strings of any bytes become
+ * test_jsonio.c — unit tests of vm/observe/jsonio.c: strings of any bytes become
  * valid JSON, figures keep their type, reals are written as the decimals
  * they are, and a streamed file is valid JSON or not there at all.
  */

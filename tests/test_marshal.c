@@ -1,5 +1,5 @@
 /*
- * test_marshal.c - unit tests of vm/marshal.c.
+ * test_marshal.c - unit tests of vm/share/marshal.c.
  *
  * Values are made in one lua_State (src), encoded, and decoded into another
  * (dst); checks run as Lua code in dst, so a failing Lua assert() fails the

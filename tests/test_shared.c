@@ -1,5 +1,5 @@
 /*
- * test_shared.c — the shared-object core (vm/shared.c): arena, lock, queue,
+ * test_shared.c — the shared-object core (vm/share/shared.c): arena, lock, queue,
  * value, between threads and between forked processes.
  *
  * Rules these tests keep on a small, noisy machine: they assert counts,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs the test suite in each build directory given (plain,
 # ASan+UBSan, TSan), then prints one total line: "N passed, N failed".
-# Counts are Criterion's per-test counts, read from each run's Synthesis line.
+# Counts are Criterion's per-test counts, read from each run's Synthesis line
+# (tools/check_layers.py prints one of the same form).
 # A directory named build-fuzz instead builds the marshaller's libFuzzer
 # target and fuzzes the decoder for FUZZ_SECONDS (default 20): one test.
 set -uo pipefail

@@ -4,12 +4,13 @@
 
 #include <stdio.h>
 
-#include "runtime.h"
+#include "snapshot.h"
 
 struct timeline;
 
 /* The run's figures, measured once and then printed or written. */
 typedef struct report_run {
+  const rt_snapshot *run;    /* what the figures were taken from: rows, script figures */
   const char *mode, *policy;
   uint64_t interval_ns;
   int check_interval;
@@ -31,10 +32,10 @@ typedef struct report_run {
    rest, and the workers already released after join, are summed in one row. */
 #define REPORT_ROWS RT_KEEP_RECORDS
 
-void report_collect(runtime *rt, report_run *r);
+void report_collect(const rt_snapshot *s, report_run *r);
 /* The run as a whole, then one row per thread or process, then the timeline if set. */
-void report_print(FILE *f, runtime *rt, const report_run *r);
+void report_print(FILE *f, const report_run *r);
 /* The same figures as one JSON object; 0 or -1 (errno set). */
-int report_json(const char *path, runtime *rt, const report_run *r);
+int report_json(const char *path, const report_run *r);
 
 #endif

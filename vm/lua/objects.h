@@ -4,7 +4,12 @@
 
 #include <lua.h>
 
+struct runtime;
+
 /* Add the shared objects' constructors to the gil module table on top of L. */
 void objects_open(lua_State *L);
+/* At the end of a run (or of a fork child's function): close the task queues
+   of this process's pools that were never closed, so their workers finish. */
+void objects_close_pools(struct runtime *rt);
 
 #endif

@@ -1,9 +1,9 @@
 /*
  * objects.c — gilvm's shared objects as Lua sees them: gil.lock, gil.queue,
- * gil.value, and gil.pool (written in Lua, vm/pool.lua, built on the other
+ * gil.value, and gil.pool (written in Lua, vm/lua/pool.lua, built on the other
  * three).
  *
- * WHERE THE OBJECTS LIVE. Not in any Lua state: in the arena of vm/shared.c,
+ * WHERE THE OBJECTS LIVE. Not in any Lua state: in the arena of vm/share/shared.c,
  * one MAP_SHARED mapping made by rt_create before any worker exists. Every
  * thread of the process and every process forked from it sees the same
  * bytes, so one implementation serves the three modes, and gil.process
@@ -67,13 +67,13 @@
  * so that a timeout or Ctrl-C interrupts the wait, and afterwards raises the
  * stop error with rt_check_stop.
  *
- * POOLS. vm/pool.lua, embedded at build time (tools/embed.py), is compiled
+ * POOLS. vm/lua/pool.lua, embedded at build time (tools/embed.py), is compiled
  * the first time gil.pool is called in an interpreter. A pool registers its
  * two queues here: the registration keeps them alive while the pool's
  * process workers, which hold no reference of their own, may use them, and
- * lets the end of the run (runtime.on_wait_all) close the task queues of
- * pools nobody closed, so that their workers finish instead of waiting for
- * work forever.
+ * lets the end of the run (objects_close_pools, the runtime's
+ * before_wait_all) close the task queues of pools nobody closed, so that
+ * their workers finish instead of waiting for work forever.
  */
 #include "objects.h"
 
@@ -91,7 +91,7 @@
 #include "check.h"
 #include "marshal.h"
 #include "pool_lua.h"
-#include "gilmod.h"
+#include "args.h"
 #include "runtime.h"
 #include "shared.h"
 #include "vec.h"
@@ -300,9 +300,7 @@ static void held_clear(shm_off off) {
   PT_CHECK(pthread_mutex_unlock(&objects_mu));
 }
 
-/* At the end of a run (or of a fork child's function): close the task queues
-   of this process's pools that were never closed, so their workers finish. */
-static void close_pools(runtime *rt) {
+void objects_close_pools(runtime *rt) {
   if (!rt->arena) return;
   pid_t me = rt_pid();
   PT_CHECK(pthread_mutex_lock(&objects_mu));
@@ -345,7 +343,7 @@ static const char *worker_name(int id, char *buf, size_t len) {
 
 static int lock_acquire(lua_State *L) {
   handle *h = check(L, 1, SHM_T_LOCK);
-  int64_t timeout = gilmod_opt_timeout(L, 2);
+  int64_t timeout = args_opt_timeout(L, 2);
   shm_arena *a = arena(L);
   rt_worker *me = self(L);
   uint64_t token = token_of(me);
@@ -442,7 +440,7 @@ static int by_reference(handle *h, rt_worker *me) {
 static int queue_put(lua_State *L) {
   handle *h = check(L, 1, SHM_T_QUEUE);
   luaL_checkany(L, 2);
-  int64_t timeout = gilmod_opt_timeout(L, 3);
+  int64_t timeout = args_opt_timeout(L, 3);
   shm_arena *a = arena(L);
   rt_worker *me = self(L);
   struct timespec deadline = deadline_of(timeout);
@@ -537,7 +535,7 @@ static void push_item(lua_State *L, rt_worker *me, unsigned char *data, size_t l
 
 static int queue_get(lua_State *L) {
   handle *h = check(L, 1, SHM_T_QUEUE);
-  int64_t timeout = gilmod_opt_timeout(L, 2);
+  int64_t timeout = args_opt_timeout(L, 2);
   shm_arena *a = arena(L);
   rt_worker *me = self(L);
   struct timespec deadline = deadline_of(timeout);
@@ -725,7 +723,7 @@ static const luaL_Reg pool_helpers[] = {
   { NULL, NULL },
 };
 
-/* gil.pool(...): compile vm/pool.lua on first use in this interpreter. */
+/* gil.pool(...): compile vm/lua/pool.lua on first use in this interpreter. */
 static int g_pool(lua_State *L) {
   int nargs = lua_gettop(L);
   if (lua_getfield(L, LUA_REGISTRYINDEX, POOL_KEY) != LUA_TFUNCTION) {
@@ -789,7 +787,6 @@ static void make_metatable(lua_State *L, const char *name, const luaL_Reg *metho
 void objects_open(lua_State *L) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   PT_CHECK(pthread_once(&once, init_once));
-  if (rt_current && !rt_current->on_wait_all) rt_current->on_wait_all = close_pools;
   make_metatable(L, LOCK_MT, lock_methods);
   make_metatable(L, QUEUE_MT, queue_methods);
   make_metatable(L, VALUE_MT, value_methods);

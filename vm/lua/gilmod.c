@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "breaker.h"
 #include "check.h"
 #include "clock.h"
@@ -26,17 +27,6 @@
 #include "runtime.h"
 
 #define HANDLE_MT "gil.handle"
-
-uint64_t gilmod_check_seconds(lua_State *L, int arg) {
-  lua_Number s = luaL_checknumber(L, arg);
-  luaL_argcheck(L, s >= 0 && s < 1e9, arg, "must be a non-negative number of seconds");
-  return (uint64_t)llround(s * 1e9);
-}
-
-int64_t gilmod_opt_timeout(lua_State *L, int arg) {
-  if (lua_isnoneornil(L, arg)) return -1;
-  return (int64_t)gilmod_check_seconds(L, arg);
-}
 
 /* ---- worker handles ---- */
 
@@ -59,7 +49,7 @@ static int h_gc(lua_State *L) {
 
 static int h_join(lua_State *L) {
   rt_worker *w = check_handle(L, 1);
-  int64_t timeout = gilmod_opt_timeout(L, 2);
+  int64_t timeout = args_opt_timeout(L, 2);
   if (w == rt_self()) return luaL_error(L, "thread '%s' cannot join itself", w->name);
   if (w->id == 0) return luaL_error(L, "the main thread cannot be joined");
   if (!rt_join(L, w, timeout)) {
@@ -120,7 +110,7 @@ static int g_current(lua_State *L) {
 /* ---- time and work ---- */
 
 static int g_sleep(lua_State *L) {
-  rt_sleep(L, gilmod_check_seconds(L, 1));
+  rt_sleep(L, args_seconds(L, 1));
   return 0;
 }
 
@@ -136,7 +126,7 @@ static int g_thread_cpu(lua_State *L) {
 
 /* C busy work, like a C extension's loop; release=true runs it without the GIL. */
 static int g_native(lua_State *L) {
-  uint64_t ns = gilmod_check_seconds(L, 1);
+  uint64_t ns = args_seconds(L, 1);
   int release = lua_toboolean(L, 2);
   rt_worker *me = rt_self();
   uint64_t began = release ? rt_block_begin(me, RT_BLOCK_NATIVE) : 0;
@@ -399,3 +389,5 @@ void gilmod_open(lua_State *L) {
   patch_coroutine_lib(L);
   patch_os_lib(L);
 }
+
+const rt_host gilmod_host = { .open = gilmod_open, .before_wait_all = objects_close_pools };

@@ -13,7 +13,6 @@
 
 #include "clock.h"
 #include "jsonio.h"
-#include "marshal.h"
 #include "outfile.h"
 #include "timeline.h"
 
@@ -32,74 +31,70 @@ static const char *bytes(unsigned long long n, char *buf, size_t len) {
   return buf;
 }
 
-void report_collect(runtime *rt, report_run *r) {
+void report_collect(const rt_snapshot *s, report_run *r) {
   memset(r, 0, sizeof *r);
-  gil_t *g = rt->interps[0]->gil;
-  r->mode = rt->mode;
-  r->policy = gil_policy_name(g);
-  r->interval_ns = gil_interval(g);
-  r->check_interval = gil_check_interval(g);
-  r->wall_ns = rt->end_ns - rt->start_ns;
-  r->cpu_ns = rt->cpu_ns;
+  r->run = s;
+  r->mode = s->mode;
+  r->policy = s->policy;
+  r->interval_ns = s->interval_ns;
+  r->check_interval = s->check_interval;
+  r->wall_ns = s->end_ns - s->start_ns;
+  r->cpu_ns = s->cpu_ns;
   r->parallelism = r->wall_ns ? (double)r->cpu_ns / (double)r->wall_ns : 0.0;
-  rt_gil_stats(rt, &r->gil);
-  unsigned long long enc = 0, dec = 0;
-  mar_counters(&enc, &dec);
-  r->bytes_copied = enc + dec;
-  uint64_t startup = rt->gone.startup_ns;
-  r->workers = rt->gone.n;  /* released after join: only their sums remain */
-  r->bytes_copied += rt->gone.bytes_copied;
-  r->events_dropped += rt->gone.events_dropped;
-  for (int i = 1; i < rt->nworkers; i++) {
-    rt_worker *w = rt->workers[i];
-    if (rt_foreign(rt, w)) continue;
+  r->gil = s->gil;
+  r->bytes_copied = s->bytes_marshalled;
+  uint64_t startup = s->released.startup_ns;
+  r->workers = s->released.n;  /* released after join: only their sums remain */
+  r->bytes_copied += s->released.bytes_copied;
+  r->events_dropped += s->released.events_dropped;
+  for (int i = 1; i < s->nworkers; i++) {
+    const snap_worker *w = &s->workers[i];
     r->workers++;
     r->bytes_copied += w->bytes_copied;
-    r->events_dropped += w->events.dropped;
-    if (w->started_ns > w->spawned_ns) startup += w->started_ns - w->spawned_ns;
+    r->events_dropped += w->events->dropped;
+    startup += w->startup_ns;
   }
   r->startup_ns = r->workers ? startup / (uint64_t)r->workers : 0;
-  r->events_dropped += rt->workers[0]->events.dropped;
-  r->recorded = rt->recording;
-  r->maxrss_kb = rt->maxrss_kb;
-  r->stopped = atomic_load(&rt->stop) ? rt->stop_reason : NULL;
+  if (s->nworkers) r->events_dropped += s->workers[0].events->dropped;
+  r->recorded = s->recorded;
+  r->maxrss_kb = s->maxrss_kb;
+  r->stopped = s->stopped;
 }
 
-static const char *kind_name(const rt_worker *w) {
-  return w->kind == RT_PROCESS ? "process" : w->kind == RT_FREE ? "free thread" : "thread";
+static const char *kind_name(const snap_worker *w) {
+  return w->kind == SNAP_PROCESS ? "process" : w->kind == SNAP_FREE ? "free thread" : "thread";
 }
 
-static void print_worker(FILE *f, const rt_worker *w) {
+static void print_worker(FILE *f, const snap_worker *w) {
   char cpu[24], held[24], wait[24], blocked[24], nogil[24];
   fprintf(f, "  %-22.22s %-11s %9s %9s %9s %7llu %7llu %9s %9s\n", w->name, kind_name(w),
-          dur(w->cpu_ns, cpu, sizeof cpu), dur(w->gt.hold_ns, held, sizeof held),
-          dur(w->gt.wait_ns, wait, sizeof wait), (unsigned long long)w->gt.acquisitions,
-          (unsigned long long)w->gt.forced_drops, dur(w->blocked_ns, blocked, sizeof blocked),
+          dur(w->cpu_ns, cpu, sizeof cpu), dur(w->hold_ns, held, sizeof held),
+          dur(w->wait_ns, wait, sizeof wait), (unsigned long long)w->acquisitions,
+          (unsigned long long)w->forced_drops, dur(w->blocked_ns, blocked, sizeof blocked),
           dur(w->free_ns, nogil, sizeof nogil));
 }
 
 /* Rows past REPORT_ROWS, and released workers, are summed into one row. */
-static void add_worker(rt_totals *t, const rt_worker *w) {
+static void add_worker(rt_totals *t, const snap_worker *w) {
   t->n++;
   t->cpu_ns += w->cpu_ns;
-  t->hold_ns += w->gt.hold_ns;
-  t->wait_ns += w->gt.wait_ns;
-  t->acquisitions += w->gt.acquisitions;
-  t->forced_drops += w->gt.forced_drops;
+  t->hold_ns += w->hold_ns;
+  t->wait_ns += w->wait_ns;
+  t->acquisitions += w->acquisitions;
+  t->forced_drops += w->forced_drops;
   t->blocked_ns += w->blocked_ns;
   t->free_ns += w->free_ns;
 }
 
 /* The released workers plus the live ones past the first REPORT_ROWS rows. */
-static rt_totals rest_of(runtime *rt) {
-  rt_totals t = rt->gone;
-  for (int i = 0, row = 0; i < rt->nworkers; i++)
-    if (!rt_foreign(rt, rt->workers[i]) && row++ >= REPORT_ROWS) add_worker(&t, rt->workers[i]);
+static rt_totals rest_of(const rt_snapshot *s) {
+  rt_totals t = s->released;
+  for (int i = REPORT_ROWS; i < s->nworkers; i++) add_worker(&t, &s->workers[i]);
   return t;
 }
 
-static void print_rest(FILE *f, runtime *rt) {
-  rt_totals t = rest_of(rt);
+static void print_rest(FILE *f, const rt_snapshot *s) {
+  rt_totals t = rest_of(s);
   if (!t.n) return;
   char name[32], cpu[24], held[24], wait[24], blocked[24], nogil[24];
   snprintf(name, sizeof name, "(%d more)", t.n);
@@ -108,7 +103,7 @@ static void print_rest(FILE *f, runtime *rt) {
           (unsigned long long)t.acquisitions, (unsigned long long)t.forced_drops,
           dur(t.blocked_ns, blocked, sizeof blocked), dur(t.free_ns, nogil, sizeof nogil));
   fprintf(f, "  (%d more): %d released after join (handle collected), %d past the first %d rows\n", t.n,
-          rt->gone.n, t.n - rt->gone.n, REPORT_ROWS);
+          s->released.n, t.n - s->released.n, REPORT_ROWS);
 }
 
 static void print_gil(FILE *f, const report_run *r) {
@@ -138,17 +133,17 @@ static void print_gil(FILE *f, const report_run *r) {
 }
 
 /* A full event buffer loses the rest of its thread's timeline: say whose. */
-static void print_dropped(FILE *f, runtime *rt, const report_run *r) {
+static void print_dropped(FILE *f, const rt_snapshot *s, const report_run *r) {
   if (!r->events_dropped) return;
   fprintf(f, "\n  timeline: %llu events dropped (a thread keeps at most %u); the timelines of",
           (unsigned long long)r->events_dropped, EV_CAP);
-  for (int i = 0, n = 0; i < rt->nworkers; i++)
-    if (!rt_foreign(rt, rt->workers[i]) && rt->workers[i]->events.dropped)
-      fprintf(f, "%s %s", n++ ? "," : "", rt->workers[i]->name);
+  for (int i = 0, n = 0; i < s->nworkers; i++)
+    if (s->workers[i].events->dropped) fprintf(f, "%s %s", n++ ? "," : "", s->workers[i].name);
   fprintf(f, " end early\n");
 }
 
-void report_print(FILE *f, runtime *rt, const report_run *r) {
+void report_print(FILE *f, const report_run *r) {
+  const rt_snapshot *s = r->run;
   char a[24], b[24], c[24];
   fprintf(f, "\n-- gilvm report --------------------------------------------------------------\n");
   fprintf(f, "  mode %s   gil %s   switch interval %s", r->mode, r->policy,
@@ -164,34 +159,31 @@ void report_print(FILE *f, runtime *rt, const report_run *r) {
   if (r->stopped) fprintf(f, "  stopped: %s\n", r->stopped);
   fprintf(f, "\n  %-22s %-11s %9s %9s %9s %7s %7s %9s %9s\n", "worker", "kind", "cpu", "GIL held",
           "GIL wait", "acq", "forced", "blocked", "no-GIL");
-  for (int i = 0, row = 0; i < rt->nworkers; i++)
-    if (!rt_foreign(rt, rt->workers[i]) && row++ < REPORT_ROWS) print_worker(f, rt->workers[i]);
-  print_rest(f, rt);
-  if (rt->nfigures) {
+  for (int i = 0; i < s->nworkers && i < REPORT_ROWS; i++) print_worker(f, &s->workers[i]);
+  print_rest(f, s);
+  if (s->nfigures) {
     fprintf(f, "\n  script figures\n");
-    for (int i = 0; i < rt->nfigures; i++)
-      fprintf(f, "  %-22s %s\n", rt->figures[i].name, rt->figures[i].value);
+    for (int i = 0; i < s->nfigures; i++)
+      fprintf(f, "  %-22s %s\n", s->figures[i].name, s->figures[i].value);
   }
-  print_dropped(f, rt, r);
+  print_dropped(f, s, r);
   if (r->timeline) timeline_print_ascii(r->timeline, f, r->timeline_width);
   fprintf(f, "-------------------------------------------------------------------------------\n");
 }
 
 /* ---- JSON ---- */
 
-static json_t *json_worker(const rt_worker *w) {
-  uint64_t startup = w->id && w->started_ns > w->spawned_ns ? w->started_ns - w->spawned_ns : 0;
+static json_t *json_worker(const snap_worker *w) {
   return json_pack("{s:o, s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:b}",
                    "name", jsonio_string(w->name),
-                   "kind", w->kind == RT_PROCESS ? "process" : w->kind == RT_FREE ? "free" : "thread",
-                   "cpu_s", jsonio_seconds(w->cpu_ns), "gil_held_s", jsonio_seconds(w->gt.hold_ns),
-                   "gil_wait_s", jsonio_seconds(w->gt.wait_ns), "acquisitions", (json_int_t)w->gt.acquisitions,
-                   "forced_drops", (json_int_t)w->gt.forced_drops, "blocked_s", jsonio_seconds(w->blocked_ns),
-                   "nogil_s", jsonio_seconds(w->free_ns), "startup_s", jsonio_seconds(startup),
-                   "failed", w->error != NULL);
+                   "kind", w->kind == SNAP_PROCESS ? "process" : w->kind == SNAP_FREE ? "free" : "thread",
+                   "cpu_s", jsonio_seconds(w->cpu_ns), "gil_held_s", jsonio_seconds(w->hold_ns),
+                   "gil_wait_s", jsonio_seconds(w->wait_ns), "acquisitions", (json_int_t)w->acquisitions,
+                   "forced_drops", (json_int_t)w->forced_drops, "blocked_s", jsonio_seconds(w->blocked_ns),
+                   "nogil_s", jsonio_seconds(w->free_ns), "startup_s", jsonio_seconds(w->startup_ns),
+                   "failed", w->failed != 0);
 }
 
-/* The script's figures, in the order it reported them. */
 /* Workers whose records were freed after join: only their sums remain. */
 static json_t *json_released(const rt_totals *t) {
   return json_pack("{s:i, s:i, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o}", "workers", t->n, "failed", t->failed,
@@ -201,21 +193,23 @@ static json_t *json_released(const rt_totals *t) {
                    jsonio_seconds(t->free_ns), "startup_s", jsonio_seconds(t->startup_ns));
 }
 
-static json_t *json_figures(runtime *rt) {
+/* The script's figures, in the order it reported them. */
+static json_t *json_figures(const rt_snapshot *s) {
   json_t *o = json_object();
-  for (int i = 0; o && i < rt->nfigures; i++)
-    if (jsonio_set(o, rt->figures[i].name, jsonio_figure(rt->figures[i].value)) != 0) {
+  for (int i = 0; o && i < s->nfigures; i++)
+    if (jsonio_set(o, s->figures[i].name, jsonio_figure(s->figures[i].value)) != 0) {
       json_decref(o);
       o = NULL;
     }
   return o;
 }
 
-int report_json(const char *path, runtime *rt, const report_run *r) {
+int report_json(const char *path, const report_run *r) {
+  const rt_snapshot *s = r->run;
   const gil_stats *g = &r->gil;
   json_t *threads = json_array();
-  for (int i = 0; threads && i < rt->nworkers; i++)
-    if (!rt_foreign(rt, rt->workers[i]) && json_array_append_new(threads, json_worker(rt->workers[i])) != 0) {
+  for (int i = 0; threads && i < s->nworkers; i++)
+    if (json_array_append_new(threads, json_worker(&s->workers[i])) != 0) {
       json_decref(threads);
       threads = NULL;
     }
@@ -235,10 +229,10 @@ int report_json(const char *path, runtime *rt, const report_run *r) {
   int ok = o != NULL;
   if (ok && r->recorded) ok = !json_object_set_new(o, "events_dropped", json_integer((json_int_t)r->events_dropped));
   if (ok) ok = !json_object_set_new(o, "stopped", r->stopped ? jsonio_string(r->stopped) : json_null());
-  if (ok) ok = !json_object_set_new(o, "figures", json_figures(rt));
+  if (ok) ok = !json_object_set_new(o, "figures", json_figures(s));
   if (ok) ok = !json_object_set_new(o, "threads", threads);
   else json_decref(threads);
-  if (ok) ok = !json_object_set_new(o, "released", json_released(&rt->gone));
+  if (ok) ok = !json_object_set_new(o, "released", json_released(&s->released));
   if (!ok) {  /* out of memory: no file rather than one missing keys */
     json_decref(o);
     o = NULL;

@@ -49,7 +49,6 @@
 #include "breaker.h"
 #include "check.h"
 #include "clock.h"
-#include "gilmod.h"
 #include "outfile.h"
 #include "vec.h"
 
@@ -143,7 +142,7 @@ static rt_interp *new_interp(runtime *rt) {
   }
   if (rt->recording) gil_set_event_fn(in->gil, on_gil_event, rt);
   luaL_openlibs(in->L);
-  gilmod_open(in->L);
+  if (rt->host.open) rt->host.open(in->L);
   PT_CHECK(pthread_mutex_lock(&rt->mu));
   int err = VEC_PUSH(rt->interps, rt->ninterps, rt->icap, in);
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
@@ -279,9 +278,11 @@ static void init_sync(runtime *rt) {
   PT_CHECK(pthread_condattr_destroy(&ca));
 }
 
-runtime *rt_create(const char *mode, const char *policy, uint64_t interval_ns, int check_interval) {
+runtime *rt_create(const rt_host *host, const char *mode, const char *policy, uint64_t interval_ns,
+                   int check_interval) {
   runtime *rt = calloc(1, sizeof *rt);
   if (!rt) return NULL;
+  if (host) rt->host = *host;
   rt->mode = mode;
   rt->spawn_kind = strcmp(mode, "nogil") == 0 ? RT_FREE : strcmp(mode, "fork") == 0 ? RT_PROCESS : RT_THREAD;
   rt->policy = policy;
@@ -297,7 +298,7 @@ runtime *rt_create(const char *mode, const char *policy, uint64_t interval_ns, i
   init_sync(rt);
   rt_current = rt;
   mar_init();  /* before any fork: children must share the key that authenticates bytecode */
-  /* the shared objects' arena, before any interpreter (objects_open) or worker */
+  /* the shared objects' arena, before any interpreter (host->open) or worker */
   if (shm_arena_create(rt_arena_size, &rt->arena) != SHM_OK) rt->arena = NULL;
   rt_interp *in = new_interp(rt);
   if (!in) {
@@ -323,6 +324,7 @@ lua_State *rt_main_state(runtime *rt) { return rt->interps[0]->L; }
 
 void rt_destroy(runtime *rt) {
   if (!rt) return;
+  gil_take(rt->interps[0]->gil, &rt->workers[0]->gt);  /* __gc metamethods may run Lua code */
   rt->closing = 1;  /* the handles' __gc, run by lua_close below, must not touch a record */
   for (int i = 0; i < rt->nworkers; i++) {
     rt_worker *w = rt->workers[i];
@@ -397,15 +399,31 @@ static void finish(rt_worker *w) {
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
 }
 
+/* Take w's GIL and attach the eval breaker to L: every worker's first steps. */
+static void enter(rt_worker *w, lua_State *L) {
+  gil_take(w->in->gil, &w->gt);
+  park_if_exiting(w);
+  breaker_attach(L, &w->interrupt);
+  breaker_rest(L);
+}
+
+int rt_run_main(runtime *rt, int (*body)(lua_State *L, void *arg), void *arg) {
+  rt_worker *w = rt->workers[0];
+  enter(w, w->L);
+  int rc = body(w->L, arg);
+  w->cpu_ns = clock_thread_cpu_ns() - w->cpu_ns;
+  breaker_attach(NULL, NULL);
+  lua_sethook(w->L, NULL, 0, 0);
+  gil_drop(w->in->gil, &w->gt);
+  return rc;
+}
+
 /* ---- RT_THREAD ---- */
 
 static void *thread_main(void *arg) {
   rt_worker *w = arg;
   self_worker = w;
-  gil_take(w->in->gil, &w->gt);
-  park_if_exiting(w);
-  breaker_attach(w->L, &w->interrupt);
-  breaker_rest(w->L);
+  enter(w, w->L);
   if (run_function(w, w->L, 1)) w->nresults = lua_gettop(w->L);
   finish(w);
   gil_drop(w->in->gil, &w->gt);
@@ -433,10 +451,7 @@ static void *free_main(void *arg) {
   }
   w->owns_in = 1;
   lua_State *L = w->in->L;
-  gil_take(w->in->gil, &w->gt);
-  park_if_exiting(w);
-  breaker_attach(L, &w->interrupt);
-  breaker_rest(L);
+  enter(w, L);
   if (mar_decode(L, w->in_globals.data, w->in_globals.len, err, sizeof err) != 1) {
     fail(w, "cannot copy the globals into the new interpreter", err);
   } else {
@@ -1010,7 +1025,7 @@ void rt_stop(runtime *rt, int code, const char *reason) {
 }
 
 void rt_wait_all(runtime *rt) {
-  if (rt->on_wait_all) rt->on_wait_all(rt);
+  if (rt->host.before_wait_all) rt->host.before_wait_all(rt);
   PT_CHECK(pthread_mutex_lock(&rt->mu));
   rt->keep_all = 1;  /* from here on workers[] only grows: indexing it stays valid */
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
@@ -1086,4 +1101,56 @@ void rt_gil_stats(runtime *rt, gil_stats *out) {
     gil_stats_get(rt->interps[i]->gil, &s);
     add_gil_stats(out, &s);
   }
+}
+
+/* ---- the finished run, for the instruments ---- */
+
+static void take_worker(const rt_worker *w, snap_worker *s) {
+  s->id = w->id;
+  memcpy(s->name, w->name, sizeof s->name);
+  s->kind = w->kind == RT_PROCESS ? SNAP_PROCESS : w->kind == RT_FREE ? SNAP_FREE : SNAP_THREAD;
+  s->pid = (long)w->pid;
+  s->cpu_ns = w->cpu_ns;
+  s->hold_ns = w->gt.hold_ns;
+  s->wait_ns = w->gt.wait_ns;
+  s->acquisitions = w->gt.acquisitions;
+  s->forced_drops = w->gt.forced_drops;
+  s->blocked_ns = w->blocked_ns;
+  s->free_ns = w->free_ns;
+  s->startup_ns = w->id && w->started_ns > w->spawned_ns ? w->started_ns - w->spawned_ns : 0;
+  s->failed = w->error != NULL;
+  s->bytes_copied = w->bytes_copied;
+  s->events = &w->events;
+}
+
+int rt_snapshot_take(runtime *rt, rt_snapshot *s) {
+  memset(s, 0, sizeof *s);
+  gil_t *g = rt->interps[0]->gil;
+  s->mode = rt->mode;
+  s->policy = gil_policy_name(g);
+  s->interval_ns = gil_interval(g);
+  s->check_interval = gil_check_interval(g);
+  s->start_ns = rt->start_ns;
+  s->end_ns = rt->end_ns;
+  s->cpu_ns = rt->cpu_ns;
+  s->maxrss_kb = rt->maxrss_kb;
+  rt_gil_stats(rt, &s->gil);
+  unsigned long long enc = 0, dec = 0;
+  mar_counters(&enc, &dec);
+  s->bytes_marshalled = enc + dec;
+  s->recorded = rt->recording;
+  s->stopped = atomic_load(&rt->stop) ? rt->stop_reason : NULL;
+  memcpy(s->figures, rt->figures, sizeof s->figures);
+  s->nfigures = rt->nfigures;
+  s->released = rt->gone;
+  s->workers = calloc((size_t)rt->nworkers + 1, sizeof *s->workers);
+  if (!s->workers) return -1;
+  for (int i = 0; i < rt->nworkers; i++)
+    if (!rt_foreign(rt, rt->workers[i])) take_worker(rt->workers[i], &s->workers[s->nworkers++]);
+  return 0;
+}
+
+void rt_snapshot_free(rt_snapshot *s) {
+  free(s->workers);
+  memset(s, 0, sizeof *s);
 }

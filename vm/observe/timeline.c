@@ -56,8 +56,8 @@ static void add_mark(tl_track *t, uint64_t at, tl_mark_kind kind, int other, uin
 }
 
 /* Replay one worker's events. `track_of_id` maps worker ids to track indexes. */
-static int replay(const rt_worker *w, uint64_t run_end, const int *track_of_id, int nids, tl_track *t) {
-  const ev_buf *b = &w->events;
+static int replay(const snap_worker *w, uint64_t run_end, const int *track_of_id, int nids, tl_track *t) {
+  const ev_buf *b = w->events;
   /* every event makes at most one slice or one mark; forced switches (one per take) come later */
   t->slices = malloc((b->n + 1) * sizeof *t->slices);
   t->marks = malloc((2 * (size_t)b->n + 1) * sizeof *t->marks);
@@ -167,34 +167,34 @@ static void assign_ids(timeline *tl) {
   }
 }
 
-int timeline_build(runtime *rt, const char *script, timeline *tl) {
+int timeline_build(const rt_snapshot *s, const char *script, timeline *tl) {
   memset(tl, 0, sizeof *tl);
-  tl->t0 = rt->start_ns;
-  tl->t1 = rt->end_ns > rt->start_ns ? rt->end_ns : clock_now_ns();
+  tl->t0 = s->start_ns;
+  tl->t1 = s->end_ns > s->start_ns ? s->end_ns : clock_now_ns();
   char a[24];
   snprintf(tl->title, sizeof tl->title, "%s: mode %s, gil %s, switch interval %s", script ? script : "(-e)",
-           rt->mode, gil_policy_name(rt->interps[0]->gil), clock_format(gil_interval(rt->interps[0]->gil), a, sizeof a));
-  tl->tracks = calloc((size_t)rt->nworkers + 1, sizeof *tl->tracks);
-  int *track_of_id = malloc(((size_t)rt->nworkers + 1) * sizeof *track_of_id);
+           s->mode, s->policy, clock_format(s->interval_ns, a, sizeof a));
+  int nids = 0;  /* worker ids: every track's, and what drop requests name */
+  for (int i = 0; i < s->nworkers; i++)
+    if (s->workers[i].id >= nids) nids = s->workers[i].id + 1;
+  tl->tracks = calloc((size_t)s->nworkers + 1, sizeof *tl->tracks);
+  int *track_of_id = malloc(((size_t)nids + 1) * sizeof *track_of_id);
   if (!tl->tracks || !track_of_id) {
     free(track_of_id);
     timeline_free(tl);
     return -1;
   }
-  for (int i = 0; i < rt->nworkers; i++) {
-    track_of_id[i] = -1;
-    if (!rt_foreign(rt, rt->workers[i])) track_of_id[i] = tl->ntracks++;
-  }
+  for (int i = 0; i < nids; i++) track_of_id[i] = -1;
+  for (int i = 0; i < s->nworkers; i++) track_of_id[s->workers[i].id] = tl->ntracks++;
   int err = 0;
-  for (int i = 0; i < rt->nworkers && !err; i++) {
-    const rt_worker *w = rt->workers[i];
-    if (rt_foreign(rt, w)) continue;
-    tl_track *t = &tl->tracks[track_of_id[i]];
+  for (int i = 0; i < s->nworkers && !err; i++) {
+    const snap_worker *w = &s->workers[i];
+    tl_track *t = &tl->tracks[i];
     t->name = w->name;
-    t->is_process = w->kind == RT_PROCESS;
-    t->shares_gil = w->kind == RT_THREAD;
-    t->pid = t->is_process ? (long)w->pid : 0;
-    err = replay(w, tl->t1, track_of_id, rt->nworkers, t);
+    t->is_process = w->kind == SNAP_PROCESS;
+    t->shares_gil = w->kind == SNAP_THREAD;
+    t->pid = t->is_process ? w->pid : 0;
+    err = replay(w, tl->t1, track_of_id, nids, t);
     tl->dropped += t->dropped;
     for (size_t s = 0; s < t->nslices; s++)
       if (t->slices[s].t1 > tl->t1) tl->t1 = t->slices[s].t1;

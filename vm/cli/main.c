@@ -18,7 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "breaker.h"
 #include "check.h"
 #include "cli.h"
 #include "compare.h"
@@ -105,8 +104,18 @@ static int main_failed(lua_State *L) {
   return EXIT_SCRIPT_ERROR;
 }
 
+typedef struct main_args {
+  const cli_options *o;
+  int argc;
+  char **argv;
+} main_args;
+
 /* Run -e chunks and the script. Returns 0, EXIT_LOAD, or EXIT_SCRIPT_ERROR; prints the error. */
-static int run_main(lua_State *L, const cli_options *o, int argc, char **argv) {
+static int run_main(lua_State *L, void *arg) {
+  const main_args *a = arg;
+  const cli_options *o = a->o;
+  int argc = a->argc;
+  char **argv = a->argv;
   const char *mode = o->binary ? "bt" : "t";  /* Lua's binary loader trusts its input */
   for (int i = 0; i < o->nexec; i++) {
     if (luaL_loadbufferx(L, o->exec[i], strlen(o->exec[i]), "=(command line)", mode) != LUA_OK) {
@@ -155,12 +164,18 @@ static int write_or_complain(int err, const char *path) {
 /* The report, the JSON, and the timelines asked for. Returns 1 if a file could not be written. */
 static int report(runtime *rt, const cli_options *o) {
   int failed = 0;
+  rt_snapshot run;
+  if (rt_snapshot_take(rt, &run) != 0) {
+    fprintf(stderr, "gilvm: out of memory taking the run's figures\n");
+    rt_snapshot_free(&run);
+    return 1;
+  }
   report_run r;
-  report_collect(rt, &r);
+  report_collect(&run, &r);
   timeline tl;
   int have_timeline = 0;
-  if (rt->recording) {
-    have_timeline = timeline_build(rt, o->script, &tl) == 0;
+  if (run.recorded) {
+    have_timeline = timeline_build(&run, o->script, &tl) == 0;
     if (!have_timeline) fprintf(stderr, "gilvm: out of memory building the timeline\n");
   }
   if (have_timeline && o->trace_path) failed |= write_or_complain(timeline_write_trace(&tl, o->trace_path), o->trace_path);
@@ -169,10 +184,11 @@ static int report(runtime *rt, const cli_options *o) {
     r.timeline = &tl;
     r.timeline_width = timeline_terminal_width();
   }
-  if (!o->quiet) report_print(stderr, rt, &r);
+  if (!o->quiet) report_print(stderr, &r);
   else if (r.timeline) timeline_print_ascii(&tl, stderr, r.timeline_width);  /* asked for by name */
-  if (o->json_path) failed |= write_or_complain(report_json(o->json_path, rt, &r), o->json_path);
+  if (o->json_path) failed |= write_or_complain(report_json(o->json_path, &r), o->json_path);
   if (have_timeline) timeline_free(&tl);
+  rt_snapshot_free(&run);
   return failed;
 }
 
@@ -198,28 +214,20 @@ static int gilvm_main(int argc, char **argv) {
   PT_CHECK(pthread_sigmask(SIG_BLOCK, &set, NULL));  /* inherited by every thread: the watchdog takes them */
 
   rt_arena_size = o.arena_bytes;
-  runtime *rt = rt_create(o.mode, o.policy, o.interval_ns, o.check_interval);
+  runtime *rt = rt_create(&gilmod_host, o.mode, o.policy, o.interval_ns, o.check_interval);
   if (!rt) {
     fprintf(stderr, "gilvm: cannot create the runtime\n");
     return EXIT_FAILURE;
   }
   if (o.trace_path || o.svg_path || o.timeline) rt_record(rt);
-  lua_State *L = rt_main_state(rt);
-  rt_worker *main_w = rt_self();
-  make_arg_table(L, argc, argv, o.script_index);
+  make_arg_table(rt_main_state(rt), argc, argv, o.script_index);
 
   watchdog wd = { .rt = rt, .timeout_ns = o.timeout_ns };
   atomic_init(&wd.finished, 0);
   PT_CHECK(pthread_create(&wd.tid, NULL, watchdog_main, &wd));
 
-  gil_take(rt->interps[0]->gil, &main_w->gt);
-  breaker_attach(L, &main_w->interrupt);
-  breaker_rest(L);
-  rc = run_main(L, &o, argc, argv);
-  main_w->cpu_ns = clock_thread_cpu_ns() - main_w->cpu_ns;
-  breaker_attach(NULL, NULL);
-  lua_sethook(L, NULL, 0, 0);
-  gil_drop(rt->interps[0]->gil, &main_w->gt);
+  main_args args = { &o, argc, argv };
+  rc = rt_run_main(rt, run_main, &args);
 
   rt_wait_all(rt);
   if (report_unjoined(rt) && rc == 0) rc = EXIT_SCRIPT_ERROR;
@@ -235,7 +243,6 @@ static int gilvm_main(int argc, char **argv) {
   atomic_store(&wd.finished, 1);
   PT_CHECK_OR(pthread_kill(wd.tid, WATCHDOG_QUIT), ESRCH);  /* ESRCH: it saw finished and returned */
   PT_CHECK(pthread_join(wd.tid, NULL));
-  gil_take(rt->interps[0]->gil, &main_w->gt);  /* __gc metamethods may run Lua code */
   rt_destroy(rt);  /* closes the interpreters */
   return rc;
 }

@@ -19,7 +19,7 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "exits.h"
 
 /* The directory part of path ("." for a bare name), malloc'd. */
 static char *dir_of(const char *path) {

@@ -9,7 +9,7 @@
  *   RT_FREE     a pthread with an interpreter of its own (nogil mode). It
  *               starts from a copy of the spawner's globals, gets its
  *               function and arguments by copy and returns results by copy
- *               (vm/marshal.c). Its interpreter has its own GIL, which
+ *               (vm/share/marshal.c). Its interpreter has its own GIL, which
  *               nobody else ever wants, so nothing waits.
  *   RT_PROCESS  a fork() of the running process (fork mode): it has
  *               everything already, runs the function, and sends its
@@ -29,6 +29,7 @@
 #include "gil.h"
 #include "marshal.h"
 #include "shared.h"
+#include "snapshot.h"
 
 typedef enum rt_kind { RT_THREAD, RT_FREE, RT_PROCESS } rt_kind;
 
@@ -86,20 +87,12 @@ typedef struct rt_worker {
   struct runtime *rt;
 } rt_worker;
 
-typedef struct rt_figure {  /* gil.report(name, value) */
-  char name[48];
-  char value[48];
-} rt_figure;
-
-/* The figures of released workers (joined, handle collected), summed: the
-   report's totals stay true after their records are freed. */
-typedef struct rt_totals {
-  int n, failed;
-  uint64_t cpu_ns, hold_ns, wait_ns, acquisitions, forced_drops, blocked_ns, free_ns;
-  uint64_t startup_ns, maxrss_kb, events_dropped;
-  unsigned long long bytes_copied;
-  gil_stats gil;             /* released free workers' interpreters' GILs */
-} rt_totals;
+/* What the layers above give the runtime when they create it (as Wren's
+   WrenConfiguration): the runtime calls these and includes nothing of theirs. */
+typedef struct rt_host {
+  void (*open)(lua_State *L);                  /* a new interpreter, after the standard libraries */
+  void (*before_wait_all)(struct runtime *rt);  /* first thing in rt_wait_all (and a fork child's end) */
+} rt_host;
 
 typedef struct runtime {
   const char *mode;          /* "gil", "nogil", "fork" */
@@ -138,19 +131,15 @@ typedef struct runtime {
   uint64_t maxrss_kb;        /* peak memory, summed over processes */
   rt_figure figures[32];
   int nfigures;
-  /* Shared objects (vm/objects.c). The arena is mapped in rt_create, before any
+  /* Shared objects (vm/lua/objects.c). The arena is mapped in rt_create, before any
      worker exists, so every thread and forked process sees it (NULL if it could
      not be mapped: the objects then raise an error). Size: rt_arena_size, or
      SHM_DEFAULT_ARENA_SIZE. */
   shm_arena *arena;
   atomic_int forked;         /* a process worker has been started: queues stop passing references */
   atomic_int stdout_failed;  /* a process worker could not write its stdout (it said so on stderr) */
-  void (*on_wait_all)(struct runtime *rt);  /* called first thing in rt_wait_all (objects.c closes pools) */
+  rt_host host;              /* the callbacks rt_create was given */
 } runtime;
-
-/* Workers with ids below this are never released: the report shows them
-   row by row (a small script's report is complete); later ones are summed. */
-#define RT_KEEP_RECORDS 40
 
 /* w is a copy of a worker of another process (a forked child's parent). */
 #define rt_foreign(rt, w) ((w)->home != (rt)->pid)
@@ -164,10 +153,15 @@ pid_t rt_pid(void);
 /* The GIL of the calling worker's interpreter. */
 gil_t *rt_gil(void);
 
-runtime *rt_create(const char *mode, const char *policy, uint64_t interval_ns, int check_interval);
+runtime *rt_create(const rt_host *host, const char *mode, const char *policy, uint64_t interval_ns,
+                   int check_interval);
+/* Close the interpreters (main's GIL taken: __gc metamethods may run Lua) and free it all. */
 void rt_destroy(runtime *rt);
-/* Main's interpreter, with the standard libraries and the gil module. */
+/* Main's interpreter, with the standard libraries and what host->open adds. */
 lua_State *rt_main_state(runtime *rt);
+/* Run body(L, arg) as worker "main" on the calling thread, holding main's GIL
+   with the eval breaker attached; returns what body returns. */
+int rt_run_main(runtime *rt, int (*body)(lua_State *L, void *arg), void *arg);
 /* The message handler every run of a script or worker body uses: lua5.4's
    (a string, or what __tostring gives, with a traceback). */
 int rt_msghandler(lua_State *L);
@@ -213,5 +207,9 @@ void rt_wait_all(runtime *rt);
 void rt_set_figure(runtime *rt, const char *name, const char *value);
 /* Totals over all interpreters' GILs (handoff latencies from main's). */
 void rt_gil_stats(runtime *rt, gil_stats *out);
+/* The finished run (after rt_wait_all), for the instruments. 0, or -1 if out
+   of memory; rt_snapshot_free frees it, rt_destroy ends its events. */
+int rt_snapshot_take(runtime *rt, rt_snapshot *s);
+void rt_snapshot_free(rt_snapshot *s);
 
 #endif

@@ -11,7 +11,7 @@
 #include <stdio.h>
 
 #include "events.h"
-#include "runtime.h"
+#include "snapshot.h"
 
 typedef struct tl_slice {  /* the thread was in `state` from t0 to t1 (ns, monotonic) */
   uint64_t t0, t1;
@@ -53,8 +53,8 @@ typedef struct timeline {
   char title[256];         /* "scripts/convoy.lua: mode gil, gil cpython, switch interval 5 ms" */
 } timeline;
 
-/* Build the timeline of a finished run (rt_wait_all has returned). 0, or -1 if out of memory. */
-int timeline_build(runtime *rt, const char *script, timeline *tl);
+/* Build the timeline of a finished run (rt_snapshot_take). 0, or -1 if out of memory. */
+int timeline_build(const rt_snapshot *s, const char *script, timeline *tl);
 void timeline_free(timeline *tl);
 
 /* Chrome trace-event JSON (ui.perfetto.dev, chrome://tracing). 0, or -1 with errno set. */
