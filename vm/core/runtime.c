@@ -106,7 +106,7 @@ static void on_gil_event(gil_thread *t, gil_event e, uint64_t now, void *arg) {
   case GIL_EV_WAIT: ev_record(&w->events, now, EV_STATE, ST_WAIT_GIL, 0); break;
   case GIL_EV_ACQUIRE: {
     int own = strcmp(rt->mode, "nogil") == 0 || rt->is_child || w->in != rt->interps[0];
-    ev_record(&w->events, now, EV_STATE, own ? ST_RUN_FREE : ST_RUN_GIL, 0);
+    ev_record(&w->events, now, EV_STATE, own ? ST_RUN_OWN : ST_RUN_GIL, 0);
     break;
   }
   case GIL_EV_RELEASE: ev_record(&w->events, now, EV_STATE, ST_IDLE, 0); break;
@@ -202,7 +202,7 @@ static void retire(runtime *rt, rt_worker *w) {
   t->acquisitions += w->gt.acquisitions;
   t->forced_drops += w->gt.forced_drops;
   t->blocked_ns += w->blocked_ns;
-  t->free_ns += w->free_ns;
+  t->nogil_ns += w->nogil_ns;
   if (w->started_ns > w->spawned_ns) t->startup_ns += w->started_ns - w->spawned_ns;
   t->maxrss_kb += w->maxrss_kb;
   t->events_dropped += w->events.dropped;
@@ -284,7 +284,7 @@ runtime *rt_create(const rt_host *host, const char *mode, const char *policy, ui
   if (!rt) return NULL;
   if (host) rt->host = *host;
   rt->mode = mode;
-  rt->spawn_kind = strcmp(mode, "nogil") == 0 ? RT_FREE : strcmp(mode, "fork") == 0 ? RT_PROCESS : RT_THREAD;
+  rt->spawn_kind = strcmp(mode, "nogil") == 0 ? RT_OWN_INTERP : strcmp(mode, "fork") == 0 ? RT_PROCESS : RT_THREAD;
   rt->policy = policy;
   rt->interval_ns = interval_ns;
   rt->stop_reason = "";
@@ -430,7 +430,7 @@ static void *thread_main(void *arg) {
   return NULL;
 }
 
-/* ---- RT_FREE ---- */
+/* ---- RT_OWN_INTERP ---- */
 
 static void fail(rt_worker *w, const char *what, const char *err) {
   size_t n = strlen(what) + strlen(err) + 3;
@@ -438,7 +438,7 @@ static void fail(rt_worker *w, const char *what, const char *err) {
   if (w->error) snprintf(w->error, n, "%s: %s", what, err);
 }
 
-static void *free_main(void *arg) {
+static void *own_interp_main(void *arg) {
   rt_worker *w = arg;
   runtime *rt = w->rt;
   self_worker = w;
@@ -615,7 +615,7 @@ static void child_main(lua_State *L, rt_worker *w, int idx, int n, int fd) {
   become_child(rt, w);
   unsigned long long enc0, dec0;  /* the parent's counts so far are not ours */
   mar_counters(&enc0, &dec0);
-  if (rt->recording) ev_record(&w->events, clock_now_ns(), EV_STATE, ST_RUN_FREE, 0);
+  if (rt->recording) ev_record(&w->events, clock_now_ns(), EV_STATE, ST_RUN_OWN, 0);
   breaker_attach(L, &w->interrupt);
   breaker_rest(L);
   int base = lua_gettop(L) + 1;
@@ -635,7 +635,7 @@ static void child_main(lua_State *L, rt_worker *w, int idx, int n, int fd) {
   rt_child_figures f = {
     .cpu_ns = clock_process_cpu_ns(), .started_ns = w->started_ns, .maxrss_kb = (uint64_t)ru.ru_maxrss,
     .acquisitions = w->gt.acquisitions, .forced_drops = w->gt.forced_drops, .wait_ns = w->gt.wait_ns,
-    .hold_ns = w->gt.hold_ns, .blocked_ns = w->blocked_ns, .free_ns = w->free_ns,
+    .hold_ns = w->gt.hold_ns, .blocked_ns = w->blocked_ns, .nogil_ns = w->nogil_ns,
   };
   mar_counters(&f.bytes_encoded, &f.bytes_decoded);
   f.bytes_encoded -= enc0;
@@ -759,7 +759,7 @@ static void settle_child(rt_worker *w, mar_buf *raw) {
   w->gt.wait_ns = f.wait_ns;
   w->gt.hold_ns = f.hold_ns;
   w->blocked_ns = f.blocked_ns;
-  w->free_ns = f.free_ns;
+  w->nogil_ns = f.nogil_ns;
   w->bytes_copied = f.bytes_encoded + f.bytes_decoded;
   if (st == 0) {
     mar_buf_free(&w->msg);
@@ -883,7 +883,7 @@ rt_worker *rt_spawn(lua_State *L, rt_kind kind, int idx, int n) {
     atomic_store(&rt->forked, 1);  /* before the fork: the child inherits it too */
     return spawn_process(L, w, idx, n);
   }
-  if (kind == RT_FREE) {
+  if (kind == RT_OWN_INTERP) {
     char err[256];
     encode_globals(L, &w->in_globals);
     if (mar_encode(L, idx, n, "argument", &w->msg, err, sizeof err) != 0) {
@@ -892,7 +892,7 @@ rt_worker *rt_spawn(lua_State *L, rt_kind kind, int idx, int n) {
       PT_CHECK(pthread_mutex_unlock(&rt->mu));
       luaL_error(L, "cannot start a thread with its own interpreter: %s", err);
     }
-    start_pthread(L, w, free_main);
+    start_pthread(L, w, own_interp_main);
     return w;
   }
   lua_State *T = lua_newthread(L);
@@ -991,7 +991,7 @@ void rt_block_end(rt_worker *self, rt_block kind, uint64_t began) {
   gil_take(self->in->gil, &self->gt);
   park_if_exiting(self);
   uint64_t spent = clock_now_ns() - began;
-  if (kind == RT_BLOCK_NATIVE) self->free_ns += spent;
+  if (kind == RT_BLOCK_NATIVE) self->nogil_ns += spent;
   else self->blocked_ns += spent;
 }
 
@@ -1108,7 +1108,7 @@ void rt_gil_stats(runtime *rt, gil_stats *out) {
 static void take_worker(const rt_worker *w, snap_worker *s) {
   s->id = w->id;
   memcpy(s->name, w->name, sizeof s->name);
-  s->kind = w->kind == RT_PROCESS ? SNAP_PROCESS : w->kind == RT_FREE ? SNAP_FREE : SNAP_THREAD;
+  s->kind = w->kind == RT_PROCESS ? SNAP_PROCESS : w->kind == RT_OWN_INTERP ? SNAP_OWN_INTERP : SNAP_THREAD;
   s->pid = (long)w->pid;
   s->cpu_ns = w->cpu_ns;
   s->hold_ns = w->gt.hold_ns;
@@ -1116,7 +1116,7 @@ static void take_worker(const rt_worker *w, snap_worker *s) {
   s->acquisitions = w->gt.acquisitions;
   s->forced_drops = w->gt.forced_drops;
   s->blocked_ns = w->blocked_ns;
-  s->free_ns = w->free_ns;
+  s->nogil_ns = w->nogil_ns;
   s->startup_ns = w->id && w->started_ns > w->spawned_ns ? w->started_ns - w->spawned_ns : 0;
   s->failed = w->error != NULL;
   s->bytes_copied = w->bytes_copied;

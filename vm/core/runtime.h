@@ -3,10 +3,10 @@
  * stop machinery (timeout, Ctrl-C) that makes sure none of them hangs.
  *
  * A worker is one of three kinds:
- *   RT_THREAD   a Lua thread (lua_newthread) of its spawner's interpreter,
- *               on its own pthread, under that interpreter's GIL. All of
- *               gil mode is this: one interpreter, one GIL, many threads.
- *   RT_FREE     a pthread with an interpreter of its own (nogil mode). It
+ *   RT_THREAD      a Lua thread (lua_newthread) of its spawner's interpreter,
+ *                  on its own pthread, under that interpreter's GIL. All of
+ *                  gil mode is this: one interpreter, one GIL, many threads.
+ *   RT_OWN_INTERP  a pthread with an interpreter of its own (nogil mode). It
  *               starts from a copy of the spawner's globals, gets its
  *               function and arguments by copy and returns results by copy
  *               (vm/share/marshal.c). Its interpreter has its own GIL, which
@@ -31,7 +31,7 @@
 #include "shared.h"
 #include "snapshot.h"
 
-typedef enum rt_kind { RT_THREAD, RT_FREE, RT_PROCESS } rt_kind;
+typedef enum rt_kind { RT_THREAD, RT_OWN_INTERP, RT_PROCESS } rt_kind;
 
 typedef enum rt_block {  /* why a thread has released the GIL */
   RT_BLOCK_SLEEP, RT_BLOCK_JOIN, RT_BLOCK_LOCK, RT_BLOCK_QUEUE, RT_BLOCK_NATIVE, RT_BLOCK_NKINDS
@@ -45,7 +45,7 @@ typedef struct rt_interp {  /* one Lua interpreter and its GIL */
 /* What a process worker sends back besides its results (fixed size, host order). */
 typedef struct rt_child_figures {
   uint64_t cpu_ns, started_ns, maxrss_kb;
-  uint64_t acquisitions, forced_drops, wait_ns, hold_ns, blocked_ns, free_ns;
+  uint64_t acquisitions, forced_drops, wait_ns, hold_ns, blocked_ns, nogil_ns;
   unsigned long long bytes_encoded, bytes_decoded;
   uint64_t nevents, events_dropped;  /* its timeline follows the payload */
 } rt_child_figures;
@@ -64,10 +64,10 @@ typedef struct rt_worker {
   uint64_t started_ns;     /* when its function started: start-up cost = started - spawned */
   uint64_t cpu_ns;         /* CPU time, measured when it ends */
   uint64_t blocked_ns;     /* GIL released while blocked: sleep, join, lock, queue */
-  uint64_t free_ns;        /* GIL released while running C code (gil.native(s, true)) */
+  uint64_t nogil_ns;        /* GIL released while running C code (gil.native(s, true)) */
   int nresults;            /* RT_THREAD: results left on L's stack */
-  mar_buf in_globals;      /* RT_FREE: the spawner's globals, encoded */
-  mar_buf msg;             /* RT_FREE: function and arguments; then (and RT_PROCESS) results */
+  mar_buf in_globals;      /* RT_OWN_INTERP: the spawner's globals, encoded */
+  mar_buf msg;             /* RT_OWN_INTERP: function and arguments; then (and RT_PROCESS) results */
   char *error;             /* message and traceback if it failed (malloc'd) */
   int interrupted;         /* stopped by timeout or Ctrl-C */
   int joined;              /* someone received its results or error */
@@ -77,7 +77,7 @@ typedef struct rt_worker {
   unsigned long long bytes_copied;  /* RT_PROCESS: bytes its marshaller moved */
   pid_t home;              /* the process whose worker it is: elsewhere, a copy (rt_foreign) */
   int fd_slot;             /* RT_PROCESS: its index in runtime.piped while its pipe is open */
-  int owns_in;             /* RT_FREE: `in` is its own interpreter, made by free_main */
+  int owns_in;             /* RT_OWN_INTERP: `in` is its own interpreter, made by own_interp_main */
   ev_buf events;           /* its timeline, if the run records one; written by its own thread */
   /* under rt->mu */
   int done;                /* its function has returned or failed */

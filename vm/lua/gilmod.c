@@ -96,7 +96,7 @@ static int g_spawn(lua_State *L) { return spawn(L, rt_current->spawn_kind); }
 
 /* gil.thread: a thread, under the GIL in gil and fork modes, with its own interpreter in nogil */
 static int g_thread(lua_State *L) {
-  return spawn(L, rt_current->spawn_kind == RT_FREE ? RT_FREE : RT_THREAD);
+  return spawn(L, rt_current->spawn_kind == RT_OWN_INTERP ? RT_OWN_INTERP : RT_THREAD);
 }
 
 /* gil.process: a forked process, in any mode */
