@@ -54,17 +54,17 @@ typedef struct rt_worker {
   int id;
   char name[64];
   rt_kind kind;
-  rt_interp *in;           /* the interpreter it runs in (threads; free workers: their own) */
+  rt_interp *interp;       /* the interpreter it runs in (threads; RT_OWN_INTERP: its own) */
   pthread_t tid;
   lua_State *L;            /* RT_THREAD: the Lua thread it runs */
   int thread_ref;          /* registry reference that keeps L alive */
-  gil_thread gt;           /* its identity and statistics for its GIL */
+  gil_thread gil_thread;   /* its identity and statistics for its GIL */
   atomic_int interrupt;    /* the eval breaker's request flag for this thread */
   uint64_t spawned_ns;     /* when spawn was called */
   uint64_t started_ns;     /* when its function started: start-up cost = started - spawned */
   uint64_t cpu_ns;         /* CPU time, measured when it ends */
   uint64_t blocked_ns;     /* GIL released while blocked: sleep, join, lock, queue */
-  uint64_t nogil_ns;        /* GIL released while running C code (gil.native(s, true)) */
+  uint64_t nogil_ns;       /* GIL released while running C code (gil.native(s, true)) */
   int nresults;            /* RT_THREAD: results left on L's stack */
   mar_buf in_globals;      /* RT_OWN_INTERP: the spawner's globals, encoded */
   mar_buf msg;             /* RT_OWN_INTERP: function and arguments; then (and RT_PROCESS) results */
@@ -75,9 +75,9 @@ typedef struct rt_worker {
   int fd;                  /* RT_PROCESS: read end of its pipe, -1 once closed */
   uint64_t maxrss_kb;      /* RT_PROCESS: its peak memory */
   unsigned long long bytes_copied;  /* RT_PROCESS: bytes its marshaller moved */
-  pid_t home;              /* the process whose worker it is: elsewhere, a copy (rt_foreign) */
+  pid_t home;              /* the process whose worker it is: elsewhere, a copy (rt_inherited) */
   int fd_slot;             /* RT_PROCESS: its index in runtime.piped while its pipe is open */
-  int owns_in;             /* RT_OWN_INTERP: `in` is its own interpreter, made by own_interp_main */
+  int owns_interp;         /* RT_OWN_INTERP: `interp` is its own interpreter, made by own_interp_main */
   ev_buf events;           /* its timeline, if the run records one; written by its own thread */
   /* under rt->mu */
   int done;                /* its function has returned or failed */
@@ -142,7 +142,7 @@ typedef struct runtime {
 } runtime;
 
 /* w is a copy of a worker of another process (a forked child's parent). */
-#define rt_foreign(rt, w) ((w)->home != (rt)->pid)
+#define rt_inherited(rt, w) ((w)->home != (rt)->pid)
 
 /* The runtime of this process (one per gilvm run). */
 extern runtime *rt_current;
