@@ -56,8 +56,6 @@ int compare_json_figure_names(const json_t *report, char **names, int max) {
 
 /* ---- the comparison ---- */
 
-static const char *const modes[] = { "gil", "nogil", "fork" };
-#define NMODES 3
 
 /* Describe where b's output first differs from a's; 0 if identical. */
 static int first_difference(const char *a, const char *b, char *buf, size_t len) {
@@ -79,15 +77,15 @@ static void print_table(FILE *f, child_run *runs, int nruns) {
   double gil_wall = jsonio_number(runs[0].json, "wall_s");
   fprintf(f, "\n  %-6s %10s %8s %10s %9s %10s %10s %10s %10s %5s\n", "mode", "wall", "speedup", "cpu",
           "parallel", "GIL wait", "start-up", "copied", "peak mem", "exit");
-  for (int m = 0; m < NMODES; m++) {
+  for (int m = 0; m < RT_NMODES; m++) {
     const json_t *j = runs[m].json;
     double wall = jsonio_number(j, "wall_s");
     if (m >= nruns) {
-      fprintf(f, "  %-6s   (not run: %s)\n", modes[m], child_stop_reason());
+      fprintf(f, "  %-6s   (not run: %s)\n", rt_mode_names[m], child_stop_reason());
       continue;
     }
     if (!j) {
-      fprintf(f, "  %-6s   (no figures: the run exited with status %d)\n", modes[m], runs[m].status);
+      fprintf(f, "  %-6s   (no figures: the run exited with status %d)\n", rt_mode_names[m], runs[m].status);
       continue;
     }
     double copied = jsonio_number(j, "bytes_copied");
@@ -97,7 +95,7 @@ static void print_table(FILE *f, child_run *runs, int nruns) {
     else if (copied >= 10240) snprintf(cp, sizeof cp, "%.1f kB", copied / 1024);
     else snprintf(cp, sizeof cp, "%.0f B", copied);
     snprintf(mm, sizeof mm, "%.1f MB", mem / 1048576);
-    fprintf(f, "  %-6s %10s %7.2fx %10s %8.2fx %10s %10s %10s %10s %5d\n", modes[m],
+    fprintf(f, "  %-6s %10s %7.2fx %10s %8.2fx %10s %10s %10s %10s %5d\n", rt_mode_names[m],
             clock_format((uint64_t)(wall * 1e9), a, sizeof a), wall > 0 ? gil_wall / wall : 0.0,
             clock_format((uint64_t)(jsonio_number(j, "cpu_s") * 1e9), b, sizeof b),
             jsonio_number(j, "parallelism"),
@@ -111,12 +109,12 @@ static void print_figures(FILE *f, child_run *runs) {
   char *names[32];
   int n = compare_json_figure_names(runs[0].json, names, 32);
   if (n == 0) return;
-  fprintf(f, "\n  %-24s %14s %14s %14s\n", "script figure", modes[0], modes[1], modes[2]);
+  fprintf(f, "\n  %-24s %14s %14s %14s\n", "script figure", rt_mode_names[0], rt_mode_names[1], rt_mode_names[2]);
   for (int i = 0; i < n; i++) {
     char *shown = compare_printable(strdup(names[i]));
     fprintf(f, "  %-24.24s", shown ? shown : "?");
     free(shown);
-    for (int m = 0; m < NMODES; m++) {
+    for (int m = 0; m < RT_NMODES; m++) {
       char *v = compare_json_figure(runs[m].json, names[i]);
       fprintf(f, " %14.14s", v ? v : "-");
       free(v);
@@ -129,22 +127,22 @@ static void print_figures(FILE *f, child_run *runs) {
 /* Returns 1 if the file could not be written (said on stderr). */
 static int write_json(const char *path, child_run *runs, int same, int stop) {
   json_t *o = json_pack("{s:b, s:s?, s:{s:O?, s:O?, s:O?}}", "stdout_identical", same, "stopped",
-                        stop ? child_stop_reason() : NULL, "modes", modes[0], runs[0].json, modes[1], runs[1].json,
-                        modes[2], runs[2].json);
+                        stop ? child_stop_reason() : NULL, "modes", rt_mode_names[0], runs[0].json, rt_mode_names[1], runs[1].json,
+                        rt_mode_names[2], runs[2].json);
   if (jsonio_write(path, o) == 0) return 0;
   fprintf(stderr, "gilvm: cannot write %s: %s\n", path, strerror(errno));
   return 1;
 }
 
 int compare_main(int argc, char **argv, const cli_options *o) {
-  child_run runs[NMODES];
+  child_run runs[RT_NMODES];
   memset(runs, 0, sizeof runs);
   int rc = 0, nruns = 0;
   child_signals_init();
-  for (int m = 0; m < NMODES && !child_stopped(); m++) {
+  for (int m = 0; m < RT_NMODES && !child_stopped(); m++) {
     const char *av[CHILD_ARGV_MAX];
-    child_argv(av, argc, argv, o, modes[m], NULL);
-    fprintf(stderr, "gilvm compare: running in %s mode...\n", modes[m]);
+    child_argv(av, argc, argv, o, rt_mode_names[m], NULL);
+    fprintf(stderr, "gilvm compare: running in %s mode...\n", rt_mode_names[m]);
     if (child_run_gilvm((char *const *)av, &runs[m]) != 0) {
       fprintf(stderr, "gilvm: cannot run %s: %s\n", argv[0], strerror(errno));
       for (int k = 0; k < m; k++) child_run_free(&runs[k]);
@@ -162,12 +160,12 @@ int compare_main(int argc, char **argv, const cli_options *o) {
   print_table(f, runs, nruns);
   print_figures(f, runs);
   int same = !stop;  /* a stopped run's output is cut short: no verdict */
-  for (int m = 1; m < NMODES && !stop; m++) {
+  for (int m = 1; m < RT_NMODES && !stop; m++) {
     char diff[200];
     if (runs[0].out && runs[m].out && first_difference(runs[0].out, runs[m].out, diff, sizeof diff)) {
       if (same) fputc('\n', f);
       same = 0;
-      fprintf(f, "  output differs: %s printed, at %s\n", modes[m], diff);
+      fprintf(f, "  output differs: %s printed, at %s\n", rt_mode_names[m], diff);
     }
   }
   if (stop) fprintf(f, "\n  stopped (%s): the output was not compared\n", child_stop_reason());
@@ -178,7 +176,7 @@ int compare_main(int argc, char **argv, const cli_options *o) {
                "   the script's header comment)\n");
   fprintf(f, "-------------------------------------------------------------------------------\n");
   if (o->json_path && write_json(o->json_path, runs, same, stop) && rc == 0) rc = EXIT_SCRIPT_ERROR;
-  for (int m = 0; m < NMODES; m++) child_run_free(&runs[m]);
+  for (int m = 0; m < RT_NMODES; m++) child_run_free(&runs[m]);
   if (stop) {
     fprintf(stderr, "gilvm: stopped: %s\n", child_stop_reason());
     rc = stop;

@@ -65,7 +65,7 @@ static int run_one(int argc, char **argv, const cli_options *o, sweep_run *r) {
     extra[4] = "--check-interval";
     extra[5] = check;
   }
-  child_argv(av, argc, argv, o, o->mode, extra);
+  child_argv(av, argc, argv, o, rt_mode_names[o->mode], extra);
   return child_run_gilvm((char *const *)av, &r->child);
 }
 
@@ -125,7 +125,7 @@ static void print_row(FILE *f, const sweep *s, const sweep_run *r) {
 
 static void print_table(FILE *f, const sweep *s) {
   const cli_options *o = s->o;
-  fprintf(f, "\n-- gilvm sweep: %s (mode %s, each run in a fresh process) ", o->script, o->mode);
+  fprintf(f, "\n-- gilvm sweep: %s (mode %s, each run in a fresh process) ", o->script, rt_mode_names[o->mode]);
   fprintf(f, "----------\n");
   print_header(f, s);
   for (int i = 0; i < s->ndone; i++) print_row(f, s, &s->runs[i]);
@@ -154,7 +154,7 @@ static int write_json(const char *path, const sweep *s) {
       runs = NULL;
     }
   }
-  return jsonio_write(path, json_pack("{s:o, s:s, s:o}", "script", jsonio_string(s->o->script), "mode", s->o->mode,
+  return jsonio_write(path, json_pack("{s:o, s:s, s:o}", "script", jsonio_string(s->o->script), "mode", rt_mode_names[s->o->mode],
                                       "runs", runs));
 }
 
@@ -374,7 +374,7 @@ static int write_svg(const char *path, const sweep *s) {
           width, height, width, height);
   fprintf(f, "<text x=\"%d\" y=\"28\" font-size=\"15\" font-weight=\"bold\">gilvm sweep: ", GAP);
   plot_svg_text(f, s->o->script);
-  fprintf(f, " (mode %s)</text>\n", s->o->mode);
+  fprintf(f, " (mode %s)</text>\n", rt_mode_names[s->o->mode]);
   svg_legend(f, s, 52);
   xscale xs = interval_scale(s);
   for (int i = 0; i < n; i++) {

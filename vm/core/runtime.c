@@ -105,7 +105,7 @@ static void on_gil_event(gil_thread *t, gil_event e, uint64_t now, void *arg) {
   switch (e) {
   case GIL_EV_WAIT: ev_record(&w->events, now, EV_STATE, ST_WAIT_GIL, 0); break;
   case GIL_EV_ACQUIRE: {
-    int own = strcmp(rt->mode, "nogil") == 0 || rt->is_child || w->interp != rt->interps[0];
+    int own = rt->mode == RT_MODE_NOGIL || rt->is_child || w->interp != rt->interps[0];
     ev_record(&w->events, now, EV_STATE, own ? ST_RUN_OWN : ST_RUN_GIL, 0);
     break;
   }
@@ -278,13 +278,13 @@ static void init_sync(runtime *rt) {
   PT_CHECK(pthread_condattr_destroy(&ca));
 }
 
-runtime *rt_create(const rt_host *host, const char *mode, const char *policy, uint64_t interval_ns,
+runtime *rt_create(const rt_host *host, rt_mode mode, const char *policy, uint64_t interval_ns,
                    int check_interval) {
   runtime *rt = calloc(1, sizeof *rt);
   if (!rt) return NULL;
   if (host) rt->host = *host;
   rt->mode = mode;
-  rt->spawn_kind = strcmp(mode, "nogil") == 0 ? RT_OWN_INTERP : strcmp(mode, "fork") == 0 ? RT_PROCESS : RT_THREAD;
+  rt->spawn_kind = mode == RT_MODE_NOGIL ? RT_OWN_INTERP : mode == RT_MODE_FORK ? RT_PROCESS : RT_THREAD;
   rt->policy = policy;
   rt->interval_ns = interval_ns;
   rt->stop_reason = "";

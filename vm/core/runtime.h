@@ -28,10 +28,12 @@
 #include "events.h"
 #include "gil.h"
 #include "marshal.h"
+#include "rt_mode.h"
 #include "shared.h"
 #include "snapshot.h"
 
 typedef enum rt_kind { RT_THREAD, RT_OWN_INTERP, RT_PROCESS } rt_kind;
+
 
 typedef enum rt_block {  /* why a thread has released the GIL */
   RT_BLOCK_SLEEP, RT_BLOCK_JOIN, RT_BLOCK_LOCK, RT_BLOCK_QUEUE, RT_BLOCK_NATIVE, RT_BLOCK_NKINDS
@@ -95,7 +97,7 @@ typedef struct rt_host {
 } rt_host;
 
 typedef struct runtime {
-  const char *mode;          /* "gil", "nogil", "fork" */
+  rt_mode mode;
   rt_kind spawn_kind;        /* what gil.spawn makes in this mode */
   const char *policy;
   uint64_t interval_ns;
@@ -153,7 +155,7 @@ pid_t rt_pid(void);
 /* The GIL of the calling worker's interpreter. */
 gil_t *rt_gil(void);
 
-runtime *rt_create(const rt_host *host, const char *mode, const char *policy, uint64_t interval_ns,
+runtime *rt_create(const rt_host *host, rt_mode mode, const char *policy, uint64_t interval_ns,
                    int check_interval);
 /* Close the interpreters (main's GIL taken: __gc metamethods may run Lua) and free it all. */
 void rt_destroy(runtime *rt);

@@ -10,6 +10,7 @@
 
 #include "events.h"
 #include "gil.h"
+#include "rt_mode.h"
 
 /* Workers with ids below this are never released: the report shows them
    row by row (a small script's report is complete); later ones are summed. */
@@ -48,7 +49,8 @@ typedef struct snap_worker {  /* one worker of this process, as it ended */
 } snap_worker;
 
 typedef struct rt_snapshot {
-  const char *mode, *policy;
+  rt_mode mode;
+  const char *policy;
   uint64_t interval_ns;
   int check_interval;
   uint64_t start_ns, end_ns, cpu_ns;

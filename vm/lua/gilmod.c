@@ -175,7 +175,7 @@ static int g_getswitchinterval(lua_State *L) {
 }
 
 static int g_mode(lua_State *L) {
-  lua_pushstring(L, rt_current->mode);
+  lua_pushstring(L, rt_mode_names[rt_current->mode]);
   return 1;
 }
 

@@ -109,13 +109,13 @@ static void print_rest(FILE *f, const rt_snapshot *s) {
 static void print_gil(FILE *f, const report_run *r) {
   char a[24], b[24], c[24];
   const gil_stats *st = &r->gil;
-  if (strcmp(r->mode, "nogil") == 0) {
+  if (r->mode == RT_MODE_NOGIL) {
     fprintf(f, "  no shared GIL: each interpreter has its own, and nobody else ever wants it\n");
     fprintf(f, "  interpreters' GILs: switches %llu   drop requests %llu\n",
             (unsigned long long)st->switches, (unsigned long long)st->drop_requests);
     return;
   }
-  if (strcmp(r->mode, "fork") == 0)
+  if (r->mode == RT_MODE_FORK)
     fprintf(f, "  the main process's GIL (each process has its own):\n");
   fprintf(f, "  GIL held %.1f%%   contended %.1f%%   switches %llu (forced %llu)   drop requests %llu\n",
           pct(st->held_ns, r->wall_ns), pct(st->contended_ns, r->wall_ns),
@@ -146,7 +146,7 @@ void report_print(FILE *f, const report_run *r) {
   const rt_snapshot *s = r->run;
   char a[24], b[24], c[24];
   fprintf(f, "\n-- gilvm report --------------------------------------------------------------\n");
-  fprintf(f, "  mode %s   gil %s   switch interval %s", r->mode, r->policy,
+  fprintf(f, "  mode %s   gil %s   switch interval %s", rt_mode_names[r->mode], r->policy,
           clock_format(r->interval_ns, a, sizeof a));
   if (r->check_interval > 0) fprintf(f, "   check interval %d", r->check_interval);
   fprintf(f, "\n  wall %s   cpu %s   parallelism %.2fx\n", clock_format(r->wall_ns, a, sizeof a),
@@ -215,7 +215,7 @@ int report_json(const char *path, const report_run *r) {
     }
   json_t *o = json_pack(
     "{s:s, s:s, s:o, s:i, s:o, s:o, s:f, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:i, s:o, s:I, s:I}",
-    "mode", r->mode, "gil", r->policy, "switch_interval_s", jsonio_seconds(r->interval_ns),
+    "mode", rt_mode_names[r->mode], "gil", r->policy, "switch_interval_s", jsonio_seconds(r->interval_ns),
     "check_interval", r->check_interval, "wall_s", jsonio_seconds(r->wall_ns), "cpu_s", jsonio_seconds(r->cpu_ns),
     "parallelism", round(r->parallelism * 1e4) / 1e4,  /* as the report prints it, and more */
     "gil_held_s", jsonio_seconds(g->held_ns), "gil_wait_s", jsonio_seconds(g->wait_ns),

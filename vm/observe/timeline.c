@@ -173,7 +173,7 @@ int timeline_build(const rt_snapshot *s, const char *script, timeline *tl) {
   tl->t1 = s->end_ns > s->start_ns ? s->end_ns : clock_now_ns();
   char a[24];
   snprintf(tl->title, sizeof tl->title, "%s: mode %s, gil %s, switch interval %s", script ? script : "(-e)",
-           s->mode, s->policy, clock_format(s->interval_ns, a, sizeof a));
+           rt_mode_names[s->mode], s->policy, clock_format(s->interval_ns, a, sizeof a));
   int nids = 0;  /* worker ids: every track's, and what drop requests name */
   for (int i = 0; i < s->nworkers; i++)
     if (s->workers[i].id >= nids) nids = s->workers[i].id + 1;
