@@ -359,11 +359,12 @@ static int set_option(int f, const char *v, cli_options *o) {
   case F_SVG: o->svg_path = v; break;
   case F_TIMELINE: o->timeline = 1; break;
   case F_BINARY: o->binary = 1; break;
-  case F_MODE:
-    if (strcmp(v, "gil") != 0 && strcmp(v, "nogil") != 0 && strcmp(v, "fork") != 0)
-      return usage_error("unknown mode '%s' (expected gil, nogil or fork)", v);
-    o->mode = v;
+  case F_MODE: {
+    int m = rt_mode_parse(v);
+    if (m < 0) return usage_error("unknown mode '%s' (expected gil, nogil or fork)", v);
+    o->mode = (rt_mode)m;
     break;
+  }
   case F_SWITCH: return parse_intervals(v, o) ? EXIT_USAGE : -1;
   case F_GIL: return parse_policies(v, o) ? EXIT_USAGE : -1;
   case F_CHECK: {
@@ -478,7 +479,7 @@ static int check_sweep(cli_options *o) {
 int cli_parse(int argc, char **argv, cli_options *o) {
   memset(o, 0, sizeof *o);
   o->command = "run";
-  o->mode = "gil";
+  o->mode = RT_MODE_GIL;
   o->policy = gil_policy_at(0)->name;
   int shift = argc > 1 && (strcmp(argv[1], "run") == 0 || strcmp(argv[1], "compare") == 0 ||
                            strcmp(argv[1], "sweep") == 0);
@@ -499,8 +500,8 @@ int cli_parse(int argc, char **argv, cli_options *o) {
   }
   if (strcmp(o->command, "compare") == 0 && !o->script)
     return usage_error("compare needs a script file%s", "");
-  if (strcmp(o->command, "compare") == 0 && strcmp(o->mode, "gil") != 0)
-    return usage_error("compare runs every mode: drop -m %s", o->mode);
+  if (strcmp(o->command, "compare") == 0 && o->mode != RT_MODE_GIL)
+    return usage_error("compare runs every mode: drop -m %s", rt_mode_names[o->mode]);
   if (strcmp(o->command, "compare") == 0 && (o->trace_path || o->svg_path || o->timeline))
     return usage_error("%s draws one run: use it with 'gilvm run', not compare",
                        o->trace_path ? "--trace" : o->svg_path ? "--svg" : "--timeline");

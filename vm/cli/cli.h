@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "exits.h"     /* EXIT_USAGE and the others */
+#include "rt_mode.h"
 
 #define CLI_LIST_MAX 16       /* items in a sweep list */
 
@@ -16,7 +17,7 @@ typedef struct cli_list {   /* a comma list as given: "0.5ms,1ms" -> "0.5ms", "1
 
 typedef struct cli_options {
   const char *command;      /* "run", "compare", "sweep" */
-  const char *mode;         /* "gil" */
+  rt_mode mode;             /* RT_MODE_GIL */
   const char *policy;       /* a name gil_policy_find() knows */
   uint64_t interval_ns;     /* 0: the policy's default */
   int check_interval;       /* 0: the policy's default */

@@ -3,7 +3,7 @@
  * does to one script.
  *
  * Each (policy, interval) pair runs in a fresh gilvm process, exactly as
- * `compare` runs each mode (compare_run_child: `gilvm run -q --json TMP`),
+ * `compare` runs each mode (vm/cli/child.c: `gilvm run -q --json PIPE`),
  * so no run inherits another's threads, caches or heap. The figures are
  * read back from each run's JSON, never re-measured here.
  *
@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "child.h"
 #include "clock.h"
 #include "compare.h"
 #include "gil.h"
@@ -56,26 +57,16 @@ typedef struct sweep {
 
 /* gilvm -m MODE -g POLICY -s INTERVAL [--check-interval N] <forwarded options> -- script args */
 static int run_one(int argc, char **argv, const cli_options *o, sweep_run *r) {
-  const char *av[128];
+  const char *av[CHILD_ARGV_MAX];
   char check[16];
-  int n = 0;
-  av[n++] = argv[0];
-  av[n++] = "-m";
-  av[n++] = o->mode;
-  av[n++] = "-g";
-  av[n++] = r->policy;
-  av[n++] = "-s";
-  av[n++] = r->interval;
+  const char *extra[7] = { "-g", r->policy, "-s", r->interval, NULL };
   if (o->check_interval && gil_policy_find(r->policy)->default_check_interval > 0) {
     snprintf(check, sizeof check, "%d", o->check_interval);
-    av[n++] = "--check-interval";
-    av[n++] = check;
+    extra[4] = "--check-interval";
+    extra[5] = check;
   }
-  for (int i = 0; i < o->nfwd && n < 100; i++) av[n++] = o->fwd[i];
-  av[n++] = "--";
-  for (int i = o->script_index; i < argc && n < 127; i++) av[n++] = argv[i];
-  av[n] = NULL;
-  return compare_run_child((char *const *)av, &r->child);
+  child_argv(av, argc, argv, o, rt_mode_names[o->mode], extra);
+  return child_run_gilvm((char *const *)av, &r->child);
 }
 
 static double num(const sweep_run *r, const char *key) { return jsonio_number(r->child.json, key); }
@@ -134,7 +125,7 @@ static void print_row(FILE *f, const sweep *s, const sweep_run *r) {
 
 static void print_table(FILE *f, const sweep *s) {
   const cli_options *o = s->o;
-  fprintf(f, "\n-- gilvm sweep: %s (mode %s, each run in a fresh process) ", o->script, o->mode);
+  fprintf(f, "\n-- gilvm sweep: %s (mode %s, each run in a fresh process) ", o->script, rt_mode_names[o->mode]);
   fprintf(f, "----------\n");
   print_header(f, s);
   for (int i = 0; i < s->ndone; i++) print_row(f, s, &s->runs[i]);
@@ -163,7 +154,7 @@ static int write_json(const char *path, const sweep *s) {
       runs = NULL;
     }
   }
-  return jsonio_write(path, json_pack("{s:o, s:s, s:o}", "script", jsonio_string(s->o->script), "mode", s->o->mode,
+  return jsonio_write(path, json_pack("{s:o, s:s, s:o}", "script", jsonio_string(s->o->script), "mode", rt_mode_names[s->o->mode],
                                       "runs", runs));
 }
 
@@ -383,7 +374,7 @@ static int write_svg(const char *path, const sweep *s) {
           width, height, width, height);
   fprintf(f, "<text x=\"%d\" y=\"28\" font-size=\"15\" font-weight=\"bold\">gilvm sweep: ", GAP);
   plot_svg_text(f, s->o->script);
-  fprintf(f, " (mode %s)</text>\n", s->o->mode);
+  fprintf(f, " (mode %s)</text>\n", rt_mode_names[s->o->mode]);
   svg_legend(f, s, 52);
   xscale xs = interval_scale(s);
   for (int i = 0; i < n; i++) {
@@ -401,8 +392,8 @@ int sweep_main(int argc, char **argv, const cli_options *o) {
   s.runs = calloc((size_t)s.nruns, sizeof *s.runs);
   if (!s.runs) return 1;
   int rc = 0;
-  compare_signals_init();
-  for (int i = 0; i < s.nruns && !compare_stopped(); i++) {
+  child_signals_init();
+  for (int i = 0; i < s.nruns && !child_stopped(); i++) {
     sweep_run *r = &s.runs[i];
     r->policy = o->policies.item[i / o->intervals.n];
     r->interval = o->intervals.item[i % o->intervals.n];
@@ -414,9 +405,9 @@ int sweep_main(int argc, char **argv, const cli_options *o) {
       break;
     }
     s.ndone = i + 1;
-    rc = compare_fold_status(rc, r->child.status);
+    rc = child_fold_status(rc, r->child.status);
   }
-  int stop = compare_stopped();
+  int stop = child_stopped();
   if (s.ndone > 0) {
     if (s.runs[0].child.out) fputs(s.runs[0].child.out, stdout);
     fflush(stdout);
@@ -429,10 +420,10 @@ int sweep_main(int argc, char **argv, const cli_options *o) {
     if (failed && rc == 0) rc = EXIT_SCRIPT_ERROR;
   }
   if (stop) {
-    fprintf(stderr, "gilvm: stopped: %s\n", compare_stop_reason());
+    fprintf(stderr, "gilvm: stopped: %s\n", child_stop_reason());
     rc = stop;
   }
-  for (int i = 0; i < s.nruns; i++) compare_free_child(&s.runs[i].child);
+  for (int i = 0; i < s.nruns; i++) child_run_free(&s.runs[i].child);
   for (int k = 0; k < s.nfigures; k++) free(s.figures[k]);
   free(s.runs);
   return rc;

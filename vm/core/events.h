@@ -18,7 +18,7 @@
 typedef enum ev_state {
   ST_IDLE,       /* not running Lua: starting, finished, or between two states */
   ST_RUN_GIL,    /* running Lua holding the shared GIL */
-  ST_RUN_FREE,   /* running Lua in an interpreter of its own (nogil, or a process) */
+  ST_RUN_OWN,   /* running Lua in an interpreter of its own (nogil, or a process) */
   ST_WAIT_GIL,   /* waiting to take the GIL */
   ST_SLEEP,      /* blocked in gil.sleep, GIL released */
   ST_JOIN,       /* blocked joining a worker */

@@ -20,7 +20,7 @@
  * when the last handle of a joined worker is collected, its figures are
  * summed into rt->gone and everything is freed (the first RT_KEEP_RECORDS
  * keep their record, for the report's rows, and free the rest). A forked
- * child treats its parent's records as foreign by pid (nothing to walk),
+ * child treats its parent's records as inherited (home is another pid: nothing to walk),
  * and watches a parent-liveness pipe so that it dies with its parent.
  *
  * Stopping (timeout, Ctrl-C) never depends on a thread's good will alone:
@@ -59,7 +59,7 @@ size_t rt_arena_size;
 static _Thread_local rt_worker *self_worker;
 
 rt_worker *rt_self(void) { return self_worker; }
-gil_t *rt_gil(void) { return self_worker->in->gil; }
+gil_t *rt_gil(void) { return self_worker->interp->gil; }
 pid_t rt_pid(void) { return rt_current ? rt_current->pid : getpid(); }
 
 /* ---- the GIL's callbacks: how a drop request reaches the holder ---- */
@@ -74,7 +74,7 @@ static void on_drop_request(gil_thread *holder, void *arg) {
    Lua (the state may be closing). It lets go and waits for the end. */
 static void park_if_exiting(rt_worker *w) {
   if (!atomic_load(&w->rt->exiting) || w->rt->exiter == w) return;
-  gil_drop(w->in->gil, &w->gt);
+  gil_drop(w->interp->gil, &w->gil_thread);
   for (;;) pause();
 }
 
@@ -88,9 +88,9 @@ static void checkpoint(lua_State *L) {
     breaker_arm_every(L, 1000);
     luaL_error(L, "%s", rt->stop_reason);
   }
-  gil_t *g = w->in->gil;
+  gil_t *g = w->interp->gil;
   if (gil_should_yield(g)) {  /* asked to, or the policy's own rule (legacy: anyone waits) */
-    gil_yield(g, &w->gt);
+    gil_yield(g, &w->gil_thread);
     park_if_exiting(w);
   }
 }
@@ -105,8 +105,8 @@ static void on_gil_event(gil_thread *t, gil_event e, uint64_t now, void *arg) {
   switch (e) {
   case GIL_EV_WAIT: ev_record(&w->events, now, EV_STATE, ST_WAIT_GIL, 0); break;
   case GIL_EV_ACQUIRE: {
-    int own = strcmp(rt->mode, "nogil") == 0 || rt->is_child || w->in != rt->interps[0];
-    ev_record(&w->events, now, EV_STATE, own ? ST_RUN_FREE : ST_RUN_GIL, 0);
+    int own = rt->mode == RT_MODE_NOGIL || rt->is_child || w->interp != rt->interps[0];
+    ev_record(&w->events, now, EV_STATE, own ? ST_RUN_OWN : ST_RUN_GIL, 0);
     break;
   }
   case GIL_EV_RELEASE: ev_record(&w->events, now, EV_STATE, ST_IDLE, 0); break;
@@ -130,38 +130,38 @@ static const ev_state block_state[RT_BLOCK_NKINDS] = {
 /* ---- interpreters and worker records ---- */
 
 static rt_interp *new_interp(runtime *rt) {
-  rt_interp *in = calloc(1, sizeof *in);
-  if (!in) return NULL;
-  in->gil = gil_create(rt->policy, rt->interval_ns, on_drop_request, rt);
-  in->L = luaL_newstate();
-  if (!in->gil || !in->L) {
-    if (in->L) lua_close(in->L);
-    gil_destroy(in->gil);
-    free(in);
+  rt_interp *interp = calloc(1, sizeof *interp);
+  if (!interp) return NULL;
+  interp->gil = gil_create(rt->policy, rt->interval_ns, on_drop_request, rt);
+  interp->L = luaL_newstate();
+  if (!interp->gil || !interp->L) {
+    if (interp->L) lua_close(interp->L);
+    gil_destroy(interp->gil);
+    free(interp);
     return NULL;
   }
-  if (rt->recording) gil_set_event_fn(in->gil, on_gil_event, rt);
-  luaL_openlibs(in->L);
-  if (rt->host.open) rt->host.open(in->L);
+  if (rt->recording) gil_set_event_fn(interp->gil, on_gil_event, rt);
+  luaL_openlibs(interp->L);
+  if (rt->host.open) rt->host.open(interp->L);
   PT_CHECK(pthread_mutex_lock(&rt->mu));
-  int err = VEC_PUSH(rt->interps, rt->ninterps, rt->icap, in);
+  int err = VEC_PUSH(rt->interps, rt->ninterps, rt->icap, interp);
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
   if (err) {
-    lua_close(in->L);
-    gil_destroy(in->gil);
-    free(in);
+    lua_close(interp->L);
+    gil_destroy(interp->gil);
+    free(interp);
     return NULL;
   }
-  return in;
+  return interp;
 }
 
-static rt_worker *new_worker(runtime *rt, rt_kind kind, rt_interp *in) {
+static rt_worker *new_worker(runtime *rt, rt_kind kind, rt_interp *interp) {
   rt_worker *w = calloc(1, sizeof *w);
   if (!w) return NULL;
   w->rt = rt;
   w->kind = kind;
-  w->in = in;
-  w->gt.owner = w;
+  w->interp = interp;
+  w->gil_thread.owner = w;
   w->thread_ref = LUA_NOREF;
   w->fd = w->fd_slot = -1;
   w->home = rt->pid;
@@ -197,12 +197,12 @@ static void retire(runtime *rt, rt_worker *w) {
   t->n++;
   t->failed += w->error != NULL;
   t->cpu_ns += w->cpu_ns;
-  t->hold_ns += w->gt.hold_ns;
-  t->wait_ns += w->gt.wait_ns;
-  t->acquisitions += w->gt.acquisitions;
-  t->forced_drops += w->gt.forced_drops;
+  t->hold_ns += w->gil_thread.hold_ns;
+  t->wait_ns += w->gil_thread.wait_ns;
+  t->acquisitions += w->gil_thread.acquisitions;
+  t->forced_drops += w->gil_thread.forced_drops;
   t->blocked_ns += w->blocked_ns;
-  t->free_ns += w->free_ns;
+  t->nogil_ns += w->nogil_ns;
   if (w->started_ns > w->spawned_ns) t->startup_ns += w->started_ns - w->spawned_ns;
   t->maxrss_kb += w->maxrss_kb;
   t->events_dropped += w->events.dropped;
@@ -216,12 +216,12 @@ static void retire(runtime *rt, rt_worker *w) {
     }
   assert(rt->nworkers == was - 1);  /* retired once: a second retire would not find it */
   (void)was;
-  if (!w->owns_in) return;
+  if (!w->owns_interp) return;
   gil_stats s;
-  gil_stats_get(w->in->gil, &s);
+  gil_stats_get(w->interp->gil, &s);
   add_gil_stats(&t->gil, &s);
   for (int i = 1; i < rt->ninterps; i++)
-    if (rt->interps[i] == w->in) {
+    if (rt->interps[i] == w->interp) {
       rt->interps[i] = rt->interps[--rt->ninterps];
       break;
     }
@@ -239,9 +239,9 @@ static void shed(lua_State *L, rt_worker *w) {
 
 static void free_worker(lua_State *L, rt_worker *w) {
   shed(L, w);
-  if (w->owns_in) {
-    gil_destroy(w->in->gil);
-    free(w->in);
+  if (w->owns_interp) {
+    gil_destroy(w->interp->gil);
+    free(w->interp);
   }
   free(w->error);
   ev_free(&w->events);
@@ -259,7 +259,7 @@ void rt_handle_gone(lua_State *L, rt_worker *w) {
   if (!rt || rt->closing) return;
   PT_CHECK(pthread_mutex_lock(&rt->mu));
   assert(w->handles > 0);  /* one rt_handle_new per handle: the count never goes below 0 */
-  int idle = --w->handles == 0 && w->joined && w->reaped && w->id != 0 && !rt_foreign(rt, w) && w != self_worker;
+  int idle = --w->handles == 0 && w->joined && w->reaped && w->id != 0 && !rt_inherited(rt, w) && w != self_worker;
   int release = idle && w->id >= RT_KEEP_RECORDS && !rt->keep_all;
   if (release) retire(rt, w);
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
@@ -278,13 +278,13 @@ static void init_sync(runtime *rt) {
   PT_CHECK(pthread_condattr_destroy(&ca));
 }
 
-runtime *rt_create(const rt_host *host, const char *mode, const char *policy, uint64_t interval_ns,
+runtime *rt_create(const rt_host *host, rt_mode mode, const char *policy, uint64_t interval_ns,
                    int check_interval) {
   runtime *rt = calloc(1, sizeof *rt);
   if (!rt) return NULL;
   if (host) rt->host = *host;
   rt->mode = mode;
-  rt->spawn_kind = strcmp(mode, "nogil") == 0 ? RT_FREE : strcmp(mode, "fork") == 0 ? RT_PROCESS : RT_THREAD;
+  rt->spawn_kind = mode == RT_MODE_NOGIL ? RT_OWN_INTERP : mode == RT_MODE_FORK ? RT_PROCESS : RT_THREAD;
   rt->policy = policy;
   rt->interval_ns = interval_ns;
   rt->stop_reason = "";
@@ -300,18 +300,18 @@ runtime *rt_create(const rt_host *host, const char *mode, const char *policy, ui
   mar_init();  /* before any fork: children must share the key that authenticates bytecode */
   /* the shared objects' arena, before any interpreter (host->open) or worker */
   if (shm_arena_create(rt_arena_size, &rt->arena) != SHM_OK) rt->arena = NULL;
-  rt_interp *in = new_interp(rt);
-  if (!in) {
+  rt_interp *interp = new_interp(rt);
+  if (!interp) {
     free(rt);
     return NULL;
   }
-  if (check_interval > 0) gil_set_check_interval(in->gil, check_interval);
-  breaker_set_resting(gil_check_interval(in->gil));
+  if (check_interval > 0) gil_set_check_interval(interp->gil, check_interval);
+  breaker_set_resting(gil_check_interval(interp->gil));
   breaker_init(checkpoint);
-  rt_worker *main = new_worker(rt, RT_THREAD, in);  /* worker 0 is the main thread */
+  rt_worker *main = new_worker(rt, RT_THREAD, interp);  /* worker 0 is the main thread */
   strcpy(main->name, "main");
   main->tid = pthread_self();
-  main->L = in->L;
+  main->L = interp->L;
   main->reaped = 1;  /* nobody pthread_joins the main thread */
   self_worker = main;
   rt->start_ns = main->started_ns = clock_now_ns();
@@ -324,7 +324,7 @@ lua_State *rt_main_state(runtime *rt) { return rt->interps[0]->L; }
 
 void rt_destroy(runtime *rt) {
   if (!rt) return;
-  gil_take(rt->interps[0]->gil, &rt->workers[0]->gt);  /* __gc metamethods may run Lua code */
+  gil_take(rt->interps[0]->gil, &rt->workers[0]->gil_thread);  /* __gc metamethods may run Lua code */
   rt->closing = 1;  /* the handles' __gc, run by lua_close below, must not touch a record */
   for (int i = 0; i < rt->nworkers; i++) {
     rt_worker *w = rt->workers[i];
@@ -401,7 +401,7 @@ static void finish(rt_worker *w) {
 
 /* Take w's GIL and attach the eval breaker to L: every worker's first steps. */
 static void enter(rt_worker *w, lua_State *L) {
-  gil_take(w->in->gil, &w->gt);
+  gil_take(w->interp->gil, &w->gil_thread);
   park_if_exiting(w);
   breaker_attach(L, &w->interrupt);
   breaker_rest(L);
@@ -414,7 +414,7 @@ int rt_run_main(runtime *rt, int (*body)(lua_State *L, void *arg), void *arg) {
   w->cpu_ns = clock_thread_cpu_ns() - w->cpu_ns;
   breaker_attach(NULL, NULL);
   lua_sethook(w->L, NULL, 0, 0);
-  gil_drop(w->in->gil, &w->gt);
+  gil_drop(w->interp->gil, &w->gil_thread);
   return rc;
 }
 
@@ -426,11 +426,11 @@ static void *thread_main(void *arg) {
   enter(w, w->L);
   if (run_function(w, w->L, 1)) w->nresults = lua_gettop(w->L);
   finish(w);
-  gil_drop(w->in->gil, &w->gt);
+  gil_drop(w->interp->gil, &w->gil_thread);
   return NULL;
 }
 
-/* ---- RT_FREE ---- */
+/* ---- RT_OWN_INTERP ---- */
 
 static void fail(rt_worker *w, const char *what, const char *err) {
   size_t n = strlen(what) + strlen(err) + 3;
@@ -438,19 +438,19 @@ static void fail(rt_worker *w, const char *what, const char *err) {
   if (w->error) snprintf(w->error, n, "%s: %s", what, err);
 }
 
-static void *free_main(void *arg) {
+static void *own_interp_main(void *arg) {
   rt_worker *w = arg;
   runtime *rt = w->rt;
   self_worker = w;
   char err[256];
-  w->in = new_interp(rt);
-  if (!w->in) {
+  w->interp = new_interp(rt);
+  if (!w->interp) {
     w->error = strdup("cannot create an interpreter (out of memory)");
     finish(w);
     return NULL;
   }
-  w->owns_in = 1;
-  lua_State *L = w->in->L;
+  w->owns_interp = 1;
+  lua_State *L = w->interp->L;
   enter(w, L);
   if (mar_decode(L, w->in_globals.data, w->in_globals.len, err, sizeof err) != 1) {
     fail(w, "cannot copy the globals into the new interpreter", err);
@@ -473,9 +473,9 @@ static void *free_main(void *arg) {
   }
   mar_buf_free(&w->in_globals);
   lua_close(L);  /* results travel as bytes: the interpreter is not needed any more */
-  w->in->L = NULL;
+  w->interp->L = NULL;
   finish(w);
-  gil_drop(w->in->gil, &w->gt);
+  gil_drop(w->interp->gil, &w->gil_thread);
   return NULL;
 }
 
@@ -583,7 +583,7 @@ static void die_with_parent(runtime *rt) {
 }
 
 /* In the child: only the forking thread survived. Make the runtime fit that:
-   O(1) in the workers before it (their records are foreign by pid). */
+   O(1) in the workers before it (their records are inherited: home is another pid). */
 static void become_child(runtime *rt, rt_worker *w) {
   init_sync(rt);
   clearerr(stdout);  /* report only this process's own write errors */
@@ -597,7 +597,7 @@ static void become_child(runtime *rt, rt_worker *w) {
   rt->npiped = 0;
   die_with_parent(rt);
   w->tid = pthread_self();
-  gil_after_fork(w->in->gil, &w->gt);
+  gil_after_fork(w->interp->gil, &w->gil_thread);
   self_worker = w;
   sigset_t set;
   sigemptyset(&set);
@@ -615,7 +615,7 @@ static void child_main(lua_State *L, rt_worker *w, int idx, int n, int fd) {
   become_child(rt, w);
   unsigned long long enc0, dec0;  /* the parent's counts so far are not ours */
   mar_counters(&enc0, &dec0);
-  if (rt->recording) ev_record(&w->events, clock_now_ns(), EV_STATE, ST_RUN_FREE, 0);
+  if (rt->recording) ev_record(&w->events, clock_now_ns(), EV_STATE, ST_RUN_OWN, 0);
   breaker_attach(L, &w->interrupt);
   breaker_rest(L);
   int base = lua_gettop(L) + 1;
@@ -628,14 +628,14 @@ static void child_main(lua_State *L, rt_worker *w, int idx, int n, int fd) {
     ok = 0;
   }
   breaker_attach(NULL, NULL);
-  gil_drop(w->in->gil, &w->gt);
+  gil_drop(w->interp->gil, &w->gil_thread);
   rt_wait_all(rt);  /* threads this process started */
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   rt_child_figures f = {
     .cpu_ns = clock_process_cpu_ns(), .started_ns = w->started_ns, .maxrss_kb = (uint64_t)ru.ru_maxrss,
-    .acquisitions = w->gt.acquisitions, .forced_drops = w->gt.forced_drops, .wait_ns = w->gt.wait_ns,
-    .hold_ns = w->gt.hold_ns, .blocked_ns = w->blocked_ns, .free_ns = w->free_ns,
+    .acquisitions = w->gil_thread.acquisitions, .forced_drops = w->gil_thread.forced_drops, .wait_ns = w->gil_thread.wait_ns,
+    .hold_ns = w->gil_thread.hold_ns, .blocked_ns = w->blocked_ns, .nogil_ns = w->nogil_ns,
   };
   mar_counters(&f.bytes_encoded, &f.bytes_decoded);
   f.bytes_encoded -= enc0;
@@ -754,12 +754,12 @@ static void settle_child(rt_worker *w, mar_buf *raw) {
   w->cpu_ns = f.cpu_ns;
   w->started_ns = f.started_ns;
   w->maxrss_kb = f.maxrss_kb;
-  w->gt.acquisitions = f.acquisitions;
-  w->gt.forced_drops = f.forced_drops;
-  w->gt.wait_ns = f.wait_ns;
-  w->gt.hold_ns = f.hold_ns;
+  w->gil_thread.acquisitions = f.acquisitions;
+  w->gil_thread.forced_drops = f.forced_drops;
+  w->gil_thread.wait_ns = f.wait_ns;
+  w->gil_thread.hold_ns = f.hold_ns;
   w->blocked_ns = f.blocked_ns;
-  w->free_ns = f.free_ns;
+  w->nogil_ns = f.nogil_ns;
   w->bytes_copied = f.bytes_encoded + f.bytes_decoded;
   if (st == 0) {
     mar_buf_free(&w->msg);
@@ -876,14 +876,14 @@ rt_worker *rt_spawn(lua_State *L, rt_kind kind, int idx, int n) {
   runtime *rt = rt_current;
   rt_check_stop(L);
   luaL_checkstack(L, n + 8, "too many arguments");
-  rt_worker *w = new_worker(rt, kind, self_worker->in);
+  rt_worker *w = new_worker(rt, kind, self_worker->interp);
   if (!w) luaL_error(L, "out of memory");
   name_worker(L, idx, w);
   if (kind == RT_PROCESS) {
     atomic_store(&rt->forked, 1);  /* before the fork: the child inherits it too */
     return spawn_process(L, w, idx, n);
   }
-  if (kind == RT_FREE) {
+  if (kind == RT_OWN_INTERP) {
     char err[256];
     encode_globals(L, &w->in_globals);
     if (mar_encode(L, idx, n, "argument", &w->msg, err, sizeof err) != 0) {
@@ -892,7 +892,7 @@ rt_worker *rt_spawn(lua_State *L, rt_kind kind, int idx, int n) {
       PT_CHECK(pthread_mutex_unlock(&rt->mu));
       luaL_error(L, "cannot start a thread with its own interpreter: %s", err);
     }
-    start_pthread(L, w, free_main);
+    start_pthread(L, w, own_interp_main);
     return w;
   }
   lua_State *T = lua_newthread(L);
@@ -919,7 +919,7 @@ static void reap(runtime *rt, rt_worker *w) {
 int rt_join(lua_State *L, rt_worker *w, int64_t timeout_ns) {
   runtime *rt = rt_current;
   rt_worker *me = self_worker;
-  if (rt_foreign(rt, w)) luaL_error(L, "'%s' belongs to the parent process: it cannot be joined here", w->name);
+  if (rt_inherited(rt, w)) luaL_error(L, "'%s' belongs to the parent process: it cannot be joined here", w->name);
   uint64_t began = rt_block_begin(me, RT_BLOCK_JOIN);
   uint64_t deadline = timeout_ns >= 0 ? clock_now_ns() + (uint64_t)timeout_ns + 1 : 0;
   int done;
@@ -981,17 +981,17 @@ void rt_sleep(lua_State *L, uint64_t ns) {
 uint64_t rt_block_begin(rt_worker *self, rt_block kind) {
   assert(self == self_worker && kind < RT_BLOCK_NKINDS);  /* only a thread drops its own GIL */
   uint64_t now = clock_now_ns();
-  gil_drop(self->in->gil, &self->gt);
+  gil_drop(self->interp->gil, &self->gil_thread);
   if (self->rt->recording) ev_record(&self->events, clock_now_ns(), EV_STATE, block_state[kind], 0);
   return now;
 }
 
 void rt_block_end(rt_worker *self, rt_block kind, uint64_t began) {
   assert(self == self_worker);
-  gil_take(self->in->gil, &self->gt);
+  gil_take(self->interp->gil, &self->gil_thread);
   park_if_exiting(self);
   uint64_t spent = clock_now_ns() - began;
-  if (kind == RT_BLOCK_NATIVE) self->free_ns += spent;
+  if (kind == RT_BLOCK_NATIVE) self->nogil_ns += spent;
   else self->blocked_ns += spent;
 }
 
@@ -1017,7 +1017,7 @@ void rt_stop(runtime *rt, int code, const char *reason) {
   PT_CHECK(pthread_cond_broadcast(&rt->done_cv));
   for (int i = 0; i < rt->nworkers; i++) {
     rt_worker *w = rt->workers[i];
-    if (w->done || rt_foreign(rt, w) || (w->kind == RT_PROCESS && w->pid == 0)) continue;
+    if (w->done || rt_inherited(rt, w) || (w->kind == RT_PROCESS && w->pid == 0)) continue;
     if (w->kind == RT_PROCESS) kill(w->pid, SIGKILL);
     else if (!w->reaped || i == 0) breaker_interrupt(w->tid, &w->interrupt);
   }
@@ -1108,15 +1108,15 @@ void rt_gil_stats(runtime *rt, gil_stats *out) {
 static void take_worker(const rt_worker *w, snap_worker *s) {
   s->id = w->id;
   memcpy(s->name, w->name, sizeof s->name);
-  s->kind = w->kind == RT_PROCESS ? SNAP_PROCESS : w->kind == RT_FREE ? SNAP_FREE : SNAP_THREAD;
+  s->kind = w->kind == RT_PROCESS ? SNAP_PROCESS : w->kind == RT_OWN_INTERP ? SNAP_OWN_INTERP : SNAP_THREAD;
   s->pid = (long)w->pid;
   s->cpu_ns = w->cpu_ns;
-  s->hold_ns = w->gt.hold_ns;
-  s->wait_ns = w->gt.wait_ns;
-  s->acquisitions = w->gt.acquisitions;
-  s->forced_drops = w->gt.forced_drops;
+  s->hold_ns = w->gil_thread.hold_ns;
+  s->wait_ns = w->gil_thread.wait_ns;
+  s->acquisitions = w->gil_thread.acquisitions;
+  s->forced_drops = w->gil_thread.forced_drops;
   s->blocked_ns = w->blocked_ns;
-  s->free_ns = w->free_ns;
+  s->nogil_ns = w->nogil_ns;
   s->startup_ns = w->id && w->started_ns > w->spawned_ns ? w->started_ns - w->spawned_ns : 0;
   s->failed = w->error != NULL;
   s->bytes_copied = w->bytes_copied;
@@ -1146,7 +1146,7 @@ int rt_snapshot_take(runtime *rt, rt_snapshot *s) {
   s->workers = calloc((size_t)rt->nworkers + 1, sizeof *s->workers);
   if (!s->workers) return -1;
   for (int i = 0; i < rt->nworkers; i++)
-    if (!rt_foreign(rt, rt->workers[i])) take_worker(rt->workers[i], &s->workers[s->nworkers++]);
+    if (!rt_inherited(rt, rt->workers[i])) take_worker(rt->workers[i], &s->workers[s->nworkers++]);
   return 0;
 }
 

@@ -3,10 +3,10 @@
  * stop machinery (timeout, Ctrl-C) that makes sure none of them hangs.
  *
  * A worker is one of three kinds:
- *   RT_THREAD   a Lua thread (lua_newthread) of its spawner's interpreter,
- *               on its own pthread, under that interpreter's GIL. All of
- *               gil mode is this: one interpreter, one GIL, many threads.
- *   RT_FREE     a pthread with an interpreter of its own (nogil mode). It
+ *   RT_THREAD      a Lua thread (lua_newthread) of its spawner's interpreter,
+ *                  on its own pthread, under that interpreter's GIL. All of
+ *                  gil mode is this: one interpreter, one GIL, many threads.
+ *   RT_OWN_INTERP  a pthread with an interpreter of its own (nogil mode). It
  *               starts from a copy of the spawner's globals, gets its
  *               function and arguments by copy and returns results by copy
  *               (vm/share/marshal.c). Its interpreter has its own GIL, which
@@ -28,10 +28,12 @@
 #include "events.h"
 #include "gil.h"
 #include "marshal.h"
+#include "rt_mode.h"
 #include "shared.h"
 #include "snapshot.h"
 
-typedef enum rt_kind { RT_THREAD, RT_FREE, RT_PROCESS } rt_kind;
+typedef enum rt_kind { RT_THREAD, RT_OWN_INTERP, RT_PROCESS } rt_kind;
+
 
 typedef enum rt_block {  /* why a thread has released the GIL */
   RT_BLOCK_SLEEP, RT_BLOCK_JOIN, RT_BLOCK_LOCK, RT_BLOCK_QUEUE, RT_BLOCK_NATIVE, RT_BLOCK_NKINDS
@@ -45,7 +47,7 @@ typedef struct rt_interp {  /* one Lua interpreter and its GIL */
 /* What a process worker sends back besides its results (fixed size, host order). */
 typedef struct rt_child_figures {
   uint64_t cpu_ns, started_ns, maxrss_kb;
-  uint64_t acquisitions, forced_drops, wait_ns, hold_ns, blocked_ns, free_ns;
+  uint64_t acquisitions, forced_drops, wait_ns, hold_ns, blocked_ns, nogil_ns;
   unsigned long long bytes_encoded, bytes_decoded;
   uint64_t nevents, events_dropped;  /* its timeline follows the payload */
 } rt_child_figures;
@@ -54,20 +56,20 @@ typedef struct rt_worker {
   int id;
   char name[64];
   rt_kind kind;
-  rt_interp *in;           /* the interpreter it runs in (threads; free workers: their own) */
+  rt_interp *interp;       /* the interpreter it runs in (threads; RT_OWN_INTERP: its own) */
   pthread_t tid;
   lua_State *L;            /* RT_THREAD: the Lua thread it runs */
   int thread_ref;          /* registry reference that keeps L alive */
-  gil_thread gt;           /* its identity and statistics for its GIL */
+  gil_thread gil_thread;   /* its identity and statistics for its GIL */
   atomic_int interrupt;    /* the eval breaker's request flag for this thread */
   uint64_t spawned_ns;     /* when spawn was called */
   uint64_t started_ns;     /* when its function started: start-up cost = started - spawned */
   uint64_t cpu_ns;         /* CPU time, measured when it ends */
   uint64_t blocked_ns;     /* GIL released while blocked: sleep, join, lock, queue */
-  uint64_t free_ns;        /* GIL released while running C code (gil.native(s, true)) */
+  uint64_t nogil_ns;       /* GIL released while running C code (gil.native(s, true)) */
   int nresults;            /* RT_THREAD: results left on L's stack */
-  mar_buf in_globals;      /* RT_FREE: the spawner's globals, encoded */
-  mar_buf msg;             /* RT_FREE: function and arguments; then (and RT_PROCESS) results */
+  mar_buf in_globals;      /* RT_OWN_INTERP: the spawner's globals, encoded */
+  mar_buf msg;             /* RT_OWN_INTERP: function and arguments; then (and RT_PROCESS) results */
   char *error;             /* message and traceback if it failed (malloc'd) */
   int interrupted;         /* stopped by timeout or Ctrl-C */
   int joined;              /* someone received its results or error */
@@ -75,9 +77,9 @@ typedef struct rt_worker {
   int fd;                  /* RT_PROCESS: read end of its pipe, -1 once closed */
   uint64_t maxrss_kb;      /* RT_PROCESS: its peak memory */
   unsigned long long bytes_copied;  /* RT_PROCESS: bytes its marshaller moved */
-  pid_t home;              /* the process whose worker it is: elsewhere, a copy (rt_foreign) */
+  pid_t home;              /* the process whose worker it is: elsewhere, a copy (rt_inherited) */
   int fd_slot;             /* RT_PROCESS: its index in runtime.piped while its pipe is open */
-  int owns_in;             /* RT_FREE: `in` is its own interpreter, made by free_main */
+  int owns_interp;         /* RT_OWN_INTERP: `interp` is its own interpreter, made by own_interp_main */
   ev_buf events;           /* its timeline, if the run records one; written by its own thread */
   /* under rt->mu */
   int done;                /* its function has returned or failed */
@@ -95,7 +97,7 @@ typedef struct rt_host {
 } rt_host;
 
 typedef struct runtime {
-  const char *mode;          /* "gil", "nogil", "fork" */
+  rt_mode mode;
   rt_kind spawn_kind;        /* what gil.spawn makes in this mode */
   const char *policy;
   uint64_t interval_ns;
@@ -142,7 +144,7 @@ typedef struct runtime {
 } runtime;
 
 /* w is a copy of a worker of another process (a forked child's parent). */
-#define rt_foreign(rt, w) ((w)->home != (rt)->pid)
+#define rt_inherited(rt, w) ((w)->home != (rt)->pid)
 
 /* The runtime of this process (one per gilvm run). */
 extern runtime *rt_current;
@@ -153,7 +155,7 @@ pid_t rt_pid(void);
 /* The GIL of the calling worker's interpreter. */
 gil_t *rt_gil(void);
 
-runtime *rt_create(const rt_host *host, const char *mode, const char *policy, uint64_t interval_ns,
+runtime *rt_create(const rt_host *host, rt_mode mode, const char *policy, uint64_t interval_ns,
                    int check_interval);
 /* Close the interpreters (main's GIL taken: __gc metamethods may run Lua) and free it all. */
 void rt_destroy(runtime *rt);

@@ -10,12 +10,13 @@
 
 #include "events.h"
 #include "gil.h"
+#include "rt_mode.h"
 
 /* Workers with ids below this are never released: the report shows them
    row by row (a small script's report is complete); later ones are summed. */
 #define RT_KEEP_RECORDS 40
 
-typedef enum snap_kind { SNAP_THREAD, SNAP_FREE, SNAP_PROCESS } snap_kind;  /* as rt_kind */
+typedef enum snap_kind { SNAP_THREAD, SNAP_OWN_INTERP, SNAP_PROCESS } snap_kind;  /* as rt_kind */
 
 typedef struct rt_figure {  /* gil.report(name, value) */
   char name[48];
@@ -26,7 +27,7 @@ typedef struct rt_figure {  /* gil.report(name, value) */
    report's totals stay true after their records are freed. */
 typedef struct rt_totals {
   int n, failed;
-  uint64_t cpu_ns, hold_ns, wait_ns, acquisitions, forced_drops, blocked_ns, free_ns;
+  uint64_t cpu_ns, hold_ns, wait_ns, acquisitions, forced_drops, blocked_ns, nogil_ns;
   uint64_t startup_ns, maxrss_kb, events_dropped;
   unsigned long long bytes_copied;
   gil_stats gil;             /* released free workers' interpreters' GILs */
@@ -40,7 +41,7 @@ typedef struct snap_worker {  /* one worker of this process, as it ended */
   uint64_t cpu_ns;
   uint64_t hold_ns, wait_ns, acquisitions, forced_drops;  /* under its GIL */
   uint64_t blocked_ns;       /* GIL released while blocked: sleep, join, lock, queue */
-  uint64_t free_ns;          /* GIL released while running C code */
+  uint64_t nogil_ns;          /* GIL released while running C code */
   uint64_t startup_ns;       /* from spawn to its function running (0: main, or unknown) */
   int failed;
   unsigned long long bytes_copied;  /* SNAP_PROCESS: bytes its marshaller moved */
@@ -48,7 +49,8 @@ typedef struct snap_worker {  /* one worker of this process, as it ended */
 } snap_worker;
 
 typedef struct rt_snapshot {
-  const char *mode, *policy;
+  rt_mode mode;
+  const char *policy;
   uint64_t interval_ns;
   int check_interval;
   uint64_t start_ns, end_ns, cpu_ns;

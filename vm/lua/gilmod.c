@@ -96,7 +96,7 @@ static int g_spawn(lua_State *L) { return spawn(L, rt_current->spawn_kind); }
 
 /* gil.thread: a thread, under the GIL in gil and fork modes, with its own interpreter in nogil */
 static int g_thread(lua_State *L) {
-  return spawn(L, rt_current->spawn_kind == RT_FREE ? RT_FREE : RT_THREAD);
+  return spawn(L, rt_current->spawn_kind == RT_OWN_INTERP ? RT_OWN_INTERP : RT_THREAD);
 }
 
 /* gil.process: a forked process, in any mode */
@@ -175,7 +175,7 @@ static int g_getswitchinterval(lua_State *L) {
 }
 
 static int g_mode(lua_State *L) {
-  lua_pushstring(L, rt_current->mode);
+  lua_pushstring(L, rt_mode_names[rt_current->mode]);
   return 1;
 }
 

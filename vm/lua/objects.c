@@ -250,9 +250,9 @@ typedef struct held_lock {
   uint64_t token;
 } held_lock;
 
-static held_lock *helds;  /* locks held by this process's workers */
-static int nhelds;
-static size_t caphelds;
+static held_lock *held_locks;  /* locks held by this process's workers */
+static int nheld_locks;
+static size_t cap_held_locks;
 
 typedef struct pool_reg {
   long id;
@@ -268,15 +268,15 @@ static long next_pool_id;
 static void before_fork(void) { PT_CHECK(pthread_mutex_lock(&objects_mu)); }
 static void after_fork_parent(void) { PT_CHECK(pthread_mutex_unlock(&objects_mu)); }
 static void after_fork_child(void) {
-  nhelds = 0;  /* the other threads are gone, and this one's token changed */
+  nheld_locks = 0;  /* the other threads are gone, and this one's token changed */
   PT_CHECK(pthread_mutex_unlock(&objects_mu));
 }
 
 static uint64_t held_by(shm_off off) {
   uint64_t token = 0;
   PT_CHECK(pthread_mutex_lock(&objects_mu));
-  for (int i = 0; i < nhelds; i++)
-    if (helds[i].off == off) token = helds[i].token;
+  for (int i = 0; i < nheld_locks; i++)
+    if (held_locks[i].off == off) token = held_locks[i].token;
   PT_CHECK(pthread_mutex_unlock(&objects_mu));
   return token;
 }
@@ -284,19 +284,19 @@ static uint64_t held_by(shm_off off) {
 static void held_set(shm_off off, uint64_t token) {
   PT_CHECK(pthread_mutex_lock(&objects_mu));
   int i = 0;
-  while (i < nhelds && helds[i].off != off) i++;
-  if (i < nhelds || VEC_RESERVE(helds, nhelds, caphelds, 1, 16) == 0) {
-    if (i == nhelds) nhelds++;
-    helds[i].off = off;
-    helds[i].token = token;
+  while (i < nheld_locks && held_locks[i].off != off) i++;
+  if (i < nheld_locks || VEC_RESERVE(held_locks, nheld_locks, cap_held_locks, 1, 16) == 0) {
+    if (i == nheld_locks) nheld_locks++;
+    held_locks[i].off = off;
+    held_locks[i].token = token;
   }
   PT_CHECK(pthread_mutex_unlock(&objects_mu));
 }
 
 static void held_clear(shm_off off) {
   PT_CHECK(pthread_mutex_lock(&objects_mu));
-  for (int i = 0; i < nhelds; i++)
-    if (helds[i].off == off) helds[i] = helds[--nhelds];
+  for (int i = 0; i < nheld_locks; i++)
+    if (held_locks[i].off == off) held_locks[i] = held_locks[--nheld_locks];
   PT_CHECK(pthread_mutex_unlock(&objects_mu));
 }
 
@@ -433,7 +433,7 @@ static int g_queue(lua_State *L) {
 /* Can this put pass a reference? See "QUEUES" at the top. */
 static int by_reference(handle *h, rt_worker *me) {
   runtime *rt = rt_current;
-  return rt->spawn_kind == RT_THREAD && me->kind == RT_THREAD && me->in == rt->interps[0] && !rt->is_child &&
+  return rt->spawn_kind == RT_THREAD && me->kind == RT_THREAD && me->interp == rt->interps[0] && !rt->is_child &&
          !atomic_load(&rt->forked) && !h->crossed && h->pid == rt_pid();
 }
 
@@ -452,7 +452,7 @@ static int queue_put(lua_State *L) {
   if (by_reference(h, me)) {
     lua_pushvalue(L, 2);
     ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    item_ref r = { (int32_t)rt_pid(), ref, (uint64_t)(uintptr_t)me->in };
+    item_ref r = { (int32_t)rt_pid(), ref, (uint64_t)(uintptr_t)me->interp };
     small[0] = ITEM_REF;
     memcpy(small + 1, &r, sizeof r);
     data = small;
@@ -527,7 +527,7 @@ static void push_item(lua_State *L, rt_worker *me, unsigned char *data, size_t l
     luaL_error(L, "queue get: this item was put by reference in process %d (a gil-mode thread, before any "
                "process was started) and cannot be received in process %d",
                (int)r.pid, (int)rt_pid());
-  if (r.interp != (uint64_t)(uintptr_t)me->in)
+  if (r.interp != (uint64_t)(uintptr_t)me->interp)
     luaL_error(L, "queue get: this item was put by reference in another interpreter and cannot be received here");
   lua_rawgeti(L, LUA_REGISTRYINDEX, r.ref);
   luaL_unref(L, LUA_REGISTRYINDEX, r.ref);

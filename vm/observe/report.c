@@ -62,7 +62,7 @@ void report_collect(const rt_snapshot *s, report_run *r) {
 }
 
 static const char *kind_name(const snap_worker *w) {
-  return w->kind == SNAP_PROCESS ? "process" : w->kind == SNAP_FREE ? "free thread" : "thread";
+  return w->kind == SNAP_PROCESS ? "process" : w->kind == SNAP_OWN_INTERP ? "free thread" : "thread";
 }
 
 static void print_worker(FILE *f, const snap_worker *w) {
@@ -71,7 +71,7 @@ static void print_worker(FILE *f, const snap_worker *w) {
           dur(w->cpu_ns, cpu, sizeof cpu), dur(w->hold_ns, held, sizeof held),
           dur(w->wait_ns, wait, sizeof wait), (unsigned long long)w->acquisitions,
           (unsigned long long)w->forced_drops, dur(w->blocked_ns, blocked, sizeof blocked),
-          dur(w->free_ns, nogil, sizeof nogil));
+          dur(w->nogil_ns, nogil, sizeof nogil));
 }
 
 /* Rows past REPORT_ROWS, and released workers, are summed into one row. */
@@ -83,7 +83,7 @@ static void add_worker(rt_totals *t, const snap_worker *w) {
   t->acquisitions += w->acquisitions;
   t->forced_drops += w->forced_drops;
   t->blocked_ns += w->blocked_ns;
-  t->free_ns += w->free_ns;
+  t->nogil_ns += w->nogil_ns;
 }
 
 /* The released workers plus the live ones past the first REPORT_ROWS rows. */
@@ -101,7 +101,7 @@ static void print_rest(FILE *f, const rt_snapshot *s) {
   fprintf(f, "  %-22.22s %-11s %9s %9s %9s %7llu %7llu %9s %9s\n", name, "summed",
           dur(t.cpu_ns, cpu, sizeof cpu), dur(t.hold_ns, held, sizeof held), dur(t.wait_ns, wait, sizeof wait),
           (unsigned long long)t.acquisitions, (unsigned long long)t.forced_drops,
-          dur(t.blocked_ns, blocked, sizeof blocked), dur(t.free_ns, nogil, sizeof nogil));
+          dur(t.blocked_ns, blocked, sizeof blocked), dur(t.nogil_ns, nogil, sizeof nogil));
   fprintf(f, "  (%d more): %d released after join (handle collected), %d past the first %d rows\n", t.n,
           s->released.n, t.n - s->released.n, REPORT_ROWS);
 }
@@ -109,13 +109,13 @@ static void print_rest(FILE *f, const rt_snapshot *s) {
 static void print_gil(FILE *f, const report_run *r) {
   char a[24], b[24], c[24];
   const gil_stats *st = &r->gil;
-  if (strcmp(r->mode, "nogil") == 0) {
+  if (r->mode == RT_MODE_NOGIL) {
     fprintf(f, "  no shared GIL: each interpreter has its own, and nobody else ever wants it\n");
     fprintf(f, "  interpreters' GILs: switches %llu   drop requests %llu\n",
             (unsigned long long)st->switches, (unsigned long long)st->drop_requests);
     return;
   }
-  if (strcmp(r->mode, "fork") == 0)
+  if (r->mode == RT_MODE_FORK)
     fprintf(f, "  the main process's GIL (each process has its own):\n");
   fprintf(f, "  GIL held %.1f%%   contended %.1f%%   switches %llu (forced %llu)   drop requests %llu\n",
           pct(st->held_ns, r->wall_ns), pct(st->contended_ns, r->wall_ns),
@@ -146,7 +146,7 @@ void report_print(FILE *f, const report_run *r) {
   const rt_snapshot *s = r->run;
   char a[24], b[24], c[24];
   fprintf(f, "\n-- gilvm report --------------------------------------------------------------\n");
-  fprintf(f, "  mode %s   gil %s   switch interval %s", r->mode, r->policy,
+  fprintf(f, "  mode %s   gil %s   switch interval %s", rt_mode_names[r->mode], r->policy,
           clock_format(r->interval_ns, a, sizeof a));
   if (r->check_interval > 0) fprintf(f, "   check interval %d", r->check_interval);
   fprintf(f, "\n  wall %s   cpu %s   parallelism %.2fx\n", clock_format(r->wall_ns, a, sizeof a),
@@ -176,11 +176,11 @@ void report_print(FILE *f, const report_run *r) {
 static json_t *json_worker(const snap_worker *w) {
   return json_pack("{s:o, s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:b}",
                    "name", jsonio_string(w->name),
-                   "kind", w->kind == SNAP_PROCESS ? "process" : w->kind == SNAP_FREE ? "free" : "thread",
+                   "kind", w->kind == SNAP_PROCESS ? "process" : w->kind == SNAP_OWN_INTERP ? "free" : "thread",
                    "cpu_s", jsonio_seconds(w->cpu_ns), "gil_held_s", jsonio_seconds(w->hold_ns),
                    "gil_wait_s", jsonio_seconds(w->wait_ns), "acquisitions", (json_int_t)w->acquisitions,
                    "forced_drops", (json_int_t)w->forced_drops, "blocked_s", jsonio_seconds(w->blocked_ns),
-                   "nogil_s", jsonio_seconds(w->free_ns), "startup_s", jsonio_seconds(w->startup_ns),
+                   "nogil_s", jsonio_seconds(w->nogil_ns), "startup_s", jsonio_seconds(w->startup_ns),
                    "failed", w->failed != 0);
 }
 
@@ -190,7 +190,7 @@ static json_t *json_released(const rt_totals *t) {
                    "cpu_s", jsonio_seconds(t->cpu_ns), "gil_held_s", jsonio_seconds(t->hold_ns), "gil_wait_s",
                    jsonio_seconds(t->wait_ns), "acquisitions", (json_int_t)t->acquisitions, "forced_drops",
                    (json_int_t)t->forced_drops, "blocked_s", jsonio_seconds(t->blocked_ns), "nogil_s",
-                   jsonio_seconds(t->free_ns), "startup_s", jsonio_seconds(t->startup_ns));
+                   jsonio_seconds(t->nogil_ns), "startup_s", jsonio_seconds(t->startup_ns));
 }
 
 /* The script's figures, in the order it reported them. */
@@ -215,7 +215,7 @@ int report_json(const char *path, const report_run *r) {
     }
   json_t *o = json_pack(
     "{s:s, s:s, s:o, s:i, s:o, s:o, s:f, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:i, s:o, s:I, s:I}",
-    "mode", r->mode, "gil", r->policy, "switch_interval_s", jsonio_seconds(r->interval_ns),
+    "mode", rt_mode_names[r->mode], "gil", r->policy, "switch_interval_s", jsonio_seconds(r->interval_ns),
     "check_interval", r->check_interval, "wall_s", jsonio_seconds(r->wall_ns), "cpu_s", jsonio_seconds(r->cpu_ns),
     "parallelism", round(r->parallelism * 1e4) / 1e4,  /* as the report prints it, and more */
     "gil_held_s", jsonio_seconds(g->held_ns), "gil_wait_s", jsonio_seconds(g->wait_ns),

@@ -11,7 +11,8 @@ struct timeline;
 /* The run's figures, measured once and then printed or written. */
 typedef struct report_run {
   const rt_snapshot *run;    /* what the figures were taken from: rows, script figures */
-  const char *mode, *policy;
+  rt_mode mode;
+  const char *policy;
   uint64_t interval_ns;
   int check_interval;
   uint64_t wall_ns, cpu_ns;

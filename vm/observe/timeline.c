@@ -173,7 +173,7 @@ int timeline_build(const rt_snapshot *s, const char *script, timeline *tl) {
   tl->t1 = s->end_ns > s->start_ns ? s->end_ns : clock_now_ns();
   char a[24];
   snprintf(tl->title, sizeof tl->title, "%s: mode %s, gil %s, switch interval %s", script ? script : "(-e)",
-           s->mode, s->policy, clock_format(s->interval_ns, a, sizeof a));
+           rt_mode_names[s->mode], s->policy, clock_format(s->interval_ns, a, sizeof a));
   int nids = 0;  /* worker ids: every track's, and what drop requests name */
   for (int i = 0; i < s->nworkers; i++)
     if (s->workers[i].id >= nids) nids = s->workers[i].id + 1;
@@ -535,7 +535,7 @@ static void ascii_row(FILE *f, const char *name, int namew, const char *chart) {
    as many as fit the width (states in the enum's order: running, waiting, blocked). */
 static void ascii_totals(FILE *f, const timeline *tl, int namew, int width) {
   static const char *const heads[ST_NSTATES] = {
-    [ST_RUN_GIL] = "# GIL held", [ST_RUN_FREE] = "= own int.", [ST_WAIT_GIL] = ". waiting", [ST_SLEEP] = "s sleep",
+    [ST_RUN_GIL] = "# GIL held", [ST_RUN_OWN] = "= own int.", [ST_WAIT_GIL] = ". waiting", [ST_SLEEP] = "s sleep",
     [ST_JOIN] = "j join",        [ST_LOCK] = "l lock",        [ST_QUEUE] = "q queue",     [ST_NATIVE] = "~ C no GIL",
   };
   int cols[ST_NSTATES], ncols = 0, left_out = 0, room = (width - namew - 4) / 11;
