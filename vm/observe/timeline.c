@@ -5,8 +5,8 @@
  * The model: when the run is over, each worker's event buffer (events.h) is
  * replayed into a track of slices (state, from, to) and marks (drop
  * requests, forced drops). Idle time is a gap, not a slice. Forced switches
- * (a take by another thread while a drop request was pending: exactly what
- * the GIL counts as forced_switches) are derived by merging the tracks that
+ * (a take by another thread right after a forced drop: exactly what the GIL
+ * counts as forced_switches) are derived by merging the tracks that
  * share the main GIL in time order; so is the number of waiters. A buffer
  * that filled up (EV_CAP) leaves its track "unknown" after its last event,
  * and every drawing says so instead of inventing what followed.
@@ -87,11 +87,13 @@ static int replay(const snap_worker *w, uint64_t run_end, const int *track_of_id
 
 /* ---- forced switches: merge the takes and drop requests of the main GIL ---- */
 
+typedef enum gil_point_kind { GP_REQUEST, GP_FORCED_DROP, GP_TAKE } gil_point_kind;
+
 typedef struct gil_point {
   uint64_t t;
   int track;
-  int is_request;  /* else: the track took the GIL */
-  uint64_t order;  /* tie-break: stable */
+  gil_point_kind kind;
+  uint64_t order;  /* tie-break: stable (a forced drop sorts before a take at the same ns) */
 } gil_point;
 
 static int cmp_point(const void *a, const void *b) {
@@ -107,7 +109,9 @@ static int cmp_mark(const void *a, const void *b) {
 }
 
 /* As gil__acquired() counts it: a take by a thread other than the last holder
-   while a drop request is pending is a forced switch; every take clears the request. */
+   right after a forced drop (the holder let go because it was asked; not one
+   that blocked while a request was pending) is a forced switch. Its handoff
+   latency runs from the drop request. */
 static int derive_forced_switches(timeline *tl) {
   size_t n = 0;
   for (int k = 0; k < tl->ntracks; k++) {
@@ -118,33 +122,39 @@ static int derive_forced_switches(timeline *tl) {
   gil_point *p = malloc((n + 1) * sizeof *p);
   if (!p) return -1;
   size_t m = 0;
+  for (int k = 0; k < tl->ntracks; k++) {  /* marks first: they win ties with takes */
+    const tl_track *t = &tl->tracks[k];
+    if (!t->shares_gil) continue;
+    for (size_t i = 0; i < t->nmarks; i++)
+      if (t->marks[i].kind == TL_DROP_REQUEST || t->marks[i].kind == TL_FORCED_DROP) {
+        gil_point_kind kind = t->marks[i].kind == TL_DROP_REQUEST ? GP_REQUEST : GP_FORCED_DROP;
+        p[m] = (gil_point){ .t = t->marks[i].t, .track = k, .kind = kind, .order = m };
+        m++;
+      }
+  }
   for (int k = 0; k < tl->ntracks; k++) {
     const tl_track *t = &tl->tracks[k];
     if (!t->shares_gil) continue;
     for (size_t i = 0; i < t->nslices; i++)
       if (t->slices[i].state == ST_RUN_GIL) {
-        p[m] = (gil_point){ .t = t->slices[i].t0, .track = k, .is_request = 0, .order = m };
-        m++;
-      }
-    for (size_t i = 0; i < t->nmarks; i++)
-      if (t->marks[i].kind == TL_DROP_REQUEST) {
-        p[m] = (gil_point){ .t = t->marks[i].t, .track = k, .is_request = 1, .order = m };
+        p[m] = (gil_point){ .t = t->slices[i].t0, .track = k, .kind = GP_TAKE, .order = m };
         m++;
       }
   }
   qsort(p, m, sizeof *p, cmp_point);
-  int last_holder = -1, pending = 0;
+  int last_holder = -1, forced = 0;
   uint64_t requested_at = 0;
   for (size_t i = 0; i < m; i++) {
-    if (p[i].is_request) {
-      pending = 1;
+    if (p[i].kind == GP_REQUEST) {
       requested_at = p[i].t;
-      continue;
+    } else if (p[i].kind == GP_FORCED_DROP) {
+      forced = 1;
+    } else {
+      if (forced && last_holder >= 0 && last_holder != p[i].track)
+        add_mark(&tl->tracks[p[i].track], p[i].t, TL_FORCED_SWITCH, last_holder, p[i].t - requested_at);
+      forced = 0;
+      last_holder = p[i].track;
     }
-    if (pending && last_holder >= 0 && last_holder != p[i].track)
-      add_mark(&tl->tracks[p[i].track], p[i].t, TL_FORCED_SWITCH, last_holder, p[i].t - requested_at);
-    pending = 0;
-    last_holder = p[i].track;
   }
   free(p);
   for (int k = 0; k < tl->ntracks; k++) qsort(tl->tracks[k].marks, tl->tracks[k].nmarks, sizeof(tl_mark), cmp_mark);
