@@ -4,13 +4,14 @@
 #                ASan+UBSan, TSan), run the whole suite in each, then
 #                fuzz the marshaller's decoder for 20 s (libFuzzer)
 #   make bench   run bench/run (figures, not tests)
+#   make format  put every C file in the house style (.clang-format)
 #   make conformance [LUA_TESTS=DIR]
 #                the official Lua 5.4.4 test suite under gilvm, six ways
 #                (tools/conformance.sh; DIR defaults to ../shared/lua-5.4.4-tests)
 
 BUILDS := build build-asan build-tsan build-fuzz
 
-.PHONY: all setup demo test bench conformance clean
+.PHONY: all setup demo test bench conformance clean format
 
 LUA_TESTS ?= $(firstword $(wildcard ../shared/lua-5.4.4-tests shared/lua-5.4.4-tests))
 
@@ -48,6 +49,9 @@ bench: all
 
 conformance: all
 	@tools/conformance.sh $(LUA_TESTS)
+
+format: | setup
+	tools/check_format.sh --fix
 
 clean:
 	rm -rf $(BUILDS)

@@ -37,7 +37,7 @@ static double now_s(void) {
 }
 
 static int n, rounds;
-static char *names;    /* n names, 16 bytes apart */
+static char *names; /* n names, 16 bytes apart */
 static size_t *lens;
 
 static void build_c_api(lua_State *L) {
@@ -74,9 +74,9 @@ static void strings_only(lua_State *L) {
 static void tables_only(lua_State *L) {
   lua_createtable(L, 2 * n, 0);
   for (int i = 1; i <= n; i++) {
-    lua_createtable(L, 0, 3);  /* a record's hash part */
+    lua_createtable(L, 0, 3); /* a record's hash part */
     lua_rawseti(L, -2, 2 * i - 1);
-    lua_createtable(L, 3, 0);  /* its vals array */
+    lua_createtable(L, 3, 0); /* its vals array */
     lua_rawseti(L, -2, 2 * i);
   }
 }
@@ -113,7 +113,7 @@ static void encode_top(lua_State *L) {
     fprintf(stderr, "encode: %s\n", err);
     exit(1);
   }
-  lua_pushnil(L);  /* best_of pops one value */
+  lua_pushnil(L); /* best_of pops one value */
 }
 
 int main(int argc, char **argv) {
@@ -128,7 +128,7 @@ int main(int argc, char **argv) {
   luaL_openlibs(L);
   mar_init();
 
-  build_c_api(L);  /* the records to encode stay at index 1 */
+  build_c_api(L); /* the records to encode stay at index 1 */
   double enc = best_of(L, encode_top);
   double dec = best_of(L, decode);
   double build = best_of(L, build_c_api);
@@ -148,7 +148,8 @@ int main(int argc, char **argv) {
   printf("decode        %7.1f ms\n", dec * 1e3);
   printf("C-API build   %7.1f ms  (decode / build = %.2f)\n", build * 1e3, dec / build);
   printf("  strings     %7.1f ms  (%d new strings: lua_pushlstring + lua_rawseti)\n", strs * 1e3, n);
-  printf("  tables      %7.1f ms  (%d empty tables sized like the records': lua_createtable + lua_rawseti)\n", tabs * 1e3, 2 * n);
+  printf("  tables      %7.1f ms  (%d empty tables sized like the records': lua_createtable + lua_rawseti)\n",
+         tabs * 1e3, 2 * n);
   mar_buf_free(&msg);
   lua_close(L);
   free(names);

@@ -32,7 +32,7 @@ static double now_s(void) {
 }
 
 static void produce(void) {
-  unsigned char buf[4096] = {0};
+  unsigned char buf[4096] = { 0 };
   for (long i = 0; i < n_items; i++) {
     memcpy(buf, &i, sizeof i);
     int rc = shm_queue_put(arena, queue, buf, item_bytes, NULL, NULL, NULL);
@@ -75,8 +75,7 @@ static double run_threads(void) {
   long bad = consume();
   double dt = now_s() - t0;
   pthread_join(t, NULL);
-  if (bad)
-    fprintf(stderr, "threads: %ld items out of order\n", bad);
+  if (bad) fprintf(stderr, "threads: %ld items out of order\n", bad);
   return dt;
 }
 
@@ -84,14 +83,12 @@ static double run_procs(void) {
   fflush(stdout);
   double t0 = now_s();
   pid_t pid = fork();
-  if (pid == 0)
-    _exit(consume() ? 1 : 0);
+  if (pid == 0) _exit(consume() ? 1 : 0);
   produce();
   int status;
   waitpid(pid, &status, 0);
   double dt = now_s() - t0;
-  if (!WIFEXITED(status) || WEXITSTATUS(status))
-    fprintf(stderr, "procs: consumer failed (status %d)\n", status);
+  if (!WIFEXITED(status) || WEXITSTATUS(status)) fprintf(stderr, "procs: consumer failed (status %d)\n", status);
   return dt;
 }
 

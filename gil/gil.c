@@ -52,9 +52,7 @@ static const gil_policy *const policies[] = { GIL_POLICIES NULL };
 
 #define NPOLICIES ((int)(sizeof policies / sizeof policies[0]) - 1)
 
-const gil_policy_info *gil_policy_at(int i) {
-  return i >= 0 && i < NPOLICIES ? &policies[i]->info : NULL;
-}
+const gil_policy_info *gil_policy_at(int i) { return i >= 0 && i < NPOLICIES ? &policies[i]->info : NULL; }
 
 static const gil_policy *find(const char *name) {
   for (int i = 0; i < NPOLICIES; i++)
@@ -81,15 +79,14 @@ uint64_t gil_now_ns(void) {
 static void init_sync(gil_t *g) {
   pthread_condattr_t ca;
   GIL_CHECK(pthread_condattr_init(&ca));
-  GIL_CHECK(pthread_condattr_setclock(&ca, CLOCK_MONOTONIC));  /* immune to wall-clock jumps */
+  GIL_CHECK(pthread_condattr_setclock(&ca, CLOCK_MONOTONIC)); /* immune to wall-clock jumps */
   GIL_CHECK(pthread_mutex_init(&g->mutex, NULL));
   GIL_CHECK(pthread_cond_init(&g->cond, &ca));
   GIL_CHECK(pthread_cond_init(&g->switch_cond, &ca));
   GIL_CHECK(pthread_condattr_destroy(&ca));
 }
 
-gil_t *gil_create(const char *policy, uint64_t interval_ns, gil_drop_request_fn on_drop_request,
-                  void *arg) {
+gil_t *gil_create(const char *policy, uint64_t interval_ns, gil_drop_request_fn on_drop_request, void *arg) {
   const gil_policy *p = policy ? find(policy) : NULL;
   if (!p) return NULL;
   gil_t *g = calloc(1, sizeof *g);
@@ -160,7 +157,7 @@ static void take_locked(gil_t *g, gil_thread *t) {
       int timed_out = wait_on(g, &g->cond, ns);
       if (p->may_take(g, &w)) break;
       if (timed_out && g->switch_number == seen && p->timed_out(g, &w))
-        gil__request_drop(g);  /* a whole interval and nobody switched: ask */
+        gil__request_drop(g); /* a whole interval and nobody switched: ask */
     }
     gil__wait_end(g);
   }
@@ -176,8 +173,10 @@ static void drop_locked(gil_t *g, gil_thread *t, int forced) {
   assert(g->holder == t && "only the holder drops the GIL");
   gil__released(g, t, forced);
   gil_wake wake = p->released(g, t);
-  if (wake == GIL_WAKE_ONE) GIL_CHECK(pthread_cond_signal(&g->cond));
-  else if (wake == GIL_WAKE_ALL) GIL_CHECK(pthread_cond_broadcast(&g->cond));
+  if (wake == GIL_WAKE_ONE)
+    GIL_CHECK(pthread_cond_signal(&g->cond));
+  else if (wake == GIL_WAKE_ALL)
+    GIL_CHECK(pthread_cond_broadcast(&g->cond));
   if (p->force_switching && atomic_load(&g->drop_request)) {
     /* FORCE_SWITCHING: do not race the waiter we were asked to make room for */
     while (g->last_holder == t && g->nwaiting > 0) wait_on(g, &g->switch_cond, 0);
@@ -207,21 +206,17 @@ void gil_yield(gil_t *g, gil_thread *t) {
   unlock(g);
   lock(g);
   take_locked(g, t);
-  if (g->switch_number == before + 1) g->st.yields_regained++;  /* nobody took it in between */
+  if (g->switch_number == before + 1) g->st.yields_regained++; /* nobody took it in between */
   unlock(g);
 }
 
-int gil_drop_requested(const gil_t *g) {
-  return atomic_load_explicit(&g->drop_request, memory_order_relaxed);
-}
+int gil_drop_requested(const gil_t *g) { return atomic_load_explicit(&g->drop_request, memory_order_relaxed); }
 
 int gil_should_yield(const gil_t *g) {
   return g->policy->should_yield ? g->policy->should_yield(g) : gil_drop_requested(g);
 }
 
-int gil_waiters(const gil_t *g) {
-  return atomic_load_explicit(&g->nwaiting, memory_order_relaxed);
-}
+int gil_waiters(const gil_t *g) { return atomic_load_explicit(&g->nwaiting, memory_order_relaxed); }
 
 void gil_set_interval(gil_t *g, uint64_t ns) {
   if (ns > 0) atomic_store(&g->interval_ns, ns);
@@ -271,7 +266,7 @@ void gil__acquired(gil_t *g, gil_thread *t, uint64_t wait_started) {
   g->holder = t;
   if (g->last_holder != t) {
     g->st.switches++;
-    if (g->last_drop_forced) {  /* not a holder that blocked while a request was pending */
+    if (g->last_drop_forced) { /* not a holder that blocked while a request was pending */
       g->st.forced_switches++;
       add_handoff(g, now - g->drop_request_at);
     }
@@ -348,7 +343,7 @@ void gil_after_fork(gil_t *g, gil_thread *me) {
   memset(&g->st, 0, sizeof g->st);
   g->nhandoff = 0;
   g->nwaiting = 0;
-  if (g->state) memset(g->state, 0, g->policy->state_size);  /* its waiters are gone too */
+  if (g->state) memset(g->state, 0, g->policy->state_size); /* its waiters are gone too */
   atomic_store(&g->drop_request, 0);
   g->holder = g->last_holder = me;
   g->last_drop_forced = 0;

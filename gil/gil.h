@@ -22,34 +22,34 @@ typedef struct gil gil_t;
 
 /* What happened, for timelines: reported through gil_event_fn. */
 typedef enum gil_event {
-  GIL_EV_WAIT,          /* started waiting for the GIL */
-  GIL_EV_ACQUIRE,       /* took it */
-  GIL_EV_RELEASE,       /* let it go (voluntarily or forced) */
-  GIL_EV_DROP_REQUEST,  /* a waiter asked the holder to drop */
-  GIL_EV_FORCED_DROP,   /* the holder dropped because it was asked to */
+  GIL_EV_WAIT, /* started waiting for the GIL */
+  GIL_EV_ACQUIRE, /* took it */
+  GIL_EV_RELEASE, /* let it go (voluntarily or forced) */
+  GIL_EV_DROP_REQUEST, /* a waiter asked the holder to drop */
+  GIL_EV_FORCED_DROP, /* the holder dropped because it was asked to */
 } gil_event;
 
 typedef struct gil_thread {
-  void *owner;            /* the runtime's record of this thread, handed back in callbacks */
+  void *owner; /* the runtime's record of this thread, handed back in callbacks */
   /* statistics, written by the GIL under its mutex */
-  uint64_t acquisitions;  /* times this thread took the GIL */
-  uint64_t forced_drops;  /* times it let go because a waiter asked */
-  uint64_t wait_ns;       /* time spent waiting to take it */
-  uint64_t hold_ns;       /* time spent holding it */
-  uint64_t acquired_at;   /* when it last took it (ns, monotonic) */
+  uint64_t acquisitions; /* times this thread took the GIL */
+  uint64_t forced_drops; /* times it let go because a waiter asked */
+  uint64_t wait_ns; /* time spent waiting to take it */
+  uint64_t hold_ns; /* time spent holding it */
+  uint64_t acquired_at; /* when it last took it (ns, monotonic) */
 } gil_thread;
 
 typedef struct gil_stats {
-  uint64_t acquisitions;     /* takes by any thread */
-  uint64_t switches;         /* takes by a thread other than the previous holder */
-  uint64_t forced_switches;  /* switches that followed a drop request */
-  uint64_t drop_requests;    /* times a waiter asked the holder to drop */
-  uint64_t yields;           /* releases at a check point (gil_yield), forced or not */
-  uint64_t yields_regained;  /* of those, the releasing thread took the GIL straight back */
-  uint64_t held_ns;          /* sum of all holds */
-  uint64_t wait_ns;          /* sum of all waits */
-  uint64_t contended_ns;     /* time during which at least one thread waited */
-  size_t handoffs;           /* forced handoff latencies recorded */
+  uint64_t acquisitions; /* takes by any thread */
+  uint64_t switches; /* takes by a thread other than the previous holder */
+  uint64_t forced_switches; /* switches that followed a drop request */
+  uint64_t drop_requests; /* times a waiter asked the holder to drop */
+  uint64_t yields; /* releases at a check point (gil_yield), forced or not */
+  uint64_t yields_regained; /* of those, the releasing thread took the GIL straight back */
+  uint64_t held_ns; /* sum of all holds */
+  uint64_t wait_ns; /* sum of all waits */
+  uint64_t contended_ns; /* time during which at least one thread waited */
+  size_t handoffs; /* forced handoff latencies recorded */
   uint64_t handoff_median_ns, handoff_p99_ns, handoff_max_ns;
 } gil_stats;
 
@@ -59,11 +59,11 @@ typedef void (*gil_event_fn)(gil_thread *t, gil_event ev, uint64_t now_ns, void 
 
 /* What a policy is, for the CLI, the report and sweep (gil_policy.h has the rest). */
 typedef struct gil_policy_info {
-  const char *name;              /* what gil_create() and -g take */
-  const char *about;             /* a few words for --help */
-  uint64_t default_interval_ns;  /* used when the user sets no interval */
-  const char *interval_is;       /* what the interval is to it ("quantum"); NULL: it has no timed wait */
-  int default_check_interval;    /* > 0: released every N instructions (a count hook drives gil_yield) */
+  const char *name; /* what gil_create() and -g take */
+  const char *about; /* a few words for --help */
+  uint64_t default_interval_ns; /* used when the user sets no interval */
+  const char *interval_is; /* what the interval is to it ("quantum"); NULL: it has no timed wait */
+  int default_check_interval; /* > 0: released every N instructions (a count hook drives gil_yield) */
 } gil_policy_info;
 
 /* The policies gil_create() accepts, in table order (the first is the default); NULL past the end. */
@@ -72,8 +72,7 @@ const gil_policy_info *gil_policy_at(int i);
 const gil_policy_info *gil_policy_find(const char *name);
 
 /* interval_ns is the switch interval (cpython), the quantum (fifo), unused by legacy. */
-gil_t *gil_create(const char *policy, uint64_t interval_ns, gil_drop_request_fn on_drop_request,
-                  void *arg);
+gil_t *gil_create(const char *policy, uint64_t interval_ns, gil_drop_request_fn on_drop_request, void *arg);
 void gil_destroy(gil_t *g);
 const char *gil_policy_name(const gil_t *g);
 /* Instructions between releases for policies driven by a count hook (legacy), else 0. */

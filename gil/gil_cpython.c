@@ -53,7 +53,7 @@ static int cpython_free(gil_t *g, gil_waiter *w) {
 
 static int cpython_timed_out(gil_t *g, gil_waiter *w) {
   (void)g, (void)w;
-  return 1;  /* a whole interval and nobody switched: ask */
+  return 1; /* a whole interval and nobody switched: ask */
 }
 
 static gil_wake cpython_released(gil_t *g, gil_thread *t) {
@@ -62,9 +62,11 @@ static gil_wake cpython_released(gil_t *g, gil_thread *t) {
 }
 
 const gil_policy gil_policy_cpython = {
-  .info = { .name = "cpython", .about = "CPython 3.2+",
-            .default_interval_ns = 5000000,  /* sys.getswitchinterval() == 0.005 */
-            .interval_is = "switch interval", .default_check_interval = 0 },
+  .info = { .name = "cpython",
+            .about = "CPython 3.2+",
+            .default_interval_ns = 5000000, /* sys.getswitchinterval() == 0.005 */
+            .interval_is = "switch interval",
+            .default_check_interval = 0 },
   .force_switching = 1,
   .arrive = cpython_free,
   .may_take = cpython_free,

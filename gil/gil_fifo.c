@@ -34,8 +34,8 @@
 #include "gil_policy.h"
 
 typedef struct fifo_state {
-  gil_waiter *head, *tail;  /* waiters, in arrival order */
-  int reserved;             /* handed to a waiter that has not taken it yet */
+  gil_waiter *head, *tail; /* waiters, in arrival order */
+  int reserved; /* handed to a waiter that has not taken it yet */
 } fifo_state;
 
 static int fifo_arrive(gil_t *g, gil_waiter *w) {
@@ -43,8 +43,10 @@ static int fifo_arrive(gil_t *g, gil_waiter *w) {
   if (!g->holder && !s->reserved && !s->head) return 1;
   w->next = NULL;
   w->granted = 0;
-  if (s->tail) s->tail->next = w;
-  else s->head = w;
+  if (s->tail)
+    s->tail->next = w;
+  else
+    s->head = w;
   s->tail = w;
   return 0;
 }
@@ -56,7 +58,7 @@ static int fifo_may_take(gil_t *g, gil_waiter *w) {
 
 static int fifo_timed_out(gil_t *g, gil_waiter *w) {
   fifo_state *s = gil__state(g);
-  return s->head == w;  /* our quantum-long wait is over: holder, hand it on */
+  return s->head == w; /* our quantum-long wait is over: holder, hand it on */
 }
 
 static void fifo_took(gil_t *g, gil_waiter *w) {
@@ -73,14 +75,16 @@ static gil_wake fifo_released(gil_t *g, gil_thread *t) {
   if (!s->head) s->tail = NULL;
   next->next = NULL;
   next->granted = 1;
-  s->reserved = 1;  /* reserved for `next`: nobody may barge in */
+  s->reserved = 1; /* reserved for `next`: nobody may barge in */
   return GIL_WAKE_ALL;
 }
 
 const gil_policy gil_policy_fifo = {
-  .info = { .name = "fifo", .about = "fair, Ruby-like",
-            .default_interval_ns = 100000000,  /* Ruby's TIME_QUANTUM: 100 ms */
-            .interval_is = "quantum", .default_check_interval = 0 },
+  .info = { .name = "fifo",
+            .about = "fair, Ruby-like",
+            .default_interval_ns = 100000000, /* Ruby's TIME_QUANTUM: 100 ms */
+            .interval_is = "quantum",
+            .default_check_interval = 0 },
   .state_size = sizeof(fifo_state),
   .arrive = fifo_arrive,
   .may_take = fifo_may_take,

@@ -43,7 +43,7 @@ static int legacy_free(gil_t *g, gil_waiter *w) {
 
 static int legacy_timed_out(gil_t *g, gil_waiter *w) {
   (void)g, (void)w;
-  return 0;  /* never called: its waits are not timed */
+  return 0; /* never called: its waits are not timed */
 }
 
 static gil_wake legacy_released(gil_t *g, gil_thread *t) {
@@ -55,10 +55,11 @@ static gil_wake legacy_released(gil_t *g, gil_thread *t) {
 static int legacy_should_yield(const gil_t *g) { return gil_drop_requested(g) || gil_waiters(g) > 0; }
 
 const gil_policy gil_policy_legacy = {
-  .info = { .name = "legacy", .about = "CPython 2: release every N instructions",
-            .default_interval_ns = 5000000,  /* unused: legacy has no timed wait */
+  .info = { .name = "legacy",
+            .about = "CPython 2: release every N instructions",
+            .default_interval_ns = 5000000, /* unused: legacy has no timed wait */
             .interval_is = NULL,
-            .default_check_interval = 100 },  /* sys.getcheckinterval() == 100 */
+            .default_check_interval = 100 }, /* sys.getcheckinterval() == 100 */
   .arrive = legacy_free,
   .may_take = legacy_free,
   .timed_out = legacy_timed_out,

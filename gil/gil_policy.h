@@ -64,10 +64,10 @@
 
 /* A failed pthread call in the GIL is a bug or a broken system: say which, and stop
    (CPython: Py_FatalError). Evaluates `call` once, in every build. */
-#define GIL_CHECK(call)                                                                     \
-  do {                                                                                      \
-    int gil_rc_ = (call);                                                                   \
-    if (gil_rc_ != 0) gil__fatal(#call, gil_rc_, __FILE__, __LINE__);                       \
+#define GIL_CHECK(call)                                               \
+  do {                                                                \
+    int gil_rc_ = (call);                                             \
+    if (gil_rc_ != 0) gil__fatal(#call, gil_rc_, __FILE__, __LINE__); \
   } while (0)
 
 _Noreturn void gil__fatal(const char *what, int err, const char *file, int line);
@@ -75,47 +75,47 @@ _Noreturn void gil__fatal(const char *what, int err, const char *file, int line)
 /* One wait for the GIL by one thread. */
 typedef struct gil_waiter {
   gil_thread *t;
-  struct gil_waiter *next;  /* the policy's: a queue link */
-  int granted;              /* the policy's: the GIL is reserved for this waiter */
+  struct gil_waiter *next; /* the policy's: a queue link */
+  int granted; /* the policy's: the GIL is reserved for this waiter */
 } gil_waiter;
 
 typedef enum gil_wake {
-  GIL_WAKE_NONE,  /* nobody needs to know */
-  GIL_WAKE_ONE,   /* one waiter, any: it may take it */
-  GIL_WAKE_ALL,   /* every waiter looks again (a grant to a particular one) */
+  GIL_WAKE_NONE, /* nobody needs to know */
+  GIL_WAKE_ONE, /* one waiter, any: it may take it */
+  GIL_WAKE_ALL, /* every waiter looks again (a grant to a particular one) */
 } gil_wake;
 
 typedef struct gil_policy {
   gil_policy_info info;
-  size_t state_size;    /* private state, zeroed at creation and after fork */
-  int force_switching;  /* after a drop with a request pending: wait until another thread took it */
-  int (*arrive)(gil_t *g, gil_waiter *w);     /* 1: take it now; 0: w waits */
-  int (*may_take)(gil_t *g, gil_waiter *w);   /* w was woken: 1 to take it now */
-  int (*timed_out)(gil_t *g, gil_waiter *w);  /* an interval and no switch: 1 to ask the holder */
-  void (*took)(gil_t *g, gil_waiter *w);      /* optional: w takes it (after arrive or may_take) */
+  size_t state_size; /* private state, zeroed at creation and after fork */
+  int force_switching; /* after a drop with a request pending: wait until another thread took it */
+  int (*arrive)(gil_t *g, gil_waiter *w); /* 1: take it now; 0: w waits */
+  int (*may_take)(gil_t *g, gil_waiter *w); /* w was woken: 1 to take it now */
+  int (*timed_out)(gil_t *g, gil_waiter *w); /* an interval and no switch: 1 to ask the holder */
+  void (*took)(gil_t *g, gil_waiter *w); /* optional: w takes it (after arrive or may_take) */
   gil_wake (*released)(gil_t *g, gil_thread *t);
-  int (*should_yield)(const gil_t *g);        /* optional, lock-free; default: a drop was requested */
+  int (*should_yield)(const gil_t *g); /* optional, lock-free; default: a drop was requested */
 } gil_policy;
 
 struct gil {
   const gil_policy *policy;
-  void *state;                  /* the policy's */
+  void *state; /* the policy's */
   pthread_mutex_t mutex;
-  pthread_cond_t cond;          /* waiters wait here: woken by a release (GIL_WAKE_*) */
-  pthread_cond_t switch_cond;   /* signalled when a thread has taken it (forced switching) */
-  gil_thread *holder;           /* NULL: nobody holds it (a policy may still have reserved it) */
+  pthread_cond_t cond; /* waiters wait here: woken by a release (GIL_WAKE_*) */
+  pthread_cond_t switch_cond; /* signalled when a thread has taken it (forced switching) */
+  gil_thread *holder; /* NULL: nobody holds it (a policy may still have reserved it) */
   gil_thread *last_holder;
-  int last_drop_forced;         /* the last release was a forced drop: the next switch is forced */
-  unsigned long switch_number;  /* increases at every take: "has anything happened?" */
+  int last_drop_forced; /* the last release was a forced drop: the next switch is forced */
+  unsigned long switch_number; /* increases at every take: "has anything happened?" */
   atomic_int drop_request;
-  uint64_t drop_request_at;     /* when the pending drop request was made */
+  uint64_t drop_request_at; /* when the pending drop request was made */
   _Atomic uint64_t interval_ns;
   atomic_int check_interval;
-  atomic_int nwaiting;          /* changed under mutex; read lock-free by gil_waiters() */
+  atomic_int nwaiting; /* changed under mutex; read lock-free by gil_waiters() */
   uint64_t contended_since;
   /* totals */
   gil_stats st;
-  uint64_t *handoff;            /* forced handoff latencies, ns */
+  uint64_t *handoff; /* forced handoff latencies, ns */
   size_t nhandoff, handoff_cap;
   /* the runtime's callbacks */
   gil_drop_request_fn on_drop_request;

@@ -13,8 +13,8 @@
 #include "gil_policy.h"
 
 typedef struct lifo_state {
-  gil_waiter *top;  /* newest waiter first */
-  int promised;     /* handed to a waiter that has not taken it yet */
+  gil_waiter *top; /* newest waiter first */
+  int promised; /* handed to a waiter that has not taken it yet */
 } lifo_state;
 
 static int lifo_arrive(gil_t *g, gil_waiter *w) {
@@ -33,7 +33,7 @@ static int lifo_may_take(gil_t *g, gil_waiter *w) {
 
 static int lifo_timed_out(gil_t *g, gil_waiter *w) {
   (void)g, (void)w;
-  return 0;  /* never called: no timed wait */
+  return 0; /* never called: no timed wait */
 }
 
 static void lifo_took(gil_t *g, gil_waiter *w) {
@@ -53,8 +53,11 @@ static gil_wake lifo_released(gil_t *g, gil_thread *t) {
 }
 
 const gil_policy gil_policy_lifo = {
-  .info = { .name = "lifo", .about = "newest waiter first (tests only)",
-            .default_interval_ns = 5000000, .interval_is = NULL, .default_check_interval = 0 },
+  .info = { .name = "lifo",
+            .about = "newest waiter first (tests only)",
+            .default_interval_ns = 5000000,
+            .interval_is = NULL,
+            .default_check_interval = 0 },
   .state_size = sizeof(lifo_state),
   .arrive = lifo_arrive,
   .may_take = lifo_may_take,

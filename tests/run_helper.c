@@ -144,16 +144,17 @@ run_result *run_program(const run_opts *opts, char *const argv[]) {
 
   int use_stdin_pipe = opts->stdin_data != NULL || opts->stdin_keep_open;
   int in[2] = { -1, -1 }, po[2] = { -1, -1 }, pe[2] = { -1, -1 };
-  if ((use_stdin_pipe && pipe2(in, O_CLOEXEC) != 0) || pipe2(po, O_CLOEXEC) != 0 ||
-      pipe2(pe, O_CLOEXEC) != 0) {
+  if ((use_stdin_pipe && pipe2(in, O_CLOEXEC) != 0) || pipe2(po, O_CLOEXEC) != 0 || pipe2(pe, O_CLOEXEC) != 0) {
     r->spawn_errno = errno;
     goto fail;
   }
 
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
-  if (use_stdin_pipe) posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-  else posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  if (use_stdin_pipe)
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+  else
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, po[1], 1);
   posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
 
@@ -204,7 +205,7 @@ run_result *run_program(const run_opts *opts, char *const argv[]) {
     if (now >= deadline && !r->timed_out) {
       kill(r->pid, SIGKILL);
       r->timed_out = 1;
-      deadline = now + 2.0;  /* read what is left, but not forever */
+      deadline = now + 2.0; /* read what is left, but not forever */
     } else if (now >= deadline) {
       break;
     }
@@ -225,7 +226,7 @@ run_result *run_program(const run_opts *opts, char *const argv[]) {
     double wake = deadline;
     if (r->signals_sent < nsignals && next_signal >= 0 && next_signal < wake) wake = next_signal;
     int timeout_ms = (int)((wake - now) * 1000.0) + 1;
-    if (timeout_ms > 100) timeout_ms = 100;  /* also re-checks signal_when */
+    if (timeout_ms > 100) timeout_ms = 100; /* also re-checks signal_when */
     if (timeout_ms < 0) timeout_ms = 0;
 
     struct pollfd pf[3];
@@ -246,7 +247,7 @@ run_result *run_program(const run_opts *opts, char *const argv[]) {
         in_data += w;
         in_left -= (size_t)w;
       } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
-        in_left = 0;  /* the child closed its stdin */
+        in_left = 0; /* the child closed its stdin */
       }
       if (in_left == 0 && !opts->stdin_keep_open) close_fd(&in[1]);
     }
@@ -302,11 +303,16 @@ void run_result_free(run_result *r) {
 }
 
 const char *run_status_text(const run_result *r, char *b, size_t len) {
-  if (r->spawn_errno) snprintf(b, len, "not started: %s", strerror(r->spawn_errno));
-  else if (r->timed_out) snprintf(b, len, "killed at the test's wall-clock limit after %.1f s", r->wall_s);
-  else if (r->exited) snprintf(b, len, "exit %d", r->exit_code);
-  else if (r->term_signal) snprintf(b, len, "killed by signal %d (%s)", r->term_signal, strsignal(r->term_signal));
-  else snprintf(b, len, "unknown status");
+  if (r->spawn_errno)
+    snprintf(b, len, "not started: %s", strerror(r->spawn_errno));
+  else if (r->timed_out)
+    snprintf(b, len, "killed at the test's wall-clock limit after %.1f s", r->wall_s);
+  else if (r->exited)
+    snprintf(b, len, "exit %d", r->exit_code);
+  else if (r->term_signal)
+    snprintf(b, len, "killed by signal %d (%s)", r->term_signal, strsignal(r->term_signal));
+  else
+    snprintf(b, len, "unknown status");
   return b;
 }
 
@@ -320,7 +326,7 @@ static int pid_gone(pid_t pid) {
   fclose(f);
   buf[n] = 0;
   const char *p = strrchr(buf, ')');
-  return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');  /* a zombie waiting for its parent has died */
+  return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'); /* a zombie waiting for its parent has died */
 }
 
 int run_wait_gone(pid_t pid, double seconds) {
@@ -347,8 +353,14 @@ double report_parse_duration(const char *s, const char **end) {
   double v = strtod(s, &e);
   if (e == s) return -1;
   while (*e == ' ') e++;
-  static const struct { const char *unit; double scale; } units[] = {
-    { "ns", 1e-9 }, { "us", 1e-6 }, { "ms", 1e-3 }, { "s", 1.0 },
+  static const struct {
+    const char *unit;
+    double scale;
+  } units[] = {
+    { "ns", 1e-9 },
+    { "us", 1e-6 },
+    { "ms", 1e-3 },
+    { "s", 1.0 },
   };
   for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
     size_t n = strlen(units[i].unit);
@@ -382,9 +394,7 @@ int report_duration_after(const char *text, const char *key, double *v) {
   return 1;
 }
 
-const char *report_find(const char *err) {
-  return err ? strstr(err, "-- gilvm report") : NULL;
-}
+const char *report_find(const char *err) { return err ? strstr(err, "-- gilvm report") : NULL; }
 
 static int word_after(const char *text, const char *key, char *out, size_t len) {
   const char *p = strstr(text, key);
@@ -403,16 +413,13 @@ int report_parse_run(const char *err, parsed_report *r) {
   if (!rep) return 0;
   double sw = 0, fo = 0, dr = 0;
   int ok = word_after(rep, "  mode ", r->mode, sizeof r->mode) &&
-           word_after(rep, "   gil ", r->policy, sizeof r->policy) &&
-           report_duration_after(rep, "switch interval ", &r->interval_s) &&
-           report_duration_after(rep, "  wall ", &r->wall_s) &&
-           report_duration_after(rep, "   cpu ", &r->cpu_s) &&
-           report_number_after(rep, "parallelism ", &r->parallelism) &&
-           report_number_after(rep, "GIL held ", &r->held_pct) &&
-           report_number_after(rep, "contended ", &r->contended_pct) &&
-           report_number_after(rep, "switches ", &sw) &&
-           report_number_after(rep, "(forced ", &fo) &&
-           report_number_after(rep, "drop requests ", &dr);
+      word_after(rep, "   gil ", r->policy, sizeof r->policy) &&
+      report_duration_after(rep, "switch interval ", &r->interval_s) &&
+      report_duration_after(rep, "  wall ", &r->wall_s) && report_duration_after(rep, "   cpu ", &r->cpu_s) &&
+      report_number_after(rep, "parallelism ", &r->parallelism) &&
+      report_number_after(rep, "GIL held ", &r->held_pct) &&
+      report_number_after(rep, "contended ", &r->contended_pct) && report_number_after(rep, "switches ", &sw) &&
+      report_number_after(rep, "(forced ", &fo) && report_number_after(rep, "drop requests ", &dr);
   r->switches = (long)sw;
   r->forced = (long)fo;
   r->drop_requests = (long)dr;
@@ -567,8 +574,13 @@ const char *run_status(const run_result *r) {
 
 const char *run_sanitizer_report(const char *text) {
   static const char *const marks[] = {
-    "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
-    "ThreadSanitizer: ", "runtime error: ", "AddressSanitizer:DEADLYSIGNAL", NULL,
+    "ERROR: AddressSanitizer",
+    "ERROR: LeakSanitizer",
+    "WARNING: ThreadSanitizer",
+    "ThreadSanitizer: ",
+    "runtime error: ",
+    "AddressSanitizer:DEADLYSIGNAL",
+    NULL,
   };
   for (int i = 0; marks[i]; i++)
     if (strstr(text, marks[i])) return marks[i];
@@ -579,7 +591,7 @@ const char *run_sanitizer_report(const char *text) {
 
 static void **tracked;
 static size_t ntracked, captracked;
-static void **results;  /* run_result *: freed by test_cleanup */
+static void **results; /* run_result *: freed by test_cleanup */
 static size_t nresults, capresults;
 static json_t *jsons[64];
 static int njsons;
@@ -636,8 +648,10 @@ void test_cleanup(void) {
 
 const char *env_dir(const char *name) {
   const char *v = getenv(name);
-  cr_assert(v && *v, "%s is not set: run the suite with `meson test`, or set GILVM, GILVM_SCRIPTS "
-            "and GILVM_TESTDATA by hand", name);
+  cr_assert(v && *v,
+            "%s is not set: run the suite with `meson test`, or set GILVM, GILVM_SCRIPTS "
+            "and GILVM_TESTDATA by hand",
+            name);
   return v;
 }
 
@@ -650,9 +664,7 @@ const char *gilvm_path(void) {
 
 const char *script(const char *name) { return fmt("%s/%s", env_dir("GILVM_SCRIPTS"), name); }
 
-const char *data_in(const char *sub, const char *name) {
-  return fmt("%s/%s/%s", env_dir("GILVM_TESTDATA"), sub, name);
-}
+const char *data_in(const char *sub, const char *name) { return fmt("%s/%s/%s", env_dir("GILVM_TESTDATA"), sub, name); }
 
 const char *new_tmpdir(void) {
   cr_assert(ntmpdirs < (int)(sizeof tmpdirs / sizeof tmpdirs[0]), "too many temporary directories");
@@ -740,8 +752,7 @@ void expect_exit(const run_result *r, int code) {
 }
 
 void expect_out(const run_result *r, const char *expected) {
-  cr_assert(strcmp(r->out, expected) == 0, "stdout differs\n  --- expected stdout ---\n%s" CTX, expected,
-            CTXA(r));
+  cr_assert(strcmp(r->out, expected) == 0, "stdout differs\n  --- expected stdout ---\n%s" CTX, expected, CTXA(r));
 }
 
 void expect_out_has(const run_result *r, const char *needle) {

@@ -24,36 +24,36 @@
 #define RUN_MAX_SIGNALS 4
 
 typedef struct run_opts {
-  const char *stdin_data;   /* written to the child's stdin, then closed; NULL: /dev/null */
-  int stdin_keep_open;      /* keep a stdin pipe open (no EOF) until the child exits */
-  double limit_s;           /* hard wall-clock limit; the child is SIGKILLed after it (0: 60 s) */
+  const char *stdin_data; /* written to the child's stdin, then closed; NULL: /dev/null */
+  int stdin_keep_open; /* keep a stdin pipe open (no EOF) until the child exits */
+  double limit_s; /* hard wall-clock limit; the child is SIGKILLed after it (0: 60 s) */
   /* Signals: nsignals of them, `signal` each time. The first is sent signal_after_s
      after the start, or after stdout first contains signal_when (when set); the
      next ones signal_every_s apart. */
   int signal;
-  int nsignals;             /* 0 with signal set means 1 */
+  int nsignals; /* 0 with signal set means 1 */
   double signal_after_s;
   double signal_every_s;
   const char *signal_when;
-  const char *signal_when_file;  /* or once this file exists (for output gilvm does not stream) */
-  const char *const *env;   /* NULL-terminated "NAME=value" set in the child's environment, or NULL */
+  const char *signal_when_file; /* or once this file exists (for output gilvm does not stream) */
+  const char *const *env; /* NULL-terminated "NAME=value" set in the child's environment, or NULL */
 } run_opts;
 
 typedef struct run_result {
   pid_t pid;
-  int spawn_errno;          /* nonzero: the child could not be started */
-  int exited;               /* it called exit(): exit_code is valid */
+  int spawn_errno; /* nonzero: the child could not be started */
+  int exited; /* it called exit(): exit_code is valid */
   int exit_code;
-  int term_signal;          /* it was killed by this signal (0 if it exited) */
-  int timed_out;            /* the helper killed it at limit_s */
-  int reaped;               /* waitpid() collected it */
-  int signals_sent;         /* how many of the requested signals were sent */
-  double wall_s;            /* from spawn to reaping */
-  double first_signal_s;    /* when the first / last requested signal was sent (-1: never) */
+  int term_signal; /* it was killed by this signal (0 if it exited) */
+  int timed_out; /* the helper killed it at limit_s */
+  int reaped; /* waitpid() collected it */
+  int signals_sent; /* how many of the requested signals were sent */
+  double wall_s; /* from spawn to reaping */
+  double first_signal_s; /* when the first / last requested signal was sent (-1: never) */
   double last_signal_s;
-  char *out, *err;          /* NUL-terminated, malloc'd; never NULL after a run */
+  char *out, *err; /* NUL-terminated, malloc'd; never NULL after a run */
   size_t out_len, err_len;
-  char *cmdline;            /* argv joined by spaces, for messages */
+  char *cmdline; /* argv joined by spaces, for messages */
 } run_result;
 
 /* Run argv (NULL-terminated; argv[0] is the path of the program). Never returns NULL. */
@@ -103,19 +103,19 @@ typedef struct parsed_report {
   double wall_s, cpu_s, parallelism;
   double held_pct, contended_pct;
   long switches, forced, drop_requests;
-  int has_handoff_line;     /* the "handoff latency" line is there */
-  long handoffs;            /* forced handoffs it counts (0 when "no forced handoffs") */
-  char policy[32];          /* "cpython", "legacy", "fifo" */
+  int has_handoff_line; /* the "handoff latency" line is there */
+  long handoffs; /* forced handoffs it counts (0 when "no forced handoffs") */
+  char policy[32]; /* "cpython", "legacy", "fifo" */
   char mode[32];
-  double interval_s;        /* the switch interval printed */
+  double interval_s; /* the switch interval printed */
 } parsed_report;
 
 /* Parse the run's figures; 1 if every field was found. */
 int report_parse_run(const char *err, parsed_report *r);
 
 typedef struct report_thread {
-  char kind[16];      /* "thread", "free thread", "process" */
-  char name[32];            /* as printed (at most 22 characters, trailing spaces cut) */
+  char kind[16]; /* "thread", "free thread", "process" */
+  char name[32]; /* as printed (at most 22 characters, trailing spaces cut) */
   double cpu_s, held_s, wait_s;
   long acq, forced;
   double blocked_s, nogil_s;
@@ -142,7 +142,7 @@ int count_occurrences(const char *hay, const char *needle);
 
 /* ---- for the Criterion suites (each test runs in a process of its own) ---- */
 
-#define RUN_LIMIT_S 60.0  /* a child's hard limit when run_opts gives none */
+#define RUN_LIMIT_S 60.0 /* a child's hard limit when run_opts gives none */
 
 /* p, kept until test_cleanup(); fails the test if NULL (out of memory). */
 void *track(void *p);

@@ -84,9 +84,8 @@ static void take_lock(int how) {
   char path[512];
   snprintf(path, sizeof path, "%s/gilvm-e2e-timing.lock", dir && *dir ? dir : "/tmp");
   lock_fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0666);
-  if (lock_fd < 0) return;  /* no lock: the margins still hold on a quiet machine */
-  while (flock(lock_fd, how) != 0 && errno == EINTR) {
-  }
+  if (lock_fd < 0) return; /* no lock: the margins still hold on a quiet machine */
+  while (flock(lock_fd, how) != 0 && errno == EINTR) {}
 }
 
 static void shared_init(void) { take_lock(LOCK_SH); }
@@ -94,7 +93,7 @@ static void exclusive_init(void) { take_lock(LOCK_EX); }
 
 static void fini(void) {
   test_cleanup();
-  if (lock_fd >= 0) close(lock_fd);  /* releases the lock */
+  if (lock_fd >= 0) close(lock_fd); /* releases the lock */
   lock_fd = -1;
 }
 
@@ -108,11 +107,11 @@ TestSuite(timing, .init = exclusive_init, .fini = fini, .timeout = 180.);
 /* ================================================== output and the report */
 
 static const char output_lua_stdout[] =
-  "line one\n"
-  "no newline, then tab\t|\n"
-  "from worker: payload\n"
-  "7 seven 7.00\n"
-  "last line without newline";
+    "line one\n"
+    "no newline, then tab\t|\n"
+    "from worker: payload\n"
+    "7 seven 7.00\n"
+    "last line without newline";
 
 Test(output, stdout_is_the_script_output_and_report_is_on_stderr) {
   run_result *r = GV(data("output.lua"));
@@ -180,7 +179,8 @@ Test(output, report_has_the_run_fields) {
     double med, p99, max;
     const char *rep = report_find(r->err);
     cr_assert(report_duration_after(rep, "median ", &med) && report_duration_after(rep, "p99 ", &p99) &&
-              report_duration_after(rep, "max ", &max), "handoff latency figures missing" CTX, CTXA(r));
+                  report_duration_after(rep, "max ", &max),
+              "handoff latency figures missing" CTX, CTXA(r));
     cr_expect(med <= p99 && p99 <= max, "handoff latency median %g <= p99 %g <= max %g", med, p99, max);
   } else {
     expect_err_has(r, "handoff latency   - (no forced handoffs)");
@@ -217,7 +217,9 @@ Test(output, script_figures_appear_in_the_report) {
   run_result *r = GV(data("figures.lua"));
   expect_exit(r, 0);
   expect_out(r, "");
-  struct { const char *name, *value; } want[] = {
+  struct {
+    const char *name, *value;
+  } want[] = {
     { "answer", "43" }, { "ratio", "0.125" }, { "label", "hello" }, { "flag", "true" }, { "from_worker", "-7" },
   };
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
@@ -283,8 +285,8 @@ Test(scripts, cpu_bound_parallelism_stays_near_one_under_the_gil) {
   expect_out(r, fmt("threads=2 iterations=3000000 sum=%lld\n", sum_of_squares_mod7(3000000)));
   parsed_report rr = report_of(r);
   cr_expect(rr.parallelism > 0, "parallelism %.2f", rr.parallelism);
-  cr_expect(rr.parallelism <= 1.3, "two CPU threads under one GIL ran with parallelism %.2fx" CTX,
-            rr.parallelism, CTXA(r));
+  cr_expect(rr.parallelism <= 1.3, "two CPU threads under one GIL ran with parallelism %.2fx" CTX, rr.parallelism,
+            CTXA(r));
 }
 
 Test(scripts, cpu_bound_two_threads_force_switches) {
@@ -387,7 +389,7 @@ Test(api, uncaught_worker_error_at_join_fails_main) {
   expect_err_has(r, "error in thread '1:fails': ");
   expect_err_has(r, "worker_error.lua:4: attempt to index a nil value");
   expect_err_has(r, "stack traceback:");
-  expect_err_lacks(r, "never joined");  /* it was joined */
+  expect_err_lacks(r, "never joined"); /* it was joined */
 }
 
 Test(api, unjoined_failing_worker_makes_exit_1) {
@@ -519,11 +521,15 @@ Test(timing, native_with_release_runs_in_parallel) {
        (another process busy on it)? Ask the machine: two plain threads. */
     double par = machine_parallelism(0.15);
     if (par < 1.5)
-      cr_skip_test("no speed-up measurable: two plain threads of the test itself get %.2fx on this machine now "
-                   "(gil.native with release: %g s, without: %g s)", par, wt, wf);
+      cr_skip_test(
+          "no speed-up measurable: two plain threads of the test itself get %.2fx on this machine now "
+          "(gil.native with release: %g s, without: %g s)",
+          par, wt, wf);
   }
-  cr_expect(ratio < 0.8, "two gil.native(%g, true) calls did not overlap: wall %g s vs %g s with release=false "
-            "(best ratio %.2f)", s, wt, wf, ratio);
+  cr_expect(ratio < 0.8,
+            "two gil.native(%g, true) calls did not overlap: wall %g s vs %g s with release=false "
+            "(best ratio %.2f)",
+            s, wt, wf, ratio);
 }
 
 Test(api, native_without_release_does_not_overlap) {
@@ -584,31 +590,33 @@ Test(api, arg_table_and_varargs_like_lua) {
   const char *args = data("args.lua");
   run_result *r = GV("-q", "-s", "2ms", args, "a", "b c");
   expect_exit(r, 0);
-  expect_out(r, fmt("n\t2\n"
-                    "dots\ta\tb c\n"
-                    "-4\t%s\n"
-                    "-3\t-q\n"
-                    "-2\t-s\n"
-                    "-1\t2ms\n"
-                    "0\t%s\n"
-                    "1\ta\n"
-                    "2\tb c\n",
-                    gilvm_path(), args));
+  expect_out(r,
+             fmt("n\t2\n"
+                 "dots\ta\tb c\n"
+                 "-4\t%s\n"
+                 "-3\t-q\n"
+                 "-2\t-s\n"
+                 "-1\t2ms\n"
+                 "0\t%s\n"
+                 "1\ta\n"
+                 "2\tb c\n",
+                 gilvm_path(), args));
   /* `run`, -e and `--` are gilvm's too; what follows the script is the script's */
   run_result *r2 = GV("run", "-q", "-e", "x=1", "--", args, "-q", "--timeout");
   expect_exit(r2, 0);
-  expect_out(r2, fmt("n\t2\n"
-                     "dots\t-q\t--timeout\n"
-                     "-6\t%s\n"
-                     "-5\trun\n"
-                     "-4\t-q\n"
-                     "-3\t-e\n"
-                     "-2\tx=1\n"
-                     "-1\t--\n"
-                     "0\t%s\n"
-                     "1\t-q\n"
-                     "2\t--timeout\n",
-                     gilvm_path(), args));
+  expect_out(r2,
+             fmt("n\t2\n"
+                 "dots\t-q\t--timeout\n"
+                 "-6\t%s\n"
+                 "-5\trun\n"
+                 "-4\t-q\n"
+                 "-3\t-e\n"
+                 "-2\tx=1\n"
+                 "-1\t--\n"
+                 "0\t%s\n"
+                 "1\t-q\n"
+                 "2\t--timeout\n",
+                 gilvm_path(), args));
 }
 
 Test(api, script_from_stdin) {
@@ -626,8 +634,8 @@ Test(cli, help_goes_to_stdout_with_exit_0) {
     run_result *r = GV(forms[i]);
     expect_exit(r, 0);
     cr_assert(strncmp(r->out, "Usage: gilvm", 12) == 0, "%s: usage expected on stdout" CTX, forms[i], CTXA(r));
-    const char *opts[] = { "--mode", "--switch-interval", "--gil", "--check-interval", "-e CODE", "--quiet",
-                           "--timeout", "--help", "--version", "500us" };
+    const char *opts[] = { "--mode",  "--switch-interval", "--gil",  "--check-interval", "-e CODE",
+                           "--quiet", "--timeout",         "--help", "--version",        "500us" };
     for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) expect_out_has(r, opts[k]);
     cr_expect(r->err_len == 0, "%s: stderr should be empty" CTX, forms[i], CTXA(r));
   }
@@ -643,8 +651,8 @@ Test(cli, version) {
   for (int i = 0; i < 2; i++) {
     run_result *r = GV(forms[i]);
     expect_exit(r, 0);
-    cr_expect(strncmp(r->out, "gilvm ", 6) == 0 && strstr(r->out, "Lua 5.4") &&
-              count_occurrences(r->out, "\n") == 1, "%s: one line \"gilvm X (Lua 5.4)\"" CTX, forms[i], CTXA(r));
+    cr_expect(strncmp(r->out, "gilvm ", 6) == 0 && strstr(r->out, "Lua 5.4") && count_occurrences(r->out, "\n") == 1,
+              "%s: one line \"gilvm X (Lua 5.4)\"" CTX, forms[i], CTXA(r));
     cr_expect(r->err_len == 0, "%s: stderr should be empty" CTX, forms[i], CTXA(r));
   }
 }
@@ -665,7 +673,7 @@ static void interval_case(const char *want, const char *const *args) {
   run_result *r = gv_run(NULL, args);
   expect_exit(r, 0);
   expect_out(r, want);
-  expect_no_report(r);  /* each case also says -q, bundled or not */
+  expect_no_report(r); /* each case also says -q, bundled or not */
 }
 #define INTERVAL(want, ...) interval_case(want, (const char *const[]){ __VA_ARGS__, NULL })
 
@@ -689,7 +697,8 @@ Test(cli, short_options_bundle) {
 
 Test(cli, long_options_may_be_shortened_while_unambiguous) {
   INTERVAL("0.003\tfork\n", "--qu", "--switch=3ms", "--mo", "fork", "-e", "print(gil.getswitchinterval(), gil.mode())");
-  expect_usage_error(GV("--time", "1s", data("output.lua")), "ambiguous option '--time' (could be --timeline, --timeout)");
+  expect_usage_error(GV("--time", "1s", data("output.lua")),
+                     "ambiguous option '--time' (could be --timeline, --timeout)");
   expect_usage_error(GV("--t=x", data("output.lua")), "ambiguous option '--t'");
 }
 
@@ -702,7 +711,7 @@ Test(cli, several_exec_options_run_in_the_order_given) {
 Test(cli, double_dash_ends_the_options) {
   run_result *r = GV("-q", "--", data("args.lua"), "-s", "1ms");
   expect_exit(r, 0);
-  expect_out_starts(r, "n\t2\ndots\t-s\t1ms\n");  /* the script gets -s 1ms */
+  expect_out_starts(r, "n\t2\ndots\t-s\t1ms\n"); /* the script gets -s 1ms */
   /* after --, even a name that looks like an option is the script */
   run_result *d = GV("-q", "--", "--bogus");
   expect_exit(d, 3);
@@ -712,8 +721,8 @@ Test(cli, double_dash_ends_the_options) {
 Test(cli, what_follows_the_script_is_the_scripts) {
   run_result *r = GV("-q", data("args.lua"), "-q", "--bogus", "-s", "1ms", "--", "-e", "error('ran')");
   expect_exit(r, 0);
-  expect_out_starts(r, "n\t7\ndots\t-q\t--bogus\t-s\t1ms\t--\t-e\terror('ran')\n");  /* untouched */
-  expect_out_has(r, "\n-1\t-q\n0\t");  /* gilvm's own options sit below arg[0], as lua5.4 puts them */
+  expect_out_starts(r, "n\t7\ndots\t-q\t--bogus\t-s\t1ms\t--\t-e\terror('ran')\n"); /* untouched */
+  expect_out_has(r, "\n-1\t-q\n0\t"); /* gilvm's own options sit below arg[0], as lua5.4 puts them */
 }
 
 Test(cli, bad_options_say_what_was_wrong) {
@@ -733,11 +742,11 @@ Test(cli, every_option_help_lists_is_known) {
   int n = 0;
   const char *p = strstr(h->out, "\nOptions:\n");
   cr_assert(p, "--help has no Options: section" CTX, CTXA(h));
-  for (p = strchr(p + 1, '\n'); p && p[1] != '\n'; p = strchr(p + 1, '\n')) {  /* to the blank line */
+  for (p = strchr(p + 1, '\n'); p && p[1] != '\n'; p = strchr(p + 1, '\n')) { /* to the blank line */
     size_t indent = strspn(p + 1, " ");
     const char *opt = p + 1 + indent;
-    if (indent > 6 || *opt != '-') continue;  /* a description's continuation line */
-    for (const char *o = opt; *o == '-';) {  /* "-m, --mode MODE": each spelling */
+    if (indent > 6 || *opt != '-') continue; /* a description's continuation line */
+    for (const char *o = opt; *o == '-';) { /* "-m, --mode MODE": each spelling */
       size_t len = strcspn(o, " ,\n");
       const char *name = fmt("%.*s", (int)len, o);
       run_result *r = GV(name);
@@ -764,10 +773,18 @@ Test(cli, malformed_durations_are_exit_2) {
 }
 
 Test(cli, durations_accepted) {
-  struct { const char *opt, *val; double want; } cases[] = {
-    { "-s", "500us", 0.0005 }, { "-s", "0.5ms", 0.0005 }, { "-s", "2s", 2.0 },
-    { "-s", "0.01", 0.01 },    { "-s1ms", NULL, 0.001 },  { "--switch-interval=250us", NULL, 0.00025 },
-    { "--switch-interval", "3ms", 0.003 }, { "-s", "1000000ns", 0.001 },
+  struct {
+    const char *opt, *val;
+    double want;
+  } cases[] = {
+    { "-s", "500us", 0.0005 },
+    { "-s", "0.5ms", 0.0005 },
+    { "-s", "2s", 2.0 },
+    { "-s", "0.01", 0.01 },
+    { "-s1ms", NULL, 0.001 },
+    { "--switch-interval=250us", NULL, 0.00025 },
+    { "--switch-interval", "3ms", 0.003 },
+    { "-s", "1000000ns", 0.001 },
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     run_result *r = cases[i].val ? GV(cases[i].opt, cases[i].val, "-e", "print(gil.getswitchinterval())")
@@ -812,11 +829,12 @@ Test(cli, modes) {
 Test(cli, gil_policies_compute_the_same_sum) {
   const char *total = "400000";
   const char *want = fmt("threads=2 iterations=400000 sum=%lld\n", sum_of_squares_mod7(400000));
-  struct { const char *a[4]; const char *policy; } cases[] = {
-    { { "-g", "cpython" }, "cpython" },
-    { { "-g", "legacy" }, "legacy" },
-    { { "--gil", "fifo" }, "fifo" },
-    { { "-g", "legacy", "--check-interval", "50" }, "legacy" },
+  struct {
+    const char *a[4];
+    const char *policy;
+  } cases[] = {
+    { { "-g", "cpython" }, "cpython" },        { { "-g", "legacy" }, "legacy" },
+    { { "--gil", "fifo" }, "fifo" },           { { "-g", "legacy", "--check-interval", "50" }, "legacy" },
     { { "-g", "fifo", "-s", "2ms" }, "fifo" },
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -918,8 +936,7 @@ Test(stop, timeout_stops_spinning_workers_with_a_report) {
   cr_assert_eq(n, 3, "main + 2 spinners" CTX, CTXA(r));
   cr_expect_str_eq(rows[1].name, "1:spin");
   cr_expect_str_eq(rows[2].name, "2:spin");
-  cr_expect(rows[1].cpu_s > 0 && rows[2].cpu_s > 0, "the spinners never ran: %g s, %g s", rows[1].cpu_s,
-            rows[2].cpu_s);
+  cr_expect(rows[1].cpu_s > 0 && rows[2].cpu_s > 0, "the spinners never ran: %g s, %g s", rows[1].cpu_s, rows[2].cpu_s);
 }
 
 Test(stop, timeout_stops_an_infinite_loop_in_main) {
@@ -935,9 +952,8 @@ Test(stop, timeout_stops_a_deadlock) {
   cr_expect(r->wall_s < 6, "took %g s", r->wall_s);
   report_thread rows[4];
   cr_assert_eq(threads_of(r, rows, 4), 3, CTX, CTXA(r));
-  for (int i = 1; i < 3; i++)  /* the lock is all they ever block on */
-    cr_expect(rows[i].blocked_s > 0, "%s should have been blocked on the lock: %g s", rows[i].name,
-              rows[i].blocked_s);
+  for (int i = 1; i < 3; i++) /* the lock is all they ever block on */
+    cr_expect(rows[i].blocked_s > 0, "%s should have been blocked on the lock: %g s", rows[i].name, rows[i].blocked_s);
 }
 
 Test(stop, sigint_stops_with_a_report) {
@@ -945,8 +961,7 @@ Test(stop, sigint_stops_with_a_report) {
   run_result *r = GVO(&o, data("spin_sleep.lua"));
   cr_assert_eq(r->signals_sent, 1, "SIGINT was not sent" CTX, CTXA(r));
   expect_stopped_with_report(r, 130, "interrupted");
-  cr_expect(r->wall_s - r->first_signal_s < 3, "gilvm took %g s to stop after SIGINT",
-            r->wall_s - r->first_signal_s);
+  cr_expect(r->wall_s - r->first_signal_s < 3, "gilvm took %g s to stop after SIGINT", r->wall_s - r->first_signal_s);
 }
 
 Test(stop, sigint_while_main_joins) {
@@ -967,8 +982,8 @@ static void expect_ends_within_grace(const run_result *r, int code, const char *
   expect_exit(r, code);
   cr_expect(strstr(r->err, fmt("gilvm: stopped: %s", reason)) || strstr(r->err, "did not stop within 3 s"),
             "stderr should say why gilvm stopped" CTX, CTXA(r));
-  cr_expect(r->wall_s - from < 3 + 4, "gilvm ended %g s after being asked to stop (grace is 3 s)" CTX,
-            r->wall_s - from, CTXA(r));
+  cr_expect(r->wall_s - from < 3 + 4, "gilvm ended %g s after being asked to stop (grace is 3 s)" CTX, r->wall_s - from,
+            CTXA(r));
   expect_out_has(r, "ready\n");
 }
 
@@ -988,8 +1003,12 @@ Test(stop, sigint_with_pcall_swallowing_the_stop_still_ends) {
 Test(stop, second_sigint_exits_at_once) {
   /* main sits in io.read() holding the GIL (stdin open, no data): the first
      SIGINT cannot stop it, so gilvm is in its 3 s grace when the second comes */
-  run_opts o = { .stdin_keep_open = 1, .signal = SIGINT, .nsignals = 2, .signal_when = "ready\n",
-                 .signal_after_s = 0.3, .signal_every_s = 0.5 };
+  run_opts o = { .stdin_keep_open = 1,
+                 .signal = SIGINT,
+                 .nsignals = 2,
+                 .signal_when = "ready\n",
+                 .signal_after_s = 0.3,
+                 .signal_every_s = 0.5 };
   run_result *r = GVO(&o, data("blocked_read.lua"));
   expect_exit(r, 130);
   cr_assert_eq(r->signals_sent, 2, "gilvm ended before the second SIGINT" CTX, CTXA(r));

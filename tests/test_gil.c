@@ -33,26 +33,24 @@
 #include <unistd.h>
 
 #include "gil.h"
-#include "gil_policy.h"  /* to read g->nwaiting (under g->mutex) */
+#include "gil_policy.h" /* to read g->nwaiting (under g->mutex) */
 
 #define US 1000ull
 #define MS 1000000ull
 #define SEC 1000000000ull
-#define DEADLINE (15 * SEC)  /* how long any single wait in a test may take */
+#define DEADLINE (15 * SEC) /* how long any single wait in a test may take */
 
 /* ---------------------------------------------------------------- helpers */
 
 static void sleep_ns(uint64_t ns) {
   struct timespec ts = { (time_t)(ns / SEC), (long)(ns % SEC) };
-  while (nanosleep(&ts, &ts) != 0) {
-  }
+  while (nanosleep(&ts, &ts) != 0) {}
 }
 
 /* Keep the CPU busy (holding the GIL, typically) for at least ns. */
 static void busy_ns(uint64_t ns) {
   uint64_t end = gil_now_ns() + ns;
-  while (gil_now_ns() < end) {
-  }
+  while (gil_now_ns() < end) {}
 }
 
 /* Number of threads waiting for the GIL, read under the GIL's mutex. */
@@ -183,7 +181,7 @@ Test(gil_api, policy_names_and_unknown_policy, .timeout = 10.) {
   cr_assert_null(gil_create("fifo ", 0, NULL, NULL));
   cr_assert_null(gil_create(NULL, 0, NULL, NULL));
   cr_assert_null(gil_policy_find("nope"));
-  gil_destroy(NULL);  /* allowed, like free(NULL) */
+  gil_destroy(NULL); /* allowed, like free(NULL) */
 }
 
 /* What the CLI and sweep read from the table: the interval each policy
@@ -280,7 +278,7 @@ typedef struct stress_arg {
   gil_thread t;
   shared *s;
   int cycles;
-  int yield_every;  /* 0: never yield */
+  int yield_every; /* 0: never yield */
   long yields;
 } stress_arg;
 
@@ -289,7 +287,7 @@ static void *stress_thread(void *p) {
   for (int i = 0; i < a->cycles; i++) {
     gil_take(a->g, &a->t);
     enter(a->s, a);
-    long c = a->s->counter;  /* a read-modify-write with a window in it */
+    long c = a->s->counter; /* a read-modify-write with a window in it */
     if (a->yield_every && (i % a->yield_every == 0 || gil_drop_requested(a->g))) {
       /* the GIL is let go here: leave first, and check it is ours again */
       leave(a->s, a);
@@ -346,24 +344,12 @@ static void check_mutual_exclusion(const char *policy, int cycles, int yield_eve
   gil_destroy(g);
 }
 
-Test(gil_cpython, mutual_exclusion_stress, .timeout = 120.) {
-  check_mutual_exclusion("cpython", 20000, 0);
-}
-Test(gil_cpython, mutual_exclusion_stress_with_yields, .timeout = 120.) {
-  check_mutual_exclusion("cpython", 20000, 7);
-}
-Test(gil_legacy, mutual_exclusion_stress, .timeout = 120.) {
-  check_mutual_exclusion("legacy", 20000, 0);
-}
-Test(gil_legacy, mutual_exclusion_stress_with_yields, .timeout = 120.) {
-  check_mutual_exclusion("legacy", 20000, 7);
-}
-Test(gil_fifo, mutual_exclusion_stress, .timeout = 120.) {
-  check_mutual_exclusion("fifo", 5000, 0);
-}
-Test(gil_fifo, mutual_exclusion_stress_with_yields, .timeout = 120.) {
-  check_mutual_exclusion("fifo", 5000, 7);
-}
+Test(gil_cpython, mutual_exclusion_stress, .timeout = 120.) { check_mutual_exclusion("cpython", 20000, 0); }
+Test(gil_cpython, mutual_exclusion_stress_with_yields, .timeout = 120.) { check_mutual_exclusion("cpython", 20000, 7); }
+Test(gil_legacy, mutual_exclusion_stress, .timeout = 120.) { check_mutual_exclusion("legacy", 20000, 0); }
+Test(gil_legacy, mutual_exclusion_stress_with_yields, .timeout = 120.) { check_mutual_exclusion("legacy", 20000, 7); }
+Test(gil_fifo, mutual_exclusion_stress, .timeout = 120.) { check_mutual_exclusion("fifo", 5000, 0); }
+Test(gil_fifo, mutual_exclusion_stress_with_yields, .timeout = 120.) { check_mutual_exclusion("fifo", 5000, 7); }
 
 /* ------------------------------------------- forced switches (cpython, fifo) */
 
@@ -374,7 +360,7 @@ typedef struct holder_arg {
   gil_thread t;
   int id;
   order_log *order;
-  atomic_int holding;  /* set once it has the GIL */
+  atomic_int holding; /* set once it has the GIL */
   bool saw_request;
 } holder_arg;
 
@@ -443,7 +429,7 @@ static void check_waiter_forces_switch(const char *policy, uint64_t interval) {
   cr_assert_leq(st.handoff_median_ns, st.handoff_max_ns);
   cr_assert_geq(h.t.forced_drops, 1);
   cr_assert_eq(w.t.forced_drops, 0);
-  cr_assert_eq(st.acquisitions, 3);  /* holder, waiter, holder again */
+  cr_assert_eq(st.acquisitions, 3); /* holder, waiter, holder again */
   cr_assert_eq(st.switches, 3);
   cr_assert_geq(w.t.wait_ns, interval, "asked before waiting a whole interval");
   gil_destroy(g);
@@ -459,7 +445,7 @@ static void *blocking_holder_thread(void *p) {
   gil_take(a->g, &a->t);
   atomic_store(&a->holding, 1);
   a->saw_request = spin_until_drop_requested(a->g);
-  gil_drop(a->g, &a->t);  /* blocks instead of yielding at a check point */
+  gil_drop(a->g, &a->t); /* blocks instead of yielding at a check point */
   return NULL;
 }
 
@@ -490,19 +476,13 @@ Test(gil_cpython, blocking_while_asked_is_not_a_forced_switch, .timeout = 60.) {
   check_blocking_is_not_forced("cpython");
 }
 
-Test(gil_fifo, blocking_while_asked_is_not_a_forced_switch, .timeout = 60.) {
-  check_blocking_is_not_forced("fifo");
-}
+Test(gil_fifo, blocking_while_asked_is_not_a_forced_switch, .timeout = 60.) { check_blocking_is_not_forced("fifo"); }
 
-Test(gil_cpython, waiter_forces_switch, .timeout = 60.) {
-  check_waiter_forces_switch("cpython", 2 * MS);
-}
+Test(gil_cpython, waiter_forces_switch, .timeout = 60.) { check_waiter_forces_switch("cpython", 2 * MS); }
 
 /* fifo: when the head of the queue has waited a quantum, the holder is
    asked to drop and the GIL goes to that waiter. */
-Test(gil_fifo, quantum_expiry_requests_drop, .timeout = 60.) {
-  check_waiter_forces_switch("fifo", 20 * MS);
-}
+Test(gil_fifo, quantum_expiry_requests_drop, .timeout = 60.) { check_waiter_forces_switch("fifo", 20 * MS); }
 
 /* Two CPU-bound threads, each spinning on gil_drop_requested() and yielding
    when asked, with a 1 ms interval, until 20 forced switches have happened
@@ -577,9 +557,7 @@ static void check_forced_switching(const char *policy) {
       cr_assert_eq(holder, e.t, "event %zu: RELEASE by a non-holder", i);
       holder = NULL;
       break;
-    case GIL_EV_DROP_REQUEST:
-      cr_assert_eq(holder, e.t, "event %zu: DROP_REQUEST names a non-holder", i);
-      break;
+    case GIL_EV_DROP_REQUEST: cr_assert_eq(holder, e.t, "event %zu: DROP_REQUEST names a non-holder", i); break;
     case GIL_EV_FORCED_DROP:
       forced++;
       cr_assert_lt(i + 1, ev->n);
@@ -587,15 +565,12 @@ static void check_forced_switching(const char *policy) {
       cr_assert_eq(ev->ev[i + 1].t, e.t);
       for (size_t j = i + 1; j < ev->n; j++) {
         if (ev->ev[j].ev != GIL_EV_ACQUIRE) continue;
-        cr_assert_neq(ev->ev[j].t, e.t, "%s: event %zu: the dropper took the GIL straight back",
-                      policy, j);
+        cr_assert_neq(ev->ev[j].t, e.t, "%s: event %zu: the dropper took the GIL straight back", policy, j);
         checked++;
         break;
       }
       break;
-    case GIL_EV_WAIT:
-      cr_assert_neq(holder, e.t, "event %zu: the holder waits for itself", i);
-      break;
+    case GIL_EV_WAIT: cr_assert_neq(holder, e.t, "event %zu: the holder waits for itself", i); break;
     }
   }
   cr_assert_null(holder, "the GIL is still held at the end");
@@ -622,12 +597,8 @@ static void check_forced_switching(const char *policy) {
   free(log);
 }
 
-Test(gil_cpython, force_switching_dropper_never_retakes_first, .timeout = 120.) {
-  check_forced_switching("cpython");
-}
-Test(gil_fifo, forced_handoff_goes_to_the_waiter, .timeout = 120.) {
-  check_forced_switching("fifo");
-}
+Test(gil_cpython, force_switching_dropper_never_retakes_first, .timeout = 120.) { check_forced_switching("cpython"); }
+Test(gil_fifo, forced_handoff_goes_to_the_waiter, .timeout = 120.) { check_forced_switching("fifo"); }
 
 /* Uncontended, nobody is ever asked to drop, however long the GIL is held
    (here tens of 1 ms intervals): the callback is never called, no request
@@ -665,12 +636,8 @@ static void check_no_request_when_uncontended(const char *policy) {
   free(log);
 }
 
-Test(gil_cpython, no_drop_request_when_uncontended, .timeout = 30.) {
-  check_no_request_when_uncontended("cpython");
-}
-Test(gil_fifo, no_drop_request_when_uncontended, .timeout = 30.) {
-  check_no_request_when_uncontended("fifo");
-}
+Test(gil_cpython, no_drop_request_when_uncontended, .timeout = 30.) { check_no_request_when_uncontended("cpython"); }
+Test(gil_fifo, no_drop_request_when_uncontended, .timeout = 30.) { check_no_request_when_uncontended("fifo"); }
 
 /* The switch interval is read at run time: with 60 s nobody is asked to
    drop within 100 ms of contention (however slow the machine); after gil_set_interval(1 ms) (which
@@ -884,8 +851,7 @@ Test(gil_fifo, grants_in_arrival_order, .timeout = 60.) {
   for (int i = 0; i < FIFO_THREADS; i++) join(th[i]);
 
   cr_assert_eq(order.n, FIFO_THREADS);
-  for (int i = 0; i < FIFO_THREADS; i++)
-    cr_assert_eq(order.id[i], i, "position %d went to thread %d", i, order.id[i]);
+  for (int i = 0; i < FIFO_THREADS; i++) cr_assert_eq(order.id[i], i, "position %d went to thread %d", i, order.id[i]);
   gil_stats st;
   gil_stats_get(g, &st);
   cr_assert_eq(atomic_load(&log->calls), 0);
@@ -925,8 +891,7 @@ static void check_no_barging(bool use_yield) {
 
   cr_assert_eq(order.n, 4);
   for (int i = 0; i < 3; i++)
-    cr_assert_eq(order.id[i], i, "position %d went to %d: the releasing thread barged in", i,
-                 order.id[i]);
+    cr_assert_eq(order.id[i], i, "position %d went to %d: the releasing thread barged in", i, order.id[i]);
   cr_assert_eq(order.id[3], 99);
   gil_stats st;
   gil_stats_get(g, &st);
@@ -986,7 +951,7 @@ Test(gil_legacy, yields_every_check_interval_never_requests_drop, .timeout = 120
     spawn(&th[i], legacy_thread, &a[i]);
   }
   cr_assert(wait_for_waiters(g, 2));
-  sleep_ns(20 * MS);  /* twenty "intervals" with two waiters: still nothing */
+  sleep_ns(20 * MS); /* twenty "intervals" with two waiters: still nothing */
   cr_assert_eq(atomic_load(&log->calls), 0);
   gil_drop(g, &me);
   for (int i = 0; i < 2; i++) join(th[i]);
@@ -1027,14 +992,14 @@ static void *fork_waiter_thread(void *p) {
 /* The child's half of the fork test: what runs after fork() in a process
    where only this thread is left. Returns an exit status, 0 if all is well. */
 static int fork_child(gil_t *g, gil_thread *me) {
-  alarm(20);  /* a hang kills the child; the parent sees the signal */
+  alarm(20); /* a hang kills the child; the parent sees the signal */
   gil_after_fork(g, me);
   if (gil_drop_requested(g)) return 2;
   gil_stats st;
   gil_stats_get(g, &st);
   if (st.acquisitions != 0 || st.drop_requests != 0) return 3;
-  gil_drop(g, me);  /* no waiter is left: must not wait for a switch */
-  gil_take(g, me);  /* and it is free again */
+  gil_drop(g, me); /* no waiter is left: must not wait for a switch */
+  gil_take(g, me); /* and it is free again */
   gil_yield(g, me);
   gil_drop(g, me);
   gil_stats_get(g, &st);
@@ -1061,7 +1026,7 @@ static void check_after_fork(const char *policy) {
   gil_take(g, &me);
   spawn(&tw, fork_waiter_thread, &w);
   cr_assert(wait_for_waiters(g, 1));
-  if (gil_policy_find(policy)->interval_is) {  /* a timed wait: a request is made */
+  if (gil_policy_find(policy)->interval_is) { /* a timed wait: a request is made */
     uint64_t end = gil_now_ns() + DEADLINE;
     while (!gil_drop_requested(g) && gil_now_ns() < end) sleep_ns(100 * US);
     cr_assert(gil_drop_requested(g), "no drop request pending before fork");
@@ -1082,10 +1047,8 @@ static void check_after_fork(const char *policy) {
     cr_assert_fail("%s: the child hung after fork", policy);
   }
   cr_assert_eq(r, pid);
-  cr_assert(WIFEXITED(status), "%s: child killed by signal %d", policy,
-            WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-  cr_assert_eq(WEXITSTATUS(status), 0, "%s: child check %d failed", policy,
-               WEXITSTATUS(status));
+  cr_assert(WIFEXITED(status), "%s: child killed by signal %d", policy, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  cr_assert_eq(WEXITSTATUS(status), 0, "%s: child check %d failed", policy, WEXITSTATUS(status));
 
   gil_drop(g, &me);
   join(tw);
@@ -1139,9 +1102,7 @@ Test(gil_lifo, grants_newest_first, .timeout = 60.) {
   free(log);
 }
 
-Test(gil_lifo, mutual_exclusion_stress, .timeout = 120.) {
-  check_mutual_exclusion("lifo", 5000, 0);
-}
+Test(gil_lifo, mutual_exclusion_stress, .timeout = 120.) { check_mutual_exclusion("lifo", 5000, 0); }
 Test(gil_lifo, after_fork_child_gil_works, .timeout = 60.) { check_after_fork("lifo"); }
 
 /* ------------------------------------------------ the check point's rule */

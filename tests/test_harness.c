@@ -45,8 +45,10 @@ Test(harness, a_sanitizer_report_on_stderr_is_found) {
 Test(harness, signal_when_file_waits_for_the_file) {
   const char *flag = tmp_path("flag");
   run_opts o = { .signal = SIGTERM, .signal_when_file = flag };
-  run_result *r = sh(&o, fmt("trap 'echo got; exit 3' TERM; echo started; : > '%s'; "
-                             "while :; do sleep 0.05; done", flag));
+  run_result *r = sh(&o,
+                     fmt("trap 'echo got; exit 3' TERM; echo started; : > '%s'; "
+                         "while :; do sleep 0.05; done",
+                         flag));
   expect_clean(r);
   cr_assert_eq(r->signals_sent, 1, "no signal sent" CTX, CTXA(r));
   expect_exit(r, 3);

@@ -54,7 +54,7 @@ Test(errors, table_error_with_tostring_in_main_is_printed_like_lua) {
   for (int m = 0; m < 3; m++) {
     run_result *r = GV("-q", "-m", modes[m], data("tostring_error.lua"), "main");
     expect_custom_message(r, "gilvm: error in thread 'main': ");
-    expect_err_lacks(r, "stack traceback:");  /* lua5.4: the __tostring result is the whole message */
+    expect_err_lacks(r, "stack traceback:"); /* lua5.4: the __tostring result is the whole message */
   }
 }
 
@@ -105,8 +105,8 @@ Test(errors, other_error_objects_read_as_in_lua) {
 
 Test(durations, only_decimal_numbers_with_a_unit_are_durations) {
   const char *out = data("hello.lua");
-  static const char *const bad[] = { "0x10", "0x1p3", "inf", "nan", "infinity", "-1ms", "-0", "1e3",
-                                     "1e-3s", " 5ms", "+5ms", "5ms ", "5 ms", "5msx", ".", "ms", "1.2.3" };
+  static const char *const bad[] = { "0x10", "0x1p3", "inf",  "nan",  "infinity", "-1ms", "-0", "1e3",  "1e-3s",
+                                     " 5ms", "+5ms",  "5ms ", "5 ms", "5msx",     ".",    "ms", "1.2.3" };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     expect_usage_error(GV("-s", bad[i], out), fmt("bad switch interval '%s'", bad[i]));
     expect_usage_error(GV("--timeout", bad[i], out), fmt("bad timeout '%s'", bad[i]));
@@ -115,7 +115,10 @@ Test(durations, only_decimal_numbers_with_a_unit_are_durations) {
 }
 
 Test(durations, decimal_forms_are_accepted) {
-  struct { const char *val; const char *want; } cases[] = {
+  struct {
+    const char *val;
+    const char *want;
+  } cases[] = {
     { ".5ms", "0.0005\n" }, { "5.", "5.0\n" }, { "1.5", "1.5\n" }, { "007ms", "0.007\n" }, { "250000ns", "0.00025\n" },
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -160,10 +163,14 @@ Test(arena, malformed_arena_option_is_a_usage_error) {
    a 1 MiB arena and fits an 8 MiB one, whichever way the size is given. */
 Test(arena, the_size_is_what_was_asked) {
   const char *fill = data("arena_fill.lua");
-  struct { const char *env; const char *opt; int fits; } cases[] = {
-    { NULL, "1", 0 },   { NULL, "1M", 0 }, { NULL, "8M", 1 }, { NULL, "1G", 1 }, { NULL, "8", 1 },
-    { "1", NULL, 0 },   { "8", NULL, 1 },  { "1", "8M", 1 },  /* --arena wins over the variable */
-    { "", NULL, 1 },  /* empty: unset, the default 64 MiB */
+  struct {
+    const char *env;
+    const char *opt;
+    int fits;
+  } cases[] = {
+    { NULL, "1", 0 }, { NULL, "1M", 0 }, { NULL, "8M", 1 }, { NULL, "1G", 1 },
+    { NULL, "8", 1 }, { "1", NULL, 0 },  { "8", NULL, 1 },  { "1", "8M", 1 }, /* --arena wins over the variable */
+    { "", NULL, 1 }, /* empty: unset, the default 64 MiB */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const char *const args_opt[] = { "-q", "-m", "nogil", "--arena", cases[i].opt, fill, NULL };
@@ -178,16 +185,17 @@ Test(arena, the_size_is_what_was_asked) {
 Test(arena, help_documents_the_option) {
   run_result *r = GV("--help");
   expect_exit(r, 0);
-  cr_assert(strstr(r->out, "--arena SIZE") && strstr(r->out, "GILVM_ARENA_MB"), "--help lacks --arena" CTX,
-            CTXA(r));
+  cr_assert(strstr(r->out, "--arena SIZE") && strstr(r->out, "GILVM_ARENA_MB"), "--help lacks --arena" CTX, CTXA(r));
 }
 
 /* ==================================================== precompiled chunks */
 
 /* Writes string.dump(loadfile(src)) to dst, through gilvm itself. */
 static void dump_chunk(const char *src, const char *dst) {
-  run_result *r = GV("-q", "-e", fmt("local f = assert(io.open(%s, 'wb')) f:write(string.dump(assert(loadfile(%s)))) "
-                                     "f:close()", fmt("'%s'", dst), fmt("'%s'", src)));
+  run_result *r = GV("-q", "-e",
+                     fmt("local f = assert(io.open(%s, 'wb')) f:write(string.dump(assert(loadfile(%s)))) "
+                         "f:close()",
+                         fmt("'%s'", dst), fmt("'%s'", src)));
   expect_exit(r, 0);
 }
 
@@ -262,8 +270,8 @@ static void expect_forced_adds_up(const char *policy, const char *interval) {
   cr_assert(n == 3, "main, the spinner and the thread it started" CTX, CTXA(r));
   long forced = 0;
   for (int i = 0; i < n; i++) forced += rows[i].forced;
-  cr_expect(forced == rr.forced, "%s: the table's forced drops add up to %ld, the summary says forced %ld" CTX,
-            policy, forced, rr.forced, CTXA(r));
+  cr_expect(forced == rr.forced, "%s: the table's forced drops add up to %ld, the summary says forced %ld" CTX, policy,
+            forced, rr.forced, CTXA(r));
   if (strcmp(policy, "legacy") == 0) {
     cr_expect(rr.forced == 0 && rr.drop_requests == 0, "legacy asks nobody to drop" CTX, CTXA(r));
     double yields;

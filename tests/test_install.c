@@ -95,8 +95,8 @@ static int words(char *s, char **w, int max, const char *const *skip) {
 
 /* The man page, rendered by man as a user reads it (plain ASCII, one line per paragraph). */
 static char *rendered_page(void) {
-  run_result *m = RUN("LC_ALL=C", "MANWIDTH=2000", "MAN_KEEP_FORMATTING=", "man", "-l",
-                      installed("GILVM_MANDIR", "man1/gilvm.1"));
+  run_result *m =
+      RUN("LC_ALL=C", "MANWIDTH=2000", "MAN_KEEP_FORMATTING=", "man", "-l", installed("GILVM_MANDIR", "man1/gilvm.1"));
   expect_exit(m, 0);
   return track(strdup(m->out));
 }
@@ -121,12 +121,12 @@ Test(install, man_page_says_what_help_says) {
   int nopts = 0;
   const char *p = strstr(h->out, "\nOptions:\n");
   cr_assert(p, "--help has no Options: section" CTX, CTXA(h));
-  for (p = strchr(p + 1, '\n'); p && p[1] != '\n'; p = strchr(p + 1, '\n')) {  /* to the blank line */
+  for (p = strchr(p + 1, '\n'); p && p[1] != '\n'; p = strchr(p + 1, '\n')) { /* to the blank line */
     size_t indent = strspn(p + 1, " ");
-    if (indent > 6 || p[1 + indent] != '-') continue;  /* a description's continuation line */
+    if (indent > 6 || p[1 + indent] != '-') continue; /* a description's continuation line */
     const char *head = option_head(p + 1 + indent);
-    cr_expect(strstr(page, fmt("\n       %s\n", head)) != NULL, "the man page lacks the option \"%s\"\n--- page ---\n%s",
-              head, page);
+    cr_expect(strstr(page, fmt("\n       %s\n", head)) != NULL,
+              "the man page lacks the option \"%s\"\n--- page ---\n%s", head, page);
     nopts++;
   }
   cr_expect(nopts >= 15, "found %d options in --help" CTX, nopts, CTXA(h));
@@ -140,7 +140,7 @@ Test(install, man_page_says_what_help_says) {
   body += strlen("\nSYNOPSIS\n");
   size_t end = strlen(body);
   while (end > 0 && body[end - 1] == '\n') end--;
-  char *footer = memrchr(body, '\n', end);  /* the last line: "gilvm 0.1.0 (Lua 5.4)  DATE  GILVM(1)" */
+  char *footer = memrchr(body, '\n', end); /* the last line: "gilvm 0.1.0 (Lua 5.4)  DATE  GILVM(1)" */
   cr_assert(footer, "no footer in the page\n%s", page);
   *footer++ = '\0';
   const char *version = fmt("%.*s", (int)strcspn(v->out, "\n"), v->out);
@@ -150,8 +150,10 @@ Test(install, man_page_says_what_help_says) {
   int np = words(body, pw, 4096, page_skip);
   int i = 0;
   while (i < nh && i < np && strcmp(hw[i], pw[i]) == 0) i++;
-  cr_expect(i == nh && i == np, "the man page differs from --help at word %d: --help has \"%s\", the page \"%s\""
-            "\n--- --help before it ---\n%s %s %s", i, i < nh ? hw[i] : "(end)", i < np ? pw[i] : "(end)",
-            i > 2 ? hw[i - 3] : "", i > 1 ? hw[i - 2] : "", i > 0 ? hw[i - 1] : "");
+  cr_expect(i == nh && i == np,
+            "the man page differs from --help at word %d: --help has \"%s\", the page \"%s\""
+            "\n--- --help before it ---\n%s %s %s",
+            i, i < nh ? hw[i] : "(end)", i < np ? pw[i] : "(end)", i > 2 ? hw[i - 3] : "", i > 1 ? hw[i - 2] : "",
+            i > 0 ? hw[i - 1] : "");
   cr_expect(nh > 300, "only %d words in --help" CTX, nh, CTXA(h));
 }

@@ -47,7 +47,12 @@ Test(jsonio, strings_keep_every_valid_byte_and_replace_the_rest) {
   expect_string("plain", "plain", "ASCII");
   expect_string("q\"b\\n\n\t\1\x7f", "q\"b\\n\n\t\1\x7f", "quotes, backslash, control characters");
   expect_string("caf\xc3\xa9 \xf0\x9f\x98\x80", "caf\xc3\xa9 \xf0\x9f\x98\x80", "valid UTF-8");
-  expect_string("a\xff" "b", "a\xef\xbf\xbd" "b", "a byte that starts nothing");
+  expect_string(
+      "a\xff"
+      "b",
+      "a\xef\xbf\xbd"
+      "b",
+      "a byte that starts nothing");
   expect_string("a\xc3", "a\xef\xbf\xbd", "a sequence cut off at the end");
   expect_string("\xc3(", "\xef\xbf\xbd(", "a sequence cut off by an ASCII byte");
   expect_string("\xc0\x80", "\xef\xbf\xbd\xef\xbf\xbd", "an overlong NUL");
@@ -76,9 +81,9 @@ Test(jsonio, figures_are_numbers_when_their_text_is_one) {
   expect_figure("-7", "-7");
   expect_figure("9223372036854775807", "9223372036854775807");
   expect_figure("0.125", "0.125");
-  expect_figure("0.1", "0.1");  /* 15 digits: not 0.10000000000000001 */
-  expect_figure("1e+20", "1e20");  /* as jansson writes exponents */
-  expect_figure("1e999", "\"1e999\"");  /* not finite: JSON has no number for it */
+  expect_figure("0.1", "0.1"); /* 15 digits: not 0.10000000000000001 */
+  expect_figure("1e+20", "1e20"); /* as jansson writes exponents */
+  expect_figure("1e999", "\"1e999\""); /* not finite: JSON has no number for it */
   expect_figure("nan", "\"nan\"");
   expect_figure("12 apples", "\"12 apples\"");
   expect_figure("", "\"\"");
@@ -86,8 +91,8 @@ Test(jsonio, figures_are_numbers_when_their_text_is_one) {
 }
 
 Test(jsonio, seconds_are_written_as_their_decimal) {
-  json_t *o = json_pack("{s:o, s:o, s:o}", "a", jsonio_seconds(1234567), "b", jsonio_seconds(86399999999999ull),
-                        "c", jsonio_seconds(5000000));
+  json_t *o = json_pack("{s:o, s:o, s:o}", "a", jsonio_seconds(1234567), "b", jsonio_seconds(86399999999999ull), "c",
+                        jsonio_seconds(5000000));
   char *s = json_dumps(o, JSON_COMPACT | JSONIO_REAL);
   cr_expect_str_eq(s, "{\"a\":0.001234567,\"b\":86399.999999999,\"c\":0.005}");
   free(s);
@@ -145,7 +150,7 @@ Test(jsonio, a_stream_missing_an_item_keeps_the_old_file) {
   jsonio_stream *s = malloc(sizeof *s);
   cr_assert_eq(jsonio_stream_open(s, path("old.json"), json_object(), "items"), 0);
   jsonio_stream_add(s, json_integer(1));
-  jsonio_stream_add(s, NULL);  /* what an item that could not be made (out of memory) adds */
+  jsonio_stream_add(s, NULL); /* what an item that could not be made (out of memory) adds */
   errno = 0;
   cr_expect_eq(jsonio_stream_close(s), -1);
   cr_expect_eq(errno, ENOMEM);

@@ -56,17 +56,15 @@ Test(lifecycle, joined_workers_are_released_and_still_counted) {
     cr_expect(r->exited && r->exit_code == 0, "mode %s" CTX, modes[m], CTXA(r));
     long records = -1, released = -1;
     const char *line = strstr(r->out, "records ");
-    cr_assert(line && sscanf(line, "records %ld released %ld", &records, &released) == 2, "mode %s" CTX,
-              modes[m], CTXA(r));
+    cr_assert(line && sscanf(line, "records %ld released %ld", &records, &released) == 2, "mode %s" CTX, modes[m],
+              CTXA(r));
     /* before: every record stayed (1001); now main, the first 39 (kept for the report's rows) and a few */
     cr_expect(records <= 43, "mode %s: %ld live worker records after 1000 joined workers" CTX, modes[m], records,
               CTXA(r));
     cr_expect(released >= 958, "mode %s: only %ld released" CTX, modes[m], released, CTXA(r));
     /* the totals still count every worker, released or not */
-    cr_expect(strstr(r->err, "workers 1000 ") != NULL, "mode %s: report lacks 'workers 1000'" CTX, modes[m],
-              CTXA(r));
-    cr_expect(strstr(r->err, "released after join") != NULL, "mode %s: the report does not say" CTX, modes[m],
-              CTXA(r));
+    cr_expect(strstr(r->err, "workers 1000 ") != NULL, "mode %s: report lacks 'workers 1000'" CTX, modes[m], CTXA(r));
+    cr_expect(strstr(r->err, "released after join") != NULL, "mode %s: the report does not say" CTX, modes[m], CTXA(r));
     const char *js = slurp(jp, NULL);
     cr_expect_eq(json_number(jp, NULL, "workers"), 1000, "mode %s: JSON workers\n%s", modes[m], js);
     cr_expect_geq(json_number(jp, "released", "workers"), 958, "mode %s: JSON released\n%s", modes[m], js);
@@ -87,8 +85,9 @@ Test(lifecycle, rss_stays_flat_over_20k_spawns, .timeout = 600) {
     cr_expect(r->exited && r->exit_code == 0, "mode %s" CTX, modes[m], CTXA(r));
     long records, released, mid = 0, end = 0;
     const char *line = strstr(r->out, "records ");
-    cr_assert(line && sscanf(line, "records %ld released %ld rss_mid %ld rss_end %ld", &records, &released, &mid,
-                             &end) == 4, "mode %s" CTX, modes[m], CTXA(r));
+    cr_assert(
+        line && sscanf(line, "records %ld released %ld rss_mid %ld rss_end %ld", &records, &released, &mid, &end) == 4,
+        "mode %s" CTX, modes[m], CTXA(r));
     cr_expect(end - mid < 3072, "mode %s: RSS grew %ld kB over 18k joined workers (%ld -> %ld kB)" CTX, modes[m],
               end - mid, mid, end, CTXA(r));
   }
@@ -98,10 +97,10 @@ Test(lifecycle, rss_stays_flat_over_20k_spawns, .timeout = 600) {
 static void totals(const char *mode, const char *keep, double out[4]) {
   const char *jp = tmp_path("report.json");
   char set[32];
-  snprintf(set, sizeof set, "KEEP = %s", keep);  /* 1 or 0: the same code and the same bytes either way */
+  snprintf(set, sizeof set, "KEEP = %s", keep); /* 1 or 0: the same code and the same bytes either way */
   run_result *r = GVL(120, "-q", "-m", mode, "--json", jp, "-e", set, "-e",
-                     "local hs = {} for i = 1, 200 do local h = gil.spawn(function() return i end) h:join() "
-                     "if KEEP == 1 then hs[i] = h end end collectgarbage() collectgarbage()");
+                      "local hs = {} for i = 1, 200 do local h = gil.spawn(function() return i end) h:join() "
+                      "if KEEP == 1 then hs[i] = h end end collectgarbage() collectgarbage()");
   cr_expect(r->exited && r->exit_code == 0, "mode %s" CTX, mode, CTXA(r));
   const char *keys[4] = { "workers", "acquisitions", "switches", "bytes_copied" };
   for (int k = 0; k < 4; k++) out[k] = json_number(jp, NULL, keys[k]);
@@ -115,16 +114,16 @@ Test(lifecycle, released_workers_change_no_total) {
     totals(modes[m], "1", kept);
     totals(modes[m], "0", dropped);
     for (int k = 0; k < 4; k++)
-      cr_expect(kept[k] == dropped[k], "mode %s: %s %.0f with every handle kept, %.0f with them released",
-                modes[m], keys[k], kept[k], dropped[k]);
+      cr_expect(kept[k] == dropped[k], "mode %s: %s %.0f with every handle kept, %.0f with them released", modes[m],
+                keys[k], kept[k], dropped[k]);
   }
 }
 
 Test(lifecycle, report_sums_rows_past_the_limit) {
   const char *jp = tmp_path("report.json");
   run_result *r = GVL(60, "-m", "gil", "--json", jp, "-e",
-                     "local hs = {} for i = 1, 60 do hs[i] = gil.spawn(function() return i end) end "
-                     "for i = 1, 60 do hs[i]:join() end");
+                      "local hs = {} for i = 1, 60 do hs[i] = gil.spawn(function() return i end) end "
+                      "for i = 1, 60 do hs[i]:join() end");
   cr_expect(r->exited && r->exit_code == 0, CTX, CTXA(r));
   /* main and 39 workers have rows; 21 workers (all still referenced) are summed */
   cr_expect(strstr(r->err, "(21 more)") != NULL, "no summed row" CTX, CTXA(r));
@@ -133,8 +132,7 @@ Test(lifecycle, report_sums_rows_past_the_limit) {
   cr_expect(strstr(r->err, "workers 60 ") != NULL, "report lacks 'workers 60'" CTX, CTXA(r));
   const char *js = slurp(jp, NULL);
   cr_expect_eq(json_number(jp, NULL, "workers"), 60, "JSON workers\n%s", js);
-  cr_expect_eq(json_array_size(json_object_get(json_file(jp), "threads")), 61, "JSON lists every live worker\n%s",
-               js);
+  cr_expect_eq(json_array_size(json_object_get(json_file(jp), "threads")), 61, "JSON lists every live worker\n%s", js);
   unlink(jp);
 }
 
@@ -143,7 +141,7 @@ Test(lifecycle, report_sums_rows_past_the_limit) {
 static double bytes_copied(const char *mode) {
   const char *jp = tmp_path("report.json");
   run_result *r = GVL(120, "-q", "-m", mode, "--json", jp, "-e",
-                     "for i = 1, 8 do gil.spawn(function() return string.rep('x', 256 * 1024) end):join() end");
+                      "for i = 1, 8 do gil.spawn(function() return string.rep('x', 256 * 1024) end):join() end");
   cr_expect(r->exited && r->exit_code == 0, "mode %s" CTX, mode, CTXA(r));
   double b = json_number(jp, NULL, "bytes_copied");
   unlink(jp);
@@ -161,10 +159,10 @@ Test(lifecycle, fork_copies_what_nogil_copies) {
    each child counts what it walked (before: every record, 0..299). */
 Test(lifecycle, fork_does_not_walk_earlier_workers) {
   run_result *r = GVL(240, "-q", "-m", "fork", "-e",
-                     "local hs, walk = {}, 0 "
-                     "for i = 1, 300 do hs[i] = gil.spawn(function() return gil._debug().fork_walk end) "
-                     "walk = math.max(walk, hs[i]:join()) end "
-                     "print('records ' .. gil._debug().records .. ' walk ' .. walk)");
+                      "local hs, walk = {}, 0 "
+                      "for i = 1, 300 do hs[i] = gil.spawn(function() return gil._debug().fork_walk end) "
+                      "walk = math.max(walk, hs[i]:join()) end "
+                      "print('records ' .. gil._debug().records .. ' walk ' .. walk)");
   cr_expect(r->exited && r->exit_code == 0, CTX, CTXA(r));
   long records = -1, walk = -1;
   const char *line = strstr(r->out, "records ");
@@ -180,7 +178,7 @@ static void expect_both_die(const run_result *r) {
   int a = 0, b = 0;
   const char *line = strstr(r->out, "pids ");
   cr_assert(line && sscanf(line, "pids %d %d", &a, &b) == 2 && a > 0 && b > 0, "no pids" CTX, CTXA(r));
-  int ga = run_wait_gone(a, 20), gb = run_wait_gone(b, 20);  /* killed if not: nothing left behind */
+  int ga = run_wait_gone(a, 20), gb = run_wait_gone(b, 20); /* killed if not: nothing left behind */
   cr_expect(ga, "the child (pid %d) outlived gilvm by 20 s" CTX, a, CTXA(r));
   cr_expect(gb, "the grandchild (pid %d) outlived gilvm by 20 s" CTX, b, CTXA(r));
 }
@@ -224,9 +222,9 @@ Test(lifecycle, children_die_after_os_exit_in_main) {
 Test(lifecycle, os_exit_in_a_worker_ends_the_run_like_lua) {
   for (int m = 0; m < 3; m++) {
     run_result *r = GVL(60, "-q", "-m", modes[m], "-e",
-                       "io.write('partial') "
-                       "gil.thread(function() io.write(' from worker') os.exit(7) end):join() "
-                       "print('never')");
+                        "io.write('partial') "
+                        "gil.thread(function() io.write(' from worker') os.exit(7) end):join() "
+                        "print('never')");
     cr_expect(r->exited && r->exit_code == 7, "mode %s" CTX, modes[m], CTXA(r));
     cr_expect_str_eq(r->out, "partial from worker", "mode %s: stdout flushed, nothing after" CTX, modes[m], CTXA(r));
   }

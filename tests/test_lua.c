@@ -60,7 +60,7 @@ Test(hooks, line_hook_on_a_coroutine_survives_its_resumes) {
 }
 
 static const char gethook_out[] =
-  "before\tnil\nset\ttrue\tcl\t7\ncount1\ttrue\ncount4\ttrue\ncount4000\ttrue\nafter\tnil\n";
+    "before\tnil\nset\ttrue\tcl\t7\ncount1\ttrue\ncount4\ttrue\ncount4000\ttrue\nafter\tnil\n";
 
 Test(hooks, gethook_returns_the_scripts_hook) {
   run_result *r = GV("-q", data("gethook.lua"));
@@ -83,8 +83,8 @@ static void contended_hook(const char *mode, const char *policy) {
   long calls = number_after(r, r->out, "calls ");
   long hits = number_after(r, r->out, "hits ");
   cr_assert(calls > 0 && hits == calls,
-            "the script's call hook saw %ld of %ld calls (%s, %s): it was replaced or cleared" CTX,
-            hits, calls, mode, policy, CTXA(r));
+            "the script's call hook saw %ld of %ld calls (%s, %s): it was replaced or cleared" CTX, hits, calls, mode,
+            policy, CTXA(r));
   cr_assert(strstr(r->out, "seen 20\n") && strstr(r->out, "mask c\n"),
             "the script saw no preemption, or gethook showed another mask" CTX, CTXA(r));
   parsed_report rr;
@@ -117,8 +117,8 @@ Test(breaker, deep_stack_is_armed_once_per_drop_request) {
   parsed_report rr;
   cr_assert(report_parse_run(r->err, &rr), "no complete report on stderr" CTX, CTXA(r));
   cr_assert(arms <= 2 * rr.drop_requests + 8,
-            "the breaker was armed %ld times for %ld drop requests: re-armed while a request was pending"
-            CTX, arms, rr.drop_requests, CTXA(r));
+            "the breaker was armed %ld times for %ld drop requests: re-armed while a request was pending" CTX, arms,
+            rr.drop_requests, CTXA(r));
 }
 
 /* The legacy GIL's resting count hook fires every 100 instructions; putting
@@ -130,8 +130,7 @@ Test(breaker, legacy_resting_hook_is_not_reset_at_every_check) {
   expect_exit(r, 0);
   cr_assert(count_occurrences(r->out, "stack overflow") == 1, "expected a stack overflow" CTX, CTXA(r));
   long sets = number_after(r, r->err, "hooks set ");
-  cr_assert(sets <= 100, "the hook was set %ld times: once per check interval on a deep stack" CTX, sets,
-            CTXA(r));
+  cr_assert(sets <= 100, "the hook was set %ld times: once per check interval on a deep stack" CTX, sets, CTXA(r));
 }
 
 /* -------------------------------------------------------------- worker */
@@ -139,8 +138,8 @@ Test(breaker, legacy_resting_hook_is_not_reset_at_every_check) {
 TestSuite(worker, .fini = test_cleanup, .timeout = 120);
 
 static const char worker_main_out[] =
-  "main   ismain true yieldable false yield false attempt to yield from outside a coroutine inner false true\n"
-  "worker ismain true yieldable false yield false attempt to yield from outside a coroutine inner false true\n";
+    "main   ismain true yieldable false yield false attempt to yield from outside a coroutine inner false true\n"
+    "worker ismain true yieldable false yield false attempt to yield from outside a coroutine inner false true\n";
 
 Test(worker, body_is_a_main_thread_for_coroutines_in_gil_mode) {
   run_result *r = GV("-q", "-m", "gil", data("worker_main.lua"));

@@ -66,8 +66,10 @@ Test(modes, gallery_prints_the_same_in_every_mode) {
       cr_expect(r->out_len > 0, "%s printed nothing", runs[k][0]);
       char *cut = strstr(r->out, verdict);
       if (cut) cut[sizeof verdict - 1] = '\0';
-      if (!first) first = strdup(r->out);
-      else cr_expect_str_eq(r->out, first, "%s: %s printed something else than gil", runs[k][0], modes[m]);
+      if (!first)
+        first = strdup(r->out);
+      else
+        cr_expect_str_eq(r->out, first, "%s: %s printed something else than gil", runs[k][0], modes[m]);
     }
     free(first);
   }
@@ -199,7 +201,7 @@ Test(compare, points_at_output_that_differs) {
   expect_exit(r, 0);
   expect_err_has(r, "output differs: nogil printed");
   expect_err_has(r, "output differs: fork printed");
-  expect_err_has(r, "lost_value add");  /* figures table: a row per gil.report name */
+  expect_err_has(r, "lost_value add"); /* figures table: a row per gil.report name */
 }
 
 Test(compare, usage_errors) {
@@ -212,12 +214,12 @@ Test(compare, usage_errors) {
 
 Test(compare, passes_options_on_however_they_were_written) {
   const char *code = "io.write(gil.getswitchinterval(), ' ')";
-  run_result *r = GV("compare", "-qs1ms", "--arena=8M", "--timeo=30s", "-e", code, data_in("e2e", "args.lua"),
-                     "-s", "5ms");
+  run_result *r =
+      GV("compare", "-qs1ms", "--arena=8M", "--timeo=30s", "-e", code, data_in("e2e", "args.lua"), "-s", "5ms");
   expect_exit(r, 0);
   cr_expect(strncmp(r->out, "0.001 n\t2\ndots\t-s\t5ms\n", 22) == 0,
             "each run got -s 1ms and -e, the script its own -s 5ms\nstdout:\n%s\nstderr:\n%s", r->out, r->err);
-  expect_err_has(r, "fork mode");  /* three runs (args.lua's arg table shows each run's -m) */
+  expect_err_has(r, "fork mode"); /* three runs (args.lua's arg table shows each run's -m) */
 }
 
 Test(compare, refuses_what_draws_one_run) {

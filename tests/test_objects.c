@@ -79,8 +79,7 @@ Test(objects, value_add_is_exact_and_get_set_loses_nothing_it_should_not) {
   for (int m = 0; m < NMODES; m++) {
     run_result *r = run(modes[m], "value_add.lua", "3000", NULL);
     expect_ok(r);
-    cr_expect_eq(out_int(r, "add total "), 12000, "%s: v:add from 4 workers must be exact" CTX, modes[m],
-                 CTXA(r));
+    cr_expect_eq(out_int(r, "add total "), 12000, "%s: v:add from 4 workers must be exact" CTX, modes[m], CTXA(r));
     expect_out_has(r, "expected 12000 returned 12000\n");
     long long racy = out_int(r, "racy total ");
     /* v:set(v:get() + 1) is not atomic: in nogil and fork it usually loses
@@ -115,7 +114,7 @@ Test(objects, only_the_holder_releases_and_the_error_says_who_holds_it) {
   for (int m = 0; m < NMODES; m++) {
     run_result *r = run(modes[m], "lock_release_errors.lua", NULL);
     expect_ok(r);
-    const char *worker = m == 2 ? "in another process" : "main";  /* fork: gil.spawn is a process */
+    const char *worker = m == 2 ? "in another process" : "main"; /* fork: gil.spawn is a process */
     char want[512];
     snprintf(want, sizeof want,
              "process\tfalse\trelease of a lock held by another thread (in another process)\n"
@@ -141,8 +140,9 @@ Test(objects, a_worker_dropping_its_copy_of_a_handle_does_not_destroy_the_object
   for (int m = 0; m < NMODES; m++) {
     run_result *r = run(modes[m], "gc_fork.lua", NULL);
     expect_ok(r);
-    expect_out(r, "process\tcollected\nworker\tcollected\nvalue\t5\t6\nqueue\tstill here\n"
-                  "new value\t100\t6\n");
+    expect_out(r,
+               "process\tcollected\nworker\tcollected\nvalue\t5\t6\nqueue\tstill here\n"
+               "new value\t100\t6\n");
   }
 }
 
@@ -164,10 +164,11 @@ Test(objects, queue_is_fifo_across_workers) {
   for (int m = 0; m < NMODES; m++) {
     run_result *r = run(modes[m], "queue_fifo.lua", "300", NULL);
     expect_ok(r);
-    expect_out(r, "fifo\ttrue\ttrue\ttext\t1.5\t3\tfloat\n"
-                  "worker\tproduced\n"
-                  "empty\ttrue\t0\n"
-                  "mixed\ta,false,2,nil,3.25\n");
+    expect_out(r,
+               "fifo\ttrue\ttrue\ttext\t1.5\t3\tfloat\n"
+               "worker\tproduced\n"
+               "empty\ttrue\t0\n"
+               "mixed\ta,false,2,nil,3.25\n");
   }
 }
 
@@ -175,10 +176,11 @@ Test(objects, bounded_put_blocks_until_a_get_makes_room) {
   for (int m = 0; m < NMODES; m++) {
     run_result *r = run(modes[m], "queue_bounded.lua", NULL);
     expect_ok(r);
-    expect_out(r, "put 1\ttrue\nput 2\ttrue\nsize\t2\tmaxsize\t2\n"
-                  "put 3 with timeout\tnil\ttimeout\ttrue\n"
-                  "putter still blocked\ttrue\t2\n"
-                  "get\t1\nputter\tput\t1\nrest\t2\t3\t0\n");
+    expect_out(r,
+               "put 1\ttrue\nput 2\ttrue\nsize\t2\tmaxsize\t2\n"
+               "put 3 with timeout\tnil\ttimeout\ttrue\n"
+               "putter still blocked\ttrue\t2\n"
+               "get\t1\nputter\tput\t1\nrest\t2\t3\t0\n");
   }
 }
 
@@ -194,8 +196,9 @@ Test(objects, close_wakes_a_blocked_getter_and_a_closed_queue_drains) {
   for (int m = 0; m < NMODES; m++) {
     run_result *r = run(modes[m], "queue_close.lua", NULL);
     expect_ok(r);
-    expect_out(r, "getter\tnil\tclosed\nclosed\ttrue\ndrain\t1\t2\nafter\tnil\tclosed\n"
-                  "put\tfalse\tqueue is closed\n");
+    expect_out(r,
+               "getter\tnil\tclosed\nclosed\ttrue\ndrain\t1\t2\nafter\tnil\tclosed\n"
+               "put\tfalse\tqueue is closed\n");
   }
 }
 
@@ -222,9 +225,10 @@ Test(objects, an_uncopyable_item_names_its_path) {
   for (int m = 0; m < NMODES; m++) {
     run_result *r = run(modes[m], "uncopyable.lua", NULL);
     expect_ok(r);
-    expect_out(r, "false\tqueue item.cb: cannot copy a userdata\n"
-                  "false\tqueue item.list[3]: cannot copy a thread (coroutine)\n"
-                  "size\t0\n");
+    expect_out(r,
+               "false\tqueue item.cb: cannot copy a userdata\n"
+               "false\tqueue item.list[3]: cannot copy a thread (coroutine)\n"
+               "size\t0\n");
   }
 }
 
@@ -268,9 +272,10 @@ Test(objects, pool_submit_and_future_results) {
   for (int m = 0; m < NMODES; m++) {
     run_result *r = run(modes[m], "pool_submit.lua", NULL);
     expect_ok(r);
-    expect_out(r, "result\t7\t12\tnil\tx\nagain\t4\ntimeout\tnil\ttimeout\nslow\tslow done\n"
-                  "sum\t420\ntable\t2\ttrue\n"
-                  "submit after close\tfalse\tpool is closed\n");
+    expect_out(r,
+               "result\t7\t12\tnil\tx\nagain\t4\ntimeout\tnil\ttimeout\nslow\tslow done\n"
+               "sum\t420\ntable\t2\ttrue\n"
+               "submit after close\tfalse\tpool is closed\n");
   }
 }
 
@@ -278,9 +283,10 @@ Test(objects, pool_task_error_is_reraised_with_the_workers_traceback) {
   for (int m = 0; m < NMODES; m++) {
     run_result *r = run(modes[m], "pool_error.lua", NULL);
     expect_ok(r);
-    expect_out(r, "result\tfalse\nhas message\ttrue\nhas traceback\ttrue\nnames the function\ttrue\n"
-                  "map\tfalse\ttrue\nstill works\t1,2\n"
-                  "uncopyable argument\tfalse\tcannot submit the task: queue item.args[1]: cannot copy a userdata\n");
+    expect_out(r,
+               "result\tfalse\nhas message\ttrue\nhas traceback\ttrue\nnames the function\ttrue\n"
+               "map\tfalse\ttrue\nstill works\t1,2\n"
+               "uncopyable argument\tfalse\tcannot submit the task: queue item.args[1]: cannot copy a userdata\n");
   }
 }
 

@@ -32,14 +32,14 @@
 
 /* ------------------------------------------------------------ plumbing */
 
-#define GONE_S 30.0  /* how long a stopped child may take to disappear */
+#define GONE_S 30.0 /* how long a stopped child may take to disappear */
 
 static const char *dir, *tmpdir;
 
 static void init(void) {
   dir = new_tmpdir();
   tmpdir = new_tmpdir();
-  setenv("TMPDIR", tmpdir, 1);  /* each test runs in a process of its own */
+  setenv("TMPDIR", tmpdir, 1); /* each test runs in a process of its own */
 }
 
 TestSuite(stopping, .init = init, .fini = test_cleanup);
@@ -48,7 +48,6 @@ TestSuite(json, .init = init, .fini = test_cleanup);
 
 static const char *data(const char *name) { return data_in("e2e", name); }
 static const char *in_dir(const char *name) { return fmt("%s/%s", dir, name); }
-
 
 /* gilvm under `sh -c SHELL_CODE sh gilvm args...`: the shell code sets up what
    run_helper cannot (limits, redirections) and ends with exec "$@". */
@@ -123,11 +122,12 @@ static run_result *stop_case(const char *command, int sig, int nsignals, const c
   const char *rest[] = { "--json", json, data("pid_wait.lua"), pidfile, stubborn, NULL };
   for (int i = 0; rest[i]; i++) argv[n++] = rest[i];
   argv[n] = NULL;
-  run_opts o = { .signal = sig, .nsignals = nsignals, .signal_when_file = pidfile, .signal_every_s = 0.3,
-                 .limit_s = RUN_LIMIT_S };
-  run_result *r = run_tracked(&o, argv);  /* not checked yet: the child goes first */
+  run_opts o = {
+    .signal = sig, .nsignals = nsignals, .signal_when_file = pidfile, .signal_every_s = 0.3, .limit_s = RUN_LIMIT_S
+  };
+  run_result *r = run_tracked(&o, argv); /* not checked yet: the child goes first */
   pid_t child = exists(pidfile) ? pid_in(pidfile) : 0;
-  int gone = !child || run_wait_gone(child, GONE_S);  /* killed if not, so a failed test leaves nothing running */
+  int gone = !child || run_wait_gone(child, GONE_S); /* killed if not, so a failed test leaves nothing running */
   expect_clean(r);
   cr_assert_eq(r->signals_sent, nsignals, "the signal was not sent" CTX, CTXA(r));
   cr_assert(child, "the script wrote no pid" CTX, CTXA(r));
@@ -144,7 +144,8 @@ Test(stopping, compare_sigint_stops_its_child_and_exits_130) {
   expect_err_has(r, "(not run: interrupted)");
   expect_err_has(r, "gilvm: stopped: interrupted\n");
   const char *stopped = json_string_value(json_object_get(json_file(json), "stopped"));
-  cr_expect(stopped && strcmp(stopped, "interrupted") == 0, "the JSON should say it was stopped:\n%s", slurp(json, NULL));
+  cr_expect(stopped && strcmp(stopped, "interrupted") == 0, "the JSON should say it was stopped:\n%s",
+            slurp(json, NULL));
 }
 
 Test(stopping, compare_sigterm_stops_its_child_and_exits_143) {
@@ -190,8 +191,8 @@ Test(stopping, timeout_applies_to_each_run_of_compare_and_sweep_and_exits_124) {
 static void refused(const char *command, const char *opt, const char *path) {
   const char *side = in_dir("ran");
   run_result *r = strcmp(command, "run") == 0 ? GV(opt, path, data("touch.lua"), side)
-                  : strcmp(command, "sweep") == 0 ? GV("sweep", "-s", "1ms", opt, path, data("touch.lua"), side)
-                                                  : GV(command, opt, path, data("touch.lua"), side);
+      : strcmp(command, "sweep") == 0         ? GV("sweep", "-s", "1ms", opt, path, data("touch.lua"), side)
+                                              : GV(command, opt, path, data("touch.lua"), side);
   expect_exit(r, 2);
   expect_err_has(r, fmt("gilvm: cannot write %s file '%s': ", opt, path));
   cr_expect(!exists(side), "the script ran although %s %s cannot be written" CTX, opt, path, CTXA(r));
@@ -202,11 +203,11 @@ Test(outputs, unwritable_paths_are_refused_before_the_script_runs) {
   refused("run", "--json", "/no/such/dir/x.json");
   refused("run", "--trace", "/proc/x.json");
   refused("run", "--svg", "/no/such/dir/x.svg");
-  refused("run", "--json", dir);  /* a directory */
+  refused("run", "--json", dir); /* a directory */
   refused("compare", "--json", "/no/such/dir/x.json");
   refused("sweep", "--json", "/proc/x.json");
   refused("sweep", "--svg", "/no/such/dir/x.svg");
-  expect_listing(dir, "");  /* the trial leaves nothing behind */
+  expect_listing(dir, ""); /* the trial leaves nothing behind */
 }
 
 Test(outputs, a_failed_write_is_an_error) {
@@ -347,9 +348,9 @@ Test(json, odd_names_survive_json_and_trace) {
   size_t i;
   json_t *e;
   int named = 0;
-  json_array_foreach(json_object_get(json_file(trace), "traceEvents"), i, e)
-    named += strcmp(str_at(e, "name"), "thread_name") == 0 &&
-             strcmp(str_at(json_object_get(e, "args"), "name"), odd_json) == 0;
+  json_array_foreach(json_object_get(json_file(trace), "traceEvents"), i, e) named +=
+      strcmp(str_at(e, "name"), "thread_name") == 0 &&
+      strcmp(str_at(json_object_get(e, "args"), "name"), odd_json) == 0;
   cr_expect_eq(named, 1, "the trace names no thread as the script named its worker:\n%s", slurp(trace, NULL));
 }
 

@@ -67,7 +67,7 @@ static double now_s(void) {
 }
 
 static void sleep_s(double s) {
-  struct timespec t = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+  struct timespec t = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
   while (nanosleep(&t, &t) == -1 && errno == EINTR)
     ;
 }
@@ -76,11 +76,10 @@ static void sleep_s(double s) {
 static pid_t spawn(int (*fn)(void *), void *arg) {
   fflush(NULL);
   pid_t pid = fork();
-  if (pid == 0)
-    _exit(fn(arg));
+  if (pid == 0) _exit(fn(arg));
   cr_assert(pid > 0, "fork: %s", strerror(errno));
   for (int i = 0; i < n_children; i++)
-    if (children[i] == 0) {  /* a reaped child's slot */
+    if (children[i] == 0) { /* a reaped child's slot */
       children[i] = pid;
       return pid;
     }
@@ -91,8 +90,7 @@ static pid_t spawn(int (*fn)(void *), void *arg) {
 
 static void forget_child(pid_t pid) {
   for (int i = 0; i < n_children; i++)
-    if (children[i] == pid)
-      children[i] = 0;
+    if (children[i] == pid) children[i] = 0;
 }
 
 /* Waits at most `timeout` seconds for the child; returns its raw wait
@@ -102,10 +100,8 @@ static int reap(pid_t pid, double timeout) {
   int status;
   for (;;) {
     pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid)
-      break;
-    if (r < 0 && errno != EINTR)
-      cr_assert_fail("waitpid: %s", strerror(errno));
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR) cr_assert_fail("waitpid: %s", strerror(errno));
     if (now_s() > end) {
       kill(pid, SIGKILL);
       waitpid(pid, NULL, 0);
@@ -123,8 +119,7 @@ static void expect_exit(pid_t pid, int code, double timeout) {
   int status = reap(pid, timeout);
   cr_assert_neq(status, -1, "child %d did not finish within %.0f s", (int)pid, timeout);
   cr_assert(WIFEXITED(status), "child %d died (status %#x)", (int)pid, status);
-  cr_assert_eq(WEXITSTATUS(status), code, "child %d exited %d, expected %d", (int)pid,
-               WEXITSTATUS(status), code);
+  cr_assert_eq(WEXITSTATUS(status), code, "child %d exited %d, expected %d", (int)pid, WEXITSTATUS(status), code);
 }
 
 static void kill_and_reap(pid_t pid) {
@@ -160,8 +155,7 @@ static void flag_set(shm_off v, int64_t x) { shm_value_set(A, v, shm_int(x)); }
 static int flag_wait(shm_off v, int64_t want, double timeout) {
   double end = now_s() + timeout;
   while (flag_get(v) < want) {
-    if (now_s() > end)
-      return 0;
+    if (now_s() > end) return 0;
     sleep_s(0.001);
   }
   return 1;
@@ -177,7 +171,7 @@ static int stop_when_set(void *arg) { return atomic_load((atomic_int *)arg); }
  * object at off? The kernel says so in /proc/PID/task/TID/syscall: the
  * number of the call a blocked thread is in, then its arguments (the first
  * is the futex's address); "running" otherwise. */
-static int proc_errno;  /* why the last /proc file could not be read, for messages */
+static int proc_errno; /* why the last /proc file could not be read, for messages */
 
 static int asleep_on(pid_t pid, shm_off off) {
   char dir[64];
@@ -191,8 +185,7 @@ static int asleep_on(pid_t pid, shm_off off) {
   int found = 0;
   struct dirent *e;
   while (!found && (e = readdir(d)) != NULL) {
-    if (e->d_name[0] == '.')
-      continue;
+    if (e->d_name[0] == '.') continue;
     char path[128];
     snprintf(path, sizeof path, "%s/%s/syscall", dir, e->d_name);
     FILE *f = fopen(path, "r");
@@ -238,7 +231,7 @@ Test(arena, alloc_free_coalesce) {
   cr_assert(a && b && c && a != b && b != c);
   cr_assert_eq(a % 8, 0);
   cr_assert_eq(b % 8, 0);
-  memset(shm_ptr(A, a), 0xaa, 100);  /* payloads are writable and do not overlap tags */
+  memset(shm_ptr(A, a), 0xaa, 100); /* payloads are writable and do not overlap tags */
   memset(shm_ptr(A, b), 0xbb, 200);
   memset(shm_ptr(A, c), 0xcc, 300);
   cr_assert_eq(shm_arena_check(A), SHM_OK);
@@ -286,8 +279,7 @@ Test(arena, exhaustion_is_an_error_code) {
   cr_assert_eq(shm_arena_create(64 << 10, &small), SHM_OK);
   shm_off blocks[200];
   int n = 0, rc;
-  while ((rc = shm_alloc(small, 1000, &blocks[n])) == SHM_OK)
-    cr_assert(++n < 200, "a 64 KiB arena held 200 KB");
+  while ((rc = shm_alloc(small, 1000, &blocks[n])) == SHM_OK) cr_assert(++n < 200, "a 64 KiB arena held 200 KB");
   cr_assert_eq(rc, SHM_ENOSPC);
   cr_assert_gt(n, 50);
   cr_assert_eq(shm_alloc(small, SIZE_MAX, &blocks[n]), SHM_ENOSPC);
@@ -307,10 +299,9 @@ Test(arena, exhaustion_is_an_error_code) {
   cr_assert_eq(shm_arena_create(64 << 10, &small), SHM_OK);
   shm_off q;
   cr_assert_eq(shm_queue_new(small, 0, &q), SHM_OK);
-  char item[500] = {0};
+  char item[500] = { 0 };
   int puts = 0;
-  while ((rc = shm_queue_put(small, q, item, sizeof item, NULL, NULL, NULL)) == SHM_OK)
-    puts++;
+  while ((rc = shm_queue_put(small, q, item, sizeof item, NULL, NULL, NULL)) == SHM_OK) puts++;
   cr_assert_eq(rc, SHM_ENOSPC);
   cr_assert_eq(shm_queue_size(small, q), (size_t)puts);
   void *data;
@@ -318,7 +309,7 @@ Test(arena, exhaustion_is_an_error_code) {
   cr_assert_eq(shm_queue_get(small, q, &data, &len, NULL, NULL, NULL), SHM_OK);
   free(data);
   cr_assert_eq(shm_queue_put(small, q, item, sizeof item, NULL, NULL, NULL), SHM_OK);
-  cr_assert_eq(shm_obj_release(small, q), SHM_OK);  /* frees the items too */
+  cr_assert_eq(shm_obj_release(small, q), SHM_OK); /* frees the items too */
   shm_stats st;
   shm_arena_stats(small, &st);
   cr_assert_eq(st.used_blocks, 0);
@@ -336,13 +327,13 @@ static uint64_t rnd(uint64_t *s) {
 
 Test(arena, random_alloc_free_keeps_invariants) {
   enum { SLOTS = 256 };
-  shm_off slot[SLOTS] = {0};
+  shm_off slot[SLOTS] = { 0 };
   size_t size[SLOTS];
   uint64_t seed = 42;
   for (int step = 0; step < 20000; step++) {
     int i = (int)(rnd(&seed) % SLOTS);
     if (slot[i]) {
-      unsigned char *p = shm_ptr(A, slot[i]);  /* contents survived neighbours' traffic */
+      unsigned char *p = shm_ptr(A, slot[i]); /* contents survived neighbours' traffic */
       cr_assert(p[0] == (unsigned char)i && p[size[i] - 1] == (unsigned char)i);
       cr_assert_eq(shm_free(A, slot[i]), SHM_OK);
       slot[i] = 0;
@@ -351,12 +342,10 @@ Test(arena, random_alloc_free_keeps_invariants) {
       cr_assert_eq(shm_alloc(A, size[i], &slot[i]), SHM_OK);
       memset(shm_ptr(A, slot[i]), i, size[i]);
     }
-    if (step % 1000 == 0)
-      cr_assert_eq(shm_arena_check(A), SHM_OK, "heap broken at step %d", step);
+    if (step % 1000 == 0) cr_assert_eq(shm_arena_check(A), SHM_OK, "heap broken at step %d", step);
   }
   for (int i = 0; i < SLOTS; i++)
-    if (slot[i])
-      cr_assert_eq(shm_free(A, slot[i]), SHM_OK);
+    if (slot[i]) cr_assert_eq(shm_free(A, slot[i]), SHM_OK);
   shm_stats st;
   shm_arena_stats(A, &st);
   cr_assert_eq(st.free_blocks, 1);
@@ -365,27 +354,24 @@ Test(arena, random_alloc_free_keeps_invariants) {
 
 static void *alloc_churn(void *arg) {
   uint64_t seed = (uintptr_t)arg;
-  shm_off held[32] = {0};
+  shm_off held[32] = { 0 };
   for (int step = 0; step < 20000; step++) {
     int i = (int)(rnd(&seed) % 32);
     if (held[i]) {
-      if (shm_free(A, held[i]) != SHM_OK)
-        return (void *)1;
+      if (shm_free(A, held[i]) != SHM_OK) return (void *)1;
       held[i] = 0;
     } else if (shm_alloc(A, 1 + rnd(&seed) % 512, &held[i]) != SHM_OK) {
       return (void *)2;
     }
   }
   for (int i = 0; i < 32; i++)
-    if (held[i])
-      shm_free(A, held[i]);
+    if (held[i]) shm_free(A, held[i]);
   return NULL;
 }
 
 Test(arena, threads_alloc_and_free_concurrently) {
   pthread_t t[4];
-  for (uintptr_t i = 0; i < 4; i++)
-    pthread_create(&t[i], NULL, alloc_churn, (void *)(i * 7919 + 1));
+  for (uintptr_t i = 0; i < 4; i++) pthread_create(&t[i], NULL, alloc_churn, (void *)(i * 7919 + 1));
   for (int i = 0; i < 4; i++) {
     void *ret;
     join_within(t[i], 60, &ret);
@@ -409,7 +395,7 @@ struct chaos {
 static void *chaos_loop(void *p) {
   struct chaos *c = p;
   uint64_t seed = (uint64_t)getpid() * 2654435761u + (uint64_t)(uintptr_t)&seed;
-  shm_off held[8] = {0};
+  shm_off held[8] = { 0 };
   for (;;) {
     int i = (int)(rnd(&seed) % 8);
     if (held[i]) {
@@ -419,12 +405,11 @@ static void *chaos_loop(void *p) {
       shm_alloc(A, 1 + rnd(&seed) % 256, &held[i]);
     }
     char buf[40] = "chaos";
-    struct timespec now = in(0);  /* never wait: stay inside the code that matters */
+    struct timespec now = in(0); /* never wait: stay inside the code that matters */
     shm_queue_put(A, c->q, buf, rnd(&seed) % sizeof buf, &now, NULL, NULL);
     void *data;
     size_t len;
-    if (shm_queue_get(A, c->q, &data, &len, &now, NULL, NULL) == SHM_OK)
-      free(data);
+    if (shm_queue_get(A, c->q, &data, &len, &now, NULL, NULL) == SHM_OK) free(data);
     shm_value_add(A, c->v, shm_int(1), NULL);
   }
   return NULL;
@@ -442,7 +427,7 @@ Test(arena, processes_killed_mid_operation_leave_everything_usable) {
   cr_assert_eq(shm_queue_new(A, 32, &c.q), SHM_OK);
   cr_assert_eq(shm_value_new(A, shm_int(0), &c.v), SHM_OK);
   uint64_t seed = 99;
-  shm_stats st = {0};
+  shm_stats st = { 0 };
   for (int round = 0; round < 200 && st.repairs < 20; round++) {
     pid_t pid = spawn(chaos_child, &c);
     /* at work (its count moves) before it is killed, however slow its start */
@@ -460,7 +445,7 @@ Test(arena, processes_killed_mid_operation_leave_everything_usable) {
     struct timespec soon = in(10);
     void *data;
     size_t len;
-    while (shm_queue_size(A, c.q) > 0) {  /* drain, then one round trip */
+    while (shm_queue_size(A, c.q) > 0) { /* drain, then one round trip */
       cr_assert_eq(shm_queue_get(A, c.q, &data, &len, &soon, NULL, NULL), SHM_OK);
       free(data);
     }
@@ -493,7 +478,7 @@ Test(arena, handles_are_checked) {
   cr_assert_eq(shm_value_get(A, q, &n), SHM_EINVAL);
   cr_assert_eq(shm_queue_put(A, v, "x", 1, NULL, NULL, NULL), SHM_EINVAL);
   cr_assert_eq(shm_lock_acquire(A, q, 1, NULL, NULL, NULL), SHM_EINVAL);
-  cr_assert_eq(shm_lock_acquire(A, l, 0, NULL, NULL, NULL), SHM_EINVAL);  /* owner 0 is "none" */
+  cr_assert_eq(shm_lock_acquire(A, l, 0, NULL, NULL, NULL), SHM_EINVAL); /* owner 0 is "none" */
   cr_assert_eq(shm_queue_close(A, raw), SHM_EINVAL);
 
   /* references: the last release destroys, then the handle is dead */
@@ -506,7 +491,7 @@ Test(arena, handles_are_checked) {
   cr_assert_eq(shm_obj_release(A, v), SHM_EINVAL);
 
   cr_assert_eq(shm_lock_acquire(A, l, 7, NULL, NULL, NULL), SHM_OK);
-  cr_assert_eq(shm_obj_release(A, l), SHM_OK);  /* held by us: freed all the same */
+  cr_assert_eq(shm_obj_release(A, l), SHM_OK); /* held by us: freed all the same */
   cr_assert_eq(shm_obj_type(A, l), SHM_T_NONE);
   cr_assert_eq(shm_obj_release(A, q), SHM_OK);
   cr_assert_eq(shm_free(A, raw), SHM_OK);
@@ -525,13 +510,13 @@ Test(lock, acquire_release_and_ownership) {
   cr_assert_eq(shm_lock_acquire(A, l, 1, NULL, NULL, NULL), SHM_OK);
   cr_assert_eq(shm_lock_locked(A, l), 1);
   struct timespec now = in(0);
-  cr_assert_eq(shm_lock_acquire(A, l, 2, &now, NULL, NULL), SHM_TIMEOUT);  /* try once */
+  cr_assert_eq(shm_lock_acquire(A, l, 2, &now, NULL, NULL), SHM_TIMEOUT); /* try once */
   cr_assert_eq(shm_lock_release(A, l, 2), SHM_NOT_OWNER);
   cr_assert_eq(shm_lock_release(A, l, 0), SHM_NOT_OWNER);
   cr_assert_eq(shm_lock_locked(A, l), 1);
   cr_assert_eq(shm_lock_release(A, l, 1), SHM_OK);
   cr_assert_eq(shm_lock_locked(A, l), 0);
-  cr_assert_eq(shm_lock_release(A, l, 1), SHM_NOT_OWNER);  /* not twice */
+  cr_assert_eq(shm_lock_release(A, l, 1), SHM_NOT_OWNER); /* not twice */
   now = in(0);
   cr_assert_eq(shm_lock_acquire(A, l, 2, &now, NULL, NULL), SHM_OK);
   cr_assert_eq(shm_lock_release(A, l, 2), SHM_OK);
@@ -557,7 +542,7 @@ Test(lock, release_from_another_thread_refused) {
   cr_assert_eq(shm_lock_new(A, &l), SHM_OK);
   cr_assert_eq(shm_lock_acquire(A, l, 5, NULL, NULL, NULL), SHM_OK);
   /* the right token, but not the thread that acquired */
-  struct lock_arg arg = {.lock = l, .owner = 5};
+  struct lock_arg arg = { .lock = l, .owner = 5 };
   pthread_t t;
   pthread_create(&t, NULL, try_release, &arg);
   join_within(t, 10, NULL);
@@ -570,11 +555,9 @@ static void *timed_acquire(void *p) {
   struct lock_arg *a = p;
   struct timespec deadline = in(a->timeout);
   double t0 = now_s();
-  a->rc = shm_lock_acquire(A, a->lock, a->owner, a->timeout < 0 ? NULL : &deadline,
-                           stop_when_set, &a->stop);
+  a->rc = shm_lock_acquire(A, a->lock, a->owner, a->timeout < 0 ? NULL : &deadline, stop_when_set, &a->stop);
   a->waited = now_s() - t0;
-  if (a->rc == SHM_OK)
-    shm_lock_release(A, a->lock, a->owner);
+  if (a->rc == SHM_OK) shm_lock_release(A, a->lock, a->owner);
   return NULL;
 }
 
@@ -582,12 +565,12 @@ Test(lock, timeout) {
   shm_off l;
   cr_assert_eq(shm_lock_new(A, &l), SHM_OK);
   cr_assert_eq(shm_lock_acquire(A, l, 1, NULL, NULL, NULL), SHM_OK);
-  struct lock_arg arg = {.lock = l, .owner = 2, .timeout = 0.2};
+  struct lock_arg arg = { .lock = l, .owner = 2, .timeout = 0.2 };
   pthread_t t;
   pthread_create(&t, NULL, timed_acquire, &arg);
   join_within(t, 30, NULL);
   cr_assert_eq(arg.rc, SHM_TIMEOUT);
-  cr_assert_geq(arg.waited, 0.19, "gave up early: %.3f s", arg.waited);  /* never before the deadline */
+  cr_assert_geq(arg.waited, 0.19, "gave up early: %.3f s", arg.waited); /* never before the deadline */
   cr_assert_lt(arg.waited, 10.0);
   cr_assert_eq(shm_lock_release(A, l, 1), SHM_OK);
 }
@@ -606,7 +589,7 @@ Test(lock, waiter_gets_it_on_release) {
   shm_off l;
   cr_assert_eq(shm_lock_new(A, &l), SHM_OK);
   cr_assert_eq(shm_lock_acquire(A, l, 1, NULL, NULL, NULL), SHM_OK);
-  struct lock_arg arg = {.lock = l, .owner = 2, .timeout = 30};
+  struct lock_arg arg = { .lock = l, .owner = 2, .timeout = 30 };
   pthread_t t;
   pthread_create(&t, NULL, timed_acquire, &arg);
   await_sleeper(0, l);
@@ -619,7 +602,7 @@ Test(lock, should_stop_interrupts_acquire) {
   shm_off l;
   cr_assert_eq(shm_lock_new(A, &l), SHM_OK);
   cr_assert_eq(shm_lock_acquire(A, l, 1, NULL, NULL, NULL), SHM_OK);
-  struct lock_arg arg = {.lock = l, .owner = 2, .timeout = -1};  /* forever */
+  struct lock_arg arg = { .lock = l, .owner = 2, .timeout = -1 }; /* forever */
   pthread_t t;
   pthread_create(&t, NULL, timed_acquire, &arg);
   await_sleeper(0, l);
@@ -633,20 +616,17 @@ Test(lock, should_stop_interrupts_acquire) {
 
 struct counted {
   shm_off lock;
-  volatile int64_t *counter;  /* plain memory in the arena: only the lock protects it */
+  volatile int64_t *counter; /* plain memory in the arena: only the lock protects it */
   uint64_t owner;
 };
 
 static int bump_under_lock(struct counted *c) {
   for (int i = 0; i < LOCK_ROUNDS; i++) {
-    if (shm_lock_acquire(A, c->lock, c->owner, NULL, NULL, NULL) != SHM_OK)
-      return 1;
-    int64_t x = *c->counter;  /* read-modify-write in two steps, on purpose */
-    if ((i & 63) == 0)
-      sched_yield();  /* invite a rival in the middle, were the lock broken */
+    if (shm_lock_acquire(A, c->lock, c->owner, NULL, NULL, NULL) != SHM_OK) return 1;
+    int64_t x = *c->counter; /* read-modify-write in two steps, on purpose */
+    if ((i & 63) == 0) sched_yield(); /* invite a rival in the middle, were the lock broken */
     *c->counter = x + 1;
-    if (shm_lock_release(A, c->lock, c->owner) != SHM_OK)
-      return 2;
+    if (shm_lock_release(A, c->lock, c->owner) != SHM_OK) return 2;
   }
   return 0;
 }
@@ -659,7 +639,7 @@ static int bump_child(void *p) {
 }
 
 static struct counted counted_new(void) {
-  struct counted c = {0};
+  struct counted c = { 0 };
   shm_off cell;
   cr_assert_eq(shm_lock_new(A, &c.lock), SHM_OK);
   cr_assert_eq(shm_alloc(A, sizeof(int64_t), &cell), SHM_OK);
@@ -689,10 +669,8 @@ Test(lock, mutual_exclusion_threads) {
 Test(lock, mutual_exclusion_processes) {
   struct counted c = counted_new();
   pid_t pid[4];
-  for (int i = 0; i < 4; i++)
-    pid[i] = spawn(bump_child, &c);
-  for (int i = 0; i < 4; i++)
-    expect_exit(pid[i], 0, 60);
+  for (int i = 0; i < 4; i++) pid[i] = spawn(bump_child, &c);
+  for (int i = 0; i < 4; i++) expect_exit(pid[i], 0, 60);
   cr_assert_eq(*c.counter, 4 * LOCK_ROUNDS);
 }
 
@@ -703,15 +681,14 @@ struct holder {
 /* Takes the lock, says so, and waits to be killed (or gives up after 30 s). */
 static int hold_until_killed(void *p) {
   struct holder *h = p;
-  if (shm_lock_acquire(A, h->lock, (uint64_t)getpid() << 32, NULL, NULL, NULL) != SHM_OK)
-    return 1;
+  if (shm_lock_acquire(A, h->lock, (uint64_t)getpid() << 32, NULL, NULL, NULL) != SHM_OK) return 1;
   flag_set(h->ready, 1);
   sleep_s(30);
   return 2;
 }
 
 Test(lock, owner_process_killed_gives_owner_dead) {
-  struct holder h = {.ready = flag_new()};
+  struct holder h = { .ready = flag_new() };
   cr_assert_eq(shm_lock_new(A, &h.lock), SHM_OK);
   pid_t pid = spawn(hold_until_killed, &h);
   cr_assert(flag_wait(h.ready, 1, 30), "child never took the lock");
@@ -720,19 +697,19 @@ Test(lock, owner_process_killed_gives_owner_dead) {
 
   struct timespec deadline = in(10);
   cr_assert_eq(shm_lock_acquire(A, h.lock, 1, &deadline, NULL, NULL), SHM_OWNER_DEAD);
-  cr_assert_eq(shm_lock_locked(A, h.lock), 0);  /* made usable, and not held */
+  cr_assert_eq(shm_lock_locked(A, h.lock), 0); /* made usable, and not held */
   deadline = in(10);
   cr_assert_eq(shm_lock_acquire(A, h.lock, 1, &deadline, NULL, NULL), SHM_OK);
   cr_assert_eq(shm_lock_release(A, h.lock, 1), SHM_OK);
 }
 
 Test(lock, waiter_blocked_when_owner_dies_gets_owner_dead) {
-  struct holder h = {.ready = flag_new()};
+  struct holder h = { .ready = flag_new() };
   cr_assert_eq(shm_lock_new(A, &h.lock), SHM_OK);
   pid_t pid = spawn(hold_until_killed, &h);
   cr_assert(flag_wait(h.ready, 1, 30), "child never took the lock");
   /* the fork is done: threads from here on are safe */
-  struct lock_arg arg = {.lock = h.lock, .owner = 9, .timeout = 30};
+  struct lock_arg arg = { .lock = h.lock, .owner = 9, .timeout = 30 };
   pthread_t t;
   pthread_create(&t, NULL, timed_acquire, &arg);
   await_sleeper(0, h.lock);
@@ -747,13 +724,13 @@ Test(lock, waiter_blocked_when_owner_dies_gets_owner_dead) {
 static void *acquire_and_exit(void *p) {
   struct lock_arg *a = p;
   a->rc = shm_lock_acquire(A, a->lock, a->owner, NULL, NULL, NULL);
-  return NULL;  /* ends still holding it */
+  return NULL; /* ends still holding it */
 }
 
 Test(lock, owner_thread_exiting_gives_owner_dead) {
   shm_off l;
   cr_assert_eq(shm_lock_new(A, &l), SHM_OK);
-  struct lock_arg arg = {.lock = l, .owner = 3};
+  struct lock_arg arg = { .lock = l, .owner = 3 };
   pthread_t t;
   pthread_create(&t, NULL, acquire_and_exit, &arg);
   join_within(t, 10, NULL);
@@ -787,10 +764,9 @@ Test(queue, fifo_order_and_sizes) {
   cr_assert_eq(shm_queue_maxsize(A, q), 0);
   unsigned char buf[3000];
   for (int i = 0; i < 1000; i++) {
-    size_t len = (size_t)(i * 7) % sizeof buf;  /* includes empty items */
+    size_t len = (size_t)(i * 7) % sizeof buf; /* includes empty items */
     memset(buf, i & 0xff, len);
-    if (len >= sizeof(int))
-      memcpy(buf, &i, sizeof i);
+    if (len >= sizeof(int)) memcpy(buf, &i, sizeof i);
     cr_assert_eq(shm_queue_put(A, q, buf, len, NULL, NULL, NULL), SHM_OK);
   }
   cr_assert_eq(shm_queue_size(A, q), 1000);
@@ -866,12 +842,12 @@ Test(queue, bounded_put_blocks_until_get) {
   cr_assert_eq(shm_queue_put(A, q, "c", 1, &deadline, NULL, NULL), SHM_TIMEOUT);
   cr_assert_eq(shm_queue_size(A, q), 2);
 
-  struct put_arg arg = {.q = q, .item = "c", .timeout = 30};
+  struct put_arg arg = { .q = q, .item = "c", .timeout = 30 };
   pthread_t t;
   pthread_create(&t, NULL, blocking_put, &arg);
   await_sleeper(0, q);
   cr_assert_eq(atomic_load(&arg.done), 0, "put did not block on a full queue");
-  get_str(q, "a");  /* makes room: the putter goes through */
+  get_str(q, "a"); /* makes room: the putter goes through */
   join_within(t, 30, NULL);
   cr_assert_eq(arg.rc, SHM_OK);
   get_str(q, "b");
@@ -881,12 +857,12 @@ Test(queue, bounded_put_blocks_until_get) {
 
 struct get_arg {
   shm_off q;
-  double timeout;  /* < 0: forever */
+  double timeout; /* < 0: forever */
   atomic_int stop;
   int rc;
   char got[64];
   int stop_calls;
-  int stop_at_call;  /* > 0: should_stop says stop at this call */
+  int stop_at_call; /* > 0: should_stop says stop at this call */
 };
 
 static int counting_stop(void *p) {
@@ -911,7 +887,7 @@ static void *blocking_get(void *p) {
 Test(queue, close_wakes_blocked_getter_thread) {
   shm_off q;
   cr_assert_eq(shm_queue_new(A, 0, &q), SHM_OK);
-  struct get_arg arg = {.q = q, .timeout = -1};
+  struct get_arg arg = { .q = q, .timeout = -1 };
   pthread_t t;
   pthread_create(&t, NULL, blocking_get, &arg);
   await_sleeper(0, q);
@@ -925,14 +901,14 @@ Test(queue, close_wakes_blocked_putter_thread) {
   shm_off q;
   cr_assert_eq(shm_queue_new(A, 1, &q), SHM_OK);
   put_str(q, "full");
-  struct put_arg arg = {.q = q, .item = "more", .timeout = 30};
+  struct put_arg arg = { .q = q, .item = "more", .timeout = 30 };
   pthread_t t;
   pthread_create(&t, NULL, blocking_put, &arg);
   await_sleeper(0, q);
   cr_assert_eq(shm_queue_close(A, q), SHM_OK);
   join_within(t, 10, NULL);
   cr_assert_eq(arg.rc, SHM_CLOSED);
-  get_str(q, "full");  /* what was in it still drains */
+  get_str(q, "full"); /* what was in it still drains */
 }
 
 Test(queue, items_drain_after_close) {
@@ -949,7 +925,7 @@ Test(queue, items_drain_after_close) {
   void *data;
   size_t len;
   cr_assert_eq(shm_queue_get(A, q, &data, &len, NULL, NULL, NULL), SHM_CLOSED);
-  cr_assert_eq(shm_queue_close(A, q), SHM_OK);  /* closing twice is harmless */
+  cr_assert_eq(shm_queue_close(A, q), SHM_OK); /* closing twice is harmless */
 }
 
 static int child_get(void *p) {
@@ -958,8 +934,7 @@ static int child_get(void *p) {
   size_t len;
   struct timespec deadline = in(30);
   int rc = shm_queue_get(A, q, &data, &len, &deadline, NULL, NULL);
-  if (rc == SHM_OK)
-    free(data);
+  if (rc == SHM_OK) free(data);
   return rc;
 }
 
@@ -1015,10 +990,9 @@ struct msg {
 static int mpmc_producer(void *p) {
   struct mpmc *m = p;
   for (int i = 0; i < PER_PRODUCER; i++) {
-    struct msg msg = {m->id, i};
+    struct msg msg = { m->id, i };
     struct timespec deadline = in(60);
-    if (shm_queue_put(A, m->q, &msg, sizeof msg, &deadline, NULL, NULL) != SHM_OK)
-      return 1;
+    if (shm_queue_put(A, m->q, &msg, sizeof msg, &deadline, NULL, NULL) != SHM_OK) return 1;
   }
   return 0;
 }
@@ -1027,22 +1001,19 @@ static int mpmc_consumer(void *p) {
   struct mpmc *m = p;
   int last[PRODUCERS];
   int64_t count = 0, sum = 0;
-  for (int i = 0; i < PRODUCERS; i++)
-    last[i] = -1;
+  for (int i = 0; i < PRODUCERS; i++) last[i] = -1;
   for (;;) {
     void *data;
     size_t len;
     struct timespec deadline = in(60);
     int rc = shm_queue_get(A, m->q, &data, &len, &deadline, NULL, NULL);
-    if (rc == SHM_CLOSED)
-      break;
-    if (rc != SHM_OK || len != sizeof(struct msg))
-      return 1;
+    if (rc == SHM_CLOSED) break;
+    if (rc != SHM_OK || len != sizeof(struct msg)) return 1;
     struct msg msg;
     memcpy(&msg, data, sizeof msg);
     free(data);
     if (msg.producer < 0 || msg.producer >= PRODUCERS || msg.seq <= last[msg.producer])
-      return 2;  /* FIFO: one producer's items come out in the order put */
+      return 2; /* FIFO: one producer's items come out in the order put */
     last[msg.producer] = msg.seq;
     count++;
     sum += msg.seq;
@@ -1053,20 +1024,17 @@ static int mpmc_consumer(void *p) {
 }
 
 Test(queue, exact_counts_many_producers_consumers_processes) {
-  struct mpmc m = {.count = flag_new(), .sum = flag_new()};
+  struct mpmc m = { .count = flag_new(), .sum = flag_new() };
   cr_assert_eq(shm_queue_new(A, 16, &m.q), SHM_OK);
   pid_t cons[CONSUMERS], prod[PRODUCERS];
-  for (int i = 0; i < CONSUMERS; i++)
-    cons[i] = spawn(mpmc_consumer, &m);
+  for (int i = 0; i < CONSUMERS; i++) cons[i] = spawn(mpmc_consumer, &m);
   for (int i = 0; i < PRODUCERS; i++) {
-    m.id = i;  /* the child gets its own copy of m at fork */
+    m.id = i; /* the child gets its own copy of m at fork */
     prod[i] = spawn(mpmc_producer, &m);
   }
-  for (int i = 0; i < PRODUCERS; i++)
-    expect_exit(prod[i], 0, 80);
+  for (int i = 0; i < PRODUCERS; i++) expect_exit(prod[i], 0, 80);
   cr_assert_eq(shm_queue_close(A, m.q), SHM_OK);
-  for (int i = 0; i < CONSUMERS; i++)
-    expect_exit(cons[i], 0, 30);
+  for (int i = 0; i < CONSUMERS; i++) expect_exit(cons[i], 0, 30);
   cr_assert_eq(flag_get(m.count), PRODUCERS * PER_PRODUCER);
   cr_assert_eq(flag_get(m.sum), (int64_t)PRODUCERS * PER_PRODUCER * (PER_PRODUCER - 1) / 2);
   cr_assert(shm_queue_empty(A, m.q));
@@ -1077,10 +1045,9 @@ Test(queue, exact_counts_many_producers_consumers_processes) {
 static int endless_producer(void *p) {
   struct mpmc *m = p;
   for (int32_t i = 0;; i++) {
-    struct msg msg = {m->id, i};
+    struct msg msg = { m->id, i };
     struct timespec deadline = in(30);
-    if (shm_queue_put(A, m->q, &msg, sizeof msg, &deadline, NULL, NULL) != SHM_OK)
-      return 1;
+    if (shm_queue_put(A, m->q, &msg, sizeof msg, &deadline, NULL, NULL) != SHM_OK) return 1;
     shm_value_add(A, m->sum, shm_int(1), NULL);
   }
 }
@@ -1095,17 +1062,13 @@ static int checking_consumer(void *p) {
     size_t len;
     struct timespec deadline = in(60);
     int rc = shm_queue_get(A, m->q, &data, &len, &deadline, NULL, NULL);
-    if (rc == SHM_CLOSED)
-      break;
-    if (rc != SHM_OK || len != sizeof(struct msg))
-      return 1;
+    if (rc == SHM_CLOSED) break;
+    if (rc != SHM_OK || len != sizeof(struct msg)) return 1;
     struct msg msg;
     memcpy(&msg, data, sizeof msg);
     free(data);
-    if (msg.producer == last_producer && msg.seq <= last_seq)
-      return 2;
-    if (msg.producer < last_producer)
-      return 3;  /* incarnations run one after the other */
+    if (msg.producer == last_producer && msg.seq <= last_seq) return 2;
+    if (msg.producer < last_producer) return 3; /* incarnations run one after the other */
     last_producer = msg.producer;
     last_seq = msg.seq;
     count++;
@@ -1115,7 +1078,7 @@ static int checking_consumer(void *p) {
 }
 
 Test(queue, killed_producers_do_not_wedge_consumers) {
-  struct mpmc m = {.count = flag_new(), .sum = flag_new()};
+  struct mpmc m = { .count = flag_new(), .sum = flag_new() };
   cr_assert_eq(shm_queue_new(A, 8, &m.q), SHM_OK);
   pid_t consumer = spawn(checking_consumer, &m);
   uint64_t seed = 7;
@@ -1124,11 +1087,11 @@ Test(queue, killed_producers_do_not_wedge_consumers) {
     pid_t producer = spawn(endless_producer, &m);
     /* killed mid-stream: once its items flow, however slow its start */
     cr_assert(flag_wait(m.sum, flag_get(m.sum) + 20, 30), "producer %d never got going", round);
-    sleep_s((double)(rnd(&seed) % 3000) / 1e6);  /* 0-3 ms more: kills land anywhere */
+    sleep_s((double)(rnd(&seed) % 3000) / 1e6); /* 0-3 ms more: kills land anywhere */
     kill_and_reap(producer);
   }
   /* still alive: a fresh producer's items go through */
-  struct msg last = {1000, 0};
+  struct msg last = { 1000, 0 };
   cr_assert_eq(shm_queue_put(A, m.q, &last, sizeof last, NULL, NULL, NULL), SHM_OK);
   cr_assert_eq(shm_queue_close(A, m.q), SHM_OK);
   expect_exit(consumer, 0, 60);
@@ -1136,7 +1099,7 @@ Test(queue, killed_producers_do_not_wedge_consumers) {
   cr_assert_geq(flag_get(m.count), flag_get(m.sum) + 1, "items were lost: %lld got, %lld put",
                 (long long)flag_get(m.count), (long long)flag_get(m.sum) + 1);
   cr_assert(shm_queue_empty(A, m.q));
-  cr_assert_eq(shm_arena_check(A), SHM_OK);  /* the heap survived every kill */
+  cr_assert_eq(shm_arena_check(A), SHM_OK); /* the heap survived every kill */
 }
 
 Test(queue, killed_blocked_waiters_leave_queue_usable) {
@@ -1153,14 +1116,14 @@ Test(queue, killed_blocked_waiters_leave_queue_usable) {
   kill_and_reap(p);
   /* both kinds of waiting still work, between processes */
   for (int round = 0; round < 3; round++) {
-    pid_t putter = spawn(child_put, &q);  /* blocks: the queue is full */
+    pid_t putter = spawn(child_put, &q); /* blocks: the queue is full */
     await_sleeper(putter, q);
-    get_str(q, "x");                      /* must wake it */
+    get_str(q, "x"); /* must wake it */
     expect_exit(putter, SHM_OK, 30);
     get_str(q, "p");
-    pid_t getter = spawn(child_get, &q);  /* blocks: the queue is empty */
+    pid_t getter = spawn(child_get, &q); /* blocks: the queue is empty */
     await_sleeper(getter, q);
-    put_str(q, "y");                      /* must wake it */
+    put_str(q, "y"); /* must wake it */
     expect_exit(getter, SHM_OK, 30);
     put_str(q, "x");
   }
@@ -1171,7 +1134,7 @@ Test(queue, should_stop_interrupts_get_and_is_polled) {
   cr_assert_eq(shm_queue_new(A, 0, &q), SHM_OK);
   /* polled while waiting: nothing ever wakes this wait, so should_stop's
      third call can only come from the waiter asking again on its own */
-  struct get_arg polled = {.q = q, .timeout = -1, .stop_at_call = 3};
+  struct get_arg polled = { .q = q, .timeout = -1, .stop_at_call = 3 };
   pthread_t t;
   pthread_create(&t, NULL, blocking_get, &polled);
   join_within(t, 30, NULL);
@@ -1179,7 +1142,7 @@ Test(queue, should_stop_interrupts_get_and_is_polled) {
   cr_assert_eq(polled.stop_calls, 3);
 
   /* and it ends a wait that would last forever, once asleep in it */
-  struct get_arg forever = {.q = q, .timeout = -1};
+  struct get_arg forever = { .q = q, .timeout = -1 };
   pthread_create(&t, NULL, blocking_get, &forever);
   await_sleeper(0, q);
   atomic_store(&forever.stop, 1);
@@ -1194,21 +1157,20 @@ static void on_sigurg(int sig) {
 }
 
 Test(queue, signals_do_not_break_a_wait) {
-  struct sigaction sa = {.sa_handler = on_sigurg};  /* no SA_RESTART: the futex sees EINTR */
+  struct sigaction sa = { .sa_handler = on_sigurg }; /* no SA_RESTART: the futex sees EINTR */
   sigemptyset(&sa.sa_mask);
   sigaction(SIGURG, &sa, NULL);
   shm_off q;
   cr_assert_eq(shm_queue_new(A, 0, &q), SHM_OK);
-  struct get_arg arg = {.q = q, .timeout = 30};
+  struct get_arg arg = { .q = q, .timeout = 30 };
   pthread_t t;
   pthread_create(&t, NULL, blocking_get, &arg);
   atomic_store(&sigurgs, 0);
-  for (int i = 0; i < 20; i++) {  /* each signal lands in a sleeping wait, and is handled */
+  for (int i = 0; i < 20; i++) { /* each signal lands in a sleeping wait, and is handled */
     await_sleeper(0, q);
     pthread_kill(t, SIGURG);
     double end = now_s() + 30;
-    while (atomic_load(&sigurgs) < i + 1 && now_s() < end)
-      sleep_s(0.001);
+    while (atomic_load(&sigurgs) < i + 1 && now_s() < end) sleep_s(0.001);
     cr_assert_eq(atomic_load(&sigurgs), i + 1, "signal %d was not handled", i + 1);
   }
   put_str(q, "after signals");
@@ -1226,13 +1188,12 @@ struct stream {
 static void *stream_producer(void *p) {
   struct stream *s = p;
   for (int i = 0; i < s->n; i++)
-    if (shm_queue_put(A, s->q, &i, sizeof i, NULL, NULL, NULL) != SHM_OK)
-      return (void *)1;
+    if (shm_queue_put(A, s->q, &i, sizeof i, NULL, NULL, NULL) != SHM_OK) return (void *)1;
   return NULL;
 }
 
 Test(queue, threads_stream_in_order) {
-  struct stream s = {.n = 100000};
+  struct stream s = { .n = 100000 };
   cr_assert_eq(shm_queue_new(A, 64, &s.q), SHM_OK);
   pthread_t t;
   pthread_create(&t, NULL, stream_producer, &s);
@@ -1251,7 +1212,7 @@ Test(queue, threads_stream_in_order) {
   cr_assert_null(ret);
   shm_stats st;
   shm_arena_stats(A, &st);
-  cr_assert_eq(st.used_blocks, 1);  /* only the queue itself */
+  cr_assert_eq(st.used_blocks, 1); /* only the queue itself */
 }
 
 /* ---------------------------------------------------------------- value */
@@ -1264,18 +1225,18 @@ Test(value, subtypes_follow_lua) {
   cr_assert(!n.is_float && n.i == 3);
   cr_assert_eq(shm_value_add(A, v, shm_float(0.5), &n), SHM_OK);
   cr_assert(n.is_float && n.f == 3.5);
-  cr_assert_eq(shm_value_add(A, v, shm_int(1), &n), SHM_OK);  /* float stays float */
+  cr_assert_eq(shm_value_add(A, v, shm_int(1), &n), SHM_OK); /* float stays float */
   cr_assert(n.is_float && n.f == 4.5);
   cr_assert_eq(shm_value_get(A, v, &n), SHM_OK);
   cr_assert(n.is_float && n.f == 4.5);
   cr_assert_eq(shm_value_set(A, v, shm_int(7)), SHM_OK);
   cr_assert_eq(shm_value_get(A, v, &n), SHM_OK);
   cr_assert(!n.is_float && n.i == 7);
-  cr_assert_eq(shm_value_set(A, v, shm_float(2.0)), SHM_OK);  /* 2.0 is a float, not 2 */
+  cr_assert_eq(shm_value_set(A, v, shm_float(2.0)), SHM_OK); /* 2.0 is a float, not 2 */
   cr_assert_eq(shm_value_add(A, v, shm_int(1), &n), SHM_OK);
   cr_assert(n.is_float && n.f == 3.0);
   cr_assert_eq(shm_value_set(A, v, shm_int(INT64_MAX)), SHM_OK);
-  cr_assert_eq(shm_value_add(A, v, shm_int(1), &n), SHM_OK);  /* wraps, like Lua */
+  cr_assert_eq(shm_value_add(A, v, shm_int(1), &n), SHM_OK); /* wraps, like Lua */
   cr_assert(!n.is_float && n.i == INT64_MIN);
   cr_assert_eq(shm_value_add(A, v, shm_int(-1), NULL), SHM_OK);
   cr_assert_eq(shm_value_get(A, v, &n), SHM_OK);
@@ -1305,23 +1266,20 @@ Test(value, add_is_atomic_across_threads_and_processes) {
   cr_assert_eq(shm_value_new(A, shm_int(0), &a.ints), SHM_OK);
   cr_assert_eq(shm_value_new(A, shm_float(0), &a.floats), SHM_OK);
   pid_t pid[2];
-  for (int i = 0; i < 2; i++)
-    pid[i] = spawn(add_child, &a);
-  pthread_t t[3];  /* after the forks: never fork with threads running */
-  for (int i = 0; i < 3; i++)
-    pthread_create(&t[i], NULL, add_thread, &a);
+  for (int i = 0; i < 2; i++) pid[i] = spawn(add_child, &a);
+  pthread_t t[3]; /* after the forks: never fork with threads running */
+  for (int i = 0; i < 3; i++) pthread_create(&t[i], NULL, add_thread, &a);
   for (int i = 0; i < 3; i++) {
     void *ret;
     join_within(t[i], 60, &ret);
     cr_assert_null(ret);
   }
-  for (int i = 0; i < 2; i++)
-    expect_exit(pid[i], 0, 60);
+  for (int i = 0; i < 2; i++) expect_exit(pid[i], 0, 60);
   shm_number n;
   cr_assert_eq(shm_value_get(A, a.ints, &n), SHM_OK);
   cr_assert(!n.is_float);
   cr_assert_eq(n.i, 5 * ADDS);
   cr_assert_eq(shm_value_get(A, a.floats, &n), SHM_OK);
   cr_assert(n.is_float);
-  cr_assert_eq(n.f, 5 * ADDS * 0.5);  /* halves add up exactly in a double */
+  cr_assert_eq(n.f, 5 * ADDS * 0.5); /* halves add up exactly in a double */
 }

@@ -63,42 +63,42 @@ static run_result *py(const char *code, const char *a, const char *b) {
 
 /* Reads a trace and the run's --json; prints what the tests compare. */
 static const char trace_facts_py[] =
-  "import json, sys, collections\n"
-  "trace = json.load(open(sys.argv[1], encoding='utf-8'))\n"
-  "rep = json.load(open(sys.argv[2], encoding='utf-8'))\n"
-  "slices = collections.defaultdict(list)\n"
-  "names, procs, count = {}, {}, collections.Counter()\n"
-  "held = 0.0\n"
-  "bad = 0\n"
-  "for e in trace['traceEvents']:\n"
-  "    ph, key = e['ph'], (e['pid'], e.get('tid'))\n"
-  "    if ph == 'M' and e['name'] == 'thread_name': names[key] = e['args']['name']\n"
-  "    elif ph == 'M' and e['name'] == 'process_name': procs[e['pid']] = e['args']['name']\n"
-  "    elif ph == 'X':\n"
-  "        slices[key].append((e['ts'], e['dur']))\n"
-  "        count['X ' + e['name']] += 1\n"
-  "        if e['name'] == 'running (GIL held)': held += e['dur']\n"
-  "        if e['ts'] < 0 or e['dur'] <= 0: bad += 1\n"
-  "    elif ph in ('i', 'C'): count[ph + ' ' + e['name']] += 1\n"
-  "overlaps = 0\n"
-  "for v in slices.values():\n"
-  "    v.sort()\n"
-  "    overlaps += sum(1 for a, b in zip(v, v[1:]) if a[0] + a[1] > b[0] + 0.001)\n"
-  "print('overlaps', overlaps)\n"
-  "print('bad_slices', bad)\n"
-  "print('held_trace_s %.9f' % (held / 1e6))\n"
-  "print('tracks', len(names))\n"
-  "print('processes', len(procs))\n"
-  "print('unnamed_tracks', sum(1 for k in slices if k not in names))\n"
-  "print('names_match', int(sorted(names.values()) == sorted(t['name'] for t in rep['threads'])))\n"
-  "print('forced_drops', sum(t['forced_drops'] for t in rep['threads']))\n"
-  "for k, n in sorted(count.items()): print('count[%s]' % k, n)\n"
-  "print('end', 1)\n";
+    "import json, sys, collections\n"
+    "trace = json.load(open(sys.argv[1], encoding='utf-8'))\n"
+    "rep = json.load(open(sys.argv[2], encoding='utf-8'))\n"
+    "slices = collections.defaultdict(list)\n"
+    "names, procs, count = {}, {}, collections.Counter()\n"
+    "held = 0.0\n"
+    "bad = 0\n"
+    "for e in trace['traceEvents']:\n"
+    "    ph, key = e['ph'], (e['pid'], e.get('tid'))\n"
+    "    if ph == 'M' and e['name'] == 'thread_name': names[key] = e['args']['name']\n"
+    "    elif ph == 'M' and e['name'] == 'process_name': procs[e['pid']] = e['args']['name']\n"
+    "    elif ph == 'X':\n"
+    "        slices[key].append((e['ts'], e['dur']))\n"
+    "        count['X ' + e['name']] += 1\n"
+    "        if e['name'] == 'running (GIL held)': held += e['dur']\n"
+    "        if e['ts'] < 0 or e['dur'] <= 0: bad += 1\n"
+    "    elif ph in ('i', 'C'): count[ph + ' ' + e['name']] += 1\n"
+    "overlaps = 0\n"
+    "for v in slices.values():\n"
+    "    v.sort()\n"
+    "    overlaps += sum(1 for a, b in zip(v, v[1:]) if a[0] + a[1] > b[0] + 0.001)\n"
+    "print('overlaps', overlaps)\n"
+    "print('bad_slices', bad)\n"
+    "print('held_trace_s %.9f' % (held / 1e6))\n"
+    "print('tracks', len(names))\n"
+    "print('processes', len(procs))\n"
+    "print('unnamed_tracks', sum(1 for k in slices if k not in names))\n"
+    "print('names_match', int(sorted(names.values()) == sorted(t['name'] for t in rep['threads'])))\n"
+    "print('forced_drops', sum(t['forced_drops'] for t in rep['threads']))\n"
+    "for k, n in sorted(count.items()): print('count[%s]' % k, n)\n"
+    "print('end', 1)\n";
 
 typedef struct trace_run {
   run_result *gilvm, *facts;
-  const char *report_json;  /* the run's --json, as text (for messages) */
-  const json_t *report;     /* and parsed */
+  const char *report_json; /* the run's --json, as text (for messages) */
+  const json_t *report; /* and parsed */
 } trace_run;
 
 /* Run gilvm --trace T --json J <args>, then read the trace's facts. */
@@ -146,8 +146,8 @@ static void expect_consistent(const trace_run *t) {
             t->report_json);
   double held = fact(t, "held_trace_s"), want = report_json_number(t, "gil_held_s");
   double slack = want * 0.01 > 0.001 ? want * 0.01 : 0.001;
-  cr_expect(held >= want - slack && held <= want + slack,
-            "GIL held in the trace %.6f s, in the report %.6f s", held, want);
+  cr_expect(held >= want - slack && held <= want + slack, "GIL held in the trace %.6f s, in the report %.6f s", held,
+            want);
   /* instants are recorded exactly where the GIL counts */
   cr_expect(count_of(t, "i forced drop") == fact(t, "forced_drops"), "forced drop instants != forced drops:\n%s",
             t->facts->out);
@@ -181,7 +181,7 @@ Test(trace, forced_switches_of_two_cpu_threads) {
 Test(trace, fifo_and_legacy_are_consistent_too) {
   trace_run t = TRACED("-g", "fifo", "-s", "1ms", script("convoy.lua"), "10");
   expect_consistent(&t);
-  trace_run l = TRACED("-g", "legacy", data("pingpong.lua"), "20");  /* each turn waits on a spinner */
+  trace_run l = TRACED("-g", "legacy", data("pingpong.lua"), "20"); /* each turn waits on a spinner */
   expect_consistent(&l);
   cr_expect(count_of(&l, "i forced drop") == 0, "legacy's check-interval releases are not forced:\n%s", l.facts->out);
   cr_expect(count_of(&l, "X waiting for the GIL") >= 38, "each legacy turn waits for the GIL:\n%s", l.facts->out);
@@ -191,8 +191,8 @@ Test(trace, every_state_has_its_name) {
   trace_run t = TRACED(data("states.lua"));
   expect_consistent(&t);
   static const char *const states[] = {
-    "running (GIL held)", "blocked: sleep", "blocked: join", "blocked: lock", "blocked: queue",
-    "running C without the GIL",
+    "running (GIL held)", "blocked: sleep", "blocked: join",
+    "blocked: lock",      "blocked: queue", "running C without the GIL",
   };
   for (size_t i = 0; i < sizeof states / sizeof states[0]; i++)
     cr_expect(count_of(&t, fmt("X %s", states[i])) >= 1, "no \"%s\" slice:\n%s", states[i], t.facts->out);
@@ -228,10 +228,11 @@ Test(trace, a_full_buffer_is_reported) {
   cr_expect(strstr(r->err, "? events lost") != NULL, "the chart must show where they were lost" CTX, CTXA(r));
   cr_assert(run_json_number(json_file(json), "events_dropped") > 0, "--json must count the dropped events:\n%s",
             slurp(json, NULL));
-  run_result *p = py("import json, sys\n"
-                     "t = json.load(open(sys.argv[1]))\n"
-                     "print('lost', sum(1 for e in t['traceEvents'] if e['name'] == 'events lost from here'))\n",
-                     trace, "");
+  run_result *p =
+      py("import json, sys\n"
+         "t = json.load(open(sys.argv[1]))\n"
+         "print('lost', sum(1 for e in t['traceEvents'] if e['name'] == 'events lost from here'))\n",
+         trace, "");
   double lost;
   cr_expect(report_number_after(p->out, "lost ", &lost) && lost >= 1, "the trace marks the loss" CTX, CTXA(p));
 }
@@ -268,14 +269,15 @@ static void expect_chart(const run_result *r, int width, const char *const *name
 }
 
 Test(ascii, one_row_per_thread_fitted_to_columns) {
-  setenv("COLUMNS", "80", 1);  /* stderr is a pipe: gilvm falls back to $COLUMNS */
+  setenv("COLUMNS", "80", 1); /* stderr is a pipe: gilvm falls back to $COLUMNS */
   run_result *r = GV("--timeline", "-s", "1ms", script("convoy.lua"), "10");
   expect_exit(r, 0);
   expect_chart(r, 80, (const char *const[]){ "main", "1:hog", "2:io_thread", NULL });
   setenv("COLUMNS", "132", 1);
   r = GV("--timeline", script("cpu_bound.lua"), "3", "300000");
   expect_exit(r, 0);
-  expect_chart(r, 132, (const char *const[]){ "main", "1:sum_of_squares", "2:sum_of_squares", "3:sum_of_squares", NULL });
+  expect_chart(r, 132,
+               (const char *const[]){ "main", "1:sum_of_squares", "2:sum_of_squares", "3:sum_of_squares", NULL });
   unsetenv("COLUMNS");
   r = GV("--timeline", "-m", "fork", script("cpu_bound.lua"), "2", "200000");
   expect_exit(r, 0);
@@ -287,17 +289,18 @@ Test(ascii, quiet_still_draws_the_timeline_it_was_asked_for) {
   run_result *r = GV("-q", "--timeline", script("cpu_bound.lua"), "2", "200000");
   expect_exit(r, 0);
   cr_expect(strstr(r->err, "-- gilvm report") == NULL, "-q: no report" CTX, CTXA(r));
-  expect_chart(r, 60, (const char *const[]){ "main", "1:sum_of_", "2:sum_of_", NULL });  /* names cut to fit */
+  expect_chart(r, 60, (const char *const[]){ "main", "1:sum_of_", "2:sum_of_", NULL }); /* names cut to fit */
 }
 
 /* ================================================================== SVG */
 
 static void expect_xml(const char *path) {
-  run_result *p = py("import sys, xml.dom.minidom\n"
-                     "d = xml.dom.minidom.parse(sys.argv[1])\n"
-                     "assert d.documentElement.tagName == 'svg'\n"
-                     "print('elements', len(d.getElementsByTagName('*')))\n",
-                     path, "");
+  run_result *p =
+      py("import sys, xml.dom.minidom\n"
+         "d = xml.dom.minidom.parse(sys.argv[1])\n"
+         "assert d.documentElement.tagName == 'svg'\n"
+         "print('elements', len(d.getElementsByTagName('*')))\n",
+         path, "");
   cr_assert(p->exited && p->exit_code == 0, "%s is not well-formed SVG" CTX, path, CTXA(p));
   double n;
   cr_expect(report_number_after(p->out, "elements ", &n) && n < 60000, "%s: too many elements:\n%s", path, p->out);
@@ -305,7 +308,7 @@ static void expect_xml(const char *path) {
 
 Test(svg, is_xml_and_names_every_thread) {
   const char *svg = tmp_path("run.svg");
-  run_result *r = GV("--svg", svg, "-s", "1ms", data("pingpong.lua"), "10");  /* forced drops, by construction */
+  run_result *r = GV("--svg", svg, "-s", "1ms", data("pingpong.lua"), "10"); /* forced drops, by construction */
   expect_exit(r, 0);
   expect_xml(svg);
   const char *text = slurp(svg, NULL);
@@ -329,9 +332,7 @@ Test(svg, fork_and_states) {
 
 /* ================================================================ sweep */
 
-static int rows_for(const char *err, const char *policy) {
-  return count_occurrences(err, fmt("\n  %-8s ", policy));
-}
+static int rows_for(const char *err, const char *policy) { return count_occurrences(err, fmt("\n  %-8s ", policy)); }
 
 Test(sweep, one_row_per_interval_and_json_of_every_run) {
   const char *json = tmp_path("sweep.json"), *svg = tmp_path("sweep.svg");
@@ -340,12 +341,13 @@ Test(sweep, one_row_per_interval_and_json_of_every_run) {
   cr_expect(rows_for(r->err, "cpython") == 3, "one row per interval" CTX, CTXA(r));
   cr_expect(strstr(r->err, "io_extra_median_ms") != NULL, "the script's figures are columns" CTX, CTXA(r));
   cr_expect(count_occurrences(r->out, "extra latency per") == 1, "only the first run's stdout" CTX, CTXA(r));
-  run_result *p = py("import json, sys\n"
-                     "d = json.load(open(sys.argv[1]))\n"
-                     "print('runs', len(d['runs']))\n"
-                     "print('reports', sum(1 for x in d['runs'] if x['report'] and 'wall_s' in x['report']))\n"
-                     "print('intervals', ' '.join('%g' % x['switch_interval_s'] for x in d['runs']))\n",
-                     json, "");
+  run_result *p =
+      py("import json, sys\n"
+         "d = json.load(open(sys.argv[1]))\n"
+         "print('runs', len(d['runs']))\n"
+         "print('reports', sum(1 for x in d['runs'] if x['report'] and 'wall_s' in x['report']))\n"
+         "print('intervals', ' '.join('%g' % x['switch_interval_s'] for x in d['runs']))\n",
+         json, "");
   double runs = 0, reports = 0;
   cr_expect(report_number_after(p->out, "runs ", &runs) && runs == 3, "three runs in the JSON" CTX, CTXA(p));
   cr_expect(report_number_after(p->out, "reports ", &reports) && reports == 3, "each with its report" CTX, CTXA(p));
@@ -362,8 +364,8 @@ Test(sweep, policies_times_intervals) {
 
 Test(sweep, bad_lists_exit_2) {
   static const char *const bad[][2] = {
-    { "-s", "1ms,,5ms" }, { "-s", "1ms,fast" }, { "-s", "0,1ms" }, { "-s", "," }, { "-g", "cpython,nope" },
-    { "-s", "1ms," },
+    { "-s", "1ms,,5ms" }, { "-s", "1ms,fast" },     { "-s", "0,1ms" },
+    { "-s", "," },        { "-g", "cpython,nope" }, { "-s", "1ms," },
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     run_result *r = GV("sweep", bad[i][0], bad[i][1], script("convoy.lua"), "2");
@@ -371,7 +373,7 @@ Test(sweep, bad_lists_exit_2) {
     cr_expect(strstr(r->err, "gilvm: ") != NULL && strstr(r->err, "--help") != NULL, "a message" CTX, CTXA(r));
     cr_expect(r->out[0] == '\0', "nothing ran" CTX, CTXA(r));
   }
-  run_result *r = GV("-s", "1ms,2ms", script("convoy.lua"), "2");  /* lists are for sweep only */
+  run_result *r = GV("-s", "1ms,2ms", script("convoy.lua"), "2"); /* lists are for sweep only */
   expect_exit(r, 2);
   cr_expect(strstr(r->err, "sweep") != NULL, "the message points at sweep" CTX, CTXA(r));
   r = GV("sweep", "--trace", tmp_path("x.json"), script("convoy.lua"), "2");

@@ -8,8 +8,7 @@
 
 #include "vec.h"
 
-Test(vec, push_keeps_every_item_in_order)
-{
+Test(vec, push_keeps_every_item_in_order) {
   int *a = NULL, n = 0;
   size_t cap = 0;
   for (int i = 0; i < 1000; i++) cr_assert_eq(VEC_PUSH(a, n, cap, i * 3), 0);
@@ -19,8 +18,7 @@ Test(vec, push_keeps_every_item_in_order)
   free(a);
 }
 
-Test(vec, capacity_doubles_from_first)
-{
+Test(vec, capacity_doubles_from_first) {
   char *a = NULL;
   size_t len = 0, cap = 0;
   cr_assert_eq(VEC_RESERVE(a, len, cap, 10, 256), 0);
@@ -35,8 +33,7 @@ Test(vec, capacity_doubles_from_first)
   free(a);
 }
 
-Test(vec, stops_at_max_and_leaves_the_array_as_it_was)
-{
+Test(vec, stops_at_max_and_leaves_the_array_as_it_was) {
   long *a = NULL;
   size_t cap = 0;
   uint32_t n = 0;
@@ -53,8 +50,7 @@ Test(vec, stops_at_max_and_leaves_the_array_as_it_was)
   free(a);
 }
 
-Test(vec, refuses_sizes_that_overflow)
-{
+Test(vec, refuses_sizes_that_overflow) {
   long *a = NULL;
   size_t len = 0, cap = 0;
   cr_assert_eq(VEC_RESERVE(a, len, cap, SIZE_MAX / 2, 16), -1);

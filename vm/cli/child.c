@@ -35,10 +35,10 @@ extern char **environ;
 #define GRACE_NS 5000000000ull
 
 static int sig_fd = -1;
-static int stop_code;              /* 0, or the exit code a signal asked for */
+static int stop_code; /* 0, or the exit code a signal asked for */
 static const char *stop_reason;
-static pid_t running;              /* the child being run, 0 between runs */
-static uint64_t forward_at, kill_at;  /* when to pass SIGINT on / kill the child (0: not due) */
+static pid_t running; /* the child being run, 0 between runs */
+static uint64_t forward_at, kill_at; /* when to pass SIGINT on / kill the child (0: not due) */
 
 static void signal_set(sigset_t *s) {
   sigemptyset(s);
@@ -52,12 +52,12 @@ void child_signals_init(void) {
   signal_set(&set);
   sigprocmask(SIG_BLOCK, &set, NULL);
   sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (sig_fd < 0) sigprocmask(SIG_UNBLOCK, &set, NULL);  /* no signalfd: signals act as they would */
+  if (sig_fd < 0) sigprocmask(SIG_UNBLOCK, &set, NULL); /* no signalfd: signals act as they would */
 }
 
 static void on_stop_signal(int sig) {
   uint64_t now = clock_now_ns();
-  if (stop_code && sig == SIGINT) {  /* second Ctrl-C: now */
+  if (stop_code && sig == SIGINT) { /* second Ctrl-C: now */
     if (running) {
       kill(running, SIGKILL);
       while (waitpid(running, NULL, 0) < 0 && errno == EINTR) {}
@@ -83,8 +83,10 @@ static int take_signals(void) {
   struct signalfd_siginfo si;
   int chld = 0;
   while (sig_fd >= 0 && read(sig_fd, &si, sizeof si) == (ssize_t)sizeof si) {
-    if (si.ssi_signo == SIGCHLD) chld = 1;
-    else on_stop_signal((int)si.ssi_signo);
+    if (si.ssi_signo == SIGCHLD)
+      chld = 1;
+    else
+      on_stop_signal((int)si.ssi_signo);
   }
   return chld;
 }
@@ -104,7 +106,7 @@ int child_fold_status(int rc, int status) {
 /* ---- running one child gilvm ---- */
 
 typedef struct sink {
-  int fd;         /* read end, -1 once at EOF */
+  int fd; /* read end, -1 once at EOF */
   char *p;
   size_t len, cap;
 } sink;
@@ -120,7 +122,7 @@ static int sink_read(sink *s) {
     }
     if (k < 0 && errno == EINTR) continue;
     if (k < 0 && errno == EAGAIN) return 0;
-    close(s->fd);  /* EOF */
+    close(s->fd); /* EOF */
     s->fd = -1;
   }
   return 0;
@@ -152,20 +154,21 @@ static int supervise(pid_t pid, sink *out, sink *json) {
     uint64_t due = forward_at ? forward_at : kill_at;
     int wait_ms = !due ? -1 : due <= now ? 0 : (int)((due - now) / 1000000u) + 1;
     struct pollfd pf[3] = { { out->fd, POLLIN, 0 }, { json->fd, POLLIN, 0 }, { sig_fd, POLLIN, 0 } };
-    if (sig_fd < 0 && wait_ms < 0) wait_ms = 50;  /* no signalfd: look for the child's end now and then */
+    if (sig_fd < 0 && wait_ms < 0) wait_ms = 50; /* no signalfd: look for the child's end now and then */
     poll(pf, 3, wait_ms);
     take_signals();
-    if (sink_read(out) != 0 || sink_read(json) != 0) kill(pid, SIGKILL);  /* out of memory */
+    if (sink_read(out) != 0 || sink_read(json) != 0) kill(pid, SIGKILL); /* out of memory */
     pid_t w = waitpid(pid, &status, WNOHANG);
     if (w == pid) break;
     if (w < 0 && errno != EINTR) return -1;
   }
-  sink_read(out);  /* what it wrote before it ended (a process it forked may hold the pipes open) */
+  sink_read(out); /* what it wrote before it ended (a process it forked may hold the pipes open) */
   sink_read(json);
   return status;
 }
 
-void child_argv(const char **av, int argc, char **argv, const cli_options *o, const char *mode, const char *const *extra) {
+void child_argv(const char **av, int argc, char **argv, const cli_options *o, const char *mode,
+                const char *const *extra) {
   int n = 0;
   av[n++] = argv[0];
   av[n++] = "-m";
@@ -202,7 +205,7 @@ int child_run_gilvm(char *const argv[], child_run *out) {
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, po[1], STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&fa, pj[1], 3);
-  posix_spawnattr_t at;  /* the child starts with nothing blocked and the usual dispositions */
+  posix_spawnattr_t at; /* the child starts with nothing blocked and the usual dispositions */
   posix_spawnattr_init(&at);
   sigset_t none, ours;
   sigemptyset(&none);
@@ -236,7 +239,7 @@ int child_run_gilvm(char *const argv[], child_run *out) {
   out->status = status < 0 ? 1 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   out->out = sink_take(&so, &out->outlen);
   char *json = sink_take(&sj, NULL);
-  out->json = jsonio_parse_object(json);  /* NULL: none written, or cut short */
+  out->json = jsonio_parse_object(json); /* NULL: none written, or cut short */
   free(json);
   return 0;
 }

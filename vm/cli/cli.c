@@ -15,10 +15,10 @@
 #include "gil.h"
 
 #ifndef GILVM_VERSION
-#define GILVM_VERSION "0.1.0"  /* meson passes the project's version */
+#define GILVM_VERSION "0.1.0" /* meson passes the project's version */
 #endif
 #ifndef GILVM_SCRIPTS_DIR
-#define GILVM_SCRIPTS_DIR "/usr/local/share/gilvm/scripts"  /* meson passes where it installs them */
+#define GILVM_SCRIPTS_DIR "/usr/local/share/gilvm/scripts" /* meson passes where it installs them */
 #endif
 
 /* Which commands keep an option to themselves rather than pass it on to each run. */
@@ -27,15 +27,31 @@
 
 /* One row per option: the parser, what compare and sweep pass on, and --help come from it. */
 typedef struct cli_flag {
-  const char *shrt;  /* "-m", or NULL */
-  const char *lng;   /* "--mode", or NULL */
-  const char *arg;   /* "MODE": it takes a value; NULL: it does not */
-  int local;         /* LOCAL_* */
-  const char *help;  /* --help's lines for it */
+  const char *shrt; /* "-m", or NULL */
+  const char *lng; /* "--mode", or NULL */
+  const char *arg; /* "MODE": it takes a value; NULL: it does not */
+  int local; /* LOCAL_* */
+  const char *help; /* --help's lines for it */
 } cli_flag;
 
-enum { F_MODE, F_SWITCH, F_GIL, F_CHECK, F_EXEC, F_QUIET, F_JSON, F_TIMELINE, F_TRACE, F_SVG,
-       F_TIMEOUT, F_ARENA, F_BINARY, F_HELP, F_VERSION, F_COUNT };
+enum {
+  F_MODE,
+  F_SWITCH,
+  F_GIL,
+  F_CHECK,
+  F_EXEC,
+  F_QUIET,
+  F_JSON,
+  F_TIMELINE,
+  F_TRACE,
+  F_SVG,
+  F_TIMEOUT,
+  F_ARENA,
+  F_BINARY,
+  F_HELP,
+  F_VERSION,
+  F_COUNT
+};
 
 #define LOCAL_ALL (LOCAL_COMPARE | LOCAL_SWEEP)
 static const cli_flag cli_flags[F_COUNT] = {
@@ -85,71 +101,74 @@ static const cli_flag cli_flags[F_COUNT] = {
 /* "Usage:" and "  or:" lines, sections ending in ':' with indented lines: GNU's
    layout, which help2man turns into the man page (SYNOPSIS, OPTIONS, ...). */
 static const char help_head[] =
-  "Usage: gilvm [run] [options] script.lua [args...]\n"
-  "  or:  gilvm [run] [options] -e CODE [script.lua [args...]]\n"
-  "  or:  gilvm compare [options] script.lua [args...]\n"
-  "  or:  gilvm sweep [-s LIST] [-g LIST] [options] script.lua [args...]\n"
-  "\n"
-  "Runs a Lua 5.4 script whose gil.spawn() workers are real OS threads under a\n"
-  "Global Interpreter Lock (or, with -m, threads with interpreters of their own,\n"
-  "or forked processes), then reports on stderr what happened. The script's own\n"
-  "output goes to stdout, untouched.\n"
-  "\n"
-  "Commands:\n"
-  "  run      one run, as above (the default)\n"
-  "  compare  runs the script once per mode (gil, nogil, fork), each in a fresh\n"
-  "           process, and prints one table side by side; it says whether the\n"
-  "           script's output was the same in every mode\n"
-  "  sweep    runs the script once per switch interval in -s LIST (and per\n"
-  "           policy in -g LIST), each in a fresh process, and prints one row\n"
-  "           per run: wall time, switches per second, forced switches, handoff\n"
-  "           latency, GIL wait and the script's own gil.report() figures.\n"
-  "           Lists are comma-separated, like -s 0.5ms,1ms,5ms -g cpython,fifo\n"
-  "           (default -s 0.1ms,0.5ms,1ms,5ms,20ms,100ms). Only the first run's\n"
-  "           stdout is shown. --json FILE writes every run's figures; --svg\n"
-  "           FILE plots each figure against the interval (log scale).\n"
-  "\n"
-  "Options:\n";
+    "Usage: gilvm [run] [options] script.lua [args...]\n"
+    "  or:  gilvm [run] [options] -e CODE [script.lua [args...]]\n"
+    "  or:  gilvm compare [options] script.lua [args...]\n"
+    "  or:  gilvm sweep [-s LIST] [-g LIST] [options] script.lua [args...]\n"
+    "\n"
+    "Runs a Lua 5.4 script whose gil.spawn() workers are real OS threads under a\n"
+    "Global Interpreter Lock (or, with -m, threads with interpreters of their own,\n"
+    "or forked processes), then reports on stderr what happened. The script's own\n"
+    "output goes to stdout, untouched.\n"
+    "\n"
+    "Commands:\n"
+    "  run      one run, as above (the default)\n"
+    "  compare  runs the script once per mode (gil, nogil, fork), each in a fresh\n"
+    "           process, and prints one table side by side; it says whether the\n"
+    "           script's output was the same in every mode\n"
+    "  sweep    runs the script once per switch interval in -s LIST (and per\n"
+    "           policy in -g LIST), each in a fresh process, and prints one row\n"
+    "           per run: wall time, switches per second, forced switches, handoff\n"
+    "           latency, GIL wait and the script's own gil.report() figures.\n"
+    "           Lists are comma-separated, like -s 0.5ms,1ms,5ms -g cpython,fifo\n"
+    "           (default -s 0.1ms,0.5ms,1ms,5ms,20ms,100ms). Only the first run's\n"
+    "           stdout is shown. --json FILE writes every run's figures; --svg\n"
+    "           FILE plots each figure against the interval (log scale).\n"
+    "\n"
+    "Options:\n";
 
 static const char help_tail[] =
-  "\n"
-  "Options come before the script: what follows the script is its own (its arg\n"
-  "table), as with lua5.4, and -- ends the options. Short options bundle (-qs 1ms,\n"
-  "-s1ms); a long option takes its value as --opt=VALUE or --opt VALUE and may be\n"
-  "shortened while it stays unambiguous (--switch 1ms).\n"
-  "\n"
-  "Durations are a decimal number and a unit ns, us, ms or s: 500us, 0.5ms, 2s;\n"
-  "a bare number is seconds.\n"
-  "\n"
-  "Exit status:\n"
-  "  0    success\n"
-  "  1    the script raised an error (in main, or in a worker nobody joined), or\n"
-  "       stdout or a --json, --trace or --svg file could not be written\n"
-  "  2    bad usage, or an output file that cannot be created (checked before\n"
-  "       the script runs)\n"
-  "  3    the script could not be loaded (missing file, syntax error, a\n"
-  "       precompiled chunk without --binary)\n"
-  "  124  --timeout expired (compare, sweep: in some run)\n"
-  "  130  Ctrl-C\n"
-  "  143  SIGTERM\n"
-  "\n"
-  "Environment:\n"
-  "  GILVM_ARENA_MB       the arena's size in MiB (1 to 1048576) when --arena is\n"
-  "                       not given; empty means unset\n"
-  "  COLUMNS              --timeline's width when stderr is not a terminal\n"
-  "  GILVM_BREAKER_STATS  1: print at exit how often the eval breaker was armed\n"
-  "\n"
-  "Files:\n"
-  "  " GILVM_SCRIPTS_DIR "\n"
-  "                       the gallery scripts (cpu_bound.lua, io_bound.lua,\n"
-  "                       convoy.lua, race.lua, ...), as meson install puts them\n";
+    "\n"
+    "Options come before the script: what follows the script is its own (its arg\n"
+    "table), as with lua5.4, and -- ends the options. Short options bundle (-qs 1ms,\n"
+    "-s1ms); a long option takes its value as --opt=VALUE or --opt VALUE and may be\n"
+    "shortened while it stays unambiguous (--switch 1ms).\n"
+    "\n"
+    "Durations are a decimal number and a unit ns, us, ms or s: 500us, 0.5ms, 2s;\n"
+    "a bare number is seconds.\n"
+    "\n"
+    "Exit status:\n"
+    "  0    success\n"
+    "  1    the script raised an error (in main, or in a worker nobody joined), or\n"
+    "       stdout or a --json, --trace or --svg file could not be written\n"
+    "  2    bad usage, or an output file that cannot be created (checked before\n"
+    "       the script runs)\n"
+    "  3    the script could not be loaded (missing file, syntax error, a\n"
+    "       precompiled chunk without --binary)\n"
+    "  124  --timeout expired (compare, sweep: in some run)\n"
+    "  130  Ctrl-C\n"
+    "  143  SIGTERM\n"
+    "\n"
+    "Environment:\n"
+    "  GILVM_ARENA_MB       the arena's size in MiB (1 to 1048576) when --arena is\n"
+    "                       not given; empty means unset\n"
+    "  COLUMNS              --timeline's width when stderr is not a terminal\n"
+    "  GILVM_BREAKER_STATS  1: print at exit how often the eval breaker was armed\n"
+    "\n"
+    "Files:\n"
+    "  " GILVM_SCRIPTS_DIR
+    "\n"
+    "                       the gallery scripts (cpu_bound.lua, io_bound.lua,\n"
+    "                       convoy.lua, race.lua, ...), as meson install puts them\n";
 
-#define HELP_WIDTH 48  /* the description column's width */
+#define HELP_WIDTH 48 /* the description column's width */
 
 /* "5ms", as -s takes it. */
 static const char *dur_flag(uint64_t ns, char *buf, size_t len) {
-  static const struct { uint64_t ns; const char *unit; } u[] = { { 1000000000u, "s" }, { 1000000u, "ms" },
-                                                                  { 1000u, "us" }, { 1, "ns" } };
+  static const struct {
+    uint64_t ns;
+    const char *unit;
+  } u[] = { { 1000000000u, "s" }, { 1000000u, "ms" }, { 1000u, "us" }, { 1, "ns" } };
   int i = 0;
   while (ns % u[i].ns) i++;
   snprintf(buf, len, "%llu%s", (unsigned long long)(ns / u[i].ns), u[i].unit);
@@ -186,8 +205,9 @@ static void policy_help(int flag, char *buf, size_t len) {
     append(buf, len, dur_flag(first->default_interval_ns, d, sizeof d));
     for (int i = 1; gil_policy_at(i); i++) {
       const gil_policy_info *p = gil_policy_at(i);
-      if (!p->interval_is || (first->interval_is && strcmp(p->interval_is, first->interval_is) == 0 &&
-                              p->default_interval_ns == first->default_interval_ns))
+      if (!p->interval_is ||
+          (first->interval_is && strcmp(p->interval_is, first->interval_is) == 0 &&
+           p->default_interval_ns == first->default_interval_ns))
         continue;
       snprintf(buf + strlen(buf), len - strlen(buf), "; %s: its %s, default %s", p->name, p->interval_is,
                dur_flag(p->default_interval_ns, d, sizeof d));
@@ -286,8 +306,7 @@ static int split_list(const char *v, cli_list *l, const char *what) {
 
 /* -s: one duration; for sweep a comma list of them (o->intervals). */
 static int parse_intervals(const char *v, cli_options *o) {
-  if (!is_sweep(o) && strchr(v, ','))
-    return usage_error("a list of switch intervals ('%s') is for 'gilvm sweep'", v);
+  if (!is_sweep(o) && strchr(v, ',')) return usage_error("a list of switch intervals ('%s') is for 'gilvm sweep'", v);
   if (!is_sweep(o)) {
     if (clock_parse_duration(v, &o->interval_ns) != 0 || o->interval_ns == 0)
       return usage_error("bad switch interval '%s' (expected a duration > 0 like 500us, 5ms, 1s)", v);
@@ -306,8 +325,7 @@ static int parse_intervals(const char *v, cli_options *o) {
 
 /* -g: one policy; for sweep a comma list of them (o->policies). */
 static int parse_policies(const char *v, cli_options *o) {
-  if (!is_sweep(o) && strchr(v, ','))
-    return usage_error("a list of GIL policies ('%s') is for 'gilvm sweep'", v);
+  if (!is_sweep(o) && strchr(v, ',')) return usage_error("a list of GIL policies ('%s') is for 'gilvm sweep'", v);
   if (!is_sweep(o)) {
     if (!gil_policy_find(v)) return unknown_policy(v);
     o->policy = v;
@@ -317,11 +335,11 @@ static int parse_policies(const char *v, cli_options *o) {
   if (err) return err;
   for (int k = 0; k < o->policies.n; k++)
     if (!gil_policy_find(o->policies.item[k])) return unknown_policy(o->policies.item[k]);
-  o->policy = gil_policy_find(o->policies.item[0])->name;  /* a pointer that outlives the list */
+  o->policy = gil_policy_find(o->policies.item[0])->name; /* a pointer that outlives the list */
   return 0;
 }
 
-#define CLI_ARENA_MAX_MB (1L << 20)  /* 1 TiB of address space */
+#define CLI_ARENA_MAX_MB (1L << 20) /* 1 TiB of address space */
 
 /* "64", "64M", "1G" (a bare number is MiB; units only if allowed): bytes, or 0 if malformed. */
 static size_t parse_arena(const char *v, int units) {
@@ -329,8 +347,10 @@ static size_t parse_arena(const char *v, int units) {
   if (digits == 0 || digits > 7) return 0;
   long mb = strtol(v, NULL, 10);
   const char *unit = v + digits;
-  if (units && (strcmp(unit, "G") == 0 || strcmp(unit, "g") == 0)) mb *= 1024;
-  else if (*unit && !(units && (strcmp(unit, "M") == 0 || strcmp(unit, "m") == 0))) return 0;
+  if (units && (strcmp(unit, "G") == 0 || strcmp(unit, "g") == 0))
+    mb *= 1024;
+  else if (*unit && !(units && (strcmp(unit, "M") == 0 || strcmp(unit, "m") == 0)))
+    return 0;
   if (mb < 1 || mb > CLI_ARENA_MAX_MB) return 0;
   return (size_t)mb << 20;
 }
@@ -350,9 +370,7 @@ static int set_option(int f, const char *v, cli_options *o) {
     print_help(stdout);
     return 0;
   }
-  case F_VERSION:
-    printf("gilvm %s (Lua 5.4)\n", GILVM_VERSION);
-    return 0;
+  case F_VERSION: printf("gilvm %s (Lua 5.4)\n", GILVM_VERSION); return 0;
   case F_QUIET: o->quiet = 1; break;
   case F_JSON: o->json_path = v; break;
   case F_TRACE: o->trace_path = v; break;
@@ -369,7 +387,8 @@ static int set_option(int f, const char *v, cli_options *o) {
   case F_GIL: return parse_policies(v, o) ? EXIT_USAGE : -1;
   case F_CHECK: {
     long n = strtol(v, NULL, 10);
-    if (v[strspn(v, "0123456789")] || n <= 0 || n > 1000000000) return usage_error("bad check interval '%s' (expected a positive integer)", v);
+    if (v[strspn(v, "0123456789")] || n <= 0 || n > 1000000000)
+      return usage_error("bad check interval '%s' (expected a positive integer)", v);
     o->check_interval = (int)n;
     break;
   }
@@ -409,7 +428,7 @@ static int flag_of(int c) {
 /* getopt_long's '?' or ':' for the element arg: say what was wrong, as the user wrote it. */
 static int option_error(int c, const char *arg) {
   int as_long = strncmp(arg, "--", 2) == 0;
-  int f = optopt ? flag_of(optopt) : -1;  /* optopt: 0 for an unknown long option */
+  int f = optopt ? flag_of(optopt) : -1; /* optopt: 0 for an unknown long option */
   const cli_flag *fl = f >= 0 ? &cli_flags[f] : NULL;
   if (c == ':') return usage_error("option '%s' needs a value", flag_name(fl, as_long));
   if (fl && as_long) return usage_error("option '%s' takes no value", fl->lng);
@@ -417,7 +436,7 @@ static int option_error(int c, const char *arg) {
     char s[3] = { '-', (char)optopt, '\0' };
     return usage_error("unknown option '%s'", s);
   }
-  char name[64];  /* --name, without any =value */
+  char name[64]; /* --name, without any =value */
   snprintf(name, sizeof name, "%.*s", (int)strcspn(arg, "="), arg);
   char could[160] = "";
   int n = 0;
@@ -436,7 +455,7 @@ static int option_error(int c, const char *arg) {
    (the script), so the script's own arguments are never read as gilvm's. */
 static int parse_options(int argc, char **argv, cli_options *o) {
   struct option longs[F_COUNT + 1];
-  char shorts[2 * F_COUNT + 3] = "+:";  /* +: stop at the script; ':' a missing value */
+  char shorts[2 * F_COUNT + 3] = "+:"; /* +: stop at the script; ':' a missing value */
   int nl = 0;
   for (int i = 0; i < F_COUNT; i++) {
     const cli_flag *fl = &cli_flags[i];
@@ -445,14 +464,14 @@ static int parse_options(int argc, char **argv, cli_options *o) {
     if (!fl->shrt) continue;
     size_t n = strlen(shorts);
     shorts[n++] = fl->shrt[1];
-    if (fl->arg) shorts[n++] = ':';  /* it takes a value */
+    if (fl->arg) shorts[n++] = ':'; /* it takes a value */
     shorts[n] = '\0';
   }
   longs[nl] = (struct option){ 0 };
-  opterr = 0;  /* our own messages */
-  optind = 0;  /* glibc: start afresh */
+  opterr = 0; /* our own messages */
+  optind = 0; /* glibc: start afresh */
   for (;;) {
-    int at = optind ? optind : 1;  /* the element getopt reads now (a bundle stays at its element) */
+    int at = optind ? optind : 1; /* the element getopt reads now (a bundle stays at its element) */
     int c = getopt_long(argc, argv, shorts, longs, NULL);
     if (c == -1) return -1;
     if (c == '?' || c == ':') return option_error(c, argv[at]);
@@ -467,7 +486,8 @@ static int parse_options(int argc, char **argv, cli_options *o) {
 static int check_sweep(cli_options *o) {
   if (!o->script) return usage_error("sweep needs a script file%s", "");
   if (o->trace_path || o->timeline)
-    return usage_error("%s draws one run: use it with 'gilvm run', not sweep", o->trace_path ? "--trace" : "--timeline");
+    return usage_error("%s draws one run: use it with 'gilvm run', not sweep",
+                       o->trace_path ? "--trace" : "--timeline");
   if (o->intervals.n == 0) parse_intervals("0.1ms,0.5ms,1ms,5ms,20ms,100ms", o);
   if (o->policies.n == 0) parse_policies(o->policy, o);
   int counted = 0;
@@ -481,13 +501,13 @@ int cli_parse(int argc, char **argv, cli_options *o) {
   o->command = "run";
   o->mode = RT_MODE_GIL;
   o->policy = gil_policy_at(0)->name;
-  int shift = argc > 1 && (strcmp(argv[1], "run") == 0 || strcmp(argv[1], "compare") == 0 ||
-                           strcmp(argv[1], "sweep") == 0);
+  int shift =
+      argc > 1 && (strcmp(argv[1], "run") == 0 || strcmp(argv[1], "compare") == 0 || strcmp(argv[1], "sweep") == 0);
   if (shift) o->command = argv[1];
-  int rc = parse_options(argc - shift, argv + shift, o);  /* the command stands in for argv[0] */
+  int rc = parse_options(argc - shift, argv + shift, o); /* the command stands in for argv[0] */
   if (rc >= 0) return rc;
   int i = optind + shift;
-  const char *mb = getenv("GILVM_ARENA_MB");  /* empty: unset; --arena wins */
+  const char *mb = getenv("GILVM_ARENA_MB"); /* empty: unset; --arena wins */
   if (!o->arena_bytes && mb && *mb && !(o->arena_bytes = parse_arena(mb, 0)))
     return usage_error("bad GILVM_ARENA_MB '%s' (expected a whole number of MiB from 1 to 1048576)", mb);
   if (i < argc) {
@@ -496,15 +516,16 @@ int cli_parse(int argc, char **argv, cli_options *o) {
   } else if (o->nexec == 0) {
     return usage_error("no script given%s", "");
   } else {
-    o->script_index = 0;  /* like lua5.4 -e: arg[0] is the program, the options follow */
+    o->script_index = 0; /* like lua5.4 -e: arg[0] is the program, the options follow */
   }
-  if (strcmp(o->command, "compare") == 0 && !o->script)
-    return usage_error("compare needs a script file%s", "");
+  if (strcmp(o->command, "compare") == 0 && !o->script) return usage_error("compare needs a script file%s", "");
   if (strcmp(o->command, "compare") == 0 && o->mode != RT_MODE_GIL)
     return usage_error("compare runs every mode: drop -m %s", rt_mode_names[o->mode]);
   if (strcmp(o->command, "compare") == 0 && (o->trace_path || o->svg_path || o->timeline))
     return usage_error("%s draws one run: use it with 'gilvm run', not compare",
-                       o->trace_path ? "--trace" : o->svg_path ? "--svg" : "--timeline");
+                       o->trace_path     ? "--trace"
+                           : o->svg_path ? "--svg"
+                                         : "--timeline");
   if (is_sweep(o)) return check_sweep(o);
   if (o->check_interval && !has_check_interval(gil_policy_find(o->policy))) return check_interval_error(0);
   return -1;

@@ -5,39 +5,39 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "exits.h"     /* EXIT_USAGE and the others */
+#include "exits.h" /* EXIT_USAGE and the others */
 #include "rt_mode.h"
 
-#define CLI_LIST_MAX 16       /* items in a sweep list */
+#define CLI_LIST_MAX 16 /* items in a sweep list */
 
-typedef struct cli_list {   /* a comma list as given: "0.5ms,1ms" -> "0.5ms", "1ms" */
+typedef struct cli_list { /* a comma list as given: "0.5ms,1ms" -> "0.5ms", "1ms" */
   int n;
   char item[CLI_LIST_MAX][32];
 } cli_list;
 
 typedef struct cli_options {
-  const char *command;      /* "run", "compare", "sweep" */
-  rt_mode mode;             /* RT_MODE_GIL */
-  const char *policy;       /* a name gil_policy_find() knows */
-  uint64_t interval_ns;     /* 0: the policy's default */
-  int check_interval;       /* 0: the policy's default */
+  const char *command; /* "run", "compare", "sweep" */
+  rt_mode mode; /* RT_MODE_GIL */
+  const char *policy; /* a name gil_policy_find() knows */
+  uint64_t interval_ns; /* 0: the policy's default */
+  int check_interval; /* 0: the policy's default */
   int quiet;
-  uint64_t timeout_ns;      /* 0: none */
-  const char *exec[16];     /* -e CODE, in order */
+  uint64_t timeout_ns; /* 0: none */
+  const char *exec[16]; /* -e CODE, in order */
   int nexec;
-  const char *json_path;    /* --json FILE */
-  const char *trace_path;   /* --trace FILE: Chrome trace-event JSON */
-  const char *svg_path;     /* --svg FILE */
-  int timeline;             /* --timeline: ASCII chart in the report */
-  int binary;               /* --binary: the script may be a precompiled chunk */
-  size_t arena_bytes;       /* --arena SIZE, or GILVM_ARENA_MB (0: the default) */
-  cli_list intervals;       /* sweep: -s LIST (default 0.1ms,0.5ms,1ms,5ms,20ms,100ms) */
+  const char *json_path; /* --json FILE */
+  const char *trace_path; /* --trace FILE: Chrome trace-event JSON */
+  const char *svg_path; /* --svg FILE */
+  int timeline; /* --timeline: ASCII chart in the report */
+  int binary; /* --binary: the script may be a precompiled chunk */
+  size_t arena_bytes; /* --arena SIZE, or GILVM_ARENA_MB (0: the default) */
+  cli_list intervals; /* sweep: -s LIST (default 0.1ms,0.5ms,1ms,5ms,20ms,100ms) */
   uint64_t interval_list_ns[CLI_LIST_MAX];
-  cli_list policies;        /* sweep: -g LIST (default: cpython) */
-  const char *fwd[48];      /* options a compare or sweep passes on to each run, in one spelling */
+  cli_list policies; /* sweep: -g LIST (default: cpython) */
+  const char *fwd[48]; /* options a compare or sweep passes on to each run, in one spelling */
   int nfwd;
-  const char *script;       /* NULL with only -e; "-" is stdin */
-  int script_index;         /* its index in argv (arguments follow it) */
+  const char *script; /* NULL with only -e; "-" is stdin */
+  int script_index; /* its index in argv (arguments follow it) */
 } cli_options;
 
 /* Parse argv. Returns -1 to go on, or an exit status (help and version: 0; errors: 2). */

@@ -40,7 +40,7 @@ char *compare_printable(char *s) {
 char *compare_json_figure(const json_t *report, const char *name) {
   json_t *v = json_object_get(json_object_get(report, "figures"), name);
   if (json_is_string(v)) return compare_printable(strdup(json_string_value(v)));
-  return v ? json_dumps(v, JSON_ENCODE_ANY | JSONIO_REAL) : NULL;  /* a number as the file has it */
+  return v ? json_dumps(v, JSON_ENCODE_ANY | JSONIO_REAL) : NULL; /* a number as the file has it */
 }
 
 int compare_json_figure_names(const json_t *report, char **names, int max) {
@@ -55,7 +55,6 @@ int compare_json_figure_names(const json_t *report, char **names, int max) {
 }
 
 /* ---- the comparison ---- */
-
 
 /* Describe where b's output first differs from a's; 0 if identical. */
 static int first_difference(const char *a, const char *b, char *buf, size_t len) {
@@ -75,8 +74,8 @@ static int first_difference(const char *a, const char *b, char *buf, size_t len)
 static void print_table(FILE *f, child_run *runs, int nruns) {
   char a[24], b[24], c[24], d[24];
   double gil_wall = jsonio_number(runs[0].json, "wall_s");
-  fprintf(f, "\n  %-6s %10s %8s %10s %9s %10s %10s %10s %10s %5s\n", "mode", "wall", "speedup", "cpu",
-          "parallel", "GIL wait", "start-up", "copied", "peak mem", "exit");
+  fprintf(f, "\n  %-6s %10s %8s %10s %9s %10s %10s %10s %10s %5s\n", "mode", "wall", "speedup", "cpu", "parallel",
+          "GIL wait", "start-up", "copied", "peak mem", "exit");
   for (int m = 0; m < RT_NMODES; m++) {
     const json_t *j = runs[m].json;
     double wall = jsonio_number(j, "wall_s");
@@ -91,17 +90,18 @@ static void print_table(FILE *f, child_run *runs, int nruns) {
     double copied = jsonio_number(j, "bytes_copied");
     double mem = jsonio_number(j, "peak_memory_kb") * 1024.0;
     char cp[24], mm[24];
-    if (copied >= 10485760) snprintf(cp, sizeof cp, "%.1f MB", copied / 1048576);
-    else if (copied >= 10240) snprintf(cp, sizeof cp, "%.1f kB", copied / 1024);
-    else snprintf(cp, sizeof cp, "%.0f B", copied);
+    if (copied >= 10485760)
+      snprintf(cp, sizeof cp, "%.1f MB", copied / 1048576);
+    else if (copied >= 10240)
+      snprintf(cp, sizeof cp, "%.1f kB", copied / 1024);
+    else
+      snprintf(cp, sizeof cp, "%.0f B", copied);
     snprintf(mm, sizeof mm, "%.1f MB", mem / 1048576);
     fprintf(f, "  %-6s %10s %7.2fx %10s %8.2fx %10s %10s %10s %10s %5d\n", rt_mode_names[m],
             clock_format((uint64_t)(wall * 1e9), a, sizeof a), wall > 0 ? gil_wall / wall : 0.0,
-            clock_format((uint64_t)(jsonio_number(j, "cpu_s") * 1e9), b, sizeof b),
-            jsonio_number(j, "parallelism"),
+            clock_format((uint64_t)(jsonio_number(j, "cpu_s") * 1e9), b, sizeof b), jsonio_number(j, "parallelism"),
             clock_format((uint64_t)(jsonio_number(j, "gil_wait_s") * 1e9), c, sizeof c),
-            clock_format((uint64_t)(jsonio_number(j, "startup_s") * 1e9), d, sizeof d), cp, mm,
-            runs[m].status);
+            clock_format((uint64_t)(jsonio_number(j, "startup_s") * 1e9), d, sizeof d), cp, mm, runs[m].status);
   }
 }
 
@@ -127,8 +127,8 @@ static void print_figures(FILE *f, child_run *runs) {
 /* Returns 1 if the file could not be written (said on stderr). */
 static int write_json(const char *path, child_run *runs, int same, int stop) {
   json_t *o = json_pack("{s:b, s:s?, s:{s:O?, s:O?, s:O?}}", "stdout_identical", same, "stopped",
-                        stop ? child_stop_reason() : NULL, "modes", rt_mode_names[0], runs[0].json, rt_mode_names[1], runs[1].json,
-                        rt_mode_names[2], runs[2].json);
+                        stop ? child_stop_reason() : NULL, "modes", rt_mode_names[0], runs[0].json, rt_mode_names[1],
+                        runs[1].json, rt_mode_names[2], runs[2].json);
   if (jsonio_write(path, o) == 0) return 0;
   fprintf(stderr, "gilvm: cannot write %s: %s\n", path, strerror(errno));
   return 1;
@@ -159,7 +159,7 @@ int compare_main(int argc, char **argv, const cli_options *o) {
   fprintf(f, "-------------------\n");
   print_table(f, runs, nruns);
   print_figures(f, runs);
-  int same = !stop;  /* a stopped run's output is cut short: no verdict */
+  int same = !stop; /* a stopped run's output is cut short: no verdict */
   for (int m = 1; m < RT_NMODES && !stop; m++) {
     char diff[200];
     if (runs[0].out && runs[m].out && first_difference(runs[0].out, runs[m].out, diff, sizeof diff)) {
@@ -168,12 +168,15 @@ int compare_main(int argc, char **argv, const cli_options *o) {
       fprintf(f, "  output differs: %s printed, at %s\n", rt_mode_names[m], diff);
     }
   }
-  if (stop) fprintf(f, "\n  stopped (%s): the output was not compared\n", child_stop_reason());
-  else if (same) fprintf(f, "\n  output: identical in all three modes\n");
+  if (stop)
+    fprintf(f, "\n  stopped (%s): the output was not compared\n", child_stop_reason());
+  else if (same)
+    fprintf(f, "\n  output: identical in all three modes\n");
   else
-    fprintf(f, "  (in nogil and fork modes workers get copies: a script whose output depends on\n"
-               "   tables or globals mutated by other workers behaves differently there; see\n"
-               "   the script's header comment)\n");
+    fprintf(f,
+            "  (in nogil and fork modes workers get copies: a script whose output depends on\n"
+            "   tables or globals mutated by other workers behaves differently there; see\n"
+            "   the script's header comment)\n");
   fprintf(f, "-------------------------------------------------------------------------------\n");
   if (o->json_path && write_json(o->json_path, runs, same, stop) && rc == 0) rc = EXIT_SCRIPT_ERROR;
   for (int m = 0; m < RT_NMODES; m++) child_run_free(&runs[m]);

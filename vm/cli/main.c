@@ -53,17 +53,16 @@ static void *watchdog_main(void *arg) {
   signal_set(&set);
   uint64_t give_up = 0;
   while (!atomic_load(&wd->finished)) {
-    struct timespec slice = { 0, 100000000 };  /* 100 ms: check the clocks */
+    struct timespec slice = { 0, 100000000 }; /* 100 ms: check the clocks */
     int sig = sigtimedwait(&set, NULL, &slice);
     uint64_t now = clock_now_ns();
     if (sig == SIGINT || sig == SIGTERM) {
-      if (atomic_load(&rt->stop) && sig == SIGINT) {  /* second Ctrl-C: now */
+      if (atomic_load(&rt->stop) && sig == SIGINT) { /* second Ctrl-C: now */
         fflush(stdout);
         fprintf(stderr, "gilvm: interrupted twice: exiting without a report\n");
         _exit(EXIT_INTERRUPTED);
       }
-      rt_stop(rt, sig == SIGINT ? EXIT_INTERRUPTED : EXIT_TERMINATED,
-              sig == SIGINT ? "interrupted" : "terminated");
+      rt_stop(rt, sig == SIGINT ? EXIT_INTERRUPTED : EXIT_TERMINATED, sig == SIGINT ? "interrupted" : "terminated");
     }
     if (wd->timeout_ns && now - rt->start_ns >= wd->timeout_ns && !atomic_load(&rt->stop))
       rt_stop(rt, EXIT_TIMEOUT, "timeout");
@@ -99,7 +98,7 @@ static void make_arg_table(lua_State *L, int argc, char **argv, int script_index
 }
 
 static int main_failed(lua_State *L) {
-  if (!atomic_load(&rt_current->stop))  /* a stop is reported once, by main() */
+  if (!atomic_load(&rt_current->stop)) /* a stop is reported once, by main() */
     fprintf(stderr, "gilvm: error in thread 'main': %s\n", lua_tostring(L, -1));
   return EXIT_SCRIPT_ERROR;
 }
@@ -116,7 +115,7 @@ static int run_main(lua_State *L, void *arg) {
   const cli_options *o = a->o;
   int argc = a->argc;
   char **argv = a->argv;
-  const char *mode = o->binary ? "bt" : "t";  /* Lua's binary loader trusts its input */
+  const char *mode = o->binary ? "bt" : "t"; /* Lua's binary loader trusts its input */
   for (int i = 0; i < o->nexec; i++) {
     if (luaL_loadbufferx(L, o->exec[i], strlen(o->exec[i]), "=(command line)", mode) != LUA_OK) {
       fprintf(stderr, "gilvm: %s\n", lua_tostring(L, -1));
@@ -129,8 +128,10 @@ static int run_main(lua_State *L, void *arg) {
   if (luaL_loadfilex(L, file, mode) != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
     if (strstr(msg, "attempt to load a binary chunk"))
-      fprintf(stderr, "gilvm: %s is a precompiled chunk, not Lua source: gilvm runs those only with "
-              "--binary (Lua does not check them: a damaged one can crash it)\n", file ? file : "stdin");
+      fprintf(stderr,
+              "gilvm: %s is a precompiled chunk, not Lua source: gilvm runs those only with "
+              "--binary (Lua does not check them: a damaged one can crash it)\n",
+              file ? file : "stdin");
     else
       fprintf(stderr, "gilvm: %s\n", msg);
     return EXIT_LOAD;
@@ -178,14 +179,17 @@ static int report(runtime *rt, const cli_options *o) {
     have_timeline = timeline_build(&run, o->script, &tl) == 0;
     if (!have_timeline) fprintf(stderr, "gilvm: out of memory building the timeline\n");
   }
-  if (have_timeline && o->trace_path) failed |= write_or_complain(timeline_write_trace(&tl, o->trace_path), o->trace_path);
+  if (have_timeline && o->trace_path)
+    failed |= write_or_complain(timeline_write_trace(&tl, o->trace_path), o->trace_path);
   if (have_timeline && o->svg_path) failed |= write_or_complain(timeline_write_svg(&tl, o->svg_path), o->svg_path);
   if (have_timeline && o->timeline) {
     r.timeline = &tl;
     r.timeline_width = timeline_terminal_width();
   }
-  if (!o->quiet) report_print(stderr, &r);
-  else if (r.timeline) timeline_print_ascii(&tl, stderr, r.timeline_width);  /* asked for by name */
+  if (!o->quiet)
+    report_print(stderr, &r);
+  else if (r.timeline)
+    timeline_print_ascii(&tl, stderr, r.timeline_width); /* asked for by name */
   if (o->json_path) failed |= write_or_complain(report_json(o->json_path, &r), o->json_path);
   if (have_timeline) timeline_free(&tl);
   rt_snapshot_free(&run);
@@ -211,7 +215,7 @@ static int gilvm_main(int argc, char **argv) {
 
   sigset_t set;
   signal_set(&set);
-  PT_CHECK(pthread_sigmask(SIG_BLOCK, &set, NULL));  /* inherited by every thread: the watchdog takes them */
+  PT_CHECK(pthread_sigmask(SIG_BLOCK, &set, NULL)); /* inherited by every thread: the watchdog takes them */
 
   rt_arena_size = o.arena_bytes;
   runtime *rt = rt_create(&gilmod_host, o.mode, o.policy, o.interval_ns, o.check_interval);
@@ -236,19 +240,19 @@ static int gilvm_main(int argc, char **argv) {
     fprintf(stderr, "gilvm: stopped: %s\n", rt->stop_reason);
     rc = stop;
   }
-  if (atomic_load(&rt->stdout_failed) && rc == 0) rc = EXIT_SCRIPT_ERROR;  /* a process worker said why */
-  fflush(stdout);  /* its errors are reported at exit (outfile_finish_stdout) */
+  if (atomic_load(&rt->stdout_failed) && rc == 0) rc = EXIT_SCRIPT_ERROR; /* a process worker said why */
+  fflush(stdout); /* its errors are reported at exit (outfile_finish_stdout) */
   if (rc != EXIT_LOAD && report(rt, &o) && rc == 0) rc = EXIT_SCRIPT_ERROR;
 
   atomic_store(&wd.finished, 1);
-  PT_CHECK_OR(pthread_kill(wd.tid, WATCHDOG_QUIT), ESRCH);  /* ESRCH: it saw finished and returned */
+  PT_CHECK_OR(pthread_kill(wd.tid, WATCHDOG_QUIT), ESRCH); /* ESRCH: it saw finished and returned */
   PT_CHECK(pthread_join(wd.tid, NULL));
-  rt_destroy(rt);  /* closes the interpreters */
+  rt_destroy(rt); /* closes the interpreters */
   return rc;
 }
 
 int main(int argc, char **argv) {
-  int rc = outfile_finish_stdout(gilvm_main(argc, argv));  /* also what __gc metamethods printed */
+  int rc = outfile_finish_stdout(gilvm_main(argc, argv)); /* also what __gc metamethods printed */
   /* a file system may report a write error only at close; EBADF: closed from the start, nothing written */
   if (fclose(stdout) != 0 && errno != EBADF && rc == 0) {
     fprintf(stderr, "gilvm: error writing to stdout: %s\n", strerror(errno));

@@ -39,7 +39,7 @@
 
 typedef struct sweep_run {
   const char *policy;
-  const char *interval;   /* as the user wrote it */
+  const char *interval; /* as the user wrote it */
   uint64_t interval_ns;
   child_run child;
 } sweep_run;
@@ -48,8 +48,8 @@ typedef struct sweep {
   const cli_options *o;
   sweep_run *runs;
   int nruns;
-  int ndone;              /* runs that ran (fewer if stopped): the table and JSON show these */
-  char *figures[32];      /* the script's figure names, from the first run that has any */
+  int ndone; /* runs that ran (fewer if stopped): the table and JSON show these */
+  char *figures[32]; /* the script's figure names, from the first run that has any */
   int nfigures;
 } sweep;
 
@@ -130,9 +130,10 @@ static void print_table(FILE *f, const sweep *s) {
   print_header(f, s);
   for (int i = 0; i < s->ndone; i++) print_row(f, s, &s->runs[i]);
   if (s->ndone < s->nruns) fprintf(f, "  (stopped: %d of %d runs not run)\n", s->nruns - s->ndone, s->nruns);
-  fprintf(f, "\n  switch/s: switches per second of wall time; forced: switches that followed a drop\n"
-             "  request; handoff: from the drop request to the next thread running; GIL wait:\n"
-             "  summed over threads. stdout above is the first run's (-g %s -s %s).\n",
+  fprintf(f,
+          "\n  switch/s: switches per second of wall time; forced: switches that followed a drop\n"
+          "  request; handoff: from the drop request to the next thread running; GIL wait:\n"
+          "  summed over threads. stdout above is the first run's (-g %s -s %s).\n",
           s->runs[0].policy, s->runs[0].interval);
   for (int k = 0; k < o->policies.n; k++)
     if (!gil_policy_find(o->policies.item[k])->interval_is)
@@ -154,8 +155,9 @@ static int write_json(const char *path, const sweep *s) {
       runs = NULL;
     }
   }
-  return jsonio_write(path, json_pack("{s:o, s:s, s:o}", "script", jsonio_string(s->o->script), "mode", rt_mode_names[s->o->mode],
-                                      "runs", runs));
+  return jsonio_write(path,
+                      json_pack("{s:o, s:s, s:o}", "script", jsonio_string(s->o->script), "mode",
+                                rt_mode_names[s->o->mode], "runs", runs));
 }
 
 /* -------------------------------------------------------------------- SVG */
@@ -164,19 +166,19 @@ static int write_json(const char *path, const sweep *s) {
 #define PANEL_H 270
 #define PANEL_COLS 2
 #define GAP 24
-#define PL 64  /* plot area inside a panel: left, right, top, bottom margins */
+#define PL 64 /* plot area inside a panel: left, right, top, bottom margins */
 #define PR 16
 #define PT 30
 #define PB 46
 
 typedef struct panel {
   const char *title;
-  int is_time;           /* values are seconds */
-  double *v;             /* per run; NAN: none */
+  int is_time; /* values are seconds */
+  double *v; /* per run; NAN: none */
 } panel;
 
 typedef struct xscale {
-  double llo, lhi;       /* log10 of the ends */
+  double llo, lhi; /* log10 of the ends */
   double x0, x1;
 } xscale;
 
@@ -209,9 +211,9 @@ static void x_axis(FILE *f, const xscale *xs, const sweep *s, double top, double
 }
 
 typedef struct yscale {
-  int log;               /* values span a factor of 50 or more: log scale */
-  double lo, hi;         /* the ends (log: their log10) */
-  double top, bottom;    /* in pixels */
+  int log; /* values span a factor of 50 or more: log scale */
+  double lo, hi; /* the ends (log: their log10) */
+  double top, bottom; /* in pixels */
 } yscale;
 
 static double ypos(const yscale *ys, double v) {
@@ -259,8 +261,9 @@ static void series(FILE *f, const sweep *s, const panel *p, const xscale *xs, co
     const char *color = plot_series_colors[k % plot_nseries_colors];
     int order[CLI_LIST_MAX];
     for (int i = 0; i < per; i++) order[i] = i;
-    for (int i = 1; i < per; i++)  /* insertion sort by interval */
-      for (int j = i; j > 0 && s->runs[k * per + order[j]].interval_ns < s->runs[k * per + order[j - 1]].interval_ns; j--) {
+    for (int i = 1; i < per; i++) /* insertion sort by interval */
+      for (int j = i; j > 0 && s->runs[k * per + order[j]].interval_ns < s->runs[k * per + order[j - 1]].interval_ns;
+           j--) {
         int t = order[j];
         order[j] = order[j - 1];
         order[j - 1] = t;
@@ -320,7 +323,10 @@ static xscale interval_scale(const sweep *s) {
 
 /* The figures to plot: the GIL's, then each numeric figure of the script's. */
 static int make_panels(const sweep *s, panel *pn, int max) {
-  static const struct { const char *title, *key; int is_time; } gil_figs[] = {
+  static const struct {
+    const char *title, *key;
+    int is_time;
+  } gil_figs[] = {
     { "wall time", "wall_s", 1 },
     { "switches per second", NULL, 0 },
     { "handoff latency, median", "handoff_median_s", 1 },
@@ -328,20 +334,27 @@ static int make_panels(const sweep *s, panel *pn, int max) {
   };
   int n = 0;
   for (int g = 0; g < 4 && n < max; g++, n++) {
-    pn[n] = (panel){ .title = gil_figs[g].title, .is_time = gil_figs[g].is_time, .v = calloc((size_t)s->nruns, sizeof(double)) };
+    pn[n] = (panel){ .title = gil_figs[g].title,
+                     .is_time = gil_figs[g].is_time,
+                     .v = calloc((size_t)s->nruns, sizeof(double)) };
     for (int i = 0; i < s->nruns && pn[n].v; i++) {
       const sweep_run *r = &s->runs[i];
-      double v = !r->child.json ? NAN : gil_figs[g].key ? num(r, gil_figs[g].key) : num(r, "switches") / num(r, "wall_s");
-      if (g == 2 && num(r, "handoffs") == 0) v = NAN;  /* no forced handoff: no latency to plot */
+      double v = !r->child.json ? NAN
+          : gil_figs[g].key     ? num(r, gil_figs[g].key)
+                                : num(r, "switches") / num(r, "wall_s");
+      if (g == 2 && num(r, "handoffs") == 0) v = NAN; /* no forced handoff: no latency to plot */
       pn[n].v[i] = isfinite(v) ? v : NAN;
     }
   }
   for (int k = 0; k < s->nfigures && n < max; k++) {
     pn[n] = (panel){ .title = s->figures[k], .is_time = 0, .v = calloc((size_t)s->nruns, sizeof(double)) };
     int numeric = 0;
-    for (int i = 0; i < s->nruns && pn[n].v; i++) numeric |= isfinite(pn[n].v[i] = figure_value(&s->runs[i], s->figures[k]));
-    if (numeric) n++;
-    else free(pn[n].v);
+    for (int i = 0; i < s->nruns && pn[n].v; i++)
+      numeric |= isfinite(pn[n].v[i] = figure_value(&s->runs[i], s->figures[k]));
+    if (numeric)
+      n++;
+    else
+      free(pn[n].v);
   }
   return n;
 }
@@ -350,8 +363,9 @@ static void svg_legend(FILE *f, const sweep *s, double y) {
   double x = GAP;
   for (int k = 0; k < s->o->policies.n; k++) {
     const char *c = plot_series_colors[k % plot_nseries_colors];
-    fprintf(f, "<path d=\"M%.1f %.1fh22\" stroke=\"%s\" stroke-width=\"2\"/><circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" "
-               "fill=\"%s\"/><text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
+    fprintf(f,
+            "<path d=\"M%.1f %.1fh22\" stroke=\"%s\" stroke-width=\"2\"/><circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" "
+            "fill=\"%s\"/><text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
             x, y, c, x + 11, y, c, x + 28, y + 4, s->o->policies.item[k]);
     x += 28 + 8 * (double)strlen(s->o->policies.item[k]) + 24;
   }
@@ -368,9 +382,10 @@ static int write_svg(const char *path, const sweep *s) {
     for (int i = 0; i < n; i++) free(pn[i].v);
     return -1;
   }
-  fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" "
-             "height=\"%d\" viewBox=\"0 0 %d %d\" font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\" "
-             "font-size=\"11\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"#fafafa\"/>\n",
+  fprintf(f,
+          "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" "
+          "height=\"%d\" viewBox=\"0 0 %d %d\" font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\" "
+          "font-size=\"11\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"#fafafa\"/>\n",
           width, height, width, height);
   fprintf(f, "<text x=\"%d\" y=\"28\" font-size=\"15\" font-weight=\"bold\">gilvm sweep: ", GAP);
   plot_svg_text(f, s->o->script);

@@ -21,27 +21,27 @@
 #define POLLING 0
 #endif
 
-#define HOOKKEY "_HOOKKEY"           /* where Lua's debug library keeps hook functions */
-#define USERKEY "gilvm.userhooks"    /* thread -> user_hook, weak keys */
+#define HOOKKEY "_HOOKKEY" /* where Lua's debug library keeps hook functions */
+#define USERKEY "gilvm.userhooks" /* thread -> user_hook, weak keys */
 
 static breaker_fn checkpoint_fn;
-static int periodic_count;  /* the GIL's check interval: run the checkpoint every N instructions */
-static int resting_count;  /* the breaker's count between requests (0: none) */
-static atomic_ulong arms;  /* one-shot armings (each costs lua_sethook: O(stack depth)) */
-static atomic_ulong sets;  /* lua_sethook calls that mark every frame, armings included */
+static int periodic_count; /* the GIL's check interval: run the checkpoint every N instructions */
+static int resting_count; /* the breaker's count between requests (0: none) */
+static atomic_ulong arms; /* one-shot armings (each costs lua_sethook: O(stack depth)) */
+static atomic_ulong sets; /* lua_sethook calls that mark every frame, armings included */
 /* Atomic so the signal handler reads whole pointers; only this thread writes them. */
 static _Thread_local _Atomic(lua_State *) current_L;
 static _Thread_local _Atomic(atomic_int *) current_pending;
-static _Thread_local lua_State *base_L;   /* the state this thread was attached with */
-static _Thread_local int every;           /* stopping: the checkpoint every N instructions */
-static _Thread_local int periodic_done;   /* instructions counted towards the periodic checkpoint */
+static _Thread_local lua_State *base_L; /* the state this thread was attached with */
+static _Thread_local int every; /* stopping: the checkpoint every N instructions */
+static _Thread_local int periodic_done; /* instructions counted towards the periodic checkpoint */
 
 /* What the script asked of debug.sethook for one Lua thread. */
 typedef struct user_hook {
-  lua_State *L;  /* owner: a new thread starts with a copy of the main thread's extra space */
-  int mask;      /* LUA_MASK* the script asked for (0: no hook) */
-  int count;     /* its count, as given */
-  int done;      /* instructions counted towards its next count event */
+  lua_State *L; /* owner: a new thread starts with a copy of the main thread's extra space */
+  int mask; /* LUA_MASK* the script asked for (0: no hook) */
+  int count; /* its count, as given */
+  int done; /* instructions counted towards its next count event */
 } user_hook;
 
 static user_hook *user_of(lua_State *L) {
@@ -77,7 +77,7 @@ static void arm(lua_State *L) {
 static void settle(lua_State *L) {
   user_hook *u = user_of(L);
   int umask = u ? u->mask : 0;
-  int armed = !every && is_armed_for(L);  /* stopping: every N instructions already */
+  int armed = !every && is_armed_for(L); /* stopping: every N instructions already */
   int bcount = every ? every : armed ? 1 : resting_count;
   int mask = umask, count = 0;
   if (bcount) {
@@ -93,7 +93,7 @@ static void settle(lua_State *L) {
     atomic_fetch_add_explicit(&sets, 1, memory_order_relaxed);
     lua_sethook(L, hook, mask, count);
   }
-  if (!every && !armed && is_armed_for(L)) arm(L);  /* a request that arrived meanwhile */
+  if (!every && !armed && is_armed_for(L)) arm(L); /* a request that arrived meanwhile */
 }
 
 /* Call the script's hook function for L, as Lua's debug library does. */
@@ -103,23 +103,23 @@ static void call_user(lua_State *L, lua_Debug *ar) {
     lua_pushthread(L);
     if (lua_rawget(L, -2) == LUA_TFUNCTION) {
       lua_pushstring(L, names[ar->event]);
-      if (ar->currentline >= 0) lua_pushinteger(L, ar->currentline);
-      else lua_pushnil(L);
+      if (ar->currentline >= 0)
+        lua_pushinteger(L, ar->currentline);
+      else
+        lua_pushnil(L);
       lua_call(L, 2, 0);
     }
   }
 }
 
-static int event_mask(int event) {
-  return event == LUA_HOOKTAILCALL ? LUA_MASKCALL : 1 << event;
-}
+static int event_mask(int event) { return event == LUA_HOOKTAILCALL ? LUA_MASKCALL : 1 << event; }
 
 static void hook(lua_State *L, lua_Debug *ar) {
   user_hook *u = user_of(L);
   int for_user = u && (u->mask & event_mask(ar->event));
   int run = 0;
   if (ar->event == LUA_HOOKCOUNT) {
-    int n = lua_gethookcount(L);  /* instructions since the last count event */
+    int n = lua_gethookcount(L); /* instructions since the last count event */
     atomic_int *pending = atomic_load_explicit(&current_pending, memory_order_relaxed);
     run = (pending && atomic_exchange(pending, 0)) || every;
     if (periodic_count && (periodic_done += n) >= periodic_count) {
@@ -132,7 +132,7 @@ static void hook(lua_State *L, lua_Debug *ar) {
       if (for_user) u->done = 0;
     }
   }
-  settle(L);  /* a one-shot count goes back to what is wanted between requests */
+  settle(L); /* a one-shot count goes back to what is wanted between requests */
   if (run) checkpoint_fn(L);
   if (for_user) call_user(L, ar);
 }
@@ -146,15 +146,14 @@ static void on_signal(int sig) {
 }
 
 static void print_stats(void) {
-  fprintf(stderr, "gilvm: breaker armed %lu times, hooks set %lu times\n", atomic_load(&arms),
-          atomic_load(&sets));
+  fprintf(stderr, "gilvm: breaker armed %lu times, hooks set %lu times\n", atomic_load(&arms), atomic_load(&sets));
 }
 
 void breaker_init(breaker_fn checkpoint) {
   checkpoint_fn = checkpoint;
   struct sigaction sa = { 0 };
   sa.sa_handler = on_signal;
-  sa.sa_flags = SA_RESTART;  /* blocking calls resume instead of failing with EINTR */
+  sa.sa_flags = SA_RESTART; /* blocking calls resume instead of failing with EINTR */
   sigemptyset(&sa.sa_mask);
   sigaction(BREAKER_SIGNAL, &sa, NULL);
   const char *stats = getenv("GILVM_BREAKER_STATS");
@@ -166,7 +165,7 @@ void breaker_attach(lua_State *L, atomic_int *pending) {
   atomic_store_explicit(&current_L, L, memory_order_relaxed);
   base_L = L;
   every = 0;
-  if (L) settle(L);  /* a request that came before the thread ran Lua is not lost */
+  if (L) settle(L); /* a request that came before the thread ran Lua is not lost */
 }
 
 void breaker_switch(lua_State *L) {
@@ -174,16 +173,14 @@ void breaker_switch(lua_State *L) {
   if (L) settle(L);
 }
 
-lua_State *breaker_current(void) {
-  return atomic_load_explicit(&current_L, memory_order_relaxed);
-}
+lua_State *breaker_current(void) { return atomic_load_explicit(&current_L, memory_order_relaxed); }
 
 lua_State *breaker_base(void) { return base_L; }
 
 void breaker_set_resting(int count) {
   periodic_count = resting_count = count > 0 ? count : 0;
   if (POLLING && (resting_count == 0 || resting_count > BREAKER_POLL_COUNT))
-    resting_count = BREAKER_POLL_COUNT;  /* under TSan, poll at least this often */
+    resting_count = BREAKER_POLL_COUNT; /* under TSan, poll at least this often */
 }
 
 void breaker_rest(lua_State *L) { settle(L); }
@@ -196,7 +193,7 @@ void breaker_arm_every(lua_State *L, int count) {
 void breaker_interrupt(pthread_t t, atomic_int *pending) {
   /* once per request: arming costs O(stack depth), so a pending one is not re-armed */
   if (atomic_exchange(pending, 1) == 0 && !POLLING)
-    PT_CHECK_OR(pthread_kill(t, BREAKER_SIGNAL), ESRCH);  /* ESRCH: the thread has just ended */
+    PT_CHECK_OR(pthread_kill(t, BREAKER_SIGNAL), ESRCH); /* ESRCH: the thread has just ended */
 }
 
 unsigned long breaker_arms(void) { return atomic_load(&arms); }
@@ -269,7 +266,7 @@ static int db_sethook(lua_State *L) {
   lua_pushthread(L1);
   lua_xmove(L1, L, 1);
   lua_pushvalue(L, arg + 1);
-  lua_rawset(L, -3);  /* hooktable[L1] = the hook function */
+  lua_rawset(L, -3); /* hooktable[L1] = the hook function */
   u->mask = mask;
   u->count = count;
   u->done = 0;
@@ -290,7 +287,7 @@ static int db_gethook(lua_State *L) {
     checkstack(L, L1, 1);
     lua_pushthread(L1);
     lua_xmove(L1, L, 1);
-    lua_rawget(L, -2);  /* hooktable[L1] */
+    lua_rawget(L, -2); /* hooktable[L1] */
   } else {
     lua_pushnil(L);
   }
@@ -308,7 +305,7 @@ static int db_gethook(lua_State *L) {
 
 void breaker_open_debug(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  *(user_hook **)lua_getextraspace(lua_tothread(L, -1)) = NULL;  /* lua_newstate leaves it unset */
+  *(user_hook **)lua_getextraspace(lua_tothread(L, -1)) = NULL; /* lua_newstate leaves it unset */
   lua_pop(L, 1);
   lua_getglobal(L, "debug");
   if (lua_istable(L, -1)) {

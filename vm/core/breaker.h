@@ -64,6 +64,6 @@ unsigned long breaker_arms(void);
 void breaker_open_debug(lua_State *L);
 
 #define BREAKER_POLL_COUNT 1000
-#define BREAKER_SIGNAL SIGURG  /* ignored by default; Go's runtime preempts with it too */
+#define BREAKER_SIGNAL SIGURG /* ignored by default; Go's runtime preempts with it too */
 
 #endif

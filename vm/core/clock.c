@@ -8,9 +8,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-static uint64_t ts_ns(const struct timespec *ts) {
-  return (uint64_t)ts->tv_sec * 1000000000u + (uint64_t)ts->tv_nsec;
-}
+static uint64_t ts_ns(const struct timespec *ts) { return (uint64_t)ts->tv_sec * 1000000000u + (uint64_t)ts->tv_nsec; }
 
 uint64_t clock_now_ns(void) {
   struct timespec ts;
@@ -28,12 +26,15 @@ uint64_t clock_process_cpu_ns(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   uint64_t us = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
-                (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+      (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
   return us * 1000u;
 }
 
 int clock_parse_duration(const char *s, uint64_t *ns) {
-  static const struct { const char *unit; double scale; } units[] = {
+  static const struct {
+    const char *unit;
+    double scale;
+  } units[] = {
     { "ns", 1e0 }, { "us", 1e3 }, { "ms", 1e6 }, { "s", 1e9 }, { "", 1e9 },
   };
   if (!s || !*s) return -1;
@@ -45,7 +46,7 @@ int clock_parse_duration(const char *s, uint64_t *ns) {
     digits += frac;
     len += 1 + frac;
   }
-  if (digits == 0) return -1;  /* "", ".", "ms" */
+  if (digits == 0) return -1; /* "", ".", "ms" */
   char *end;
   double v = strtod(s, &end);
   if (end != s + len || !isfinite(v) || v < 0) return -1;
@@ -61,9 +62,13 @@ int clock_parse_duration(const char *s, uint64_t *ns) {
 }
 
 const char *clock_format(uint64_t ns, char *buf, size_t len) {
-  if (ns >= 1000000000u) snprintf(buf, len, "%.2f s", (double)ns / 1e9);
-  else if (ns >= 1000000u) snprintf(buf, len, "%.2f ms", (double)ns / 1e6);
-  else if (ns >= 1000u) snprintf(buf, len, "%.0f us", (double)ns / 1e3);
-  else snprintf(buf, len, "%llu ns", (unsigned long long)ns);
+  if (ns >= 1000000000u)
+    snprintf(buf, len, "%.2f s", (double)ns / 1e9);
+  else if (ns >= 1000000u)
+    snprintf(buf, len, "%.2f ms", (double)ns / 1e6);
+  else if (ns >= 1000u)
+    snprintf(buf, len, "%.0f us", (double)ns / 1e3);
+  else
+    snprintf(buf, len, "%llu ns", (unsigned long long)ns);
   return buf;
 }

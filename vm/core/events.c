@@ -6,8 +6,15 @@
 #include "vec.h"
 
 const char *const ev_state_names[ST_NSTATES] = {
-  "idle", "running (GIL held)", "running (own interpreter)", "waiting for the GIL",
-  "blocked: sleep", "blocked: join", "blocked: lock", "blocked: queue", "running C without the GIL",
+  "idle",
+  "running (GIL held)",
+  "running (own interpreter)",
+  "waiting for the GIL",
+  "blocked: sleep",
+  "blocked: join",
+  "blocked: lock",
+  "blocked: queue",
+  "running C without the GIL",
 };
 
 static uint32_t limit = EV_CAP;
@@ -19,7 +26,7 @@ void ev_init_limit(void) {
 }
 
 void ev_record(ev_buf *b, uint64_t t, ev_kind kind, ev_state state, int32_t arg) {
-  if (vec_grow(&b->v, sizeof *b->v, b->n, &b->cap, 1, 16, limit) != 0) {  /* full, or out of memory */
+  if (vec_grow(&b->v, sizeof *b->v, b->n, &b->cap, 1, 16, limit) != 0) { /* full, or out of memory */
     b->dropped++;
     return;
   }

@@ -13,32 +13,32 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define EV_CAP (1u << 20)  /* 16 MiB per thread at most */
+#define EV_CAP (1u << 20) /* 16 MiB per thread at most */
 
 typedef enum ev_state {
-  ST_IDLE,       /* not running Lua: starting, finished, or between two states */
-  ST_RUN_GIL,    /* running Lua holding the shared GIL */
-  ST_RUN_OWN,   /* running Lua in an interpreter of its own (nogil, or a process) */
-  ST_WAIT_GIL,   /* waiting to take the GIL */
-  ST_SLEEP,      /* blocked in gil.sleep, GIL released */
-  ST_JOIN,       /* blocked joining a worker */
-  ST_LOCK,       /* blocked acquiring a gil.lock */
-  ST_QUEUE,      /* blocked on a gil.queue */
-  ST_NATIVE,     /* running C code without the GIL (gil.native(s, true)) */
+  ST_IDLE, /* not running Lua: starting, finished, or between two states */
+  ST_RUN_GIL, /* running Lua holding the shared GIL */
+  ST_RUN_OWN, /* running Lua in an interpreter of its own (nogil, or a process) */
+  ST_WAIT_GIL, /* waiting to take the GIL */
+  ST_SLEEP, /* blocked in gil.sleep, GIL released */
+  ST_JOIN, /* blocked joining a worker */
+  ST_LOCK, /* blocked acquiring a gil.lock */
+  ST_QUEUE, /* blocked on a gil.queue */
+  ST_NATIVE, /* running C code without the GIL (gil.native(s, true)) */
   ST_NSTATES
 } ev_state;
 
 typedef enum ev_kind {
-  EV_STATE,         /* the thread entered `state` */
-  EV_DROP_REQUEST,  /* this thread asked worker `arg` to drop the GIL */
-  EV_FORCED_DROP,   /* this thread dropped the GIL because it was asked */
+  EV_STATE, /* the thread entered `state` */
+  EV_DROP_REQUEST, /* this thread asked worker `arg` to drop the GIL */
+  EV_FORCED_DROP, /* this thread dropped the GIL because it was asked */
 } ev_kind;
 
 typedef struct ev {
-  uint64_t t;      /* ns, CLOCK_MONOTONIC: comparable across processes */
-  uint16_t kind;   /* ev_kind */
-  uint16_t state;  /* ev_state, for EV_STATE */
-  int32_t arg;     /* EV_DROP_REQUEST: the holder's worker id */
+  uint64_t t; /* ns, CLOCK_MONOTONIC: comparable across processes */
+  uint16_t kind; /* ev_kind */
+  uint16_t state; /* ev_state, for EV_STATE */
+  int32_t arg; /* EV_DROP_REQUEST: the holder's worker id */
 } ev;
 
 typedef struct ev_buf {

@@ -49,7 +49,7 @@ static ssize_t cookie_write(void *cookie, const char *buf, size_t n) {
     if (k < 0 && errno == EINTR) continue;
     if (k <= 0) {
       if (!o->err) o->err = k < 0 ? errno : EIO;
-      return (ssize_t)done;  /* short: stdio sets its error flag */
+      return (ssize_t)done; /* short: stdio sets its error flag */
     }
     done += (size_t)k;
   }
@@ -80,7 +80,7 @@ static void forget(outfile *o) {
 FILE *outfile_open(outfile *o, const char *path) {
   memset(o, 0, sizeof *o);
   if (in_place(path)) return stream(o, open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666));
-  o->target = realpath(path, NULL);  /* a symlink keeps pointing at the file it names */
+  o->target = realpath(path, NULL); /* a symlink keeps pointing at the file it names */
   if (!o->target) o->target = strdup(path);
   char *dir = o->target ? dir_of(o->target) : NULL;
   if (!dir || asprintf(&o->tmp, "%s/.gilvm-XXXXXX", dir) < 0) o->tmp = NULL;
@@ -105,13 +105,13 @@ FILE *outfile_open(outfile *o, const char *path) {
 static mode_t final_mode(const char *target) {
   struct stat st;
   if (stat(target, &st) == 0) return st.st_mode & 07777;
-  mode_t mask = umask(0);  /* no way to read it without setting it; nothing else creates files now */
+  mode_t mask = umask(0); /* no way to read it without setting it; nothing else creates files now */
   umask(mask);
   return 0666 & ~mask;
 }
 
 int outfile_close(outfile *o) {
-  int e = o->err;  /* a failed write, or outfile_abort's reason */
+  int e = o->err; /* a failed write, or outfile_abort's reason */
   if (fflush(o->f) != 0 || ferror(o->f)) e = o->err ? o->err : EIO;
   if (!e && o->tmp && fchmod(o->fd, final_mode(o->target)) != 0) e = errno;
   if (fclose(o->f) != 0 && !e) e = o->err ? o->err : EIO;
@@ -135,14 +135,14 @@ int outfile_check(const char *path) {
     return -1;
   }
   if (!exists && errno != ENOENT) return -1;
-  if (exists && access(path, W_OK) != 0) return -1;  /* a read-only file stays read-only */
+  if (exists && access(path, W_OK) != 0) return -1; /* a read-only file stays read-only */
   if (in_place(path)) {
-    errno = ENOENT;  /* nothing can be created in /proc */
+    errno = ENOENT; /* nothing can be created in /proc */
     return exists ? 0 : -1;
   }
   outfile o;
   if (!outfile_open(&o, path)) return -1;
-  fclose(o.f);  /* a trial: the directory takes a file */
+  fclose(o.f); /* a trial: the directory takes a file */
   unlink(o.tmp);
   forget(&o);
   return 0;
@@ -157,7 +157,9 @@ int outfile_check_option(const char *opt, const char *path) {
 int outfile_finish_stdout(int rc) {
   errno = 0;
   if (fflush(stdout) == 0 && !ferror(stdout)) return rc;
-  if (errno) fprintf(stderr, "gilvm: error writing to stdout: %s\n", strerror(errno));
-  else fprintf(stderr, "gilvm: error writing to stdout\n");
+  if (errno)
+    fprintf(stderr, "gilvm: error writing to stdout: %s\n", strerror(errno));
+  else
+    fprintf(stderr, "gilvm: error writing to stdout\n");
   return rc ? rc : EXIT_SCRIPT_ERROR;
 }

@@ -13,12 +13,12 @@
 
 #include <stdio.h>
 
-typedef struct outfile {  /* must stay where it is from outfile_open to outfile_close */
+typedef struct outfile { /* must stay where it is from outfile_open to outfile_close */
   FILE *f;
   int fd;
-  int err;             /* the first write error (errno), kept for the message */
-  char *tmp;           /* the temporary beside the target; NULL when written in place */
-  char *target;        /* what tmp is renamed to (symlinks resolved) */
+  int err; /* the first write error (errno), kept for the message */
+  char *tmp; /* the temporary beside the target; NULL when written in place */
+  char *target; /* what tmp is renamed to (symlinks resolved) */
 } outfile;
 
 /* Before a run: can path be written? 0, or -1 with errno set. Leaves nothing behind. */

@@ -3,7 +3,9 @@
 
 #include <string.h>
 
-const char *const rt_mode_names[RT_NMODES] = { [RT_MODE_GIL] = "gil", [RT_MODE_NOGIL] = "nogil", [RT_MODE_FORK] = "fork" };
+const char *const rt_mode_names[RT_NMODES] = {
+  [RT_MODE_GIL] = "gil", [RT_MODE_NOGIL] = "nogil", [RT_MODE_FORK] = "fork"
+};
 
 int rt_mode_parse(const char *s) {
   for (int m = 0; m < RT_NMODES; m++)

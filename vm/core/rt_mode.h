@@ -4,7 +4,7 @@
 
 /* -m: which kind of worker gil.spawn makes (RT_THREAD, RT_OWN_INTERP, RT_PROCESS). */
 typedef enum rt_mode { RT_MODE_GIL, RT_MODE_NOGIL, RT_MODE_FORK, RT_NMODES } rt_mode;
-extern const char *const rt_mode_names[RT_NMODES];  /* "gil", "nogil", "fork" */
+extern const char *const rt_mode_names[RT_NMODES]; /* "gil", "nogil", "fork" */
 /* The mode named s, or -1 if there is none. */
 int rt_mode_parse(const char *s);
 

@@ -52,7 +52,7 @@
 #include "outfile.h"
 #include "vec.h"
 
-#define PARENT_GONE_STATUS 1  /* a child whose parent died: nobody reads it */
+#define PARENT_GONE_STATUS 1 /* a child whose parent died: nobody reads it */
 
 runtime *rt_current;
 size_t rt_arena_size;
@@ -84,12 +84,12 @@ static void checkpoint(lua_State *L) {
   if (!w) return;
   park_if_exiting(w);
   if (atomic_load(&rt->stop)) {
-    atomic_store(&w->interrupt, 1);  /* keep interrupting code that catches the error */
+    atomic_store(&w->interrupt, 1); /* keep interrupting code that catches the error */
     breaker_arm_every(L, 1000);
     luaL_error(L, "%s", rt->stop_reason);
   }
   gil_t *g = w->interp->gil;
-  if (gil_should_yield(g)) {  /* asked to, or the policy's own rule (legacy: anyone waits) */
+  if (gil_should_yield(g)) { /* asked to, or the policy's own rule (legacy: anyone waits) */
     gil_yield(g, &w->gil_thread);
     park_if_exiting(w);
   }
@@ -118,12 +118,12 @@ static void on_gil_event(gil_thread *t, gil_event e, uint64_t now, void *arg) {
 void rt_record(runtime *rt) {
   ev_init_limit();
   rt->recording = 1;
-  rt->keep_all = 1;  /* the timeline replays every worker's events at the end */
+  rt->keep_all = 1; /* the timeline replays every worker's events at the end */
   gil_set_event_fn(rt->interps[0]->gil, on_gil_event, rt);
 }
 
 static const ev_state block_state[RT_BLOCK_NKINDS] = {
-  [RT_BLOCK_SLEEP] = ST_SLEEP, [RT_BLOCK_JOIN] = ST_JOIN, [RT_BLOCK_LOCK] = ST_LOCK,
+  [RT_BLOCK_SLEEP] = ST_SLEEP, [RT_BLOCK_JOIN] = ST_JOIN,     [RT_BLOCK_LOCK] = ST_LOCK,
   [RT_BLOCK_QUEUE] = ST_QUEUE, [RT_BLOCK_NATIVE] = ST_NATIVE,
 };
 
@@ -192,7 +192,7 @@ static void add_gil_stats(gil_stats *to, const gil_stats *s) {
 /* Fold w's figures into rt->gone and take it out of workers[] (and its
    interpreter out of interps[]). Under rt->mu. */
 static void retire(runtime *rt, rt_worker *w) {
-  assert(w->done && w->reaped && w->joined);  /* only a finished, reaped, joined worker's figures are final */
+  assert(w->done && w->reaped && w->joined); /* only a finished, reaped, joined worker's figures are final */
   rt_totals *t = &rt->gone;
   t->n++;
   t->failed += w->error != NULL;
@@ -209,12 +209,12 @@ static void retire(runtime *rt, rt_worker *w) {
   t->bytes_copied += w->bytes_copied;
   int was = rt->nworkers;
   for (int i = rt->first_own; i < rt->nworkers; i++)
-    if (rt->workers[i] == w) {  /* keep the order: the report's rows follow it */
+    if (rt->workers[i] == w) { /* keep the order: the report's rows follow it */
       memmove(&rt->workers[i], &rt->workers[i + 1], (size_t)(rt->nworkers - i - 1) * sizeof *rt->workers);
       rt->nworkers--;
       break;
     }
-  assert(rt->nworkers == was - 1);  /* retired once: a second retire would not find it */
+  assert(rt->nworkers == was - 1); /* retired once: a second retire would not find it */
   (void)was;
   if (!w->owns_interp) return;
   gil_stats s;
@@ -258,13 +258,15 @@ void rt_handle_gone(lua_State *L, rt_worker *w) {
   runtime *rt = rt_current;
   if (!rt || rt->closing) return;
   PT_CHECK(pthread_mutex_lock(&rt->mu));
-  assert(w->handles > 0);  /* one rt_handle_new per handle: the count never goes below 0 */
+  assert(w->handles > 0); /* one rt_handle_new per handle: the count never goes below 0 */
   int idle = --w->handles == 0 && w->joined && w->reaped && w->id != 0 && !rt_inherited(rt, w) && w != self_worker;
   int release = idle && w->id >= RT_KEEP_RECORDS && !rt->keep_all;
   if (release) retire(rt, w);
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
-  if (release) free_worker(L, w);
-  else if (idle) shed(L, w);  /* a kept record keeps its figures only */
+  if (release)
+    free_worker(L, w);
+  else if (idle)
+    shed(L, w); /* a kept record keeps its figures only */
 }
 
 static void init_sync(runtime *rt) {
@@ -278,8 +280,7 @@ static void init_sync(runtime *rt) {
   PT_CHECK(pthread_condattr_destroy(&ca));
 }
 
-runtime *rt_create(const rt_host *host, rt_mode mode, const char *policy, uint64_t interval_ns,
-                   int check_interval) {
+runtime *rt_create(const rt_host *host, rt_mode mode, const char *policy, uint64_t interval_ns, int check_interval) {
   runtime *rt = calloc(1, sizeof *rt);
   if (!rt) return NULL;
   if (host) rt->host = *host;
@@ -297,7 +298,7 @@ runtime *rt_create(const rt_host *host, rt_mode mode, const char *policy, uint64
   rt->first_own = 1;
   init_sync(rt);
   rt_current = rt;
-  mar_init();  /* before any fork: children must share the key that authenticates bytecode */
+  mar_init(); /* before any fork: children must share the key that authenticates bytecode */
   /* the shared objects' arena, before any interpreter (host->open) or worker */
   if (shm_arena_create(rt_arena_size, &rt->arena) != SHM_OK) rt->arena = NULL;
   rt_interp *interp = new_interp(rt);
@@ -308,14 +309,14 @@ runtime *rt_create(const rt_host *host, rt_mode mode, const char *policy, uint64
   if (check_interval > 0) gil_set_check_interval(interp->gil, check_interval);
   breaker_set_resting(gil_check_interval(interp->gil));
   breaker_init(checkpoint);
-  rt_worker *main = new_worker(rt, RT_THREAD, interp);  /* worker 0 is the main thread */
+  rt_worker *main = new_worker(rt, RT_THREAD, interp); /* worker 0 is the main thread */
   strcpy(main->name, "main");
   main->tid = pthread_self();
   main->L = interp->L;
-  main->reaped = 1;  /* nobody pthread_joins the main thread */
+  main->reaped = 1; /* nobody pthread_joins the main thread */
   self_worker = main;
   rt->start_ns = main->started_ns = clock_now_ns();
-  main->cpu_ns = clock_thread_cpu_ns();  /* start-up is not the script's: subtracted at the end */
+  main->cpu_ns = clock_thread_cpu_ns(); /* start-up is not the script's: subtracted at the end */
   rt->cpu_start_ns = clock_process_cpu_ns();
   return rt;
 }
@@ -324,8 +325,8 @@ lua_State *rt_main_state(runtime *rt) { return rt->interps[0]->L; }
 
 void rt_destroy(runtime *rt) {
   if (!rt) return;
-  gil_take(rt->interps[0]->gil, &rt->workers[0]->gil_thread);  /* __gc metamethods may run Lua code */
-  rt->closing = 1;  /* the handles' __gc, run by lua_close below, must not touch a record */
+  gil_take(rt->interps[0]->gil, &rt->workers[0]->gil_thread); /* __gc metamethods may run Lua code */
+  rt->closing = 1; /* the handles' __gc, run by lua_close below, must not touch a record */
   for (int i = 0; i < rt->nworkers; i++) {
     rt_worker *w = rt->workers[i];
     free(w->error);
@@ -345,7 +346,7 @@ void rt_destroy(runtime *rt) {
   free(rt->piped);
   for (int i = 0; i < 2; i++)
     if (rt->life[i] >= 0) close(rt->life[i]);
-  if (rt->arena) shm_arena_destroy(rt->arena);  /* after the interpreters: their handles release into it */
+  if (rt->arena) shm_arena_destroy(rt->arena); /* after the interpreters: their handles release into it */
   PT_CHECK(pthread_mutex_destroy(&rt->mu));
   PT_CHECK(pthread_mutex_destroy(&rt->fork_mu));
   PT_CHECK(pthread_cond_destroy(&rt->done_cv));
@@ -358,7 +359,7 @@ void rt_destroy(runtime *rt) {
 
 int rt_msghandler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
-  if (!msg) {  /* as lua5.4's msghandler: a __tostring that gives a string is the message */
+  if (!msg) { /* as lua5.4's msghandler: a __tostring that gives a string is the message */
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
     msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
   }
@@ -379,7 +380,8 @@ static int run_function(rt_worker *w, lua_State *L, int base) {
     lua_remove(L, base);
     return 1;
   }
-  if (atomic_load(&w->rt->stop)) w->interrupted = 1;
+  if (atomic_load(&w->rt->stop))
+    w->interrupted = 1;
   else {
     const char *msg = lua_tostring(L, -1);
     w->error = strdup(msg ? msg : "(error object is not a string)");
@@ -393,7 +395,7 @@ static void finish(rt_worker *w) {
   breaker_attach(NULL, NULL);
   w->cpu_ns = clock_thread_cpu_ns();
   PT_CHECK(pthread_mutex_lock(&rt->mu));
-  assert(!w->done);  /* a worker finishes once */
+  assert(!w->done); /* a worker finishes once */
   w->done = 1;
   PT_CHECK(pthread_cond_broadcast(&rt->done_cv));
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
@@ -457,7 +459,7 @@ static void *own_interp_main(void *arg) {
   } else {
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
     lua_pushnil(L);
-    while (lua_next(L, -3)) {  /* globals copy at -3, _G at -2 */
+    while (lua_next(L, -3)) { /* globals copy at -3, _G at -2 */
       lua_pushvalue(L, -2);
       lua_insert(L, -2);
       lua_rawset(L, -4);
@@ -465,14 +467,15 @@ static void *own_interp_main(void *arg) {
     lua_pop(L, 2);
     int n = mar_decode(L, w->msg.data, w->msg.len, err, sizeof err);
     w->msg.len = 0;
-    if (n < 1) fail(w, "cannot copy the function and its arguments", err);
+    if (n < 1)
+      fail(w, "cannot copy the function and its arguments", err);
     else if (run_function(w, L, 1)) {
       if (mar_encode(L, 1, lua_gettop(L), "results", &w->msg, err, sizeof err) != 0)
         fail(w, "cannot copy the results back", err);
     }
   }
   mar_buf_free(&w->in_globals);
-  lua_close(L);  /* results travel as bytes: the interpreter is not needed any more */
+  lua_close(L); /* results travel as bytes: the interpreter is not needed any more */
   w->interp->L = NULL;
   finish(w);
   gil_drop(w->interp->gil, &w->gil_thread);
@@ -504,7 +507,7 @@ static void encode_globals(lua_State *L, mar_buf *out) {
     if (mar_encode(L, -1, 1, "globals", &probe, err, sizeof err) != 0) {
       lua_pushvalue(L, -2);
       lua_pushnil(L);
-      lua_rawset(L, -5);  /* removing the current key during lua_next is allowed */
+      lua_rawset(L, -5); /* removing the current key during lua_next is allowed */
     }
     lua_pop(L, 1);
   }
@@ -528,13 +531,14 @@ static int write_all(int fd, const void *p, size_t n) {
   return 0;
 }
 
-#define CHILD_STDOUT_FAILED 4  /* a child's exit status: results sent, but its stdout took not everything */
+#define CHILD_STDOUT_FAILED 4 /* a child's exit status: results sent, but its stdout took not everything */
 
 /* Process workers with an open pipe, kept in rt->piped so that a forked
    child closes its siblings' without walking every worker record. */
-static void track_fd(runtime *rt, rt_worker *w) {  /* under fork_mu */
+static void track_fd(runtime *rt, rt_worker *w) { /* under fork_mu */
   int slot = rt->npiped;
-  if (VEC_PUSH(rt->piped, rt->npiped, rt->pipedcap, w) != 0) return;  /* untracked: a later child merely holds one more read end */
+  if (VEC_PUSH(rt->piped, rt->npiped, rt->pipedcap, w) != 0)
+    return; /* untracked: a later child merely holds one more read end */
   w->fd_slot = slot;
 }
 
@@ -555,9 +559,7 @@ static void close_pipe(runtime *rt, rt_worker *w) {
 /* The parent-liveness pipe: nobody writes to it; its read end reports EOF
    when the last write end closes, i.e. when the process that made it is
    gone, however it went (kill -9, SIGPIPE, exit). Under fork_mu. */
-static int open_life(runtime *rt) {
-  return rt->life[0] >= 0 || pipe2(rt->life, O_CLOEXEC) == 0 ? 0 : -1;
-}
+static int open_life(runtime *rt) { return rt->life[0] >= 0 || pipe2(rt->life, O_CLOEXEC) == 0 ? 0 : -1; }
 
 /* In the child: die with the parent. The read end, reopened as an open file
    of our own (the owner of O_ASYNC signals is per open file), raises SIGIO
@@ -568,7 +570,7 @@ static int open_life(runtime *rt) {
 static void die_with_parent(runtime *rt) {
   int fd = rt->life[0];
   close(rt->life[1]);
-  rt->life[0] = rt->life[1] = -1;  /* this process makes its own for its children */
+  rt->life[0] = rt->life[1] = -1; /* this process makes its own for its children */
   char path[64];
   snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
   int own = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -579,20 +581,20 @@ static void die_with_parent(runtime *rt) {
   fcntl(fd, F_SETOWN, getpid());
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_ASYNC | O_NONBLOCK);
   struct pollfd pfd = { fd, POLLIN, 0 };
-  if (poll(&pfd, 1, 0) > 0) _exit(PARENT_GONE_STATUS);  /* gone before we listened */
+  if (poll(&pfd, 1, 0) > 0) _exit(PARENT_GONE_STATUS); /* gone before we listened */
 }
 
 /* In the child: only the forking thread survived. Make the runtime fit that:
    O(1) in the workers before it (their records are inherited: home is another pid). */
 static void become_child(runtime *rt, rt_worker *w) {
   init_sync(rt);
-  clearerr(stdout);  /* report only this process's own write errors */
+  clearerr(stdout); /* report only this process's own write errors */
   rt->is_child = 1;
   rt->pid = getpid();
   w->home = rt->pid;
   w->fd_slot = -1;
   rt->first_own = rt->nworkers;
-  for (int i = 0; i < rt->npiped; i++) close(rt->piped[i]->fd);  /* a sibling's pipe is not ours to hold open */
+  for (int i = 0; i < rt->npiped; i++) close(rt->piped[i]->fd); /* a sibling's pipe is not ours to hold open */
   rt->fork_walk = rt->npiped;
   rt->npiped = 0;
   die_with_parent(rt);
@@ -605,7 +607,7 @@ static void become_child(runtime *rt, rt_worker *w) {
   sigaddset(&set, SIGTERM);
   signal(SIGINT, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
-  PT_CHECK(pthread_sigmask(SIG_UNBLOCK, &set, NULL));  /* Ctrl-C and the parent's stop reach us */
+  PT_CHECK(pthread_sigmask(SIG_UNBLOCK, &set, NULL)); /* Ctrl-C and the parent's stop reach us */
 }
 
 /* The child's whole life; never returns. The function and its arguments are
@@ -613,7 +615,7 @@ static void become_child(runtime *rt, rt_worker *w) {
 static void child_main(lua_State *L, rt_worker *w, int idx, int n, int fd) {
   runtime *rt = w->rt;
   become_child(rt, w);
-  unsigned long long enc0, dec0;  /* the parent's counts so far are not ours */
+  unsigned long long enc0, dec0; /* the parent's counts so far are not ours */
   mar_counters(&enc0, &dec0);
   if (rt->recording) ev_record(&w->events, clock_now_ns(), EV_STATE, ST_RUN_OWN, 0);
   breaker_attach(L, &w->interrupt);
@@ -629,13 +631,19 @@ static void child_main(lua_State *L, rt_worker *w, int idx, int n, int fd) {
   }
   breaker_attach(NULL, NULL);
   gil_drop(w->interp->gil, &w->gil_thread);
-  rt_wait_all(rt);  /* threads this process started */
+  rt_wait_all(rt); /* threads this process started */
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   rt_child_figures f = {
-    .cpu_ns = clock_process_cpu_ns(), .started_ns = w->started_ns, .maxrss_kb = (uint64_t)ru.ru_maxrss,
-    .acquisitions = w->gil_thread.acquisitions, .forced_drops = w->gil_thread.forced_drops, .wait_ns = w->gil_thread.wait_ns,
-    .hold_ns = w->gil_thread.hold_ns, .blocked_ns = w->blocked_ns, .nogil_ns = w->nogil_ns,
+    .cpu_ns = clock_process_cpu_ns(),
+    .started_ns = w->started_ns,
+    .maxrss_kb = (uint64_t)ru.ru_maxrss,
+    .acquisitions = w->gil_thread.acquisitions,
+    .forced_drops = w->gil_thread.forced_drops,
+    .wait_ns = w->gil_thread.wait_ns,
+    .hold_ns = w->gil_thread.hold_ns,
+    .blocked_ns = w->blocked_ns,
+    .nogil_ns = w->nogil_ns,
   };
   mar_counters(&f.bytes_encoded, &f.bytes_decoded);
   f.bytes_encoded -= enc0;
@@ -648,8 +656,8 @@ static void child_main(lua_State *L, rt_worker *w, int idx, int n, int fd) {
   int out_failed = outfile_finish_stdout(0) != 0 || atomic_load(&rt->stdout_failed);
   fflush(NULL);
   int wrote = write_all(fd, &status, sizeof status) == 0 && write_all(fd, &f, sizeof f) == 0 &&
-              write_all(fd, &len, sizeof len) == 0 && write_all(fd, payload, len) == 0 &&
-              write_all(fd, w->events.v, w->events.n * sizeof(ev)) == 0;
+      write_all(fd, &len, sizeof len) == 0 && write_all(fd, payload, len) == 0 &&
+      write_all(fd, w->events.v, w->events.n * sizeof(ev)) == 0;
   _exit(!wrote ? 3 : out_failed ? CHILD_STDOUT_FAILED : 0);
 }
 
@@ -661,7 +669,7 @@ static rt_worker *spawn_process(lua_State *L, rt_worker *w, int idx, int n) {
     PT_CHECK(pthread_mutex_unlock(&rt->fork_mu));
     luaL_error(L, "cannot start a process: %s", strerror(errno));
   }
-  fflush(NULL);  /* or the child would print our buffered output a second time */
+  fflush(NULL); /* or the child would print our buffered output a second time */
   pid_t pid = fork();
   if (pid == 0) {
     close(p[0]);
@@ -689,14 +697,16 @@ static rt_worker *spawn_process(lua_State *L, rt_worker *w, int idx, int n) {
 /* Read what the child sent, until EOF or the deadline (0: none). Returns 1 at EOF. */
 static int read_child(rt_worker *w, uint64_t deadline, mar_buf *raw) {
   for (;;) {
-    if (atomic_load(&w->rt->stop)) kill(w->pid, SIGKILL);  /* EOF follows */
+    if (atomic_load(&w->rt->stop)) kill(w->pid, SIGKILL); /* EOF follows */
     int wait_ms = 50;
     if (deadline) {
       uint64_t now = clock_now_ns();
       /* past the deadline, still read what is there: join(0) on a process that
          has exited must see its end */
-      if (now >= deadline) wait_ms = 0;
-      else if (deadline - now < 50000000u) wait_ms = (int)((deadline - now) / 1000000u) + 1;
+      if (now >= deadline)
+        wait_ms = 0;
+      else if (deadline - now < 50000000u)
+        wait_ms = (int)((deadline - now) / 1000000u) + 1;
     }
     struct pollfd pfd = { w->fd, POLLIN, 0 };
     int r = poll(&pfd, 1, wait_ms);
@@ -717,8 +727,8 @@ static void describe_exit(rt_worker *w, int status) {
     snprintf(buf, sizeof buf, "process '%s' (pid %d) was killed by signal %d (%s)", w->name, (int)w->pid,
              WTERMSIG(status), strsignal(WTERMSIG(status)));
   else
-    snprintf(buf, sizeof buf, "process '%s' (pid %d) exited with status %d before sending its results",
-             w->name, (int)w->pid, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    snprintf(buf, sizeof buf, "process '%s' (pid %d) exited with status %d before sending its results", w->name,
+             (int)w->pid, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
   free(w->error);
   w->error = strdup(buf);
 }
@@ -734,8 +744,10 @@ static void settle_child(rt_worker *w, mar_buf *raw) {
   uint64_t len;
   size_t head = sizeof st + sizeof f + sizeof len;
   if (raw->len < head) {
-    if (atomic_load(&w->rt->stop) && WIFSIGNALED(status)) w->interrupted = 1;  /* we killed it */
-    else describe_exit(w, status);
+    if (atomic_load(&w->rt->stop) && WIFSIGNALED(status))
+      w->interrupted = 1; /* we killed it */
+    else
+      describe_exit(w, status);
     return;
   }
   memcpy(&st, raw->data, sizeof st);
@@ -745,7 +757,7 @@ static void settle_child(rt_worker *w, mar_buf *raw) {
     describe_exit(w, status);
     return;
   }
-  for (uint64_t i = 0; i < f.nevents; i++) {  /* its timeline */
+  for (uint64_t i = 0; i < f.nevents; i++) { /* its timeline */
     ev e;
     memcpy(&e, raw->data + head + len + i * sizeof e, sizeof e);
     ev_record(&w->events, e.t, (ev_kind)e.kind, (ev_state)e.state, e.arg);
@@ -778,8 +790,9 @@ static void settle_child(rt_worker *w, mar_buf *raw) {
 static int collect_child(rt_worker *w, uint64_t deadline) {
   runtime *rt = w->rt;
   PT_CHECK(pthread_mutex_lock(&rt->mu));
-  while (w->collecting && !w->done) {  /* someone else reads: wait for them */
-    if (!deadline) PT_CHECK(pthread_cond_wait(&rt->done_cv, &rt->mu));
+  while (w->collecting && !w->done) { /* someone else reads: wait for them */
+    if (!deadline)
+      PT_CHECK(pthread_cond_wait(&rt->done_cv, &rt->mu));
     else {
       struct timespec ts = { (time_t)(deadline / 1000000000u), (long)(deadline % 1000000000u) };
       if (PT_CHECK_OR(pthread_cond_timedwait(&rt->done_cv, &rt->mu, &ts), ETIMEDOUT)) break;
@@ -796,11 +809,13 @@ static int collect_child(rt_worker *w, uint64_t deadline) {
   memset(&w->msg, 0, sizeof w->msg);
   int eof = read_child(w, deadline, &raw);
   if (eof) settle_child(w, &raw);
-  if (eof) mar_buf_free(&raw);
-  else w->msg = raw;
+  if (eof)
+    mar_buf_free(&raw);
+  else
+    w->msg = raw;
   PT_CHECK(pthread_mutex_lock(&rt->mu));
   w->collecting = 0;
-  assert(!w->reaped);  /* only the one collector reaps a child, once */
+  assert(!w->reaped); /* only the one collector reaps a child, once */
   if (eof) w->done = w->reaped = 1;
   PT_CHECK(pthread_cond_broadcast(&rt->done_cv));
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
@@ -857,12 +872,14 @@ static void name_worker(lua_State *L, int idx, rt_worker *w) {
   lua_getinfo(L, ">S", &ar);
   const char *file = strrchr(ar.short_src, '/');
   file = file ? file + 1 : ar.short_src;
-  if (ar.linedefined > 0) snprintf(w->name, sizeof w->name, "%d@%.40s:%d", w->id, file, ar.linedefined);
-  else snprintf(w->name, sizeof w->name, "%d@%.40s", w->id, file);
+  if (ar.linedefined > 0)
+    snprintf(w->name, sizeof w->name, "%d@%.40s:%d", w->id, file, ar.linedefined);
+  else
+    snprintf(w->name, sizeof w->name, "%d@%.40s", w->id, file);
 }
 
 static void start_pthread(lua_State *L, rt_worker *w, void *(*body)(void *)) {
-  PT_CHECK(pthread_mutex_lock(&w->rt->mu));  /* tid is set under mu: rt_stop and os.exit signal it */
+  PT_CHECK(pthread_mutex_lock(&w->rt->mu)); /* tid is set under mu: rt_stop and os.exit signal it */
   int err = pthread_create(&w->tid, NULL, body, w);
   if (err) w->done = w->reaped = w->joined = 1;
   PT_CHECK(pthread_mutex_unlock(&w->rt->mu));
@@ -880,7 +897,7 @@ rt_worker *rt_spawn(lua_State *L, rt_kind kind, int idx, int n) {
   if (!w) luaL_error(L, "out of memory");
   name_worker(L, idx, w);
   if (kind == RT_PROCESS) {
-    atomic_store(&rt->forked, 1);  /* before the fork: the child inherits it too */
+    atomic_store(&rt->forked, 1); /* before the fork: the child inherits it too */
     return spawn_process(L, w, idx, n);
   }
   if (kind == RT_OWN_INTERP) {
@@ -929,8 +946,10 @@ int rt_join(lua_State *L, rt_worker *w, int64_t timeout_ns) {
     struct timespec ts = { (time_t)(deadline / 1000000000u), (long)(deadline % 1000000000u) };
     PT_CHECK(pthread_mutex_lock(&rt->mu));
     while (!w->done && !atomic_load(&rt->stop)) {
-      if (timeout_ns < 0) PT_CHECK(pthread_cond_wait(&rt->done_cv, &rt->mu));
-      else if (PT_CHECK_OR(pthread_cond_timedwait(&rt->done_cv, &rt->mu, &ts), ETIMEDOUT)) break;
+      if (timeout_ns < 0)
+        PT_CHECK(pthread_cond_wait(&rt->done_cv, &rt->mu));
+      else if (PT_CHECK_OR(pthread_cond_timedwait(&rt->done_cv, &rt->mu, &ts), ETIMEDOUT))
+        break;
     }
     done = w->done;
     PT_CHECK(pthread_mutex_unlock(&rt->mu));
@@ -943,7 +962,7 @@ int rt_join(lua_State *L, rt_worker *w, int64_t timeout_ns) {
 
 int rt_push_results(lua_State *L, rt_worker *w) {
   PT_CHECK(pthread_mutex_lock(&rt_current->mu));
-  assert(w->done && w->reaped);  /* results are read only once the worker is gone */
+  assert(w->done && w->reaped); /* results are read only once the worker is gone */
   w->joined = 1;
   PT_CHECK(pthread_mutex_unlock(&rt_current->mu));
   const char *what = w->kind == RT_PROCESS ? "process" : "thread";
@@ -979,7 +998,7 @@ void rt_sleep(lua_State *L, uint64_t ns) {
 }
 
 uint64_t rt_block_begin(rt_worker *self, rt_block kind) {
-  assert(self == self_worker && kind < RT_BLOCK_NKINDS);  /* only a thread drops its own GIL */
+  assert(self == self_worker && kind < RT_BLOCK_NKINDS); /* only a thread drops its own GIL */
   uint64_t now = clock_now_ns();
   gil_drop(self->interp->gil, &self->gil_thread);
   if (self->rt->recording) ev_record(&self->events, clock_now_ns(), EV_STATE, block_state[kind], 0);
@@ -991,8 +1010,10 @@ void rt_block_end(rt_worker *self, rt_block kind, uint64_t began) {
   gil_take(self->interp->gil, &self->gil_thread);
   park_if_exiting(self);
   uint64_t spent = clock_now_ns() - began;
-  if (kind == RT_BLOCK_NATIVE) self->nogil_ns += spent;
-  else self->blocked_ns += spent;
+  if (kind == RT_BLOCK_NATIVE)
+    self->nogil_ns += spent;
+  else
+    self->blocked_ns += spent;
 }
 
 void rt_check_stop(lua_State *L) {
@@ -1010,16 +1031,18 @@ int rt_should_stop(void *unused) {
 void rt_stop(runtime *rt, int code, const char *reason) {
   PT_CHECK(pthread_mutex_lock(&rt->mu));
   if (atomic_load(&rt->stop) == 0) {
-    rt->stop_reason = reason;         /* written before `stop` is published: readers */
-    atomic_store(&rt->stop, code);    /* that see `stop` see the reason too */
+    rt->stop_reason = reason; /* written before `stop` is published: readers */
+    atomic_store(&rt->stop, code); /* that see `stop` see the reason too */
   }
   PT_CHECK(pthread_cond_broadcast(&rt->stop_cv));
   PT_CHECK(pthread_cond_broadcast(&rt->done_cv));
   for (int i = 0; i < rt->nworkers; i++) {
     rt_worker *w = rt->workers[i];
     if (w->done || rt_inherited(rt, w) || (w->kind == RT_PROCESS && w->pid == 0)) continue;
-    if (w->kind == RT_PROCESS) kill(w->pid, SIGKILL);
-    else if (!w->reaped || i == 0) breaker_interrupt(w->tid, &w->interrupt);
+    if (w->kind == RT_PROCESS)
+      kill(w->pid, SIGKILL);
+    else if (!w->reaped || i == 0)
+      breaker_interrupt(w->tid, &w->interrupt);
   }
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
 }
@@ -1027,7 +1050,7 @@ void rt_stop(runtime *rt, int code, const char *reason) {
 void rt_wait_all(runtime *rt) {
   if (rt->host.before_wait_all) rt->host.before_wait_all(rt);
   PT_CHECK(pthread_mutex_lock(&rt->mu));
-  rt->keep_all = 1;  /* from here on workers[] only grows: indexing it stays valid */
+  rt->keep_all = 1; /* from here on workers[] only grows: indexing it stays valid */
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
   for (int i = rt->first_own;; i++) {
     PT_CHECK(pthread_mutex_lock(&rt->mu));
@@ -1041,7 +1064,7 @@ void rt_wait_all(runtime *rt) {
   getrusage(RUSAGE_SELF, &self);
   getrusage(RUSAGE_CHILDREN, &kids);
   uint64_t kid_us = (uint64_t)(kids.ru_utime.tv_sec + kids.ru_stime.tv_sec) * 1000000u +
-                    (uint64_t)(kids.ru_utime.tv_usec + kids.ru_stime.tv_usec);
+      (uint64_t)(kids.ru_utime.tv_usec + kids.ru_stime.tv_usec);
   rt->cpu_ns = clock_process_cpu_ns() - rt->cpu_start_ns + kid_us * 1000u;
   rt->maxrss_kb = (uint64_t)self.ru_maxrss + rt->gone.maxrss_kb;
   for (int i = rt->first_own; i < rt->nworkers; i++) rt->maxrss_kb += rt->workers[i]->maxrss_kb;
@@ -1054,9 +1077,9 @@ void rt_exit_begin(void) {
   PT_CHECK(pthread_mutex_lock(&rt->mu));
   int first = !atomic_load(&rt->exiting);
   if (first) {
-    rt->exiter = self_worker;  /* written before `exiting` is published */
+    rt->exiter = self_worker; /* written before `exiting` is published */
     atomic_store(&rt->exiting, 1);
-    for (int i = 0; i < rt->nworkers; i++) {  /* threads running Lua park at their next check point */
+    for (int i = 0; i < rt->nworkers; i++) { /* threads running Lua park at their next check point */
       rt_worker *w = rt->workers[i];
       int own = i == 0 ? !rt->is_child : i >= rt->first_own;
       if (own && w != self_worker && w->kind != RT_PROCESS && !w->done) breaker_interrupt(w->tid, &w->interrupt);

@@ -34,13 +34,17 @@
 
 typedef enum rt_kind { RT_THREAD, RT_OWN_INTERP, RT_PROCESS } rt_kind;
 
-
-typedef enum rt_block {  /* why a thread has released the GIL */
-  RT_BLOCK_SLEEP, RT_BLOCK_JOIN, RT_BLOCK_LOCK, RT_BLOCK_QUEUE, RT_BLOCK_NATIVE, RT_BLOCK_NKINDS
+typedef enum rt_block { /* why a thread has released the GIL */
+                        RT_BLOCK_SLEEP,
+                        RT_BLOCK_JOIN,
+                        RT_BLOCK_LOCK,
+                        RT_BLOCK_QUEUE,
+                        RT_BLOCK_NATIVE,
+                        RT_BLOCK_NKINDS
 } rt_block;
 
-typedef struct rt_interp {  /* one Lua interpreter and its GIL */
-  lua_State *L;             /* NULL once a free worker's interpreter is closed */
+typedef struct rt_interp { /* one Lua interpreter and its GIL */
+  lua_State *L; /* NULL once a free worker's interpreter is closed */
   gil_t *gil;
 } rt_interp;
 
@@ -49,88 +53,88 @@ typedef struct rt_child_figures {
   uint64_t cpu_ns, started_ns, maxrss_kb;
   uint64_t acquisitions, forced_drops, wait_ns, hold_ns, blocked_ns, nogil_ns;
   unsigned long long bytes_encoded, bytes_decoded;
-  uint64_t nevents, events_dropped;  /* its timeline follows the payload */
+  uint64_t nevents, events_dropped; /* its timeline follows the payload */
 } rt_child_figures;
 
 typedef struct rt_worker {
   int id;
   char name[64];
   rt_kind kind;
-  rt_interp *interp;       /* the interpreter it runs in (threads; RT_OWN_INTERP: its own) */
+  rt_interp *interp; /* the interpreter it runs in (threads; RT_OWN_INTERP: its own) */
   pthread_t tid;
-  lua_State *L;            /* RT_THREAD: the Lua thread it runs */
-  int thread_ref;          /* registry reference that keeps L alive */
-  gil_thread gil_thread;   /* its identity and statistics for its GIL */
-  atomic_int interrupt;    /* the eval breaker's request flag for this thread */
-  uint64_t spawned_ns;     /* when spawn was called */
-  uint64_t started_ns;     /* when its function started: start-up cost = started - spawned */
-  uint64_t cpu_ns;         /* CPU time, measured when it ends */
-  uint64_t blocked_ns;     /* GIL released while blocked: sleep, join, lock, queue */
-  uint64_t nogil_ns;       /* GIL released while running C code (gil.native(s, true)) */
-  int nresults;            /* RT_THREAD: results left on L's stack */
-  mar_buf in_globals;      /* RT_OWN_INTERP: the spawner's globals, encoded */
-  mar_buf msg;             /* RT_OWN_INTERP: function and arguments; then (and RT_PROCESS) results */
-  char *error;             /* message and traceback if it failed (malloc'd) */
-  int interrupted;         /* stopped by timeout or Ctrl-C */
-  int joined;              /* someone received its results or error */
-  pid_t pid;               /* RT_PROCESS */
-  int fd;                  /* RT_PROCESS: read end of its pipe, -1 once closed */
-  uint64_t maxrss_kb;      /* RT_PROCESS: its peak memory */
-  unsigned long long bytes_copied;  /* RT_PROCESS: bytes its marshaller moved */
-  pid_t home;              /* the process whose worker it is: elsewhere, a copy (rt_inherited) */
-  int fd_slot;             /* RT_PROCESS: its index in runtime.piped while its pipe is open */
-  int owns_interp;         /* RT_OWN_INTERP: `interp` is its own interpreter, made by own_interp_main */
-  ev_buf events;           /* its timeline, if the run records one; written by its own thread */
+  lua_State *L; /* RT_THREAD: the Lua thread it runs */
+  int thread_ref; /* registry reference that keeps L alive */
+  gil_thread gil_thread; /* its identity and statistics for its GIL */
+  atomic_int interrupt; /* the eval breaker's request flag for this thread */
+  uint64_t spawned_ns; /* when spawn was called */
+  uint64_t started_ns; /* when its function started: start-up cost = started - spawned */
+  uint64_t cpu_ns; /* CPU time, measured when it ends */
+  uint64_t blocked_ns; /* GIL released while blocked: sleep, join, lock, queue */
+  uint64_t nogil_ns; /* GIL released while running C code (gil.native(s, true)) */
+  int nresults; /* RT_THREAD: results left on L's stack */
+  mar_buf in_globals; /* RT_OWN_INTERP: the spawner's globals, encoded */
+  mar_buf msg; /* RT_OWN_INTERP: function and arguments; then (and RT_PROCESS) results */
+  char *error; /* message and traceback if it failed (malloc'd) */
+  int interrupted; /* stopped by timeout or Ctrl-C */
+  int joined; /* someone received its results or error */
+  pid_t pid; /* RT_PROCESS */
+  int fd; /* RT_PROCESS: read end of its pipe, -1 once closed */
+  uint64_t maxrss_kb; /* RT_PROCESS: its peak memory */
+  unsigned long long bytes_copied; /* RT_PROCESS: bytes its marshaller moved */
+  pid_t home; /* the process whose worker it is: elsewhere, a copy (rt_inherited) */
+  int fd_slot; /* RT_PROCESS: its index in runtime.piped while its pipe is open */
+  int owns_interp; /* RT_OWN_INTERP: `interp` is its own interpreter, made by own_interp_main */
+  ev_buf events; /* its timeline, if the run records one; written by its own thread */
   /* under rt->mu */
-  int done;                /* its function has returned or failed */
-  int reaped;              /* its pthread has been joined / its process waited for */
-  int collecting;          /* RT_PROCESS: a joiner is reading its pipe */
-  int handles;             /* Lua handles to it alive: released once 0 and joined */
+  int done; /* its function has returned or failed */
+  int reaped; /* its pthread has been joined / its process waited for */
+  int collecting; /* RT_PROCESS: a joiner is reading its pipe */
+  int handles; /* Lua handles to it alive: released once 0 and joined */
   struct runtime *rt;
 } rt_worker;
 
 /* What the layers above give the runtime when they create it (as Wren's
    WrenConfiguration): the runtime calls these and includes nothing of theirs. */
 typedef struct rt_host {
-  void (*open)(lua_State *L);                  /* a new interpreter, after the standard libraries */
-  void (*before_wait_all)(struct runtime *rt);  /* first thing in rt_wait_all (and a fork child's end) */
+  void (*open)(lua_State *L); /* a new interpreter, after the standard libraries */
+  void (*before_wait_all)(struct runtime *rt); /* first thing in rt_wait_all (and a fork child's end) */
 } rt_host;
 
 typedef struct runtime {
   rt_mode mode;
-  rt_kind spawn_kind;        /* what gil.spawn makes in this mode */
+  rt_kind spawn_kind; /* what gil.spawn makes in this mode */
   const char *policy;
   uint64_t interval_ns;
-  pthread_mutex_t mu;        /* guards workers[], interps[], done/reaped, figures */
-  pthread_cond_t done_cv;    /* a worker finished */
-  pthread_cond_t stop_cv;    /* stop requested: wakes sleepers */
-  pthread_mutex_t fork_mu;   /* one fork at a time, so no child inherits another's pipe */
-  rt_worker **workers;       /* live worker records; workers[0] is main */
+  pthread_mutex_t mu; /* guards workers[], interps[], done/reaped, figures */
+  pthread_cond_t done_cv; /* a worker finished */
+  pthread_cond_t stop_cv; /* stop requested: wakes sleepers */
+  pthread_mutex_t fork_mu; /* one fork at a time, so no child inherits another's pipe */
+  rt_worker **workers; /* live worker records; workers[0] is main */
   int nworkers;
   size_t cap;
-  int next_id;               /* ids are never reused: workers spawned so far, main included */
-  rt_totals gone;            /* released workers, summed */
-  int keep_all;              /* no more releases (the run is ending, or its timeline is recorded) */
-  int closing;               /* rt_destroy: worker records are being freed */
-  int fork_walk;             /* records a forked child's set-up visited (gil._debug) */
-  int first_own;             /* workers[first_own..] are this process's (a forked child's start after its parent's) */
-  rt_worker **piped;         /* process workers whose pipe is open: a forked child closes them */
-  int npiped;                /* (under fork_mu) */
+  int next_id; /* ids are never reused: workers spawned so far, main included */
+  rt_totals gone; /* released workers, summed */
+  int keep_all; /* no more releases (the run is ending, or its timeline is recorded) */
+  int closing; /* rt_destroy: worker records are being freed */
+  int fork_walk; /* records a forked child's set-up visited (gil._debug) */
+  int first_own; /* workers[first_own..] are this process's (a forked child's start after its parent's) */
+  rt_worker **piped; /* process workers whose pipe is open: a forked child closes them */
+  int npiped; /* (under fork_mu) */
   size_t pipedcap;
-  int life[2];               /* parent-liveness pipe: children see EOF when this process dies */
-  atomic_int exiting;        /* os.exit has begun: a thread taking a GIL parks instead of running Lua */
-  rt_worker *exiter;         /* the thread running os.exit */
-  rt_interp **interps;       /* interps[0] is main's */
+  int life[2]; /* parent-liveness pipe: children see EOF when this process dies */
+  atomic_int exiting; /* os.exit has begun: a thread taking a GIL parks instead of running Lua */
+  rt_worker *exiter; /* the thread running os.exit */
+  rt_interp **interps; /* interps[0] is main's */
   int ninterps;
   size_t icap;
-  int is_child;              /* this process is a fork worker */
-  pid_t pid;                 /* getpid(), cached: shared objects ask for it on every call */
-  int recording;             /* keep every thread's timeline (--trace, --timeline, --svg) */
-  atomic_int stop;           /* 0, or the exit code the stop asks for (124, 130, 143) */
-  const char *stop_reason;   /* "timeout", "interrupted" */
+  int is_child; /* this process is a fork worker */
+  pid_t pid; /* getpid(), cached: shared objects ask for it on every call */
+  int recording; /* keep every thread's timeline (--trace, --timeline, --svg) */
+  atomic_int stop; /* 0, or the exit code the stop asks for (124, 130, 143) */
+  const char *stop_reason; /* "timeout", "interrupted" */
   uint64_t start_ns, end_ns;
-  uint64_t cpu_start_ns, cpu_ns;  /* CPU time over the run, children included */
-  uint64_t maxrss_kb;        /* peak memory, summed over processes */
+  uint64_t cpu_start_ns, cpu_ns; /* CPU time over the run, children included */
+  uint64_t maxrss_kb; /* peak memory, summed over processes */
   rt_figure figures[32];
   int nfigures;
   /* Shared objects (vm/lua/objects.c). The arena is mapped in rt_create, before any
@@ -138,9 +142,9 @@ typedef struct runtime {
      not be mapped: the objects then raise an error). Size: rt_arena_size, or
      SHM_DEFAULT_ARENA_SIZE. */
   shm_arena *arena;
-  atomic_int forked;         /* a process worker has been started: queues stop passing references */
-  atomic_int stdout_failed;  /* a process worker could not write its stdout (it said so on stderr) */
-  rt_host host;              /* the callbacks rt_create was given */
+  atomic_int forked; /* a process worker has been started: queues stop passing references */
+  atomic_int stdout_failed; /* a process worker could not write its stdout (it said so on stderr) */
+  rt_host host; /* the callbacks rt_create was given */
 } runtime;
 
 /* w is a copy of a worker of another process (a forked child's parent). */
@@ -155,8 +159,7 @@ pid_t rt_pid(void);
 /* The GIL of the calling worker's interpreter. */
 gil_t *rt_gil(void);
 
-runtime *rt_create(const rt_host *host, rt_mode mode, const char *policy, uint64_t interval_ns,
-                   int check_interval);
+runtime *rt_create(const rt_host *host, rt_mode mode, const char *policy, uint64_t interval_ns, int check_interval);
 /* Close the interpreters (main's GIL taken: __gc metamethods may run Lua) and free it all. */
 void rt_destroy(runtime *rt);
 /* Main's interpreter, with the standard libraries and what host->open adds. */

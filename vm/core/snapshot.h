@@ -16,9 +16,9 @@
    row by row (a small script's report is complete); later ones are summed. */
 #define RT_KEEP_RECORDS 40
 
-typedef enum snap_kind { SNAP_THREAD, SNAP_OWN_INTERP, SNAP_PROCESS } snap_kind;  /* as rt_kind */
+typedef enum snap_kind { SNAP_THREAD, SNAP_OWN_INTERP, SNAP_PROCESS } snap_kind; /* as rt_kind */
 
-typedef struct rt_figure {  /* gil.report(name, value) */
+typedef struct rt_figure { /* gil.report(name, value) */
   char name[48];
   char value[48];
 } rt_figure;
@@ -30,22 +30,22 @@ typedef struct rt_totals {
   uint64_t cpu_ns, hold_ns, wait_ns, acquisitions, forced_drops, blocked_ns, nogil_ns;
   uint64_t startup_ns, maxrss_kb, events_dropped;
   unsigned long long bytes_copied;
-  gil_stats gil;             /* released free workers' interpreters' GILs */
+  gil_stats gil; /* released free workers' interpreters' GILs */
 } rt_totals;
 
-typedef struct snap_worker {  /* one worker of this process, as it ended */
+typedef struct snap_worker { /* one worker of this process, as it ended */
   int id;
   char name[64];
   snap_kind kind;
-  long pid;                  /* SNAP_PROCESS */
+  long pid; /* SNAP_PROCESS */
   uint64_t cpu_ns;
-  uint64_t hold_ns, wait_ns, acquisitions, forced_drops;  /* under its GIL */
-  uint64_t blocked_ns;       /* GIL released while blocked: sleep, join, lock, queue */
-  uint64_t nogil_ns;          /* GIL released while running C code */
-  uint64_t startup_ns;       /* from spawn to its function running (0: main, or unknown) */
+  uint64_t hold_ns, wait_ns, acquisitions, forced_drops; /* under its GIL */
+  uint64_t blocked_ns; /* GIL released while blocked: sleep, join, lock, queue */
+  uint64_t nogil_ns; /* GIL released while running C code */
+  uint64_t startup_ns; /* from spawn to its function running (0: main, or unknown) */
   int failed;
-  unsigned long long bytes_copied;  /* SNAP_PROCESS: bytes its marshaller moved */
-  const ev_buf *events;      /* its timeline (the runtime's: valid until rt_destroy) */
+  unsigned long long bytes_copied; /* SNAP_PROCESS: bytes its marshaller moved */
+  const ev_buf *events; /* its timeline (the runtime's: valid until rt_destroy) */
 } snap_worker;
 
 typedef struct rt_snapshot {
@@ -54,16 +54,16 @@ typedef struct rt_snapshot {
   uint64_t interval_ns;
   int check_interval;
   uint64_t start_ns, end_ns, cpu_ns;
-  uint64_t maxrss_kb;        /* peak memory, summed over processes */
-  gil_stats gil;             /* all interpreters' GILs (handoff latencies from main's) */
-  unsigned long long bytes_marshalled;  /* by this process's marshaller, both ways */
-  int recorded;              /* timelines were recorded */
-  const char *stopped;       /* NULL, or why the run was stopped */
+  uint64_t maxrss_kb; /* peak memory, summed over processes */
+  gil_stats gil; /* all interpreters' GILs (handoff latencies from main's) */
+  unsigned long long bytes_marshalled; /* by this process's marshaller, both ways */
+  int recorded; /* timelines were recorded */
+  const char *stopped; /* NULL, or why the run was stopped */
   rt_figure figures[32];
   int nfigures;
-  snap_worker *workers;      /* this process's, main first, in spawn order */
+  snap_worker *workers; /* this process's, main first, in spawn order */
   int nworkers;
-  rt_totals released;        /* workers whose records were freed: only sums remain */
+  rt_totals released; /* workers whose records were freed: only sums remain */
 } rt_snapshot;
 
 #endif

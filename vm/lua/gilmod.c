@@ -30,9 +30,7 @@
 
 /* ---- worker handles ---- */
 
-static rt_worker *check_handle(lua_State *L, int idx) {
-  return *(rt_worker **)luaL_checkudata(L, idx, HANDLE_MT);
-}
+static rt_worker *check_handle(lua_State *L, int idx) { return *(rt_worker **)luaL_checkudata(L, idx, HANDLE_MT); }
 
 static void push_handle(lua_State *L, rt_worker *w) {
   rt_worker **p = lua_newuserdatauv(L, sizeof *p, 0);
@@ -63,10 +61,14 @@ static int h_join(lua_State *L) {
 static int h_index(lua_State *L) {
   rt_worker *w = check_handle(L, 1);
   const char *k = luaL_checkstring(L, 2);
-  if (strcmp(k, "name") == 0) lua_pushstring(L, w->name);
-  else if (strcmp(k, "id") == 0) lua_pushinteger(L, w->id);
-  else if (strcmp(k, "join") == 0) lua_pushcfunction(L, h_join);
-  else lua_pushnil(L);
+  if (strcmp(k, "name") == 0)
+    lua_pushstring(L, w->name);
+  else if (strcmp(k, "id") == 0)
+    lua_pushinteger(L, w->id);
+  else if (strcmp(k, "join") == 0)
+    lua_pushcfunction(L, h_join);
+  else
+    lua_pushnil(L);
   return 1;
 }
 
@@ -141,21 +143,20 @@ static int g_native(lua_State *L) {
 
 /* gil.compute: interpreted busy work, so it is preemptible at its loop's jumps. */
 static const char compute_src[] =
-  "local cpu = ...\n"
-  "return function(s)\n"
-  "  if type(s) ~= 'number' or s < 0 then\n"
-  "    error(\"bad argument #1 to 'compute' (non-negative number expected)\", 2)\n"
-  "  end\n"
-  "  local deadline, x = cpu() + s, 0\n"
-  "  repeat\n"
-  "    for i = 1, 10000 do x = (x + i * i) % 1000003 end\n"
-  "  until cpu() >= deadline\n"
-  "  return x\n"
-  "end\n";
+    "local cpu = ...\n"
+    "return function(s)\n"
+    "  if type(s) ~= 'number' or s < 0 then\n"
+    "    error(\"bad argument #1 to 'compute' (non-negative number expected)\", 2)\n"
+    "  end\n"
+    "  local deadline, x = cpu() + s, 0\n"
+    "  repeat\n"
+    "    for i = 1, 10000 do x = (x + i * i) % 1000003 end\n"
+    "  until cpu() >= deadline\n"
+    "  return x\n"
+    "end\n";
 
 static void push_compute(lua_State *L) {
-  if (luaL_loadbufferx(L, compute_src, sizeof compute_src - 1, "=gil.compute", "t") != LUA_OK)
-    lua_error(L);
+  if (luaL_loadbufferx(L, compute_src, sizeof compute_src - 1, "=gil.compute", "t") != LUA_OK) lua_error(L);
   lua_pushcfunction(L, g_thread_cpu);
   lua_call(L, 1, 1);
 }
@@ -188,9 +189,12 @@ static int g_report(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   luaL_checkany(L, 2);
   char value[48];
-  if (lua_isinteger(L, 2)) snprintf(value, sizeof value, "%lld", (long long)lua_tointeger(L, 2));
-  else if (lua_type(L, 2) == LUA_TNUMBER) snprintf(value, sizeof value, "%.6g", lua_tonumber(L, 2));
-  else snprintf(value, sizeof value, "%s", luaL_tolstring(L, 2, NULL));
+  if (lua_isinteger(L, 2))
+    snprintf(value, sizeof value, "%lld", (long long)lua_tointeger(L, 2));
+  else if (lua_type(L, 2) == LUA_TNUMBER)
+    snprintf(value, sizeof value, "%.6g", lua_tonumber(L, 2));
+  else
+    snprintf(value, sizeof value, "%s", luaL_tolstring(L, 2, NULL));
   rt_set_figure(rt_current, name, value);
   return 0;
 }
@@ -202,13 +206,13 @@ static int g_debug(lua_State *L) {
   int records = rt->nworkers - rt->first_own + 1, interps = rt->ninterps, released = rt->gone.n;
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
   lua_createtable(L, 0, 4);
-  lua_pushinteger(L, records);  /* live worker records of this process, main (or self) included */
+  lua_pushinteger(L, records); /* live worker records of this process, main (or self) included */
   lua_setfield(L, -2, "records");
   lua_pushinteger(L, interps);
   lua_setfield(L, -2, "interps");
   lua_pushinteger(L, released);
   lua_setfield(L, -2, "released");
-  lua_pushinteger(L, rt->fork_walk);  /* records visited when this process was forked */
+  lua_pushinteger(L, rt->fork_walk); /* records visited when this process was forked */
   lua_setfield(L, -2, "fork_walk");
   return 1;
 }
@@ -268,7 +272,7 @@ static int co_wrapped(lua_State *L) {
 #endif
     lua_xmove(co, L, 1);
   }
-  if (status != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {  /* add where, as Lua does */
+  if (status != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) { /* add where, as Lua does */
     luaL_where(L, 1);
     lua_insert(L, -2);
     lua_concat(L, 2);
@@ -293,9 +297,8 @@ static int co_running(lua_State *L) {
   return 2;
 }
 
-static int co_yield(lua_State *L) {
-  if (L == breaker_base() && !lua_isyieldable(L))
-    return luaL_error(L, "attempt to yield from outside a coroutine");
+static int co_yield (lua_State *L) {
+  if (L == breaker_base() && !lua_isyieldable(L)) return luaL_error(L, "attempt to yield from outside a coroutine");
   return lua_yield(L, lua_gettop(L));
 }
 
@@ -308,7 +311,7 @@ static void patch_coroutine_lib(lua_State *L) {
     lua_setfield(L, -2, "wrap");
     lua_pushcfunction(L, co_running);
     lua_setfield(L, -2, "running");
-    lua_pushcfunction(L, co_yield);
+    lua_pushcfunction(L, co_yield );
     lua_setfield(L, -2, "yield");
   }
   lua_pop(L, 1);
@@ -321,8 +324,10 @@ static void patch_coroutine_lib(lua_State *L) {
    process kept out of Lua; then stdio is flushed and the process ends. */
 static int os_exit(lua_State *L) {
   int status;
-  if (lua_isboolean(L, 1)) status = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
-  else status = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
+  if (lua_isboolean(L, 1))
+    status = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
+  else
+    status = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
   rt_exit_begin();
   if (lua_toboolean(L, 2)) {
     breaker_attach(NULL, NULL);
@@ -383,8 +388,8 @@ int luaopen_gil(lua_State *L) {
 }
 
 void gilmod_open(lua_State *L) {
-  breaker_open_debug(L);  /* first: it initialises what every new Lua thread copies */
-  luaL_requiref(L, "gil", luaopen_gil, 1);  /* global `gil` and package.loaded.gil */
+  breaker_open_debug(L); /* first: it initialises what every new Lua thread copies */
+  luaL_requiref(L, "gil", luaopen_gil, 1); /* global `gil` and package.loaded.gil */
   lua_pop(L, 1);
   patch_coroutine_lib(L);
   patch_os_lib(L);

@@ -99,8 +99,8 @@
 #define LOCK_MT "gil.lock"
 #define QUEUE_MT "gil.queue"
 #define VALUE_MT "gil.value"
-#define CACHE_KEY "gil.objects"     /* registry: offset -> handle, weak values */
-#define POOL_KEY "gil.pool.new"     /* registry: pool.lua's constructor, once loaded */
+#define CACHE_KEY "gil.objects" /* registry: offset -> handle, weak values */
+#define POOL_KEY "gil.pool.new" /* registry: pool.lua's constructor, once loaded */
 
 static const struct {
   const char *mt, *what;
@@ -111,10 +111,10 @@ static const struct {
 };
 
 typedef struct handle {
-  shm_off off;   /* the object; 0 before it exists or once released */
-  pid_t pid;     /* the process whose reference this handle holds */
-  int type;      /* SHM_T_* */
-  int crossed;   /* it has been encoded: it may be in another interpreter */
+  shm_off off; /* the object; 0 before it exists or once released */
+  pid_t pid; /* the process whose reference this handle holds */
+  int type; /* SHM_T_* */
+  int crossed; /* it has been encoded: it may be in another interpreter */
 } handle;
 
 /* ------------------------------------------------------------ plumbing */
@@ -198,7 +198,7 @@ static int obj_tostring(lua_State *L) {
 
 /* ---------------------------------------------- codecs for the marshaller */
 
-#define HANDLE_BYTES 9  /* kind, then the offset (host order: the same host) */
+#define HANDLE_BYTES 9 /* kind, then the offset (host order: the same host) */
 
 static int enc_handle(lua_State *L, int idx, unsigned char *out, size_t cap) {
   handle *h = lua_touserdata(L, idx);
@@ -250,7 +250,7 @@ typedef struct held_lock {
   uint64_t token;
 } held_lock;
 
-static held_lock *held_locks;  /* locks held by this process's workers */
+static held_lock *held_locks; /* locks held by this process's workers */
 static int nheld_locks;
 static size_t cap_held_locks;
 
@@ -260,7 +260,7 @@ typedef struct pool_reg {
   shm_off tasks, results;
 } pool_reg;
 
-static pool_reg *pools;  /* pools whose queues are kept alive here */
+static pool_reg *pools; /* pools whose queues are kept alive here */
 static int npools;
 static size_t cappools;
 static long next_pool_id;
@@ -268,7 +268,7 @@ static long next_pool_id;
 static void before_fork(void) { PT_CHECK(pthread_mutex_lock(&objects_mu)); }
 static void after_fork_parent(void) { PT_CHECK(pthread_mutex_unlock(&objects_mu)); }
 static void after_fork_child(void) {
-  nheld_locks = 0;  /* the other threads are gone, and this one's token changed */
+  nheld_locks = 0; /* the other threads are gone, and this one's token changed */
   PT_CHECK(pthread_mutex_unlock(&objects_mu));
 }
 
@@ -335,7 +335,7 @@ static const char *worker_name(int id, char *buf, size_t len) {
   runtime *rt = rt_current;
   buf[0] = 0;
   PT_CHECK(pthread_mutex_lock(&rt->mu));
-  for (int i = 0; i < rt->nworkers; i++)  /* ids are not indices: released workers leave no record */
+  for (int i = 0; i < rt->nworkers; i++) /* ids are not indices: released workers leave no record */
     if (rt->workers[i]->id == id) snprintf(buf, len, "%s", rt->workers[i]->name);
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
   return buf;
@@ -351,7 +351,7 @@ static int lock_acquire(lua_State *L) {
   if (held_by(h->off) == token) {
     if (shm_lock_locked(a, h->off))
       return luaL_error(L, "lock already held by this thread (%s): it is not re-entrant", me->name);
-    held_clear(h->off);  /* a stale record (the lock it was about is gone) */
+    held_clear(h->off); /* a stale record (the lock it was about is gone) */
   }
   struct timespec now = shm_deadline_in(0);
   int rc = shm_lock_acquire(a, h->off, token, &now, NULL, NULL);
@@ -365,18 +365,13 @@ static int lock_acquire(lua_State *L) {
     held_set(h->off, token);
     lua_pushboolean(L, 1);
     return 1;
-  case SHM_TIMEOUT:
-    lua_pushboolean(L, 0);
-    return 1;
+  case SHM_TIMEOUT: lua_pushboolean(L, 0); return 1;
   case SHM_STOPPED:
     rt_check_stop(L);
     lua_pushboolean(L, 0);
     return 1;
-  case SHM_OWNER_DEAD:
-    held_clear(h->off);
-    return luaL_error(L, "lock owner died while holding it");
-  default:
-    return luaL_error(L, "lock: %s", shm_strerror(rc));
+  case SHM_OWNER_DEAD: held_clear(h->off); return luaL_error(L, "lock owner died while holding it");
+  default: return luaL_error(L, "lock: %s", shm_strerror(rc));
   }
 }
 
@@ -409,13 +404,13 @@ static int lock_locked(lua_State *L) {
 
 /* ----------------------------------------------------------- gil.queue */
 
-#define ITEM_COPY 'C'  /* then the marshaller's bytes */
-#define ITEM_REF 'R'   /* then a struct item_ref */
+#define ITEM_COPY 'C' /* then the marshaller's bytes */
+#define ITEM_REF 'R' /* then a struct item_ref */
 
 typedef struct item_ref {
   int32_t pid;
   int32_t ref;
-  uint64_t interp;  /* the rt_interp of the putter, as a number */
+  uint64_t interp; /* the rt_interp of the putter, as a number */
 } item_ref;
 
 static int g_queue(lua_State *L) {
@@ -434,7 +429,7 @@ static int g_queue(lua_State *L) {
 static int by_reference(handle *h, rt_worker *me) {
   runtime *rt = rt_current;
   return rt->spawn_kind == RT_THREAD && me->kind == RT_THREAD && me->interp == rt->interps[0] && !rt->is_child &&
-         !atomic_load(&rt->forked) && !h->crossed && h->pid == rt_pid();
+      !atomic_load(&rt->forked) && !h->crossed && h->pid == rt_pid();
 }
 
 static int queue_put(lua_State *L) {
@@ -482,9 +477,7 @@ static int queue_put(lua_State *L) {
   mar_buf_free(&buf);
   if (rc != SHM_OK) luaL_unref(L, LUA_REGISTRYINDEX, ref);
   switch (rc) {
-  case SHM_OK:
-    lua_pushboolean(L, 1);
-    return 1;
+  case SHM_OK: lua_pushboolean(L, 1); return 1;
   case SHM_TIMEOUT:
     lua_pushnil(L);
     lua_pushliteral(L, "timeout");
@@ -494,13 +487,13 @@ static int queue_put(lua_State *L) {
     lua_pushnil(L);
     lua_pushliteral(L, "timeout");
     return 2;
-  case SHM_CLOSED:
-    return luaL_error(L, "queue is closed");
+  case SHM_CLOSED: return luaL_error(L, "queue is closed");
   case SHM_ENOSPC:
-    return luaL_error(L, "queue put: the shared memory arena is full (an item of %d bytes did not fit; "
-                      "GILVM_ARENA_MB sets its size)", (int)len);
-  default:
-    return luaL_error(L, "queue put: %s", shm_strerror(rc));
+    return luaL_error(L,
+                      "queue put: the shared memory arena is full (an item of %d bytes did not fit; "
+                      "GILVM_ARENA_MB sets its size)",
+                      (int)len);
+  default: return luaL_error(L, "queue put: %s", shm_strerror(rc));
   }
 }
 
@@ -524,7 +517,8 @@ static void push_item(lua_State *L, rt_worker *me, unsigned char *data, size_t l
   memcpy(&r, data + 1, sizeof r);
   free(data);
   if (r.pid != (int32_t)rt_pid())
-    luaL_error(L, "queue get: this item was put by reference in process %d (a gil-mode thread, before any "
+    luaL_error(L,
+               "queue get: this item was put by reference in process %d (a gil-mode thread, before any "
                "process was started) and cannot be received in process %d",
                (int)r.pid, (int)rt_pid());
   if (r.interp != (uint64_t)(uintptr_t)me->interp)
@@ -549,9 +543,7 @@ static int queue_get(lua_State *L) {
     rt_block_end(me, RT_BLOCK_QUEUE, began);
   }
   switch (rc) {
-  case SHM_OK:
-    push_item(L, me, data, len);
-    return 1;
+  case SHM_OK: push_item(L, me, data, len); return 1;
   case SHM_TIMEOUT:
     lua_pushnil(L);
     lua_pushliteral(L, "timeout");
@@ -565,8 +557,7 @@ static int queue_get(lua_State *L) {
     lua_pushnil(L);
     lua_pushliteral(L, "timeout");
     return 2;
-  default:
-    return luaL_error(L, "queue get: %s", shm_strerror(rc));
+  default: return luaL_error(L, "queue get: %s", shm_strerror(rc));
   }
 }
 
@@ -610,8 +601,10 @@ static shm_number check_number(lua_State *L, int idx) {
 }
 
 static void push_number(lua_State *L, shm_number n) {
-  if (n.is_float) lua_pushnumber(L, (lua_Number)n.f);
-  else lua_pushinteger(L, (lua_Integer)n.i);
+  if (n.is_float)
+    lua_pushnumber(L, (lua_Number)n.f);
+  else
+    lua_pushinteger(L, (lua_Integer)n.i);
 }
 
 static int g_value(lua_State *L) {
@@ -710,7 +703,7 @@ static int p_abandon(lua_State *L) {
 /* priv.owner(): who this interpreter is, as a string that a copy of a pool
    in another interpreter or process will not match. */
 static int p_owner(lua_State *L) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);  /* one per interpreter */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD); /* one per interpreter */
   lua_pushfstring(L, "%d:%p", (int)rt_pid(), (void *)lua_tothread(L, -1));
   return 1;
 }
@@ -753,14 +746,8 @@ static const luaL_Reg lock_methods[] = {
 };
 
 static const luaL_Reg queue_methods[] = {
-  { "put", queue_put },
-  { "get", queue_get },
-  { "size", queue_size },
-  { "empty", queue_empty },
-  { "close", queue_close },
-  { "closed", queue_closed },
-  { "maxsize", queue_maxsize },
-  { NULL, NULL },
+  { "put", queue_put },     { "get", queue_get },       { "size", queue_size },       { "empty", queue_empty },
+  { "close", queue_close }, { "closed", queue_closed }, { "maxsize", queue_maxsize }, { NULL, NULL },
 };
 
 static const luaL_Reg value_methods[] = {
@@ -790,18 +777,14 @@ void objects_open(lua_State *L) {
   make_metatable(L, LOCK_MT, lock_methods);
   make_metatable(L, QUEUE_MT, queue_methods);
   make_metatable(L, VALUE_MT, value_methods);
-  lua_newtable(L);  /* offset -> this interpreter's handle */
+  lua_newtable(L); /* offset -> this interpreter's handle */
   lua_createtable(L, 0, 1);
   lua_pushliteral(L, "v");
   lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, CACHE_KEY);
   static const luaL_Reg ctors[] = {
-    { "lock", g_lock },
-    { "queue", g_queue },
-    { "value", g_value },
-    { "pool", g_pool },
-    { NULL, NULL },
+    { "lock", g_lock }, { "queue", g_queue }, { "value", g_value }, { "pool", g_pool }, { NULL, NULL },
   };
   luaL_setfuncs(L, ctors, 0);
 }

@@ -19,8 +19,10 @@ static char *valid_utf8(const char *s) {
   if (!out) return NULL;
   while (*s) {
     int n = plot_utf8_len(s);
-    if (n) memcpy(o, s, (size_t)n);
-    else memcpy(o, replacement, 3);
+    if (n)
+      memcpy(o, s, (size_t)n);
+    else
+      memcpy(o, replacement, 3);
     o += n ? n : 3;
     s += n ? n : 1;
   }
@@ -29,7 +31,7 @@ static char *valid_utf8(const char *s) {
 }
 
 json_t *jsonio_string(const char *s) {
-  json_t *v = json_string(s);  /* jansson checks the UTF-8: nearly always valid */
+  json_t *v = json_string(s); /* jansson checks the UTF-8: nearly always valid */
   if (v || !s) return v;
   char *fixed = valid_utf8(s);
   v = fixed ? json_string(fixed) : NULL;
@@ -69,7 +71,7 @@ int jsonio_write(const char *path, json_t *v) {
     fputc('\n', f);
     rc = outfile_close(&out);
   } else if (f) {
-    rc = outfile_abort(&out, ENOMEM);  /* out of memory, or a write failed (its errno is kept) */
+    rc = outfile_abort(&out, ENOMEM); /* out of memory, or a write failed (its errno is kept) */
   }
   int e = errno;
   json_decref(v);
@@ -87,9 +89,7 @@ json_t *jsonio_parse_object(const char *text) {
   return v;
 }
 
-double jsonio_number(const json_t *obj, const char *key) {
-  return json_number_value(json_object_get(obj, key));
-}
+double jsonio_number(const json_t *obj, const char *key) { return json_number_value(json_object_get(obj, key)); }
 
 /* ---- streaming ---- */
 
@@ -128,7 +128,7 @@ int jsonio_stream_open(jsonio_stream *s, const char *path, json_t *head, const c
   json_t *k = json_string(key);
   stream_lit(s, "{");
   if (json_object_size(head)) {
-    stream_dump(s, head, JSON_EMBED);  /* its keys without its braces */
+    stream_dump(s, head, JSON_EMBED); /* its keys without its braces */
     stream_lit(s, ",");
   }
   stream_dump(s, k, JSON_ENCODE_ANY);

@@ -49,10 +49,10 @@ double jsonio_number(const json_t *obj, const char *key);
 typedef struct jsonio_stream {
   outfile out;
   FILE *f;
-  size_t items;        /* written so far: all but the first follow a comma */
-  int err;             /* a dump failed (out of memory) */
+  size_t items; /* written so far: all but the first follow a comma */
+  int err; /* a dump failed (out of memory) */
   size_t n;
-  char buf[1 << 16];   /* dumps collect here and go to f in large writes */
+  char buf[1 << 16]; /* dumps collect here and go to f in large writes */
 } jsonio_stream;
 
 /* Open path and write head's keys, then key and the array's opening.

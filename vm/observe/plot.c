@@ -8,14 +8,14 @@
    is red: the colour of time lost to the lock. Blocked states are muted, so
    the eye goes to who runs and who waits. */
 const char *const plot_state_colors[ST_NSTATES] = {
-  [ST_IDLE] = NULL,         [ST_RUN_GIL] = "#2e7d32", [ST_RUN_OWN] = "#1e88e5",
+  [ST_IDLE] = NULL,          [ST_RUN_GIL] = "#2e7d32", [ST_RUN_OWN] = "#1e88e5",
   [ST_WAIT_GIL] = "#e53935", [ST_SLEEP] = "#b0bec5",   [ST_JOIN] = "#d1c4e9",
-  [ST_LOCK] = "#a1887f",    [ST_QUEUE] = "#ffcc80",   [ST_NATIVE] = "#26a69a",
+  [ST_LOCK] = "#a1887f",     [ST_QUEUE] = "#ffcc80",   [ST_NATIVE] = "#26a69a",
 };
 
 const char plot_state_chars[ST_NSTATES] = {
-  [ST_IDLE] = ' ',     [ST_RUN_GIL] = '#', [ST_RUN_OWN] = '=', [ST_WAIT_GIL] = '.', [ST_SLEEP] = 's',
-  [ST_JOIN] = 'j',     [ST_LOCK] = 'l',    [ST_QUEUE] = 'q',    [ST_NATIVE] = '~',
+  [ST_IDLE] = ' ', [ST_RUN_GIL] = '#', [ST_RUN_OWN] = '=', [ST_WAIT_GIL] = '.', [ST_SLEEP] = 's',
+  [ST_JOIN] = 'j', [ST_LOCK] = 'l',    [ST_QUEUE] = 'q',   [ST_NATIVE] = '~',
 };
 
 const char *const plot_state_legend[ST_NSTATES] = {
@@ -44,8 +44,14 @@ double plot_nice_step(double range, int max_ticks) {
 }
 
 const char *plot_time_label(double s, double step, char *buf, size_t len) {
-  static const struct { double scale; const char *unit; } units[] = {
-    { 1, "s" }, { 1e-3, "ms" }, { 1e-6, "us" }, { 1e-9, "ns" },
+  static const struct {
+    double scale;
+    const char *unit;
+  } units[] = {
+    { 1, "s" },
+    { 1e-3, "ms" },
+    { 1e-6, "us" },
+    { 1e-9, "ns" },
   };
   if (fabs(s) < step * 1e-6 || s == 0) {
     snprintf(buf, len, "0");
@@ -61,17 +67,24 @@ const char *plot_time_label(double s, double step, char *buf, size_t len) {
 
 const char *plot_number_label(double v, char *buf, size_t len) {
   double a = fabs(v);
-  if (v == 0) snprintf(buf, len, "0");
-  else if (a >= 1e6 || a < 1e-3) snprintf(buf, len, "%.2g", v);
-  else if (a >= 100) snprintf(buf, len, "%.0f", v);
-  else snprintf(buf, len, "%.3g", v);
+  if (v == 0)
+    snprintf(buf, len, "0");
+  else if (a >= 1e6 || a < 1e-3)
+    snprintf(buf, len, "%.2g", v);
+  else if (a >= 100)
+    snprintf(buf, len, "%.0f", v);
+  else
+    snprintf(buf, len, "%.3g", v);
   return buf;
 }
 
 int plot_utf8_len(const char *s) {
   const unsigned char *p = (const unsigned char *)s;
-  int n = p[0] < 0x80 ? 1 : p[0] >= 0xc2 && p[0] < 0xe0 ? 2 : p[0] >= 0xe0 && p[0] < 0xf0 ? 3
-        : p[0] >= 0xf0 && p[0] < 0xf5 ? 4 : 0;
+  int n = p[0] < 0x80               ? 1
+      : p[0] >= 0xc2 && p[0] < 0xe0 ? 2
+      : p[0] >= 0xe0 && p[0] < 0xf0 ? 3
+      : p[0] >= 0xf0 && p[0] < 0xf5 ? 4
+                                    : 0;
   for (int i = 1; i < n; i++)
     if ((p[i] & 0xc0) != 0x80) return 0;
   if (n == 3 && ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0))) return 0;
@@ -89,8 +102,10 @@ void plot_svg_text(FILE *f, const char *s) {
     case '"': fputs("&quot;", f); break;
     case '\'': fputs("&apos;", f); break;
     default:
-      if (n == 0 || (unsigned char)*s < 0x20) fputc('?', f);  /* XML allows neither */
-      else fwrite(s, 1, (size_t)n, f);
+      if (n == 0 || (unsigned char)*s < 0x20)
+        fputc('?', f); /* XML allows neither */
+      else
+        fwrite(s, 1, (size_t)n, f);
     }
     s += n ? n : 1;
   }

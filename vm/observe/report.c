@@ -16,18 +16,17 @@
 #include "outfile.h"
 #include "timeline.h"
 
-static double pct(uint64_t part, uint64_t whole) {
-  return whole ? 100.0 * (double)part / (double)whole : 0.0;
-}
+static double pct(uint64_t part, uint64_t whole) { return whole ? 100.0 * (double)part / (double)whole : 0.0; }
 
-static const char *dur(uint64_t ns, char *buf, size_t len) {
-  return ns ? clock_format(ns, buf, len) : "-";
-}
+static const char *dur(uint64_t ns, char *buf, size_t len) { return ns ? clock_format(ns, buf, len) : "-"; }
 
 static const char *bytes(unsigned long long n, char *buf, size_t len) {
-  if (n >= 1u << 20) snprintf(buf, len, "%.1f MB", (double)n / (1 << 20));
-  else if (n >= 10u << 10) snprintf(buf, len, "%.1f kB", (double)n / (1 << 10));
-  else snprintf(buf, len, "%llu B", n);
+  if (n >= 1u << 20)
+    snprintf(buf, len, "%.1f MB", (double)n / (1 << 20));
+  else if (n >= 10u << 10)
+    snprintf(buf, len, "%.1f kB", (double)n / (1 << 10));
+  else
+    snprintf(buf, len, "%llu B", n);
   return buf;
 }
 
@@ -44,7 +43,7 @@ void report_collect(const rt_snapshot *s, report_run *r) {
   r->gil = s->gil;
   r->bytes_copied = s->bytes_marshalled;
   uint64_t startup = s->released.startup_ns;
-  r->workers = s->released.n;  /* released after join: only their sums remain */
+  r->workers = s->released.n; /* released after join: only their sums remain */
   r->bytes_copied += s->released.bytes_copied;
   r->events_dropped += s->released.events_dropped;
   for (int i = 1; i < s->nworkers; i++) {
@@ -68,10 +67,9 @@ static const char *kind_name(const snap_worker *w) {
 static void print_worker(FILE *f, const snap_worker *w) {
   char cpu[24], held[24], wait[24], blocked[24], nogil[24];
   fprintf(f, "  %-22.22s %-11s %9s %9s %9s %7llu %7llu %9s %9s\n", w->name, kind_name(w),
-          dur(w->cpu_ns, cpu, sizeof cpu), dur(w->hold_ns, held, sizeof held),
-          dur(w->wait_ns, wait, sizeof wait), (unsigned long long)w->acquisitions,
-          (unsigned long long)w->forced_drops, dur(w->blocked_ns, blocked, sizeof blocked),
-          dur(w->nogil_ns, nogil, sizeof nogil));
+          dur(w->cpu_ns, cpu, sizeof cpu), dur(w->hold_ns, held, sizeof held), dur(w->wait_ns, wait, sizeof wait),
+          (unsigned long long)w->acquisitions, (unsigned long long)w->forced_drops,
+          dur(w->blocked_ns, blocked, sizeof blocked), dur(w->nogil_ns, nogil, sizeof nogil));
 }
 
 /* Rows past REPORT_ROWS, and released workers, are summed into one row. */
@@ -98,12 +96,12 @@ static void print_rest(FILE *f, const rt_snapshot *s) {
   if (!t.n) return;
   char name[32], cpu[24], held[24], wait[24], blocked[24], nogil[24];
   snprintf(name, sizeof name, "(%d more)", t.n);
-  fprintf(f, "  %-22.22s %-11s %9s %9s %9s %7llu %7llu %9s %9s\n", name, "summed",
-          dur(t.cpu_ns, cpu, sizeof cpu), dur(t.hold_ns, held, sizeof held), dur(t.wait_ns, wait, sizeof wait),
-          (unsigned long long)t.acquisitions, (unsigned long long)t.forced_drops,
-          dur(t.blocked_ns, blocked, sizeof blocked), dur(t.nogil_ns, nogil, sizeof nogil));
-  fprintf(f, "  (%d more): %d released after join (handle collected), %d past the first %d rows\n", t.n,
-          s->released.n, t.n - s->released.n, REPORT_ROWS);
+  fprintf(f, "  %-22.22s %-11s %9s %9s %9s %7llu %7llu %9s %9s\n", name, "summed", dur(t.cpu_ns, cpu, sizeof cpu),
+          dur(t.hold_ns, held, sizeof held), dur(t.wait_ns, wait, sizeof wait), (unsigned long long)t.acquisitions,
+          (unsigned long long)t.forced_drops, dur(t.blocked_ns, blocked, sizeof blocked),
+          dur(t.nogil_ns, nogil, sizeof nogil));
+  fprintf(f, "  (%d more): %d released after join (handle collected), %d past the first %d rows\n", t.n, s->released.n,
+          t.n - s->released.n, REPORT_ROWS);
 }
 
 static void print_gil(FILE *f, const report_run *r) {
@@ -111,17 +109,15 @@ static void print_gil(FILE *f, const report_run *r) {
   const gil_stats *st = &r->gil;
   if (r->mode == RT_MODE_NOGIL) {
     fprintf(f, "  no shared GIL: each interpreter has its own, and nobody else ever wants it\n");
-    fprintf(f, "  interpreters' GILs: switches %llu   drop requests %llu\n",
-            (unsigned long long)st->switches, (unsigned long long)st->drop_requests);
+    fprintf(f, "  interpreters' GILs: switches %llu   drop requests %llu\n", (unsigned long long)st->switches,
+            (unsigned long long)st->drop_requests);
     return;
   }
-  if (r->mode == RT_MODE_FORK)
-    fprintf(f, "  the main process's GIL (each process has its own):\n");
+  if (r->mode == RT_MODE_FORK) fprintf(f, "  the main process's GIL (each process has its own):\n");
   fprintf(f, "  GIL held %.1f%%   contended %.1f%%   switches %llu (forced %llu)   drop requests %llu\n",
-          pct(st->held_ns, r->wall_ns), pct(st->contended_ns, r->wall_ns),
-          (unsigned long long)st->switches, (unsigned long long)st->forced_switches,
-          (unsigned long long)st->drop_requests);
-  if (r->check_interval > 0)  /* legacy: nobody asks, the check interval releases, often in vain */
+          pct(st->held_ns, r->wall_ns), pct(st->contended_ns, r->wall_ns), (unsigned long long)st->switches,
+          (unsigned long long)st->forced_switches, (unsigned long long)st->drop_requests);
+  if (r->check_interval > 0) /* legacy: nobody asks, the check interval releases, often in vain */
     fprintf(f, "  check-interval releases %llu   taken straight back by the releasing thread %llu\n",
             (unsigned long long)st->yields, (unsigned long long)st->yields_regained);
   if (st->handoffs)
@@ -157,14 +153,13 @@ void report_print(FILE *f, const report_run *r) {
             dur(r->startup_ns, a, sizeof a), bytes(r->bytes_copied, b, sizeof b),
             bytes((unsigned long long)r->maxrss_kb << 10, c, sizeof c));
   if (r->stopped) fprintf(f, "  stopped: %s\n", r->stopped);
-  fprintf(f, "\n  %-22s %-11s %9s %9s %9s %7s %7s %9s %9s\n", "worker", "kind", "cpu", "GIL held",
-          "GIL wait", "acq", "forced", "blocked", "no-GIL");
+  fprintf(f, "\n  %-22s %-11s %9s %9s %9s %7s %7s %9s %9s\n", "worker", "kind", "cpu", "GIL held", "GIL wait", "acq",
+          "forced", "blocked", "no-GIL");
   for (int i = 0; i < s->nworkers && i < REPORT_ROWS; i++) print_worker(f, &s->workers[i]);
   print_rest(f, s);
   if (s->nfigures) {
     fprintf(f, "\n  script figures\n");
-    for (int i = 0; i < s->nfigures; i++)
-      fprintf(f, "  %-22s %s\n", s->figures[i].name, s->figures[i].value);
+    for (int i = 0; i < s->nfigures; i++) fprintf(f, "  %-22s %s\n", s->figures[i].name, s->figures[i].value);
   }
   print_dropped(f, s, r);
   if (r->timeline) timeline_print_ascii(r->timeline, f, r->timeline_width);
@@ -174,20 +169,20 @@ void report_print(FILE *f, const report_run *r) {
 /* ---- JSON ---- */
 
 static json_t *json_worker(const snap_worker *w) {
-  return json_pack("{s:o, s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:b}",
-                   "name", jsonio_string(w->name),
-                   "kind", w->kind == SNAP_PROCESS ? "process" : w->kind == SNAP_OWN_INTERP ? "free" : "thread",
-                   "cpu_s", jsonio_seconds(w->cpu_ns), "gil_held_s", jsonio_seconds(w->hold_ns),
-                   "gil_wait_s", jsonio_seconds(w->wait_ns), "acquisitions", (json_int_t)w->acquisitions,
-                   "forced_drops", (json_int_t)w->forced_drops, "blocked_s", jsonio_seconds(w->blocked_ns),
-                   "nogil_s", jsonio_seconds(w->nogil_ns), "startup_s", jsonio_seconds(w->startup_ns),
-                   "failed", w->failed != 0);
+  return json_pack("{s:o, s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:b}", "name", jsonio_string(w->name), "kind",
+                   w->kind == SNAP_PROCESS          ? "process"
+                       : w->kind == SNAP_OWN_INTERP ? "free"
+                                                    : "thread",
+                   "cpu_s", jsonio_seconds(w->cpu_ns), "gil_held_s", jsonio_seconds(w->hold_ns), "gil_wait_s",
+                   jsonio_seconds(w->wait_ns), "acquisitions", (json_int_t)w->acquisitions, "forced_drops",
+                   (json_int_t)w->forced_drops, "blocked_s", jsonio_seconds(w->blocked_ns), "nogil_s",
+                   jsonio_seconds(w->nogil_ns), "startup_s", jsonio_seconds(w->startup_ns), "failed", w->failed != 0);
 }
 
 /* Workers whose records were freed after join: only their sums remain. */
 static json_t *json_released(const rt_totals *t) {
-  return json_pack("{s:i, s:i, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o}", "workers", t->n, "failed", t->failed,
-                   "cpu_s", jsonio_seconds(t->cpu_ns), "gil_held_s", jsonio_seconds(t->hold_ns), "gil_wait_s",
+  return json_pack("{s:i, s:i, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o}", "workers", t->n, "failed", t->failed, "cpu_s",
+                   jsonio_seconds(t->cpu_ns), "gil_held_s", jsonio_seconds(t->hold_ns), "gil_wait_s",
                    jsonio_seconds(t->wait_ns), "acquisitions", (json_int_t)t->acquisitions, "forced_drops",
                    (json_int_t)t->forced_drops, "blocked_s", jsonio_seconds(t->blocked_ns), "nogil_s",
                    jsonio_seconds(t->nogil_ns), "startup_s", jsonio_seconds(t->startup_ns));
@@ -214,26 +209,27 @@ int report_json(const char *path, const report_run *r) {
       threads = NULL;
     }
   json_t *o = json_pack(
-    "{s:s, s:s, s:o, s:i, s:o, s:o, s:f, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:i, s:o, s:I, s:I}",
-    "mode", rt_mode_names[r->mode], "gil", r->policy, "switch_interval_s", jsonio_seconds(r->interval_ns),
-    "check_interval", r->check_interval, "wall_s", jsonio_seconds(r->wall_ns), "cpu_s", jsonio_seconds(r->cpu_ns),
-    "parallelism", round(r->parallelism * 1e4) / 1e4,  /* as the report prints it, and more */
-    "gil_held_s", jsonio_seconds(g->held_ns), "gil_wait_s", jsonio_seconds(g->wait_ns),
-    "gil_contended_s", jsonio_seconds(g->contended_ns), "acquisitions", (json_int_t)g->acquisitions,
-    "switches", (json_int_t)g->switches, "forced_switches", (json_int_t)g->forced_switches,
-    "drop_requests", (json_int_t)g->drop_requests, "handoffs", (json_int_t)g->handoffs,
-    "handoff_median_s", jsonio_seconds(g->handoff_median_ns), "handoff_p99_s", jsonio_seconds(g->handoff_p99_ns),
-    "handoff_max_s", jsonio_seconds(g->handoff_max_ns), "workers", r->workers, "startup_s",
-    jsonio_seconds(r->startup_ns), "bytes_copied", (json_int_t)r->bytes_copied, "peak_memory_kb",
-    (json_int_t)r->maxrss_kb);
+      "{s:s, s:s, s:o, s:i, s:o, s:o, s:f, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:i, s:o, s:I, s:I}",
+      "mode", rt_mode_names[r->mode], "gil", r->policy, "switch_interval_s", jsonio_seconds(r->interval_ns),
+      "check_interval", r->check_interval, "wall_s", jsonio_seconds(r->wall_ns), "cpu_s", jsonio_seconds(r->cpu_ns),
+      "parallelism", round(r->parallelism * 1e4) / 1e4, /* as the report prints it, and more */
+      "gil_held_s", jsonio_seconds(g->held_ns), "gil_wait_s", jsonio_seconds(g->wait_ns), "gil_contended_s",
+      jsonio_seconds(g->contended_ns), "acquisitions", (json_int_t)g->acquisitions, "switches", (json_int_t)g->switches,
+      "forced_switches", (json_int_t)g->forced_switches, "drop_requests", (json_int_t)g->drop_requests, "handoffs",
+      (json_int_t)g->handoffs, "handoff_median_s", jsonio_seconds(g->handoff_median_ns), "handoff_p99_s",
+      jsonio_seconds(g->handoff_p99_ns), "handoff_max_s", jsonio_seconds(g->handoff_max_ns), "workers", r->workers,
+      "startup_s", jsonio_seconds(r->startup_ns), "bytes_copied", (json_int_t)r->bytes_copied, "peak_memory_kb",
+      (json_int_t)r->maxrss_kb);
   int ok = o != NULL;
   if (ok && r->recorded) ok = !json_object_set_new(o, "events_dropped", json_integer((json_int_t)r->events_dropped));
   if (ok) ok = !json_object_set_new(o, "stopped", r->stopped ? jsonio_string(r->stopped) : json_null());
   if (ok) ok = !json_object_set_new(o, "figures", json_figures(s));
-  if (ok) ok = !json_object_set_new(o, "threads", threads);
-  else json_decref(threads);
+  if (ok)
+    ok = !json_object_set_new(o, "threads", threads);
+  else
+    json_decref(threads);
   if (ok) ok = !json_object_set_new(o, "released", json_released(&s->released));
-  if (!ok) {  /* out of memory: no file rather than one missing keys */
+  if (!ok) { /* out of memory: no file rather than one missing keys */
     json_decref(o);
     o = NULL;
   }

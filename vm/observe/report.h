@@ -10,7 +10,7 @@ struct timeline;
 
 /* The run's figures, measured once and then printed or written. */
 typedef struct report_run {
-  const rt_snapshot *run;    /* what the figures were taken from: rows, script figures */
+  const rt_snapshot *run; /* what the figures were taken from: rows, script figures */
   rt_mode mode;
   const char *policy;
   uint64_t interval_ns;
@@ -18,15 +18,15 @@ typedef struct report_run {
   uint64_t wall_ns, cpu_ns;
   double parallelism;
   gil_stats gil;
-  int workers;               /* not counting main */
-  uint64_t startup_ns;       /* mean time from spawn to the worker's function running */
-  unsigned long long bytes_copied;  /* marshalled between interpreters/processes, both ways */
-  uint64_t maxrss_kb;        /* peak memory, summed over processes */
-  const char *stopped;       /* NULL, or why the run was stopped */
-  int recorded;              /* timelines were recorded (--trace, --svg, --timeline) */
-  uint64_t events_dropped;   /* timeline events lost because a thread's buffer was full */
-  const struct timeline *timeline;  /* set by the caller: the ASCII chart ends the text report */
-  int timeline_width;        /* its width in columns */
+  int workers; /* not counting main */
+  uint64_t startup_ns; /* mean time from spawn to the worker's function running */
+  unsigned long long bytes_copied; /* marshalled between interpreters/processes, both ways */
+  uint64_t maxrss_kb; /* peak memory, summed over processes */
+  const char *stopped; /* NULL, or why the run was stopped */
+  int recorded; /* timelines were recorded (--trace, --svg, --timeline) */
+  uint64_t events_dropped; /* timeline events lost because a thread's buffer was full */
+  const struct timeline *timeline; /* set by the caller: the ASCII chart ends the text report */
+  int timeline_width; /* its width in columns */
 } report_run;
 
 /* The text report prints at most this many worker rows (main first); the

@@ -41,7 +41,7 @@
 #include "outfile.h"
 #include "plot.h"
 
-#define UNKNOWN ST_NSTATES  /* pseudo-state: events were lost */
+#define UNKNOWN ST_NSTATES /* pseudo-state: events were lost */
 
 /* ------------------------------------------------------------- building */
 
@@ -66,7 +66,7 @@ static int replay(const snap_worker *w, uint64_t run_end, const int *track_of_id
   uint64_t since = 0, last = 0;
   for (uint32_t i = 0; i < b->n; i++) {
     const ev *e = &b->v[i];
-    uint64_t at = e->t > last ? e->t : last;  /* never backwards */
+    uint64_t at = e->t > last ? e->t : last; /* never backwards */
     last = at;
     if (e->kind == EV_STATE) {
       add_slice(t, since, at, cur);
@@ -93,7 +93,7 @@ typedef struct gil_point {
   uint64_t t;
   int track;
   gil_point_kind kind;
-  uint64_t order;  /* tie-break: stable (a forced drop sorts before a take at the same ns) */
+  uint64_t order; /* tie-break: stable (a forced drop sorts before a take at the same ns) */
 } gil_point;
 
 static int cmp_point(const void *a, const void *b) {
@@ -122,7 +122,7 @@ static int derive_forced_switches(timeline *tl) {
   gil_point *p = malloc((n + 1) * sizeof *p);
   if (!p) return -1;
   size_t m = 0;
-  for (int k = 0; k < tl->ntracks; k++) {  /* marks first: they win ties with takes */
+  for (int k = 0; k < tl->ntracks; k++) { /* marks first: they win ties with takes */
     const tl_track *t = &tl->tracks[k];
     if (!t->shares_gil) continue;
     for (size_t i = 0; i < t->nmarks; i++)
@@ -169,7 +169,8 @@ static void assign_ids(timeline *tl) {
     if (tl->tracks[k].is_process && tl->tracks[k].pid > top) top = tl->tracks[k].pid;
   for (int k = 0; k < tl->ntracks; k++) {
     tl_track *t = &tl->tracks[k];
-    if (t->is_process) t->tid = t->pid;
+    if (t->is_process)
+      t->tid = t->pid;
     else {
       t->pid = self;
       t->tid = k == 0 ? self : top + k;
@@ -184,7 +185,7 @@ int timeline_build(const rt_snapshot *s, const char *script, timeline *tl) {
   char a[24];
   snprintf(tl->title, sizeof tl->title, "%s: mode %s, gil %s, switch interval %s", script ? script : "(-e)",
            rt_mode_names[s->mode], s->policy, clock_format(s->interval_ns, a, sizeof a));
-  int nids = 0;  /* worker ids: every track's, and what drop requests name */
+  int nids = 0; /* worker ids: every track's, and what drop requests name */
   for (int i = 0; i < s->nworkers; i++)
     if (s->workers[i].id >= nids) nids = s->workers[i].id + 1;
   tl->tracks = calloc((size_t)s->nworkers + 1, sizeof *tl->tracks);
@@ -238,9 +239,9 @@ void timeline_free(timeline *tl) {
 typedef struct trace_writer {
   jsonio_stream *j;
   const timeline *tl;
-  json_t *slice, *slice_pid, *slice_tid, *slice_ts, *slice_dur;  /* an "X" and its fields */
+  json_t *slice, *slice_pid, *slice_tid, *slice_ts, *slice_dur; /* an "X" and its fields */
   json_t *state_names[ST_NSTATES];
-  json_t *count, *count_ts, *count_n;                            /* a "C" and its fields */
+  json_t *count, *count_ts, *count_n; /* a "C" and its fields */
 } trace_writer;
 
 /* Microseconds (the trace's unit) with the nanoseconds as three decimals. */
@@ -259,10 +260,10 @@ static int writer_init(trace_writer *w, jsonio_stream *j, const timeline *tl) {
   memset(w, 0, sizeof *w);
   w->j = j;
   w->tl = tl;
-  w->slice = json_pack("{s:s, s:s, s:o, s:o, s:s, s:o, s:o}", "name", "", "ph", "X",
-                       "pid", w->slice_pid = json_integer(0), "tid", w->slice_tid = json_integer(0), "cat", "state",
-                       "ts", w->slice_ts = json_real(0), "dur", w->slice_dur = json_real(0));
-  const tl_track *first = &tl->tracks[0];  /* the counter sits on main's track */
+  w->slice = json_pack("{s:s, s:s, s:o, s:o, s:s, s:o, s:o}", "name", "", "ph", "X", "pid",
+                       w->slice_pid = json_integer(0), "tid", w->slice_tid = json_integer(0), "cat", "state", "ts",
+                       w->slice_ts = json_real(0), "dur", w->slice_dur = json_real(0));
+  const tl_track *first = &tl->tracks[0]; /* the counter sits on main's track */
   w->count = json_pack("{s:s, s:s, s:I, s:I, s:o, s:{s:o}}", "name", "GIL waiters", "ph", "C", "pid",
                        (json_int_t)first->pid, "tid", (json_int_t)first->tid, "ts", w->count_ts = json_real(0), "args",
                        "threads waiting", w->count_n = json_integer(0));
@@ -288,8 +289,8 @@ static json_t *with(json_t *e, const char *key, json_t *v) {
 
 /* Metadata: a name (string) or a sort index (number). */
 static void trace_meta(trace_writer *w, const char *what, const tl_track *t, const char *name, long index) {
-  json_t *args = name ? json_pack("{s:o}", "name", jsonio_string(name))
-                      : json_pack("{s:I}", "sort_index", (json_int_t)index);
+  json_t *args =
+      name ? json_pack("{s:o}", "name", jsonio_string(name)) : json_pack("{s:I}", "sort_index", (json_int_t)index);
   jsonio_stream_add(w->j, with(trace_event(what, "M", t), "args", args));
 }
 
@@ -336,7 +337,7 @@ static void trace_track(trace_writer *w, const tl_track *t) {
     uint64_t ts = rel(w->tl, s->t0);
     json_object_set(w->slice, "name", w->state_names[s->state]);
     json_real_set(w->slice_ts, us(ts));
-    json_real_set(w->slice_dur, us(rel(w->tl, s->t1) - ts));  /* from integers: a slice ends where the next starts */
+    json_real_set(w->slice_dur, us(rel(w->tl, s->t1) - ts)); /* from integers: a slice ends where the next starts */
     jsonio_stream_add(w->j, json_incref(w->slice));
   }
   for (size_t i = 0; i < t->nmarks; i++) trace_mark(w, t, &t->marks[i]);
@@ -378,13 +379,13 @@ static void trace_waiters(trace_writer *w) {
   size_t n = 0;
   waiter_step *v = waiter_steps(w->tl, &n);
   if (!v) {
-    jsonio_stream_add(w->j, NULL);  /* out of memory: no trace rather than one without its counter */
+    jsonio_stream_add(w->j, NULL); /* out of memory: no trace rather than one without its counter */
     return;
   }
   int waiting = 0;
   for (size_t i = 0; i < n; i++) {
     waiting += v[i].delta;
-    if (i + 1 < n && v[i + 1].t == v[i].t) continue;  /* one value per instant */
+    if (i + 1 < n && v[i + 1].t == v[i].t) continue; /* one value per instant */
     json_real_set(w->count_ts, us(rel(w->tl, v[i].t)));
     json_integer_set(w->count_n, waiting);
     jsonio_stream_add(w->j, json_incref(w->count));
@@ -405,7 +406,7 @@ int timeline_write_trace(const timeline *tl, const char *path) {
   }
   trace_writer w;
   if (tl->ntracks > 0 && writer_init(&w, j, tl) != 0) {
-    jsonio_stream_add(j, NULL);  /* out of memory: fails the file */
+    jsonio_stream_add(j, NULL); /* out of memory: fails the file */
   } else if (tl->ntracks > 0) {
     trace_names(&w);
     for (int k = 0; k < tl->ntracks; k++) trace_track(&w, &tl->tracks[k]);
@@ -424,9 +425,7 @@ int timeline_write_trace(const timeline *tl, const char *path) {
 /* occ[b * (ST_NSTATES + 1) + s]: ns of bucket b spent in state s (UNKNOWN: after events were lost). */
 #define NOCC (ST_NSTATES + 1)
 
-static uint64_t edge(uint64_t t0, uint64_t t1, int n, int b) {
-  return t0 + (uint64_t)((double)(t1 - t0) * b / n);
-}
+static uint64_t edge(uint64_t t0, uint64_t t1, int n, int b) { return t0 + (uint64_t)((double)(t1 - t0) * b / n); }
 
 static void add_span(uint64_t *occ, uint64_t t0, uint64_t t1, int n, uint64_t a, uint64_t z, int state) {
   if (a < t0) a = t0;
@@ -447,7 +446,8 @@ static void add_span(uint64_t *occ, uint64_t t0, uint64_t t1, int n, uint64_t a,
 static void occupancy(const tl_track *t, uint64_t t0, uint64_t t1, int n, uint64_t *occ) {
   memset(occ, 0, (size_t)n * NOCC * sizeof *occ);
   if (t1 <= t0) return;
-  for (size_t i = 0; i < t->nslices; i++) add_span(occ, t0, t1, n, t->slices[i].t0, t->slices[i].t1, t->slices[i].state);
+  for (size_t i = 0; i < t->nslices; i++)
+    add_span(occ, t0, t1, n, t->slices[i].t0, t->slices[i].t1, t->slices[i].state);
   if (t->lost_from) add_span(occ, t0, t1, n, t->lost_from, t1, UNKNOWN);
 }
 
@@ -546,14 +546,16 @@ static void ascii_row(FILE *f, const char *name, int namew, const char *chart) {
 static void ascii_totals(FILE *f, const timeline *tl, int namew, int width) {
   static const char *const heads[ST_NSTATES] = {
     [ST_RUN_GIL] = "# GIL held", [ST_RUN_OWN] = "= own int.", [ST_WAIT_GIL] = ". waiting", [ST_SLEEP] = "s sleep",
-    [ST_JOIN] = "j join",        [ST_LOCK] = "l lock",        [ST_QUEUE] = "q queue",     [ST_NATIVE] = "~ C no GIL",
+    [ST_JOIN] = "j join",        [ST_LOCK] = "l lock",        [ST_QUEUE] = "q queue",      [ST_NATIVE] = "~ C no GIL",
   };
   int cols[ST_NSTATES], ncols = 0, left_out = 0, room = (width - namew - 4) / 11;
   for (int s = 1; s < ST_NSTATES; s++) {
     int used = 0;
     for (int k = 0; k < tl->ntracks; k++) used |= tl->tracks[k].state_ns[s] > 0;
-    if (used && ncols < room) cols[ncols++] = s;
-    else left_out += used;
+    if (used && ncols < room)
+      cols[ncols++] = s;
+    else
+      left_out += used;
   }
   fprintf(f, "\n  %-*.*s  ", namew, namew, "state totals");
   for (int c = 0; c < ncols; c++) fprintf(f, " %10s", heads[cols[c]]);
@@ -579,7 +581,7 @@ void timeline_print_ascii(const timeline *tl, FILE *f, int width) {
     if ((int)strlen(tl->tracks[k].name) > namew) namew = (int)strlen(tl->tracks[k].name);
   if (namew > 20) namew = 20;
   if (namew > width / 4) namew = width / 4;
-  int cols = width - namew - 5;  /* "  " name " |" chart "|" */
+  int cols = width - namew - 5; /* "  " name " |" chart "|" */
   char *chart = malloc((size_t)cols + 1), *forced = calloc((size_t)cols, 1);
   uint64_t *occ = malloc((size_t)cols * NOCC * sizeof *occ);
   if (!chart || !forced || !occ) {
@@ -624,19 +626,21 @@ void timeline_print_ascii(const timeline *tl, FILE *f, int width) {
 #define SVG_W 1200
 #define LANE_H 26
 #define BAR_H 16
-#define BAR_TOP 7     /* from the top of a lane to its bar: room for the marks */
-#define WAITERS_H 44  /* the GIL-waiters lane */
+#define BAR_TOP 7 /* from the top of a lane to its bar: room for the marks */
+#define WAITERS_H 44 /* the GIL-waiters lane */
 #define MAX_RECTS 50000
 
 typedef struct svg_frame {
-  double x0, x1;       /* the plot area, horizontally */
+  double x0, x1; /* the plot area, horizontally */
   double lanes_top;
   int nbuckets;
 } svg_frame;
 
 static void svg_legend_item(FILE *f, double *x, double y, const char *fill, const char *label, int tick) {
-  if (tick) fprintf(f, "<path d=\"M%.1f %.1fv8\" stroke=\"#111\" stroke-width=\"2\"/>\n", *x + 6, y + 2);
-  else fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"12\" fill=\"%s\"/>\n", *x, y, fill);
+  if (tick)
+    fprintf(f, "<path d=\"M%.1f %.1fv8\" stroke=\"#111\" stroke-width=\"2\"/>\n", *x + 6, y + 2);
+  else
+    fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"12\" fill=\"%s\"/>\n", *x, y, fill);
   fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">", *x + 17, y + 10);
   plot_svg_text(f, label);
   fputs("</text>\n", f);
@@ -669,8 +673,8 @@ static void svg_axis(FILE *f, const timeline *tl, const svg_frame *fr, double to
     double x = fr->x0 + (span > 0 ? v / span : 0) * (fr->x1 - fr->x0);
     fprintf(f, "<path d=\"M%.1f %.1fV%.1f\"/>\n", x, top, bottom);
   }
-  fprintf(f, "</g>\n<path d=\"M%.1f %.1fH%.1f\" stroke=\"#555\"/>\n<g text-anchor=\"middle\" fill=\"#333\">\n",
-          fr->x0, bottom, fr->x1);
+  fprintf(f, "</g>\n<path d=\"M%.1f %.1fH%.1f\" stroke=\"#555\"/>\n<g text-anchor=\"middle\" fill=\"#333\">\n", fr->x0,
+          bottom, fr->x1);
   for (double v = 0; v <= span * (1 + 1e-9); v += step) {
     double x = fr->x0 + (span > 0 ? v / span : 0) * (fr->x1 - fr->x0);
     char lab[24];
@@ -731,7 +735,7 @@ static void svg_waiters(FILE *f, const timeline *tl, const svg_frame *fr, double
   int n = fr->nbuckets, most = 0, waiting = 0;
   size_t nsteps = 0;
   waiter_step *v = waiter_steps(tl, &nsteps);
-  uint64_t *sum = calloc((size_t)n * NOCC, sizeof *sum);  /* NOCC-wide rows: add_span's layout */
+  uint64_t *sum = calloc((size_t)n * NOCC, sizeof *sum); /* NOCC-wide rows: add_span's layout */
   if (!v || !sum || tl->t1 <= tl->t0) {
     free(v);
     free(sum);
@@ -756,7 +760,7 @@ static void svg_waiters(FILE *f, const timeline *tl, const svg_frame *fr, double
     double len = (double)(edge(tl->t0, tl->t1, n, b + 1) - edge(tl->t0, tl->t1, n, b));
     double mean = len > 0 ? (double)sum[(size_t)b * NOCC] / len : 0;
     double yy = base - h * mean / most;
-    if (fabs(yy - last) < 0.05) continue;  /* the same height: one longer step */
+    if (fabs(yy - last) < 0.05) continue; /* the same height: one longer step */
     fprintf(f, "H%.2fV%.2f", fr->x0 + b * w, yy);
     last = yy;
   }
@@ -766,7 +770,7 @@ static void svg_waiters(FILE *f, const timeline *tl, const svg_frame *fr, double
 }
 
 static int svg_name_width(const timeline *tl) {
-  size_t longest = 11;  /* "GIL waiters" */
+  size_t longest = 11; /* "GIL waiters" */
   for (int k = 0; k < tl->ntracks; k++)
     if (strlen(tl->tracks[k].name) > longest) longest = strlen(tl->tracks[k].name);
   int w = (int)(longest * 7) + 24;
@@ -774,15 +778,19 @@ static int svg_name_width(const timeline *tl) {
 }
 
 static void svg_header(FILE *f, const timeline *tl, int height) {
-  fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
-             "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\" font-size=\"12\">\n",
+  fprintf(f,
+          "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+          "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
+          "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\" font-size=\"12\">\n",
           SVG_W, height, SVG_W, height);
-  fputs("<defs><pattern id=\"lost\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" "
-        "patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"#eee\"/>"
-        "<path d=\"M0 0V6\" stroke=\"#bbb\" stroke-width=\"2\"/></pattern></defs>\n", f);
-  fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"#fff\"/>\n<text x=\"20\" y=\"24\" font-size=\"15\" "
-             "font-weight=\"bold\">");
+  fputs(
+      "<defs><pattern id=\"lost\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" "
+      "patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"#eee\"/>"
+      "<path d=\"M0 0V6\" stroke=\"#bbb\" stroke-width=\"2\"/></pattern></defs>\n",
+      f);
+  fprintf(f,
+          "<rect width=\"100%%\" height=\"100%%\" fill=\"#fff\"/>\n<text x=\"20\" y=\"24\" font-size=\"15\" "
+          "font-weight=\"bold\">");
   plot_svg_text(f, tl->title);
   fputs("</text>\n", f);
 }
@@ -802,8 +810,8 @@ static double svg_body(FILE *f, const timeline *tl) {
   fr.lanes_top = svg_legend(f, tl, 38) + 12;
   double bottom = fr.lanes_top + tl->ntracks * LANE_H + (waiters ? WAITERS_H : 0) + 4;
   for (int k = 0; k < tl->ntracks; k += 2)
-    fprintf(f, "<rect x=\"10\" y=\"%.1f\" width=\"%.1f\" height=\"%d\" fill=\"#f4f4f4\"/>\n",
-            fr.lanes_top + k * LANE_H, fr.x1 - 10, LANE_H);
+    fprintf(f, "<rect x=\"10\" y=\"%.1f\" width=\"%.1f\" height=\"%d\" fill=\"#f4f4f4\"/>\n", fr.lanes_top + k * LANE_H,
+            fr.x1 - 10, LANE_H);
   svg_axis(f, tl, &fr, fr.lanes_top, bottom);
   uint64_t *occ = malloc((size_t)fr.nbuckets * NOCC * sizeof *occ);
   for (int k = 0; k < tl->ntracks && occ; k++) {
@@ -814,15 +822,17 @@ static double svg_body(FILE *f, const timeline *tl) {
   }
   free(occ);
   if (waiters) svg_waiters(f, tl, &fr, fr.lanes_top + tl->ntracks * LANE_H);
-  fprintf(f, "<text x=\"20\" y=\"%.1f\" fill=\"#777\" font-size=\"11\">Each half pixel shows the state that took most "
-             "of it; blank: idle, or runnable and waiting for a CPU. Hover a name for its totals.</text>\n", bottom + 36);
+  fprintf(f,
+          "<text x=\"20\" y=\"%.1f\" fill=\"#777\" font-size=\"11\">Each half pixel shows the state that took most "
+          "of it; blank: idle, or runnable and waiting for a CPU. Hover a name for its totals.</text>\n",
+          bottom + 36);
   return bottom + 46;
 }
 
 int timeline_write_svg(const timeline *tl, const char *path) {
   char *body = NULL;
   size_t len = 0;
-  FILE *mem = open_memstream(&body, &len);  /* the height is known only at the end */
+  FILE *mem = open_memstream(&body, &len); /* the height is known only at the end */
   if (!mem) return -1;
   double height = svg_body(mem, tl);
   if (fclose(mem) != 0) {

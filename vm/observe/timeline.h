@@ -13,44 +13,44 @@
 #include "events.h"
 #include "snapshot.h"
 
-typedef struct tl_slice {  /* the thread was in `state` from t0 to t1 (ns, monotonic) */
+typedef struct tl_slice { /* the thread was in `state` from t0 to t1 (ns, monotonic) */
   uint64_t t0, t1;
   ev_state state;
 } tl_slice;
 
 typedef enum tl_mark_kind {
-  TL_DROP_REQUEST,   /* this thread, waiting, asked `other` to drop the GIL */
-  TL_FORCED_DROP,    /* this thread dropped the GIL because it was asked to */
-  TL_FORCED_SWITCH,  /* this thread took the GIL from `other` after a drop request */
+  TL_DROP_REQUEST, /* this thread, waiting, asked `other` to drop the GIL */
+  TL_FORCED_DROP, /* this thread dropped the GIL because it was asked to */
+  TL_FORCED_SWITCH, /* this thread took the GIL from `other` after a drop request */
 } tl_mark_kind;
 
 typedef struct tl_mark {
   uint64_t t;
   tl_mark_kind kind;
-  int other;          /* track index of the other thread, -1 if unknown */
-  uint64_t latency;   /* TL_FORCED_SWITCH: from the drop request to this take (ns) */
+  int other; /* track index of the other thread, -1 if unknown */
+  uint64_t latency; /* TL_FORCED_SWITCH: from the drop request to this take (ns) */
 } tl_mark;
 
-typedef struct tl_track {  /* one thread, or one process */
+typedef struct tl_track { /* one thread, or one process */
   const char *name;
-  int is_process;          /* a forked worker: a track (and a trace process) of its own */
-  int shares_gil;          /* runs under the main interpreter's GIL: counts as a waiter */
-  long pid, tid;           /* trace ids */
-  tl_slice *slices;        /* in time order, never overlapping; idle time is left out */
+  int is_process; /* a forked worker: a track (and a trace process) of its own */
+  int shares_gil; /* runs under the main interpreter's GIL: counts as a waiter */
+  long pid, tid; /* trace ids */
+  tl_slice *slices; /* in time order, never overlapping; idle time is left out */
   size_t nslices;
-  tl_mark *marks;          /* in time order */
+  tl_mark *marks; /* in time order */
   size_t nmarks;
-  uint64_t lost_from;      /* events were dropped: nothing is known after this (else 0) */
-  uint64_t dropped;        /* events it could not record */
-  uint64_t state_ns[ST_NSTATES];  /* total time in each state */
+  uint64_t lost_from; /* events were dropped: nothing is known after this (else 0) */
+  uint64_t dropped; /* events it could not record */
+  uint64_t state_ns[ST_NSTATES]; /* total time in each state */
 } tl_track;
 
 typedef struct timeline {
-  uint64_t t0, t1;         /* the run: from its start to its end (ns, monotonic) */
-  tl_track *tracks;        /* in the report's order: main first */
+  uint64_t t0, t1; /* the run: from its start to its end (ns, monotonic) */
+  tl_track *tracks; /* in the report's order: main first */
   int ntracks;
-  uint64_t dropped;        /* events lost over all threads */
-  char title[256];         /* "scripts/convoy.lua: mode gil, gil cpython, switch interval 5 ms" */
+  uint64_t dropped; /* events lost over all threads */
+  char title[256]; /* "scripts/convoy.lua: mode gil, gil cpython, switch interval 5 ms" */
 } timeline;
 
 /* Build the timeline of a finished run (rt_snapshot_take). 0, or -1 if out of memory. */

@@ -57,8 +57,8 @@
 /* A growable byte buffer. Start with `mar_buf b = {0};`, free with
    mar_buf_free(). mar_encode appends at b.len (set b.len = 0 to reuse). */
 typedef struct mar_buf {
-    unsigned char *data;
-    size_t len, cap;
+  unsigned char *data;
+  size_t len, cap;
 } mar_buf;
 
 void mar_buf_free(mar_buf *b);
@@ -74,15 +74,13 @@ int mar_init(void);
    appends them to out as one message. `what` names the root for error paths
    ("argument", "results", "globals"...). Returns 0, or -1 with a message in
    err (out->len is then as before). */
-int mar_encode(lua_State *L, int idx, int n, const char *what, mar_buf *out,
-               char *err, size_t errlen);
+int mar_encode(lua_State *L, int idx, int n, const char *what, mar_buf *out, char *err, size_t errlen);
 
 /* Decodes one message of len bytes and pushes its values onto L. Returns how
    many values were pushed, or -1 with a message in err (nothing pushed).
    Safe on arbitrary bytes: never crashes, hangs, or allocates much more than
    a small multiple of len (plus what the decoded values need). */
-int mar_decode(lua_State *L, const unsigned char *p, size_t len, char *err,
-               size_t errlen);
+int mar_decode(lua_State *L, const unsigned char *p, size_t len, char *err, size_t errlen);
 
 /* Userdata codecs, so that handles of gilvm's shared objects can cross.
    A full userdata whose metatable is registry[tname] (luaL_newmetatable's
@@ -95,7 +93,7 @@ int mar_decode(lua_State *L, const unsigned char *p, size_t len, char *err,
    marshaller; at most 16 codecs. Returns 0, or -1 if the table is full, the
    name too long, or already registered. */
 typedef int (*mar_udata_encode)(lua_State *L, int idx, unsigned char *out, size_t cap); /* bytes written, or -1 */
-typedef int (*mar_udata_decode)(lua_State *L, const unsigned char *p, size_t len);      /* 0 and one value pushed, or -1 */
+typedef int (*mar_udata_decode)(lua_State *L, const unsigned char *p, size_t len); /* 0 and one value pushed, or -1 */
 int mar_register_udata(const char *tname, mar_udata_encode enc, mar_udata_decode dec);
 
 /* Bytes of successful messages encoded and decoded since start, by all

@@ -66,7 +66,7 @@
  * and the deadline are polled; a signal (EINTR) only ends a sleep early.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE  /* gettid() */
+#define _GNU_SOURCE /* gettid() */
 #endif
 #include "shared.h"
 
@@ -124,9 +124,8 @@ static struct timespec ts_add_ns(struct timespec t, int64_t ns) {
 }
 
 struct timespec shm_deadline_in(double seconds) {
-  if (!(seconds > 0))
-    return now_mono();
-  if (seconds > 1e9)  /* far enough; keeps the conversion below in range */
+  if (!(seconds > 0)) return now_mono();
+  if (seconds > 1e9) /* far enough; keeps the conversion below in range */
     seconds = 1e9;
   double whole = (double)(int64_t)seconds;
   struct timespec t = now_mono();
@@ -136,8 +135,7 @@ struct timespec shm_deadline_in(double seconds) {
 
 /* NULL means "forever". */
 static int deadline_passed(const struct timespec *deadline) {
-  if (!deadline)
-    return 0;
+  if (!deadline) return 0;
   struct timespec now = now_mono();
   return !ts_before(&now, deadline);
 }
@@ -145,8 +143,7 @@ static int deadline_passed(const struct timespec *deadline) {
 /* Where the next sleep ends: the deadline, or one poll interval from now. */
 static struct timespec sleep_until(const struct timespec *deadline) {
   struct timespec end = ts_add_ns(now_mono(), SHM_POLL_NS);
-  if (deadline && ts_before(deadline, &end))
-    end = *deadline;
+  if (deadline && ts_before(deadline, &end)) end = *deadline;
   return end;
 }
 
@@ -156,8 +153,7 @@ static struct timespec sleep_until(const struct timespec *deadline) {
  * FUTEX_PRIVATE_FLAG: the word may be shared with other processes. Early
  * returns (EINTR, EAGAIN, a wake-up) all mean "look again". */
 static void futex_wait(_Atomic uint32_t *word, uint32_t seen, const struct timespec *until) {
-  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET, seen, until, NULL,
-          FUTEX_BITSET_MATCH_ANY);
+  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET, seen, until, NULL, FUTEX_BITSET_MATCH_ANY);
 }
 
 static void futex_wake(_Atomic uint32_t *word, int n) {
@@ -180,24 +176,23 @@ static int mutex_init(pthread_mutex_t *m) {
 
 /* ---------------------------------------------------------------- arena */
 
-#define ARENA_MAGIC 0x676976616d6d6170ULL  /* any constant: marks a mapping as ours */
+#define ARENA_MAGIC 0x676976616d6d6170ULL /* any constant: marks a mapping as ours */
 #define USED 1ULL
-#define MIN_BLOCK 32                       /* head + prev + next + foot */
+#define MIN_BLOCK 32 /* head + prev + next + foot */
 #define TAG_SIZE(t) ((t) & ~(uint64_t)7)
 
 struct shm_arena {
   uint64_t magic;
-  uint64_t size;                  /* bytes mapped */
-  uint64_t heap_start, heap_end;  /* the blocks lie in [heap_start, heap_end) */
-  pthread_mutex_t mutex;          /* guards everything below and every tag */
-  uint64_t free_head;             /* offset of the first free block, 0 if none */
+  uint64_t size; /* bytes mapped */
+  uint64_t heap_start, heap_end; /* the blocks lie in [heap_start, heap_end) */
+  pthread_mutex_t mutex; /* guards everything below and every tag */
+  uint64_t free_head; /* offset of the first free block, 0 if none */
   uint64_t used_bytes, used_blocks;
-  _Atomic uint64_t repairs;       /* diagnostics: owner-died recoveries */
+  _Atomic uint64_t repairs; /* diagnostics: owner-died recoveries */
 };
 
 /* Locks an internal mutex; if its owner died, runs repair(a, ctx) first. */
-static void robust_lock(shm_arena *a, pthread_mutex_t *m, void (*repair)(shm_arena *, void *),
-                        void *ctx) {
+static void robust_lock(shm_arena *a, pthread_mutex_t *m, void (*repair)(shm_arena *, void *), void *ctx) {
   if (PT_CHECK_OR(pthread_mutex_lock(m), EOWNERDEAD)) {
     repair(a, ctx);
     atomic_fetch_add(&a->repairs, 1);
@@ -207,9 +202,7 @@ static void robust_lock(shm_arena *a, pthread_mutex_t *m, void (*repair)(shm_are
    * inconsistent and never lock one we hold. */
 }
 
-static uint64_t *word_at(shm_arena *a, uint64_t off) {
-  return (uint64_t *)((char *)a + off);
-}
+static uint64_t *word_at(shm_arena *a, uint64_t off) { return (uint64_t *)((char *)a + off); }
 
 /* A free block's links live just after its head tag. */
 static uint64_t *prev_link(shm_arena *a, uint64_t b) { return word_at(a, b + 8); }
@@ -224,8 +217,7 @@ static void set_tags(shm_arena *a, uint64_t b, uint64_t size, uint64_t used) {
 static void list_push(shm_arena *a, uint64_t b) {
   *prev_link(a, b) = 0;
   *next_link(a, b) = a->free_head;
-  if (a->free_head)
-    *prev_link(a, a->free_head) = b;
+  if (a->free_head) *prev_link(a, a->free_head) = b;
   a->free_head = b;
 }
 
@@ -235,8 +227,7 @@ static void list_unlink(shm_arena *a, uint64_t b) {
     *next_link(a, p) = n;
   else
     a->free_head = n;
-  if (n)
-    *prev_link(a, n) = p;
+  if (n) *prev_link(a, n) = p;
 }
 
 /* Rebuilds the free list, the end tags and the counters from the head tags
@@ -275,16 +266,12 @@ static void arena_unlock(shm_arena *a) { PT_CHECK(pthread_mutex_unlock(&a->mutex
 
 int shm_arena_create(size_t size, shm_arena **out) {
   long page = sysconf(_SC_PAGESIZE);
-  if (size == 0)
-    size = SHM_DEFAULT_ARENA_SIZE;
-  if (size < (size_t)page)
-    size = (size_t)page;
+  if (size == 0) size = SHM_DEFAULT_ARENA_SIZE;
+  if (size < (size_t)page) size = (size_t)page;
   size = (size + (size_t)page - 1) / (size_t)page * (size_t)page;
   /* NORESERVE: a large arena costs nothing until its pages are touched */
-  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE,
-                 -1, 0);
-  if (p == MAP_FAILED)
-    return SHM_ESYS;
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return SHM_ESYS;
   shm_arena *a = p;
   a->magic = ARENA_MAGIC;
   a->size = size;
@@ -292,11 +279,11 @@ int shm_arena_create(size_t size, shm_arena **out) {
     munmap(p, size);
     return SHM_ESYS;
   }
-  uint64_t fence = (sizeof *a + 7) & ~(uint64_t)7;  /* end tag of an imaginary used block */
+  uint64_t fence = (sizeof *a + 7) & ~(uint64_t)7; /* end tag of an imaginary used block */
   *word_at(a, fence) = USED;
   a->heap_start = fence + 8;
   a->heap_end = size - 8;
-  *word_at(a, a->heap_end) = USED;                   /* head tag of another one */
+  *word_at(a, a->heap_end) = USED; /* head tag of another one */
   set_tags(a, a->heap_start, a->heap_end - a->heap_start, 0);
   list_push(a, a->heap_start);
   *out = a;
@@ -304,39 +291,31 @@ int shm_arena_create(size_t size, shm_arena **out) {
 }
 
 void shm_arena_destroy(shm_arena *a) {
-  if (a)
-    munmap(a, a->size);
+  if (a) munmap(a, a->size);
 }
 
 void *shm_ptr(shm_arena *a, shm_off off) {
-  if (!a || off < a->heap_start || off >= a->heap_end)
-    return NULL;
+  if (!a || off < a->heap_start || off >= a->heap_end) return NULL;
   return (char *)a + off;
 }
 
 /* Is `off` the payload of a block in use? Only reads this block's tags,
  * which nobody else writes while the block is allocated. */
 static int block_ok(shm_arena *a, shm_off off) {
-  if (!a || off % 8 || off < a->heap_start + 8 || off >= a->heap_end)
-    return 0;
+  if (!a || off % 8 || off < a->heap_start + 8 || off >= a->heap_end) return 0;
   uint64_t b = off - 8, tag = *word_at(a, b), size = TAG_SIZE(tag);
-  if (!(tag & USED) || size < MIN_BLOCK || size > a->heap_end - b)
-    return 0;
+  if (!(tag & USED) || size < MIN_BLOCK || size > a->heap_end - b) return 0;
   return *word_at(a, b + size - 8) == tag;
 }
 
 int shm_alloc(shm_arena *a, size_t n, shm_off *out) {
-  if (!a || !out)
-    return SHM_EINVAL;
-  if (n > a->size)
-    return SHM_ENOSPC;
-  uint64_t need = ((uint64_t)n + 7) / 8 * 8 + 16;  /* payload + head + foot */
-  if (need < MIN_BLOCK)
-    need = MIN_BLOCK;
+  if (!a || !out) return SHM_EINVAL;
+  if (n > a->size) return SHM_ENOSPC;
+  uint64_t need = ((uint64_t)n + 7) / 8 * 8 + 16; /* payload + head + foot */
+  if (need < MIN_BLOCK) need = MIN_BLOCK;
   arena_lock(a);
   uint64_t b = a->free_head;
-  while (b && TAG_SIZE(*word_at(a, b)) < need)
-    b = *next_link(a, b);
+  while (b && TAG_SIZE(*word_at(a, b)) < need) b = *next_link(a, b);
   if (!b) {
     arena_unlock(a);
     return SHM_ENOSPC;
@@ -360,10 +339,9 @@ int shm_alloc(shm_arena *a, size_t n, shm_off *out) {
 }
 
 int shm_free(shm_arena *a, shm_off off) {
-  if (!a)
-    return SHM_EINVAL;
+  if (!a) return SHM_EINVAL;
   arena_lock(a);
-  if (!block_ok(a, off)) {  /* under the lock: a double free sees the tag cleared */
+  if (!block_ok(a, off)) { /* under the lock: a double free sees the tag cleared */
     arena_unlock(a);
     return SHM_EINVAL;
   }
@@ -371,12 +349,12 @@ int shm_free(shm_arena *a, shm_off off) {
   a->used_bytes -= size;
   a->used_blocks--;
   uint64_t next = b + size, next_tag = *word_at(a, next);
-  if (!(next_tag & USED)) {  /* merge with the free block after */
+  if (!(next_tag & USED)) { /* merge with the free block after */
     list_unlink(a, next);
     size += TAG_SIZE(next_tag);
   }
   uint64_t prev_tag = *word_at(a, b - 8);
-  if (!(prev_tag & USED)) {  /* merge into the free block before; it stays listed */
+  if (!(prev_tag & USED)) { /* merge into the free block before; it stays listed */
     uint64_t prev = b - TAG_SIZE(prev_tag);
     set_tags(a, prev, size + TAG_SIZE(prev_tag), 0);
   } else {
@@ -389,8 +367,7 @@ int shm_free(shm_arena *a, shm_off off) {
 
 void shm_arena_stats(shm_arena *a, shm_stats *out) {
   memset(out, 0, sizeof *out);
-  if (!a)
-    return;
+  if (!a) return;
   arena_lock(a);
   out->size = a->size;
   out->heap_bytes = a->heap_end - a->heap_start;
@@ -400,8 +377,7 @@ void shm_arena_stats(shm_arena *a, shm_stats *out) {
     uint64_t size = TAG_SIZE(*word_at(a, b));
     out->free_bytes += size;
     out->free_blocks++;
-    if (size - 16 > out->largest_free)
-      out->largest_free = size - 16;
+    if (size - 16 > out->largest_free) out->largest_free = size - 16;
   }
   out->repairs = atomic_load(&a->repairs);
   arena_unlock(a);
@@ -413,8 +389,7 @@ static int heap_check_locked(shm_arena *a) {
   uint64_t b = a->heap_start, nfree = 0, used = 0, nused = 0, prev_free = 0;
   while (b < a->heap_end) {
     uint64_t tag = *word_at(a, b), size = TAG_SIZE(tag);
-    if (size < MIN_BLOCK || size > a->heap_end - b || *word_at(a, b + size - 8) != tag)
-      return SHM_EINVAL;
+    if (size < MIN_BLOCK || size > a->heap_end - b || *word_at(a, b + size - 8) != tag) return SHM_EINVAL;
     if (tag & USED) {
       used += size;
       nused++;
@@ -426,12 +401,11 @@ static int heap_check_locked(shm_arena *a) {
     prev_free = !(tag & USED);
     b += size;
   }
-  if (b != a->heap_end || used != a->used_bytes || nused != a->used_blocks)
-    return SHM_EINVAL;
+  if (b != a->heap_end || used != a->used_bytes || nused != a->used_blocks) return SHM_EINVAL;
   uint64_t listed = 0, prev = 0;
   for (uint64_t f = a->free_head; f; f = *next_link(a, f)) {
-    if (f < a->heap_start || f >= a->heap_end || (*word_at(a, f) & USED) ||
-        *prev_link(a, f) != prev || ++listed > nfree)
+    if (f < a->heap_start || f >= a->heap_end || (*word_at(a, f) & USED) || *prev_link(a, f) != prev ||
+        ++listed > nfree)
       return SHM_EINVAL;
     prev = f;
   }
@@ -439,8 +413,7 @@ static int heap_check_locked(shm_arena *a) {
 }
 
 int shm_arena_check(shm_arena *a) {
-  if (!a || a->magic != ARENA_MAGIC)
-    return SHM_EINVAL;
+  if (!a || a->magic != ARENA_MAGIC) return SHM_EINVAL;
   arena_lock(a);
   int rc = heap_check_locked(a);
   arena_unlock(a);
@@ -449,27 +422,24 @@ int shm_arena_check(shm_arena *a) {
 
 /* -------------------------------------------------------------- objects */
 
-#define OBJ_MAGIC(type) (0x53480000u | (uint32_t)(type))  /* "SH" + kind */
+#define OBJ_MAGIC(type) (0x53480000u | (uint32_t)(type)) /* "SH" + kind */
 
 struct obj {
-  uint32_t magic;           /* OBJ_MAGIC(kind); 0 once destroyed */
+  uint32_t magic; /* OBJ_MAGIC(kind); 0 once destroyed */
   _Atomic uint32_t refs;
 };
 
 static struct obj *obj_at(shm_arena *a, shm_off off, int type) {
-  if (!block_ok(a, off))
-    return NULL;
+  if (!block_ok(a, off)) return NULL;
   struct obj *o = (struct obj *)((char *)a + off);
   return o->magic == OBJ_MAGIC(type) ? o : NULL;
 }
 
 /* Allocates a zeroed object of `size` bytes with one reference. */
 static void *obj_new(shm_arena *a, size_t size, int type, shm_off *out) {
-  if (!a || !out)
-    return NULL;
+  if (!a || !out) return NULL;
   shm_off off;
-  if (shm_alloc(a, size, &off) != SHM_OK)
-    return NULL;
+  if (shm_alloc(a, size, &off) != SHM_OK) return NULL;
   struct obj *o = memset((char *)a + off, 0, size);
   o->magic = OBJ_MAGIC(type);
   atomic_store(&o->refs, 1);
@@ -478,19 +448,16 @@ static void *obj_new(shm_arena *a, size_t size, int type, shm_off *out) {
 }
 
 int shm_obj_type(shm_arena *a, shm_off off) {
-  if (!block_ok(a, off))
-    return SHM_T_NONE;
+  if (!block_ok(a, off)) return SHM_T_NONE;
   uint32_t magic = ((struct obj *)((char *)a + off))->magic;
   for (int t = SHM_T_LOCK; t <= SHM_T_VALUE; t++)
-    if (magic == OBJ_MAGIC(t))
-      return t;
+    if (magic == OBJ_MAGIC(t)) return t;
   return SHM_T_NONE;
 }
 
 int shm_obj_retain(shm_arena *a, shm_off off) {
   int type = shm_obj_type(a, off);
-  if (type == SHM_T_NONE)
-    return SHM_EINVAL;
+  if (type == SHM_T_NONE) return SHM_EINVAL;
   atomic_fetch_add(&obj_at(a, off, type)->refs, 1);
   return SHM_OK;
 }
@@ -501,10 +468,8 @@ static void value_destroy(shm_arena *a, shm_off off);
 
 int shm_obj_release(shm_arena *a, shm_off off) {
   int type = shm_obj_type(a, off);
-  if (type == SHM_T_NONE)
-    return SHM_EINVAL;
-  if (atomic_fetch_sub(&obj_at(a, off, type)->refs, 1) != 1)
-    return SHM_OK;
+  if (type == SHM_T_NONE) return SHM_EINVAL;
+  if (atomic_fetch_sub(&obj_at(a, off, type)->refs, 1) != 1) return SHM_OK;
   if (type == SHM_T_LOCK)
     lock_destroy(a, off);
   else if (type == SHM_T_QUEUE)
@@ -518,17 +483,16 @@ int shm_obj_release(shm_arena *a, shm_off off) {
 
 struct lock {
   struct obj hdr;
-  pthread_mutex_t held;     /* robust: held by the owner for as long as it owns the lock */
-  _Atomic uint64_t owner;   /* the owner's token, 0 when free */
+  pthread_mutex_t held; /* robust: held by the owner for as long as it owns the lock */
+  _Atomic uint64_t owner; /* the owner's token, 0 when free */
   _Atomic int32_t owner_tid; /* the owner's kernel thread id: it alone may release */
   _Atomic uint32_t waiters; /* acquirers asleep or about to sleep */
-  _Atomic uint32_t seq;     /* futex word, bumped on release */
+  _Atomic uint32_t seq; /* futex word, bumped on release */
 };
 
 int shm_lock_new(shm_arena *a, shm_off *out) {
   struct lock *l = obj_new(a, sizeof *l, SHM_T_LOCK, out);
-  if (!l)
-    return a && out ? SHM_ENOSPC : SHM_EINVAL;
+  if (!l) return a && out ? SHM_ENOSPC : SHM_EINVAL;
   mutex_init(&l->held);
   return SHM_OK;
 }
@@ -552,8 +516,7 @@ static int lock_try(shm_arena *a, struct lock *l, uint64_t owner) {
     atomic_store(&l->owner_tid, (int32_t)gettid());
     return SHM_OK;
   }
-  if (rc != EOWNERDEAD)
-    return -1;  /* EBUSY, or EDEADLK: we hold it ourselves and wait like Python */
+  if (rc != EOWNERDEAD) return -1; /* EBUSY, or EDEADLK: we hold it ourselves and wait like Python */
   /* the owner died holding it: make it usable, leave it free, say so */
   atomic_fetch_add(&a->repairs, 1);
   atomic_store(&l->owner, 0);
@@ -567,16 +530,12 @@ static int lock_try(shm_arena *a, struct lock *l, uint64_t owner) {
 int shm_lock_acquire(shm_arena *a, shm_off off, uint64_t owner, const struct timespec *deadline,
                      shm_stop_fn should_stop, void *arg) {
   struct lock *l = (struct lock *)obj_at(a, off, SHM_T_LOCK);
-  if (!l || owner == 0)
-    return SHM_EINVAL;
+  if (!l || owner == 0) return SHM_EINVAL;
   for (;;) {
     int rc = lock_try(a, l, owner);
-    if (rc >= 0)
-      return rc;
-    if (deadline_passed(deadline))
-      return SHM_TIMEOUT;
-    if (should_stop && should_stop(arg))
-      return SHM_STOPPED;
+    if (rc >= 0) return rc;
+    if (deadline_passed(deadline)) return SHM_TIMEOUT;
+    if (should_stop && should_stop(arg)) return SHM_STOPPED;
     /* count ourselves, note seq, try again, and only then sleep: a release
      * after the failed try sees the count and changes seq */
     atomic_fetch_add(&l->waiters, 1);
@@ -588,19 +547,16 @@ int shm_lock_acquire(shm_arena *a, shm_off off, uint64_t owner, const struct tim
       futex_wait(&l->seq, seen, &until);
     }
     atomic_fetch_sub(&l->waiters, 1);
-    if (rc >= 0)
-      return rc;
+    if (rc >= 0) return rc;
   }
 }
 
 int shm_lock_release(shm_arena *a, shm_off off, uint64_t owner) {
   struct lock *l = (struct lock *)obj_at(a, off, SHM_T_LOCK);
-  if (!l)
-    return SHM_EINVAL;
+  if (!l) return SHM_EINVAL;
   /* the token and the thread: a robust mutex can only be unlocked by the
    * thread that locked it (and these fields only change under it) */
-  if (owner == 0 || atomic_load(&l->owner) != owner || atomic_load(&l->owner_tid) != gettid())
-    return SHM_NOT_OWNER;
+  if (owner == 0 || atomic_load(&l->owner) != owner || atomic_load(&l->owner_tid) != gettid()) return SHM_NOT_OWNER;
   atomic_store(&l->owner, 0);
   atomic_store(&l->owner_tid, 0);
   PT_CHECK(pthread_mutex_unlock(&l->held));
@@ -618,7 +574,7 @@ int shm_lock_locked(shm_arena *a, shm_off off) {
  * not be reused. Leaking it is the safe choice. */
 static void lock_destroy(shm_arena *a, shm_off off) {
   struct lock *l = (struct lock *)((char *)a + off);
-  int rc = pthread_mutex_trylock(&l->held);  /* EDEADLK: we hold it already */
+  int rc = pthread_mutex_trylock(&l->held); /* EDEADLK: we hold it already */
   if (rc == EOWNERDEAD)
     PT_CHECK(pthread_mutex_consistent(&l->held));
   else if (rc != 0 && rc != EDEADLK)
@@ -632,7 +588,7 @@ static void lock_destroy(shm_arena *a, shm_off off) {
 /* ---------------------------------------------------------------- queue */
 
 struct item {
-  shm_off next;      /* the item after this one, 0 at the tail */
+  shm_off next; /* the item after this one, 0 at the tail */
   uint64_t len;
   unsigned char data[];
 };
@@ -645,27 +601,25 @@ struct item {
  * every put would make a wake-up call while the woken getter is on its way
  * back to the mutex. */
 struct waitq {
-  uint32_t waiters;       /* registered sleepers, guarded by the queue's mutex */
-  uint32_t signals;       /* wake-ups sent to them and not yet absorbed */
-  _Atomic uint32_t seq;   /* the futex word */
+  uint32_t waiters; /* registered sleepers, guarded by the queue's mutex */
+  uint32_t signals; /* wake-ups sent to them and not yet absorbed */
+  _Atomic uint32_t seq; /* the futex word */
 };
 
 struct queue {
   struct obj hdr;
-  pthread_mutex_t mutex;          /* guards everything below */
-  shm_off head, tail;             /* item offsets, 0 when empty */
-  _Atomic uint64_t count;         /* atomic only so that spinners may peek */
-  uint64_t maxsize;               /* 0: unbounded */
+  pthread_mutex_t mutex; /* guards everything below */
+  shm_off head, tail; /* item offsets, 0 when empty */
+  _Atomic uint64_t count; /* atomic only so that spinners may peek */
+  uint64_t maxsize; /* 0: unbounded */
   _Atomic int closed;
-  struct waitq items;             /* getters waiting for an item */
-  struct waitq room;              /* putters waiting for room */
+  struct waitq items; /* getters waiting for an item */
+  struct waitq room; /* putters waiting for room */
 };
 
-#define SPIN_NS 5000  /* how long a waiter watches the count before it sleeps */
+#define SPIN_NS 5000 /* how long a waiter watches the count before it sleeps */
 
-static struct item *item_at(shm_arena *a, shm_off off) {
-  return (struct item *)((char *)a + off);
-}
+static struct item *item_at(shm_arena *a, shm_off off) { return (struct item *)((char *)a + off); }
 
 /* Recomputes tail and count by walking from the head. Links always point
  * at complete items (put writes the item before linking it); the checks on
@@ -675,16 +629,13 @@ static void queue_repair(shm_arena *a, void *ctx) {
   struct queue *q = ctx;
   uint64_t n = 0, limit = (a->heap_end - a->heap_start) / MIN_BLOCK;
   shm_off last = 0;
-  if (q->head && !block_ok(a, q->head))
-    q->head = 0;
+  if (q->head && !block_ok(a, q->head)) q->head = 0;
   for (shm_off it = q->head; it && n < limit; it = item_at(a, it)->next) {
     n++;
     last = it;
-    if (item_at(a, it)->next && !block_ok(a, item_at(a, it)->next))
-      item_at(a, it)->next = 0;
+    if (item_at(a, it)->next && !block_ok(a, item_at(a, it)->next)) item_at(a, it)->next = 0;
   }
-  if (last)
-    item_at(a, last)->next = 0;  /* also ends a cycle, were there one */
+  if (last) item_at(a, last)->next = 0; /* also ends a cycle, were there one */
   q->tail = last;
   atomic_store(&q->count, n);
   /* the dead process may have been about to wake someone: sleepers look
@@ -697,22 +648,18 @@ static void queue_lock(shm_arena *a, struct queue *q) { robust_lock(a, &q->mutex
 
 int shm_queue_new(shm_arena *a, size_t maxsize, shm_off *out) {
   struct queue *q = obj_new(a, sizeof *q, SHM_T_QUEUE, out);
-  if (!q)
-    return a && out ? SHM_ENOSPC : SHM_EINVAL;
+  if (!q) return a && out ? SHM_ENOSPC : SHM_EINVAL;
   q->maxsize = maxsize;
   mutex_init(&q->mutex);
   return SHM_OK;
 }
 
-static struct queue *queue_at(shm_arena *a, shm_off off) {
-  return (struct queue *)obj_at(a, off, SHM_T_QUEUE);
-}
+static struct queue *queue_at(shm_arena *a, shm_off off) { return (struct queue *)obj_at(a, off, SHM_T_QUEUE); }
 
 /* With the mutex held: does somebody on w need waking? If so the wake-up
  * is accounted for and seq changed; the caller wakes after unlocking. */
 static int waitq_signal(struct waitq *w) {
-  if (w->waiters <= w->signals)
-    return 0;
+  if (w->waiters <= w->signals) return 0;
   w->signals++;
   atomic_fetch_add(&w->seq, 1);
   return 1;
@@ -720,15 +667,14 @@ static int waitq_signal(struct waitq *w) {
 
 /* Called with the mutex held, which it releases while asleep. Returns
  * SHM_OK when the caller should look again, or why to give up. */
-static int queue_wait(shm_arena *a, struct queue *q, struct waitq *w,
-                      const struct timespec *deadline, shm_stop_fn should_stop, void *arg) {
-  if (deadline_passed(deadline))
-    return SHM_TIMEOUT;
+static int queue_wait(shm_arena *a, struct queue *q, struct waitq *w, const struct timespec *deadline,
+                      shm_stop_fn should_stop, void *arg) {
+  if (deadline_passed(deadline)) return SHM_TIMEOUT;
   uint32_t seen = atomic_load(&w->seq);
   w->waiters++;
   PT_CHECK(pthread_mutex_unlock(&q->mutex));
   int rc = SHM_OK;
-  if (should_stop && should_stop(arg)) {  /* never call user code with our mutex held */
+  if (should_stop && should_stop(arg)) { /* never call user code with our mutex held */
     rc = SHM_STOPPED;
   } else {
     struct timespec until = sleep_until(deadline);
@@ -736,7 +682,7 @@ static int queue_wait(shm_arena *a, struct queue *q, struct waitq *w,
   }
   queue_lock(a, q);
   w->waiters--;
-  if (w->signals)  /* ours or not, one wake-up has arrived */
+  if (w->signals) /* ours or not, one wake-up has arrived */
     w->signals--;
   return rc;
 }
@@ -750,37 +696,30 @@ static void queue_spin(struct queue *q, int for_room) {
   struct timespec end = ts_add_ns(now_mono(), SPIN_NS);
   for (unsigned i = 1;; i++) {
     uint64_t n = atomic_load_explicit(&q->count, memory_order_relaxed);
-    if ((for_room ? n < q->maxsize : n > 0) ||
-        atomic_load_explicit(&q->closed, memory_order_relaxed))
-      return;
+    if ((for_room ? n < q->maxsize : n > 0) || atomic_load_explicit(&q->closed, memory_order_relaxed)) return;
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
-    if (i % 16 == 0) {  /* the clock costs ~20 ns: look at it now and then */
+    if (i % 16 == 0) { /* the clock costs ~20 ns: look at it now and then */
       struct timespec now = now_mono();
-      if (!ts_before(&now, &end))
-        return;
+      if (!ts_before(&now, &end)) return;
     }
   }
 }
 
-int shm_queue_put(shm_arena *a, shm_off off, const void *data, size_t len,
-                  const struct timespec *deadline, shm_stop_fn should_stop, void *arg) {
+int shm_queue_put(shm_arena *a, shm_off off, const void *data, size_t len, const struct timespec *deadline,
+                  shm_stop_fn should_stop, void *arg) {
   struct queue *q = queue_at(a, off);
-  if (!q || (len && !data))
-    return SHM_EINVAL;
-  if (len > SIZE_MAX - sizeof(struct item))
-    return SHM_ENOSPC;
+  if (!q || (len && !data)) return SHM_EINVAL;
+  if (len > SIZE_MAX - sizeof(struct item)) return SHM_ENOSPC;
   /* allocate and copy before taking the queue's mutex: keeps its hold short */
   shm_off it;
   int rc = shm_alloc(a, sizeof(struct item) + len, &it);
-  if (rc != SHM_OK)
-    return rc;
+  if (rc != SHM_OK) return rc;
   struct item *item = item_at(a, it);
   item->next = 0;
   item->len = len;
-  if (len)
-    memcpy(item->data, data, len);
+  if (len) memcpy(item->data, data, len);
 
   queue_lock(a, q);
   for (;;) {
@@ -803,27 +742,22 @@ int shm_queue_put(shm_arena *a, shm_off off, const void *data, size_t len,
       PT_CHECK(pthread_mutex_unlock(&q->mutex));
       queue_spin(q, 1);
       queue_lock(a, q);
-      if (atomic_load(&q->count) < q->maxsize || atomic_load(&q->closed))
-        continue;
+      if (atomic_load(&q->count) < q->maxsize || atomic_load(&q->closed)) continue;
     }
     rc = queue_wait(a, q, &q->room, deadline, should_stop, arg);
-    if (rc != SHM_OK)
-      break;
+    if (rc != SHM_OK) break;
   }
   int wake = rc == SHM_OK && waitq_signal(&q->items);
   PT_CHECK(pthread_mutex_unlock(&q->mutex));
-  if (wake)
-    futex_wake(&q->items.seq, 1);
-  if (rc != SHM_OK)
-    shm_free(a, it);
+  if (wake) futex_wake(&q->items.seq, 1);
+  if (rc != SHM_OK) shm_free(a, it);
   return rc;
 }
 
-int shm_queue_get(shm_arena *a, shm_off off, void **data, size_t *len,
-                  const struct timespec *deadline, shm_stop_fn should_stop, void *arg) {
+int shm_queue_get(shm_arena *a, shm_off off, void **data, size_t *len, const struct timespec *deadline,
+                  shm_stop_fn should_stop, void *arg) {
   struct queue *q = queue_at(a, off);
-  if (!q || !data || !len)
-    return SHM_EINVAL;
+  if (!q || !data || !len) return SHM_EINVAL;
   shm_off it = 0;
   void *buf = NULL;
   int rc;
@@ -838,8 +772,7 @@ int shm_queue_get(shm_arena *a, shm_off off, void **data, size_t *len,
         break;
       }
       q->head = item_at(a, it)->next;
-      if (!q->head)
-        q->tail = 0;
+      if (!q->head) q->tail = 0;
       atomic_fetch_sub(&q->count, 1);
       rc = SHM_OK;
       break;
@@ -852,19 +785,15 @@ int shm_queue_get(shm_arena *a, shm_off off, void **data, size_t *len,
       PT_CHECK(pthread_mutex_unlock(&q->mutex));
       queue_spin(q, 0);
       queue_lock(a, q);
-      if (q->head || atomic_load(&q->closed))
-        continue;
+      if (q->head || atomic_load(&q->closed)) continue;
     }
     rc = queue_wait(a, q, &q->items, deadline, should_stop, arg);
-    if (rc != SHM_OK)
-      break;
+    if (rc != SHM_OK) break;
   }
   int wake = rc == SHM_OK && waitq_signal(&q->room);
   PT_CHECK(pthread_mutex_unlock(&q->mutex));
-  if (wake)
-    futex_wake(&q->room.seq, 1);
-  if (rc != SHM_OK)
-    return rc;
+  if (wake) futex_wake(&q->room.seq, 1);
+  if (rc != SHM_OK) return rc;
   /* the item is ours alone now: copy it out without the mutex */
   struct item *item = item_at(a, it);
   *len = item->len;
@@ -876,11 +805,10 @@ int shm_queue_get(shm_arena *a, shm_off off, void **data, size_t *len,
 
 int shm_queue_close(shm_arena *a, shm_off off) {
   struct queue *q = queue_at(a, off);
-  if (!q)
-    return SHM_EINVAL;
+  if (!q) return SHM_EINVAL;
   queue_lock(a, q);
   atomic_store(&q->closed, 1);
-  q->items.signals = q->items.waiters;  /* everybody is being woken */
+  q->items.signals = q->items.waiters; /* everybody is being woken */
   q->room.signals = q->room.waiters;
   atomic_fetch_add(&q->items.seq, 1);
   atomic_fetch_add(&q->room.seq, 1);
@@ -895,8 +823,7 @@ int shm_queue_close(shm_arena *a, shm_off off) {
  * once the repair has run, and locking is what runs it. */
 size_t shm_queue_size(shm_arena *a, shm_off off) {
   struct queue *q = queue_at(a, off);
-  if (!q)
-    return 0;
+  if (!q) return 0;
   queue_lock(a, q);
   size_t n = (size_t)atomic_load(&q->count);
   PT_CHECK(pthread_mutex_unlock(&q->mutex));
@@ -936,13 +863,11 @@ static void queue_destroy(shm_arena *a, shm_off off) {
 struct value {
   struct obj hdr;
   pthread_mutex_t mutex;
-  shm_number slot[2];     /* the current number and a spare */
-  _Atomic uint32_t cur;   /* which slot is current; one store publishes a new number */
+  shm_number slot[2]; /* the current number and a spare */
+  _Atomic uint32_t cur; /* which slot is current; one store publishes a new number */
 };
 
-static struct value *value_at(shm_arena *a, shm_off off) {
-  return (struct value *)obj_at(a, off, SHM_T_VALUE);
-}
+static struct value *value_at(shm_arena *a, shm_off off) { return (struct value *)obj_at(a, off, SHM_T_VALUE); }
 
 /* Nothing to repair: cur always names a slot that was completely written. */
 static void value_repair(shm_arena *a, void *ctx) { (void)a, (void)ctx; }
@@ -958,8 +883,7 @@ static void value_publish(struct value *v, shm_number x) {
 
 int shm_value_new(shm_arena *a, shm_number init, shm_off *out) {
   struct value *v = obj_new(a, sizeof *v, SHM_T_VALUE, out);
-  if (!v)
-    return a && out ? SHM_ENOSPC : SHM_EINVAL;
+  if (!v) return a && out ? SHM_ENOSPC : SHM_EINVAL;
   mutex_init(&v->mutex);
   v->slot[0] = init;
   return SHM_OK;
@@ -967,8 +891,7 @@ int shm_value_new(shm_arena *a, shm_number init, shm_off *out) {
 
 int shm_value_get(shm_arena *a, shm_off off, shm_number *out) {
   struct value *v = value_at(a, off);
-  if (!v || !out)
-    return SHM_EINVAL;
+  if (!v || !out) return SHM_EINVAL;
   value_lock(a, v);
   *out = v->slot[atomic_load(&v->cur)];
   PT_CHECK(pthread_mutex_unlock(&v->mutex));
@@ -977,8 +900,7 @@ int shm_value_get(shm_arena *a, shm_off off, shm_number *out) {
 
 int shm_value_set(shm_arena *a, shm_off off, shm_number x) {
   struct value *v = value_at(a, off);
-  if (!v)
-    return SHM_EINVAL;
+  if (!v) return SHM_EINVAL;
   value_lock(a, v);
   value_publish(v, x);
   PT_CHECK(pthread_mutex_unlock(&v->mutex));
@@ -987,8 +909,7 @@ int shm_value_set(shm_arena *a, shm_off off, shm_number x) {
 
 /* Lua's rules: int + int wraps around as an int; with a float, a float. */
 static shm_number number_add(shm_number x, shm_number y) {
-  if (!x.is_float && !y.is_float)
-    return shm_int((int64_t)((uint64_t)x.i + (uint64_t)y.i));
+  if (!x.is_float && !y.is_float) return shm_int((int64_t)((uint64_t)x.i + (uint64_t)y.i));
   double fx = x.is_float ? x.f : (double)x.i;
   double fy = y.is_float ? y.f : (double)y.i;
   return shm_float(fx + fy);
@@ -996,14 +917,12 @@ static shm_number number_add(shm_number x, shm_number y) {
 
 int shm_value_add(shm_arena *a, shm_off off, shm_number n, shm_number *result) {
   struct value *v = value_at(a, off);
-  if (!v)
-    return SHM_EINVAL;
+  if (!v) return SHM_EINVAL;
   value_lock(a, v);
   shm_number sum = number_add(v->slot[atomic_load(&v->cur)], n);
   value_publish(v, sum);
   PT_CHECK(pthread_mutex_unlock(&v->mutex));
-  if (result)
-    *result = sum;
+  if (result) *result = sum;
   return SHM_OK;
 }
 

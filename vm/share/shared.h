@@ -64,26 +64,26 @@
 /* Results. Every function that can fail returns one of these. */
 enum {
   SHM_OK = 0,
-  SHM_TIMEOUT,     /* the deadline passed first */
-  SHM_STOPPED,     /* should_stop() said to give up */
-  SHM_OWNER_DEAD,  /* lock: its owner died holding it; the lock is free again, not held by you */
-  SHM_NOT_OWNER,   /* lock: release by a token/thread that does not hold it */
-  SHM_CLOSED,      /* queue: put after close, or get on a closed and empty queue */
-  SHM_ENOSPC,      /* the arena has no room for this */
-  SHM_ENOMEM,      /* malloc failed (queue get); the item stays in the queue */
-  SHM_EINVAL,      /* bad handle or argument */
-  SHM_ESYS,        /* a system call failed (mmap); errno says why */
+  SHM_TIMEOUT, /* the deadline passed first */
+  SHM_STOPPED, /* should_stop() said to give up */
+  SHM_OWNER_DEAD, /* lock: its owner died holding it; the lock is free again, not held by you */
+  SHM_NOT_OWNER, /* lock: release by a token/thread that does not hold it */
+  SHM_CLOSED, /* queue: put after close, or get on a closed and empty queue */
+  SHM_ENOSPC, /* the arena has no room for this */
+  SHM_ENOMEM, /* malloc failed (queue get); the item stays in the queue */
+  SHM_EINVAL, /* bad handle or argument */
+  SHM_ESYS, /* a system call failed (mmap); errno says why */
 };
 
 /* A short English description of a result, for error messages. */
 const char *shm_strerror(int rc);
 
-typedef uint64_t shm_off;                 /* an offset in the arena; 0 = none */
-typedef int (*shm_stop_fn)(void *arg);    /* non-zero: stop waiting */
-typedef struct shm_arena shm_arena;       /* lives at the start of the mapping */
+typedef uint64_t shm_off; /* an offset in the arena; 0 = none */
+typedef int (*shm_stop_fn)(void *arg); /* non-zero: stop waiting */
+typedef struct shm_arena shm_arena; /* lives at the start of the mapping */
 
 #define SHM_DEFAULT_ARENA_SIZE ((size_t)64 << 20)
-#define SHM_POLL_NS 50000000L             /* the longest sleep between should_stop polls */
+#define SHM_POLL_NS 50000000L /* the longest sleep between should_stop polls */
 
 /* ---- time helpers ---- */
 
@@ -100,18 +100,18 @@ void shm_arena_destroy(shm_arena *a);
 
 /* Raw allocation, 8-byte aligned; the objects below use it. */
 int shm_alloc(shm_arena *a, size_t n, shm_off *out);
-int shm_free(shm_arena *a, shm_off off);          /* SHM_EINVAL for a bad or double free */
-void *shm_ptr(shm_arena *a, shm_off off);         /* NULL for 0 or out of range */
+int shm_free(shm_arena *a, shm_off off); /* SHM_EINVAL for a bad or double free */
+void *shm_ptr(shm_arena *a, shm_off off); /* NULL for 0 or out of range */
 
 typedef struct shm_stats {
-  size_t size;          /* bytes mapped */
-  size_t heap_bytes;    /* bytes available to blocks */
-  size_t used_bytes;    /* bytes in allocated blocks, headers included */
+  size_t size; /* bytes mapped */
+  size_t heap_bytes; /* bytes available to blocks */
+  size_t used_bytes; /* bytes in allocated blocks, headers included */
   size_t used_blocks;
   size_t free_bytes;
   size_t free_blocks;
-  size_t largest_free;  /* the biggest block one allocation could get (its payload) */
-  size_t repairs;       /* times a lock was found "owner died" and its state rebuilt */
+  size_t largest_free; /* the biggest block one allocation could get (its payload) */
+  size_t repairs; /* times a lock was found "owner died" and its state rebuilt */
 } shm_stats;
 void shm_arena_stats(shm_arena *a, shm_stats *out);
 /* Walks the whole heap and free list; SHM_OK if every invariant holds (tests). */
@@ -133,8 +133,8 @@ int shm_obj_release(shm_arena *a, shm_off off);
 
 int shm_lock_new(shm_arena *a, shm_off *out);
 /* SHM_OK (you hold it), SHM_TIMEOUT, SHM_STOPPED, SHM_OWNER_DEAD, SHM_EINVAL (owner 0). */
-int shm_lock_acquire(shm_arena *a, shm_off lock, uint64_t owner,
-                     const struct timespec *deadline, shm_stop_fn should_stop, void *arg);
+int shm_lock_acquire(shm_arena *a, shm_off lock, uint64_t owner, const struct timespec *deadline,
+                     shm_stop_fn should_stop, void *arg);
 /* SHM_OK or SHM_NOT_OWNER. Never blocks. */
 int shm_lock_release(shm_arena *a, shm_off lock, uint64_t owner);
 /* 1 if held (also when its owner died and nobody has tried it since), else 0. */
@@ -145,12 +145,12 @@ int shm_lock_locked(shm_arena *a, shm_off lock);
 int shm_queue_new(shm_arena *a, size_t maxsize, shm_off *out);
 /* Copies len bytes in; blocks while the queue is full. SHM_OK, SHM_TIMEOUT,
  * SHM_STOPPED, SHM_CLOSED, SHM_ENOSPC. */
-int shm_queue_put(shm_arena *a, shm_off q, const void *data, size_t len,
-                  const struct timespec *deadline, shm_stop_fn should_stop, void *arg);
+int shm_queue_put(shm_arena *a, shm_off q, const void *data, size_t len, const struct timespec *deadline,
+                  shm_stop_fn should_stop, void *arg);
 /* Blocks while the queue is empty; on SHM_OK *data is malloc'd (free it)
  * and *len its size. SHM_TIMEOUT, SHM_STOPPED, SHM_CLOSED, SHM_ENOMEM. */
-int shm_queue_get(shm_arena *a, shm_off q, void **data, size_t *len,
-                  const struct timespec *deadline, shm_stop_fn should_stop, void *arg);
+int shm_queue_get(shm_arena *a, shm_off q, void **data, size_t *len, const struct timespec *deadline,
+                  shm_stop_fn should_stop, void *arg);
 int shm_queue_close(shm_arena *a, shm_off q);
 size_t shm_queue_size(shm_arena *a, shm_off q);
 int shm_queue_empty(shm_arena *a, shm_off q);
@@ -167,8 +167,14 @@ typedef struct shm_number {
   };
 } shm_number;
 
-static inline shm_number shm_int(int64_t i) { shm_number n = {.is_float = 0, .i = i}; return n; }
-static inline shm_number shm_float(double f) { shm_number n = {.is_float = 1, .f = f}; return n; }
+static inline shm_number shm_int(int64_t i) {
+  shm_number n = { .is_float = 0, .i = i };
+  return n;
+}
+static inline shm_number shm_float(double f) {
+  shm_number n = { .is_float = 1, .f = f };
+  return n;
+}
 
 int shm_value_new(shm_arena *a, shm_number init, shm_off *out);
 int shm_value_get(shm_arena *a, shm_off v, shm_number *out);
