@@ -297,25 +297,21 @@ static int co_running(lua_State *L) {
   return 2;
 }
 
-static int co_yield (lua_State *L) {
+static int co_yield_checked(lua_State *L) {
   if (L == breaker_base() && !lua_isyieldable(L)) return luaL_error(L, "attempt to yield from outside a coroutine");
   return lua_yield(L, lua_gettop(L));
 }
 
-static void patch_coroutine_lib(lua_State *L) {
-  lua_getglobal(L, "coroutine");
-  if (lua_istable(L, -1)) {
-    lua_pushcfunction(L, co_resume);
-    lua_setfield(L, -2, "resume");
-    lua_pushcfunction(L, co_wrap);
-    lua_setfield(L, -2, "wrap");
-    lua_pushcfunction(L, co_running);
-    lua_setfield(L, -2, "running");
-    lua_pushcfunction(L, co_yield );
-    lua_setfield(L, -2, "yield");
-  }
+/* Replace some functions of a standard library table (global `lib`). */
+static void patch_lib(lua_State *L, const char *lib, const luaL_Reg *funcs) {
+  if (lua_getglobal(L, lib) == LUA_TTABLE) luaL_setfuncs(L, funcs, 0);
   lua_pop(L, 1);
 }
+
+static const luaL_Reg coroutine_patches[] = {
+  { "resume", co_resume },       { "wrap", co_wrap }, { "running", co_running },
+  { "yield", co_yield_checked }, { NULL, NULL },
+};
 
 /* ---- os.exit: safe from any thread ---- */
 
@@ -337,14 +333,10 @@ static int os_exit(lua_State *L) {
   return 0;
 }
 
-static void patch_os_lib(lua_State *L) {
-  lua_getglobal(L, "os");
-  if (lua_istable(L, -1)) {
-    lua_pushcfunction(L, os_exit);
-    lua_setfield(L, -2, "exit");
-  }
-  lua_pop(L, 1);
-}
+static const luaL_Reg os_patches[] = {
+  { "exit", os_exit },
+  { NULL, NULL },
+};
 
 /* ---- the module ---- */
 
@@ -391,8 +383,8 @@ void gilmod_open(lua_State *L) {
   breaker_open_debug(L); /* first: it initialises what every new Lua thread copies */
   luaL_requiref(L, "gil", luaopen_gil, 1); /* global `gil` and package.loaded.gil */
   lua_pop(L, 1);
-  patch_coroutine_lib(L);
-  patch_os_lib(L);
+  patch_lib(L, "coroutine", coroutine_patches);
+  patch_lib(L, "os", os_patches);
 }
 
 const rt_host gilmod_host = { .open = gilmod_open, .before_wait_all = objects_close_pools };
