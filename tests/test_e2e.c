@@ -507,15 +507,16 @@ Test(timing, native_with_release_runs_in_parallel) {
      api::native_without_release_does_not_overlap). Comparing with a run
      made just before, rather than with a fixed figure, keeps the test
      meaningful on a machine busy with other work; it still gets three tries. */
-  double ratio = 1e9, wt = 0, wf = 0;
-  for (int attempt = 0; attempt < 3 && ratio >= 0.8; attempt++) {
+  double ratio = 1e9, wt = 0, wf = 0, min_gap = 1e9;
+  for (int attempt = 0; attempt < 3 && (ratio >= 0.8 || min_gap >= s / 2); attempt++) {
     double gap;
     native_run("false", s, &wf, &gap);
     cr_expect(wf >= 0.95 * 2 * s, "release=false: wall %g s, below the sum of both calls", wf);
     native_run("true", s, &wt, &gap);
-    cr_expect(gap < s / 2, "with release=true the second thread started %g s after the first", gap);
+    if (gap < min_gap) min_gap = gap; /* a busy machine may start a thread late once, not three times */
     if (wt / wf < ratio) ratio = wt / wf;
   }
+  cr_expect(min_gap < s / 2, "with release=true the second thread started %g s after the first", min_gap);
   if (ratio >= 0.8) {
     /* No speed-up. A gilvm bug, or no second core free for us right now
        (another process busy on it)? Ask the machine: two plain threads. */

@@ -227,6 +227,18 @@ Test(outputs, devices_are_written_in_place) {
   cr_assert(stat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode), "/dev/null is no longer a device");
 }
 
+Test(outputs, dev_stdout_is_written_in_place_beside_the_scripts_output) {
+  /* /dev/stdout leads to the file stdout is redirected to: renaming a new
+     file over it would detach that file from stdout and lose what the
+     script printed */
+  const char *out = in_dir("out.txt");
+  run_result *r = GVSH(fmt("exec \"$@\" > '%s'", out), "-q", "--json", "/dev/stdout", data("touch.lua"), in_dir("ran"));
+  expect_exit(r, 0);
+  const char *text = slurp(out, NULL);
+  cr_expect(strstr(text, "done\n"), "the script's output is lost:\n%s", text);
+  cr_expect(strstr(text, "\"wall_s\""), "the report is missing:\n%s", text);
+}
+
 Test(outputs, existing_file_keeps_its_mode_and_a_symlink_stays_a_link) {
   const char *real = in_dir("real.json"), *link = in_dir("link.json");
   put(real, "{}\n");

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/magic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +30,18 @@ static char *dir_of(const char *path) {
   return strndup(path, (size_t)(slash - path));
 }
 
-/* Written in place: whatever exists and is not a regular file, and anything in /proc. */
+/* Written in place: whatever exists and is not a regular file, anything in
+   /proc, and /dev names such as /dev/stdout or /dev/fd/N, which stand for a
+   descriptor of ours: a rename over the file behind them would detach it
+   from that descriptor, and what else was written there would be lost. */
 static int in_place(const char *path) {
+  if (strncmp(path, "/dev/", 5) == 0 || strncmp(path, "/proc/", 6) == 0) return 1;
+  char target[PATH_MAX];
+  ssize_t n = readlink(path, target, sizeof target - 1);
+  if (n > 0) {
+    target[n] = '\0';
+    if (strncmp(target, "/proc/", 6) == 0 || strncmp(target, "/dev/", 5) == 0) return 1;
+  }
   struct stat st;
   if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) return 1;
   char *dir = dir_of(path);
@@ -77,8 +88,23 @@ static void forget(outfile *o) {
   memset(o, 0, sizeof *o);
 }
 
+/* /dev/stdout, /dev/stderr, /dev/fd/N: one of our descriptors (-1: another path).
+   Writing through a copy of it shares its offset, as `cmd >f 2>&1` does;
+   reopening the file would truncate it or overwrite what was written. */
+static int own_descriptor(const char *path) {
+  if (strcmp(path, "/dev/stdout") == 0) return STDOUT_FILENO;
+  if (strcmp(path, "/dev/stderr") == 0) return STDERR_FILENO;
+  if (strncmp(path, "/dev/fd/", 8) != 0 || !path[8] || strspn(path + 8, "0123456789") != strlen(path + 8)) return -1;
+  return atoi(path + 8);
+}
+
 FILE *outfile_open(outfile *o, const char *path) {
   memset(o, 0, sizeof *o);
+  int own = own_descriptor(path);
+  if (own >= 0) {
+    fflush(stdout); /* what the script printed first stays first */
+    return stream(o, fcntl(own, F_DUPFD_CLOEXEC, 3));
+  }
   if (in_place(path)) return stream(o, open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666));
   o->target = realpath(path, NULL); /* a symlink keeps pointing at the file it names */
   if (!o->target) o->target = strdup(path);
