@@ -154,6 +154,18 @@ Test(stopping, compare_sigterm_stops_its_child_and_exits_143) {
   expect_err_has(r, "gilvm: stopped: terminated\n");
 }
 
+/* SIGKILL gives compare and sweep no chance to stop their child: the child
+   must notice by itself (stop_case fails if it is still running afterwards). */
+Test(stopping, compare_killed_outright_leaves_no_child) {
+  run_result *r = stop_case("compare", SIGKILL, 1, NULL, in_dir("c.json"));
+  cr_expect_eq(r->term_signal, SIGKILL, "compare was not killed" CTX, CTXA(r));
+}
+
+Test(stopping, sweep_killed_outright_leaves_no_child) {
+  run_result *r = stop_case("sweep", SIGKILL, 1, NULL, in_dir("s.json"));
+  cr_expect_eq(r->term_signal, SIGKILL, "sweep was not killed" CTX, CTXA(r));
+}
+
 Test(stopping, compare_second_sigint_kills_a_stubborn_child_at_once) {
   /* the child swallows the stop error: only the second Ctrl-C ends it before its grace */
   run_result *r = stop_case("compare", SIGINT, 2, "stubborn", in_dir("c.json"));

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -214,6 +215,9 @@ int child_run_gilvm(char *const argv[], child_run *out) {
   posix_spawnattr_setsigdefault(&at, &ours);
   posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   pid_t pid;
+  char me[24]; /* the child dies with us, however we die (see child_watch_supervisor) */
+  snprintf(me, sizeof me, "%ld", (long)getpid());
+  setenv(CHILD_SUPERVISOR_ENV, me, 1);
   uint64_t t0 = clock_now_ns();
   int err = posix_spawn(&pid, "/proc/self/exe", &fa, &at, av, environ);
   posix_spawn_file_actions_destroy(&fa);
@@ -248,4 +252,15 @@ void child_run_free(child_run *r) {
   free(r->out);
   json_decref(r->json);
   memset(r, 0, sizeof *r);
+}
+
+void child_watch_supervisor(void) {
+  const char *sup = getenv(CHILD_SUPERVISOR_ENV);
+  if (!sup) return;
+  pid_t parent = (pid_t)atol(sup);
+  unsetenv(CHILD_SUPERVISOR_ENV); /* for this process only, not its own children */
+  /* compare and sweep spawn from their only thread, so the parent-death
+     signal (which follows the spawning thread) follows the process */
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(EXIT_FAILURE); /* it died before we listened */
 }

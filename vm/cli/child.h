@@ -34,4 +34,10 @@ void child_argv(const char **av, int argc, char **argv, const cli_options *o, co
    0, or -1 with errno set if it could not be started. */
 int child_run_gilvm(char *const argv[], child_run *out);
 void child_run_free(child_run *r);
+/* Set in a child's environment: the pid of the compare or sweep that runs it. */
+#define CHILD_SUPERVISOR_ENV "GILVM_SUPERVISOR"
+/* In a gilvm run started by compare or sweep: die with that supervisor,
+   even when it is killed with SIGKILL. Call first thing in main. */
+void child_watch_supervisor(void);
+
 #endif

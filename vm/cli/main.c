@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "child.h"
 #include "cli.h"
 #include "compare.h"
 #include "clock.h"
@@ -252,6 +253,7 @@ static int gilvm_main(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  child_watch_supervisor();
   int rc = outfile_finish_stdout(gilvm_main(argc, argv)); /* also what __gc metamethods printed */
   /* a file system may report a write error only at close; EBADF: closed from the start, nothing written */
   if (fclose(stdout) != 0 && errno != EBADF && rc == 0) {
