@@ -830,6 +830,23 @@ static void *fifo_thread(void *p) {
 
 #define FIFO_THREADS 6
 
+/* While the test thread holds g, start FIFO_THREADS threads one at a time,
+   each confirmed queued before the next; then release g and wait for all.
+   `order` says who got it when. */
+static void release_to_queued_threads(gil_t *g, order_log *order) {
+  gil_thread me = { 0 };
+  fifo_arg a[FIFO_THREADS];
+  pthread_t th[FIFO_THREADS];
+  gil_take(g, &me);
+  for (int i = 0; i < FIFO_THREADS; i++) {
+    a[i] = (fifo_arg){ .g = g, .id = i, .order = order };
+    spawn(&th[i], fifo_thread, &a[i]);
+    cr_assert(wait_for_waiters(g, i + 1), "thread %d never queued", i);
+  }
+  gil_drop(g, &me);
+  for (int i = 0; i < FIFO_THREADS; i++) join(th[i]);
+}
+
 /* Grants follow arrival order: threads are started one at a time while the
    test thread holds the GIL, and each is confirmed queued (nwaiting) before
    the next starts; when the GIL is released they get it exactly in that
@@ -837,18 +854,8 @@ static void *fifo_thread(void *p) {
 Test(gil_fifo, grants_in_arrival_order, .timeout = 60.) {
   drop_log *log = calloc(1, sizeof *log);
   gil_t *g = gil_create("fifo", 10 * SEC, on_drop, log);
-  gil_thread me = { 0 };
   order_log order = { 0 };
-  fifo_arg a[FIFO_THREADS];
-  pthread_t th[FIFO_THREADS];
-  gil_take(g, &me);
-  for (int i = 0; i < FIFO_THREADS; i++) {
-    a[i] = (fifo_arg){ .g = g, .id = i, .order = &order };
-    spawn(&th[i], fifo_thread, &a[i]);
-    cr_assert(wait_for_waiters(g, i + 1), "thread %d never queued", i);
-  }
-  gil_drop(g, &me);
-  for (int i = 0; i < FIFO_THREADS; i++) join(th[i]);
+  release_to_queued_threads(g, &order);
 
   cr_assert_eq(order.n, FIFO_THREADS);
   for (int i = 0; i < FIFO_THREADS; i++) cr_assert_eq(order.id[i], i, "position %d went to thread %d", i, order.id[i]);
@@ -1075,18 +1082,8 @@ Test(gil_lifo, grants_newest_first, .timeout = 60.) {
   drop_log *log = calloc(1, sizeof *log);
   gil_t *g = gil_create("lifo", 1 * MS, on_drop, log);
   cr_assert_not_null(g);
-  gil_thread me = { 0 };
   order_log order = { 0 };
-  fifo_arg a[FIFO_THREADS];
-  pthread_t th[FIFO_THREADS];
-  gil_take(g, &me);
-  for (int i = 0; i < FIFO_THREADS; i++) {
-    a[i] = (fifo_arg){ .g = g, .id = i, .order = &order };
-    spawn(&th[i], fifo_thread, &a[i]);
-    cr_assert(wait_for_waiters(g, i + 1), "thread %d never queued", i);
-  }
-  gil_drop(g, &me);
-  for (int i = 0; i < FIFO_THREADS; i++) join(th[i]);
+  release_to_queued_threads(g, &order);
 
   cr_assert_eq(order.n, FIFO_THREADS);
   for (int i = 0; i < FIFO_THREADS; i++)
