@@ -99,6 +99,13 @@
 #define LOCK_MT "gil.lock"
 #define QUEUE_MT "gil.queue"
 #define VALUE_MT "gil.value"
+#define RLOCK_MT "gil.rlock"
+#define EVENT_MT "gil.event"
+#define SEM_MT "gil.semaphore"
+#define BARRIER_MT "gil.barrier"
+#define COND_MT "gil.condition"
+#define ARRAY_MT "gil.array"
+#define HOLD_MT "gil.hold" /* what hold() returns: a to-be-closed value that releases */
 #define CACHE_KEY "gil.objects" /* registry: offset -> handle, weak values */
 #define POOL_KEY "gil.pool.new" /* registry: pool.lua's constructor, once loaded */
 
@@ -108,6 +115,12 @@ static const struct {
   [SHM_T_LOCK] = { LOCK_MT, "lock" },
   [SHM_T_QUEUE] = { QUEUE_MT, "queue" },
   [SHM_T_VALUE] = { VALUE_MT, "value" },
+  [SHM_T_RLOCK] = { RLOCK_MT, "rlock" },
+  [SHM_T_EVENT] = { EVENT_MT, "event" },
+  [SHM_T_SEMAPHORE] = { SEM_MT, "semaphore" },
+  [SHM_T_BARRIER] = { BARRIER_MT, "barrier" },
+  [SHM_T_CONDITION] = { COND_MT, "condition" },
+  [SHM_T_ARRAY] = { ARRAY_MT, "array" },
 };
 
 typedef struct handle {
@@ -178,7 +191,7 @@ static int obj_gc(lua_State *L) {
     shm_obj_release(a, h->off);
     /* a lock destroyed while held (by the thread that dropped it last): forget
        its holder, or a new lock at the same offset would seem held */
-    if (h->type == SHM_T_LOCK && shm_obj_type(a, h->off) != SHM_T_LOCK) held_clear(h->off);
+    if ((h->type == SHM_T_LOCK || h->type == SHM_T_RLOCK) && shm_obj_type(a, h->off) != h->type) held_clear(h->off);
   }
   if (h) h->off = 0;
   return 0;
@@ -209,11 +222,19 @@ static int enc_handle(lua_State *L, int idx, unsigned char *out, size_t cap) {
   return HANDLE_BYTES;
 }
 
+static int push_handle(lua_State *L, shm_off off, int type);
+
 static int dec_handle(lua_State *L, const unsigned char *p, size_t len, int type) {
-  const char *what = kinds[type].what;
   shm_off off;
-  if (len != HANDLE_BYTES || p[0] != type) return luaL_error(L, "malformed %s handle", what);
+  if (len != HANDLE_BYTES || p[0] != type) return luaL_error(L, "malformed %s handle", kinds[type].what);
   memcpy(&off, p + 1, sizeof off);
+  return push_handle(L, off, type);
+}
+
+/* Push this interpreter's handle of the object at off (made, and a
+ * reference retained, if there is none yet). */
+static int push_handle(lua_State *L, shm_off off, int type) {
+  const char *what = kinds[type].what;
   shm_arena *a = arena(L);
   if (shm_obj_type(a, off) != type) return luaL_error(L, "the shared %s no longer exists", what);
   int top = lua_gettop(L);
@@ -234,12 +255,24 @@ static int dec_handle(lua_State *L, const unsigned char *p, size_t len, int type
   return 0;
 }
 
-static int enc_lock(lua_State *L, int idx, unsigned char *out, size_t cap) { return enc_handle(L, idx, out, cap); }
-static int enc_queue(lua_State *L, int idx, unsigned char *out, size_t cap) { return enc_handle(L, idx, out, cap); }
-static int enc_value(lua_State *L, int idx, unsigned char *out, size_t cap) { return enc_handle(L, idx, out, cap); }
-static int dec_lock(lua_State *L, const unsigned char *p, size_t len) { return dec_handle(L, p, len, SHM_T_LOCK); }
-static int dec_queue(lua_State *L, const unsigned char *p, size_t len) { return dec_handle(L, p, len, SHM_T_QUEUE); }
-static int dec_value(lua_State *L, const unsigned char *p, size_t len) { return dec_handle(L, p, len, SHM_T_VALUE); }
+/* One decoder per kind (the marshaller passes no kind). */
+#define DECODER(name, type) \
+  static int name(lua_State *L, const unsigned char *p, size_t len) { return dec_handle(L, p, len, type); }
+DECODER(dec_lock, SHM_T_LOCK)
+DECODER(dec_queue, SHM_T_QUEUE)
+DECODER(dec_value, SHM_T_VALUE)
+DECODER(dec_rlock, SHM_T_RLOCK)
+DECODER(dec_event, SHM_T_EVENT)
+DECODER(dec_sem, SHM_T_SEMAPHORE)
+DECODER(dec_barrier, SHM_T_BARRIER)
+DECODER(dec_cond, SHM_T_CONDITION)
+DECODER(dec_array, SHM_T_ARRAY)
+
+static const mar_udata_decode decoders[SHM_T_NKINDS] = {
+  [SHM_T_LOCK] = dec_lock,       [SHM_T_QUEUE] = dec_queue,   [SHM_T_VALUE] = dec_value,
+  [SHM_T_RLOCK] = dec_rlock,     [SHM_T_EVENT] = dec_event,   [SHM_T_SEMAPHORE] = dec_sem,
+  [SHM_T_BARRIER] = dec_barrier, [SHM_T_CONDITION] = dec_cond, [SHM_T_ARRAY] = dec_array,
+};
 
 /* ------------------------------- process-wide state: lock holders, pools */
 
@@ -310,9 +343,7 @@ void objects_close_pools(runtime *rt) {
 }
 
 static void init_once(void) {
-  mar_register_udata(LOCK_MT, enc_lock, dec_lock);
-  mar_register_udata(QUEUE_MT, enc_queue, dec_queue);
-  mar_register_udata(VALUE_MT, enc_value, dec_value);
+  for (int t = SHM_T_LOCK; t < SHM_T_NKINDS; t++) mar_register_udata(kinds[t].mt, enc_handle, decoders[t]);
   PT_CHECK(pthread_atfork(before_fork, after_fork_parent, after_fork_child));
 }
 
@@ -341,64 +372,134 @@ static const char *worker_name(int id, char *buf, size_t len) {
   return buf;
 }
 
-static int lock_acquire(lua_State *L) {
-  handle *h = check(L, 1, SHM_T_LOCK);
-  int64_t timeout = args_opt_timeout(L, 2);
+/* A lock or an rlock handle at idx. */
+static handle *check_lock(lua_State *L, int idx) {
+  handle *h = luaL_testudata(L, idx, LOCK_MT);
+  if (!h) h = luaL_testudata(L, idx, RLOCK_MT);
+  if (!h) luaL_typeerror(L, idx, "gil.lock or gil.rlock");
+  if (!h->off) luaL_error(L, "this lock handle has been released");
+  return h;
+}
+
+/* A wait on a shared object, as every blocking method does it: try once
+ * without waiting, GIL held; only if that times out (and the caller gave a
+ * timeout other than 0) release the GIL and wait with rt_should_stop, the
+ * time accounted as `kind`. SHM_STOPPED raises the stop error. */
+typedef int (*wait_fn)(shm_arena *a, shm_off off, const struct timespec *deadline, shm_stop_fn stop, void *arg,
+                       void *ctx);
+
+static int blocking(lua_State *L, rt_block kind, int64_t timeout, wait_fn fn, shm_off off, void *ctx) {
+  shm_arena *a = arena(L);
+  rt_worker *me = self(L);
+  struct timespec deadline = deadline_of(timeout), now = shm_deadline_in(0);
+  int rc = fn(a, off, &now, NULL, NULL, ctx);
+  if (rc == SHM_TIMEOUT && timeout != 0) {
+    uint64_t began = rt_block_begin(me, kind);
+    rc = fn(a, off, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL, ctx);
+    rt_block_end(me, kind, began);
+  }
+  if (rc == SHM_STOPPED) rt_check_stop(L);
+  return rc;
+}
+
+static int w_lock(shm_arena *a, shm_off off, const struct timespec *d, shm_stop_fn stop, void *arg, void *ctx) {
+  return shm_lock_acquire(a, off, *(uint64_t *)ctx, d, stop, arg);
+}
+
+/* acquire the lock or rlock at off; pushes true/false or raises. */
+static int acquire_at(lua_State *L, shm_off off, int timeout_idx) {
+  int64_t timeout = args_opt_timeout(L, timeout_idx);
   shm_arena *a = arena(L);
   rt_worker *me = self(L);
   uint64_t token = token_of(me);
-  struct timespec deadline = deadline_of(timeout);
-  if (held_by(h->off) == token) {
-    if (shm_lock_locked(a, h->off))
-      return luaL_error(L, "lock already held by this thread (%s): it is not re-entrant", me->name);
-    held_clear(h->off); /* a stale record (the lock it was about is gone) */
+  if (shm_obj_type(a, off) == SHM_T_LOCK && held_by(off) == token) {
+    if (shm_lock_locked(a, off))
+      return luaL_error(L, "lock already held by this thread (%s): it is not re-entrant (gil.rlock is)", me->name);
+    held_clear(off); /* a stale record (the lock it was about is gone) */
   }
-  struct timespec now = shm_deadline_in(0);
-  int rc = shm_lock_acquire(a, h->off, token, &now, NULL, NULL);
-  if (rc == SHM_TIMEOUT && timeout != 0) {
-    uint64_t began = rt_block_begin(me, RT_BLOCK_LOCK);
-    rc = shm_lock_acquire(a, h->off, token, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL);
-    rt_block_end(me, RT_BLOCK_LOCK, began);
-  }
+  int rc = blocking(L, RT_BLOCK_LOCK, timeout, w_lock, off, &token);
   switch (rc) {
   case SHM_OK:
-    held_set(h->off, token);
+    held_set(off, token);
     lua_pushboolean(L, 1);
     return 1;
-  case SHM_TIMEOUT: lua_pushboolean(L, 0); return 1;
-  case SHM_STOPPED:
-    rt_check_stop(L);
-    lua_pushboolean(L, 0);
-    return 1;
-  case SHM_OWNER_DEAD: held_clear(h->off); return luaL_error(L, "lock owner died while holding it");
+  case SHM_TIMEOUT:
+  case SHM_STOPPED: lua_pushboolean(L, 0); return 1;
+  case SHM_OWNER_DEAD: held_clear(off); return luaL_error(L, "lock owner died while holding it");
   default: return luaL_error(L, "lock: %s", shm_strerror(rc));
   }
 }
 
-static int lock_release(lua_State *L) {
-  handle *h = check(L, 1, SHM_T_LOCK);
+static int release_at(lua_State *L, shm_off off) {
   shm_arena *a = arena(L);
   rt_worker *me = self(L);
   uint64_t token = token_of(me);
-  int rc = shm_lock_release(a, h->off, token);
+  int rc = shm_lock_release(a, off, token);
   if (rc == SHM_OK) {
-    held_clear(h->off);
+    if (!shm_lock_owned(a, off, token)) held_clear(off); /* an rlock may still be held */
     return 0;
   }
   if (rc != SHM_NOT_OWNER) return luaL_error(L, "lock: %s", shm_strerror(rc));
-  uint64_t holder = held_by(h->off);
+  uint64_t holder = held_by(off);
   if (holder && holder >> 32 == (uint64_t)rt_pid()) {
     char name[64];
     return luaL_error(L, "release of a lock held by another thread (%s)",
                       worker_name((int)(uint32_t)holder - 1, name, sizeof name));
   }
-  if (shm_lock_locked(a, h->off)) return luaL_error(L, "release of a lock held by another thread (in another process)");
+  if (shm_lock_locked(a, off)) return luaL_error(L, "release of a lock held by another thread (in another process)");
   return luaL_error(L, "release of an unlocked lock");
 }
 
+static int lock_acquire(lua_State *L) { return acquire_at(L, check_lock(L, 1)->off, 2); }
+static int lock_release(lua_State *L) { return release_at(L, check_lock(L, 1)->off); }
+
 static int lock_locked(lua_State *L) {
-  handle *h = check(L, 1, SHM_T_LOCK);
+  handle *h = check_lock(L, 1);
   lua_pushboolean(L, shm_lock_locked(arena(L), h->off));
+  return 1;
+}
+
+static int g_rlock(lua_State *L) {
+  shm_arena *a = arena(L);
+  handle *h = new_handle(L, SHM_T_RLOCK);
+  shm_off off;
+  int rc = shm_rlock_new(a, &off);
+  if (rc != SHM_OK) return luaL_error(L, "cannot create an rlock: %s", shm_strerror(rc));
+  adopt(L, h, off);
+  return 1;
+}
+
+/* ---------------------------------------------------- hold(): Python's with
+ * x:hold() acquires x (a lock, an rlock, a condition's lock, a semaphore)
+ * and returns a to-be-closed value whose __close releases it, on every way
+ * out of the block, errors included:  do local _ <close> = l:hold() ... end */
+
+static int hold_close(lua_State *L) {
+  if (lua_getiuservalue(L, 1, 1) == LUA_TNIL) return 0; /* already released */
+  lua_getfield(L, -1, "release");
+  lua_insert(L, -2);
+  lua_pushnil(L);
+  lua_setiuservalue(L, 1, 1);
+  lua_call(L, 1, 0);
+  return 0;
+}
+
+/* obj:hold([timeout]): acquire (raise on timeout), return the holder. */
+static int obj_hold(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TUSERDATA);
+  int top = lua_gettop(L);
+  lua_getfield(L, 1, "acquire");
+  lua_pushvalue(L, 1);
+  if (top >= 2)
+    lua_pushvalue(L, 2);
+  else
+    lua_pushnil(L);
+  lua_call(L, 2, 1);
+  if (!lua_toboolean(L, -1)) return luaL_error(L, "hold: timed out waiting to acquire");
+  lua_newuserdatauv(L, 0, 1);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  luaL_setmetatable(L, HOLD_MT);
   return 1;
 }
 
@@ -435,6 +536,8 @@ static int by_reference(handle *h, rt_worker *me) {
 static int queue_put(lua_State *L) {
   handle *h = check(L, 1, SHM_T_QUEUE);
   luaL_checkany(L, 2);
+  /* get answers nil for "closed" and "timeout": a nil item would read as one */
+  luaL_argcheck(L, !lua_isnil(L, 2), 2, "a queue item cannot be nil (get returns nil on close and timeout)");
   int64_t timeout = args_opt_timeout(L, 3);
   shm_arena *a = arena(L);
   rt_worker *me = self(L);
@@ -591,6 +694,353 @@ static int queue_maxsize(lua_State *L) {
   return 1;
 }
 
+static int queue_task_done(lua_State *L) {
+  handle *h = check(L, 1, SHM_T_QUEUE);
+  int rc = shm_queue_task_done(arena(L), h->off);
+  if (rc == SHM_OVERFLOW) return luaL_error(L, "task_done() called more times than there were items put");
+  if (rc != SHM_OK) return luaL_error(L, "queue task_done: %s", shm_strerror(rc));
+  return 0;
+}
+
+static int w_join(shm_arena *a, shm_off off, const struct timespec *d, shm_stop_fn stop, void *arg, void *ctx) {
+  (void)ctx;
+  return shm_queue_join(a, off, d, stop, arg);
+}
+
+/* q:join([timeout]) -> true, or false on timeout. */
+static int queue_join(lua_State *L) {
+  handle *h = check(L, 1, SHM_T_QUEUE);
+  int rc = blocking(L, RT_BLOCK_QUEUE, args_opt_timeout(L, 2), w_join, h->off, NULL);
+  if (rc != SHM_OK && rc != SHM_TIMEOUT && rc != SHM_STOPPED) return luaL_error(L, "queue join: %s", shm_strerror(rc));
+  lua_pushboolean(L, rc == SHM_OK);
+  return 1;
+}
+
+/* ----------------------------------------------------------- gil.event */
+
+/* A new object of kind type made by mk (its arguments already checked). */
+#define NEW_OBJECT(L, type, call)                                                                  \
+  do {                                                                                             \
+    shm_arena *a_ = arena(L);                                                                      \
+    handle *h_ = new_handle(L, type);                                                              \
+    shm_off off;                                                                                   \
+    int rc_ = (call);                                                                              \
+    if (rc_ != SHM_OK) return luaL_error(L, "cannot create a%s %s: %s", type == SHM_T_EVENT || type == SHM_T_ARRAY ? "n" : "", kinds[type].what, shm_strerror(rc_)); \
+    adopt(L, h_, off);                                                                             \
+    return 1;                                                                                      \
+  } while (0)
+
+static int g_event(lua_State *L) { NEW_OBJECT(L, SHM_T_EVENT, shm_event_new(a_, &off)); }
+
+static int event_set(lua_State *L) {
+  shm_event_set(arena(L), check(L, 1, SHM_T_EVENT)->off, 1);
+  return 0;
+}
+
+static int event_clear(lua_State *L) {
+  shm_event_set(arena(L), check(L, 1, SHM_T_EVENT)->off, 0);
+  return 0;
+}
+
+static int event_is_set(lua_State *L) {
+  lua_pushboolean(L, shm_event_is_set(arena(L), check(L, 1, SHM_T_EVENT)->off));
+  return 1;
+}
+
+static int w_event(shm_arena *a, shm_off off, const struct timespec *d, shm_stop_fn stop, void *arg, void *ctx) {
+  (void)ctx;
+  return shm_event_wait(a, off, d, stop, arg);
+}
+
+static int event_wait(lua_State *L) {
+  handle *h = check(L, 1, SHM_T_EVENT);
+  int rc = blocking(L, RT_BLOCK_LOCK, args_opt_timeout(L, 2), w_event, h->off, NULL);
+  lua_pushboolean(L, rc == SHM_OK);
+  return 1;
+}
+
+/* ------------------------------------------------------- gil.semaphore */
+
+static int g_semaphore(lua_State *L) {
+  lua_Integer n = luaL_optinteger(L, 1, 1);
+  luaL_argcheck(L, n >= 0, 1, "must be 0 or more");
+  int bounded = lua_toboolean(L, 2);
+  NEW_OBJECT(L, SHM_T_SEMAPHORE, shm_sem_new(a_, (int64_t)n, bounded ? (int64_t)n : 0, &off));
+}
+
+static int w_sem(shm_arena *a, shm_off off, const struct timespec *d, shm_stop_fn stop, void *arg, void *ctx) {
+  (void)ctx;
+  return shm_sem_acquire(a, off, d, stop, arg);
+}
+
+static int sem_acquire(lua_State *L) {
+  handle *h = check(L, 1, SHM_T_SEMAPHORE);
+  int rc = blocking(L, RT_BLOCK_LOCK, args_opt_timeout(L, 2), w_sem, h->off, NULL);
+  lua_pushboolean(L, rc == SHM_OK);
+  return 1;
+}
+
+static int sem_release(lua_State *L) {
+  handle *h = check(L, 1, SHM_T_SEMAPHORE);
+  lua_Integer n = luaL_optinteger(L, 2, 1);
+  luaL_argcheck(L, n >= 1, 2, "must be 1 or more");
+  int rc = shm_sem_release(arena(L), h->off, (int64_t)n);
+  if (rc == SHM_OVERFLOW) return luaL_error(L, "semaphore released too many times (it is bounded)");
+  if (rc != SHM_OK) return luaL_error(L, "semaphore: %s", shm_strerror(rc));
+  return 0;
+}
+
+static int sem_value(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)shm_sem_value(arena(L), check(L, 1, SHM_T_SEMAPHORE)->off));
+  return 1;
+}
+
+/* --------------------------------------------------------- gil.barrier */
+
+static int g_barrier(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, n >= 1, 1, "must be 1 or more");
+  NEW_OBJECT(L, SHM_T_BARRIER, shm_barrier_new(a_, (int64_t)n, &off));
+}
+
+/* b:wait([timeout]) -> index 0..n-1; raises "barrier is broken" as Python's BrokenBarrierError. */
+static int barrier_wait(lua_State *L) {
+  handle *h = check(L, 1, SHM_T_BARRIER);
+  int64_t timeout = args_opt_timeout(L, 2), index = 0;
+  shm_arena *a = arena(L);
+  rt_worker *me = self(L);
+  /* no try-first here: a try that arrives counts as an arrival */
+  struct timespec deadline = deadline_of(timeout);
+  uint64_t began = rt_block_begin(me, RT_BLOCK_LOCK);
+  int rc = shm_barrier_wait(a, h->off, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL, &index);
+  rt_block_end(me, RT_BLOCK_LOCK, began);
+  if (rc == SHM_STOPPED) rt_check_stop(L);
+  if (rc == SHM_OK) {
+    lua_pushinteger(L, (lua_Integer)index);
+    return 1;
+  }
+  if (rc == SHM_TIMEOUT || rc == SHM_STOPPED) return luaL_error(L, "barrier is broken (this wait timed out)");
+  if (rc == SHM_BROKEN) return luaL_error(L, "barrier is broken");
+  return luaL_error(L, "barrier: %s", shm_strerror(rc));
+}
+
+static int barrier_reset(lua_State *L) {
+  shm_barrier_reset(arena(L), check(L, 1, SHM_T_BARRIER)->off, 0);
+  return 0;
+}
+
+static int barrier_abort(lua_State *L) {
+  shm_barrier_reset(arena(L), check(L, 1, SHM_T_BARRIER)->off, 1);
+  return 0;
+}
+
+static int barrier_parties(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)shm_barrier_info(arena(L), check(L, 1, SHM_T_BARRIER)->off, 0));
+  return 1;
+}
+
+static int barrier_n_waiting(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)shm_barrier_info(arena(L), check(L, 1, SHM_T_BARRIER)->off, 1));
+  return 1;
+}
+
+static int barrier_broken(lua_State *L) {
+  lua_pushboolean(L, shm_barrier_info(arena(L), check(L, 1, SHM_T_BARRIER)->off, 2) != 0);
+  return 1;
+}
+
+/* ------------------------------------------------------- gil.condition */
+
+static int g_condition(lua_State *L) {
+  int own = lua_isnoneornil(L, 1); /* Python's default: a new RLock */
+  if (own) {
+    lua_settop(L, 0);
+    g_rlock(L);
+  }
+  handle *lk = check_lock(L, 1);
+  NEW_OBJECT(L, SHM_T_CONDITION, shm_cond_new(a_, lk->off, &off));
+}
+
+static shm_off cond_lock(lua_State *L) {
+  handle *h = check(L, 1, SHM_T_CONDITION);
+  shm_off lk = shm_cond_lock(arena(L), h->off);
+  if (!lk) luaL_error(L, "condition: its lock no longer exists");
+  return lk;
+}
+
+static int cond_acquire(lua_State *L) { return acquire_at(L, cond_lock(L), 2); }
+static int cond_release(lua_State *L) { return release_at(L, cond_lock(L)); }
+
+static int cond_locked(lua_State *L) {
+  lua_pushboolean(L, shm_lock_locked(arena(L), cond_lock(L)));
+  return 1;
+}
+
+/* c:lock() -> its lock (or rlock) */
+static int cond_get_lock(lua_State *L) {
+  shm_off lk = cond_lock(L);
+  return push_handle(L, lk, shm_obj_type(arena(L), lk)), 1;
+}
+
+/* One wait with the lock given up; 1 if notified, 0 if timed out. */
+static int cond_wait_once(lua_State *L, int64_t timeout) {
+  handle *h = check(L, 1, SHM_T_CONDITION);
+  shm_arena *a = arena(L);
+  rt_worker *me = self(L);
+  uint64_t token = token_of(me);
+  shm_off lk = cond_lock(L);
+  if (!shm_lock_owned(a, lk, token)) return luaL_error(L, "cannot wait on un-acquired lock");
+  struct timespec deadline = deadline_of(timeout);
+  uint64_t began = rt_block_begin(me, RT_BLOCK_LOCK);
+  int rc = shm_cond_wait(a, h->off, token, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL);
+  rt_block_end(me, RT_BLOCK_LOCK, began);
+  if (!shm_lock_owned(a, lk, token)) held_clear(lk);
+  if (rc == SHM_STOPPED) rt_check_stop(L);
+  if (rc == SHM_OK) return 1;
+  if (rc == SHM_TIMEOUT || rc == SHM_STOPPED) return 0;
+  return luaL_error(L, "condition wait: %s", shm_strerror(rc));
+}
+
+static int cond_wait(lua_State *L) {
+  lua_pushboolean(L, cond_wait_once(L, args_opt_timeout(L, 2)));
+  return 1;
+}
+
+/* c:wait_for(pred [, timeout]) -> pred's last result (as Python) */
+static int cond_wait_for(lua_State *L) {
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  int64_t timeout = args_opt_timeout(L, 3);
+  struct timespec end = deadline_of(timeout);
+  for (;;) {
+    lua_settop(L, 3);
+    lua_pushvalue(L, 2);
+    lua_call(L, 0, 1);
+    if (lua_toboolean(L, -1)) return 1;
+    int64_t left = -1;
+    if (timeout >= 0) {
+      struct timespec now = shm_deadline_in(0);
+      left = (int64_t)(end.tv_sec - now.tv_sec) * 1000000000 + (end.tv_nsec - now.tv_nsec);
+      if (left <= 0) return 1;
+    }
+    cond_wait_once(L, left);
+  }
+}
+
+static int cond_notify_n(lua_State *L, int64_t n) {
+  handle *h = check(L, 1, SHM_T_CONDITION);
+  int rc = shm_cond_notify(arena(L), h->off, token_of(self(L)), n);
+  if (rc == SHM_NOT_OWNER) return luaL_error(L, "cannot notify on un-acquired lock");
+  if (rc != SHM_OK) return luaL_error(L, "condition notify: %s", shm_strerror(rc));
+  return 0;
+}
+
+static int cond_notify(lua_State *L) {
+  lua_Integer n = luaL_optinteger(L, 2, 1);
+  luaL_argcheck(L, n >= 0, 2, "must be 0 or more");
+  return cond_notify_n(L, (int64_t)n);
+}
+
+static int cond_notify_all(lua_State *L) { return cond_notify_n(L, INT64_MAX); }
+
+/* ----------------------------------------------------------- gil.array */
+
+static shm_number check_number(lua_State *L, int idx);
+static void push_number(lua_State *L, shm_number n);
+
+/* gil.array(n [, init]) or gil.array(list) */
+static int g_array(lua_State *L) {
+  lua_Integer n;
+  int from_list = lua_istable(L, 1);
+  if (from_list) {
+    n = (lua_Integer)luaL_len(L, 1);
+  } else {
+    n = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, n >= 0, 1, "must be 0 or more");
+  }
+  shm_number init = lua_isnoneornil(L, 2) || from_list ? shm_int(0) : check_number(L, 2);
+  shm_number *vals = NULL;
+  if (from_list) { /* check every element before creating anything */
+    vals = lua_newuserdatauv(L, (size_t)n * sizeof *vals + 1, 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_geti(L, 1, i);
+      if (lua_type(L, -1) != LUA_TNUMBER) return luaL_error(L, "bad argument #1 to 'array' (item %d is not a number)", (int)i);
+      vals[i - 1] = check_number(L, -1);
+      lua_pop(L, 1);
+    }
+  }
+  shm_arena *a = arena(L);
+  handle *h = new_handle(L, SHM_T_ARRAY);
+  shm_off off;
+  int rc = shm_array_new(a, (size_t)n, &off);
+  if (rc != SHM_OK) return luaL_error(L, "cannot create an array: %s", shm_strerror(rc));
+  adopt(L, h, off);
+  for (lua_Integer i = 0; i < n; i++) {
+    shm_number x = from_list ? vals[i] : init;
+    shm_array_op(a, off, (size_t)i, 1, &x);
+  }
+  return 1;
+}
+
+/* The 0-based index of argument idx, a 1-based integer in range. */
+static size_t array_index(lua_State *L, handle *h, int idx) {
+  lua_Integer i = luaL_checkinteger(L, idx);
+  size_t n = shm_array_len(arena(L), h->off);
+  if (i < 1 || (lua_Unsigned)i > n) luaL_error(L, "array index %d out of range (1..%d)", (int)i, (int)n);
+  return (size_t)(i - 1);
+}
+
+static int array_index_mm(lua_State *L) {
+  handle *h = check(L, 1, SHM_T_ARRAY);
+  if (lua_type(L, 2) == LUA_TSTRING) { /* a method */
+    luaL_getmetafield(L, 1, "methods");
+    lua_pushvalue(L, 2);
+    lua_rawget(L, -2);
+    return 1;
+  }
+  shm_number x;
+  shm_array_op(arena(L), h->off, array_index(L, h, 2), 0, &x);
+  push_number(L, x);
+  return 1;
+}
+
+static int array_newindex(lua_State *L) {
+  handle *h = check(L, 1, SHM_T_ARRAY);
+  size_t i = array_index(L, h, 2);
+  shm_number x = check_number(L, 3);
+  shm_array_op(arena(L), h->off, i, 1, &x);
+  return 0;
+}
+
+static int array_len(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)shm_array_len(arena(L), check(L, 1, SHM_T_ARRAY)->off));
+  return 1;
+}
+
+/* arr:add(i, n) -> the new value, atomically */
+static int array_add(lua_State *L) {
+  handle *h = check(L, 1, SHM_T_ARRAY);
+  size_t i = array_index(L, h, 2);
+  shm_number x = check_number(L, 3);
+  shm_array_op(arena(L), h->off, i, 2, &x);
+  push_number(L, x);
+  return 1;
+}
+
+/* arr:totable() -> a plain Lua list, a snapshot */
+static int array_totable(lua_State *L) {
+  handle *h = check(L, 1, SHM_T_ARRAY);
+  shm_arena *a = arena(L);
+  size_t n = shm_array_len(a, h->off);
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    shm_number x;
+    if (shm_array_op(a, h->off, i, 0, &x) != SHM_OK) break;
+    push_number(L, x);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  return 1;
+}
+
 /* ----------------------------------------------------------- gil.value */
 
 /* A number, subtype kept (strings are not converted: "1" would lose it). */
@@ -739,15 +1189,42 @@ static int g_pool(lua_State *L) {
 /* ---------------------------------------------------------- the module */
 
 static const luaL_Reg lock_methods[] = {
-  { "acquire", lock_acquire },
-  { "release", lock_release },
-  { "locked", lock_locked },
+  { "acquire", lock_acquire }, { "release", lock_release }, { "locked", lock_locked }, { "hold", obj_hold },
   { NULL, NULL },
 };
 
 static const luaL_Reg queue_methods[] = {
-  { "put", queue_put },     { "get", queue_get },       { "size", queue_size },       { "empty", queue_empty },
-  { "close", queue_close }, { "closed", queue_closed }, { "maxsize", queue_maxsize }, { NULL, NULL },
+  { "put", queue_put },       { "get", queue_get },         { "size", queue_size },
+  { "empty", queue_empty },   { "close", queue_close },     { "closed", queue_closed },
+  { "maxsize", queue_maxsize }, { "task_done", queue_task_done }, { "join", queue_join },
+  { NULL, NULL },
+};
+
+static const luaL_Reg event_methods[] = {
+  { "set", event_set }, { "clear", event_clear }, { "is_set", event_is_set }, { "wait", event_wait }, { NULL, NULL },
+};
+
+static const luaL_Reg sem_methods[] = {
+  { "acquire", sem_acquire }, { "release", sem_release }, { "value", sem_value }, { "hold", obj_hold }, { NULL, NULL },
+};
+
+static const luaL_Reg barrier_methods[] = {
+  { "wait", barrier_wait },           { "reset", barrier_reset },   { "abort", barrier_abort },
+  { "parties", barrier_parties },     { "n_waiting", barrier_n_waiting }, { "broken", barrier_broken },
+  { NULL, NULL },
+};
+
+static const luaL_Reg cond_methods[] = {
+  { "acquire", cond_acquire }, { "release", cond_release },   { "locked", cond_locked },
+  { "lock", cond_get_lock },   { "hold", obj_hold },          { "wait", cond_wait },
+  { "wait_for", cond_wait_for }, { "notify", cond_notify },   { "notify_all", cond_notify_all },
+  { NULL, NULL },
+};
+
+static const luaL_Reg array_methods[] = {
+  { "add", array_add },
+  { "totable", array_totable },
+  { NULL, NULL },
 };
 
 static const luaL_Reg value_methods[] = {
@@ -777,6 +1254,24 @@ void objects_open(lua_State *L) {
   make_metatable(L, LOCK_MT, lock_methods);
   make_metatable(L, QUEUE_MT, queue_methods);
   make_metatable(L, VALUE_MT, value_methods);
+  make_metatable(L, RLOCK_MT, lock_methods);
+  make_metatable(L, EVENT_MT, event_methods);
+  make_metatable(L, SEM_MT, sem_methods);
+  make_metatable(L, BARRIER_MT, barrier_methods);
+  make_metatable(L, COND_MT, cond_methods);
+  make_metatable(L, ARRAY_MT, array_methods);
+  luaL_getmetatable(L, ARRAY_MT); /* arr[i], #arr; methods looked up by __index */
+  lua_getfield(L, -1, "__index");
+  lua_setfield(L, -2, "methods");
+  static const luaL_Reg array_mm[] = {
+    { "__index", array_index_mm }, { "__newindex", array_newindex }, { "__len", array_len }, { NULL, NULL },
+  };
+  luaL_setfuncs(L, array_mm, 0);
+  lua_pop(L, 1);
+  luaL_newmetatable(L, HOLD_MT);
+  lua_pushcfunction(L, hold_close);
+  lua_setfield(L, -2, "__close");
+  lua_pop(L, 1);
   lua_newtable(L); /* offset -> this interpreter's handle */
   lua_createtable(L, 0, 1);
   lua_pushliteral(L, "v");
@@ -784,7 +1279,9 @@ void objects_open(lua_State *L) {
   lua_setmetatable(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, CACHE_KEY);
   static const luaL_Reg ctors[] = {
-    { "lock", g_lock }, { "queue", g_queue }, { "value", g_value }, { "pool", g_pool }, { NULL, NULL },
+    { "lock", g_lock },       { "queue", g_queue },         { "value", g_value },     { "pool", g_pool },
+    { "rlock", g_rlock },     { "event", g_event },         { "semaphore", g_semaphore }, { "barrier", g_barrier },
+    { "condition", g_condition }, { "array", g_array },     { NULL, NULL },
   };
   luaL_setfuncs(L, ctors, 0);
 }

@@ -73,6 +73,8 @@ enum {
   SHM_ENOMEM, /* malloc failed (queue get); the item stays in the queue */
   SHM_EINVAL, /* bad handle or argument */
   SHM_ESYS, /* a system call failed (mmap); errno says why */
+  SHM_OVERFLOW, /* bounded semaphore released above its bound; task_done with nothing unfinished */
+  SHM_BROKEN, /* barrier: broken by a timeout, abort() or reset() */
 };
 
 /* A short English description of a result, for error messages. */
@@ -119,7 +121,19 @@ int shm_arena_check(shm_arena *a);
 
 /* ---- objects: kinds and references ---- */
 
-enum { SHM_T_NONE = 0, SHM_T_LOCK, SHM_T_QUEUE, SHM_T_VALUE };
+enum {
+  SHM_T_NONE = 0,
+  SHM_T_LOCK,
+  SHM_T_QUEUE,
+  SHM_T_VALUE,
+  SHM_T_RLOCK,
+  SHM_T_EVENT,
+  SHM_T_SEMAPHORE,
+  SHM_T_BARRIER,
+  SHM_T_CONDITION,
+  SHM_T_ARRAY,
+  SHM_T_NKINDS
+};
 
 /* The kind of the live object at `off`, or SHM_T_NONE if there is none. */
 int shm_obj_type(shm_arena *a, shm_off off);
@@ -139,6 +153,12 @@ int shm_lock_acquire(shm_arena *a, shm_off lock, uint64_t owner, const struct ti
 int shm_lock_release(shm_arena *a, shm_off lock, uint64_t owner);
 /* 1 if held (also when its owner died and nobody has tried it since), else 0. */
 int shm_lock_locked(shm_arena *a, shm_off lock);
+/* 1 if held by owner from this thread. */
+int shm_lock_owned(shm_arena *a, shm_off lock, uint64_t owner);
+
+/* ---- rlock: a lock (the same functions) its owner may acquire again;
+ * it is free once released as many times as acquired. */
+int shm_rlock_new(shm_arena *a, shm_off *out);
 
 /* ---- queue ---- */
 
@@ -156,6 +176,44 @@ size_t shm_queue_size(shm_arena *a, shm_off q);
 int shm_queue_empty(shm_arena *a, shm_off q);
 int shm_queue_closed(shm_arena *a, shm_off q);
 size_t shm_queue_maxsize(shm_arena *a, shm_off q);
+/* queue.Queue's task_done/join: every successful put adds one unfinished
+ * task, task_done removes one (SHM_OVERFLOW if none), join waits for 0. */
+int shm_queue_task_done(shm_arena *a, shm_off q);
+int shm_queue_join(shm_arena *a, shm_off q, const struct timespec *deadline, shm_stop_fn should_stop, void *arg);
+
+/* ---- event, semaphore, barrier, condition (as Python's threading) ----
+ * Blocking calls: SHM_OK, SHM_TIMEOUT, SHM_STOPPED (and as noted). */
+int shm_event_new(shm_arena *a, shm_off *out);
+int shm_event_set(shm_arena *a, shm_off e, int flag); /* flag 0: clear */
+int shm_event_is_set(shm_arena *a, shm_off e);
+int shm_event_wait(shm_arena *a, shm_off e, const struct timespec *deadline, shm_stop_fn should_stop, void *arg);
+
+/* bound 0: unbounded; else release above it is SHM_OVERFLOW. */
+int shm_sem_new(shm_arena *a, int64_t value, int64_t bound, shm_off *out);
+int shm_sem_acquire(shm_arena *a, shm_off s, const struct timespec *deadline, shm_stop_fn should_stop, void *arg);
+int shm_sem_release(shm_arena *a, shm_off s, int64_t n);
+int64_t shm_sem_value(shm_arena *a, shm_off s);
+
+/* wait: *index gets the arrival order 0..parties-1. SHM_BROKEN when broken
+ * (before or while waiting); the waiter that times out breaks it and gets
+ * SHM_TIMEOUT. reset(abort_it=0) frees waiters as broken and makes it new;
+ * abort_it=1 breaks it. info: 0 parties, 1 waiting, 2 broken. */
+int shm_barrier_new(shm_arena *a, int64_t parties, shm_off *out);
+int shm_barrier_wait(shm_arena *a, shm_off b, const struct timespec *deadline, shm_stop_fn should_stop, void *arg,
+                     int64_t *index);
+int shm_barrier_reset(shm_arena *a, shm_off b, int abort_it);
+int64_t shm_barrier_info(shm_arena *a, shm_off b, int what);
+
+/* A condition over a lock or rlock (retained). wait and notify need the
+ * lock held by owner from this thread (else SHM_NOT_OWNER); wait gives it
+ * up while waiting and holds it again when it returns (also on
+ * SHM_TIMEOUT; not on SHM_STOPPED). */
+int shm_cond_new(shm_arena *a, shm_off lock, shm_off *out);
+shm_off shm_cond_lock(shm_arena *a, shm_off c);
+int shm_cond_wait(shm_arena *a, shm_off c, uint64_t owner, const struct timespec *deadline, shm_stop_fn should_stop,
+                  void *arg);
+int shm_cond_notify(shm_arena *a, shm_off c, uint64_t owner, int64_t n);
+
 
 /* ---- value ---- */
 
@@ -181,5 +239,12 @@ int shm_value_get(shm_arena *a, shm_off v, shm_number *out);
 int shm_value_set(shm_arena *a, shm_off v, shm_number x);
 /* Atomically adds n; *result (may be NULL) gets the new value. */
 int shm_value_add(shm_arena *a, shm_off v, shm_number n, shm_number *result);
+
+
+/* ---- array: n numbers (each keeps its subtype), 0-based here, all 0 at first ---- */
+int shm_array_new(shm_arena *a, size_t n, shm_off *out);
+size_t shm_array_len(shm_arena *a, shm_off arr);
+/* op: 0 get (into *x), 1 set (from *x), 2 add (*x in, the sum out). SHM_EINVAL out of range. */
+int shm_array_op(shm_arena *a, shm_off arr, size_t i, int op, shm_number *x);
 
 #endif
