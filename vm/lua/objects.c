@@ -107,7 +107,7 @@
 #define ARRAY_MT "gil.array"
 #define HOLD_MT "gil.hold" /* what hold() returns: a to-be-closed value that releases */
 #define CACHE_KEY "gil.objects" /* registry: offset -> handle, weak values */
-#define POOL_KEY "gil.pool.new" /* registry: pool.lua's constructor, once loaded */
+#define POOL_KEY "gil.pool.lib" /* registry: pool.lua's functions, once loaded */
 
 static const struct {
   const char *mt, *what;
@@ -1166,25 +1166,37 @@ static const luaL_Reg pool_helpers[] = {
   { NULL, NULL },
 };
 
-/* gil.pool(...): compile vm/lua/pool.lua on first use in this interpreter. */
-static int g_pool(lua_State *L) {
-  int nargs = lua_gettop(L);
-  if (lua_getfield(L, LUA_REGISTRYINDEX, POOL_KEY) != LUA_TFUNCTION) {
+/* Push pool.lua's function `name` ("new", "wait", "as_completed"),
+ * compiling pool.lua on first use in this interpreter. */
+static void pool_fn(lua_State *L, const char *name) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, POOL_KEY) != LUA_TTABLE) {
     lua_pop(L, 1);
-    if (luaL_loadbufferx(L, pool_lua, sizeof pool_lua - 1, "=gil.pool", "t") != LUA_OK) return lua_error(L);
+    if (luaL_loadbufferx(L, pool_lua, sizeof pool_lua - 1, "=gil.pool", "t") != LUA_OK) lua_error(L);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     lua_getfield(L, -1, "gil");
     lua_remove(L, -2);
     luaL_newlib(L, pool_helpers);
     lua_call(L, 2, 1);
-    luaL_checktype(L, -1, LUA_TFUNCTION);
+    luaL_checktype(L, -1, LUA_TTABLE);
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, POOL_KEY);
   }
+  lua_getfield(L, -1, name);
+  lua_remove(L, -2);
+}
+
+/* Call pool.lua's `name` with this call's arguments. */
+static int pool_call(lua_State *L, const char *name) {
+  int nargs = lua_gettop(L);
+  pool_fn(L, name);
   lua_insert(L, 1);
   lua_call(L, nargs, LUA_MULTRET);
   return lua_gettop(L);
 }
+
+static int g_pool(lua_State *L) { return pool_call(L, "new"); }
+static int g_wait(lua_State *L) { return pool_call(L, "wait"); }
+static int g_as_completed(lua_State *L) { return pool_call(L, "as_completed"); }
 
 /* ---------------------------------------------------------- the module */
 
@@ -1281,7 +1293,8 @@ void objects_open(lua_State *L) {
   static const luaL_Reg ctors[] = {
     { "lock", g_lock },       { "queue", g_queue },         { "value", g_value },     { "pool", g_pool },
     { "rlock", g_rlock },     { "event", g_event },         { "semaphore", g_semaphore }, { "barrier", g_barrier },
-    { "condition", g_condition }, { "array", g_array },     { NULL, NULL },
+    { "condition", g_condition }, { "array", g_array },     { "wait", g_wait },       { "as_completed", g_as_completed },
+    { NULL, NULL },
   };
   luaL_setfuncs(L, ctors, 0);
 }
