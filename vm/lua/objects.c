@@ -105,6 +105,7 @@
 #define BARRIER_MT "gil.barrier"
 #define COND_MT "gil.condition"
 #define ARRAY_MT "gil.array"
+#define PIPE_MT "gil.connection"
 #define HOLD_MT "gil.hold" /* what hold() returns: a to-be-closed value that releases */
 #define CACHE_KEY "gil.objects" /* registry: offset -> handle, weak values */
 #define POOL_KEY "gil.pool.lib" /* registry: pool.lua's functions, once loaded */
@@ -121,6 +122,7 @@ static const struct {
   [SHM_T_BARRIER] = { BARRIER_MT, "barrier" },
   [SHM_T_CONDITION] = { COND_MT, "condition" },
   [SHM_T_ARRAY] = { ARRAY_MT, "array" },
+  [SHM_T_PIPE] = { PIPE_MT, "pipe end" },
 };
 
 typedef struct handle {
@@ -128,6 +130,7 @@ typedef struct handle {
   pid_t pid; /* the process whose reference this handle holds */
   int type; /* SHM_T_* */
   int crossed; /* it has been encoded: it may be in another interpreter */
+  int closed; /* pipe end: close() was called on this handle */
 } handle;
 
 /* ------------------------------------------------------------ plumbing */
@@ -172,6 +175,7 @@ static handle *new_handle(lua_State *L, int type) {
   h->pid = 0;
   h->type = type;
   h->crossed = 0;
+  h->closed = 0;
   luaL_setmetatable(L, kinds[type].mt);
   return h;
 }
@@ -188,6 +192,7 @@ static int obj_gc(lua_State *L) {
   handle *h = lua_touserdata(L, 1);
   shm_arena *a = rt_current ? rt_current->arena : NULL;
   if (h && h->off && h->pid == rt_pid() && a) {
+    if (h->type == SHM_T_PIPE && !h->closed) shm_pipe_open(a, h->off, -1); /* this copy is gone */
     shm_obj_release(a, h->off);
     /* a lock destroyed while held (by the thread that dropped it last): forget
        its holder, or a new lock at the same offset would seem held */
@@ -252,6 +257,7 @@ static int push_handle(lua_State *L, shm_off off, int type) {
   handle *h = new_handle(L, type);
   if (shm_obj_retain(a, off) != SHM_OK) return luaL_error(L, "the shared %s no longer exists", what);
   adopt(L, h, off);
+  if (type == SHM_T_PIPE) shm_pipe_open(a, off, 1); /* one more open copy of this end */
   return 0;
 }
 
@@ -267,11 +273,13 @@ DECODER(dec_sem, SHM_T_SEMAPHORE)
 DECODER(dec_barrier, SHM_T_BARRIER)
 DECODER(dec_cond, SHM_T_CONDITION)
 DECODER(dec_array, SHM_T_ARRAY)
+DECODER(dec_pipe, SHM_T_PIPE)
 
 static const mar_udata_decode decoders[SHM_T_NKINDS] = {
   [SHM_T_LOCK] = dec_lock,       [SHM_T_QUEUE] = dec_queue,   [SHM_T_VALUE] = dec_value,
   [SHM_T_RLOCK] = dec_rlock,     [SHM_T_EVENT] = dec_event,   [SHM_T_SEMAPHORE] = dec_sem,
   [SHM_T_BARRIER] = dec_barrier, [SHM_T_CONDITION] = dec_cond, [SHM_T_ARRAY] = dec_array,
+  [SHM_T_PIPE] = dec_pipe,
 };
 
 /* ------------------------------- process-wide state: lock holders, pools */
@@ -1041,6 +1049,107 @@ static int array_totable(lua_State *L) {
   return 1;
 }
 
+/* ------------------------------------------------------------ gil.pipe
+ * multiprocessing.Pipe: two connected ends over shared queues. Items are
+ * always copies (the marshaller), as Python pickles them. See
+ * shm_pipe_open for when the other end sees "closed". */
+
+static int g_pipe(lua_State *L) {
+  int duplex = lua_isnoneornil(L, 1) || lua_toboolean(L, 1);
+  shm_arena *a = arena(L);
+  handle *ha = new_handle(L, SHM_T_PIPE), *hb = new_handle(L, SHM_T_PIPE);
+  shm_off ea, eb;
+  int rc = shm_pipe_new(a, duplex, &ea, &eb);
+  if (rc != SHM_OK) return luaL_error(L, "cannot create a pipe: %s", shm_strerror(rc));
+  lua_pushvalue(L, -2);
+  adopt(L, ha, ea);
+  lua_pop(L, 1);
+  adopt(L, hb, eb);
+  return 2;
+}
+
+static handle *check_end(lua_State *L, shm_off *in, shm_off *out) {
+  handle *h = check(L, 1, SHM_T_PIPE);
+  if (h->closed) luaL_error(L, "this end of the pipe is closed");
+  shm_pipe_queues(arena(L), h->off, in, out);
+  return h;
+}
+
+static int pipe_send(lua_State *L) {
+  shm_off in, out;
+  check_end(L, &in, &out);
+  luaL_checkany(L, 2);
+  if (!out) return luaL_error(L, "this end of a one-way pipe only receives");
+  char err[256];
+  mar_buf buf = { 0 };
+  buf.data = malloc(256);
+  if (!buf.data) return luaL_error(L, "out of memory");
+  buf.cap = 256;
+  buf.data[0] = ITEM_COPY;
+  buf.len = 1;
+  if (mar_encode(L, 2, 1, "pipe item", &buf, err, sizeof err) != 0) {
+    mar_buf_free(&buf);
+    lua_pushstring(L, err);
+    return lua_error(L);
+  }
+  int rc = shm_queue_put(arena(L), out, buf.data, buf.len, NULL, NULL, NULL); /* unbounded: never waits */
+  mar_buf_free(&buf);
+  if (rc == SHM_CLOSED) return luaL_error(L, "pipe is closed (every copy of the other end was closed)");
+  if (rc != SHM_OK) return luaL_error(L, "pipe send: %s", shm_strerror(rc));
+  return 0;
+}
+
+static int w_get(shm_arena *a, shm_off off, const struct timespec *d, shm_stop_fn stop, void *arg, void *ctx) {
+  void **item = ctx;
+  return shm_queue_get(a, off, item, (size_t *)item[1], d, stop, arg);
+}
+
+/* e:recv([timeout]) -> v | nil, "closed" | nil, "timeout" */
+static int pipe_recv(lua_State *L) {
+  shm_off in, out;
+  check_end(L, &in, &out);
+  int64_t timeout = args_opt_timeout(L, 2);
+  if (!in) return luaL_error(L, "this end of a one-way pipe only sends");
+  size_t len = 0;
+  void *ctx[2] = { NULL, &len };
+  int rc = blocking(L, RT_BLOCK_QUEUE, timeout, w_get, in, ctx);
+  if (rc == SHM_OK) {
+    push_item(L, self(L), ctx[0], len);
+    return 1;
+  }
+  lua_pushnil(L);
+  if (rc == SHM_CLOSED)
+    lua_pushliteral(L, "closed");
+  else if (rc == SHM_TIMEOUT || rc == SHM_STOPPED)
+    lua_pushliteral(L, "timeout");
+  else
+    return luaL_error(L, "pipe recv: %s", shm_strerror(rc));
+  return 2;
+}
+
+/* e:poll() -> is something there to receive (or the other end closed)? */
+static int pipe_poll(lua_State *L) {
+  shm_off in, out;
+  check_end(L, &in, &out);
+  shm_arena *a = arena(L);
+  lua_pushboolean(L, in && (!shm_queue_empty(a, in) || shm_queue_closed(a, in)));
+  return 1;
+}
+
+static int pipe_close(lua_State *L) {
+  handle *h = check(L, 1, SHM_T_PIPE);
+  if (h->closed) return 0;
+  h->closed = 1;
+  /* a fork child leans on its parent's copy: closing it here closes nothing there */
+  if (h->pid == rt_pid()) shm_pipe_open(arena(L), h->off, -1);
+  return 0;
+}
+
+static int pipe_closed(lua_State *L) {
+  lua_pushboolean(L, check(L, 1, SHM_T_PIPE)->closed);
+  return 1;
+}
+
 /* ----------------------------------------------------------- gil.value */
 
 /* A number, subtype kept (strings are not converted: "1" would lose it). */
@@ -1233,6 +1342,11 @@ static const luaL_Reg cond_methods[] = {
   { NULL, NULL },
 };
 
+static const luaL_Reg pipe_methods[] = {
+  { "send", pipe_send }, { "recv", pipe_recv },     { "poll", pipe_poll },
+  { "close", pipe_close }, { "closed", pipe_closed }, { NULL, NULL },
+};
+
 static const luaL_Reg array_methods[] = {
   { "add", array_add },
   { "totable", array_totable },
@@ -1272,6 +1386,7 @@ void objects_open(lua_State *L) {
   make_metatable(L, BARRIER_MT, barrier_methods);
   make_metatable(L, COND_MT, cond_methods);
   make_metatable(L, ARRAY_MT, array_methods);
+  make_metatable(L, PIPE_MT, pipe_methods);
   luaL_getmetatable(L, ARRAY_MT); /* arr[i], #arr; methods looked up by __index */
   lua_getfield(L, -1, "__index");
   lua_setfield(L, -2, "methods");
@@ -1294,6 +1409,7 @@ void objects_open(lua_State *L) {
     { "lock", g_lock },       { "queue", g_queue },         { "value", g_value },     { "pool", g_pool },
     { "rlock", g_rlock },     { "event", g_event },         { "semaphore", g_semaphore }, { "barrier", g_barrier },
     { "condition", g_condition }, { "array", g_array },     { "wait", g_wait },       { "as_completed", g_as_completed },
+    { "pipe", g_pipe },
     { NULL, NULL },
   };
   luaL_setfuncs(L, ctors, 0);

@@ -1368,7 +1368,13 @@ int shm_cond_notify(shm_arena *a, shm_off off, uint64_t owner, int64_t n) {
 
 static void array_destroy(shm_arena *a, shm_off off);
 
+static void pipe_destroy(shm_arena *a, shm_off off);
+
 static void sync_destroy(shm_arena *a, shm_off off) {
+  if (((struct obj *)((char *)a + off))->magic == OBJ_MAGIC(SHM_T_PIPE)) {
+    pipe_destroy(a, off);
+    return;
+  }
   if (((struct obj *)((char *)a + off))->magic == OBJ_MAGIC(SHM_T_ARRAY)) {
     array_destroy(a, off);
     return;
@@ -1429,4 +1435,69 @@ static void array_destroy(shm_arena *a, shm_off off) {
   arr->hdr.magic = 0;
   PT_CHECK(pthread_mutex_destroy(&arr->mutex));
   shm_free(a, off);
+}
+
+/* ----------------------------------------------------------------- pipe */
+
+struct pipe_end {
+  struct obj hdr;
+  shm_off in, out; /* queues (retained), 0 where this end cannot receive / send */
+  _Atomic int64_t opens; /* open copies of this end */
+};
+
+static struct pipe_end *pipe_at(shm_arena *a, shm_off off) { return (struct pipe_end *)obj_at(a, off, SHM_T_PIPE); }
+
+static int pipe_end_new(shm_arena *a, shm_off in, shm_off out, shm_off *res) {
+  struct pipe_end *e = obj_new(a, sizeof *e, SHM_T_PIPE, res);
+  if (!e) return SHM_ENOSPC;
+  if (in) shm_obj_retain(a, in);
+  if (out) shm_obj_retain(a, out);
+  e->in = in;
+  e->out = out;
+  atomic_store(&e->opens, 1);
+  return SHM_OK;
+}
+
+int shm_pipe_new(shm_arena *a, int duplex, shm_off *end_a, shm_off *end_b) {
+  if (!a || !end_a || !end_b) return SHM_EINVAL;
+  shm_off q1 = 0, q2 = 0;
+  int rc = shm_queue_new(a, 0, &q1);
+  if (rc == SHM_OK && duplex) rc = shm_queue_new(a, 0, &q2);
+  /* a receives on q1 and sends on q2; b the other way round (one-way: a only receives) */
+  if (rc == SHM_OK) rc = pipe_end_new(a, q1, q2, end_a);
+  if (rc == SHM_OK) {
+    rc = pipe_end_new(a, q2, q1, end_b);
+    if (rc != SHM_OK) shm_obj_release(a, *end_a);
+  }
+  if (q1) shm_obj_release(a, q1); /* the ends hold them now */
+  if (q2) shm_obj_release(a, q2);
+  return rc;
+}
+
+int shm_pipe_queues(shm_arena *a, shm_off off, shm_off *in, shm_off *out) {
+  struct pipe_end *e = pipe_at(a, off);
+  if (!e) return SHM_EINVAL;
+  *in = e->in;
+  *out = e->out;
+  return SHM_OK;
+}
+
+int64_t shm_pipe_open(shm_arena *a, shm_off off, int delta) {
+  struct pipe_end *e = pipe_at(a, off);
+  if (!e) return -1;
+  int64_t n = atomic_fetch_add(&e->opens, delta) + delta;
+  if (n == 0) { /* the last copy of this end closed: the other end sees EOF, and a send fails */
+    if (e->in) shm_queue_close(a, e->in);
+    if (e->out) shm_queue_close(a, e->out);
+  }
+  return n;
+}
+
+static void pipe_destroy(shm_arena *a, shm_off off) {
+  struct pipe_end *e = (struct pipe_end *)((char *)a + off);
+  shm_off in = e->in, out = e->out;
+  e->hdr.magic = 0;
+  shm_free(a, off);
+  if (in) shm_obj_release(a, in);
+  if (out) shm_obj_release(a, out);
 }

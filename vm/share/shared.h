@@ -132,6 +132,7 @@ enum {
   SHM_T_BARRIER,
   SHM_T_CONDITION,
   SHM_T_ARRAY,
+  SHM_T_PIPE,
   SHM_T_NKINDS
 };
 
@@ -180,6 +181,16 @@ size_t shm_queue_maxsize(shm_arena *a, shm_off q);
  * task, task_done removes one (SHM_OVERFLOW if none), join waits for 0. */
 int shm_queue_task_done(shm_arena *a, shm_off q);
 int shm_queue_join(shm_arena *a, shm_off q, const struct timespec *deadline, shm_stop_fn should_stop, void *arg);
+
+/* ---- pipe: two ends over one queue each way (one queue if one-way).
+ * An end counts its open copies (the creator's, and one per interpreter
+ * that decodes it); when the count drops to 0 both its queues are closed:
+ * the other end's recv drains then answers SHM_CLOSED, its send SHM_CLOSED.
+ * in/out are 0 where a one-way end cannot receive/send. */
+int shm_pipe_new(shm_arena *a, int duplex, shm_off *end_a, shm_off *end_b);
+int shm_pipe_queues(shm_arena *a, shm_off end, shm_off *in, shm_off *out);
+/* Adds delta (+1, -1) to the end's open copies; the new count, or -1. */
+int64_t shm_pipe_open(shm_arena *a, shm_off end, int delta);
 
 /* ---- event, semaphore, barrier, condition (as Python's threading) ----
  * Blocking calls: SHM_OK, SHM_TIMEOUT, SHM_STOPPED (and as noted). */
