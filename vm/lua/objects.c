@@ -113,16 +113,11 @@
 static const struct {
   const char *mt, *what;
 } kinds[] = {
-  [SHM_T_LOCK] = { LOCK_MT, "lock" },
-  [SHM_T_QUEUE] = { QUEUE_MT, "queue" },
-  [SHM_T_VALUE] = { VALUE_MT, "value" },
-  [SHM_T_RLOCK] = { RLOCK_MT, "rlock" },
-  [SHM_T_EVENT] = { EVENT_MT, "event" },
-  [SHM_T_SEMAPHORE] = { SEM_MT, "semaphore" },
-  [SHM_T_BARRIER] = { BARRIER_MT, "barrier" },
-  [SHM_T_CONDITION] = { COND_MT, "condition" },
-  [SHM_T_ARRAY] = { ARRAY_MT, "array" },
-  [SHM_T_PIPE] = { PIPE_MT, "pipe end" },
+  [SHM_T_LOCK] = { LOCK_MT, "lock" },          [SHM_T_QUEUE] = { QUEUE_MT, "queue" },
+  [SHM_T_VALUE] = { VALUE_MT, "value" },       [SHM_T_RLOCK] = { RLOCK_MT, "rlock" },
+  [SHM_T_EVENT] = { EVENT_MT, "event" },       [SHM_T_SEMAPHORE] = { SEM_MT, "semaphore" },
+  [SHM_T_BARRIER] = { BARRIER_MT, "barrier" }, [SHM_T_CONDITION] = { COND_MT, "condition" },
+  [SHM_T_ARRAY] = { ARRAY_MT, "array" },       [SHM_T_PIPE] = { PIPE_MT, "pipe end" },
 };
 
 typedef struct handle {
@@ -276,10 +271,9 @@ DECODER(dec_array, SHM_T_ARRAY)
 DECODER(dec_pipe, SHM_T_PIPE)
 
 static const mar_udata_decode decoders[SHM_T_NKINDS] = {
-  [SHM_T_LOCK] = dec_lock,       [SHM_T_QUEUE] = dec_queue,   [SHM_T_VALUE] = dec_value,
-  [SHM_T_RLOCK] = dec_rlock,     [SHM_T_EVENT] = dec_event,   [SHM_T_SEMAPHORE] = dec_sem,
-  [SHM_T_BARRIER] = dec_barrier, [SHM_T_CONDITION] = dec_cond, [SHM_T_ARRAY] = dec_array,
-  [SHM_T_PIPE] = dec_pipe,
+  [SHM_T_LOCK] = dec_lock,   [SHM_T_QUEUE] = dec_queue,   [SHM_T_VALUE] = dec_value,     [SHM_T_RLOCK] = dec_rlock,
+  [SHM_T_EVENT] = dec_event, [SHM_T_SEMAPHORE] = dec_sem, [SHM_T_BARRIER] = dec_barrier, [SHM_T_CONDITION] = dec_cond,
+  [SHM_T_ARRAY] = dec_array, [SHM_T_PIPE] = dec_pipe,
 };
 
 /* ------------------------------- process-wide state: lock holders, pools */
@@ -422,7 +416,7 @@ static int acquire_at(lua_State *L, shm_off off, int timeout_idx) {
   uint64_t token = token_of(me);
   if (shm_obj_type(a, off) == SHM_T_LOCK && held_by(off) == token) {
     if (shm_lock_locked(a, off))
-      return luaL_error(L, "lock already held by this thread (%s): it is not re-entrant (gil.rlock is)", me->name);
+      return luaL_error(L, "lock already held by this thread (%s): it is not re-entrant", me->name);
     held_clear(off); /* a stale record (the lock it was about is gone) */
   }
   int rc = blocking(L, RT_BLOCK_LOCK, timeout, w_lock, off, &token);
@@ -727,15 +721,17 @@ static int queue_join(lua_State *L) {
 /* ----------------------------------------------------------- gil.event */
 
 /* A new object of kind type made by mk (its arguments already checked). */
-#define NEW_OBJECT(L, type, call)                                                                  \
-  do {                                                                                             \
-    shm_arena *a_ = arena(L);                                                                      \
-    handle *h_ = new_handle(L, type);                                                              \
-    shm_off off;                                                                                   \
-    int rc_ = (call);                                                                              \
-    if (rc_ != SHM_OK) return luaL_error(L, "cannot create a%s %s: %s", type == SHM_T_EVENT || type == SHM_T_ARRAY ? "n" : "", kinds[type].what, shm_strerror(rc_)); \
-    adopt(L, h_, off);                                                                             \
-    return 1;                                                                                      \
+#define NEW_OBJECT(L, type, call)                                                                             \
+  do {                                                                                                        \
+    shm_arena *a_ = arena(L);                                                                                 \
+    handle *h_ = new_handle(L, type);                                                                         \
+    shm_off off;                                                                                              \
+    int rc_ = (call);                                                                                         \
+    if (rc_ != SHM_OK)                                                                                        \
+      return luaL_error(L, "cannot create a%s %s: %s", type == SHM_T_EVENT || type == SHM_T_ARRAY ? "n" : "", \
+                        kinds[type].what, shm_strerror(rc_));                                                 \
+    adopt(L, h_, off);                                                                                        \
+    return 1;                                                                                                 \
   } while (0)
 
 static int g_event(lua_State *L) { NEW_OBJECT(L, SHM_T_EVENT, shm_event_new(a_, &off)); }
@@ -971,7 +967,8 @@ static int g_array(lua_State *L) {
     vals = lua_newuserdatauv(L, (size_t)n * sizeof *vals + 1, 0);
     for (lua_Integer i = 1; i <= n; i++) {
       lua_geti(L, 1, i);
-      if (lua_type(L, -1) != LUA_TNUMBER) return luaL_error(L, "bad argument #1 to 'array' (item %d is not a number)", (int)i);
+      if (lua_type(L, -1) != LUA_TNUMBER)
+        return luaL_error(L, "bad argument #1 to 'array' (item %d is not a number)", (int)i);
       vals[i - 1] = check_number(L, -1);
       lua_pop(L, 1);
     }
@@ -1079,6 +1076,7 @@ static int pipe_send(lua_State *L) {
   shm_off in, out;
   check_end(L, &in, &out);
   luaL_checkany(L, 2);
+  luaL_argcheck(L, !lua_isnil(L, 2), 2, "cannot send nil (recv returns nil on close and timeout)");
   if (!out) return luaL_error(L, "this end of a one-way pipe only receives");
   char err[256];
   mar_buf buf = { 0 };
@@ -1310,15 +1308,19 @@ static int g_as_completed(lua_State *L) { return pool_call(L, "as_completed"); }
 /* ---------------------------------------------------------- the module */
 
 static const luaL_Reg lock_methods[] = {
-  { "acquire", lock_acquire }, { "release", lock_release }, { "locked", lock_locked }, { "hold", obj_hold },
+  { "acquire", lock_acquire },
+  { "release", lock_release },
+  { "locked", lock_locked },
+  { "hold", obj_hold },
   { NULL, NULL },
 };
 
 static const luaL_Reg queue_methods[] = {
-  { "put", queue_put },       { "get", queue_get },         { "size", queue_size },
-  { "empty", queue_empty },   { "close", queue_close },     { "closed", queue_closed },
-  { "maxsize", queue_maxsize }, { "task_done", queue_task_done }, { "join", queue_join },
-  { NULL, NULL },
+  { "put", queue_put },         { "get", queue_get },
+  { "size", queue_size },       { "empty", queue_empty },
+  { "close", queue_close },     { "closed", queue_closed },
+  { "maxsize", queue_maxsize }, { "task_done", queue_task_done },
+  { "join", queue_join },       { NULL, NULL },
 };
 
 static const luaL_Reg event_methods[] = {
@@ -1330,20 +1332,30 @@ static const luaL_Reg sem_methods[] = {
 };
 
 static const luaL_Reg barrier_methods[] = {
-  { "wait", barrier_wait },           { "reset", barrier_reset },   { "abort", barrier_abort },
-  { "parties", barrier_parties },     { "n_waiting", barrier_n_waiting }, { "broken", barrier_broken },
+  { "wait", barrier_wait },
+  { "reset", barrier_reset },
+  { "abort", barrier_abort },
+  { "parties", barrier_parties },
+  { "n_waiting", barrier_n_waiting },
+  { "broken", barrier_broken },
   { NULL, NULL },
 };
 
 static const luaL_Reg cond_methods[] = {
-  { "acquire", cond_acquire }, { "release", cond_release },   { "locked", cond_locked },
-  { "lock", cond_get_lock },   { "hold", obj_hold },          { "wait", cond_wait },
-  { "wait_for", cond_wait_for }, { "notify", cond_notify },   { "notify_all", cond_notify_all },
+  { "acquire", cond_acquire },
+  { "release", cond_release },
+  { "locked", cond_locked },
+  { "lock", cond_get_lock },
+  { "hold", obj_hold },
+  { "wait", cond_wait },
+  { "wait_for", cond_wait_for },
+  { "notify", cond_notify },
+  { "notify_all", cond_notify_all },
   { NULL, NULL },
 };
 
 static const luaL_Reg pipe_methods[] = {
-  { "send", pipe_send }, { "recv", pipe_recv },     { "poll", pipe_poll },
+  { "send", pipe_send },   { "recv", pipe_recv },     { "poll", pipe_poll },
   { "close", pipe_close }, { "closed", pipe_closed }, { NULL, NULL },
 };
 
@@ -1391,7 +1403,10 @@ void objects_open(lua_State *L) {
   lua_getfield(L, -1, "__index");
   lua_setfield(L, -2, "methods");
   static const luaL_Reg array_mm[] = {
-    { "__index", array_index_mm }, { "__newindex", array_newindex }, { "__len", array_len }, { NULL, NULL },
+    { "__index", array_index_mm },
+    { "__newindex", array_newindex },
+    { "__len", array_len },
+    { NULL, NULL },
   };
   luaL_setfuncs(L, array_mm, 0);
   lua_pop(L, 1);
@@ -1406,11 +1421,11 @@ void objects_open(lua_State *L) {
   lua_setmetatable(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, CACHE_KEY);
   static const luaL_Reg ctors[] = {
-    { "lock", g_lock },       { "queue", g_queue },         { "value", g_value },     { "pool", g_pool },
-    { "rlock", g_rlock },     { "event", g_event },         { "semaphore", g_semaphore }, { "barrier", g_barrier },
-    { "condition", g_condition }, { "array", g_array },     { "wait", g_wait },       { "as_completed", g_as_completed },
-    { "pipe", g_pipe },
-    { NULL, NULL },
+    { "lock", g_lock },           { "queue", g_queue },     { "value", g_value },
+    { "pool", g_pool },           { "rlock", g_rlock },     { "event", g_event },
+    { "semaphore", g_semaphore }, { "barrier", g_barrier }, { "condition", g_condition },
+    { "array", g_array },         { "wait", g_wait },       { "as_completed", g_as_completed },
+    { "pipe", g_pipe },           { NULL, NULL },
   };
   luaL_setfuncs(L, ctors, 0);
 }

@@ -1121,8 +1121,7 @@ int shm_sem_new(shm_arena *a, int64_t value, int64_t bound, shm_off *out) {
   return SHM_OK;
 }
 
-int shm_sem_acquire(shm_arena *a, shm_off off, const struct timespec *deadline, shm_stop_fn should_stop,
-                    void *arg) {
+int shm_sem_acquire(shm_arena *a, shm_off off, const struct timespec *deadline, shm_stop_fn should_stop, void *arg) {
   struct sync *s = sync_at(a, off, SHM_T_SEMAPHORE);
   if (!s) return SHM_EINVAL;
   int rc = SHM_OK;
@@ -1329,8 +1328,7 @@ int shm_cond_wait(shm_arena *a, shm_off off, uint64_t owner, const struct timesp
   shm_free(a, node);
   /* take the lock back, whatever happened: the caller expects to hold it */
   int lrc;
-  do
-    lrc = shm_lock_acquire(a, s->link, owner, NULL, should_stop, arg);
+  do lrc = shm_lock_acquire(a, s->link, owner, NULL, should_stop, arg);
   while (lrc == SHM_OWNER_DEAD);
   if (lrc != SHM_OK) return lrc;
   l->depth = depth;

@@ -225,7 +225,6 @@ int shm_cond_wait(shm_arena *a, shm_off c, uint64_t owner, const struct timespec
                   void *arg);
 int shm_cond_notify(shm_arena *a, shm_off c, uint64_t owner, int64_t n);
 
-
 /* ---- value ---- */
 
 typedef struct shm_number {
@@ -250,7 +249,6 @@ int shm_value_get(shm_arena *a, shm_off v, shm_number *out);
 int shm_value_set(shm_arena *a, shm_off v, shm_number x);
 /* Atomically adds n; *result (may be NULL) gets the new value. */
 int shm_value_add(shm_arena *a, shm_off v, shm_number n, shm_number *result);
-
 
 /* ---- array: n numbers (each keeps its subtype), 0-based here, all 0 at first ---- */
 int shm_array_new(shm_arena *a, size_t n, shm_off *out);

@@ -1,0 +1,14 @@
+-- array.lua: a shared array of numbers; add is atomic across workers.
+local n = tonumber(arg[1]) or 500
+local a = gil.array(3)
+local function add(a, n) for i = 1, n do a:add(1, 1); a:add(2, 0.5); a[3] = i end end
+local ws = { gil.spawn(add, a, n), gil.spawn(add, a, n), gil.process(add, a, n) }
+for _, w in ipairs(ws) do w:join() end
+print("sums", a[1], a[2], a[3], "types", math.type(a[1]), math.type(a[2]), "len", #a)
+local b = gil.array({ 1, 2.5, -3 })
+print("from list", table.concat(b:totable(), " "), math.type(b[3]))
+local c = gil.array(2, 7)
+print("init", c[1], c[2])
+print("out of range", pcall(function() return c[3] end))
+print("bad set", pcall(function() c[1] = "x" end))
+print("bad list", pcall(gil.array, { 1, "x" }))
