@@ -12,6 +12,7 @@
  */
 #include <criterion/criterion.h>
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,10 +23,12 @@ static const char *const modes[] = { "gil", "nogil", "fork" };
 
 TestSuite(sync, .fini = test_cleanup, .timeout = 300.);
 
-static run_result *run(const char *mode, const char *name) {
-  const char *argv[] = { "-q", "-m", mode, data_in("sync", name), NULL };
+static run_result *run_program_in(const char *mode, const char *dir, const char *name) {
+  const char *argv[] = { "-q", "-m", mode, data_in(dir, name), NULL };
   return gv_run(NULL, argv);
 }
+
+static run_result *run(const char *mode, const char *name) { return run_program_in(mode, "sync", name); }
 
 /* The fixture prints the same thing in every mode, and exits 0. */
 static void expect_fixture(const char *name, const char *want) {
@@ -161,5 +164,62 @@ Test(sync, a_process_dying_while_waiting_loses_no_notify) {
     expect_exit(r, 0);
     expect_out_has(r, "exited with status 3 before sending its results\nlive waiter notified\ttrue\n");
     expect_out_has(r, "\nsemaphore\ttrue\tevent\ttrue\n");
+  }
+}
+
+/* ============================================================ deadlock */
+
+TestSuite(deadlock, .fini = test_cleanup, .timeout = 300.);
+
+/* stderr has every needle (NULL-terminated). */
+static void expect_err_all(const run_result *r, ...) {
+  va_list ap;
+  va_start(ap, r);
+  const char *needle;
+  while ((needle = va_arg(ap, const char *)) != NULL)
+    cr_expect(strstr(r->err, needle) != NULL, "stderr has no \"%s\"" CTX, needle, CTXA(r));
+  va_end(ap);
+}
+
+Test(deadlock, two_threads_taking_two_locks_in_opposite_orders_exit_4_naming_the_cycle) {
+  const char *path = data_in("deadlock", "two_locks.lua");
+  for (int m = 0; m < 2; m++) { /* threads: gil and nogil modes */
+    run_result *r = run_program_in(modes[m], "deadlock", "two_locks.lua");
+    expect_exit(r, 4);
+    expect_out(r, "");
+    expect_err_all(r, "gilvm: deadlock: 2 threads wait for each other, none with a timeout:\n",
+                   fmt("  'main' waits at %s:13 for rlock 0x", path),
+                   fmt(", held by '1@two_locks.lua:3' (taken at %s:4)\n", path),
+                   fmt("  '1@two_locks.lua:3' waits at %s:7 for lock 0x", path),
+                   fmt(", held by 'main' (taken at %s:10)\n", path), "gilvm: stopped: deadlock\n", NULL);
+  }
+}
+
+Test(deadlock, a_join_waiting_for_a_thread_that_waits_for_the_joiner_is_one) {
+  const char *path = data_in("deadlock", "join_cycle.lua");
+  for (int m = 0; m < 2; m++) {
+    run_result *r = run_program_in(modes[m], "deadlock", "join_cycle.lua");
+    expect_exit(r, 4);
+    expect_err_all(r, fmt("  '1@join_cycle.lua:4' waits at %s:5 for lock 0x", path),
+                   fmt(", held by 'main' (taken at %s:3)\n", path),
+                   fmt("  'main' waits at %s:8 to join '1@join_cycle.lua:4'\n", path), NULL);
+  }
+}
+
+Test(deadlock, a_ring_of_three_threads_in_every_mode) {
+  for (int m = 0; m < NMODES; m++) { /* gil.thread: a thread in fork mode too */
+    run_result *r = run_program_in(modes[m], "deadlock", "three_way.lua");
+    expect_exit(r, 4);
+    expect_err_all(r, "gilvm: deadlock: 3 threads wait for each other, none with a timeout:\n", "  '1:ring' waits at ",
+                   "  '2:ring' waits at ", "  '3:ring' waits at ", NULL);
+  }
+}
+
+Test(deadlock, timeouts_sleepers_processes_and_chains_are_not_deadlocks) {
+  for (int m = 0; m < NMODES; m++) {
+    run_result *r = run_program_in(modes[m], "deadlock", "not_deadlocks.lua");
+    expect_exit(r, 0);
+    expect_out(r, "timeout side\tfalse\nsleeper\tslept\nprocess\tprocess\nchain\tjoined\n");
+    cr_expect(strstr(r->err, "deadlock") == NULL, "%s" CTX, modes[m], CTXA(r));
   }
 }

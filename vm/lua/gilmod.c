@@ -50,7 +50,12 @@ static int h_join(lua_State *L) {
   int64_t timeout = args_opt_timeout(L, 2);
   if (w == rt_self()) return luaL_error(L, "thread '%s' cannot join itself", w->name);
   if (w->id == 0) return luaL_error(L, "the main thread cannot be joined");
-  if (!rt_join(L, w, timeout)) {
+  /* a join without a timeout is an edge of the waits-for graph (objects.c) */
+  int graph = timeout < 0 && w->kind != RT_PROCESS && !rt_inherited(rt_current, w);
+  if (graph) objects_join_begin(L, w->id);
+  int done = rt_join(L, w, timeout);
+  if (graph) objects_join_end();
+  if (!done) {
     lua_pushnil(L);
     lua_pushliteral(L, "timeout");
     return 2;

@@ -89,6 +89,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "exits.h"
 #include "marshal.h"
 #include "pool_lua.h"
 #include "args.h"
@@ -283,6 +284,7 @@ static pthread_mutex_t objects_mu = PTHREAD_MUTEX_INITIALIZER;
 typedef struct held_lock {
   shm_off off;
   uint64_t token;
+  char where[96]; /* "file:line:" of the acquire, for the deadlock message */
 } held_lock;
 
 static held_lock *held_locks; /* locks held by this process's workers */
@@ -300,9 +302,153 @@ static int npools;
 static size_t cappools;
 static long next_pool_id;
 
+/* ------------------------------------------------- deadlock detection
+ *
+ * A waits-for graph over this process's workers. A worker about to wait
+ * WITHOUT a timeout records what for (a lock or rlock by offset, or the end
+ * of another worker: a join) in `waits`, then follows the chain under
+ * objects_mu: the lock's holder (its token, from the arena) or the joined
+ * worker; that worker's own recorded wait; and so on. Coming back to
+ * itself means a cycle: each waits for the next, none can give up (no
+ * timeout), and only the next can release what it waits for (a lock only
+ * by its holder, a join only by the end of that worker). So it is a
+ * deadlock, never a guess: a chain that reaches a free lock, a worker that
+ * is not waiting (running, sleeping, waiting with a timeout), or a worker of
+ * another process (whose waits this process cannot see) ends the search.
+ * Records are made and checked under one mutex, so of the workers closing a
+ * cycle the last one to record sees it whole. It is then printed (who waits
+ * where, for what, held by whom, taken where) and the run is stopped with
+ * EXIT_DEADLOCK. Waits on queues, events, conditions, semaphores, barriers
+ * and pipes are not in the graph: anybody could end them. */
+
+enum { WAIT_LOCK = 1, WAIT_JOIN };
+
+typedef struct waiting {
+  uint64_t token; /* who waits */
+  int kind; /* WAIT_LOCK or WAIT_JOIN */
+  uint64_t on; /* the lock's offset, or the joined worker's token */
+  char where[96]; /* "file:line:" of the call */
+} waiting;
+
+static waiting *waits; /* under objects_mu */
+static int nwaits;
+static size_t capwaits;
+
+static const char *worker_name(int id, char *buf, size_t len);
+
+static const char *where_of(lua_State *L, char *buf, size_t len) {
+  luaL_where(L, 1);
+  snprintf(buf, len, "%s", lua_tostring(L, -1));
+  lua_pop(L, 1);
+  size_t n = strlen(buf);
+  if (n && buf[n - 1] == ' ') buf[--n] = 0; /* "file:line: " -> "file:line" */
+  if (n && buf[n - 1] == ':') buf[--n] = 0;
+  if (!n) snprintf(buf, len, "?");
+  return buf;
+}
+
+/* With objects_mu held: the wait recorded for token, or NULL. */
+static waiting *wait_of(uint64_t token) {
+  for (int i = 0; i < nwaits; i++)
+    if (waits[i].token == token) return &waits[i];
+  return NULL;
+}
+
+/* With objects_mu held: who can end the wait w (0: nobody we know). */
+static uint64_t wait_holder(const waiting *w) {
+  if (w->kind == WAIT_JOIN) return w->on;
+  shm_arena *a = rt_current ? rt_current->arena : NULL;
+  return a ? shm_lock_owner(a, (shm_off)w->on) : 0;
+}
+
+#define CYCLE_MAX 64
+
+/* Prints the cycle; taken[i] is where cycle[i]'s lock was taken. Called
+ * without objects_mu (worker_name takes rt->mu). */
+static void report_deadlock(const waiting *cycle, char (*taken)[96], int n) {
+  char name[64], next[64];
+  fprintf(stderr, "gilvm: deadlock: %d thread%s wait%s for each other, none with a timeout:\n", n, n == 1 ? "" : "s",
+          n == 1 ? "s" : "");
+  for (int i = 0; i < n; i++) {
+    const waiting *w = &cycle[i], *nx = &cycle[(i + 1) % n];
+    worker_name((int)(uint32_t)w->token - 1, name, sizeof name);
+    worker_name((int)(uint32_t)nx->token - 1, next, sizeof next);
+    if (w->kind == WAIT_JOIN)
+      fprintf(stderr, "  '%s' waits at %s to join '%s'\n", name, w->where, next);
+    else
+      fprintf(stderr, "  '%s' waits at %s for %s %p, held by '%s' (taken at %s)\n", name, w->where,
+              shm_obj_type(rt_current->arena, w->on) == SHM_T_RLOCK ? "rlock" : "lock", (void *)(uintptr_t)w->on, next,
+              taken[i]);
+  }
+  fflush(stderr);
+}
+
+/* Record that the calling worker waits for (kind, on) without a timeout,
+ * and stop the run if that closes a cycle. */
+static void wait_begin(lua_State *L, int kind, uint64_t on) {
+  rt_worker *me = rt_self();
+  if (!me || !rt_current || rt_current->is_child) return; /* a fork worker: see README */
+  uint64_t token = (uint64_t)rt_pid() << 32 | (uint32_t)(me->id + 1);
+  char where[96];
+  where_of(L, where, sizeof where);
+  waiting cycle[CYCLE_MAX];
+  int n = 0;
+  PT_CHECK(pthread_mutex_lock(&objects_mu));
+  if (VEC_RESERVE(waits, nwaits, capwaits, 1, 16) == 0) {
+    waiting *w = &waits[nwaits++];
+    w->token = token;
+    w->kind = kind;
+    w->on = on;
+    snprintf(w->where, sizeof w->where, "%s", where);
+    for (const waiting *cur = w; cur && n < CYCLE_MAX;) {
+      cycle[n++] = *cur;
+      uint64_t holder = wait_holder(cur);
+      if (holder == token) break; /* back to us: a cycle */
+      if (!holder || holder >> 32 != (uint64_t)rt_pid() || holder == cur->token) {
+        n = 0;
+        break;
+      }
+      cur = wait_of(holder);
+      for (int i = 0; cur && i < n; i++) /* a cycle that does not pass through us: theirs to find */
+        if (cycle[i].token == cur->token) cur = NULL;
+      if (!cur) n = 0;
+    }
+    if (n == CYCLE_MAX) n = 0;
+  }
+  char taken[CYCLE_MAX][96];
+  for (int i = 0; i < n; i++) {
+    snprintf(taken[i], sizeof taken[i], "?");
+    for (int k = 0; k < nheld_locks; k++)
+      if (cycle[i].kind == WAIT_LOCK && held_locks[k].off == cycle[i].on)
+        snprintf(taken[i], sizeof taken[i], "%s", held_locks[k].where);
+  }
+  PT_CHECK(pthread_mutex_unlock(&objects_mu));
+  if (n) {
+    report_deadlock(cycle, taken, n);
+    rt_stop(rt_current, EXIT_DEADLOCK, "deadlock");
+  }
+}
+
+static void wait_end(void) {
+  rt_worker *me = rt_self();
+  if (!me) return;
+  uint64_t token = (uint64_t)rt_pid() << 32 | (uint32_t)(me->id + 1);
+  PT_CHECK(pthread_mutex_lock(&objects_mu));
+  for (int i = 0; i < nwaits; i++)
+    if (waits[i].token == token) waits[i--] = waits[--nwaits];
+  PT_CHECK(pthread_mutex_unlock(&objects_mu));
+}
+
+void objects_join_begin(lua_State *L, int target_id) {
+  wait_begin(L, WAIT_JOIN, (uint64_t)rt_pid() << 32 | (uint32_t)(target_id + 1));
+}
+
+void objects_join_end(void) { wait_end(); }
+
 static void before_fork(void) { PT_CHECK(pthread_mutex_lock(&objects_mu)); }
 static void after_fork_parent(void) { PT_CHECK(pthread_mutex_unlock(&objects_mu)); }
 static void after_fork_child(void) {
+  nwaits = 0; /* the other threads are gone */
   nheld_locks = 0; /* the other threads are gone, and this one's token changed */
   PT_CHECK(pthread_mutex_unlock(&objects_mu));
 }
@@ -316,7 +462,7 @@ static uint64_t held_by(shm_off off) {
   return token;
 }
 
-static void held_set(shm_off off, uint64_t token) {
+static void held_set(shm_off off, uint64_t token, const char *where) {
   PT_CHECK(pthread_mutex_lock(&objects_mu));
   int i = 0;
   while (i < nheld_locks && held_locks[i].off != off) i++;
@@ -324,6 +470,7 @@ static void held_set(shm_off off, uint64_t token) {
     if (i == nheld_locks) nheld_locks++;
     held_locks[i].off = off;
     held_locks[i].token = token;
+    snprintf(held_locks[i].where, sizeof held_locks[i].where, "%s", where);
   }
   PT_CHECK(pthread_mutex_unlock(&objects_mu));
 }
@@ -390,22 +537,25 @@ static handle *check_lock(lua_State *L, int idx) {
 typedef int (*wait_fn)(shm_arena *a, shm_off off, const struct timespec *deadline, shm_stop_fn stop, void *arg,
                        void *ctx);
 
+static int w_lock(shm_arena *a, shm_off off, const struct timespec *d, shm_stop_fn stop, void *arg, void *ctx) {
+  return shm_lock_acquire(a, off, *(uint64_t *)ctx, d, stop, arg);
+}
+
 static int blocking(lua_State *L, rt_block kind, int64_t timeout, wait_fn fn, shm_off off, void *ctx) {
   shm_arena *a = arena(L);
   rt_worker *me = self(L);
   struct timespec deadline = deadline_of(timeout), now = shm_deadline_in(0);
   int rc = fn(a, off, &now, NULL, NULL, ctx);
   if (rc == SHM_TIMEOUT && timeout != 0) {
+    int graph = timeout < 0 && fn == w_lock; /* see "deadlock detection" */
+    if (graph) wait_begin(L, WAIT_LOCK, off);
     uint64_t began = rt_block_begin(me, kind);
     rc = fn(a, off, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL, ctx);
     rt_block_end(me, kind, began);
+    if (graph) wait_end();
   }
   if (rc == SHM_STOPPED) rt_check_stop(L);
   return rc;
-}
-
-static int w_lock(shm_arena *a, shm_off off, const struct timespec *d, shm_stop_fn stop, void *arg, void *ctx) {
-  return shm_lock_acquire(a, off, *(uint64_t *)ctx, d, stop, arg);
 }
 
 /* acquire the lock or rlock at off; pushes true/false or raises. */
@@ -421,10 +571,12 @@ static int acquire_at(lua_State *L, shm_off off, int timeout_idx) {
   }
   int rc = blocking(L, RT_BLOCK_LOCK, timeout, w_lock, off, &token);
   switch (rc) {
-  case SHM_OK:
-    held_set(off, token);
+  case SHM_OK: {
+    char where[96];
+    held_set(off, token, where_of(L, where, sizeof where));
     lua_pushboolean(L, 1);
     return 1;
+  }
   case SHM_TIMEOUT:
   case SHM_STOPPED: lua_pushboolean(L, 0); return 1;
   case SHM_OWNER_DEAD: held_clear(off); return luaL_error(L, "lock owner died while holding it");

@@ -12,4 +12,9 @@ void objects_open(lua_State *L);
    of this process's pools that were never closed, so their workers finish. */
 void objects_close_pools(struct runtime *rt);
 
+/* Deadlock detection (see objects.c): the calling worker is about to wait,
+   without a timeout, for worker target_id of this process to finish. */
+void objects_join_begin(lua_State *L, int target_id);
+void objects_join_end(void);
+
 #endif

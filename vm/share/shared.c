@@ -599,6 +599,11 @@ int shm_lock_locked(shm_arena *a, shm_off off) {
   return l && atomic_load(&l->owner) != 0;
 }
 
+uint64_t shm_lock_owner(shm_arena *a, shm_off off) {
+  struct lock *l = lock_at(a, off);
+  return l ? atomic_load(&l->owner) : 0;
+}
+
 int shm_lock_owned(shm_arena *a, shm_off off, uint64_t owner) {
   struct lock *l = lock_at(a, off);
   return l && lock_mine(l, owner);

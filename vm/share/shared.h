@@ -154,6 +154,8 @@ int shm_lock_acquire(shm_arena *a, shm_off lock, uint64_t owner, const struct ti
 int shm_lock_release(shm_arena *a, shm_off lock, uint64_t owner);
 /* 1 if held (also when its owner died and nobody has tried it since), else 0. */
 int shm_lock_locked(shm_arena *a, shm_off lock);
+/* The holder's token (0: free). */
+uint64_t shm_lock_owner(shm_arena *a, shm_off lock);
 /* 1 if held by owner from this thread. */
 int shm_lock_owned(shm_arena *a, shm_off lock, uint64_t owner);
 
