@@ -183,11 +183,11 @@ static void expect_err_all(const run_result *r, ...) {
 
 Test(deadlock, two_threads_taking_two_locks_in_opposite_orders_exit_4_naming_the_cycle) {
   const char *path = data_in("deadlock", "two_locks.lua");
-  for (int m = 0; m < 2; m++) { /* threads: gil and nogil modes */
+  for (int m = 0; m < NMODES; m++) { /* threads in gil and nogil modes, processes in fork mode */
     run_result *r = run_program_in(modes[m], "deadlock", "two_locks.lua");
     expect_exit(r, 4);
     expect_out(r, "");
-    expect_err_all(r, "gilvm: deadlock: 2 threads wait for each other, none with a timeout:\n",
+    expect_err_all(r, "gilvm: deadlock: 2 workers wait for each other, none with a timeout:\n",
                    fmt("  'main' waits at %s:13 for rlock 0x", path),
                    fmt(", held by '1@two_locks.lua:3' (taken at %s:4)\n", path),
                    fmt("  '1@two_locks.lua:3' waits at %s:7 for lock 0x", path),
@@ -197,7 +197,7 @@ Test(deadlock, two_threads_taking_two_locks_in_opposite_orders_exit_4_naming_the
 
 Test(deadlock, a_join_waiting_for_a_thread_that_waits_for_the_joiner_is_one) {
   const char *path = data_in("deadlock", "join_cycle.lua");
-  for (int m = 0; m < 2; m++) {
+  for (int m = 0; m < NMODES; m++) {
     run_result *r = run_program_in(modes[m], "deadlock", "join_cycle.lua");
     expect_exit(r, 4);
     expect_err_all(r, fmt("  '1@join_cycle.lua:4' waits at %s:5 for lock 0x", path),
@@ -210,8 +210,21 @@ Test(deadlock, a_ring_of_three_threads_in_every_mode) {
   for (int m = 0; m < NMODES; m++) { /* gil.thread: a thread in fork mode too */
     run_result *r = run_program_in(modes[m], "deadlock", "three_way.lua");
     expect_exit(r, 4);
-    expect_err_all(r, "gilvm: deadlock: 3 threads wait for each other, none with a timeout:\n", "  '1:ring' waits at ",
+    expect_err_all(r, "gilvm: deadlock: 3 workers wait for each other, none with a timeout:\n", "  '1:ring' waits at ",
                    "  '2:ring' waits at ", "  '3:ring' waits at ", NULL);
+  }
+}
+
+Test(deadlock, two_processes_found_while_main_joins_one) {
+  const char *path = data_in("deadlock", "processes.lua");
+  for (int m = 0; m < NMODES; m++) {
+    run_result *r = run_program_in(modes[m], "deadlock", "processes.lua");
+    expect_exit(r, 4);
+    expect_out(r, "");
+    expect_err_all(r, "gilvm: deadlock: 2 workers wait for each other, none with a timeout:\n",
+                   fmt("  '1:side' waits at %s:7 for lock 0x", path), fmt(", held by '2:side' (taken at %s:4)\n", path),
+                   fmt("  '2:side' waits at %s:7 for lock 0x", path), fmt(", held by '1:side' (taken at %s:4)\n", path),
+                   NULL);
   }
 }
 

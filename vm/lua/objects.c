@@ -79,6 +79,8 @@
 
 #include <lauxlib.h>
 #include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -284,7 +286,6 @@ static pthread_mutex_t objects_mu = PTHREAD_MUTEX_INITIALIZER;
 typedef struct held_lock {
   shm_off off;
   uint64_t token;
-  char where[96]; /* "file:line:" of the acquire, for the deadlock message */
 } held_lock;
 
 static held_lock *held_locks; /* locks held by this process's workers */
@@ -304,143 +305,146 @@ static long next_pool_id;
 
 /* ------------------------------------------------- deadlock detection
  *
- * A waits-for graph over this process's workers. A worker about to wait
- * WITHOUT a timeout records what for (a lock or rlock by offset, or the end
- * of another worker: a join) in `waits`, then follows the chain under
- * objects_mu: the lock's holder (its token, from the arena) or the joined
- * worker; that worker's own recorded wait; and so on. Coming back to
- * itself means a cycle: each waits for the next, none can give up (no
- * timeout), and only the next can release what it waits for (a lock only
- * by its holder, a join only by the end of that worker). So it is a
- * deadlock, never a guess: a chain that reaches a free lock, a worker that
- * is not waiting (running, sleeping, waiting with a timeout), or a worker of
- * another process (whose waits this process cannot see) ends the search.
- * Records are made and checked under one mutex, so of the workers closing a
- * cycle the last one to record sees it whole. It is then printed (who waits
- * where, for what, held by whom, taken where) and the run is stopped with
- * EXIT_DEADLOCK. Waits on queues, events, conditions, semaphores, barriers
- * and pipes are not in the graph: anybody could end them. */
+ * A waits-for graph over every process's workers, kept on the arena's wait
+ * board (shared.c). A worker about to wait WITHOUT a timeout puts an entry
+ * there: what for (a lock or rlock by offset, or the end of another worker:
+ * a join), its name, file:line. An edge leads from a waiter to whoever can
+ * end its wait: the lock's holder (its token, read from the arena) or the
+ * joined worker. A cycle of such edges is a deadlock, never a guess: each
+ * waits for the next, none can give up (no timeout), and only the next can
+ * release what it waits for (a lock only its holder, a join only the end of
+ * that worker), which it will not, as it waits too. The search reads the
+ * board, then the locks' holders, then the board's version again: if no
+ * wait began or ended meanwhile, every member was waiting all along, so no
+ * holder along the cycle can have changed. A chain that reaches a free lock,
+ * a worker that is not waiting (running, sleeping, waiting with a timeout)
+ * or a process that is gone ends the search.
+ *
+ * Who looks: a thread of the main process right after it puts its own entry
+ * (the last of a cycle to start waiting sees it whole), and gilvm's watchdog
+ * in the main process every 100 ms (a cycle closed in a process worker, or
+ * among threads of one). The first to find one prints it and stops the run
+ * with EXIT_DEADLOCK. Waits on queues, events, conditions, semaphores,
+ * barriers and pipes are not edges: anybody could end them. */
 
 enum { WAIT_LOCK = 1, WAIT_JOIN };
 
-typedef struct waiting {
-  uint64_t token; /* who waits */
-  int kind; /* WAIT_LOCK or WAIT_JOIN */
-  uint64_t on; /* the lock's offset, or the joined worker's token */
-  char where[96]; /* "file:line:" of the call */
-} waiting;
+#define CYCLE_MAX 64
 
-static waiting *waits; /* under objects_mu */
-static int nwaits;
-static size_t capwaits;
+static atomic_int deadlock_reported; /* one message per run */
 
-static const char *worker_name(int id, char *buf, size_t len);
+static uint64_t token_of(rt_worker *me);
 
+/* "file:line" of the running Lua function's caller, into buf (no allocation). */
 static const char *where_of(lua_State *L, char *buf, size_t len) {
-  luaL_where(L, 1);
-  snprintf(buf, len, "%s", lua_tostring(L, -1));
-  lua_pop(L, 1);
-  size_t n = strlen(buf);
-  if (n && buf[n - 1] == ' ') buf[--n] = 0; /* "file:line: " -> "file:line" */
-  if (n && buf[n - 1] == ':') buf[--n] = 0;
-  if (!n) snprintf(buf, len, "?");
+  lua_Debug ar;
+  if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
+    snprintf(buf, len, "%s:%d", ar.short_src, ar.currentline);
+  else
+    snprintf(buf, len, "?");
   return buf;
 }
 
-/* With objects_mu held: the wait recorded for token, or NULL. */
-static waiting *wait_of(uint64_t token) {
-  for (int i = 0; i < nwaits; i++)
-    if (waits[i].token == token) return &waits[i];
-  return NULL;
+/* Is pid a live process (not gone, not a zombie)? */
+static int process_lives(pid_t pid) {
+  if (pid == rt_pid()) return 1;
+  if (kill(pid, 0) != 0 && errno == ESRCH) return 0;
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  const char *p = strrchr(buf, ')'); /* the state follows the command's name */
+  return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
 }
 
-/* With objects_mu held: who can end the wait w (0: nobody we know). */
-static uint64_t wait_holder(const waiting *w) {
-  if (w->kind == WAIT_JOIN) return w->on;
-  shm_arena *a = rt_current ? rt_current->arena : NULL;
-  return a ? shm_lock_owner(a, (shm_off)w->on) : 0;
+static uint64_t wait_holder(shm_arena *a, const shm_wait *w) {
+  return w->kind == WAIT_JOIN ? w->on : shm_lock_owner(a, (shm_off)w->on);
 }
 
-#define CYCLE_MAX 64
+/* Looks for a cycle reachable from the waiter `start` (0: from any). Fills
+ * cycle[] (each member waits for the next, the last for the first) and
+ * returns its length, or 0. */
+static int find_cycle(shm_arena *a, uint64_t start, shm_wait *cycle) {
+  shm_wait *all = malloc(sizeof(shm_wait) * SHM_BOARD_SLOTS);
+  if (!all) return 0;
+  uint64_t v1;
+  int n = shm_board_read(a, all, SHM_BOARD_SLOTS, &v1), found = 0;
+  for (int i = 0; i < n; i++) /* a killed process leaves its entries behind */
+    if (!process_lives((pid_t)(all[i].token >> 32))) all[i--] = all[--n];
+  for (int s = 0; s < n && !found; s++) {
+    if (start && all[s].token != start) continue;
+    int path[CYCLE_MAX], len = 0;
+    for (int cur = s; cur >= 0 && len < CYCLE_MAX && !found;) {
+      path[len++] = cur;
+      uint64_t holder = wait_holder(a, &all[cur]);
+      int next = -1;
+      for (int k = 0; holder && holder != all[cur].token && k < n; k++)
+        if (all[k].token == holder) next = k;
+      for (int k = 0; next >= 0 && k < len; k++)
+        if (path[k] == next) { /* back on the path: path[k..] is a cycle */
+          for (int m = k; m < len; m++) cycle[found++] = all[path[m]];
+          break;
+        }
+      cur = next;
+    }
+  }
+  free(all);
+  if (found && shm_board_version(a) != v1) found = 0; /* someone started or stopped waiting: look again later */
+  return found;
+}
 
-/* Prints the cycle; taken[i] is where cycle[i]'s lock was taken. Called
- * without objects_mu (worker_name takes rt->mu). */
-static void report_deadlock(const waiting *cycle, char (*taken)[96], int n) {
-  char name[64], next[64];
-  fprintf(stderr, "gilvm: deadlock: %d thread%s wait%s for each other, none with a timeout:\n", n, n == 1 ? "" : "s",
+static void report_deadlock(shm_arena *a, const shm_wait *cycle, int n) {
+  if (atomic_exchange(&deadlock_reported, 1)) return;
+  fprintf(stderr, "gilvm: deadlock: %d worker%s wait%s for each other, none with a timeout:\n", n, n == 1 ? "" : "s",
           n == 1 ? "s" : "");
   for (int i = 0; i < n; i++) {
-    const waiting *w = &cycle[i], *nx = &cycle[(i + 1) % n];
-    worker_name((int)(uint32_t)w->token - 1, name, sizeof name);
-    worker_name((int)(uint32_t)nx->token - 1, next, sizeof next);
-    if (w->kind == WAIT_JOIN)
-      fprintf(stderr, "  '%s' waits at %s to join '%s'\n", name, w->where, next);
-    else
-      fprintf(stderr, "  '%s' waits at %s for %s %p, held by '%s' (taken at %s)\n", name, w->where,
-              shm_obj_type(rt_current->arena, w->on) == SHM_T_RLOCK ? "rlock" : "lock", (void *)(uintptr_t)w->on, next,
-              taken[i]);
+    const shm_wait *w = &cycle[i], *next = &cycle[(i + 1) % n];
+    if (w->kind == WAIT_JOIN) {
+      fprintf(stderr, "  '%s' waits at %s to join '%s'\n", w->name, w->where, next->name);
+      continue;
+    }
+    char taken[SHM_WHERE_LEN];
+    shm_lock_where(a, (shm_off)w->on, taken, sizeof taken);
+    fprintf(stderr, "  '%s' waits at %s for %s %p, held by '%s' (taken at %s)\n", w->name, w->where,
+            shm_obj_type(a, (shm_off)w->on) == SHM_T_RLOCK ? "rlock" : "lock", (void *)(uintptr_t)w->on, next->name,
+            taken);
   }
   fflush(stderr);
+  rt_stop(rt_current, EXIT_DEADLOCK, "deadlock");
 }
 
-/* Record that the calling worker waits for (kind, on) without a timeout,
- * and stop the run if that closes a cycle. */
+int objects_check_deadlock(runtime *rt) {
+  if (!rt || !rt->arena || rt->is_child) return 0;
+  shm_wait cycle[CYCLE_MAX];
+  int n = find_cycle(rt->arena, 0, cycle);
+  if (n) report_deadlock(rt->arena, cycle, n);
+  return n > 0;
+}
+
+/* The calling worker is about to wait for (kind, on) without a timeout:
+ * put it on the board and, in the main process, look for a cycle. */
 static void wait_begin(lua_State *L, int kind, uint64_t on) {
   rt_worker *me = rt_self();
-  if (!me || !rt_current || rt_current->is_child) return; /* a fork worker: see README */
-  uint64_t token = (uint64_t)rt_pid() << 32 | (uint32_t)(me->id + 1);
-  char where[96];
-  where_of(L, where, sizeof where);
-  waiting cycle[CYCLE_MAX];
-  int n = 0;
-  PT_CHECK(pthread_mutex_lock(&objects_mu));
-  if (VEC_RESERVE(waits, nwaits, capwaits, 1, 16) == 0) {
-    waiting *w = &waits[nwaits++];
-    w->token = token;
-    w->kind = kind;
-    w->on = on;
-    snprintf(w->where, sizeof w->where, "%s", where);
-    for (const waiting *cur = w; cur && n < CYCLE_MAX;) {
-      cycle[n++] = *cur;
-      uint64_t holder = wait_holder(cur);
-      if (holder == token) break; /* back to us: a cycle */
-      if (!holder || holder >> 32 != (uint64_t)rt_pid() || holder == cur->token) {
-        n = 0;
-        break;
-      }
-      cur = wait_of(holder);
-      for (int i = 0; cur && i < n; i++) /* a cycle that does not pass through us: theirs to find */
-        if (cycle[i].token == cur->token) cur = NULL;
-      if (!cur) n = 0;
-    }
-    if (n == CYCLE_MAX) n = 0;
-  }
-  char taken[CYCLE_MAX][96];
-  for (int i = 0; i < n; i++) {
-    snprintf(taken[i], sizeof taken[i], "?");
-    for (int k = 0; k < nheld_locks; k++)
-      if (cycle[i].kind == WAIT_LOCK && held_locks[k].off == cycle[i].on)
-        snprintf(taken[i], sizeof taken[i], "%s", held_locks[k].where);
-  }
-  PT_CHECK(pthread_mutex_unlock(&objects_mu));
-  if (n) {
-    report_deadlock(cycle, taken, n);
-    rt_stop(rt_current, EXIT_DEADLOCK, "deadlock");
-  }
+  shm_arena *a = rt_current ? rt_current->arena : NULL;
+  if (!me || !a) return;
+  shm_wait w = { .token = token_of(me), .on = on, .kind = (uint32_t)kind };
+  snprintf(w.name, sizeof w.name, "%s", me->name);
+  where_of(L, w.where, sizeof w.where);
+  if (shm_board_put(a, &w) != SHM_OK) return; /* a full board: this wait goes unwatched */
+  objects_check_deadlock(rt_current);
 }
 
 static void wait_end(void) {
   rt_worker *me = rt_self();
-  if (!me) return;
-  uint64_t token = (uint64_t)rt_pid() << 32 | (uint32_t)(me->id + 1);
-  PT_CHECK(pthread_mutex_lock(&objects_mu));
-  for (int i = 0; i < nwaits; i++)
-    if (waits[i].token == token) waits[i--] = waits[--nwaits];
-  PT_CHECK(pthread_mutex_unlock(&objects_mu));
+  shm_arena *a = rt_current ? rt_current->arena : NULL;
+  if (me && a) shm_board_remove(a, token_of(me));
 }
 
-void objects_join_begin(lua_State *L, int target_id) {
-  wait_begin(L, WAIT_JOIN, (uint64_t)rt_pid() << 32 | (uint32_t)(target_id + 1));
+void objects_join_begin(lua_State *L, pid_t target_pid, int target_id) {
+  wait_begin(L, WAIT_JOIN, (uint64_t)target_pid << 32 | (uint32_t)(target_id + 1));
 }
 
 void objects_join_end(void) { wait_end(); }
@@ -448,7 +452,6 @@ void objects_join_end(void) { wait_end(); }
 static void before_fork(void) { PT_CHECK(pthread_mutex_lock(&objects_mu)); }
 static void after_fork_parent(void) { PT_CHECK(pthread_mutex_unlock(&objects_mu)); }
 static void after_fork_child(void) {
-  nwaits = 0; /* the other threads are gone */
   nheld_locks = 0; /* the other threads are gone, and this one's token changed */
   PT_CHECK(pthread_mutex_unlock(&objects_mu));
 }
@@ -462,7 +465,7 @@ static uint64_t held_by(shm_off off) {
   return token;
 }
 
-static void held_set(shm_off off, uint64_t token, const char *where) {
+static void held_set(shm_off off, uint64_t token) {
   PT_CHECK(pthread_mutex_lock(&objects_mu));
   int i = 0;
   while (i < nheld_locks && held_locks[i].off != off) i++;
@@ -470,7 +473,6 @@ static void held_set(shm_off off, uint64_t token, const char *where) {
     if (i == nheld_locks) nheld_locks++;
     held_locks[i].off = off;
     held_locks[i].token = token;
-    snprintf(held_locks[i].where, sizeof held_locks[i].where, "%s", where);
   }
   PT_CHECK(pthread_mutex_unlock(&objects_mu));
 }
@@ -572,8 +574,9 @@ static int acquire_at(lua_State *L, shm_off off, int timeout_idx) {
   int rc = blocking(L, RT_BLOCK_LOCK, timeout, w_lock, off, &token);
   switch (rc) {
   case SHM_OK: {
-    char where[96];
-    held_set(off, token, where_of(L, where, sizeof where));
+    char where[SHM_WHERE_LEN];
+    held_set(off, token);
+    shm_lock_note(a, off, token, where_of(L, where, sizeof where)); /* for a deadlock's message */
     lua_pushboolean(L, 1);
     return 1;
   }

@@ -3,6 +3,7 @@
 #define OBJECTS_H
 
 #include <lua.h>
+#include <sys/types.h>
 
 struct runtime;
 
@@ -13,8 +14,11 @@ void objects_open(lua_State *L);
 void objects_close_pools(struct runtime *rt);
 
 /* Deadlock detection (see objects.c): the calling worker is about to wait,
-   without a timeout, for worker target_id of this process to finish. */
-void objects_join_begin(lua_State *L, int target_id);
+   without a timeout, for worker target_id (of process target_pid) to finish. */
+void objects_join_begin(lua_State *L, pid_t target_pid, int target_id);
 void objects_join_end(void);
+/* Looks for a deadlock among every process's waiters (main process only);
+   if there is one, prints it, stops the run with EXIT_DEADLOCK and returns 1. */
+int objects_check_deadlock(struct runtime *rt);
 
 #endif

@@ -192,6 +192,7 @@ struct shm_arena {
   uint64_t free_head; /* offset of the first free block, 0 if none */
   uint64_t used_bytes, used_blocks;
   _Atomic uint64_t repairs; /* diagnostics: owner-died recoveries */
+  _Atomic uint64_t board; /* the wait board's offset, made on first use (0: none yet) */
 };
 
 /* Locks an internal mutex; if its owner died, runs repair(a, ctx) first. */
@@ -495,6 +496,7 @@ struct lock {
   _Atomic uint32_t waiters; /* acquirers asleep or about to sleep */
   _Atomic uint32_t seq; /* futex word, bumped on release */
   uint32_t depth; /* rlock: acquisitions by the owner not yet released; only the owner touches it */
+  char where[SHM_WHERE_LEN]; /* where the owner took it (shm_lock_note), for messages */
 };
 
 static int lock_new(shm_arena *a, int type, shm_off *out) {
@@ -597,6 +599,20 @@ int shm_lock_release(shm_arena *a, shm_off off, uint64_t owner) {
 int shm_lock_locked(shm_arena *a, shm_off off) {
   struct lock *l = lock_at(a, off);
   return l && atomic_load(&l->owner) != 0;
+}
+
+void shm_lock_note(shm_arena *a, shm_off off, uint64_t owner, const char *where) {
+  struct lock *l = lock_at(a, off);
+  if (l && lock_mine(l, owner)) snprintf(l->where, sizeof l->where, "%s", where);
+}
+
+/* Read without a lock: a message may show a torn string, never more than the buffer. */
+void shm_lock_where(shm_arena *a, shm_off off, char *buf, size_t len) {
+  struct lock *l = lock_at(a, off);
+  char tmp[SHM_WHERE_LEN];
+  memcpy(tmp, l ? l->where : "?", l ? sizeof tmp : 2);
+  tmp[sizeof tmp - 1] = 0;
+  snprintf(buf, len, "%s", tmp[0] ? tmp : "?");
 }
 
 uint64_t shm_lock_owner(shm_arena *a, shm_off off) {
@@ -1503,4 +1519,93 @@ static void pipe_destroy(shm_arena *a, shm_off off) {
   shm_free(a, off);
   if (in) shm_obj_release(a, in);
   if (out) shm_obj_release(a, out);
+}
+
+/* ---------------------------------------------------------- wait board
+ *
+ * One table per arena, made on first use, that every process sees: who
+ * waits (without a timeout) for what. The deadlock detector (vm/lua) puts
+ * an entry before a wait and removes it after. `version` changes with every
+ * put and remove, so a reader can tell that nothing began or ended waiting
+ * while it looked at the locks. An entry of a process that was killed stays
+ * behind: readers check that its process still lives. */
+
+struct board {
+  pthread_mutex_t mutex;
+  uint64_t version;
+  shm_wait slot[SHM_BOARD_SLOTS];
+};
+
+static void board_repair(shm_arena *a, void *ctx) {
+  (void)a;
+  ((struct board *)ctx)->version++; /* a put or remove was cut short: readers look again */
+}
+
+static struct board *board_of(shm_arena *a, int create) {
+  if (!a) return NULL;
+  shm_off off = atomic_load(&a->board);
+  if (!off && !create) return NULL;
+  if (!off) {
+    shm_off mine;
+    if (shm_alloc(a, sizeof(struct board), &mine) != SHM_OK) return NULL;
+    struct board *b = memset((char *)a + mine, 0, sizeof(struct board));
+    mutex_init(&b->mutex);
+    if (atomic_compare_exchange_strong(&a->board, &off, mine)) {
+      off = mine;
+    } else { /* another thread or process made it first */
+      PT_CHECK(pthread_mutex_destroy(&b->mutex));
+      shm_free(a, mine);
+    }
+  }
+  return (struct board *)((char *)a + off);
+}
+
+static void board_lock(shm_arena *a, struct board *b) { robust_lock(a, &b->mutex, board_repair, b); }
+
+int shm_board_put(shm_arena *a, const shm_wait *w) {
+  struct board *b = board_of(a, 1);
+  if (!b || !w || !w->token) return SHM_EINVAL;
+  board_lock(a, b);
+  int rc = SHM_ENOSPC;
+  for (int i = 0; i < SHM_BOARD_SLOTS && rc != SHM_OK; i++)
+    if (!b->slot[i].token || b->slot[i].token == w->token) {
+      b->slot[i] = *w;
+      rc = SHM_OK;
+    }
+  if (rc == SHM_OK) b->version++;
+  PT_CHECK(pthread_mutex_unlock(&b->mutex));
+  return rc;
+}
+
+void shm_board_remove(shm_arena *a, uint64_t token) {
+  struct board *b = board_of(a, 0);
+  if (!b || !token) return;
+  board_lock(a, b);
+  for (int i = 0; i < SHM_BOARD_SLOTS; i++)
+    if (b->slot[i].token == token) {
+      b->slot[i].token = 0;
+      b->version++;
+    }
+  PT_CHECK(pthread_mutex_unlock(&b->mutex));
+}
+
+int shm_board_read(shm_arena *a, shm_wait *out, int max, uint64_t *version) {
+  struct board *b = board_of(a, 0);
+  if (!b) return 0;
+  int n = 0;
+  board_lock(a, b);
+  for (int i = 0; i < SHM_BOARD_SLOTS && n < max; i++)
+    if (b->slot[i].token) out[n++] = b->slot[i];
+  if (version) *version = b->version;
+  PT_CHECK(pthread_mutex_unlock(&b->mutex));
+  return n;
+}
+
+uint64_t shm_board_version(shm_arena *a) {
+  struct board *b = board_of(a, 0);
+  if (!b) return 0;
+  board_lock(a, b);
+  uint64_t v = b->version;
+  PT_CHECK(pthread_mutex_unlock(&b->mutex));
+  return v;
 }

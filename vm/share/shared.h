@@ -156,6 +156,10 @@ int shm_lock_release(shm_arena *a, shm_off lock, uint64_t owner);
 int shm_lock_locked(shm_arena *a, shm_off lock);
 /* The holder's token (0: free). */
 uint64_t shm_lock_owner(shm_arena *a, shm_off lock);
+#define SHM_WHERE_LEN 80
+/* The holder notes where it took the lock ("file:line"); anybody reads it ("?": not noted). */
+void shm_lock_note(shm_arena *a, shm_off lock, uint64_t owner, const char *where);
+void shm_lock_where(shm_arena *a, shm_off lock, char *buf, size_t len);
 /* 1 if held by owner from this thread. */
 int shm_lock_owned(shm_arena *a, shm_off lock, uint64_t owner);
 
@@ -257,5 +261,22 @@ int shm_array_new(shm_arena *a, size_t n, shm_off *out);
 size_t shm_array_len(shm_arena *a, shm_off arr);
 /* op: 0 get (into *x), 1 set (from *x), 2 add (*x in, the sum out). SHM_EINVAL out of range. */
 int shm_array_op(shm_arena *a, shm_off arr, size_t i, int op, shm_number *x);
+
+/* ---- the wait board: who waits for what, seen by every process (the
+ * deadlock detector's; shm only stores it). An entry per waiting token. */
+#define SHM_BOARD_SLOTS 256
+typedef struct shm_wait {
+  uint64_t token; /* who waits (pid << 32 | worker); 0: a free slot */
+  uint64_t on; /* what for: the caller's (a lock's offset, a worker's token) */
+  uint32_t kind; /* the caller's */
+  char name[64]; /* the waiter's name */
+  char where[SHM_WHERE_LEN]; /* "file:line" of the wait */
+} shm_wait;
+/* Puts (or replaces) the entry of w->token; SHM_ENOSPC when the board is full. */
+int shm_board_put(shm_arena *a, const shm_wait *w);
+void shm_board_remove(shm_arena *a, uint64_t token);
+/* Copies up to max entries; *version (may be NULL) changes with every put and remove. */
+int shm_board_read(shm_arena *a, shm_wait *out, int max, uint64_t *version);
+uint64_t shm_board_version(shm_arena *a);
 
 #endif
