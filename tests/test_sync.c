@@ -188,10 +188,9 @@ Test(deadlock, two_threads_taking_two_locks_in_opposite_orders_exit_4_naming_the
     expect_exit(r, 4);
     expect_out(r, "");
     expect_err_all(r, "gilvm: deadlock: 2 workers wait for each other, none with a timeout:\n",
-                   fmt("  'main' waits at %s:13 for rlock 0x", path),
-                   fmt(", held by '1@two_locks.lua:3' (taken at %s:4)\n", path),
-                   fmt("  '1@two_locks.lua:3' waits at %s:7 for lock 0x", path),
-                   fmt(", held by 'main' (taken at %s:10)\n", path), "gilvm: stopped: deadlock\n", NULL);
+                   fmt("  'main' waits at %s:13 for rlock 0x", path), ", held by '1@two_locks.lua:3'\n",
+                   fmt("  '1@two_locks.lua:3' waits at %s:7 for lock 0x", path), ", held by 'main'\n",
+                   "gilvm: stopped: deadlock\n", NULL);
   }
 }
 
@@ -200,8 +199,7 @@ Test(deadlock, a_join_waiting_for_a_thread_that_waits_for_the_joiner_is_one) {
   for (int m = 0; m < NMODES; m++) {
     run_result *r = run_program_in(modes[m], "deadlock", "join_cycle.lua");
     expect_exit(r, 4);
-    expect_err_all(r, fmt("  '1@join_cycle.lua:4' waits at %s:5 for lock 0x", path),
-                   fmt(", held by 'main' (taken at %s:3)\n", path),
+    expect_err_all(r, fmt("  '1@join_cycle.lua:4' waits at %s:5 for lock 0x", path), ", held by 'main'\n",
                    fmt("  'main' waits at %s:8 to join '1@join_cycle.lua:4'\n", path), NULL);
   }
 }
@@ -222,9 +220,8 @@ Test(deadlock, two_processes_found_while_main_joins_one) {
     expect_exit(r, 4);
     expect_out(r, "");
     expect_err_all(r, "gilvm: deadlock: 2 workers wait for each other, none with a timeout:\n",
-                   fmt("  '1:side' waits at %s:7 for lock 0x", path), fmt(", held by '2:side' (taken at %s:4)\n", path),
-                   fmt("  '2:side' waits at %s:7 for lock 0x", path), fmt(", held by '1:side' (taken at %s:4)\n", path),
-                   NULL);
+                   fmt("  '1:side' waits at %s:7 for lock 0x", path), ", held by '2:side'\n",
+                   fmt("  '2:side' waits at %s:7 for lock 0x", path), ", held by '1:side'\n", NULL);
   }
 }
 

@@ -329,13 +329,14 @@ static long next_pool_id;
 
 enum { WAIT_LOCK = 1, WAIT_JOIN };
 
-#define CYCLE_MAX 64
+#define CYCLE_MAX 64 /* members of a cycle printed */
 
 static atomic_int deadlock_reported; /* one message per run */
 
 static uint64_t token_of(rt_worker *me);
 
-/* "file:line" of the running Lua function's caller, into buf (no allocation). */
+/* "file:line" of the running Lua function's caller, into buf. (Only for
+ * waits: at every acquire it would cost more than the acquire itself.) */
 static const char *where_of(lua_State *L, char *buf, size_t len) {
   lua_Debug ar;
   if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
@@ -364,36 +365,43 @@ static uint64_t wait_holder(shm_arena *a, const shm_wait *w) {
   return w->kind == WAIT_JOIN ? w->on : shm_lock_owner(a, (shm_off)w->on);
 }
 
-/* Looks for a cycle reachable from the waiter `start` (0: from any). Fills
- * cycle[] (each member waits for the next, the last for the first) and
- * returns its length, or 0. */
-static int find_cycle(shm_arena *a, uint64_t start, shm_wait *cycle) {
-  shm_wait *all = malloc(sizeof(shm_wait) * SHM_BOARD_SLOTS);
-  if (!all) return 0;
-  uint64_t v1;
-  int n = shm_board_read(a, all, SHM_BOARD_SLOTS, &v1), found = 0;
-  for (int i = 0; i < n; i++) /* a killed process leaves its entries behind */
-    if (!process_lives((pid_t)(all[i].token >> 32))) all[i--] = all[--n];
-  for (int s = 0; s < n && !found; s++) {
-    if (start && all[s].token != start) continue;
-    int path[CYCLE_MAX], len = 0;
-    for (int cur = s; cur >= 0 && len < CYCLE_MAX && !found;) {
-      path[len++] = cur;
-      uint64_t holder = wait_holder(a, &all[cur]);
-      int next = -1;
-      for (int k = 0; holder && holder != all[cur].token && k < n; k++)
-        if (all[k].token == holder) next = k;
-      for (int k = 0; next >= 0 && k < len; k++)
-        if (path[k] == next) { /* back on the path: path[k..] is a cycle */
-          for (int m = k; m < len; m++) cycle[found++] = all[path[m]];
-          break;
-        }
-      cur = next;
+#define BOARD_READ 64 /* entries one search looks at; more only means a cycle may be missed */
+
+/* Looks for a cycle on the board and fills cycle[] (each member waits for
+ * the next, the last for the first); returns its length, or 0. A cycle
+ * through a process that is gone (a killed process leaves its entries
+ * behind) is none: those entries are removed and the search made again. */
+static int find_cycle(shm_arena *a, shm_wait *cycle) {
+  shm_wait all[BOARD_READ];
+  for (int attempt = 0; attempt < 2; attempt++) {
+    uint64_t v1;
+    int n = shm_board_read(a, all, BOARD_READ, &v1), found = 0;
+    for (int s = 0; s < n && !found; s++) {
+      int path[BOARD_READ], len = 0;
+      for (int cur = s; cur >= 0 && len < BOARD_READ && !found;) {
+        path[len++] = cur;
+        uint64_t holder = wait_holder(a, &all[cur]);
+        int next = -1;
+        for (int k = 0; holder && holder != all[cur].token && k < n; k++)
+          if (all[k].token == holder) next = k;
+        for (int k = 0; next >= 0 && k < len; k++)
+          if (path[k] == next) { /* back on the path: path[k..] is a cycle */
+            for (int m = k; m < len && found < CYCLE_MAX; m++) cycle[found++] = all[path[m]];
+            break;
+          }
+        cur = next;
+      }
     }
+    if (!found || shm_board_version(a) != v1) return 0; /* none, or someone started or stopped waiting */
+    int dead = 0;
+    for (int i = 0; i < found; i++)
+      if (!process_lives((pid_t)(cycle[i].token >> 32))) {
+        shm_board_remove(a, cycle[i].token);
+        dead = 1;
+      }
+    if (!dead) return found;
   }
-  free(all);
-  if (found && shm_board_version(a) != v1) found = 0; /* someone started or stopped waiting: look again later */
-  return found;
+  return 0;
 }
 
 static void report_deadlock(shm_arena *a, const shm_wait *cycle, int n) {
@@ -406,11 +414,8 @@ static void report_deadlock(shm_arena *a, const shm_wait *cycle, int n) {
       fprintf(stderr, "  '%s' waits at %s to join '%s'\n", w->name, w->where, next->name);
       continue;
     }
-    char taken[SHM_WHERE_LEN];
-    shm_lock_where(a, (shm_off)w->on, taken, sizeof taken);
-    fprintf(stderr, "  '%s' waits at %s for %s %p, held by '%s' (taken at %s)\n", w->name, w->where,
-            shm_obj_type(a, (shm_off)w->on) == SHM_T_RLOCK ? "rlock" : "lock", (void *)(uintptr_t)w->on, next->name,
-            taken);
+    fprintf(stderr, "  '%s' waits at %s for %s %p, held by '%s'\n", w->name, w->where,
+            shm_obj_type(a, (shm_off)w->on) == SHM_T_RLOCK ? "rlock" : "lock", (void *)(uintptr_t)w->on, next->name);
   }
   fflush(stderr);
   rt_stop(rt_current, EXIT_DEADLOCK, "deadlock");
@@ -419,7 +424,7 @@ static void report_deadlock(shm_arena *a, const shm_wait *cycle, int n) {
 int objects_check_deadlock(runtime *rt) {
   if (!rt || !rt->arena || rt->is_child) return 0;
   shm_wait cycle[CYCLE_MAX];
-  int n = find_cycle(rt->arena, 0, cycle);
+  int n = find_cycle(rt->arena, cycle);
   if (n) report_deadlock(rt->arena, cycle, n);
   return n > 0;
 }
@@ -573,13 +578,10 @@ static int acquire_at(lua_State *L, shm_off off, int timeout_idx) {
   }
   int rc = blocking(L, RT_BLOCK_LOCK, timeout, w_lock, off, &token);
   switch (rc) {
-  case SHM_OK: {
-    char where[SHM_WHERE_LEN];
+  case SHM_OK:
     held_set(off, token);
-    shm_lock_note(a, off, token, where_of(L, where, sizeof where)); /* for a deadlock's message */
     lua_pushboolean(L, 1);
     return 1;
-  }
   case SHM_TIMEOUT:
   case SHM_STOPPED: lua_pushboolean(L, 0); return 1;
   case SHM_OWNER_DEAD: held_clear(off); return luaL_error(L, "lock owner died while holding it");

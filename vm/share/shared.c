@@ -496,7 +496,6 @@ struct lock {
   _Atomic uint32_t waiters; /* acquirers asleep or about to sleep */
   _Atomic uint32_t seq; /* futex word, bumped on release */
   uint32_t depth; /* rlock: acquisitions by the owner not yet released; only the owner touches it */
-  char where[SHM_WHERE_LEN]; /* where the owner took it (shm_lock_note), for messages */
 };
 
 static int lock_new(shm_arena *a, int type, shm_off *out) {
@@ -599,20 +598,6 @@ int shm_lock_release(shm_arena *a, shm_off off, uint64_t owner) {
 int shm_lock_locked(shm_arena *a, shm_off off) {
   struct lock *l = lock_at(a, off);
   return l && atomic_load(&l->owner) != 0;
-}
-
-void shm_lock_note(shm_arena *a, shm_off off, uint64_t owner, const char *where) {
-  struct lock *l = lock_at(a, off);
-  if (l && lock_mine(l, owner)) snprintf(l->where, sizeof l->where, "%s", where);
-}
-
-/* Read without a lock: a message may show a torn string, never more than the buffer. */
-void shm_lock_where(shm_arena *a, shm_off off, char *buf, size_t len) {
-  struct lock *l = lock_at(a, off);
-  char tmp[SHM_WHERE_LEN];
-  memcpy(tmp, l ? l->where : "?", l ? sizeof tmp : 2);
-  tmp[sizeof tmp - 1] = 0;
-  snprintf(buf, len, "%s", tmp[0] ? tmp : "?");
 }
 
 uint64_t shm_lock_owner(shm_arena *a, shm_off off) {

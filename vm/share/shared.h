@@ -157,9 +157,6 @@ int shm_lock_locked(shm_arena *a, shm_off lock);
 /* The holder's token (0: free). */
 uint64_t shm_lock_owner(shm_arena *a, shm_off lock);
 #define SHM_WHERE_LEN 80
-/* The holder notes where it took the lock ("file:line"); anybody reads it ("?": not noted). */
-void shm_lock_note(shm_arena *a, shm_off lock, uint64_t owner, const char *where);
-void shm_lock_where(shm_arena *a, shm_off lock, char *buf, size_t len);
 /* 1 if held by owner from this thread. */
 int shm_lock_owned(shm_arena *a, shm_off lock, uint64_t owner);
 
