@@ -155,6 +155,17 @@ Test(sync, wait_as_completed_and_a_pool_closed_by_close) {
   expect_fixture("futures.lua", want);
 }
 
+Test(sync, every_blocking_call_releases_the_gil) {
+  expect_fixture("gil_released.lua",
+                 "event\ttrue\ttrue\n"
+                 "semaphore\ttrue\ttrue\n"
+                 "condition\ttrue\ttrue\n"
+                 "barrier\ttrue\ttrue\n"
+                 "rlock\ttrue\ttrue\n"
+                 "pipe\ttrue\ttrue\n"
+                 "join\ttrue\ttrue\n");
+}
+
 Test(sync, a_process_dying_while_waiting_loses_no_notify) {
   for (int m = 0; m < NMODES; m++) {
     run_result *r = run(modes[m], "dying.lua");
