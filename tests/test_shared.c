@@ -1491,17 +1491,17 @@ Test(sync, queue_task_done_and_join) {
 Test(sync, wait_board_put_replace_remove_and_full) {
   uint64_t v0 = shm_board_version(A), v;
   shm_wait w = { .token = 1, .on = 10, .kind = 1 }, out[SHM_BOARD_SLOTS];
-  cr_assert_eq(shm_board_put(A, &w), SHM_OK);
+  cr_assert_eq(shm_board_put(A, &w, NULL), SHM_OK);
   w.on = 11;
-  cr_assert_eq(shm_board_put(A, &w), SHM_OK, "the same token replaces its entry");
+  cr_assert_eq(shm_board_put(A, &w, NULL), SHM_OK, "the same token replaces its entry");
   cr_assert_eq(shm_board_read(A, out, SHM_BOARD_SLOTS, &v), 1);
   cr_assert(out[0].on == 11 && v != v0);
   for (uint64_t t = 2; t <= SHM_BOARD_SLOTS; t++) {
     w.token = t;
-    cr_assert_eq(shm_board_put(A, &w), SHM_OK);
+    cr_assert_eq(shm_board_put(A, &w, NULL), SHM_OK);
   }
   w.token = SHM_BOARD_SLOTS + 1;
-  cr_assert_eq(shm_board_put(A, &w), SHM_ENOSPC);
+  cr_assert_eq(shm_board_put(A, &w, NULL), SHM_ENOSPC);
   for (uint64_t t = 1; t <= SHM_BOARD_SLOTS; t++) shm_board_remove(A, t);
   cr_assert_eq(shm_board_read(A, out, SHM_BOARD_SLOTS, NULL), 0);
 }

@@ -250,3 +250,34 @@ Test(deadlock, timeouts_sleepers_processes_and_chains_are_not_deadlocks) {
     cr_expect(strstr(r->err, "deadlock") == NULL, "%s" CTX, modes[m], CTXA(r));
   }
 }
+
+Test(deadlock, everybody_waiting_on_queues_and_events_is_one_too) {
+  for (int m = 0; m < 2; m++) { /* threads: in fork mode the worker is a process, which could always put */
+    run_result *r = run_program_in(modes[m], "deadlock", "nobody_puts.lua");
+    expect_exit(r, 4);
+    expect_out(r, "ready\n");
+    expect_err_all(
+        r, "gilvm: deadlock: every worker waits, none with a timeout, for what only another of them could give:\n",
+        "gilvm: stopped: deadlock\n", NULL);
+    expect_wait_line(r, "main", "nobody_puts.lua:10", "to get an item from queue 0x");
+    expect_wait_line(r, "1@nobody_puts.lua:4", "nobody_puts.lua:5", "for event 0x");
+  }
+}
+
+Test(deadlock, a_producer_that_failed_leaves_its_consumer_waiting_for_ever) {
+  for (int m = 0; m < NMODES; m++) { /* gil.thread: a thread in every mode */
+    run_result *r = run_program_in(modes[m], "deadlock", "producer_died.lua");
+    expect_exit(r, 4);
+    expect_err_all(r, "producer failed", NULL);
+    expect_wait_line(r, "main", "producer_died.lua:4", "to get an item from queue 0x");
+  }
+}
+
+Test(deadlock, busy_waits_a_producer_process_and_a_sleeper_are_not_deadlocks) {
+  for (int m = 0; m < NMODES; m++) {
+    run_result *r = run_program_in(modes[m], "deadlock", "busy_not_deadlocked.lua");
+    expect_exit(r, 0);
+    expect_out(r, "sum\ttrue\nfrom process\tlate\nafter sleeper\ttrue\n");
+    cr_expect(strstr(r->err, "deadlock") == NULL, "%s" CTX, modes[m], CTXA(r));
+  }
+}

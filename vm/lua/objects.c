@@ -324,12 +324,25 @@ static long next_pool_id;
  * (the last of a cycle to start waiting sees it whole), and gilvm's watchdog
  * in the main process every 100 ms (a cycle closed in a process worker, or
  * among threads of one). The first to find one prints it and stops the run
- * with EXIT_DEADLOCK. Waits on queues, events, conditions, semaphores,
- * barriers and pipes are not edges: anybody could end them. */
+ * with EXIT_DEADLOCK.
+ *
+ * EVERYBODY WAITING. Waits on a queue (get, put, join), a pipe, an event or
+ * a semaphore are no edges: anybody could end them. But when every live
+ * worker waits without a timeout and no process worker lives, nobody is
+ * left to end any of them. The watchdog checks that too, in this order:
+ * the board (and its version); each wait's object, that what it waits for
+ * is still not there (no item, event clear, no permit, lock held by another,
+ * joined worker not done); each waiter's "asleep" word (shm_sleep_note: set
+ * while it sleeps in the kernel, cleared as it wakes, BEFORE it looks at
+ * the object); the version again. A waiter that was woken and has not yet
+ * taken what woke it leaves the object showing it; one that has taken it
+ * has cleared its word. Conditions and barriers are not watched, so a
+ * worker waiting on one counts as running. A worker that sleeps, reads a
+ * file or runs C code is not waiting either. */
 
-enum { WAIT_LOCK = 1, WAIT_JOIN };
+enum { WAIT_LOCK = 1, WAIT_JOIN, WAIT_GET, WAIT_PUT, WAIT_QJOIN, WAIT_RECV, WAIT_EVENT, WAIT_SEM };
 
-#define CYCLE_MAX 64 /* members of a cycle printed */
+#define CYCLE_MAX 64 /* members of a cycle printed (at most BOARD_READ) */
 
 static atomic_int deadlock_reported; /* one message per run */
 
@@ -361,8 +374,10 @@ static int process_lives(pid_t pid) {
   return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
 }
 
+/* Who alone can end w (an edge of the graph), or 0. */
 static uint64_t wait_holder(shm_arena *a, const shm_wait *w) {
-  return w->kind == WAIT_JOIN ? w->on : shm_lock_owner(a, (shm_off)w->on);
+  if (w->kind == WAIT_JOIN) return w->on;
+  return w->kind == WAIT_LOCK ? shm_lock_owner(a, (shm_off)w->on) : 0;
 }
 
 #define BOARD_READ 64 /* entries one search looks at; more only means a cycle may be missed */
@@ -404,28 +419,121 @@ static int find_cycle(shm_arena *a, shm_wait *cycle) {
   return 0;
 }
 
-static void report_deadlock(shm_arena *a, const shm_wait *cycle, int n) {
-  if (atomic_exchange(&deadlock_reported, 1)) return;
-  fprintf(stderr, "gilvm: deadlock: %d worker%s wait%s for each other, none with a timeout:\n", n, n == 1 ? "" : "s",
-          n == 1 ? "s" : "");
-  for (int i = 0; i < n; i++) {
-    const shm_wait *w = &cycle[i], *next = &cycle[(i + 1) % n];
-    if (w->kind == WAIT_JOIN) {
-      fprintf(stderr, "  '%s' waits at %s to join '%s'\n", w->name, w->where, next->name);
-      continue;
-    }
-    fprintf(stderr, "  '%s' waits at %s for %s %p, held by '%s'\n", w->name, w->where,
-            shm_obj_type(a, (shm_off)w->on) == SHM_T_RLOCK ? "rlock" : "lock", (void *)(uintptr_t)w->on, next->name);
+/* One line of a deadlock's message: who waits where for what. */
+static void print_wait(shm_arena *a, const shm_wait *w, const shm_wait *all, int n) {
+  void *obj = (void *)(uintptr_t)w->on;
+  const char *holder = "?";
+  uint64_t h = wait_holder(a, w);
+  for (int i = 0; h && i < n; i++)
+    if (all[i].token == h) holder = all[i].name;
+  fprintf(stderr, "  '%s' waits at %s ", w->name, w->where);
+  switch (w->kind) {
+  case WAIT_LOCK:
+    fprintf(stderr, "for %s %p, held by '%s'\n", shm_obj_type(a, w->on) == SHM_T_RLOCK ? "rlock" : "lock", obj, holder);
+    break;
+  case WAIT_JOIN: fprintf(stderr, "to join '%s'\n", holder); break;
+  case WAIT_GET: fprintf(stderr, "to get an item from queue %p (empty)\n", obj); break;
+  case WAIT_PUT: fprintf(stderr, "to put an item on queue %p (full)\n", obj); break;
+  case WAIT_QJOIN: fprintf(stderr, "for the tasks of queue %p to be done (join)\n", obj); break;
+  case WAIT_RECV: fprintf(stderr, "to receive from a pipe (nothing sent)\n"); break;
+  case WAIT_EVENT: fprintf(stderr, "for event %p to be set\n", obj); break;
+  case WAIT_SEM: fprintf(stderr, "to acquire semaphore %p (value 0)\n", obj); break;
+  default: fprintf(stderr, "\n");
   }
+}
+
+static void report_deadlock(shm_arena *a, const char *headline, const shm_wait *waits, int n) {
+  if (atomic_exchange(&deadlock_reported, 1)) return;
+  fprintf(stderr, "gilvm: deadlock: %s\n", headline);
+  for (int i = 0; i < n; i++) print_wait(a, &waits[i], waits, n);
   fflush(stderr);
   rt_stop(rt_current, EXIT_DEADLOCK, "deadlock");
 }
 
+static void report_cycle(shm_arena *a, const shm_wait *cycle, int n) {
+  char headline[128];
+  snprintf(headline, sizeof headline, "%d worker%s wait%s for each other, none with a timeout:", n, n == 1 ? "" : "s",
+           n == 1 ? "s" : "");
+  report_deadlock(a, headline, cycle, n);
+}
+
+/* With rt->mu held: is worker id of this process done (or gone)? */
+static int worker_done(runtime *rt, int id) {
+  for (int i = 0; i < rt->nworkers; i++)
+    if (rt->workers[i]->id == id) return rt->workers[i]->done;
+  return 1;
+}
+
+/* Is w's wait still unmet? (Read before its asleep word: see above.) */
+static int still_unmet(runtime *rt, const shm_wait *w) {
+  shm_arena *a = rt->arena;
+  shm_off on = (shm_off)w->on;
+  switch (w->kind) {
+  case WAIT_LOCK: {
+    uint64_t owner = shm_lock_owner(a, on);
+    return owner && owner != w->token;
+  }
+  case WAIT_GET:
+  case WAIT_RECV: return !shm_queue_closed(a, on) && shm_queue_size(a, on) == 0;
+  case WAIT_PUT:
+    return !shm_queue_closed(a, on) && shm_queue_maxsize(a, on) && shm_queue_size(a, on) >= shm_queue_maxsize(a, on);
+  case WAIT_QJOIN: return shm_queue_unfinished(a, on) > 0;
+  case WAIT_EVENT: return shm_obj_type(a, on) == SHM_T_EVENT && !shm_event_is_set(a, on);
+  case WAIT_SEM: return shm_obj_type(a, on) == SHM_T_SEMAPHORE && shm_sem_value(a, on) == 0;
+  case WAIT_JOIN: {
+    if (w->on >> 32 != (uint64_t)rt->pid) return 0;
+    PT_CHECK(pthread_mutex_lock(&rt->mu));
+    int done = worker_done(rt, (int)(uint32_t)w->on - 1);
+    PT_CHECK(pthread_mutex_unlock(&rt->mu));
+    return !done;
+  }
+  default: return 0;
+  }
+}
+
+/* Does every live worker wait, none with a timeout, for something that is
+ * not there, with no process worker alive? Fills out[] with their waits. */
+static int everybody_waits(runtime *rt, shm_wait *out) {
+  shm_arena *a = rt->arena;
+  shm_wait all[BOARD_READ];
+  uint64_t v1, live[BOARD_READ];
+  int n = shm_board_read(a, all, BOARD_READ, &v1), nlive = 0, ok = 1;
+  PT_CHECK(pthread_mutex_lock(&rt->mu));
+  for (int i = 0; i < rt->nworkers && ok; i++) {
+    rt_worker *w = rt->workers[i];
+    if (w->done || rt_inherited(rt, w)) continue;
+    if (w->kind == RT_PROCESS || nlive == BOARD_READ)
+      ok = 0; /* it could end any wait */
+    else
+      live[nlive++] = (uint64_t)rt->pid << 32 | (uint32_t)(w->id + 1);
+  }
+  PT_CHECK(pthread_mutex_unlock(&rt->mu));
+  if (!ok || !nlive) return 0;
+  for (int i = 0; i < nlive; i++) { /* every live worker has a wait, and it is unmet */
+    int k = 0;
+    while (k < n && all[k].token != live[i]) k++;
+    if (k == n || !still_unmet(rt, &all[k])) return 0;
+    out[i] = all[k];
+  }
+  for (int i = 0; i < nlive; i++) { /* and is asleep on it (a join waits in the runtime, on its worker) */
+    _Atomic uint32_t *asleep = shm_board_asleep(a, out[i].slot);
+    if (out[i].kind != WAIT_JOIN && !(asleep && atomic_load(asleep))) return 0;
+  }
+  return shm_board_version(a) == v1 ? nlive : 0;
+}
+
 int objects_check_deadlock(runtime *rt) {
   if (!rt || !rt->arena || rt->is_child) return 0;
-  shm_wait cycle[CYCLE_MAX];
-  int n = find_cycle(rt->arena, cycle);
-  if (n) report_deadlock(rt->arena, cycle, n);
+  shm_wait waits[BOARD_READ];
+  int n = find_cycle(rt->arena, waits);
+  if (n) {
+    report_cycle(rt->arena, waits, n);
+    return 1;
+  }
+  n = everybody_waits(rt, waits);
+  if (n)
+    report_deadlock(rt->arena,
+                    "every worker waits, none with a timeout, for what only another of them could give:", waits, n);
   return n > 0;
 }
 
@@ -438,13 +546,19 @@ static void wait_begin(lua_State *L, int kind, uint64_t on) {
   shm_wait w = { .token = token_of(me), .on = on, .kind = (uint32_t)kind };
   snprintf(w.name, sizeof w.name, "%s", me->name);
   where_of(L, w.where, sizeof w.where);
-  if (shm_board_put(a, &w) != SHM_OK) return; /* a full board: this wait goes unwatched */
-  objects_check_deadlock(rt_current);
+  int slot;
+  if (shm_board_put(a, &w, &slot) != SHM_OK) return; /* a full board: this wait goes unwatched */
+  shm_sleep_note(shm_board_asleep(a, slot));
+  if (kind != WAIT_LOCK && kind != WAIT_JOIN) return; /* not an edge: only the watchdog's check can use it */
+  shm_wait cycle[CYCLE_MAX];
+  int n = rt_current->is_child ? 0 : find_cycle(a, cycle);
+  if (n) report_cycle(a, cycle, n);
 }
 
 static void wait_end(void) {
   rt_worker *me = rt_self();
   shm_arena *a = rt_current ? rt_current->arena : NULL;
+  shm_sleep_note(NULL);
   if (me && a) shm_board_remove(a, token_of(me));
 }
 
@@ -548,14 +662,14 @@ static int w_lock(shm_arena *a, shm_off off, const struct timespec *d, shm_stop_
   return shm_lock_acquire(a, off, *(uint64_t *)ctx, d, stop, arg);
 }
 
-static int blocking(lua_State *L, rt_block kind, int64_t timeout, wait_fn fn, shm_off off, void *ctx) {
+static int blocking(lua_State *L, rt_block kind, int wait_kind, int64_t timeout, wait_fn fn, shm_off off, void *ctx) {
   shm_arena *a = arena(L);
   rt_worker *me = self(L);
   struct timespec deadline = deadline_of(timeout), now = shm_deadline_in(0);
   int rc = fn(a, off, &now, NULL, NULL, ctx);
   if (rc == SHM_TIMEOUT && timeout != 0) {
-    int graph = timeout < 0 && fn == w_lock; /* see "deadlock detection" */
-    if (graph) wait_begin(L, WAIT_LOCK, off);
+    int graph = timeout < 0 && wait_kind; /* see "deadlock detection" */
+    if (graph) wait_begin(L, wait_kind, off);
     uint64_t began = rt_block_begin(me, kind);
     rc = fn(a, off, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL, ctx);
     rt_block_end(me, kind, began);
@@ -576,7 +690,7 @@ static int acquire_at(lua_State *L, shm_off off, int timeout_idx) {
       return luaL_error(L, "lock already held by this thread (%s): it is not re-entrant", me->name);
     held_clear(off); /* a stale record (the lock it was about is gone) */
   }
-  int rc = blocking(L, RT_BLOCK_LOCK, timeout, w_lock, off, &token);
+  int rc = blocking(L, RT_BLOCK_LOCK, WAIT_LOCK, timeout, w_lock, off, &token);
   switch (rc) {
   case SHM_OK:
     held_set(off, token);
@@ -732,9 +846,11 @@ static int queue_put(lua_State *L) {
   struct timespec now = shm_deadline_in(0);
   int rc = shm_queue_put(a, h->off, data, len, &now, NULL, NULL);
   if (rc == SHM_TIMEOUT && timeout != 0) {
+    if (timeout < 0) wait_begin(L, WAIT_PUT, h->off);
     uint64_t began = rt_block_begin(me, RT_BLOCK_QUEUE);
     rc = shm_queue_put(a, h->off, data, len, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL);
     rt_block_end(me, RT_BLOCK_QUEUE, began);
+    if (timeout < 0) wait_end();
   }
   mar_buf_free(&buf);
   if (rc != SHM_OK) luaL_unref(L, LUA_REGISTRYINDEX, ref);
@@ -800,9 +916,11 @@ static int queue_get(lua_State *L) {
   struct timespec now = shm_deadline_in(0);
   int rc = shm_queue_get(a, h->off, &data, &len, &now, NULL, NULL);
   if (rc == SHM_TIMEOUT && timeout != 0) {
+    if (timeout < 0) wait_begin(L, WAIT_GET, h->off);
     uint64_t began = rt_block_begin(me, RT_BLOCK_QUEUE);
     rc = shm_queue_get(a, h->off, &data, &len, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL);
     rt_block_end(me, RT_BLOCK_QUEUE, began);
+    if (timeout < 0) wait_end();
   }
   switch (rc) {
   case SHM_OK: push_item(L, me, data, len); return 1;
@@ -869,7 +987,7 @@ static int w_join(shm_arena *a, shm_off off, const struct timespec *d, shm_stop_
 /* q:join([timeout]) -> true, or false on timeout. */
 static int queue_join(lua_State *L) {
   handle *h = check(L, 1, SHM_T_QUEUE);
-  int rc = blocking(L, RT_BLOCK_QUEUE, args_opt_timeout(L, 2), w_join, h->off, NULL);
+  int rc = blocking(L, RT_BLOCK_QUEUE, WAIT_QJOIN, args_opt_timeout(L, 2), w_join, h->off, NULL);
   if (rc != SHM_OK && rc != SHM_TIMEOUT && rc != SHM_STOPPED) return luaL_error(L, "queue join: %s", shm_strerror(rc));
   lua_pushboolean(L, rc == SHM_OK);
   return 1;
@@ -915,7 +1033,7 @@ static int w_event(shm_arena *a, shm_off off, const struct timespec *d, shm_stop
 
 static int event_wait(lua_State *L) {
   handle *h = check(L, 1, SHM_T_EVENT);
-  int rc = blocking(L, RT_BLOCK_LOCK, args_opt_timeout(L, 2), w_event, h->off, NULL);
+  int rc = blocking(L, RT_BLOCK_LOCK, WAIT_EVENT, args_opt_timeout(L, 2), w_event, h->off, NULL);
   lua_pushboolean(L, rc == SHM_OK);
   return 1;
 }
@@ -936,7 +1054,7 @@ static int w_sem(shm_arena *a, shm_off off, const struct timespec *d, shm_stop_f
 
 static int sem_acquire(lua_State *L) {
   handle *h = check(L, 1, SHM_T_SEMAPHORE);
-  int rc = blocking(L, RT_BLOCK_LOCK, args_opt_timeout(L, 2), w_sem, h->off, NULL);
+  int rc = blocking(L, RT_BLOCK_LOCK, WAIT_SEM, args_opt_timeout(L, 2), w_sem, h->off, NULL);
   lua_pushboolean(L, rc == SHM_OK);
   return 1;
 }
@@ -1267,7 +1385,7 @@ static int pipe_recv(lua_State *L) {
   if (!in) return luaL_error(L, "this end of a one-way pipe only sends");
   size_t len = 0;
   void *ctx[2] = { NULL, &len };
-  int rc = blocking(L, RT_BLOCK_QUEUE, timeout, w_get, in, ctx);
+  int rc = blocking(L, RT_BLOCK_QUEUE, WAIT_RECV, timeout, w_get, in, ctx);
   if (rc == SHM_OK) {
     push_item(L, self(L), ctx[0], len);
     return 1;

@@ -155,9 +155,15 @@ static struct timespec sleep_until(const struct timespec *deadline) {
 /* Sleeps while *word == seen, until `until` (absolute CLOCK_MONOTONIC). No
  * FUTEX_PRIVATE_FLAG: the word may be shared with other processes. Early
  * returns (EINTR, EAGAIN, a wake-up) all mean "look again". */
+static _Thread_local _Atomic uint32_t *sleep_note; /* shm_sleep_note: 1 while this thread sleeps */
+
 static void futex_wait(_Atomic uint32_t *word, uint32_t seen, const struct timespec *until) {
+  if (sleep_note) atomic_store(sleep_note, 1);
   syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET, seen, until, NULL, FUTEX_BITSET_MATCH_ANY);
+  if (sleep_note) atomic_store(sleep_note, 0); /* before the waiter looks at what it waits for */
 }
+
+void shm_sleep_note(_Atomic uint32_t *flag) { sleep_note = flag; }
 
 static void futex_wake(_Atomic uint32_t *word, int n) {
   syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, n, NULL, NULL, 0);
@@ -889,6 +895,15 @@ int shm_queue_join(shm_arena *a, shm_off off, const struct timespec *deadline, s
   return rc;
 }
 
+uint64_t shm_queue_unfinished(shm_arena *a, shm_off off) {
+  struct queue *q = queue_at(a, off);
+  if (!q) return 0;
+  queue_lock(a, q);
+  uint64_t n = q->unfinished;
+  PT_CHECK(pthread_mutex_unlock(&q->mutex));
+  return n;
+}
+
 /* Takes the mutex: after a process died mid-put the count is only right
  * once the repair has run, and locking is what runs it. */
 size_t shm_queue_size(shm_arena *a, shm_off off) {
@@ -1519,6 +1534,7 @@ struct board {
   pthread_mutex_t mutex;
   uint64_t version;
   shm_wait slot[SHM_BOARD_SLOTS];
+  _Atomic uint32_t asleep[SHM_BOARD_SLOTS]; /* slot i's waiter is asleep in a futex (shm_sleep_note) */
 };
 
 static void board_repair(shm_arena *a, void *ctx) {
@@ -1547,7 +1563,7 @@ static struct board *board_of(shm_arena *a, int create) {
 
 static void board_lock(shm_arena *a, struct board *b) { robust_lock(a, &b->mutex, board_repair, b); }
 
-int shm_board_put(shm_arena *a, const shm_wait *w) {
+int shm_board_put(shm_arena *a, const shm_wait *w, int *slot) {
   struct board *b = board_of(a, 1);
   if (!b || !w || !w->token) return SHM_EINVAL;
   board_lock(a, b);
@@ -1555,6 +1571,9 @@ int shm_board_put(shm_arena *a, const shm_wait *w) {
   for (int i = 0; i < SHM_BOARD_SLOTS && rc != SHM_OK; i++)
     if (!b->slot[i].token || b->slot[i].token == w->token) {
       b->slot[i] = *w;
+      b->slot[i].slot = i;
+      atomic_store(&b->asleep[i], 0);
+      if (slot) *slot = i;
       rc = SHM_OK;
     }
   if (rc == SHM_OK) b->version++;
@@ -1584,6 +1603,11 @@ int shm_board_read(shm_arena *a, shm_wait *out, int max, uint64_t *version) {
   if (version) *version = b->version;
   PT_CHECK(pthread_mutex_unlock(&b->mutex));
   return n;
+}
+
+_Atomic uint32_t *shm_board_asleep(shm_arena *a, int slot) {
+  struct board *b = board_of(a, 0);
+  return b && slot >= 0 && slot < SHM_BOARD_SLOTS ? &b->asleep[slot] : NULL;
 }
 
 uint64_t shm_board_version(shm_arena *a) {

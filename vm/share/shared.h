@@ -57,6 +57,7 @@
 #ifndef GILVM_SHARED_H
 #define GILVM_SHARED_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -183,6 +184,7 @@ size_t shm_queue_maxsize(shm_arena *a, shm_off q);
 /* queue.Queue's task_done/join: every successful put adds one unfinished
  * task, task_done removes one (SHM_OVERFLOW if none), join waits for 0. */
 int shm_queue_task_done(shm_arena *a, shm_off q);
+uint64_t shm_queue_unfinished(shm_arena *a, shm_off q);
 int shm_queue_join(shm_arena *a, shm_off q, const struct timespec *deadline, shm_stop_fn should_stop, void *arg);
 
 /* ---- pipe: two ends over one queue each way (one queue if one-way).
@@ -266,11 +268,20 @@ typedef struct shm_wait {
   uint64_t token; /* who waits (pid << 32 | worker); 0: a free slot */
   uint64_t on; /* what for: the caller's (a lock's offset, a worker's token) */
   uint32_t kind; /* the caller's */
+  int32_t slot; /* where it is on the board (set by put) */
   char name[64]; /* the waiter's name */
   char where[SHM_WHERE_LEN]; /* "file:line" of the wait */
 } shm_wait;
-/* Puts (or replaces) the entry of w->token; SHM_ENOSPC when the board is full. */
-int shm_board_put(shm_arena *a, const shm_wait *w);
+/* Puts (or replaces) the entry of w->token, *slot (may be NULL) gets its
+ * place; SHM_ENOSPC when the board is full. */
+int shm_board_put(shm_arena *a, const shm_wait *w, int *slot);
+/* The slot's "asleep" word: give it to shm_sleep_note. */
+_Atomic uint32_t *shm_board_asleep(shm_arena *a, int slot);
+/* From now on this thread's waits in shm_* set *flag to 1 while asleep in the
+ * kernel and back to 0 as soon as they wake, before they look at what they
+ * wait for (NULL: stop). So "asleep, and what it waits for is not there"
+ * seen in that order means it was still waiting. */
+void shm_sleep_note(_Atomic uint32_t *flag);
 void shm_board_remove(shm_arena *a, uint64_t token);
 /* Copies up to max entries; *version (may be NULL) changes with every put and remove. */
 int shm_board_read(shm_arena *a, shm_wait *out, int max, uint64_t *version);
