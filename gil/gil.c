@@ -6,8 +6,8 @@
  *
  * gil_take, as a policy sees it:
  *
- *   arrive? -- yes --> took, acquired
- *      | no
+ *   arrive? -- take --> took, acquired
+ *      | wait (ask: request a drop first)
  *   wait on `cond` (for one interval if the policy has one) until woken or
  *   timed out; woken: may_take? yes --> took, acquired; timed out with no
  *   switch meanwhile: timed_out? yes --> request a drop; wait again.
@@ -138,13 +138,15 @@ static int wait_on(gil_t *g, pthread_cond_t *c, uint64_t ns) {
 }
 
 /* The driver's take, g->mutex held: ask, wait as the policy says, take. */
-static void take_locked(gil_t *g, gil_thread *t) {
+static void take_locked(gil_t *g, gil_thread *t, int after_block) {
   const gil_policy *p = g->policy;
   assert(g->holder != t && "a thread takes a GIL it already holds");
   uint64_t start = gil_now_ns();
-  gil_waiter w = { .t = t };
-  if (!p->arrive(g, &w)) {
+  gil_waiter w = { .t = t, .after_block = after_block };
+  int arrival = p->arrive(g, &w);
+  if (arrival != GIL_ARRIVE_TAKE) {
     gil__wait_begin(g, t);
+    if (arrival == GIL_ARRIVE_ASK) gil__request_drop(g); /* the policy wants it now, not in an interval */
     for (;;) {
       unsigned long seen = g->switch_number;
       uint64_t ns = p->info.interval_is ? atomic_load(&g->interval_ns) : 0;
@@ -179,7 +181,13 @@ static void drop_locked(gil_t *g, gil_thread *t, int forced) {
 
 void gil_take(gil_t *g, gil_thread *t) {
   lock(g);
-  take_locked(g, t);
+  take_locked(g, t, 0);
+  unlock(g);
+}
+
+void gil_take_after_block(gil_t *g, gil_thread *t) {
+  lock(g);
+  take_locked(g, t, 1);
   unlock(g);
 }
 
@@ -199,7 +207,7 @@ void gil_yield(gil_t *g, gil_thread *t) {
   unsigned long before = g->switch_number;
   unlock(g);
   lock(g);
-  take_locked(g, t);
+  take_locked(g, t, 0);
   if (g->switch_number == before + 1) g->st.yields_regained++; /* nobody took it in between */
   unlock(g);
 }

@@ -14,7 +14,8 @@
  * inputs are events and whose outputs are decisions:
  *
  *   event                                   hook          decision
- *   a thread asks for the GIL               arrive        take it now, or wait
+ *   a thread asks for the GIL               arrive        take it now, wait, or wait and
+ *                                                         ask the holder to drop now
  *   a waiter is woken                       may_take      take it now, or wait on
  *   a waiter waited a whole interval,       timed_out     ask the holder to drop (1) or not
  *     and nobody took the GIL meanwhile
@@ -35,7 +36,11 @@
  * A waiter is a gil_waiter: one wait by one thread, on the waiting thread's
  * stack in the pthread driver. `next` and `granted` are the policy's (a
  * queue link; "the lock is reserved for you"), so a queueing policy needs no
- * field in the public gil_thread and no allocation.
+ * field in the public gil_thread and no allocation. `after_block` is the
+ * driver's, read-only to the policy: the thread takes the GIL back after a
+ * blocking wait (gil_take_after_block: a sleep, a join, a lock, a queue,
+ * I/O), not at a check point or at its start. Only a policy that favours
+ * such threads (iopri) looks at it; to the others both takes are the same.
  *
  * A virtual-time driver (the simulator, issue 9) plugs in beside gil.c
  * without touching a policy: it keeps a gil_t per simulated GIL with the same
@@ -71,7 +76,14 @@ typedef struct gil_waiter {
   gil_thread *t;
   struct gil_waiter *next; /* the policy's: a queue link */
   int granted; /* the policy's: the GIL is reserved for this waiter */
+  int after_block; /* the driver's: this take follows a blocking wait */
 } gil_waiter;
+
+typedef enum gil_arrival { /* what arrive decides */
+                           GIL_ARRIVE_WAIT, /* wait (timed out after an interval, if the policy has one) */
+                           GIL_ARRIVE_TAKE, /* take it now */
+                           GIL_ARRIVE_ASK, /* wait, and ask the holder to drop now, without waiting an interval */
+} gil_arrival;
 
 typedef enum gil_wake {
   GIL_WAKE_NONE, /* nobody needs to know */
@@ -83,7 +95,7 @@ typedef struct gil_policy {
   gil_policy_info info;
   size_t state_size; /* private state, zeroed at creation and after fork */
   int force_switching; /* after a drop with a request pending: wait until another thread took it */
-  int (*arrive)(gil_t *g, gil_waiter *w); /* 1: take it now; 0: w waits */
+  int (*arrive)(gil_t *g, gil_waiter *w); /* a gil_arrival: 1 take it now; 0 w waits; 2 w waits, holder asked */
   int (*may_take)(gil_t *g, gil_waiter *w); /* w was woken: 1 to take it now */
   int (*timed_out)(gil_t *g, gil_waiter *w); /* an interval and no switch: 1 to ask the holder */
   void (*took)(gil_t *g, gil_waiter *w); /* optional: w takes it (after arrive or may_take) */
