@@ -4,7 +4,10 @@
 # given switch interval (sys.setswitchinterval). Prints the wall seconds of
 # the threaded part only (first start to last join).
 #
-# usage: python3 bench/countdown.py threads total interval_seconds
+# With "seq" the threads run one after another (each started and joined
+# before the next): the same work in the same chunks, with no switching.
+#
+# usage: python3 bench/countdown.py threads total interval_seconds [seq]
 import sys
 import threading
 import time
@@ -19,9 +22,12 @@ def main():
     nthreads, total = int(sys.argv[1]), int(sys.argv[2])
     sys.setswitchinterval(float(sys.argv[3]))
     workers = [threading.Thread(target=countdown, args=(total // nthreads,)) for _ in range(nthreads)]
+    seq = len(sys.argv) > 4 and sys.argv[4] == "seq"
     t0 = time.perf_counter()
     for w in workers:
         w.start()
+        if seq:
+            w.join()
     for w in workers:
         w.join()
     print(f"{time.perf_counter() - t0:.6f}")
