@@ -827,6 +827,33 @@ Test(cli, gil_policies_compute_the_same_sum) {
   }
 }
 
+/* -g iopri reaches the runtime: a thread coming back from gil.sleep takes
+   the GIL back through gil_take_after_block and asks the holder at once.
+   By construction: the interval is 1000 s, so no waiter ever asks on its
+   own; the hog never lets go unless asked; each of main's 10 outer rounds
+   ends with a sleep during which the hog ran (its counter moved), so the
+   hog held the GIL when that sleep returned. Under a policy without I/O
+   priority each such return would wait 1000 s (exit 124 by --timeout);
+   under iopri each asks at once: at least 10 drop requests. */
+Test(cli, iopri_serves_a_thread_back_from_sleep_at_once) {
+  const char *code =
+      "local rounds, stop = gil.value(0), gil.value(0)\n"
+      "local hog = gil.spawn(function()\n"
+      "  while stop:get() == 0 do gil.compute(0.0001); rounds:set(rounds:get() + 1) end\n"
+      "end)\n"
+      "for i = 1, 10 do\n"
+      "  local seen = rounds:get()\n"
+      "  repeat gil.sleep(0.001) until rounds:get() > seen\n"
+      "end\n"
+      "stop:set(1); hog:join(); print('done')";
+  run_result *r = GV("-g", "iopri", "-s", "1000s", "--timeout", "600s", "-e", code);
+  expect_exit(r, 0);
+  expect_out(r, "done\n");
+  parsed_report rr = report_of(r);
+  cr_expect_str_eq(rr.policy, "iopri");
+  cr_expect_geq(rr.drop_requests, 10, "%ld drop requests" CTX, rr.drop_requests, CTXA(r));
+}
+
 Test(cli, check_interval_needs_legacy) {
   const char *out = data("output.lua");
   expect_usage_error(GV("--check-interval", "50", out), "legacy");
