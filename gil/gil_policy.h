@@ -49,7 +49,9 @@
  * due `interval` virtual ns later (on expiry: timed_out, when switch_number
  * did not move), turns WAKE_ONE/WAKE_ALL into making one or all blocked
  * waiters runnable (which one first is its seeded choice, as the kernel's is
- * here), answers should_yield at the simulated check points, and implements
+ * here), answers should_yield at the simulated check points, sets
+ * after_block on a take that follows a simulated blocking wait, requests a
+ * drop at once when arrive answers GIL_ARRIVE_ASK, and implements
  * force_switching as "the dropper is not runnable until switch_number moves
  * or nobody waits". The bookkeeping below (gil__acquired, gil__released,
  * gil__request_drop, ...) is the driver's, not the policy's, and makes no
