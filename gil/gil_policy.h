@@ -81,10 +81,11 @@ typedef struct gil_waiter {
   int after_block; /* the driver's: this take follows a blocking wait */
 } gil_waiter;
 
-typedef enum gil_arrival { /* what arrive decides */
-                           GIL_ARRIVE_WAIT, /* wait (timed out after an interval, if the policy has one) */
-                           GIL_ARRIVE_TAKE, /* take it now */
-                           GIL_ARRIVE_ASK, /* wait, and ask the holder to drop now, without waiting an interval */
+/* What arrive decides. */
+typedef enum gil_arrival {
+  GIL_ARRIVE_WAIT, /* wait (timed out after an interval, if the policy has one) */
+  GIL_ARRIVE_TAKE, /* take it now */
+  GIL_ARRIVE_ASK, /* wait, and ask the holder to drop now, without waiting an interval */
 } gil_arrival;
 
 typedef enum gil_wake {
