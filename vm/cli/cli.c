@@ -105,6 +105,7 @@ static const char help_head[] =
     "  or:  gilvm [run] [options] -e CODE [script.lua [args...]]\n"
     "  or:  gilvm compare [options] script.lua [args...]\n"
     "  or:  gilvm sweep [-s LIST] [-g LIST] [options] script.lua [args...]\n"
+    "  or:  gilvm dis [-g POLICY] [--binary] script.lua\n"
     "\n"
     "Runs a Lua 5.4 script whose gil.spawn() workers are real OS threads under a\n"
     "Global Interpreter Lock (or, with -m, threads with interpreters of their own,\n"
@@ -124,6 +125,10 @@ static const char help_head[] =
     "           (default -s 0.1ms,0.5ms,1ms,5ms,20ms,100ms). Only the first run's\n"
     "           stdout is shown. --json FILE writes every run's figures; --svg\n"
     "           FILE plots each figure against the interval (log scale).\n"
+    "  dis      lists each function's Lua 5.4 bytecode with its source lines and\n"
+    "           marks where the eval breaker can hand the GIL to another thread:\n"
+    "           >> always, ~ only on a slow path (a metamethod, a missing key, a\n"
+    "           garbage-collection step); with -g legacy, anywhere. Runs nothing.\n"
     "\n"
     "Options:\n";
 
@@ -501,8 +506,9 @@ int cli_parse(int argc, char **argv, cli_options *o) {
   o->command = "run";
   o->mode = RT_MODE_GIL;
   o->policy = gil_policy_at(0)->name;
-  int shift =
-      argc > 1 && (strcmp(argv[1], "run") == 0 || strcmp(argv[1], "compare") == 0 || strcmp(argv[1], "sweep") == 0);
+  int shift = argc > 1 &&
+      (strcmp(argv[1], "run") == 0 || strcmp(argv[1], "compare") == 0 || strcmp(argv[1], "sweep") == 0 ||
+       strcmp(argv[1], "dis") == 0);
   if (shift) o->command = argv[1];
   int rc = parse_options(argc - shift, argv + shift, o); /* the command stands in for argv[0] */
   if (rc >= 0) return rc;
@@ -527,6 +533,7 @@ int cli_parse(int argc, char **argv, cli_options *o) {
                            : o->svg_path ? "--svg"
                                          : "--timeline");
   if (is_sweep(o)) return check_sweep(o);
+  if (strcmp(o->command, "dis") == 0 && !o->script) return usage_error("dis needs a script file%s", "");
   if (o->check_interval && !has_check_interval(gil_policy_find(o->policy))) return check_interval_error(0);
   return -1;
 }

@@ -22,6 +22,7 @@
 #include "child.h"
 #include "cli.h"
 #include "compare.h"
+#include "dis.h"
 #include "clock.h"
 #include "gilmod.h"
 #include "outfile.h"
@@ -213,6 +214,7 @@ static int gilvm_main(int argc, char **argv) {
   if ((rc = check_outputs(&o)) != 0) return rc;
   if (strcmp(o.command, "compare") == 0) return compare_main(argc, argv, &o);
   if (strcmp(o.command, "sweep") == 0) return sweep_main(argc, argv, &o);
+  if (strcmp(o.command, "dis") == 0) return dis_main(&o);
 
   sigset_t set;
   signal_set(&set);
