@@ -48,6 +48,7 @@ enum {
   F_TIMEOUT,
   F_ARENA,
   F_BINARY,
+  F_COLOR,
   F_HELP,
   F_VERSION,
   F_COUNT
@@ -94,6 +95,10 @@ static const cli_flag cli_flags[F_COUNT] = {
                  "let the script be a precompiled chunk (luac\n"
                  "output); Lua does not check those, so only\n"
                  "trusted ones" },
+  [F_COLOR] = { NULL, "--color", "WHEN", LOCAL_ALL,
+                "auto (default): colour the report's key figures\n"
+                "and the --timeline chart when stderr is a\n"
+                "terminal and NO_COLOR is unset; always; never" },
   [F_HELP] = { "-h", "--help", NULL, 0, "show this help and exit" },
   [F_VERSION] = { "-V", "--version", NULL, 0, "show the version and exit" },
 };
@@ -158,6 +163,7 @@ static const char help_tail[] =
     "  GILVM_ARENA_MB       the arena's size in MiB (1 to 1048576) when --arena is\n"
     "                       not given; empty means unset\n"
     "  COLUMNS              --timeline's width when stderr is not a terminal\n"
+    "  NO_COLOR             set and not empty: no colour unless --color=always\n"
     "  GILVM_BREAKER_STATS  1: print at exit how often the eval breaker was armed\n"
     "\n"
     "Files:\n"
@@ -382,6 +388,16 @@ static int set_option(int f, const char *v, cli_options *o) {
   case F_SVG: o->svg_path = v; break;
   case F_TIMELINE: o->timeline = 1; break;
   case F_BINARY: o->binary = 1; break;
+  case F_COLOR:
+    if (strcmp(v, "auto") == 0)
+      o->color = CLI_COLOR_AUTO;
+    else if (strcmp(v, "always") == 0)
+      o->color = CLI_COLOR_ALWAYS;
+    else if (strcmp(v, "never") == 0)
+      o->color = CLI_COLOR_NEVER;
+    else
+      return usage_error("bad --color '%s' (expected auto, always or never)", v);
+    break;
   case F_MODE: {
     int m = rt_mode_parse(v);
     if (m < 0) return usage_error("unknown mode '%s' (expected gil, nogil or fork)", v);

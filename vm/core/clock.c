@@ -24,7 +24,7 @@ uint64_t clock_thread_cpu_ns(void) {
   return ts_ns(&ts);
 }
 
-int clock_thread_runq_ns(uint64_t *ns) {
+int clock_thread_sched_ns(uint64_t *on_cpu_ns, uint64_t *runq_ns) {
   char path[64];
   snprintf(path, sizeof path, "/proc/self/task/%ld/schedstat", (long)syscall(SYS_gettid));
   FILE *f = fopen(path, "r");
@@ -33,7 +33,8 @@ int clock_thread_runq_ns(uint64_t *ns) {
   int ok = fscanf(f, "%llu %llu", &on_cpu, &waiting) == 2;
   fclose(f);
   if (!ok) return -1;
-  *ns = waiting;
+  *on_cpu_ns = on_cpu;
+  *runq_ns = waiting;
   return 0;
 }
 

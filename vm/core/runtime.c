@@ -383,12 +383,13 @@ static int run_function(rt_worker *w, lua_State *L, int base) {
   lua_pushcfunction(L, rt_msghandler);
   lua_insert(L, base);
   w->started_ns = clock_now_ns();
-  uint64_t q0, q1;
-  int known = clock_thread_runq_ns(&q0) == 0;
+  uint64_t c0, c1, q0, q1;
+  int known = clock_thread_sched_ns(&c0, &q0) == 0;
   int status = atomic_load(&w->rt->stop) ? LUA_ERRRUN : lua_pcall(L, nargs, LUA_MULTRET, base);
   w->ended_ns = clock_now_ns();
-  if (known && clock_thread_runq_ns(&q1) == 0 && q1 >= q0) {
+  if (known && clock_thread_sched_ns(&c1, &q1) == 0 && q1 >= q0 && c1 >= c0) {
     w->runq_ns = q1 - q0;
+    w->oncpu_ns = c1 - c0;
     w->runq_known = 1;
   }
   if (status == LUA_OK) {
@@ -427,13 +428,14 @@ static void enter(rt_worker *w, lua_State *L) {
 int rt_run_main(runtime *rt, int (*body)(lua_State *L, void *arg), void *arg) {
   rt_worker *w = rt->workers[0];
   enter(w, w->L);
-  uint64_t q0, q1;
-  int known = clock_thread_runq_ns(&q0) == 0;
+  uint64_t c0, c1, q0, q1;
+  int known = clock_thread_sched_ns(&c0, &q0) == 0;
   int rc = body(w->L, arg);
   w->cpu_ns = clock_thread_cpu_ns() - w->cpu_ns;
   w->ended_ns = clock_now_ns();
-  if (known && clock_thread_runq_ns(&q1) == 0 && q1 >= q0) {
+  if (known && clock_thread_sched_ns(&c1, &q1) == 0 && q1 >= q0 && c1 >= c0) {
     w->runq_ns = q1 - q0;
+    w->oncpu_ns = c1 - c0;
     w->runq_known = 1;
   }
   breaker_attach(NULL, NULL);
@@ -661,6 +663,7 @@ static void child_main(lua_State *L, rt_worker *w, int idx, int n, int fd) {
     .started_ns = w->started_ns,
     .ended_ns = w->ended_ns,
     .runq_ns = w->runq_ns,
+    .oncpu_ns = w->oncpu_ns,
     .runq_known = w->runq_known,
     .maxrss_kb = (uint64_t)ru.ru_maxrss,
     .acquisitions = w->gil_thread.acquisitions,
@@ -792,6 +795,7 @@ static void settle_child(rt_worker *w, mar_buf *raw) {
   w->started_ns = f.started_ns;
   w->ended_ns = f.ended_ns;
   w->runq_ns = f.runq_ns;
+  w->oncpu_ns = f.oncpu_ns;
   w->runq_known = f.runq_known;
   w->maxrss_kb = f.maxrss_kb;
   w->gil_thread.acquisitions = f.acquisitions;
@@ -1171,6 +1175,7 @@ static void take_worker(const rt_worker *w, snap_worker *s) {
   s->startup_ns = w->id && w->started_ns > w->spawned_ns ? w->started_ns - w->spawned_ns : 0;
   s->inflight_ns = in_flight(w);
   s->runq_ns = w->runq_ns;
+  s->oncpu_ns = w->oncpu_ns;
   s->runq_known = w->runq_known;
   s->failed = w->error != NULL;
   s->bytes_copied = w->bytes_copied;

@@ -47,6 +47,7 @@ typedef struct snap_worker { /* one worker of this process, as it ended */
   uint64_t startup_ns; /* from spawn to its function running (0: main, or unknown) */
   uint64_t inflight_ns; /* from spawn to the end of its function: running, waiting or blocked (0: main) */
   uint64_t runq_ns; /* runnable but without a CPU while its function ran (kernel's schedstat) */
+  uint64_t oncpu_ns; /* on a CPU over the same window (schedstat) */
   int runq_known; /* runq_ns could be measured */
   int failed;
   unsigned long long bytes_copied; /* SNAP_PROCESS: bytes its marshaller moved */

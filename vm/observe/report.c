@@ -32,7 +32,7 @@ static const char *bytes(unsigned long long n, char *buf, size_t len) {
 }
 
 int report_disturbed(const snap_worker *w) {
-  return w->runq_known && w->runq_ns >= REPORT_RUNQ_MIN_NS && w->runq_ns * 100 > w->cpu_ns * REPORT_RUNQ_PCT;
+  return w->runq_known && w->runq_ns >= REPORT_RUNQ_MIN_NS && w->runq_ns * 100 > w->oncpu_ns * REPORT_RUNQ_PCT;
 }
 
 void report_collect(const rt_snapshot *s, report_run *r) {
@@ -170,10 +170,11 @@ static void print_dropped(FILE *f, const rt_snapshot *s, const report_run *r) {
 static void print_disturbed(FILE *f, const report_run *r) {
   const rt_snapshot *s = r->run;
   if (!r->disturbed) return;
-  char a[24], c[16];
-  fprintf(f, "\n  %swarning%s: other load on this machine disturbed these figures; runnable but\n", on(r, RED, c, sizeof c),
-          off(r));
-  fprintf(f, "  without a CPU (the kernel's run-queue wait) for more than %d%% of their CPU time:\n", REPORT_RUNQ_PCT);
+  char a[24], b[24], c[16];
+  fprintf(f, "\n  %swarning%s: other load on this machine disturbed these figures; runnable but\n",
+          on(r, RED, c, sizeof c), off(r));
+  fprintf(f, "  without a CPU (the kernel's run-queue wait) for more than %d%% of their running time:\n",
+          REPORT_RUNQ_PCT);
   for (int i = 0, shown = 0; i < s->nworkers; i++) {
     const snap_worker *w = &s->workers[i];
     if (!report_disturbed(w)) continue;
@@ -181,8 +182,8 @@ static void print_disturbed(FILE *f, const report_run *r) {
       fprintf(f, "    and more\n");
       break;
     }
-    fprintf(f, "    %s: %s (%.0f%% of its CPU time)\n", w->name, clock_format(w->runq_ns, a, sizeof a),
-            pct(w->runq_ns, w->cpu_ns));
+    fprintf(f, "    %s: %s (%.0f%% of the %s it ran)\n", w->name, clock_format(w->runq_ns, a, sizeof a),
+            pct(w->runq_ns, w->oncpu_ns), clock_format(w->oncpu_ns, b, sizeof b));
   }
   fprintf(f, "  wall time, parallelism and the GIL's figures include that wait\n");
 }
@@ -192,10 +193,10 @@ static void print_figures(FILE *f, const rt_snapshot *s) {
   if (!s->nfigures) return;
   int w = 22;
   for (int i = 0; i < s->nfigures; i++)
-    if ((int)plot_utf8_len(s->figures[i].name) > w) w = (int)plot_utf8_len(s->figures[i].name);
+    if ((int)plot_text_width(s->figures[i].name) > w) w = (int)plot_text_width(s->figures[i].name);
   fprintf(f, "\n  script figures\n");
   for (int i = 0; i < s->nfigures; i++) {
-    int pad = w - (int)plot_utf8_len(s->figures[i].name);
+    int pad = w - (int)plot_text_width(s->figures[i].name);
     fprintf(f, "  %s%*s %s\n", s->figures[i].name, pad, "", s->figures[i].value);
   }
 }
@@ -246,9 +247,10 @@ static json_t *json_worker(const snap_worker *w) {
 
 /* A worker's life and its wait for a CPU (null when the kernel did not say). */
 static json_t *with_runq(json_t *o, const snap_worker *w) {
-  if (o && (json_object_set_new(o, "in_flight_s", jsonio_seconds(w->inflight_ns)) ||
-            json_object_set_new(o, "runq_wait_s", w->runq_known ? jsonio_seconds(w->runq_ns) : json_null()) ||
-            json_object_set_new(o, "disturbed", json_boolean(report_disturbed(w))))) {
+  if (o &&
+      (json_object_set_new(o, "in_flight_s", jsonio_seconds(w->inflight_ns)) ||
+       json_object_set_new(o, "runq_wait_s", w->runq_known ? jsonio_seconds(w->runq_ns) : json_null()) ||
+       json_object_set_new(o, "disturbed", json_boolean(report_disturbed(w))))) {
     json_decref(o);
     return NULL;
   }

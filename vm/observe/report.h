@@ -37,7 +37,7 @@ typedef struct report_run {
 /* The text report prints at most this many worker rows (main first); the
    rest, and the workers already released after join, are summed in one row. */
 #define REPORT_ROWS RT_KEEP_RECORDS
-/* A worker runnable without a CPU for more than this % of its CPU time (and at
+/* A worker runnable without a CPU for more than this % of its running time (on a CPU) (and at
    least REPORT_RUNQ_MIN_NS) makes the report warn that other load disturbed it. */
 #define REPORT_RUNQ_PCT 10
 #define REPORT_RUNQ_MIN_NS 2000000u
