@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "run_helper.h"
 
@@ -140,4 +141,160 @@ Test(dis, marks_agree_with_where_the_runtime_switches) {
   int unmarked = 0;
   for (int i = 0; i < n; i++) unmarked += mark[s[i].line] != '>';
   cr_expect_gt(unmarked, 0, "legacy never stopped off a check point" CTX, CTXA(l));
+}
+
+/* ---- figures a learner reads right ---- */
+
+static json_t *run_json(const char *name, run_result **out, const char *const *args) {
+  const char *path = tmp_path(name);
+  const char *argv[16] = { "--json", path };
+  int n = 2;
+  for (; args[n - 2] && n < 15; n++) argv[n] = args[n - 2];
+  argv[n] = NULL;
+  run_result *r = gv_run(NULL, argv);
+  expect_exit(r, 0);
+  if (out) *out = r;
+  return json_file(path);
+}
+
+/* Three 0.2 s sleeps at once: their lives add up to at least 0.6 s, and the
+   report's overlap is that sum over wall time, in the text and in --json. */
+Test(figures, overlap_counts_the_workers_lives) {
+  run_result *r;
+  json_t *j = run_json("io.json", &r, (const char *const[]){ script("io_bound.lua"), "3", "0.2", NULL });
+  double inflight = run_json_number(j, "in_flight_s"), wall = run_json_number(j, "wall_s");
+  double overlap = run_json_number(j, "overlap");
+  cr_expect_geq(inflight, 0.6, "each life holds its 0.2 s sleep" CTX, CTXA(r));
+  cr_expect(overlap > 0 && overlap - inflight / wall < 1e-3 && inflight / wall - overlap < 1e-3,
+            "overlap %.4f, in flight %.6f, wall %.6f", overlap, inflight, wall);
+  double printed;
+  cr_assert(report_number_after(r->err, "overlap ", &printed), "no overlap in the report" CTX, CTXA(r));
+  cr_expect(printed - overlap < 0.006 && overlap - printed < 0.006, "printed %.2f, json %.4f", printed, overlap);
+  size_t i;
+  json_t *t;
+  double sum = 0;
+  json_array_foreach(json_object_get(j, "threads"), i, t) sum += run_json_number(t, "in_flight_s");
+  cr_expect(sum - inflight < 1e-6 && inflight - sum < 1e-6, "the threads' lives add up: %f vs %f", sum, inflight);
+}
+
+/* Workers joined one by one never overlap: the sum of their lives is at most the wall time. */
+Test(figures, overlap_of_sequential_workers_is_at_most_one) {
+  json_t *j = run_json("seq.json", NULL, (const char *const[]){ data_in("classroom", "sequential.lua"), NULL });
+  cr_expect_leq(run_json_number(j, "overlap"), 1.0);
+  cr_expect_geq(run_json_number(j, "in_flight_s"), 0.06);
+}
+
+/* Two CPU-bound free threads pinned to one CPU: each waits for the CPU about
+   as long as the other runs, far above the warning's 10%. */
+Test(figures, run_queue_wait_is_measured_and_warned_about) {
+  if (access("/usr/bin/taskset", X_OK) != 0) cr_skip_test("no taskset");
+  const char *path = tmp_path("pinned.json");
+  const char *argv[] = { "/usr/bin/taskset",      "-c", "0",        gilvm_path(), "--json", path, "-m", "nogil",
+                         script("cpu_bound.lua"), "2",  "20000000", NULL };
+  run_result *r = run_checked(NULL, argv);
+  expect_exit(r, 0);
+  expect_err_has(r, "warning: other load on this machine disturbed these figures");
+  expect_err_has(r, "no CPU");
+  json_t *j = json_file(path);
+  cr_expect(json_is_true(json_object_get(j, "disturbed")), "disturbed is not true");
+  size_t i;
+  json_t *t;
+  int disturbed = 0;
+  json_array_foreach(json_object_get(j, "threads"), i, t) {
+    cr_expect(json_is_number(json_object_get(t, "runq_wait_s")), "thread %zu: no run-queue wait", i);
+    disturbed += json_is_true(json_object_get(t, "disturbed"));
+  }
+  cr_expect_geq(disturbed, 1);
+  /* the timeline's totals show it too */
+  run_result *tl = run_checked(NULL,
+                               (const char *const[]){ "/usr/bin/taskset", "-c", "0", gilvm_path(), "--timeline", "-m",
+                                                      "nogil", script("cpu_bound.lua"), "2", "2000000", NULL });
+  expect_exit(tl, 0);
+  cr_expect(strstr(tl->err, "state totals") && strstr(strstr(tl->err, "state totals"), "no CPU"),
+            "no 'no CPU' column in the timeline's totals" CTX, CTXA(tl));
+}
+
+/* A figure name longer than the column: every value still starts in one column. */
+Test(figures, long_figure_names_keep_the_table_aligned) {
+  run_result *r = GV(data_in("classroom", "long_figures.lua"));
+  expect_exit(r, 0);
+  const char *sec = strstr(r->err, "\n  script figures\n");
+  cr_assert(sec, CTX, CTXA(r));
+  const char *names[] = { "short", "a_figure_name_much_longer_than_the_column", "mid_sized_name" };
+  const char *values[] = { "1", "22", "three" };
+  int col = -1;
+  for (int k = 0; k < 3; k++) {
+    const char *line = strstr(sec, fmt("\n  %s ", names[k]));
+    cr_assert(line, "no row %s" CTX, names[k], CTXA(r));
+    const char *v = strstr(line + 3 + strlen(names[k]), values[k]);
+    cr_assert(v);
+    int c = (int)(v - line);
+    if (col < 0) col = c;
+    cr_expect_eq(c, col, "row %s's value at column %d, not %d" CTX, names[k], c, col, CTXA(r));
+  }
+  run_result *c = GV("compare", data_in("classroom", "long_figures.lua"));
+  expect_exit(c, 0);
+  expect_err_has(c, "a_figure_name_much_longer_than_the_column ");
+  const char *head = strstr(c->err, "  script figure ");
+  const char *row = strstr(c->err, "  a_figure_name_much_longer_than_the_column ");
+  cr_assert(head && row, CTX, CTXA(c));
+  /* the fork column's right edge: the header's "fork" and the row's last value end together */
+  int head_end = (int)(strchr(head, '\n') - head), row_end = (int)(strchr(row, '\n') - row);
+  cr_expect_eq(head_end, row_end, "header and row differ in width" CTX, CTXA(c));
+}
+
+Test(figures, colour_only_when_asked_or_on_a_terminal) {
+  const char *lua = script("convoy.lua");
+  run_result *always = GV("--color=always", "--timeline", lua);
+  expect_exit(always, 0);
+  cr_expect(strstr(always->err, "\033[42;30m#"), "no coloured chart" CTX, CTXA(always));
+  cr_expect(strstr(always->err, "parallelism \033[1m"), "no coloured figure" CTX, CTXA(always));
+  run_result *piped = GV("--timeline", lua); /* stderr is a pipe here: auto means none */
+  cr_expect(!strchr(piped->err, '\033'), "colour on a pipe" CTX, CTXA(piped));
+  run_result *never = GV("--color=never", "--timeline", lua);
+  cr_expect(!strchr(never->err, '\033'), CTX, CTXA(never));
+  run_opts o = { .env = (const char *const[]){ "NO_COLOR=1", NULL } };
+  run_result *nc = GVO(&o, "--color=auto", "--timeline", lua);
+  cr_expect(!strchr(nc->err, '\033'), CTX, CTXA(nc));
+  run_result *forced = GVO(&o, "--color=always", lua); /* the command line wins over NO_COLOR */
+  cr_expect(strchr(forced->err, '\033'), CTX, CTXA(forced));
+  expect_usage_error(GV("--color=sometimes", lua), "bad --color 'sometimes'");
+}
+
+/* ---- gilvm compare: why the outputs differ ---- */
+
+static run_result *compare(const char *fixture) {
+  run_result *r = GV("compare", fixture);
+  expect_exit(r, 0);
+  return r;
+}
+
+Test(figures, compare_says_another_order_is_scheduling) {
+  run_result *r = compare(data_in("classroom", "order.lua"));
+  expect_err_has(r, "the same lines in another order");
+  expect_err_has(r, "why: scheduling");
+  expect_err_has(r, "\"worker gamma done\"");
+  expect_err_lacks(r, "copies");
+}
+
+Test(figures, compare_says_timings) {
+  run_result *r = compare(data_in("classroom", "timings.lua"));
+  expect_err_has(r, "numbers that look like timings");
+  expect_err_has(r, "\"took 0.0457 s\"");
+  expect_err_has(r, "\"took 0.0123 s\"");
+  expect_err_lacks(r, "copies:");
+}
+
+Test(figures, compare_blames_copies_only_when_something_was_copied) {
+  run_result *v = compare(data_in("classroom", "values.lua"));
+  expect_err_has(v, "not copies (nothing was copied)");
+  expect_err_has(v, "\"total 4000\""); /* the whole line, not from the first differing character */
+  expect_err_has(v, "\"total 5000\"");
+  expect_err_lacks(v, "workers got copies");
+  run_result *p = compare(data_in("classroom", "processes.lua"));
+  expect_err_has(p, "the gil run's workers were no threads either");
+  expect_err_lacks(p, "workers got copies");
+  run_result *race = GV("compare", script("race.lua"), "2", "1000");
+  expect_exit(race, 0);
+  expect_err_has(race, "why: workers got copies");
 }
