@@ -391,14 +391,16 @@ static void print_function(FILE *out, const dfunc *f, const char *script, const 
     }
     if (f->line[pc] != last) {
       const char *text = source_line(src, f->line[pc]);
-      if (f->line[pc] >= 0) fprintf(out, "  -- line %d%s%.70s\n", f->line[pc], text ? ": " : "", text ? text : "");
+      if (f->line[pc] >= 0) fprintf(out, "  -- line %d%s%.100s\n", f->line[pc], text ? ": " : "", text ? text : "");
       last = f->line[pc];
     }
     char args[48], note[64];
     operands(f, pc, args, sizeof args, note, sizeof note);
     const char *m = mark[pc] == MARK_ALWAYS ? ">>" : mark[pc] == MARK_SLOW ? " ~" : "  ";
-    fprintf(out, "  %s %4d  [%d]  %-10s %-12s%s%s\n", m, pc + 1, f->line[pc], ops[op].name, args, note[0] ? "; " : "",
-            note);
+    if (note[0])
+      fprintf(out, "  %s %4d  [%d]  %-10s %-12s; %s\n", m, pc + 1, f->line[pc], ops[op].name, args, note);
+    else
+      fprintf(out, "  %s %4d  [%d]  %-10s %s\n", m, pc + 1, f->line[pc], ops[op].name, args);
   }
   free(mark);
   for (int i = 0; i < f->nprotos; i++) print_function(out, &f->protos[i], script, src, 0);
