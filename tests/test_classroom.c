@@ -184,6 +184,15 @@ Test(figures, overlap_of_sequential_workers_is_at_most_one) {
   cr_expect_geq(run_json_number(j, "in_flight_s"), 0.06);
 }
 
+/* Workers whose records were freed after join still count: their lives are in the sums. */
+Test(figures, overlap_counts_released_workers) {
+  json_t *j = run_json("many.json", NULL, (const char *const[]){ data_in("classroom", "many.lua"), NULL });
+  json_t *rel = json_object_get(j, "released");
+  cr_assert_gt(run_json_number(rel, "workers"), 0, "no worker was released");
+  cr_expect_geq(run_json_number(rel, "in_flight_s"), 0.01 * run_json_number(rel, "workers"));
+  cr_expect_geq(run_json_number(j, "in_flight_s"), 0.6, "60 lives of at least 10 ms");
+}
+
 /* Two CPU-bound free threads pinned to one CPU: each waits for the CPU about
    as long as the other runs, far above the warning's 10%. */
 Test(figures, run_queue_wait_is_measured_and_warned_about) {
@@ -193,10 +202,12 @@ Test(figures, run_queue_wait_is_measured_and_warned_about) {
                          script("cpu_bound.lua"), "2",  "20000000", NULL };
   run_result *r = run_checked(NULL, argv);
   expect_exit(r, 0);
-  expect_err_has(r, "warning: other load on this machine disturbed these figures");
+  expect_err_has(r, "warning: waiting for a CPU stretched these figures");
+  expect_err_has(r, "cause: the run's 3 threads that can run at once outnumber the 1 CPU it may use");
   expect_err_has(r, "no CPU");
   json_t *j = json_file(path);
   cr_expect(json_is_true(json_object_get(j, "disturbed")), "disturbed is not true");
+  cr_expect_eq(run_json_number(j, "cpus"), 1, "taskset -c 0 leaves one CPU");
   size_t i;
   json_t *t;
   int disturbed = 0;

@@ -8,6 +8,8 @@
 #include "report.h"
 
 #include <math.h>
+#include <sched.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,6 +68,11 @@ void report_collect(const rt_snapshot *s, report_run *r) {
     r->runq_ns += s->workers[i].runq_ns;
     r->disturbed |= report_disturbed(&s->workers[i]);
   }
+  cpu_set_t set; /* the CPUs this process may run on (taskset, cgroups' cpusets) */
+  r->cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+  if (r->cpus < 1) r->cpus = 1;
+  /* under one GIL, Lua runs on one CPU at a time; otherwise every worker and main at once */
+  r->runnable_at_once = r->mode == RT_MODE_GIL ? 1 : r->workers + 1;
   r->overlap = r->wall_ns ? (double)r->inflight_ns / (double)r->wall_ns : 0.0;
   if (s->nworkers) r->events_dropped += s->workers[0].events->dropped;
   r->recorded = s->recorded;
@@ -171,9 +178,11 @@ static void print_disturbed(FILE *f, const report_run *r) {
   const rt_snapshot *s = r->run;
   if (!r->disturbed) return;
   char a[24], b[24], c[16];
-  fprintf(f, "\n  %swarning%s: other load on this machine disturbed these figures; runnable but\n",
+  fprintf(f, "\n  %swarning%s: waiting for a CPU stretched these figures (wall, parallelism, the GIL's):\n",
           on(r, RED, c, sizeof c), off(r));
-  fprintf(f, "  without a CPU (the kernel's run-queue wait) for more than %d%% of their running time:\n",
+  fprintf(f,
+          "  runnable but without a CPU (the kernel's run-queue wait) for more than %d%% of the time\n"
+          "  they ran:\n",
           REPORT_RUNQ_PCT);
   for (int i = 0, shown = 0; i < s->nworkers; i++) {
     const snap_worker *w = &s->workers[i];
@@ -185,7 +194,12 @@ static void print_disturbed(FILE *f, const report_run *r) {
     fprintf(f, "    %s: %s (%.0f%% of the %s it ran)\n", w->name, clock_format(w->runq_ns, a, sizeof a),
             pct(w->runq_ns, w->oncpu_ns), clock_format(w->oncpu_ns, b, sizeof b));
   }
-  fprintf(f, "  wall time, parallelism and the GIL's figures include that wait\n");
+  if (r->runnable_at_once > r->cpus)
+    fprintf(f, "  cause: the run's %d threads that can run at once outnumber the %d CPU%s it may use\n",
+            r->runnable_at_once, r->cpus, r->cpus == 1 ? "" : "s");
+  else
+    fprintf(f, "  cause: other load on this machine (the run can use %d CPU%s at once, and may use %d)\n",
+            r->runnable_at_once, r->runnable_at_once == 1 ? "" : "s", r->cpus);
 }
 
 /* The script's figures: a name column as wide as the longest name. */
@@ -259,11 +273,12 @@ static json_t *with_runq(json_t *o, const snap_worker *w) {
 
 /* Workers whose records were freed after join: only their sums remain. */
 static json_t *json_released(const rt_totals *t) {
-  return json_pack("{s:i, s:i, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o}", "workers", t->n, "failed", t->failed, "cpu_s",
-                   jsonio_seconds(t->cpu_ns), "gil_held_s", jsonio_seconds(t->hold_ns), "gil_wait_s",
+  return json_pack("{s:i, s:i, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o, s:o}", "workers", t->n, "failed", t->failed,
+                   "cpu_s", jsonio_seconds(t->cpu_ns), "gil_held_s", jsonio_seconds(t->hold_ns), "gil_wait_s",
                    jsonio_seconds(t->wait_ns), "acquisitions", (json_int_t)t->acquisitions, "forced_drops",
                    (json_int_t)t->forced_drops, "blocked_s", jsonio_seconds(t->blocked_ns), "nogil_s",
-                   jsonio_seconds(t->nogil_ns), "startup_s", jsonio_seconds(t->startup_ns));
+                   jsonio_seconds(t->nogil_ns), "startup_s", jsonio_seconds(t->startup_ns), "in_flight_s",
+                   jsonio_seconds(t->inflight_ns), "runq_wait_s", jsonio_seconds(t->runq_ns));
 }
 
 /* The script's figures, in the order it reported them. */
@@ -304,6 +319,7 @@ int report_json(const char *path, const report_run *r) {
   if (ok) ok = !json_object_set_new(o, "in_flight_s", jsonio_seconds(r->inflight_ns));
   if (ok) ok = !json_object_set_new(o, "runq_wait_s", jsonio_seconds(r->runq_ns));
   if (ok) ok = !json_object_set_new(o, "disturbed", json_boolean(r->disturbed));
+  if (ok) ok = !json_object_set_new(o, "cpus", json_integer(r->cpus));
   if (ok) ok = !json_object_set_new(o, "stopped", r->stopped ? jsonio_string(r->stopped) : json_null());
   if (ok) ok = !json_object_set_new(o, "figures", json_figures(s));
   if (ok)

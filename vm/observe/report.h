@@ -20,6 +20,8 @@ typedef struct report_run {
   double overlap; /* the workers' lives (spawn to end) summed, over wall time; main not counted */
   uint64_t inflight_ns; /* that sum */
   uint64_t runq_ns; /* all workers' time runnable without a CPU, main included */
+  int cpus; /* CPUs this process may use (its affinity) */
+  int runnable_at_once; /* threads that can run at once: 1 under one GIL, else workers + main */
   int disturbed; /* some worker waited for a CPU > REPORT_RUNQ_PCT of its CPU time: other load */
   gil_stats gil;
   int workers; /* not counting main */
