@@ -272,6 +272,19 @@ Test(figures, colour_only_when_asked_or_on_a_terminal) {
   expect_usage_error(GV("--color=sometimes", lua), "bad --color 'sometimes'");
 }
 
+/* On a terminal (script(1) gives gilvm a pseudo-terminal), auto means colour, unless NO_COLOR. */
+Test(figures, colour_on_a_terminal_unless_no_color) {
+  if (access("/usr/bin/script", X_OK) != 0) cr_skip_test("no script(1)");
+  const char *cmd = fmt("%s -q --timeline %s 2 0.05", gilvm_path(), script("io_bound.lua"));
+  run_result *tty = run_checked(NULL, (const char *const[]){ "/usr/bin/script", "-qec", cmd, "/dev/null", NULL });
+  expect_exit(tty, 0);
+  cr_expect(strchr(tty->out, '\033'), "no colour on a terminal" CTX, CTXA(tty));
+  run_opts o = { .env = (const char *const[]){ "NO_COLOR=1", NULL } };
+  run_result *nc = run_checked(&o, (const char *const[]){ "/usr/bin/script", "-qec", cmd, "/dev/null", NULL });
+  expect_exit(nc, 0);
+  cr_expect(!strchr(nc->out, '\033'), "colour despite NO_COLOR" CTX, CTXA(nc));
+}
+
 /* ---- gilvm compare: why the outputs differ ---- */
 
 static run_result *compare(const char *fixture) {
