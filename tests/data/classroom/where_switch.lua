@@ -12,9 +12,11 @@ local function subject()
   started = true
   local x, y = 0, 1
   repeat
-    x = x + 1
-    y = y * 3 % 1000003
-    x = x ~ y
+    for i = 1, 50 do
+      x = x + i
+      y = y * 3 % 1000003
+      x = x ~ y
+    end
     y = y + x % 7
   until stop
   return x
