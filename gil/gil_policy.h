@@ -62,15 +62,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* A failed pthread call in the GIL is a bug or a broken system: say which, and stop
-   (CPython: Py_FatalError). Evaluates `call` once, in every build. */
-#define GIL_CHECK(call)                                               \
-  do {                                                                \
-    int gil_rc_ = (call);                                             \
-    if (gil_rc_ != 0) gil__fatal(#call, gil_rc_, __FILE__, __LINE__); \
-  } while (0)
-
-_Noreturn void gil__fatal(const char *what, int err, const char *file, int line);
+/* A failed pthread call in the GIL is a bug or a broken system: PT_CHECK
+   (base/check.h) says which, and stops (CPython: Py_FatalError). */
+#include "check.h"
 
 /* One wait for the GIL by one thread. */
 typedef struct gil_waiter {
