@@ -189,6 +189,12 @@ static void add_gil_stats(gil_stats *to, const gil_stats *s) {
   to->contended_ns += s->contended_ns;
 }
 
+/* From spawn to the end of its function (the run's end if it never ended); 0 for main. */
+static uint64_t in_flight(const rt_worker *w) {
+  uint64_t end = w->ended_ns ? w->ended_ns : w->rt->end_ns;
+  return w->id && end > w->spawned_ns ? end - w->spawned_ns : 0;
+}
+
 /* Fold w's figures into rt->gone and take it out of workers[] (and its
    interpreter out of interps[]). Under rt->mu. */
 static void retire(runtime *rt, rt_worker *w) {
@@ -204,6 +210,8 @@ static void retire(runtime *rt, rt_worker *w) {
   t->blocked_ns += w->blocked_ns;
   t->nogil_ns += w->nogil_ns;
   if (w->started_ns > w->spawned_ns) t->startup_ns += w->started_ns - w->spawned_ns;
+  t->inflight_ns += in_flight(w);
+  t->runq_ns += w->runq_ns;
   t->maxrss_kb += w->maxrss_kb;
   t->events_dropped += w->events.dropped;
   t->bytes_copied += w->bytes_copied;
@@ -375,7 +383,15 @@ static int run_function(rt_worker *w, lua_State *L, int base) {
   lua_pushcfunction(L, rt_msghandler);
   lua_insert(L, base);
   w->started_ns = clock_now_ns();
+  uint64_t c0, c1, q0, q1;
+  int known = clock_thread_sched_ns(&c0, &q0) == 0;
   int status = atomic_load(&w->rt->stop) ? LUA_ERRRUN : lua_pcall(L, nargs, LUA_MULTRET, base);
+  w->ended_ns = clock_now_ns();
+  if (known && clock_thread_sched_ns(&c1, &q1) == 0 && q1 >= q0 && c1 >= c0) {
+    w->runq_ns = q1 - q0;
+    w->oncpu_ns = c1 - c0;
+    w->runq_known = 1;
+  }
   if (status == LUA_OK) {
     lua_remove(L, base);
     return 1;
@@ -412,8 +428,16 @@ static void enter(rt_worker *w, lua_State *L) {
 int rt_run_main(runtime *rt, int (*body)(lua_State *L, void *arg), void *arg) {
   rt_worker *w = rt->workers[0];
   enter(w, w->L);
+  uint64_t c0, c1, q0, q1;
+  int known = clock_thread_sched_ns(&c0, &q0) == 0;
   int rc = body(w->L, arg);
   w->cpu_ns = clock_thread_cpu_ns() - w->cpu_ns;
+  w->ended_ns = clock_now_ns();
+  if (known && clock_thread_sched_ns(&c1, &q1) == 0 && q1 >= q0 && c1 >= c0) {
+    w->runq_ns = q1 - q0;
+    w->oncpu_ns = c1 - c0;
+    w->runq_known = 1;
+  }
   breaker_attach(NULL, NULL);
   lua_sethook(w->L, NULL, 0, 0);
   gil_drop(w->interp->gil, &w->gil_thread);
@@ -637,6 +661,10 @@ static void child_main(lua_State *L, rt_worker *w, int idx, int n, int fd) {
   rt_child_figures f = {
     .cpu_ns = clock_process_cpu_ns(),
     .started_ns = w->started_ns,
+    .ended_ns = w->ended_ns,
+    .runq_ns = w->runq_ns,
+    .oncpu_ns = w->oncpu_ns,
+    .runq_known = w->runq_known,
     .maxrss_kb = (uint64_t)ru.ru_maxrss,
     .acquisitions = w->gil_thread.acquisitions,
     .forced_drops = w->gil_thread.forced_drops,
@@ -765,6 +793,10 @@ static void settle_child(rt_worker *w, mar_buf *raw) {
   w->events.dropped += f.events_dropped;
   w->cpu_ns = f.cpu_ns;
   w->started_ns = f.started_ns;
+  w->ended_ns = f.ended_ns;
+  w->runq_ns = f.runq_ns;
+  w->oncpu_ns = f.oncpu_ns;
+  w->runq_known = f.runq_known;
   w->maxrss_kb = f.maxrss_kb;
   w->gil_thread.acquisitions = f.acquisitions;
   w->gil_thread.forced_drops = f.forced_drops;
@@ -1144,6 +1176,10 @@ static void take_worker(const rt_worker *w, snap_worker *s) {
   s->blocked_ns = w->blocked_ns;
   s->nogil_ns = w->nogil_ns;
   s->startup_ns = w->id && w->started_ns > w->spawned_ns ? w->started_ns - w->spawned_ns : 0;
+  s->inflight_ns = in_flight(w);
+  s->runq_ns = w->runq_ns;
+  s->oncpu_ns = w->oncpu_ns;
+  s->runq_known = w->runq_known;
   s->failed = w->error != NULL;
   s->bytes_copied = w->bytes_copied;
   s->events = &w->events;

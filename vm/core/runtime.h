@@ -50,7 +50,8 @@ typedef struct rt_interp { /* one Lua interpreter and its GIL */
 
 /* What a process worker sends back besides its results (fixed size, host order). */
 typedef struct rt_child_figures {
-  uint64_t cpu_ns, started_ns, maxrss_kb;
+  uint64_t cpu_ns, started_ns, ended_ns, runq_ns, oncpu_ns, maxrss_kb;
+  int runq_known;
   uint64_t acquisitions, forced_drops, wait_ns, hold_ns, blocked_ns, nogil_ns;
   unsigned long long bytes_encoded, bytes_decoded;
   uint64_t nevents, events_dropped; /* its timeline follows the payload */
@@ -69,6 +70,10 @@ typedef struct rt_worker {
   uint64_t spawned_ns; /* when spawn was called */
   uint64_t started_ns; /* when its function started: start-up cost = started - spawned */
   uint64_t cpu_ns; /* CPU time, measured when it ends */
+  uint64_t ended_ns; /* when its function returned or failed (0: not yet) */
+  uint64_t runq_ns; /* runnable but without a CPU while its function ran (the kernel's run-queue wait) */
+  uint64_t oncpu_ns; /* on a CPU over the same window (schedstat's first field): the warning's base */
+  int runq_known; /* runq_ns was measured (the kernel's schedstat could be read) */
   uint64_t blocked_ns; /* GIL released while blocked: sleep, join, lock, queue */
   uint64_t nogil_ns; /* GIL released while running C code (gil.native(s, true)) */
   int nresults; /* RT_THREAD: results left on L's stack */

@@ -92,6 +92,12 @@ int plot_utf8_len(const char *s) {
   return n;
 }
 
+int plot_text_width(const char *s) {
+  int n = 0;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) n += (*p & 0xc0) != 0x80;
+  return n;
+}
+
 void plot_svg_text(FILE *f, const char *s) {
   while (*s) {
     int n = plot_utf8_len(s);
