@@ -65,11 +65,11 @@ static const char *kind_name(const snap_worker *w) {
 }
 
 static void print_worker(FILE *f, const snap_worker *w) {
-  char cpu[24], held[24], wait[24], blocked[24], nogil[24];
-  fprintf(f, "  %-22.22s %-11s %9s %9s %9s %7llu %7llu %9s %9s\n", w->name, kind_name(w),
+  char cpu[24], held[24], wait[24], blocked[24], nogil[24], io[24];
+  fprintf(f, "  %-22.22s %-11s %9s %9s %9s %7llu %7llu %9s %9s %9s\n", w->name, kind_name(w),
           dur(w->cpu_ns, cpu, sizeof cpu), dur(w->hold_ns, held, sizeof held), dur(w->wait_ns, wait, sizeof wait),
           (unsigned long long)w->acquisitions, (unsigned long long)w->forced_drops,
-          dur(w->blocked_ns, blocked, sizeof blocked), dur(w->nogil_ns, nogil, sizeof nogil));
+          dur(w->blocked_ns, blocked, sizeof blocked), dur(w->nogil_ns, nogil, sizeof nogil), dur(w->io_ns, io, sizeof io));
 }
 
 /* Rows past REPORT_ROWS, and released workers, are summed into one row. */
@@ -82,6 +82,7 @@ static void add_worker(rt_totals *t, const snap_worker *w) {
   t->forced_drops += w->forced_drops;
   t->blocked_ns += w->blocked_ns;
   t->nogil_ns += w->nogil_ns;
+  t->io_ns += w->io_ns;
 }
 
 /* The released workers plus the live ones past the first REPORT_ROWS rows. */
@@ -94,12 +95,12 @@ static rt_totals rest_of(const rt_snapshot *s) {
 static void print_rest(FILE *f, const rt_snapshot *s) {
   rt_totals t = rest_of(s);
   if (!t.n) return;
-  char name[32], cpu[24], held[24], wait[24], blocked[24], nogil[24];
+  char name[32], cpu[24], held[24], wait[24], blocked[24], nogil[24], io[24];
   snprintf(name, sizeof name, "(%d more)", t.n);
-  fprintf(f, "  %-22.22s %-11s %9s %9s %9s %7llu %7llu %9s %9s\n", name, "summed", dur(t.cpu_ns, cpu, sizeof cpu),
+  fprintf(f, "  %-22.22s %-11s %9s %9s %9s %7llu %7llu %9s %9s %9s\n", name, "summed", dur(t.cpu_ns, cpu, sizeof cpu),
           dur(t.hold_ns, held, sizeof held), dur(t.wait_ns, wait, sizeof wait), (unsigned long long)t.acquisitions,
           (unsigned long long)t.forced_drops, dur(t.blocked_ns, blocked, sizeof blocked),
-          dur(t.nogil_ns, nogil, sizeof nogil));
+          dur(t.nogil_ns, nogil, sizeof nogil), dur(t.io_ns, io, sizeof io));
   fprintf(f, "  (%d more): %d released after join (handle collected), %d past the first %d rows\n", t.n, s->released.n,
           t.n - s->released.n, REPORT_ROWS);
 }
@@ -153,8 +154,8 @@ void report_print(FILE *f, const report_run *r) {
             dur(r->startup_ns, a, sizeof a), bytes(r->bytes_copied, b, sizeof b),
             bytes((unsigned long long)r->maxrss_kb << 10, c, sizeof c));
   if (r->stopped) fprintf(f, "  stopped: %s\n", r->stopped);
-  fprintf(f, "\n  %-22s %-11s %9s %9s %9s %7s %7s %9s %9s\n", "worker", "kind", "cpu", "GIL held", "GIL wait", "acq",
-          "forced", "blocked", "no-GIL");
+  fprintf(f, "\n  %-22s %-11s %9s %9s %9s %7s %7s %9s %9s %9s\n", "worker", "kind", "cpu", "GIL held", "GIL wait", "acq",
+          "forced", "blocked", "no-GIL", "io");
   for (int i = 0; i < s->nworkers && i < REPORT_ROWS; i++) print_worker(f, &s->workers[i]);
   print_rest(f, s);
   if (s->nfigures) {
@@ -169,23 +170,23 @@ void report_print(FILE *f, const report_run *r) {
 /* ---- JSON ---- */
 
 static json_t *json_worker(const snap_worker *w) {
-  return json_pack("{s:o, s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:b}", "name", jsonio_string(w->name), "kind",
+  return json_pack("{s:o, s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o, s:b}", "name", jsonio_string(w->name), "kind",
                    w->kind == SNAP_PROCESS          ? "process"
                        : w->kind == SNAP_OWN_INTERP ? "free"
                                                     : "thread",
                    "cpu_s", jsonio_seconds(w->cpu_ns), "gil_held_s", jsonio_seconds(w->hold_ns), "gil_wait_s",
                    jsonio_seconds(w->wait_ns), "acquisitions", (json_int_t)w->acquisitions, "forced_drops",
                    (json_int_t)w->forced_drops, "blocked_s", jsonio_seconds(w->blocked_ns), "nogil_s",
-                   jsonio_seconds(w->nogil_ns), "startup_s", jsonio_seconds(w->startup_ns), "failed", w->failed != 0);
+                   jsonio_seconds(w->nogil_ns), "io_s", jsonio_seconds(w->io_ns), "startup_s", jsonio_seconds(w->startup_ns), "failed", w->failed != 0);
 }
 
 /* Workers whose records were freed after join: only their sums remain. */
 static json_t *json_released(const rt_totals *t) {
-  return json_pack("{s:i, s:i, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o}", "workers", t->n, "failed", t->failed, "cpu_s",
+  return json_pack("{s:i, s:i, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o}", "workers", t->n, "failed", t->failed, "cpu_s",
                    jsonio_seconds(t->cpu_ns), "gil_held_s", jsonio_seconds(t->hold_ns), "gil_wait_s",
                    jsonio_seconds(t->wait_ns), "acquisitions", (json_int_t)t->acquisitions, "forced_drops",
                    (json_int_t)t->forced_drops, "blocked_s", jsonio_seconds(t->blocked_ns), "nogil_s",
-                   jsonio_seconds(t->nogil_ns), "startup_s", jsonio_seconds(t->startup_ns));
+                   jsonio_seconds(t->nogil_ns), "io_s", jsonio_seconds(t->io_ns), "startup_s", jsonio_seconds(t->startup_ns));
 }
 
 /* The script's figures, in the order it reported them. */
