@@ -297,7 +297,7 @@ static int os_execute(lua_State *L) {
 /* A worker about to use f: wait, GIL released, until nobody holds its lock;
    when reading a FILE that is not a cookie with an empty buffer, until its
    descriptor is readable (so the read itself does not block with the GIL). */
-static void prepare(FILE *f, int reading) {
+static void prepare(lua_State *L, FILE *f, int reading) {
   if (!rt_can_block()) return;
   if (ftrylockfile(f) != 0) {
     uint64_t began = lio_release();
@@ -313,12 +313,13 @@ static void prepare(FILE *f, int reading) {
     uint64_t began = lio_release();
     lio_wait_fd(fd, POLLIN, -1);
     lio_retake(began);
+    rt_check_stop(L); /* not into a read that would block holding the GIL */
   }
 }
 
 static void prepare_stream(lua_State *L, int idx, int reading) {
   luaL_Stream *p = luaL_testudata(L, idx, LUA_FILEHANDLE);
-  if (p && p->closef && p->f) prepare(p->f, reading);
+  if (p && p->closef && p->f) prepare(L, p->f, reading);
 }
 
 /* The default input or output (registry field of liolib). */
@@ -336,7 +337,7 @@ static lua_CFunction readline_orig;
 
 static int w_readline(lua_State *L) {
   luaL_Stream *p = lua_touserdata(L, lua_upvalueindex(1));
-  if (p && p->closef && p->f) prepare(p->f, 1);
+  if (p && p->closef && p->f) prepare(L, p->f, 1);
   int n = readline_orig(L);
   rt_check_stop(L);
   return n;
