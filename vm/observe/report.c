@@ -69,7 +69,8 @@ static void print_worker(FILE *f, const snap_worker *w) {
   fprintf(f, "  %-22.22s %-11s %9s %9s %9s %7llu %7llu %9s %9s %9s\n", w->name, kind_name(w),
           dur(w->cpu_ns, cpu, sizeof cpu), dur(w->hold_ns, held, sizeof held), dur(w->wait_ns, wait, sizeof wait),
           (unsigned long long)w->acquisitions, (unsigned long long)w->forced_drops,
-          dur(w->blocked_ns, blocked, sizeof blocked), dur(w->nogil_ns, nogil, sizeof nogil), dur(w->io_ns, io, sizeof io));
+          dur(w->blocked_ns, blocked, sizeof blocked), dur(w->nogil_ns, nogil, sizeof nogil),
+          dur(w->io_ns, io, sizeof io));
 }
 
 /* Rows past REPORT_ROWS, and released workers, are summed into one row. */
@@ -154,8 +155,8 @@ void report_print(FILE *f, const report_run *r) {
             dur(r->startup_ns, a, sizeof a), bytes(r->bytes_copied, b, sizeof b),
             bytes((unsigned long long)r->maxrss_kb << 10, c, sizeof c));
   if (r->stopped) fprintf(f, "  stopped: %s\n", r->stopped);
-  fprintf(f, "\n  %-22s %-11s %9s %9s %9s %7s %7s %9s %9s %9s\n", "worker", "kind", "cpu", "GIL held", "GIL wait", "acq",
-          "forced", "blocked", "no-GIL", "io");
+  fprintf(f, "\n  %-22s %-11s %9s %9s %9s %7s %7s %9s %9s %9s\n", "worker", "kind", "cpu", "GIL held", "GIL wait",
+          "acq", "forced", "blocked", "no-GIL", "io");
   for (int i = 0; i < s->nworkers && i < REPORT_ROWS; i++) print_worker(f, &s->workers[i]);
   print_rest(f, s);
   if (s->nfigures) {
@@ -170,23 +171,25 @@ void report_print(FILE *f, const report_run *r) {
 /* ---- JSON ---- */
 
 static json_t *json_worker(const snap_worker *w) {
-  return json_pack("{s:o, s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o, s:b}", "name", jsonio_string(w->name), "kind",
-                   w->kind == SNAP_PROCESS          ? "process"
-                       : w->kind == SNAP_OWN_INTERP ? "free"
-                                                    : "thread",
-                   "cpu_s", jsonio_seconds(w->cpu_ns), "gil_held_s", jsonio_seconds(w->hold_ns), "gil_wait_s",
-                   jsonio_seconds(w->wait_ns), "acquisitions", (json_int_t)w->acquisitions, "forced_drops",
-                   (json_int_t)w->forced_drops, "blocked_s", jsonio_seconds(w->blocked_ns), "nogil_s",
-                   jsonio_seconds(w->nogil_ns), "io_s", jsonio_seconds(w->io_ns), "startup_s", jsonio_seconds(w->startup_ns), "failed", w->failed != 0);
+  return json_pack(
+      "{s:o, s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o, s:b}", "name", jsonio_string(w->name), "kind",
+      w->kind == SNAP_PROCESS          ? "process"
+          : w->kind == SNAP_OWN_INTERP ? "free"
+                                       : "thread",
+      "cpu_s", jsonio_seconds(w->cpu_ns), "gil_held_s", jsonio_seconds(w->hold_ns), "gil_wait_s",
+      jsonio_seconds(w->wait_ns), "acquisitions", (json_int_t)w->acquisitions, "forced_drops",
+      (json_int_t)w->forced_drops, "blocked_s", jsonio_seconds(w->blocked_ns), "nogil_s", jsonio_seconds(w->nogil_ns),
+      "io_s", jsonio_seconds(w->io_ns), "startup_s", jsonio_seconds(w->startup_ns), "failed", w->failed != 0);
 }
 
 /* Workers whose records were freed after join: only their sums remain. */
 static json_t *json_released(const rt_totals *t) {
-  return json_pack("{s:i, s:i, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o}", "workers", t->n, "failed", t->failed, "cpu_s",
-                   jsonio_seconds(t->cpu_ns), "gil_held_s", jsonio_seconds(t->hold_ns), "gil_wait_s",
+  return json_pack("{s:i, s:i, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o}", "workers", t->n, "failed", t->failed,
+                   "cpu_s", jsonio_seconds(t->cpu_ns), "gil_held_s", jsonio_seconds(t->hold_ns), "gil_wait_s",
                    jsonio_seconds(t->wait_ns), "acquisitions", (json_int_t)t->acquisitions, "forced_drops",
                    (json_int_t)t->forced_drops, "blocked_s", jsonio_seconds(t->blocked_ns), "nogil_s",
-                   jsonio_seconds(t->nogil_ns), "io_s", jsonio_seconds(t->io_ns), "startup_s", jsonio_seconds(t->startup_ns));
+                   jsonio_seconds(t->nogil_ns), "io_s", jsonio_seconds(t->io_ns), "startup_s",
+                   jsonio_seconds(t->startup_ns));
 }
 
 /* The script's figures, in the order it reported them. */
