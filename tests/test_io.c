@@ -193,3 +193,24 @@ Test(stop, timeout_ends_a_thread_blocked_on_stdin) {
   expect_exit(r, 124);
   expect_err_lacks(r, "did not stop");
 }
+
+/* ---------------------------------------------------------------- gallery */
+
+TestSuite(gallery, .fini = test_cleanup, .timeout = 300);
+
+/* downloads.lua serves every page in every mode, its clients' time is "io", and
+   it prints the same (its last line is a wall-clock verdict: not compared). */
+Test(gallery, downloads_in_every_mode) {
+  for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+    run_result *r = GV("-m", modes[i], script("downloads.lua"), "3", "2", "0.05", "4");
+    expect_exit(r, 0);
+    static const char head[] = "3 clients x 2 pages, 0.05 s latency each: 24 KB\nthe waits ";
+    cr_expect(strncmp(r->out, head, sizeof head - 1) == 0,
+              "%s mode" CTX, modes[i], CTXA(r));
+    char pages[16];
+    cr_expect(report_figure(r->err, "pages", pages, sizeof pages) && strcmp(pages, "6") == 0, "pages" CTX, CTXA(r));
+    report_thread client;
+    cr_assert(report_thread_named(r->err, "2:fetch", 0, &client), "no client row" CTX, CTXA(r));
+    cr_expect(client.io_s >= 0.05 * 2, "a client waited %g s in io for two 0.05 s pages" CTX, client.io_s, CTXA(r));
+  }
+}
