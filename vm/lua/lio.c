@@ -347,7 +347,11 @@ static int w_readline(lua_State *L) {
 static void wrap_iterator(lua_State *L) {
   readline_orig = lua_tocfunction(L, -1);
   int nup = 0;
-  while (lua_getupvalue(L, -(nup + 1), nup + 1)) nup++;
+  for (;;) { /* up to 250 formats: more than LUA_MINSTACK slots */
+    luaL_checkstack(L, 2, "too many arguments");
+    if (!lua_getupvalue(L, -(nup + 1), nup + 1)) break;
+    nup++;
+  }
   lua_pushcclosure(L, w_readline, nup);
   lua_replace(L, -2);
 }
@@ -383,12 +387,16 @@ static int wrapped(lua_State *L) {
       open_check(L, name, "r");
       lua_replace(L, 1);
       int nargs = lua_gettop(L);
+      luaL_argcheck(L, nargs - 1 <= 250, 250 + 2, "too many arguments"); /* liolib's MAXARGLINE, named as it does */
+      luaL_checkstack(L, 4, "too many arguments");
       lua_getfield(L, LUA_REGISTRYINDEX, LUA_FILEHANDLE);
       lua_getfield(L, -1, "__index");
       lua_getfield(L, -1, "lines"); /* f:lines, wrapped */
       lua_replace(L, -3);
       lua_pop(L, 1);
-      for (int i = 1; i <= nargs; i++) lua_pushvalue(L, i);
+      lua_insert(L, 1);
+      lua_pushvalue(L, 2);
+      lua_insert(L, 1); /* file, f:lines, file, formats... */
       lua_call(L, nargs, 1);
       lua_pushboolean(L, 1);
       lua_setupvalue(L, -2, 3); /* close the file when finished, as liolib's io.lines does */

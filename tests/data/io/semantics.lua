@@ -24,6 +24,12 @@ local function body()
   p(pcall(io.lines, dir .. "/none"))
   p((select(2, pcall(function() for _ in io.lines(name, "x") do end end)):match("bad argument.*")))
   for a, b in io.lines(name, 1, "l") do p(a, b) end
+  local many = {}
+  for i = 1, 250 do many[i] = 1 end                       -- more than LUA_MINSTACK values
+  local t = { io.lines(name, table.unpack(many))() }
+  p(#t, t[1], t[250])
+  many[251] = 1
+  p((select(2, pcall(io.lines, name, table.unpack(many)))))
   io.input(name); p(io.read("L")); p(io.read("n")); io.close(io.input()); io.input(io.stdin)
   io.output(dir .. "/o.txt"); io.write("out", 1); p(io.close()); io.output(io.stdout)
   f = io.open(dir .. "/o.txt", "a+"); f:write("+"); f:seek("set"); p(f:read("a")); f:close()
