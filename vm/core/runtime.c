@@ -1134,8 +1134,7 @@ void rt_exit(int status) {
     rt_worker *w = rt->workers[i];
     if (w->kind == RT_PROCESS && w->pid > 0 && !w->reaped) kill(w->pid, SIGKILL);
   }
-  kill_kids(rt);
-  PT_CHECK(pthread_mutex_unlock(&rt->mu));
+  PT_CHECK(pthread_mutex_unlock(&rt->mu)); /* io.popen's children live on, as after lua5.4's os.exit */
   fflush(NULL);
   _exit(status);
 }

@@ -205,8 +205,8 @@ void rt_block_end(rt_worker *self, rt_block kind, uint64_t began);
 /* Nonzero when the calling thread is a worker that may release its GIL now
    (not while the runtime is being destroyed). */
 int rt_can_block(void);
-/* A child process (io.popen, os.execute) leads process group pgid: the stop and
-   os.exit kill that group. Returns nonzero if the run is already stopping (the
+/* A child process (io.popen, os.execute) leads process group pgid: the stop
+   kills that group. Returns nonzero if the run is already stopping (the
    caller kills it). rt_kid_done once it has been waited for. */
 int rt_kid_add(pid_t pgid);
 void rt_kid_done(pid_t pgid);

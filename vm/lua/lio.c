@@ -20,8 +20,7 @@
  *
  * Children (io.popen, os.execute) are /bin/sh -c started with posix_spawn in
  * a process group of their own, with signals unblocked, and registered with
- * the runtime (rt_kid_add): its stop (Ctrl-C, --timeout) and os.exit kill the
- * group. system() would ignore SIGINT in gilvm while the child runs.
+ * the runtime (rt_kid_add): its stop (Ctrl-C, --timeout) kills the group. system() would ignore SIGINT in gilvm while the child runs.
  */
 #include "lio.h"
 
