@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -77,9 +78,25 @@ void lio_retake(uint64_t began) {
 
 /* ---- cookie FILEs ---- */
 
+/* Threads inside a cookie call with their GIL released (holding that FILE's
+   lock): while there are none, no FILE lock can keep a GIL holder waiting. */
+static atomic_int inflight;
+
+static uint64_t cookie_release(void) {
+  if (!rt_can_block()) return 0;
+  atomic_fetch_add(&inflight, 1);
+  return lio_release();
+}
+
+static void cookie_retake(uint64_t began) {
+  if (!began) return;
+  lio_retake(began);
+  atomic_fetch_sub(&inflight, 1);
+}
+
 static ssize_t ck_read(void *c, char *buf, size_t n) {
   int fd = *(int *)c;
-  uint64_t began = lio_release();
+  uint64_t began = cookie_release();
   ssize_t r = -1;
   for (;;) {
     if (began && lio_wait_fd(fd, POLLIN, -1) < 0) {
@@ -89,13 +106,13 @@ static ssize_t ck_read(void *c, char *buf, size_t n) {
     r = read(fd, buf, n);
     if (r >= 0 || errno != EINTR) break;
   }
-  lio_retake(began);
+  cookie_retake(began);
   return r;
 }
 
 static ssize_t ck_write(void *c, const char *buf, size_t n) {
   int fd = *(int *)c;
-  uint64_t began = lio_release();
+  uint64_t began = cookie_release();
   size_t done = 0;
   while (done < n) {
     ssize_t r = write(fd, buf + done, n - done);
@@ -103,7 +120,7 @@ static ssize_t ck_write(void *c, const char *buf, size_t n) {
     if (r <= 0) break;
     done += (size_t)r;
   }
-  lio_retake(began);
+  cookie_retake(began);
   return (ssize_t)done; /* short: glibc marks the error; errno says which */
 }
 
@@ -298,14 +315,18 @@ static int os_execute(lua_State *L) {
    descriptor is readable (so the read itself does not block with the GIL). */
 static void prepare(lua_State *L, FILE *f, int reading) {
   if (!rt_can_block()) return;
-  if (ftrylockfile(f) != 0) {
+  while (atomic_load(&inflight) > 0) { /* f's lock may be held by a thread without its GIL */
+    if (ftrylockfile(f) == 0) {
+      funlockfile(f);
+      break;
+    }
     uint64_t began = lio_release();
-    flockfile(f);
+    flockfile(f); /* not kept while retaking the GIL: its holder may want f too */
+    funlockfile(f);
     lio_retake(began);
   }
   int fd = reading ? fileno(f) : -1; /* -1: a cookie FILE, which releases by itself */
-  int empty = f->_IO_read_ptr >= f->_IO_read_end;
-  funlockfile(f);
+  int empty = fd >= 0 && f->_IO_read_ptr >= f->_IO_read_end;
   if (fd >= 0 && empty) {
     struct pollfd p = { fd, POLLIN, 0 };
     if (poll(&p, 1, 0) != 0) return; /* ready now (regular files always are): no release */
