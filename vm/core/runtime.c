@@ -1012,7 +1012,10 @@ uint64_t rt_block_begin(rt_worker *self, rt_block kind) {
 
 void rt_block_end(rt_worker *self, rt_block kind, uint64_t began) {
   assert(self == self_worker);
-  gil_take(self->interp->gil, &self->gil_thread);
+  if (kind == RT_BLOCK_NATIVE)
+    gil_take(self->interp->gil, &self->gil_thread); /* CPU work without the GIL: not a blocking wait */
+  else
+    gil_take_after_block(self->interp->gil, &self->gil_thread); /* back from waiting: iopri favours it */
   park_if_exiting(self);
   uint64_t spent = clock_now_ns() - began;
   if (kind == RT_BLOCK_NATIVE)
