@@ -470,8 +470,8 @@ static int parse_row(const char *line, report_thread *t) {
   t->forced = strtol(p, &e, 10);
   if (e == p) return 0;
   p = e;
-  double *durs2[] = { &t->blocked_s, &t->nogil_s };
-  for (int i = 0; i < 2; i++) {
+  double *durs2[] = { &t->blocked_s, &t->nogil_s, &t->io_s };
+  for (int i = 0; i < 3; i++) {
     double v = report_parse_duration(p, &p);
     if (v < 0) return 0;
     *durs2[i] = v;

@@ -96,14 +96,14 @@ static const char *on(const report_run *r, const char *sgr, char *buf, size_t le
 static const char *off(const report_run *r) { return r->color ? "\033[0m" : ""; }
 
 static void print_worker(FILE *f, const report_run *r, const snap_worker *w) {
-  char cpu[24], held[24], wait[24], blocked[24], nogil[24], runq[24], c[16];
+  char cpu[24], held[24], wait[24], blocked[24], nogil[24], io[24], runq[24], c[16];
   int warn = report_disturbed(w);
-  fprintf(f, "  %-22.22s %-11s %9s %9s %9s %7llu %7llu %9s %9s %s%9s%s\n", w->name, kind_name(w),
+  fprintf(f, "  %-22.22s %-11s %9s %9s %9s %7llu %7llu %9s %9s %9s %s%9s%s\n", w->name, kind_name(w),
           dur(w->cpu_ns, cpu, sizeof cpu), dur(w->hold_ns, held, sizeof held), dur(w->wait_ns, wait, sizeof wait),
           (unsigned long long)w->acquisitions, (unsigned long long)w->forced_drops,
           dur(w->blocked_ns, blocked, sizeof blocked), dur(w->nogil_ns, nogil, sizeof nogil),
-          warn ? on(r, YELLOW, c, sizeof c) : "", w->runq_known ? dur(w->runq_ns, runq, sizeof runq) : "?",
-          warn ? off(r) : "");
+          dur(w->io_ns, io, sizeof io), warn ? on(r, YELLOW, c, sizeof c) : "",
+          w->runq_known ? dur(w->runq_ns, runq, sizeof runq) : "?", warn ? off(r) : "");
 }
 
 /* Rows past REPORT_ROWS, and released workers, are summed into one row. */
@@ -117,6 +117,7 @@ static void add_worker(rt_totals *t, const snap_worker *w) {
   t->blocked_ns += w->blocked_ns;
   t->nogil_ns += w->nogil_ns;
   t->runq_ns += w->runq_ns;
+  t->io_ns += w->io_ns;
 }
 
 /* The released workers plus the live ones past the first REPORT_ROWS rows. */
@@ -129,12 +130,13 @@ static rt_totals rest_of(const rt_snapshot *s) {
 static void print_rest(FILE *f, const rt_snapshot *s) {
   rt_totals t = rest_of(s);
   if (!t.n) return;
-  char name[32], cpu[24], held[24], wait[24], blocked[24], nogil[24], runq[24];
+  char name[32], cpu[24], held[24], wait[24], blocked[24], nogil[24], io[24], runq[24];
   snprintf(name, sizeof name, "(%d more)", t.n);
-  fprintf(f, "  %-22.22s %-11s %9s %9s %9s %7llu %7llu %9s %9s %9s\n", name, "summed", dur(t.cpu_ns, cpu, sizeof cpu),
-          dur(t.hold_ns, held, sizeof held), dur(t.wait_ns, wait, sizeof wait), (unsigned long long)t.acquisitions,
-          (unsigned long long)t.forced_drops, dur(t.blocked_ns, blocked, sizeof blocked),
-          dur(t.nogil_ns, nogil, sizeof nogil), dur(t.runq_ns, runq, sizeof runq));
+  fprintf(f, "  %-22.22s %-11s %9s %9s %9s %7llu %7llu %9s %9s %9s %9s\n", name, "summed",
+          dur(t.cpu_ns, cpu, sizeof cpu), dur(t.hold_ns, held, sizeof held), dur(t.wait_ns, wait, sizeof wait),
+          (unsigned long long)t.acquisitions, (unsigned long long)t.forced_drops,
+          dur(t.blocked_ns, blocked, sizeof blocked), dur(t.nogil_ns, nogil, sizeof nogil), dur(t.io_ns, io, sizeof io),
+          dur(t.runq_ns, runq, sizeof runq));
   fprintf(f, "  (%d more): %d released after join (handle collected), %d past the first %d rows\n", t.n, s->released.n,
           t.n - s->released.n, REPORT_ROWS);
 }
@@ -235,8 +237,8 @@ void report_print(FILE *f, const report_run *r) {
             dur(r->startup_ns, a, sizeof a), bytes(r->bytes_copied, b, sizeof b),
             bytes((unsigned long long)r->maxrss_kb << 10, c, sizeof c));
   if (r->stopped) fprintf(f, "  stopped: %s\n", r->stopped);
-  fprintf(f, "\n  %-22s %-11s %9s %9s %9s %7s %7s %9s %9s %9s\n", "worker", "kind", "cpu", "GIL held", "GIL wait",
-          "acq", "forced", "blocked", "no-GIL", "no CPU");
+  fprintf(f, "\n  %-22s %-11s %9s %9s %9s %7s %7s %9s %9s %9s %9s\n", "worker", "kind", "cpu", "GIL held", "GIL wait",
+          "acq", "forced", "blocked", "no-GIL", "io", "no CPU");
   for (int i = 0; i < s->nworkers && i < REPORT_ROWS; i++) print_worker(f, r, &s->workers[i]);
   print_rest(f, s);
   print_disturbed(f, r);
@@ -249,14 +251,15 @@ void report_print(FILE *f, const report_run *r) {
 /* ---- JSON ---- */
 
 static json_t *json_worker(const snap_worker *w) {
-  return json_pack("{s:o, s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:b}", "name", jsonio_string(w->name), "kind",
-                   w->kind == SNAP_PROCESS          ? "process"
-                       : w->kind == SNAP_OWN_INTERP ? "free"
-                                                    : "thread",
-                   "cpu_s", jsonio_seconds(w->cpu_ns), "gil_held_s", jsonio_seconds(w->hold_ns), "gil_wait_s",
-                   jsonio_seconds(w->wait_ns), "acquisitions", (json_int_t)w->acquisitions, "forced_drops",
-                   (json_int_t)w->forced_drops, "blocked_s", jsonio_seconds(w->blocked_ns), "nogil_s",
-                   jsonio_seconds(w->nogil_ns), "startup_s", jsonio_seconds(w->startup_ns), "failed", w->failed != 0);
+  return json_pack(
+      "{s:o, s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o, s:b}", "name", jsonio_string(w->name), "kind",
+      w->kind == SNAP_PROCESS          ? "process"
+          : w->kind == SNAP_OWN_INTERP ? "free"
+                                       : "thread",
+      "cpu_s", jsonio_seconds(w->cpu_ns), "gil_held_s", jsonio_seconds(w->hold_ns), "gil_wait_s",
+      jsonio_seconds(w->wait_ns), "acquisitions", (json_int_t)w->acquisitions, "forced_drops",
+      (json_int_t)w->forced_drops, "blocked_s", jsonio_seconds(w->blocked_ns), "nogil_s", jsonio_seconds(w->nogil_ns),
+      "io_s", jsonio_seconds(w->io_ns), "startup_s", jsonio_seconds(w->startup_ns), "failed", w->failed != 0);
 }
 
 /* A worker's life and its wait for a CPU (null when the kernel did not say). */
@@ -273,12 +276,13 @@ static json_t *with_runq(json_t *o, const snap_worker *w) {
 
 /* Workers whose records were freed after join: only their sums remain. */
 static json_t *json_released(const rt_totals *t) {
-  return json_pack("{s:i, s:i, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o, s:o}", "workers", t->n, "failed", t->failed,
-                   "cpu_s", jsonio_seconds(t->cpu_ns), "gil_held_s", jsonio_seconds(t->hold_ns), "gil_wait_s",
-                   jsonio_seconds(t->wait_ns), "acquisitions", (json_int_t)t->acquisitions, "forced_drops",
-                   (json_int_t)t->forced_drops, "blocked_s", jsonio_seconds(t->blocked_ns), "nogil_s",
-                   jsonio_seconds(t->nogil_ns), "startup_s", jsonio_seconds(t->startup_ns), "in_flight_s",
-                   jsonio_seconds(t->inflight_ns), "runq_wait_s", jsonio_seconds(t->runq_ns));
+  return json_pack("{s:i, s:i, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "workers", t->n, "failed",
+                   t->failed, "cpu_s", jsonio_seconds(t->cpu_ns), "gil_held_s", jsonio_seconds(t->hold_ns),
+                   "gil_wait_s", jsonio_seconds(t->wait_ns), "acquisitions", (json_int_t)t->acquisitions,
+                   "forced_drops", (json_int_t)t->forced_drops, "blocked_s", jsonio_seconds(t->blocked_ns), "nogil_s",
+                   jsonio_seconds(t->nogil_ns), "io_s", jsonio_seconds(t->io_ns), "startup_s",
+                   jsonio_seconds(t->startup_ns), "in_flight_s", jsonio_seconds(t->inflight_ns), "runq_wait_s",
+                   jsonio_seconds(t->runq_ns));
 }
 
 /* The script's figures, in the order it reported them. */

@@ -577,8 +577,9 @@ static void ascii_row(FILE *f, const char *name, int namew, const char *chart, i
    as many as fit the width (states in the enum's order: running, waiting, blocked). */
 static void ascii_totals(FILE *f, const timeline *tl, int namew, int width) {
   static const char *const heads[ST_NSTATES] = {
-    [ST_RUN_GIL] = "# GIL held", [ST_RUN_OWN] = "= own int.", [ST_WAIT_GIL] = ". waiting", [ST_SLEEP] = "s sleep",
-    [ST_JOIN] = "j join",        [ST_LOCK] = "l lock",        [ST_QUEUE] = "q queue",      [ST_NATIVE] = "~ C no GIL",
+    [ST_RUN_GIL] = "# GIL held", [ST_RUN_OWN] = "= own int.", [ST_WAIT_GIL] = ". waiting",
+    [ST_SLEEP] = "s sleep",      [ST_JOIN] = "j join",        [ST_LOCK] = "l lock",
+    [ST_QUEUE] = "q queue",      [ST_NATIVE] = "~ C no GIL",  [ST_IO] = "i io",
   };
   int cols[ST_NSTATES], ncols = 0, left_out = 0, room = (width - namew - 4) / 11;
   for (int s = 1; s < ST_NSTATES; s++) {
