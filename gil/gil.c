@@ -6,8 +6,8 @@
  *
  * gil_take, as a policy sees it:
  *
- *   arrive? -- yes --> took, acquired
- *      | no
+ *   arrive? -- take --> took, acquired
+ *      | wait (ask: request a drop first)
  *   wait on `cond` (for one interval if the policy has one) until woken or
  *   timed out; woken: may_take? yes --> took, acquired; timed out with no
  *   switch meanwhile: timed_out? yes --> request a drop; wait again.
@@ -31,6 +31,7 @@
  * array stops growing at HANDOFF_CAP samples.
  */
 #include "gil_policy.h"
+#include "vec.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -65,11 +66,6 @@ const gil_policy_info *gil_policy_find(const char *name) {
   return p ? &p->info : NULL;
 }
 
-_Noreturn void gil__fatal(const char *what, int err, const char *file, int line) {
-  fprintf(stderr, "gilvm: fatal: %s failed: %s (%s:%d)\n", what, strerror(err), file, line);
-  abort();
-}
-
 uint64_t gil_now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -78,12 +74,12 @@ uint64_t gil_now_ns(void) {
 
 static void init_sync(gil_t *g) {
   pthread_condattr_t ca;
-  GIL_CHECK(pthread_condattr_init(&ca));
-  GIL_CHECK(pthread_condattr_setclock(&ca, CLOCK_MONOTONIC)); /* immune to wall-clock jumps */
-  GIL_CHECK(pthread_mutex_init(&g->mutex, NULL));
-  GIL_CHECK(pthread_cond_init(&g->cond, &ca));
-  GIL_CHECK(pthread_cond_init(&g->switch_cond, &ca));
-  GIL_CHECK(pthread_condattr_destroy(&ca));
+  PT_CHECK(pthread_condattr_init(&ca));
+  PT_CHECK(pthread_condattr_setclock(&ca, CLOCK_MONOTONIC)); /* immune to wall-clock jumps */
+  PT_CHECK(pthread_mutex_init(&g->mutex, NULL));
+  PT_CHECK(pthread_cond_init(&g->cond, &ca));
+  PT_CHECK(pthread_cond_init(&g->switch_cond, &ca));
+  PT_CHECK(pthread_condattr_destroy(&ca));
 }
 
 gil_t *gil_create(const char *policy, uint64_t interval_ns, gil_drop_request_fn on_drop_request, void *arg) {
@@ -108,9 +104,9 @@ gil_t *gil_create(const char *policy, uint64_t interval_ns, gil_drop_request_fn 
 
 void gil_destroy(gil_t *g) {
   if (!g) return;
-  GIL_CHECK(pthread_mutex_destroy(&g->mutex));
-  GIL_CHECK(pthread_cond_destroy(&g->cond));
-  GIL_CHECK(pthread_cond_destroy(&g->switch_cond));
+  PT_CHECK(pthread_mutex_destroy(&g->mutex));
+  PT_CHECK(pthread_cond_destroy(&g->cond));
+  PT_CHECK(pthread_cond_destroy(&g->switch_cond));
   free(g->handoff);
   free(g->state);
   free(g);
@@ -124,13 +120,13 @@ void gil_set_check_interval(gil_t *g, int n) {
   if (g->policy->info.default_check_interval > 0 && n > 0) atomic_store(&g->check_interval, n);
 }
 
-static void lock(gil_t *g) { GIL_CHECK(pthread_mutex_lock(&g->mutex)); }
-static void unlock(gil_t *g) { GIL_CHECK(pthread_mutex_unlock(&g->mutex)); }
+static void lock(gil_t *g) { PT_CHECK(pthread_mutex_lock(&g->mutex)); }
+static void unlock(gil_t *g) { PT_CHECK(pthread_mutex_unlock(&g->mutex)); }
 
 /* Wait on c for up to ns (0: no limit); nonzero on timeout. */
 static int wait_on(gil_t *g, pthread_cond_t *c, uint64_t ns) {
   if (!ns) {
-    GIL_CHECK(pthread_cond_wait(c, &g->mutex));
+    PT_CHECK(pthread_cond_wait(c, &g->mutex));
     return 0;
   }
   struct timespec ts;
@@ -138,19 +134,19 @@ static int wait_on(gil_t *g, pthread_cond_t *c, uint64_t ns) {
   uint64_t nsec = (uint64_t)ts.tv_nsec + ns;
   ts.tv_sec += (time_t)(nsec / 1000000000u);
   ts.tv_nsec = (long)(nsec % 1000000000u);
-  int rc = pthread_cond_timedwait(c, &g->mutex, &ts);
-  if (rc != 0 && rc != ETIMEDOUT) gil__fatal("pthread_cond_timedwait", rc, __FILE__, __LINE__);
-  return rc == ETIMEDOUT;
+  return PT_CHECK_OR(pthread_cond_timedwait(c, &g->mutex, &ts), ETIMEDOUT) == ETIMEDOUT;
 }
 
 /* The driver's take, g->mutex held: ask, wait as the policy says, take. */
-static void take_locked(gil_t *g, gil_thread *t) {
+static void take_locked(gil_t *g, gil_thread *t, int after_block) {
   const gil_policy *p = g->policy;
   assert(g->holder != t && "a thread takes a GIL it already holds");
   uint64_t start = gil_now_ns();
-  gil_waiter w = { .t = t };
-  if (!p->arrive(g, &w)) {
+  gil_waiter w = { .t = t, .after_block = after_block };
+  int arrival = p->arrive(g, &w);
+  if (arrival != GIL_ARRIVE_TAKE) {
     gil__wait_begin(g, t);
+    if (arrival == GIL_ARRIVE_ASK) gil__request_drop(g); /* the policy wants it now, not in an interval */
     for (;;) {
       unsigned long seen = g->switch_number;
       uint64_t ns = p->info.interval_is ? atomic_load(&g->interval_ns) : 0;
@@ -164,7 +160,7 @@ static void take_locked(gil_t *g, gil_thread *t) {
   if (p->took) p->took(g, &w);
   gil__acquired(g, t, start);
   /* a forced-switching dropper waits for a switch, or for no waiter left: both may be true now */
-  GIL_CHECK(pthread_cond_broadcast(&g->switch_cond));
+  PT_CHECK(pthread_cond_broadcast(&g->switch_cond));
 }
 
 /* The driver's drop, g->mutex held: release, wake as the policy says, force the switch. */
@@ -174,9 +170,9 @@ static void drop_locked(gil_t *g, gil_thread *t, int forced) {
   gil__released(g, t, forced);
   gil_wake wake = p->released(g, t);
   if (wake == GIL_WAKE_ONE)
-    GIL_CHECK(pthread_cond_signal(&g->cond));
+    PT_CHECK(pthread_cond_signal(&g->cond));
   else if (wake == GIL_WAKE_ALL)
-    GIL_CHECK(pthread_cond_broadcast(&g->cond));
+    PT_CHECK(pthread_cond_broadcast(&g->cond));
   if (p->force_switching && atomic_load(&g->drop_request)) {
     /* FORCE_SWITCHING: do not race the waiter we were asked to make room for */
     while (g->last_holder == t && g->nwaiting > 0) wait_on(g, &g->switch_cond, 0);
@@ -185,7 +181,13 @@ static void drop_locked(gil_t *g, gil_thread *t, int forced) {
 
 void gil_take(gil_t *g, gil_thread *t) {
   lock(g);
-  take_locked(g, t);
+  take_locked(g, t, 0);
+  unlock(g);
+}
+
+void gil_take_after_block(gil_t *g, gil_thread *t) {
+  lock(g);
+  take_locked(g, t, 1);
   unlock(g);
 }
 
@@ -205,7 +207,7 @@ void gil_yield(gil_t *g, gil_thread *t) {
   unsigned long before = g->switch_number;
   unlock(g);
   lock(g);
-  take_locked(g, t);
+  take_locked(g, t, 0);
   if (g->switch_number == before + 1) g->st.yields_regained++; /* nobody took it in between */
   unlock(g);
 }
@@ -248,16 +250,10 @@ void gil__wait_end(gil_t *g) {
   if (--g->nwaiting == 0) g->st.contended_ns += gil_now_ns() - g->contended_since;
 }
 
+/* A sample past HANDOFF_CAP, or one there is no memory for, is not kept. */
 static void add_handoff(gil_t *g, uint64_t ns) {
-  if (g->nhandoff == g->handoff_cap) {
-    if (g->handoff_cap >= HANDOFF_CAP) return;
-    size_t cap = g->handoff_cap ? g->handoff_cap * 2 : 1024;
-    uint64_t *p = realloc(g->handoff, cap * sizeof *p);
-    if (!p) return;
-    g->handoff = p;
-    g->handoff_cap = cap;
-  }
-  g->handoff[g->nhandoff++] = ns;
+  if (vec_grow(&g->handoff, sizeof *g->handoff, g->nhandoff, &g->handoff_cap, 1, 1024, HANDOFF_CAP) == 0)
+    g->handoff[g->nhandoff++] = ns;
 }
 
 void gil__acquired(gil_t *g, gil_thread *t, uint64_t wait_started) {

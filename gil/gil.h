@@ -80,6 +80,8 @@ int gil_check_interval(const gil_t *g);
 void gil_set_check_interval(gil_t *g, int n);
 
 void gil_take(gil_t *g, gil_thread *t);
+/* gil_take, after a blocking wait (sleep, join, lock, queue, I/O): a policy may favour it (iopri). */
+void gil_take_after_block(gil_t *g, gil_thread *t);
 void gil_drop(gil_t *g, gil_thread *t);
 /* At a check point: drop because asked (or because the quantum is over), then take again. */
 void gil_yield(gil_t *g, gil_thread *t);

@@ -14,7 +14,8 @@
  * inputs are events and whose outputs are decisions:
  *
  *   event                                   hook          decision
- *   a thread asks for the GIL               arrive        take it now, or wait
+ *   a thread asks for the GIL               arrive        take it now, wait, or wait and
+ *                                                         ask the holder to drop now
  *   a waiter is woken                       may_take      take it now, or wait on
  *   a waiter waited a whole interval,       timed_out     ask the holder to drop (1) or not
  *     and nobody took the GIL meanwhile
@@ -35,7 +36,11 @@
  * A waiter is a gil_waiter: one wait by one thread, on the waiting thread's
  * stack in the pthread driver. `next` and `granted` are the policy's (a
  * queue link; "the lock is reserved for you"), so a queueing policy needs no
- * field in the public gil_thread and no allocation.
+ * field in the public gil_thread and no allocation. `after_block` is the
+ * driver's, read-only to the policy: the thread takes the GIL back after a
+ * blocking wait (gil_take_after_block: a sleep, a join, a lock, a queue,
+ * I/O), not at a check point or at its start. Only a policy that favours
+ * such threads (iopri) looks at it; to the others both takes are the same.
  *
  * A virtual-time driver (the simulator, issue 9) plugs in beside gil.c
  * without touching a policy: it keeps a gil_t per simulated GIL with the same
@@ -44,7 +49,9 @@
  * due `interval` virtual ns later (on expiry: timed_out, when switch_number
  * did not move), turns WAKE_ONE/WAKE_ALL into making one or all blocked
  * waiters runnable (which one first is its seeded choice, as the kernel's is
- * here), answers should_yield at the simulated check points, and implements
+ * here), answers should_yield at the simulated check points, sets
+ * after_block on a take that follows a simulated blocking wait, requests a
+ * drop at once when arrive answers GIL_ARRIVE_ASK, and implements
  * force_switching as "the dropper is not runnable until switch_number moves
  * or nobody waits". The bookkeeping below (gil__acquired, gil__released,
  * gil__request_drop, ...) is the driver's, not the policy's, and makes no
@@ -62,22 +69,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* A failed pthread call in the GIL is a bug or a broken system: say which, and stop
-   (CPython: Py_FatalError). Evaluates `call` once, in every build. */
-#define GIL_CHECK(call)                                               \
-  do {                                                                \
-    int gil_rc_ = (call);                                             \
-    if (gil_rc_ != 0) gil__fatal(#call, gil_rc_, __FILE__, __LINE__); \
-  } while (0)
-
-_Noreturn void gil__fatal(const char *what, int err, const char *file, int line);
+/* A failed pthread call in the GIL is a bug or a broken system: PT_CHECK
+   (base/check.h) says which, and stops (CPython: Py_FatalError). */
+#include "check.h"
 
 /* One wait for the GIL by one thread. */
 typedef struct gil_waiter {
   gil_thread *t;
   struct gil_waiter *next; /* the policy's: a queue link */
   int granted; /* the policy's: the GIL is reserved for this waiter */
+  int after_block; /* the driver's: this take follows a blocking wait */
 } gil_waiter;
+
+/* What arrive decides. */
+typedef enum gil_arrival {
+  GIL_ARRIVE_WAIT, /* wait (timed out after an interval, if the policy has one) */
+  GIL_ARRIVE_TAKE, /* take it now */
+  GIL_ARRIVE_ASK, /* wait, and ask the holder to drop now, without waiting an interval */
+} gil_arrival;
 
 typedef enum gil_wake {
   GIL_WAKE_NONE, /* nobody needs to know */
@@ -89,7 +98,7 @@ typedef struct gil_policy {
   gil_policy_info info;
   size_t state_size; /* private state, zeroed at creation and after fork */
   int force_switching; /* after a drop with a request pending: wait until another thread took it */
-  int (*arrive)(gil_t *g, gil_waiter *w); /* 1: take it now; 0: w waits */
+  int (*arrive)(gil_t *g, gil_waiter *w); /* a gil_arrival: 1 take it now; 0 w waits; 2 w waits, holder asked */
   int (*may_take)(gil_t *g, gil_waiter *w); /* w was woken: 1 to take it now */
   int (*timed_out)(gil_t *g, gil_waiter *w); /* an interval and no switch: 1 to ask the holder */
   void (*took)(gil_t *g, gil_waiter *w); /* optional: w takes it (after arrive or may_take) */

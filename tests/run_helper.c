@@ -10,6 +10,7 @@
  * behind.
  */
 #include "run_helper.h"
+#include "vec.h"
 
 #include <criterion/criterion.h>
 #include <ctype.h>
@@ -42,14 +43,7 @@ typedef struct buf {
 } buf;
 
 static void buf_add(buf *b, const char *s, size_t n) {
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 4096;
-    while (b->len + n + 1 > cap) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) abort();
-    b->p = p;
-    b->cap = cap;
-  }
+  if (VEC_RESERVE(b->p, b->len, b->cap, n + 1, 4096) != 0) abort(); /* + 1: the '\0' */
   memcpy(b->p + b->len, s, n);
   b->len += n;
   b->p[b->len] = '\0';
@@ -476,8 +470,8 @@ static int parse_row(const char *line, report_thread *t) {
   t->forced = strtol(p, &e, 10);
   if (e == p) return 0;
   p = e;
-  double *durs2[] = { &t->blocked_s, &t->nogil_s };
-  for (int i = 0; i < 2; i++) {
+  double *durs2[] = { &t->blocked_s, &t->nogil_s, &t->io_s };
+  for (int i = 0; i < 3; i++) {
     double v = report_parse_duration(p, &p);
     if (v < 0) return 0;
     *durs2[i] = v;
@@ -591,7 +585,7 @@ const char *run_sanitizer_report(const char *text) {
 
 static void **tracked;
 static size_t ntracked, captracked;
-static void **results; /* run_result *: freed by test_cleanup */
+static run_result **results; /* freed by test_cleanup */
 static size_t nresults, capresults;
 static json_t *jsons[64];
 static int njsons;
@@ -599,18 +593,9 @@ static char *tmpdirs[8];
 static int ntmpdirs;
 static const char *own_tmpdir;
 
-static void keep(void ***arr, size_t *n, size_t *cap, void *p) {
-  if (*n == *cap) {
-    *cap = *cap ? *cap * 2 : 64;
-    *arr = realloc(*arr, *cap * sizeof **arr);
-    if (!*arr) abort();
-  }
-  (*arr)[(*n)++] = p;
-}
-
 void *track(void *p) {
   cr_assert(p != NULL, "out of memory");
-  keep(&tracked, &ntracked, &captracked, p);
+  if (VEC_PUSH(tracked, ntracked, captracked, p) != 0) abort();
   return p;
 }
 
@@ -708,7 +693,7 @@ run_result *run_tracked(const run_opts *o, const char *const *argv) {
   run_opts opts = o ? *o : (run_opts){ 0 };
   if (opts.limit_s <= 0) opts.limit_s = RUN_LIMIT_S;
   run_result *r = run_program(&opts, (char *const *)argv);
-  keep(&results, &nresults, &capresults, r);
+  if (VEC_PUSH(results, nresults, capresults, r) != 0) abort();
   return r;
 }
 

@@ -118,7 +118,7 @@ typedef struct report_thread {
   char name[32]; /* as printed (at most 22 characters, trailing spaces cut) */
   double cpu_s, held_s, wait_s;
   long acq, forced;
-  double blocked_s, nogil_s;
+  double blocked_s, nogil_s, io_s;
 } report_thread;
 
 /* The thread table's rows in order; returns how many (at most max), -1 if none found. */

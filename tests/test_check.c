@@ -1,5 +1,5 @@
 /*
- * test_check.c — vm/share/check.h: a failed pthread call aborts, an expected
+ * test_check.c — base/check.h: a failed pthread call aborts, an expected
  * error is returned.
  */
 #include <criterion/criterion.h>

@@ -161,13 +161,13 @@ static void record_order(order_log *o, int id) {
    Anything else (including a different case) is refused with NULL rather
    than falling back to a default policy. */
 Test(gil_api, policy_names_and_unknown_policy, .timeout = 10.) {
-  const char *want[] = { "cpython", "legacy", "fifo", "lifo" };
-  for (int i = 0; i < 4; i++) {
+  const char *want[] = { "cpython", "legacy", "fifo", "iopri", "lifo" };
+  for (int i = 0; i < 5; i++) {
     cr_assert_not_null(gil_policy_at(i));
     cr_assert_str_eq(gil_policy_at(i)->name, want[i]);
     cr_assert_eq(gil_policy_find(want[i]), gil_policy_at(i));
   }
-  cr_assert_null(gil_policy_at(4));
+  cr_assert_null(gil_policy_at(5));
   cr_assert_null(gil_policy_at(-1));
   for (int i = 0; gil_policy_at(i); i++) {
     gil_t *g = gil_create(gil_policy_at(i)->name, 0, NULL, NULL);
@@ -190,6 +190,7 @@ Test(gil_api, policy_names_and_unknown_policy, .timeout = 10.) {
 Test(gil_api, policy_info, .timeout = 10.) {
   cr_assert_str_eq(gil_policy_find("cpython")->interval_is, "switch interval");
   cr_assert_str_eq(gil_policy_find("fifo")->interval_is, "quantum");
+  cr_assert_str_eq(gil_policy_find("iopri")->interval_is, "switch interval");
   cr_assert_null(gil_policy_find("legacy")->interval_is);
   cr_assert_null(gil_policy_find("lifo")->interval_is);
   cr_assert_eq(gil_policy_find("legacy")->default_check_interval, 100);
@@ -285,7 +286,10 @@ typedef struct stress_arg {
 static void *stress_thread(void *p) {
   stress_arg *a = p;
   for (int i = 0; i < a->cycles; i++) {
-    gil_take(a->g, &a->t);
+    if (i % 2) /* every other take as if back from a blocking wait (iopri favours those) */
+      gil_take_after_block(a->g, &a->t);
+    else
+      gil_take(a->g, &a->t);
     enter(a->s, a);
     long c = a->s->counter; /* a read-modify-write with a window in it */
     if (a->yield_every && (i % a->yield_every == 0 || gil_drop_requested(a->g))) {
@@ -350,6 +354,8 @@ Test(gil_legacy, mutual_exclusion_stress, .timeout = 120.) { check_mutual_exclus
 Test(gil_legacy, mutual_exclusion_stress_with_yields, .timeout = 120.) { check_mutual_exclusion("legacy", 20000, 7); }
 Test(gil_fifo, mutual_exclusion_stress, .timeout = 120.) { check_mutual_exclusion("fifo", 5000, 0); }
 Test(gil_fifo, mutual_exclusion_stress_with_yields, .timeout = 120.) { check_mutual_exclusion("fifo", 5000, 7); }
+Test(gil_iopri, mutual_exclusion_stress, .timeout = 120.) { check_mutual_exclusion("iopri", 5000, 0); }
+Test(gil_iopri, mutual_exclusion_stress_with_yields, .timeout = 120.) { check_mutual_exclusion("iopri", 5000, 7); }
 
 /* ------------------------------------------- forced switches (cpython, fifo) */
 
@@ -477,8 +483,13 @@ Test(gil_cpython, blocking_while_asked_is_not_a_forced_switch, .timeout = 60.) {
 }
 
 Test(gil_fifo, blocking_while_asked_is_not_a_forced_switch, .timeout = 60.) { check_blocking_is_not_forced("fifo"); }
+Test(gil_iopri, blocking_while_asked_is_not_a_forced_switch, .timeout = 60.) { check_blocking_is_not_forced("iopri"); }
 
 Test(gil_cpython, waiter_forces_switch, .timeout = 60.) { check_waiter_forces_switch("cpython", 2 * MS); }
+/* iopri: a plain waiter (not back from a blocking wait) is treated as cpython treats it */
+Test(gil_iopri, plain_waiter_forces_switch_after_an_interval, .timeout = 60.) {
+  check_waiter_forces_switch("iopri", 2 * MS);
+}
 
 /* fifo: when the head of the queue has waited a quantum, the holder is
    asked to drop and the GIL goes to that waiter. */
@@ -599,6 +610,7 @@ static void check_forced_switching(const char *policy) {
 
 Test(gil_cpython, force_switching_dropper_never_retakes_first, .timeout = 120.) { check_forced_switching("cpython"); }
 Test(gil_fifo, forced_handoff_goes_to_the_waiter, .timeout = 120.) { check_forced_switching("fifo"); }
+Test(gil_iopri, force_switching_dropper_never_retakes_first, .timeout = 120.) { check_forced_switching("iopri"); }
 
 /* Uncontended, nobody is ever asked to drop, however long the GIL is held
    (here tens of 1 ms intervals): the callback is never called, no request
@@ -638,6 +650,7 @@ static void check_no_request_when_uncontended(const char *policy) {
 
 Test(gil_cpython, no_drop_request_when_uncontended, .timeout = 30.) { check_no_request_when_uncontended("cpython"); }
 Test(gil_fifo, no_drop_request_when_uncontended, .timeout = 30.) { check_no_request_when_uncontended("fifo"); }
+Test(gil_iopri, no_drop_request_when_uncontended, .timeout = 30.) { check_no_request_when_uncontended("iopri"); }
 
 /* The switch interval is read at run time: with 60 s nobody is asked to
    drop within 100 ms of contention (however slow the machine); after gil_set_interval(1 ms) (which
@@ -788,6 +801,7 @@ static void check_stats_add_up(const char *policy) {
 Test(gil_cpython, stats_add_up, .timeout = 120.) { check_stats_add_up("cpython"); }
 Test(gil_legacy, stats_add_up, .timeout = 120.) { check_stats_add_up("legacy"); }
 Test(gil_fifo, stats_add_up, .timeout = 120.) { check_stats_add_up("fifo"); }
+Test(gil_iopri, stats_add_up, .timeout = 120.) { check_stats_add_up("iopri"); }
 
 /* gil_stats_get while the GIL is held counts the hold in progress (a
    timeline reads it live), and once dropped the total is exactly the
@@ -817,11 +831,15 @@ typedef struct fifo_arg {
   gil_thread t;
   int id;
   order_log *order;
+  bool after_block; /* take with gil_take_after_block */
 } fifo_arg;
 
 static void *fifo_thread(void *p) {
   fifo_arg *a = p;
-  gil_take(a->g, &a->t);
+  if (a->after_block)
+    gil_take_after_block(a->g, &a->t);
+  else
+    gil_take(a->g, &a->t);
   record_order(a->order, a->id);
   busy_ns(100 * US);
   gil_drop(a->g, &a->t);
@@ -832,14 +850,15 @@ static void *fifo_thread(void *p) {
 
 /* While the test thread holds g, start FIFO_THREADS threads one at a time,
    each confirmed queued before the next; then release g and wait for all.
-   `order` says who got it when. */
-static void release_to_queued_threads(gil_t *g, order_log *order) {
+   `order` says who got it when. Thread i takes it with gil_take_after_block
+   when bit i of after_block is set. */
+static void release_to_queued_threads(gil_t *g, order_log *order, unsigned after_block) {
   gil_thread me = { 0 };
   fifo_arg a[FIFO_THREADS];
   pthread_t th[FIFO_THREADS];
   gil_take(g, &me);
   for (int i = 0; i < FIFO_THREADS; i++) {
-    a[i] = (fifo_arg){ .g = g, .id = i, .order = order };
+    a[i] = (fifo_arg){ .g = g, .id = i, .order = order, .after_block = (after_block >> i) & 1 };
     spawn(&th[i], fifo_thread, &a[i]);
     cr_assert(wait_for_waiters(g, i + 1), "thread %d never queued", i);
   }
@@ -855,7 +874,7 @@ Test(gil_fifo, grants_in_arrival_order, .timeout = 60.) {
   drop_log *log = calloc(1, sizeof *log);
   gil_t *g = gil_create("fifo", 10 * SEC, on_drop, log);
   order_log order = { 0 };
-  release_to_queued_threads(g, &order);
+  release_to_queued_threads(g, &order, 0);
 
   cr_assert_eq(order.n, FIFO_THREADS);
   for (int i = 0; i < FIFO_THREADS; i++) cr_assert_eq(order.id[i], i, "position %d went to thread %d", i, order.id[i]);
@@ -908,6 +927,106 @@ static void check_no_barging(bool use_yield) {
 
 Test(gil_fifo, no_barging_on_drop_and_retake, .timeout = 60.) { check_no_barging(false); }
 Test(gil_fifo, no_barging_on_yield, .timeout = 60.) { check_no_barging(true); }
+
+/* To fifo, a take back from a blocking wait is a take like any other: the
+   same queue, in arrival order (only iopri reads after_block). */
+Test(gil_fifo, after_block_takes_keep_arrival_order, .timeout = 60.) {
+  gil_t *g = gil_create("fifo", 10 * SEC, NULL, NULL);
+  order_log order = { 0 };
+  release_to_queued_threads(g, &order, 0x2a);
+  cr_assert_eq(order.n, FIFO_THREADS);
+  for (int i = 0; i < FIFO_THREADS; i++) cr_assert_eq(order.id[i], i, "position %d went to thread %d", i, order.id[i]);
+  gil_destroy(g);
+}
+
+/* ---------------------------------------------------------------- iopri */
+
+/* Threads back from a blocking wait are served first, in their arrival
+   order, whatever plain waiters queued before them. By construction: the
+   test thread holds the GIL while six threads queue one at a time (threads
+   2, 4 and 5 with gil_take_after_block), then lets go. The interval is
+   60 s, so no plain waiter ever asks: the only drop requests are the
+   priority arrivals', made at once and naming the holder. */
+Test(gil_iopri, back_from_blocking_is_served_first, .timeout = 60.) {
+  drop_log *log = calloc(1, sizeof *log);
+  gil_t *g = gil_create("iopri", 60 * SEC, on_drop, log);
+  order_log order = { 0 };
+  release_to_queued_threads(g, &order, (1u << 2) | (1u << 4) | (1u << 5));
+
+  cr_assert_eq(order.n, FIFO_THREADS);
+  cr_assert_eq(order.id[0], 2, "position 0 went to thread %d", order.id[0]);
+  cr_assert_eq(order.id[1], 4, "position 1 went to thread %d", order.id[1]);
+  cr_assert_eq(order.id[2], 5, "position 2 went to thread %d", order.id[2]);
+  int rest = 0; /* the plain waiters after them, in the OS's order, as cpython's */
+  for (int i = 3; i < FIFO_THREADS; i++) rest |= 1 << order.id[i];
+  cr_assert_eq(rest, (1 << 0) | (1 << 1) | (1 << 3));
+  cr_assert_eq(atomic_load(&log->calls), 3, "each priority arrival asks the holder once");
+  for (int i = 0; i < 3; i++) cr_assert_eq(log->holders[i], log->holders[0], "a request named a non-holder");
+  gil_stats st;
+  gil_stats_get(g, &st);
+  cr_assert_eq(st.drop_requests, 1, "one request, pending until the holder let go");
+  cr_assert_eq(st.acquisitions, FIFO_THREADS + 1);
+  cr_assert_eq(nwaiting(g), 0);
+  gil_destroy(g);
+  free(log);
+}
+
+/* A thread back from a blocking wait does not wait an interval before it
+   asks: a CPU-bound holder (spinning until asked, then yielding) is asked
+   at the priority waiter's arrival, with a 60 s interval, and the waiter
+   gets the GIL before the yielding holder has it again (the reservation:
+   the dropper, already on a CPU, cannot barge in). */
+Test(gil_iopri, back_from_blocking_asks_the_holder_at_once, .timeout = 60.) {
+  drop_log *log = calloc(1, sizeof *log);
+  gil_t *g = gil_create("iopri", 60 * SEC, on_drop, log);
+  order_log order = { 0 };
+  holder_arg h = { .g = g, .id = 1, .order = &order };
+  fifo_arg w = { .g = g, .id = 2, .order = &order, .after_block = true };
+  pthread_t th, tw;
+  spawn(&th, holder_thread, &h);
+  cr_assert(wait_for_flag(&h.holding));
+  spawn(&tw, fifo_thread, &w);
+  join(th);
+  join(tw);
+
+  cr_assert(h.saw_request, "the holder was not asked within %llu s of a 60 s interval",
+            (unsigned long long)(DEADLINE / SEC));
+  cr_assert_geq(atomic_load(&log->calls), 1);
+  cr_assert_eq(log->holders[0], &h.t, "the request did not name the holder");
+  cr_assert_eq(order.n, 2);
+  cr_assert_eq(order.id[0], 2, "the priority waiter must get the GIL first");
+  cr_assert_eq(order.id[1], 1);
+  gil_stats st;
+  gil_stats_get(g, &st);
+  cr_assert_eq(st.drop_requests, 1);
+  cr_assert_eq(st.forced_switches, 1);
+  cr_assert_eq(h.t.forced_drops, 1);
+  gil_destroy(g);
+  free(log);
+}
+
+/* A plain take is cpython's: with the holder in place and a 60 s interval,
+   a plain waiter queues without asking (its request would come after an
+   interval), and gets the GIL when the holder lets go. */
+Test(gil_iopri, plain_take_does_not_ask_at_once, .timeout = 60.) {
+  drop_log *log = calloc(1, sizeof *log);
+  gil_t *g = gil_create("iopri", 60 * SEC, on_drop, log);
+  gil_thread me = { 0 };
+  order_log order = { 0 };
+  fifo_arg w = { .g = g, .id = 2, .order = &order };
+  pthread_t tw;
+  gil_take(g, &me);
+  spawn(&tw, fifo_thread, &w);
+  cr_assert(wait_for_waiters(g, 1));
+  int asked = gil_drop_requested(g), calls = atomic_load(&log->calls);
+  gil_drop(g, &me);
+  join(tw);
+  cr_assert_eq(asked, 0, "a plain waiter asked before its interval");
+  cr_assert_eq(calls, 0);
+  cr_assert_eq(order.n, 1);
+  gil_destroy(g);
+  free(log);
+}
 
 /* --------------------------------------------------------------- legacy */
 
@@ -1069,6 +1188,7 @@ static void check_after_fork(const char *policy) {
 Test(gil_cpython, after_fork_child_gil_works, .timeout = 60.) { check_after_fork("cpython"); }
 Test(gil_legacy, after_fork_child_gil_works, .timeout = 60.) { check_after_fork("legacy"); }
 Test(gil_fifo, after_fork_child_gil_works, .timeout = 60.) { check_after_fork("fifo"); }
+Test(gil_iopri, after_fork_child_gil_works, .timeout = 60.) { check_after_fork("iopri"); }
 
 /* ------------------------------------------------- lifo: a fourth policy */
 
@@ -1083,7 +1203,7 @@ Test(gil_lifo, grants_newest_first, .timeout = 60.) {
   gil_t *g = gil_create("lifo", 1 * MS, on_drop, log);
   cr_assert_not_null(g);
   order_log order = { 0 };
-  release_to_queued_threads(g, &order);
+  release_to_queued_threads(g, &order, 0);
 
   cr_assert_eq(order.n, FIFO_THREADS);
   for (int i = 0; i < FIFO_THREADS; i++)
@@ -1162,10 +1282,11 @@ Test(gil_invariants, take_by_the_holder_aborts, .signal = SIGABRT, .timeout = 10
 }
 #endif
 
-/* A failed pthread call in gil/ fails loudly: GIL_CHECK names the call and
-   aborts, in every build (here a mutex type that does not exist: EINVAL). */
+/* A failed pthread call in gil/ fails loudly: PT_CHECK (base/check.h, as
+   gil.c uses it) names the call and aborts, in every build (here a mutex
+   type that does not exist: EINVAL). */
 Test(gil_invariants, failed_pthread_call_aborts, .signal = SIGABRT, .timeout = 10.) {
   pthread_mutexattr_t ma;
-  GIL_CHECK(pthread_mutexattr_init(&ma));
-  GIL_CHECK(pthread_mutexattr_settype(&ma, -1));
+  PT_CHECK(pthread_mutexattr_init(&ma));
+  PT_CHECK(pthread_mutexattr_settype(&ma, -1));
 }

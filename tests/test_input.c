@@ -359,7 +359,9 @@ Test(readme, every_command_the_readme_shows_runs) {
     const char *argv[48];
     int m = 0, i = 1;
     argv[m++] = bin;
-    if (c->argc > 1 && (!strcmp(c->argv[1], "run") || !strcmp(c->argv[1], "compare") || !strcmp(c->argv[1], "sweep")))
+    if (c->argc > 1 &&
+        (!strcmp(c->argv[1], "run") || !strcmp(c->argv[1], "compare") || !strcmp(c->argv[1], "sweep") ||
+         !strcmp(c->argv[1], "dis")))
       argv[m++] = c->argv[i++];
     argv[m++] = "--timeout";
     argv[m++] = "120s";

@@ -199,8 +199,9 @@ Test(compare, table_has_every_mode_and_same_output) {
 Test(compare, points_at_output_that_differs) {
   run_result *r = GV("compare", script("race.lua"), "2", "1000");
   expect_exit(r, 0);
-  expect_err_has(r, "output differs: nogil printed");
-  expect_err_has(r, "output differs: fork printed");
+  expect_err_has(r, "output differs in nogil mode");
+  expect_err_has(r, "output differs in fork mode");
+  expect_err_has(r, "why: workers got copies");
   expect_err_has(r, "lost_value add"); /* figures table: a row per gil.report name */
 }
 

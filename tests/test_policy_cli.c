@@ -56,7 +56,7 @@ Test(policy_cli, unknown_policy_message_lists_the_table) {
   int rc;
   char *err = parse_capturing(2, &rc, 5, argv);
   cr_assert_eq(rc, EXIT_USAGE);
-  cr_assert(strstr(err, "unknown GIL policy 'nope' (expected cpython, legacy, fifo or lifo)"), "%s", err);
+  cr_assert(strstr(err, "unknown GIL policy 'nope' (expected cpython, legacy, fifo, iopri or lifo)"), "%s", err);
   free(err);
 }
 

@@ -191,12 +191,12 @@ Test(trace, every_state_has_its_name) {
   trace_run t = TRACED(data("states.lua"));
   expect_consistent(&t);
   static const char *const states[] = {
-    "running (GIL held)", "blocked: sleep", "blocked: join",
-    "blocked: lock",      "blocked: queue", "running C without the GIL",
+    "running (GIL held)",        "blocked: sleep", "blocked: join", "blocked: lock", "blocked: queue",
+    "running C without the GIL", "blocked: io",
   };
   for (size_t i = 0; i < sizeof states / sizeof states[0]; i++)
     cr_expect(count_of(&t, fmt("X %s", states[i])) >= 1, "no \"%s\" slice:\n%s", states[i], t.facts->out);
-  cr_expect(fact(&t, "tracks") == 6, "main and five workers:\n%s", t.facts->out);
+  cr_expect(fact(&t, "tracks") == 7, "main and six workers:\n%s", t.facts->out);
 }
 
 Test(trace, fork_mode_has_a_process_track_per_child) {

@@ -1,5 +1,5 @@
 /*
- * test_vec.c — unit tests for vm/share/vec.h, the one growable array.
+ * test_vec.c — unit tests for base/vec.h, the one growable array.
  */
 #include <criterion/criterion.h>
 

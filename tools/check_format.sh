@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# check_format.sh — every C file in gil/, vm/, tests/ and bench/ is in the
+# check_format.sh — every C file in base/, gil/, vm/, tests/ and bench/ is in the
 # house style (.clang-format), as Debian 12's clang-format 14 formats it.
 # The version is pinned: other versions format some constructs differently.
 # Prints a Criterion-style Synthesis line (the whole tree is one test), which
@@ -9,7 +9,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root" || exit 2
 fmt=clang-format-14
 command -v "$fmt" >/dev/null || { echo "check_format: $fmt not found (tools/setup.sh installs it)" >&2; exit 2; }
-mapfile -t files < <(find gil vm tests bench -name '*.[ch]' -not -path '*/data/*' | sort)
+mapfile -t files < <(find base gil vm tests bench -name '*.[ch]' -not -path '*/data/*' | sort)
 if [ "${1:-}" = --fix ]; then
   "$fmt" -i "${files[@]}"
   exit 0

@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
-"""check_layers.py — every #include "..." in gil/ and vm/ goes down the layers
+"""check_layers.py — every #include "..." in base/, gil/ and vm/ goes down the layers
 (ARCHITECTURE.md), and no module includes its way back to itself.
 
-    vm/cli -> vm/observe -> vm/lua -> vm/core -> vm/share -> gil
+    vm/cli -> vm/observe -> vm/lua -> vm/core -> vm/share -> gil -> base
 
 A file may include headers of its own layer and of the layers below it. Include
 directories make the build refuse most wrong-way includes; this catches the rest
 (`#include "../core/x.h"`, `#include "vm/core/x.h"`). A module is a .c and its .h;
 a circle between modules, even within one layer, is an error.
-(A header with no .c of its own is no module; see has_source. vm/share/vec.h and
-check.h are such headers: in the lowest vm layer, every layer may use them.)
+(A header with no .c of its own is no module; see has_source. base/vec.h and
+base/check.h are such headers: in the lowest layer, every layer may use them.)
 
 Usage: check_layers.py ROOT     check the tree at ROOT
        check_layers.py --self   also check that it catches a wrong-way include and a circle
@@ -20,7 +20,7 @@ import re
 import sys
 import tempfile
 
-LAYERS = ['gil', 'vm/share', 'vm/core', 'vm/lua', 'vm/observe', 'vm/cli']  # bottom first
+LAYERS = ['base', 'gil', 'vm/share', 'vm/core', 'vm/lua', 'vm/observe', 'vm/cli']  # bottom first
 GENERATED = {'pool_lua.h': 'vm/lua/pool.lua'}  # made by the build, from the file named
 # Headers a layer may not use although they are below it
 FORBIDDEN = {

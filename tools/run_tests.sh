@@ -10,6 +10,7 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:die_after_fork=0
 export ASAN_OPTIONS=detect_leaks=1
 passed=0 failed=0 status=0
+failures=""  # one line per failed test or suite, repeated just before the total
 fuzz() {
   local dir=$1 corpus
   ninja -C "$dir" tests/fuzz_marshal >"$dir/ninja.log" 2>&1 || { cat "$dir/ninja.log"; return 1; }
@@ -26,13 +27,15 @@ fuzz() {
 for dir in "$@"; do
   echo "== $dir"
   if [ "$(basename "$dir")" = build-fuzz ]; then
-    if fuzz "$dir"; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; fi
+    if fuzz "$dir"; then passed=$((passed + 1)); else
+      failed=$((failed + 1)); status=1; failures+="  $dir: fuzz_marshal"$'\n'
+    fi
     continue
   fi
   if ! ninja -C "$dir" >"$dir/ninja.log" 2>&1; then
     cat "$dir/ninja.log"
     echo "build failed in $dir"
-    failed=$((failed + 1)); status=1; continue
+    failed=$((failed + 1)); status=1; failures+="  $dir: build failed"$'\n'; continue
   fi
   log="$dir/test-output.log"
   meson test -C "$dir" --print-errorlogs -v >"$log" 2>&1
@@ -45,9 +48,15 @@ for dir in "$@"; do
   if [ $rc -ne 0 ]; then
     status=1
     [ "$f" -eq 0 ] && failed=$((failed + 1))  # a suite that died before its Synthesis line
-    grep -E -B2 -A20 '\[FAIL\]|ThreadSanitizer|AddressSanitizer|runtime error|Crashing' "$log" | head -120
+    # What failed, and why: Criterion's [FAIL] lines and the assertion
+    # messages before them (a sanitizer report in gilvm shows in the failed
+    # test's message), and meson's suites that did not pass. Not every
+    # sanitizer line: passing suites print expected ones (test_check's).
+    grep -E '^\[(----|FAIL)\]|^ *[0-9]+/[0-9]+ .* (FAIL|TIMEOUT|ERROR)' "$log" | head -80
+    failures+=$(grep -E '^\[FAIL\]|^ *[0-9]+/[0-9]+ .* (FAIL|TIMEOUT|ERROR)' "$log" | sed "s|^|  $dir: |")$'\n'
     echo "  (full log: $log)"
   fi
 done
+[ -n "$failures" ] && printf 'failed:\n%s' "$failures"
 echo "$passed passed, $failed failed"
 exit $status

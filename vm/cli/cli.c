@@ -48,6 +48,7 @@ enum {
   F_TIMEOUT,
   F_ARENA,
   F_BINARY,
+  F_COLOR,
   F_HELP,
   F_VERSION,
   F_COUNT
@@ -94,6 +95,10 @@ static const cli_flag cli_flags[F_COUNT] = {
                  "let the script be a precompiled chunk (luac\n"
                  "output); Lua does not check those, so only\n"
                  "trusted ones" },
+  [F_COLOR] = { NULL, "--color", "WHEN", LOCAL_ALL,
+                "auto (default): colour the report's key figures\n"
+                "and the --timeline chart when stderr is a\n"
+                "terminal and NO_COLOR is unset; always; never" },
   [F_HELP] = { "-h", "--help", NULL, 0, "show this help and exit" },
   [F_VERSION] = { "-V", "--version", NULL, 0, "show the version and exit" },
 };
@@ -105,6 +110,7 @@ static const char help_head[] =
     "  or:  gilvm [run] [options] -e CODE [script.lua [args...]]\n"
     "  or:  gilvm compare [options] script.lua [args...]\n"
     "  or:  gilvm sweep [-s LIST] [-g LIST] [options] script.lua [args...]\n"
+    "  or:  gilvm dis [-g POLICY] [--binary] script.lua\n"
     "\n"
     "Runs a Lua 5.4 script whose gil.spawn() workers are real OS threads under a\n"
     "Global Interpreter Lock (or, with -m, threads with interpreters of their own,\n"
@@ -124,6 +130,10 @@ static const char help_head[] =
     "           (default -s 0.1ms,0.5ms,1ms,5ms,20ms,100ms). Only the first run's\n"
     "           stdout is shown. --json FILE writes every run's figures; --svg\n"
     "           FILE plots each figure against the interval (log scale).\n"
+    "  dis      lists each function's Lua 5.4 bytecode with its source lines and\n"
+    "           marks where the eval breaker can hand the GIL to another thread:\n"
+    "           >> always, ~ only on a slow path (a metamethod, a missing key, a\n"
+    "           garbage-collection step); with -g legacy, anywhere. Runs nothing.\n"
     "\n"
     "Options:\n";
 
@@ -145,8 +155,8 @@ static const char help_tail[] =
     "       the script runs)\n"
     "  3    the script could not be loaded (missing file, syntax error, a\n"
     "       precompiled chunk without --binary)\n"
-    "  4    deadlock: threads waited for each other in a cycle, none with a\n"
-    "       timeout (the cycle is printed)\n"
+    "  4    deadlock: workers waited for each other (in a cycle, or all of\n"
+    "       them), none with a timeout; who waits where for what is printed\n"
     "  124  --timeout expired (compare, sweep: in some run)\n"
     "  130  Ctrl-C\n"
     "  143  SIGTERM\n"
@@ -155,6 +165,7 @@ static const char help_tail[] =
     "  GILVM_ARENA_MB       the arena's size in MiB (1 to 1048576) when --arena is\n"
     "                       not given; empty means unset\n"
     "  COLUMNS              --timeline's width when stderr is not a terminal\n"
+    "  NO_COLOR             set and not empty: no colour unless --color=always\n"
     "  GILVM_BREAKER_STATS  1: print at exit how often the eval breaker was armed\n"
     "\n"
     "Files:\n"
@@ -379,6 +390,16 @@ static int set_option(int f, const char *v, cli_options *o) {
   case F_SVG: o->svg_path = v; break;
   case F_TIMELINE: o->timeline = 1; break;
   case F_BINARY: o->binary = 1; break;
+  case F_COLOR:
+    if (strcmp(v, "auto") == 0)
+      o->color = CLI_COLOR_AUTO;
+    else if (strcmp(v, "always") == 0)
+      o->color = CLI_COLOR_ALWAYS;
+    else if (strcmp(v, "never") == 0)
+      o->color = CLI_COLOR_NEVER;
+    else
+      return usage_error("bad --color '%s' (expected auto, always or never)", v);
+    break;
   case F_MODE: {
     int m = rt_mode_parse(v);
     if (m < 0) return usage_error("unknown mode '%s' (expected gil, nogil or fork)", v);
@@ -503,8 +524,9 @@ int cli_parse(int argc, char **argv, cli_options *o) {
   o->command = "run";
   o->mode = RT_MODE_GIL;
   o->policy = gil_policy_at(0)->name;
-  int shift =
-      argc > 1 && (strcmp(argv[1], "run") == 0 || strcmp(argv[1], "compare") == 0 || strcmp(argv[1], "sweep") == 0);
+  int shift = argc > 1 &&
+      (strcmp(argv[1], "run") == 0 || strcmp(argv[1], "compare") == 0 || strcmp(argv[1], "sweep") == 0 ||
+       strcmp(argv[1], "dis") == 0);
   if (shift) o->command = argv[1];
   int rc = parse_options(argc - shift, argv + shift, o); /* the command stands in for argv[0] */
   if (rc >= 0) return rc;
@@ -529,6 +551,7 @@ int cli_parse(int argc, char **argv, cli_options *o) {
                            : o->svg_path ? "--svg"
                                          : "--timeline");
   if (is_sweep(o)) return check_sweep(o);
+  if (strcmp(o->command, "dis") == 0 && !o->script) return usage_error("dis needs a script file%s", "");
   if (o->check_interval && !has_check_interval(gil_policy_find(o->policy))) return check_interval_error(0);
   return -1;
 }

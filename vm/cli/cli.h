@@ -15,6 +15,8 @@ typedef struct cli_list { /* a comma list as given: "0.5ms,1ms" -> "0.5ms", "1ms
   char item[CLI_LIST_MAX][32];
 } cli_list;
 
+enum { CLI_COLOR_AUTO, CLI_COLOR_ALWAYS, CLI_COLOR_NEVER };
+
 typedef struct cli_options {
   const char *command; /* "run", "compare", "sweep" */
   rt_mode mode; /* RT_MODE_GIL */
@@ -30,6 +32,7 @@ typedef struct cli_options {
   const char *svg_path; /* --svg FILE */
   int timeline; /* --timeline: ASCII chart in the report */
   int binary; /* --binary: the script may be a precompiled chunk */
+  int color; /* --color: CLI_COLOR_* */
   size_t arena_bytes; /* --arena SIZE, or GILVM_ARENA_MB (0: the default) */
   cli_list intervals; /* sweep: -s LIST (default 0.1ms,0.5ms,1ms,5ms,20ms,100ms) */
   uint64_t interval_list_ns[CLI_LIST_MAX];

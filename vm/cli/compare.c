@@ -12,6 +12,7 @@
  */
 #include "compare.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -27,6 +28,7 @@
 #include "clock.h"
 #include "jsonio.h"
 #include "outfile.h"
+#include "plot.h"
 #include "vec.h"
 
 /* ---- reading a run's figures from its --json ---- */
@@ -56,18 +58,164 @@ int compare_json_figure_names(const json_t *report, char **names, int max) {
 
 /* ---- the comparison ---- */
 
-/* Describe where b's output first differs from a's; 0 if identical. */
-static int first_difference(const char *a, const char *b, char *buf, size_t len) {
-  if (strcmp(a, b) == 0) return 0;
-  int line = 1;
-  while (*a && *a == *b) {
-    if (*a == '\n') line++;
+/*
+ * Why two outputs differ. The outputs are cut into lines; then, in order:
+ *   the same lines in another order: scheduling (workers printed in another order);
+ *   paired lines that differ only in their numbers, where a differing number
+ *     looks like a timing (a fraction, or a time unit after it): timings;
+ *   otherwise, when the other mode copied something and the gil run had
+ *     thread workers (which share the interpreter): workers got copies;
+ *   otherwise: just different (timing or scheduling, as a race).
+ * Lines are quoted whole (cut at QUOTE_MAX characters).
+ */
+#define QUOTE_MAX 100
+
+typedef struct lines {
+  char **v;
+  int n;
+  size_t cap;
+} lines;
+
+static void split_lines(const char *s, lines *l) {
+  memset(l, 0, sizeof *l);
+  while (s && *s) {
+    size_t n = strcspn(s, "\n");
+    char *line = strndup(s, n);
+    if (!line || VEC_PUSH(l->v, l->n, l->cap, line) != 0) free(line);
+    s += n + (s[n] == '\n');
+  }
+}
+
+static void free_lines(lines *l) {
+  for (int i = 0; i < l->n; i++) free(l->v[i]);
+  free(l->v);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* The same lines, in another order. */
+static int same_lines(const lines *a, const lines *b) {
+  if (a->n != b->n) return 0;
+  char **x = malloc(((size_t)a->n + 1) * sizeof *x), **y = malloc(((size_t)b->n + 1) * sizeof *y);
+  int same = x && y;
+  if (same) {
+    memcpy(x, a->v, (size_t)a->n * sizeof *x);
+    memcpy(y, b->v, (size_t)b->n * sizeof *y);
+    qsort(x, (size_t)a->n, sizeof *x, cmp_str);
+    qsort(y, (size_t)b->n, sizeof *y, cmp_str);
+    for (int i = 0; i < a->n && same; i++) same = strcmp(x[i], y[i]) == 0;
+  }
+  free(x);
+  free(y);
+  return same;
+}
+
+static int is_num_char(char c) { return (c >= '0' && c <= '9') || c == '.'; }
+
+/* u starts with a time unit as a word: "s", "ms", "us", "ns", "µs" (then no letter or digit). */
+static int time_unit(const char *u) {
+  static const char *const units[] = { "s", "ms", "us", "ns", "\xc2\xb5s" };
+  for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+    size_t n = strlen(units[i]);
+    if (strncmp(u, units[i], n) == 0 && !isalnum((unsigned char)u[n])) return 1;
+  }
+  return 0;
+}
+
+/* a and b differ only in numbers: 0 if not, 1 if so, 2 if one of the differing numbers looks like a timing. */
+static int numbers_only(const char *a, const char *b) {
+  int timing = 0;
+  while (*a && *b) {
+    if (isdigit((unsigned char)*a) && isdigit((unsigned char)*b)) {
+      const char *ea = a, *eb = b;
+      while (is_num_char(*ea)) ea++;
+      while (is_num_char(*eb)) eb++;
+      if (ea - a != eb - b || strncmp(a, b, (size_t)(ea - a)) != 0) {
+        if (memchr(a, '.', (size_t)(ea - a)) || memchr(b, '.', (size_t)(eb - b)) || time_unit(ea + (*ea == ' ')))
+          timing = 1;
+      }
+      a = ea;
+      b = eb;
+      continue;
+    }
+    if (*a != *b) return 0;
     a++;
     b++;
   }
-  while (line > 1 && a[-1] != '\n') a--, b--;
-  int la = (int)strcspn(a, "\n"), lb = (int)strcspn(b, "\n");
-  snprintf(buf, len, "line %d: \"%.*s\" instead of \"%.*s\"", line, lb > 60 ? 60 : lb, b, la > 60 ? 60 : la, a);
+  return *a || *b ? 0 : 1 + timing;
+}
+
+static void quote(FILE *f, const char *s) {
+  size_t n = strlen(s);
+  char *q = strndup(s, n > QUOTE_MAX ? QUOTE_MAX : n);
+  fprintf(f, "\"%s%s\"", q ? compare_printable(q) : "?", n > QUOTE_MAX ? "..." : "");
+  free(q);
+}
+
+/* Some worker of the gil run was a thread (shares main's interpreter). */
+static int had_thread_workers(const json_t *gil_run) {
+  json_t *threads = json_object_get(gil_run, "threads"), *t;
+  size_t i;
+  json_array_foreach(threads, i, t) {
+    if (i > 0 && json_is_string(json_object_get(t, "kind")) &&
+        strcmp(json_string_value(json_object_get(t, "kind")), "thread") == 0)
+      return 1;
+  }
+  return 0;
+}
+
+int compare_explain(FILE *f, const char *mode, const char *a, const char *b, const json_t *ja, const json_t *jb) {
+  if (strcmp(a, b) == 0) return 0;
+  lines la, lb;
+  split_lines(a, &la);
+  split_lines(b, &lb);
+  fprintf(f, "  output differs in %s mode", mode);
+  if (same_lines(&la, &lb)) {
+    int i = 0;
+    while (i < la.n && strcmp(la.v[i], lb.v[i]) == 0) i++;
+    fprintf(f, ": the same lines in another order, from line %d:\n    %-6s ", i + 1, mode);
+    quote(f, lb.v[i]);
+    fprintf(f, "\n    %-6s ", "gil");
+    quote(f, la.v[i]);
+    fprintf(f, "\n    why: scheduling: the workers ran, and printed, in another order\n");
+  } else {
+    int n = la.n < lb.n ? la.n : lb.n, first = -1, timing = la.n == lb.n, ndiff = 0;
+    for (int i = 0; i < n || (first < 0 && i < (la.n > lb.n ? la.n : lb.n)); i++) {
+      const char *x = i < la.n ? la.v[i] : "", *y = i < lb.n ? lb.v[i] : "";
+      if (strcmp(x, y) == 0) continue;
+      if (first < 0) first = i;
+      ndiff++;
+      if (numbers_only(x, y) != 2) timing = 0;
+    }
+    if (first < 0) first = n; /* one is the other plus lines */
+    fprintf(f, ", line %d", first + 1);
+    if (ndiff > 1) fprintf(f, " (and %d more line%s)", ndiff - 1, ndiff > 2 ? "s" : "");
+    fprintf(f, ":\n    %-6s ", mode);
+    if (first < lb.n)
+      quote(f, lb.v[first]);
+    else
+      fprintf(f, "(no such line)");
+    fprintf(f, "\n    %-6s ", "gil");
+    if (first < la.n)
+      quote(f, la.v[first]);
+    else
+      fprintf(f, "(no such line)");
+    double copied = jsonio_number(jb, "bytes_copied");
+    if (timing)
+      fprintf(f,
+              "\n    why: these lines differ only in numbers that look like timings: they change from run to "
+              "run\n");
+    else if (copied > 0 && had_thread_workers(ja))
+      fprintf(f,
+              "\n    why: workers got copies: in %s mode %.0f bytes were copied to and from workers, so a\n"
+              "    table or global a worker changed is its own copy, while gil's threads share them\n",
+              mode, copied);
+    else
+      fprintf(f, "\n    why: not copies (%s):\n    the script printed something else, as timing or a race decided\n",
+              copied > 0 ? "the gil run's workers were no threads either" : "nothing was copied");
+  }
+  free_lines(&la);
+  free_lines(&lb);
   return 1;
 }
 
@@ -109,14 +257,25 @@ static void print_figures(FILE *f, child_run *runs) {
   char *names[32];
   int n = compare_json_figure_names(runs[0].json, names, 32);
   if (n == 0) return;
-  fprintf(f, "\n  %-24s %14s %14s %14s\n", "script figure", rt_mode_names[0], rt_mode_names[1], rt_mode_names[2]);
+  int namew = 24, valw = 14; /* as wide as the longest name and value: nothing cut, columns aligned */
+  for (int i = 0; i < n; i++) {
+    if (plot_text_width(names[i]) > namew) namew = plot_text_width(names[i]);
+    for (int m = 0; m < RT_NMODES; m++) {
+      char *v = compare_json_figure(runs[m].json, names[i]);
+      if (v && plot_text_width(v) > valw) valw = plot_text_width(v);
+      free(v);
+    }
+  }
+  fprintf(f, "\n  %-*s %*s %*s %*s\n", namew, "script figure", valw, rt_mode_names[0], valw, rt_mode_names[1], valw,
+          rt_mode_names[2]);
   for (int i = 0; i < n; i++) {
     char *shown = compare_printable(strdup(names[i]));
-    fprintf(f, "  %-24.24s", shown ? shown : "?");
+    fprintf(f, "  %s%*s", shown ? shown : "?", namew - plot_text_width(shown ? shown : "?"), "");
     free(shown);
     for (int m = 0; m < RT_NMODES; m++) {
       char *v = compare_json_figure(runs[m].json, names[i]);
-      fprintf(f, " %14.14s", v ? v : "-");
+      const char *t = v ? v : "-";
+      fprintf(f, " %*s%s", valw - plot_text_width(t), "", t);
       free(v);
     }
     fputc('\n', f);
@@ -161,22 +320,16 @@ int compare_main(int argc, char **argv, const cli_options *o) {
   print_figures(f, runs);
   int same = !stop; /* a stopped run's output is cut short: no verdict */
   for (int m = 1; m < RT_NMODES && !stop; m++) {
-    char diff[200];
-    if (runs[0].out && runs[m].out && first_difference(runs[0].out, runs[m].out, diff, sizeof diff)) {
+    if (runs[0].out && runs[m].out && strcmp(runs[0].out, runs[m].out) != 0) {
       if (same) fputc('\n', f);
       same = 0;
-      fprintf(f, "  output differs: %s printed, at %s\n", rt_mode_names[m], diff);
+      compare_explain(f, rt_mode_names[m], runs[0].out, runs[m].out, runs[0].json, runs[m].json);
     }
   }
   if (stop)
     fprintf(f, "\n  stopped (%s): the output was not compared\n", child_stop_reason());
   else if (same)
     fprintf(f, "\n  output: identical in all three modes\n");
-  else
-    fprintf(f,
-            "  (in nogil and fork modes workers get copies: a script whose output depends on\n"
-            "   tables or globals mutated by other workers behaves differently there; see\n"
-            "   the script's header comment)\n");
   fprintf(f, "-------------------------------------------------------------------------------\n");
   if (o->json_path && write_json(o->json_path, runs, same, stop) && rc == 0) rc = EXIT_SCRIPT_ERROR;
   for (int m = 0; m < RT_NMODES; m++) child_run_free(&runs[m]);

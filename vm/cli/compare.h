@@ -19,4 +19,8 @@ int compare_json_figure_names(const json_t *report, char **names, int max);
 
 int compare_main(int argc, char **argv, const cli_options *o);
 
+/* If b (mode's output) differs from a (gil's), say where, quoting whole lines, and why:
+   another order, timings, copies (only when mode copied something), or neither. 1 if they differ. */
+int compare_explain(FILE *f, const char *mode, const char *a, const char *b, const json_t *ja, const json_t *jb);
+
 #endif

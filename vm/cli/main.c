@@ -22,6 +22,7 @@
 #include "child.h"
 #include "cli.h"
 #include "compare.h"
+#include "dis.h"
 #include "clock.h"
 #include "gilmod.h"
 #include "objects.h"
@@ -165,6 +166,14 @@ static int write_or_complain(int err, const char *path) {
   return err != 0;
 }
 
+/* Colour on stderr: --color=always, or auto on a terminal without NO_COLOR (no-color.org) or TERM=dumb. */
+static int want_color(const cli_options *o) {
+  if (o->color != CLI_COLOR_AUTO) return o->color == CLI_COLOR_ALWAYS;
+  const char *no = getenv("NO_COLOR"), *term = getenv("TERM");
+  if ((no && *no) || (term && strcmp(term, "dumb") == 0)) return 0;
+  return isatty(STDERR_FILENO);
+}
+
 /* The report, the JSON, and the timelines asked for. Returns 1 if a file could not be written. */
 static int report(runtime *rt, const cli_options *o) {
   int failed = 0;
@@ -176,6 +185,7 @@ static int report(runtime *rt, const cli_options *o) {
   }
   report_run r;
   report_collect(&run, &r);
+  r.color = want_color(o);
   timeline tl;
   int have_timeline = 0;
   if (run.recorded) {
@@ -192,7 +202,7 @@ static int report(runtime *rt, const cli_options *o) {
   if (!o->quiet)
     report_print(stderr, &r);
   else if (r.timeline)
-    timeline_print_ascii(&tl, stderr, r.timeline_width); /* asked for by name */
+    timeline_print_ascii_color(&tl, stderr, r.timeline_width, r.color); /* asked for by name */
   if (o->json_path) failed |= write_or_complain(report_json(o->json_path, &r), o->json_path);
   if (have_timeline) timeline_free(&tl);
   rt_snapshot_free(&run);
@@ -215,6 +225,7 @@ static int gilvm_main(int argc, char **argv) {
   if ((rc = check_outputs(&o)) != 0) return rc;
   if (strcmp(o.command, "compare") == 0) return compare_main(argc, argv, &o);
   if (strcmp(o.command, "sweep") == 0) return sweep_main(argc, argv, &o);
+  if (strcmp(o.command, "dis") == 0) return dis_main(&o);
 
   sigset_t set;
   signal_set(&set);

@@ -196,6 +196,8 @@ void breaker_interrupt(pthread_t t, atomic_int *pending) {
     PT_CHECK_OR(pthread_kill(t, BREAKER_SIGNAL), ESRCH); /* ESRCH: the thread has just ended */
 }
 
+int breaker_polling(void) { return POLLING; }
+
 unsigned long breaker_arms(void) { return atomic_load(&arms); }
 
 /* ---- debug.sethook / debug.gethook, kept beside the breaker's own hook ---- */

@@ -60,6 +60,8 @@ void breaker_arm_every(lua_State *L, int count);
 void breaker_interrupt(pthread_t t, atomic_int *pending);
 /* One-shot armings so far (GILVM_BREAKER_STATS=1 prints them, and all hook settings, at exit). */
 unsigned long breaker_arms(void);
+/* 1 if this build polls for requests (ThreadSanitizer): then a switch can come at any instruction. */
+int breaker_polling(void);
 /* Replace debug.sethook/gethook in L's interpreter by the breaker-aware ones. */
 void breaker_open_debug(lua_State *L);
 

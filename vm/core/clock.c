@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 static uint64_t ts_ns(const struct timespec *ts) { return (uint64_t)ts->tv_sec * 1000000000u + (uint64_t)ts->tv_nsec; }
 
@@ -20,6 +22,20 @@ uint64_t clock_thread_cpu_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return ts_ns(&ts);
+}
+
+int clock_thread_sched_ns(uint64_t *on_cpu_ns, uint64_t *runq_ns) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/task/%ld/schedstat", (long)syscall(SYS_gettid));
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  unsigned long long on_cpu, waiting;
+  int ok = fscanf(f, "%llu %llu", &on_cpu, &waiting) == 2;
+  fclose(f);
+  if (!ok) return -1;
+  *on_cpu_ns = on_cpu;
+  *runq_ns = waiting;
+  return 0;
 }
 
 uint64_t clock_process_cpu_ns(void) {

@@ -15,6 +15,7 @@ const char *const ev_state_names[ST_NSTATES] = {
   "blocked: lock",
   "blocked: queue",
   "running C without the GIL",
+  "blocked: io",
 };
 
 static uint32_t limit = EV_CAP;

@@ -124,7 +124,7 @@ void rt_record(runtime *rt) {
 
 static const ev_state block_state[RT_BLOCK_NKINDS] = {
   [RT_BLOCK_SLEEP] = ST_SLEEP, [RT_BLOCK_JOIN] = ST_JOIN,     [RT_BLOCK_LOCK] = ST_LOCK,
-  [RT_BLOCK_QUEUE] = ST_QUEUE, [RT_BLOCK_NATIVE] = ST_NATIVE,
+  [RT_BLOCK_QUEUE] = ST_QUEUE, [RT_BLOCK_NATIVE] = ST_NATIVE, [RT_BLOCK_IO] = ST_IO,
 };
 
 /* ---- interpreters and worker records ---- */
@@ -189,6 +189,12 @@ static void add_gil_stats(gil_stats *to, const gil_stats *s) {
   to->contended_ns += s->contended_ns;
 }
 
+/* From spawn to the end of its function (the run's end if it never ended); 0 for main. */
+static uint64_t in_flight(const rt_worker *w) {
+  uint64_t end = w->ended_ns ? w->ended_ns : w->rt->end_ns;
+  return w->id && end > w->spawned_ns ? end - w->spawned_ns : 0;
+}
+
 /* Fold w's figures into rt->gone and take it out of workers[] (and its
    interpreter out of interps[]). Under rt->mu. */
 static void retire(runtime *rt, rt_worker *w) {
@@ -203,7 +209,10 @@ static void retire(runtime *rt, rt_worker *w) {
   t->forced_drops += w->gil_thread.forced_drops;
   t->blocked_ns += w->blocked_ns;
   t->nogil_ns += w->nogil_ns;
+  t->io_ns += w->io_ns;
   if (w->started_ns > w->spawned_ns) t->startup_ns += w->started_ns - w->spawned_ns;
+  t->inflight_ns += in_flight(w);
+  t->runq_ns += w->runq_ns;
   t->maxrss_kb += w->maxrss_kb;
   t->events_dropped += w->events.dropped;
   t->bytes_copied += w->bytes_copied;
@@ -344,6 +353,7 @@ void rt_destroy(runtime *rt) {
   free(rt->workers);
   free(rt->interps);
   free(rt->piped);
+  free(rt->kids);
   for (int i = 0; i < 2; i++)
     if (rt->life[i] >= 0) close(rt->life[i]);
   if (rt->arena) shm_arena_destroy(rt->arena); /* after the interpreters: their handles release into it */
@@ -375,7 +385,15 @@ static int run_function(rt_worker *w, lua_State *L, int base) {
   lua_pushcfunction(L, rt_msghandler);
   lua_insert(L, base);
   w->started_ns = clock_now_ns();
+  uint64_t c0, c1, q0, q1;
+  int known = clock_thread_sched_ns(&c0, &q0) == 0;
   int status = atomic_load(&w->rt->stop) ? LUA_ERRRUN : lua_pcall(L, nargs, LUA_MULTRET, base);
+  w->ended_ns = clock_now_ns();
+  if (known && clock_thread_sched_ns(&c1, &q1) == 0 && q1 >= q0 && c1 >= c0) {
+    w->runq_ns = q1 - q0;
+    w->oncpu_ns = c1 - c0;
+    w->runq_known = 1;
+  }
   if (status == LUA_OK) {
     lua_remove(L, base);
     return 1;
@@ -412,8 +430,16 @@ static void enter(rt_worker *w, lua_State *L) {
 int rt_run_main(runtime *rt, int (*body)(lua_State *L, void *arg), void *arg) {
   rt_worker *w = rt->workers[0];
   enter(w, w->L);
+  uint64_t c0, c1, q0, q1;
+  int known = clock_thread_sched_ns(&c0, &q0) == 0;
   int rc = body(w->L, arg);
   w->cpu_ns = clock_thread_cpu_ns() - w->cpu_ns;
+  w->ended_ns = clock_now_ns();
+  if (known && clock_thread_sched_ns(&c1, &q1) == 0 && q1 >= q0 && c1 >= c0) {
+    w->runq_ns = q1 - q0;
+    w->oncpu_ns = c1 - c0;
+    w->runq_known = 1;
+  }
   breaker_attach(NULL, NULL);
   lua_sethook(w->L, NULL, 0, 0);
   gil_drop(w->interp->gil, &w->gil_thread);
@@ -597,6 +623,7 @@ static void become_child(runtime *rt, rt_worker *w) {
   for (int i = 0; i < rt->npiped; i++) close(rt->piped[i]->fd); /* a sibling's pipe is not ours to hold open */
   rt->fork_walk = rt->npiped;
   rt->npiped = 0;
+  rt->nkids = 0; /* the parent's children are the parent's to stop */
   die_with_parent(rt);
   w->tid = pthread_self();
   gil_after_fork(w->interp->gil, &w->gil_thread);
@@ -637,6 +664,10 @@ static void child_main(lua_State *L, rt_worker *w, int idx, int n, int fd) {
   rt_child_figures f = {
     .cpu_ns = clock_process_cpu_ns(),
     .started_ns = w->started_ns,
+    .ended_ns = w->ended_ns,
+    .runq_ns = w->runq_ns,
+    .oncpu_ns = w->oncpu_ns,
+    .runq_known = w->runq_known,
     .maxrss_kb = (uint64_t)ru.ru_maxrss,
     .acquisitions = w->gil_thread.acquisitions,
     .forced_drops = w->gil_thread.forced_drops,
@@ -644,6 +675,7 @@ static void child_main(lua_State *L, rt_worker *w, int idx, int n, int fd) {
     .hold_ns = w->gil_thread.hold_ns,
     .blocked_ns = w->blocked_ns,
     .nogil_ns = w->nogil_ns,
+    .io_ns = w->io_ns,
   };
   mar_counters(&f.bytes_encoded, &f.bytes_decoded);
   f.bytes_encoded -= enc0;
@@ -765,6 +797,10 @@ static void settle_child(rt_worker *w, mar_buf *raw) {
   w->events.dropped += f.events_dropped;
   w->cpu_ns = f.cpu_ns;
   w->started_ns = f.started_ns;
+  w->ended_ns = f.ended_ns;
+  w->runq_ns = f.runq_ns;
+  w->oncpu_ns = f.oncpu_ns;
+  w->runq_known = f.runq_known;
   w->maxrss_kb = f.maxrss_kb;
   w->gil_thread.acquisitions = f.acquisitions;
   w->gil_thread.forced_drops = f.forced_drops;
@@ -772,6 +808,7 @@ static void settle_child(rt_worker *w, mar_buf *raw) {
   w->gil_thread.hold_ns = f.hold_ns;
   w->blocked_ns = f.blocked_ns;
   w->nogil_ns = f.nogil_ns;
+  w->io_ns = f.io_ns;
   w->bytes_copied = f.bytes_encoded + f.bytes_decoded;
   if (st == 0) {
     mar_buf_free(&w->msg);
@@ -1007,11 +1044,16 @@ uint64_t rt_block_begin(rt_worker *self, rt_block kind) {
 
 void rt_block_end(rt_worker *self, rt_block kind, uint64_t began) {
   assert(self == self_worker);
-  gil_take(self->interp->gil, &self->gil_thread);
+  if (kind == RT_BLOCK_NATIVE)
+    gil_take(self->interp->gil, &self->gil_thread); /* CPU work without the GIL: not a blocking wait */
+  else
+    gil_take_after_block(self->interp->gil, &self->gil_thread); /* back from waiting: iopri favours it */
   park_if_exiting(self);
   uint64_t spent = clock_now_ns() - began;
   if (kind == RT_BLOCK_NATIVE)
     self->nogil_ns += spent;
+  else if (kind == RT_BLOCK_IO)
+    self->io_ns += spent;
   else
     self->blocked_ns += spent;
 }
@@ -1019,6 +1061,33 @@ void rt_block_end(rt_worker *self, rt_block kind, uint64_t began) {
 void rt_check_stop(lua_State *L) {
   runtime *rt = rt_current;
   if (atomic_load(&rt->stop)) luaL_error(L, "%s", rt->stop_reason);
+}
+
+int rt_can_block(void) { return rt_current && !rt_current->closing && self_worker && self_worker->interp; }
+
+int rt_kid_add(pid_t pgid) {
+  runtime *rt = rt_current;
+  PT_CHECK(pthread_mutex_lock(&rt->mu));
+  if (VEC_PUSH(rt->kids, rt->nkids, rt->kidcap, pgid) != 0) fprintf(stderr, "gilvm: out of memory\n");
+  int stopping = atomic_load(&rt->stop) != 0;
+  PT_CHECK(pthread_mutex_unlock(&rt->mu));
+  return stopping;
+}
+
+void rt_kid_done(pid_t pgid) {
+  runtime *rt = rt_current;
+  PT_CHECK(pthread_mutex_lock(&rt->mu));
+  for (int i = 0; i < rt->nkids; i++)
+    if (rt->kids[i] == pgid) {
+      rt->kids[i] = rt->kids[--rt->nkids];
+      break;
+    }
+  PT_CHECK(pthread_mutex_unlock(&rt->mu));
+}
+
+/* Under rt->mu: a child's whole group, so a shell's own children go too. */
+static void kill_kids(runtime *rt) {
+  for (int i = 0; i < rt->nkids; i++) kill(-rt->kids[i], SIGKILL);
 }
 
 int rt_should_stop(void *unused) {
@@ -1044,6 +1113,7 @@ void rt_stop(runtime *rt, int code, const char *reason) {
     else if (!w->reaped || i == 0)
       breaker_interrupt(w->tid, &w->interrupt);
   }
+  kill_kids(rt);
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
 }
 
@@ -1099,7 +1169,7 @@ void rt_exit(int status) {
     rt_worker *w = rt->workers[i];
     if (w->kind == RT_PROCESS && w->pid > 0 && !w->reaped) kill(w->pid, SIGKILL);
   }
-  PT_CHECK(pthread_mutex_unlock(&rt->mu));
+  PT_CHECK(pthread_mutex_unlock(&rt->mu)); /* io.popen's children live on, as after lua5.4's os.exit */
   fflush(NULL);
   _exit(status);
 }
@@ -1140,7 +1210,12 @@ static void take_worker(const rt_worker *w, snap_worker *s) {
   s->forced_drops = w->gil_thread.forced_drops;
   s->blocked_ns = w->blocked_ns;
   s->nogil_ns = w->nogil_ns;
+  s->io_ns = w->io_ns;
   s->startup_ns = w->id && w->started_ns > w->spawned_ns ? w->started_ns - w->spawned_ns : 0;
+  s->inflight_ns = in_flight(w);
+  s->runq_ns = w->runq_ns;
+  s->oncpu_ns = w->oncpu_ns;
+  s->runq_known = w->runq_known;
   s->failed = w->error != NULL;
   s->bytes_copied = w->bytes_copied;
   s->events = &w->events;

@@ -40,6 +40,7 @@ typedef enum rt_block { /* why a thread has released the GIL */
                         RT_BLOCK_LOCK,
                         RT_BLOCK_QUEUE,
                         RT_BLOCK_NATIVE,
+                        RT_BLOCK_IO,
                         RT_BLOCK_NKINDS
 } rt_block;
 
@@ -50,8 +51,9 @@ typedef struct rt_interp { /* one Lua interpreter and its GIL */
 
 /* What a process worker sends back besides its results (fixed size, host order). */
 typedef struct rt_child_figures {
-  uint64_t cpu_ns, started_ns, maxrss_kb;
-  uint64_t acquisitions, forced_drops, wait_ns, hold_ns, blocked_ns, nogil_ns;
+  uint64_t cpu_ns, started_ns, ended_ns, runq_ns, oncpu_ns, maxrss_kb;
+  int runq_known;
+  uint64_t acquisitions, forced_drops, wait_ns, hold_ns, blocked_ns, nogil_ns, io_ns;
   unsigned long long bytes_encoded, bytes_decoded;
   uint64_t nevents, events_dropped; /* its timeline follows the payload */
 } rt_child_figures;
@@ -69,8 +71,13 @@ typedef struct rt_worker {
   uint64_t spawned_ns; /* when spawn was called */
   uint64_t started_ns; /* when its function started: start-up cost = started - spawned */
   uint64_t cpu_ns; /* CPU time, measured when it ends */
+  uint64_t ended_ns; /* when its function returned or failed (0: not yet) */
+  uint64_t runq_ns; /* runnable but without a CPU while its function ran (the kernel's run-queue wait) */
+  uint64_t oncpu_ns; /* on a CPU over the same window (schedstat's first field): the warning's base */
+  int runq_known; /* runq_ns was measured (the kernel's schedstat could be read) */
   uint64_t blocked_ns; /* GIL released while blocked: sleep, join, lock, queue */
   uint64_t nogil_ns; /* GIL released while running C code (gil.native(s, true)) */
+  uint64_t io_ns; /* GIL released while blocked in the kernel: files, pipes, sockets, children */
   int nresults; /* RT_THREAD: results left on L's stack */
   mar_buf in_globals; /* RT_OWN_INTERP: the spawner's globals, encoded */
   mar_buf msg; /* RT_OWN_INTERP: function and arguments; then (and RT_PROCESS) results */
@@ -145,6 +152,9 @@ typedef struct runtime {
   atomic_int forked; /* a process worker has been started: queues stop passing references */
   atomic_int stdout_failed; /* a process worker could not write its stdout (it said so on stderr) */
   rt_host host; /* the callbacks rt_create was given */
+  pid_t *kids; /* process groups of io.popen's and os.execute's children, this process's (under mu) */
+  int nkids;
+  size_t kidcap;
 } runtime;
 
 /* w is a copy of a worker of another process (a forked child's parent). */
@@ -197,6 +207,14 @@ void rt_sleep(lua_State *L, uint64_t ns);
 /* Bracket a blocking call: release the GIL, then take it back and account the time. */
 uint64_t rt_block_begin(rt_worker *self, rt_block kind);
 void rt_block_end(rt_worker *self, rt_block kind, uint64_t began);
+/* Nonzero when the calling thread is a worker that may release its GIL now
+   (not while the runtime is being destroyed). */
+int rt_can_block(void);
+/* A child process (io.popen, os.execute) leads process group pgid: the stop
+   kills that group. Returns nonzero if the run is already stopping (the
+   caller kills it). rt_kid_done once it has been waited for. */
+int rt_kid_add(pid_t pgid);
+void rt_kid_done(pid_t pgid);
 /* Raise the stop error if the run is being stopped. */
 void rt_check_stop(lua_State *L);
 /* For blocking C calls: nonzero once the run is being stopped. */

@@ -27,8 +27,10 @@ typedef struct rt_figure { /* gil.report(name, value) */
    report's totals stay true after their records are freed. */
 typedef struct rt_totals {
   int n, failed;
-  uint64_t cpu_ns, hold_ns, wait_ns, acquisitions, forced_drops, blocked_ns, nogil_ns;
+  uint64_t cpu_ns, hold_ns, wait_ns, acquisitions, forced_drops, blocked_ns, nogil_ns, io_ns;
   uint64_t startup_ns, maxrss_kb, events_dropped;
+  uint64_t inflight_ns; /* from spawn to the end of its function, summed */
+  uint64_t runq_ns; /* runnable without a CPU, summed */
   unsigned long long bytes_copied;
   gil_stats gil; /* released free workers' interpreters' GILs */
 } rt_totals;
@@ -42,7 +44,12 @@ typedef struct snap_worker { /* one worker of this process, as it ended */
   uint64_t hold_ns, wait_ns, acquisitions, forced_drops; /* under its GIL */
   uint64_t blocked_ns; /* GIL released while blocked: sleep, join, lock, queue */
   uint64_t nogil_ns; /* GIL released while running C code */
+  uint64_t io_ns; /* GIL released while blocked in the kernel (io, os.execute, sockets) */
   uint64_t startup_ns; /* from spawn to its function running (0: main, or unknown) */
+  uint64_t inflight_ns; /* from spawn to the end of its function: running, waiting or blocked (0: main) */
+  uint64_t runq_ns; /* runnable but without a CPU while its function ran (kernel's schedstat) */
+  uint64_t oncpu_ns; /* on a CPU over the same window (schedstat) */
+  int runq_known; /* runq_ns could be measured */
   int failed;
   unsigned long long bytes_copied; /* SNAP_PROCESS: bytes its marshaller moved */
   const ev_buf *events; /* its timeline (the runtime's: valid until rt_destroy) */

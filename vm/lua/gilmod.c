@@ -23,8 +23,10 @@
 #include "breaker.h"
 #include "check.h"
 #include "clock.h"
+#include "lio.h"
 #include "objects.h"
 #include "runtime.h"
+#include "sockets.h"
 
 #define HANDLE_MT "gil.handle"
 
@@ -222,6 +224,14 @@ static int g_debug(lua_State *L) {
   return 1;
 }
 
+/* gil._block(): block in C holding the GIL until the process ends: for tests
+   of what the stop does with a thread it cannot reach. */
+static int g_block(lua_State *L) {
+  (void)L;
+  for (;;) pause();
+  return 0;
+}
+
 /* ---- coroutines: the breaker must interrupt the coroutine that is running ---- */
 
 /* Like coroutine.resume, but tells the breaker which Lua state this OS thread runs. */
@@ -359,6 +369,7 @@ static const luaL_Reg gil_funcs[] = {
   { "cpu_count", g_cpu_count },
   { "report", g_report },
   { "_debug", g_debug },
+  { "_block", g_block },
   { NULL, NULL },
 };
 
@@ -381,6 +392,7 @@ int luaopen_gil(lua_State *L) {
   push_compute(L);
   lua_setfield(L, -2, "compute");
   objects_open(L);
+  sockets_open(L);
   return 1;
 }
 
@@ -390,6 +402,7 @@ void gilmod_open(lua_State *L) {
   lua_pop(L, 1);
   patch_lib(L, "coroutine", coroutine_patches);
   patch_lib(L, "os", os_patches);
+  lio_open(L);
 }
 
 const rt_host gilmod_host = { .open = gilmod_open, .before_wait_all = objects_close_pools };

@@ -8,14 +8,14 @@
    is red: the colour of time lost to the lock. Blocked states are muted, so
    the eye goes to who runs and who waits. */
 const char *const plot_state_colors[ST_NSTATES] = {
-  [ST_IDLE] = NULL,          [ST_RUN_GIL] = "#2e7d32", [ST_RUN_OWN] = "#1e88e5",
-  [ST_WAIT_GIL] = "#e53935", [ST_SLEEP] = "#b0bec5",   [ST_JOIN] = "#d1c4e9",
-  [ST_LOCK] = "#a1887f",     [ST_QUEUE] = "#ffcc80",   [ST_NATIVE] = "#26a69a",
+  [ST_IDLE] = NULL,        [ST_RUN_GIL] = "#2e7d32", [ST_RUN_OWN] = "#1e88e5", [ST_WAIT_GIL] = "#e53935",
+  [ST_SLEEP] = "#b0bec5",  [ST_JOIN] = "#d1c4e9",    [ST_LOCK] = "#a1887f",    [ST_QUEUE] = "#ffcc80",
+  [ST_NATIVE] = "#26a69a", [ST_IO] = "#90caf9",
 };
 
 const char plot_state_chars[ST_NSTATES] = {
   [ST_IDLE] = ' ', [ST_RUN_GIL] = '#', [ST_RUN_OWN] = '=', [ST_WAIT_GIL] = '.', [ST_SLEEP] = 's',
-  [ST_JOIN] = 'j', [ST_LOCK] = 'l',    [ST_QUEUE] = 'q',   [ST_NATIVE] = '~',
+  [ST_JOIN] = 'j', [ST_LOCK] = 'l',    [ST_QUEUE] = 'q',   [ST_NATIVE] = '~',   [ST_IO] = 'i',
 };
 
 const char *const plot_state_legend[ST_NSTATES] = {
@@ -28,6 +28,7 @@ const char *const plot_state_legend[ST_NSTATES] = {
   [ST_LOCK] = "blocked: lock",
   [ST_QUEUE] = "blocked: queue",
   [ST_NATIVE] = "C code without the GIL",
+  [ST_IO] = "blocked: io",
 };
 
 const char *const plot_series_colors[] = { "#1565c0", "#e53935", "#2e7d32", "#8e24aa", "#ef6c00", "#00838f" };
@@ -89,6 +90,12 @@ int plot_utf8_len(const char *s) {
     if ((p[i] & 0xc0) != 0x80) return 0;
   if (n == 3 && ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0))) return 0;
   if (n == 4 && ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))) return 0;
+  return n;
+}
+
+int plot_text_width(const char *s) {
+  int n = 0;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) n += (*p & 0xc0) != 0x80;
   return n;
 }
 

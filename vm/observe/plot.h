@@ -31,6 +31,8 @@ const char *plot_time_label(double s, double step, char *buf, size_t len);
 const char *plot_number_label(double v, char *buf, size_t len);
 /* Length of the valid UTF-8 sequence at s (1 to 4), 0 if the byte there starts none. */
 int plot_utf8_len(const char *s);
+/* Columns the text takes on a terminal: its characters (UTF-8 continuation bytes not counted). */
+int plot_text_width(const char *s);
 /* Write s as SVG/XML character data (escapes & < > " '; invalid UTF-8 and control
    characters become '?'). */
 void plot_svg_text(FILE *f, const char *s);

@@ -8,12 +8,15 @@
 #include "report.h"
 
 #include <math.h>
+#include <sched.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
 #include "jsonio.h"
 #include "outfile.h"
+#include "plot.h"
 #include "timeline.h"
 
 static double pct(uint64_t part, uint64_t whole) { return whole ? 100.0 * (double)part / (double)whole : 0.0; }
@@ -28,6 +31,10 @@ static const char *bytes(unsigned long long n, char *buf, size_t len) {
   else
     snprintf(buf, len, "%llu B", n);
   return buf;
+}
+
+int report_disturbed(const snap_worker *w) {
+  return w->runq_known && w->runq_ns >= REPORT_RUNQ_MIN_NS && w->runq_ns * 100 > w->oncpu_ns * REPORT_RUNQ_PCT;
 }
 
 void report_collect(const rt_snapshot *s, report_run *r) {
@@ -54,6 +61,19 @@ void report_collect(const rt_snapshot *s, report_run *r) {
     startup += w->startup_ns;
   }
   r->startup_ns = r->workers ? startup / (uint64_t)r->workers : 0;
+  r->inflight_ns = s->released.inflight_ns;
+  r->runq_ns = s->released.runq_ns;
+  for (int i = 0; i < s->nworkers; i++) {
+    r->inflight_ns += s->workers[i].inflight_ns;
+    r->runq_ns += s->workers[i].runq_ns;
+    r->disturbed |= report_disturbed(&s->workers[i]);
+  }
+  cpu_set_t set; /* the CPUs this process may run on (taskset, cgroups' cpusets) */
+  r->cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+  if (r->cpus < 1) r->cpus = 1;
+  /* under one GIL, Lua runs on one CPU at a time; otherwise every worker and main at once */
+  r->runnable_at_once = r->mode == RT_MODE_GIL ? 1 : r->workers + 1;
+  r->overlap = r->wall_ns ? (double)r->inflight_ns / (double)r->wall_ns : 0.0;
   if (s->nworkers) r->events_dropped += s->workers[0].events->dropped;
   r->recorded = s->recorded;
   r->maxrss_kb = s->maxrss_kb;
@@ -64,12 +84,26 @@ static const char *kind_name(const snap_worker *w) {
   return w->kind == SNAP_PROCESS ? "process" : w->kind == SNAP_OWN_INTERP ? "free thread" : "thread";
 }
 
-static void print_worker(FILE *f, const snap_worker *w) {
-  char cpu[24], held[24], wait[24], blocked[24], nogil[24];
-  fprintf(f, "  %-22.22s %-11s %9s %9s %9s %7llu %7llu %9s %9s\n", w->name, kind_name(w),
+/* ANSI SGR codes, or nothing without colour. */
+#define BOLD "1"
+#define YELLOW "33"
+#define RED "1;31"
+static const char *on(const report_run *r, const char *sgr, char *buf, size_t len) {
+  if (!r->color) return "";
+  snprintf(buf, len, "\033[%sm", sgr);
+  return buf;
+}
+static const char *off(const report_run *r) { return r->color ? "\033[0m" : ""; }
+
+static void print_worker(FILE *f, const report_run *r, const snap_worker *w) {
+  char cpu[24], held[24], wait[24], blocked[24], nogil[24], io[24], runq[24], c[16];
+  int warn = report_disturbed(w);
+  fprintf(f, "  %-22.22s %-11s %9s %9s %9s %7llu %7llu %9s %9s %9s %s%9s%s\n", w->name, kind_name(w),
           dur(w->cpu_ns, cpu, sizeof cpu), dur(w->hold_ns, held, sizeof held), dur(w->wait_ns, wait, sizeof wait),
           (unsigned long long)w->acquisitions, (unsigned long long)w->forced_drops,
-          dur(w->blocked_ns, blocked, sizeof blocked), dur(w->nogil_ns, nogil, sizeof nogil));
+          dur(w->blocked_ns, blocked, sizeof blocked), dur(w->nogil_ns, nogil, sizeof nogil),
+          dur(w->io_ns, io, sizeof io), warn ? on(r, YELLOW, c, sizeof c) : "",
+          w->runq_known ? dur(w->runq_ns, runq, sizeof runq) : "?", warn ? off(r) : "");
 }
 
 /* Rows past REPORT_ROWS, and released workers, are summed into one row. */
@@ -82,6 +116,8 @@ static void add_worker(rt_totals *t, const snap_worker *w) {
   t->forced_drops += w->forced_drops;
   t->blocked_ns += w->blocked_ns;
   t->nogil_ns += w->nogil_ns;
+  t->runq_ns += w->runq_ns;
+  t->io_ns += w->io_ns;
 }
 
 /* The released workers plus the live ones past the first REPORT_ROWS rows. */
@@ -94,12 +130,13 @@ static rt_totals rest_of(const rt_snapshot *s) {
 static void print_rest(FILE *f, const rt_snapshot *s) {
   rt_totals t = rest_of(s);
   if (!t.n) return;
-  char name[32], cpu[24], held[24], wait[24], blocked[24], nogil[24];
+  char name[32], cpu[24], held[24], wait[24], blocked[24], nogil[24], io[24], runq[24];
   snprintf(name, sizeof name, "(%d more)", t.n);
-  fprintf(f, "  %-22.22s %-11s %9s %9s %9s %7llu %7llu %9s %9s\n", name, "summed", dur(t.cpu_ns, cpu, sizeof cpu),
-          dur(t.hold_ns, held, sizeof held), dur(t.wait_ns, wait, sizeof wait), (unsigned long long)t.acquisitions,
-          (unsigned long long)t.forced_drops, dur(t.blocked_ns, blocked, sizeof blocked),
-          dur(t.nogil_ns, nogil, sizeof nogil));
+  fprintf(f, "  %-22.22s %-11s %9s %9s %9s %7llu %7llu %9s %9s %9s %9s\n", name, "summed",
+          dur(t.cpu_ns, cpu, sizeof cpu), dur(t.hold_ns, held, sizeof held), dur(t.wait_ns, wait, sizeof wait),
+          (unsigned long long)t.acquisitions, (unsigned long long)t.forced_drops,
+          dur(t.blocked_ns, blocked, sizeof blocked), dur(t.nogil_ns, nogil, sizeof nogil), dur(t.io_ns, io, sizeof io),
+          dur(t.runq_ns, runq, sizeof runq));
   fprintf(f, "  (%d more): %d released after join (handle collected), %d past the first %d rows\n", t.n, s->released.n,
           t.n - s->released.n, REPORT_ROWS);
 }
@@ -138,54 +175,114 @@ static void print_dropped(FILE *f, const rt_snapshot *s, const report_run *r) {
   fprintf(f, " end early\n");
 }
 
+/* Workers that waited long for a CPU: the figures measured more than the script. */
+static void print_disturbed(FILE *f, const report_run *r) {
+  const rt_snapshot *s = r->run;
+  if (!r->disturbed) return;
+  char a[24], b[24], c[16];
+  fprintf(f, "\n  %swarning%s: waiting for a CPU stretched these figures (wall, parallelism, the GIL's):\n",
+          on(r, RED, c, sizeof c), off(r));
+  fprintf(f,
+          "  runnable but without a CPU (the kernel's run-queue wait) for more than %d%% of the time\n"
+          "  they ran:\n",
+          REPORT_RUNQ_PCT);
+  for (int i = 0, shown = 0; i < s->nworkers; i++) {
+    const snap_worker *w = &s->workers[i];
+    if (!report_disturbed(w)) continue;
+    if (shown++ == 5) {
+      fprintf(f, "    and more\n");
+      break;
+    }
+    fprintf(f, "    %s: %s (%.0f%% of the %s it ran)\n", w->name, clock_format(w->runq_ns, a, sizeof a),
+            pct(w->runq_ns, w->oncpu_ns), clock_format(w->oncpu_ns, b, sizeof b));
+  }
+  if (r->runnable_at_once > r->cpus)
+    fprintf(f, "  cause: the run's %d threads that can run at once outnumber the %d CPU%s it may use\n",
+            r->runnable_at_once, r->cpus, r->cpus == 1 ? "" : "s");
+  else
+    fprintf(f, "  cause: other load on this machine (the run can use %d CPU%s at once, and may use %d)\n",
+            r->runnable_at_once, r->runnable_at_once == 1 ? "" : "s", r->cpus);
+}
+
+/* The script's figures: a name column as wide as the longest name. */
+static void print_figures(FILE *f, const rt_snapshot *s) {
+  if (!s->nfigures) return;
+  int w = 22;
+  for (int i = 0; i < s->nfigures; i++)
+    if ((int)plot_text_width(s->figures[i].name) > w) w = (int)plot_text_width(s->figures[i].name);
+  fprintf(f, "\n  script figures\n");
+  for (int i = 0; i < s->nfigures; i++) {
+    int pad = w - (int)plot_text_width(s->figures[i].name);
+    fprintf(f, "  %s%*s %s\n", s->figures[i].name, pad, "", s->figures[i].value);
+  }
+}
+
 void report_print(FILE *f, const report_run *r) {
   const rt_snapshot *s = r->run;
-  char a[24], b[24], c[24];
+  char a[24], b[24], c[24], k[16];
   fprintf(f, "\n-- gilvm report --------------------------------------------------------------\n");
   fprintf(f, "  mode %s   gil %s   switch interval %s", rt_mode_names[r->mode], r->policy,
           clock_format(r->interval_ns, a, sizeof a));
   if (r->check_interval > 0) fprintf(f, "   check interval %d", r->check_interval);
-  fprintf(f, "\n  wall %s   cpu %s   parallelism %.2fx\n", clock_format(r->wall_ns, a, sizeof a),
-          clock_format(r->cpu_ns, b, sizeof b), r->parallelism);
+  fprintf(f, "\n  wall %s%s%s   cpu %s   parallelism %s%.2fx%s", on(r, BOLD, k, sizeof k),
+          clock_format(r->wall_ns, a, sizeof a), off(r), clock_format(r->cpu_ns, b, sizeof b), on(r, BOLD, k, sizeof k),
+          r->parallelism, off(r));
+  if (r->workers) fprintf(f, "   overlap %s%.2fx%s", on(r, BOLD, k, sizeof k), r->overlap, off(r));
+  fputc('\n', f);
+  if (r->workers) /* said once: parallelism counts CPU, overlap counts lives (I/O waits too) */
+    fprintf(f, "  (parallelism: CPU time / wall; overlap: the workers' lives, spawn to end, summed / wall)\n");
   print_gil(f, r);
   if (r->workers)
     fprintf(f, "  workers %d   start-up %s each (mean)   copied %s   peak memory %s\n", r->workers,
             dur(r->startup_ns, a, sizeof a), bytes(r->bytes_copied, b, sizeof b),
             bytes((unsigned long long)r->maxrss_kb << 10, c, sizeof c));
   if (r->stopped) fprintf(f, "  stopped: %s\n", r->stopped);
-  fprintf(f, "\n  %-22s %-11s %9s %9s %9s %7s %7s %9s %9s\n", "worker", "kind", "cpu", "GIL held", "GIL wait", "acq",
-          "forced", "blocked", "no-GIL");
-  for (int i = 0; i < s->nworkers && i < REPORT_ROWS; i++) print_worker(f, &s->workers[i]);
+  fprintf(f, "\n  %-22s %-11s %9s %9s %9s %7s %7s %9s %9s %9s %9s\n", "worker", "kind", "cpu", "GIL held", "GIL wait",
+          "acq", "forced", "blocked", "no-GIL", "io", "no CPU");
+  for (int i = 0; i < s->nworkers && i < REPORT_ROWS; i++) print_worker(f, r, &s->workers[i]);
   print_rest(f, s);
-  if (s->nfigures) {
-    fprintf(f, "\n  script figures\n");
-    for (int i = 0; i < s->nfigures; i++) fprintf(f, "  %-22s %s\n", s->figures[i].name, s->figures[i].value);
-  }
+  print_disturbed(f, r);
+  print_figures(f, s);
   print_dropped(f, s, r);
-  if (r->timeline) timeline_print_ascii(r->timeline, f, r->timeline_width);
+  if (r->timeline) timeline_print_ascii_color(r->timeline, f, r->timeline_width, r->color);
   fprintf(f, "-------------------------------------------------------------------------------\n");
 }
 
 /* ---- JSON ---- */
 
 static json_t *json_worker(const snap_worker *w) {
-  return json_pack("{s:o, s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:b}", "name", jsonio_string(w->name), "kind",
-                   w->kind == SNAP_PROCESS          ? "process"
-                       : w->kind == SNAP_OWN_INTERP ? "free"
-                                                    : "thread",
-                   "cpu_s", jsonio_seconds(w->cpu_ns), "gil_held_s", jsonio_seconds(w->hold_ns), "gil_wait_s",
-                   jsonio_seconds(w->wait_ns), "acquisitions", (json_int_t)w->acquisitions, "forced_drops",
-                   (json_int_t)w->forced_drops, "blocked_s", jsonio_seconds(w->blocked_ns), "nogil_s",
-                   jsonio_seconds(w->nogil_ns), "startup_s", jsonio_seconds(w->startup_ns), "failed", w->failed != 0);
+  return json_pack(
+      "{s:o, s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o, s:b}", "name", jsonio_string(w->name), "kind",
+      w->kind == SNAP_PROCESS          ? "process"
+          : w->kind == SNAP_OWN_INTERP ? "free"
+                                       : "thread",
+      "cpu_s", jsonio_seconds(w->cpu_ns), "gil_held_s", jsonio_seconds(w->hold_ns), "gil_wait_s",
+      jsonio_seconds(w->wait_ns), "acquisitions", (json_int_t)w->acquisitions, "forced_drops",
+      (json_int_t)w->forced_drops, "blocked_s", jsonio_seconds(w->blocked_ns), "nogil_s", jsonio_seconds(w->nogil_ns),
+      "io_s", jsonio_seconds(w->io_ns), "startup_s", jsonio_seconds(w->startup_ns), "failed", w->failed != 0);
+}
+
+/* A worker's life and its wait for a CPU (null when the kernel did not say). */
+static json_t *with_runq(json_t *o, const snap_worker *w) {
+  if (o &&
+      (json_object_set_new(o, "in_flight_s", jsonio_seconds(w->inflight_ns)) ||
+       json_object_set_new(o, "runq_wait_s", w->runq_known ? jsonio_seconds(w->runq_ns) : json_null()) ||
+       json_object_set_new(o, "disturbed", json_boolean(report_disturbed(w))))) {
+    json_decref(o);
+    return NULL;
+  }
+  return o;
 }
 
 /* Workers whose records were freed after join: only their sums remain. */
 static json_t *json_released(const rt_totals *t) {
-  return json_pack("{s:i, s:i, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o}", "workers", t->n, "failed", t->failed, "cpu_s",
-                   jsonio_seconds(t->cpu_ns), "gil_held_s", jsonio_seconds(t->hold_ns), "gil_wait_s",
-                   jsonio_seconds(t->wait_ns), "acquisitions", (json_int_t)t->acquisitions, "forced_drops",
-                   (json_int_t)t->forced_drops, "blocked_s", jsonio_seconds(t->blocked_ns), "nogil_s",
-                   jsonio_seconds(t->nogil_ns), "startup_s", jsonio_seconds(t->startup_ns));
+  return json_pack("{s:i, s:i, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "workers", t->n, "failed",
+                   t->failed, "cpu_s", jsonio_seconds(t->cpu_ns), "gil_held_s", jsonio_seconds(t->hold_ns),
+                   "gil_wait_s", jsonio_seconds(t->wait_ns), "acquisitions", (json_int_t)t->acquisitions,
+                   "forced_drops", (json_int_t)t->forced_drops, "blocked_s", jsonio_seconds(t->blocked_ns), "nogil_s",
+                   jsonio_seconds(t->nogil_ns), "io_s", jsonio_seconds(t->io_ns), "startup_s",
+                   jsonio_seconds(t->startup_ns), "in_flight_s", jsonio_seconds(t->inflight_ns), "runq_wait_s",
+                   jsonio_seconds(t->runq_ns));
 }
 
 /* The script's figures, in the order it reported them. */
@@ -204,7 +301,7 @@ int report_json(const char *path, const report_run *r) {
   const gil_stats *g = &r->gil;
   json_t *threads = json_array();
   for (int i = 0; threads && i < s->nworkers; i++)
-    if (json_array_append_new(threads, json_worker(&s->workers[i])) != 0) {
+    if (json_array_append_new(threads, with_runq(json_worker(&s->workers[i]), &s->workers[i])) != 0) {
       json_decref(threads);
       threads = NULL;
     }
@@ -222,6 +319,11 @@ int report_json(const char *path, const report_run *r) {
       (json_int_t)r->maxrss_kb);
   int ok = o != NULL;
   if (ok && r->recorded) ok = !json_object_set_new(o, "events_dropped", json_integer((json_int_t)r->events_dropped));
+  if (ok) ok = !json_object_set_new(o, "overlap", json_real(round(r->overlap * 1e4) / 1e4));
+  if (ok) ok = !json_object_set_new(o, "in_flight_s", jsonio_seconds(r->inflight_ns));
+  if (ok) ok = !json_object_set_new(o, "runq_wait_s", jsonio_seconds(r->runq_ns));
+  if (ok) ok = !json_object_set_new(o, "disturbed", json_boolean(r->disturbed));
+  if (ok) ok = !json_object_set_new(o, "cpus", json_integer(r->cpus));
   if (ok) ok = !json_object_set_new(o, "stopped", r->stopped ? jsonio_string(r->stopped) : json_null());
   if (ok) ok = !json_object_set_new(o, "figures", json_figures(s));
   if (ok)

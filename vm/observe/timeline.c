@@ -205,6 +205,8 @@ int timeline_build(const rt_snapshot *s, const char *script, timeline *tl) {
     t->is_process = w->kind == SNAP_PROCESS;
     t->shares_gil = w->kind == SNAP_THREAD;
     t->pid = t->is_process ? w->pid : 0;
+    t->runq_ns = w->runq_ns;
+    t->runq_known = w->runq_known;
     err = replay(w, tl->t1, track_of_id, nids, t);
     tl->dropped += t->dropped;
     for (size_t s = 0; s < t->nslices; s++)
@@ -343,6 +345,9 @@ static void trace_track(trace_writer *w, const tl_track *t) {
   for (size_t i = 0; i < t->nmarks; i++) trace_mark(w, t, &t->marks[i]);
   if (t->lost_from)
     trace_instant(w, t, t->lost_from, "events lost from here", json_pack("{s:I}", "dropped", (json_int_t)t->dropped));
+  if (t->runq_known && t->nslices) /* a total, not intervals: said where the thread ends */
+    trace_instant(w, t, t->slices[t->nslices - 1].t1, "runnable without a CPU (total)",
+                  json_pack("{s:f}", "runq_wait_ms", (double)t->runq_ns / 1e6));
 }
 
 typedef struct waiter_step {
@@ -537,16 +542,44 @@ static void ascii_legend(FILE *f, const int *present, int forced, int width) {
   fputc('\n', f);
 }
 
-static void ascii_row(FILE *f, const char *name, int namew, const char *chart) {
-  fprintf(f, "  %-*.*s |%s|\n", namew, namew, name, chart);
+/* A state's colour on a terminal, by its chart character (ANSI SGR), or NULL. */
+static const char *char_color(char ch) {
+  switch (ch) {
+  case '#': return "42;30"; /* holding the GIL: green blocks */
+  case '=': return "46;30"; /* running on its own interpreter */
+  case '.': return "31"; /* waiting for the GIL: red */
+  case '!': return "1;31";
+  case '~': return "35";
+  case '?': return "2";
+  case ' ': return NULL;
+  default: return "34"; /* blocked: sleep, join, lock, queue */
+  }
+}
+
+static void ascii_row(FILE *f, const char *name, int namew, const char *chart, int color) {
+  fprintf(f, "  %-*.*s |", namew, namew, name);
+  if (!color) {
+    fputs(chart, f);
+  } else {
+    for (const char *p = chart; *p;) { /* a run of one character, in its colour */
+      size_t n = strspn(p, (char[]){ *p, 0 });
+      const char *c = char_color(*p);
+      if (c) fprintf(f, "\033[%sm", c);
+      fwrite(p, 1, n, f);
+      if (c) fputs("\033[0m", f);
+      p += n;
+    }
+  }
+  fputs("|\n", f);
 }
 
 /* Time per state, per thread: the chart's figures. A column per state that occurs,
    as many as fit the width (states in the enum's order: running, waiting, blocked). */
 static void ascii_totals(FILE *f, const timeline *tl, int namew, int width) {
   static const char *const heads[ST_NSTATES] = {
-    [ST_RUN_GIL] = "# GIL held", [ST_RUN_OWN] = "= own int.", [ST_WAIT_GIL] = ". waiting", [ST_SLEEP] = "s sleep",
-    [ST_JOIN] = "j join",        [ST_LOCK] = "l lock",        [ST_QUEUE] = "q queue",      [ST_NATIVE] = "~ C no GIL",
+    [ST_RUN_GIL] = "# GIL held", [ST_RUN_OWN] = "= own int.", [ST_WAIT_GIL] = ". waiting",
+    [ST_SLEEP] = "s sleep",      [ST_JOIN] = "j join",        [ST_LOCK] = "l lock",
+    [ST_QUEUE] = "q queue",      [ST_NATIVE] = "~ C no GIL",  [ST_IO] = "i io",
   };
   int cols[ST_NSTATES], ncols = 0, left_out = 0, room = (width - namew - 4) / 11;
   for (int s = 1; s < ST_NSTATES; s++) {
@@ -557,8 +590,12 @@ static void ascii_totals(FILE *f, const timeline *tl, int namew, int width) {
     else
       left_out += used;
   }
+  int runq = 0; /* the kernel's run-queue wait: the last column, when any was measured */
+  for (int k = 0; k < tl->ntracks; k++) runq |= tl->tracks[k].runq_known;
+  if (runq && ncols >= room && ncols > 0) ncols--, left_out++;
   fprintf(f, "\n  %-*.*s  ", namew, namew, "state totals");
   for (int c = 0; c < ncols; c++) fprintf(f, " %10s", heads[cols[c]]);
+  if (runq) fprintf(f, " %10s", "no CPU");
   fputc('\n', f);
   for (int k = 0; k < tl->ntracks; k++) {
     const tl_track *t = &tl->tracks[k];
@@ -568,12 +605,16 @@ static void ascii_totals(FILE *f, const timeline *tl, int namew, int width) {
       uint64_t ns = t->state_ns[cols[c]];
       fprintf(f, " %10s", ns ? clock_format(ns, d, sizeof d) : "-");
     }
+    char d[24];
+    if (runq) fprintf(f, " %10s", !t->runq_known ? "?" : t->runq_ns ? clock_format(t->runq_ns, d, sizeof d) : "-");
     fputc('\n', f);
   }
   if (left_out) fprintf(f, "  (%d more state%s: a wider terminal shows them)\n", left_out, left_out > 1 ? "s" : "");
 }
 
-void timeline_print_ascii(const timeline *tl, FILE *f, int width) {
+void timeline_print_ascii(const timeline *tl, FILE *f, int width) { timeline_print_ascii_color(tl, f, width, 0); }
+
+void timeline_print_ascii_color(const timeline *tl, FILE *f, int width, int color) {
   if (tl->ntracks == 0) return;
   if (width < 40) width = 40;
   int namew = 12;
@@ -605,14 +646,14 @@ void timeline_print_ascii(const timeline *tl, FILE *f, int width) {
       chart[c] = s == UNKNOWN ? '?' : plot_state_chars[s];
     }
     chart[cols] = '\0';
-    ascii_row(f, t->name, namew, chart);
+    ascii_row(f, t->name, namew, chart, color);
     mark_buckets(t, TL_FORCED_DROP, tl->t0, tl->t1, cols, forced);
   }
   for (int c = 0; c < cols; c++) {
     chart[c] = forced[c] ? '!' : ' ';
     any_forced |= forced[c];
   }
-  if (any_forced) ascii_row(f, "forced drops", namew, chart);
+  if (any_forced) ascii_row(f, "forced drops", namew, chart, color);
   ascii_axis(f, tl, namew + 3, cols);
   ascii_legend(f, present, any_forced, width);
   ascii_totals(f, tl, namew, width);
@@ -694,6 +735,8 @@ static void svg_lane_name(FILE *f, const tl_track *t, double x, double y) {
     if (t->state_ns[s]) fprintf(f, "\n%s: %s", ev_state_names[s], clock_format(t->state_ns[s], d, sizeof d));
   }
   if (t->dropped) fprintf(f, "\n%llu events lost", (unsigned long long)t->dropped);
+  char q[24];
+  if (t->runq_known) fprintf(f, "\nrunnable without a CPU: %s", clock_format(t->runq_ns, q, sizeof q));
   fputs("</title>", f);
   plot_svg_text(f, t->name);
   fputs("</text>\n", f);

@@ -43,6 +43,8 @@ typedef struct tl_track { /* one thread, or one process */
   uint64_t lost_from; /* events were dropped: nothing is known after this (else 0) */
   uint64_t dropped; /* events it could not record */
   uint64_t state_ns[ST_NSTATES]; /* total time in each state */
+  uint64_t runq_ns; /* runnable without a CPU while its function ran (the kernel's run-queue wait) */
+  int runq_known; /* runq_ns was measured */
 } tl_track;
 
 typedef struct timeline {
@@ -63,6 +65,8 @@ int timeline_write_trace(const timeline *tl, const char *path);
 int timeline_write_svg(const timeline *tl, const char *path);
 /* The ASCII chart: one row per track, no line wider than width. */
 void timeline_print_ascii(const timeline *tl, FILE *f, int width);
+/* The same, each state in its colour when color is set (ANSI escapes: a terminal). */
+void timeline_print_ascii_color(const timeline *tl, FILE *f, int width, int color);
 /* Columns of the terminal on stderr, else $COLUMNS, else 100. */
 int timeline_terminal_width(void);
 

@@ -11,10 +11,12 @@ local locker = gil.spawn(function() return l:acquire(0.02) end)      -- blocked:
 local getter = gil.spawn(function() return q:get(0.02) end)          -- blocked: queue
 local native = gil.spawn(function() gil.native(0.02, true) end)      -- C code without the GIL
 local busy = gil.spawn(function() gil.compute(0.02) end)             -- running with the GIL
+local waiter = gil.spawn(function() os.execute("sleep 0.02") end)    -- blocked: io
 sleeper:join()                                                       -- main: blocked: join
 locker:join()
 getter:join()
 native:join()
 busy:join()
+waiter:join()
 l:release()
 print("done")

@@ -1,0 +1,217 @@
+/*
+ * test_io.c — Lua's blocking calls release the GIL, and loopback sockets
+ * (issue 8, parts 1 and 2). End to end through the binary (run_helper.c),
+ * on fixtures in tests/data/io/.
+ *
+ * The wrapped io functions and os.execute give lua5.4's results, errors and
+ * EOF, in the main chunk and in a worker of every mode. Release is shown by
+ * orderings, never by timing: blocked.lua sees a reader asleep in the kernel
+ * (/proc/<tid>/stat and wchan) and a CPU thread making progress meanwhile,
+ * which in gil mode it could not do if the reader held the GIL (the run
+ * would hang until the suite's timeout). The stop kills os.execute's and
+ * io.popen's children, and the shell's own children with them.
+ */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "run_helper.h"
+
+static const char *data(const char *name) { return data_in("io", name); }
+
+static const char *const modes[] = { "gil", "nogil", "fork" };
+
+/* ---------------------------------------------------------------- semantics */
+
+TestSuite(semantics, .fini = test_cleanup, .timeout = 300);
+
+/* What lua5.4 prints for semantics.lua (DIR: its temporary directory). */
+static const char semantics_out[] =
+    "true\n"
+    "true\n"
+    "line\thello\n"
+    "line\t42 3.5 0x10\n"
+    "line\tlast\n"
+    "hello\t42\t3.5\t16\t\n"
+    "\tlast\t\tnil\n"
+    "nil\tnil\tnil\n"
+    "2\tllo\t5\t22\n"
+    "true\n"
+    "false\tattempt to use a closed file\n"
+    "nil\tDIR/none/x: No such file or directory\t2\n"
+    "false\tbad argument #2 to 'io.open' (invalid mode)\n"
+    "false\tcannot open file 'DIR/none' (No such file or directory)\n"
+    "bad argument #2 to 'for iterator' (invalid format)\n"
+    "h\tello\n"
+    "4\t2 3.5 0x10\n"
+    "l\tast\n"
+    "22\th\tnil\n"
+    "bad argument #252 to 'io.lines' (too many arguments)\n"
+    "hello\n"
+    "\n"
+    "42\n"
+    "true\n"
+    "out1+\n"
+    "nil\texit\t3\n"
+    "nil\tsignal\t9\n"
+    "true\texit\t0\n"
+    "true\n"
+    "hi\n"
+    "there\n"
+    "\n"
+    "nil\n"
+    "true\texit\t0\n"
+    "true\n"
+    "true\texit\t0\n"
+    "piped\n"
+    "\n"
+    "nil\texit\t5\n"
+    "false\tbad argument #2 to 'io.popen' (invalid mode)\n"
+    "popen line\ta\n"
+    "popen line\tb\n";
+
+Test(semantics, io_and_execute_as_lua54_in_the_main_chunk) {
+  run_result *r = GV("-q", data("semantics.lua"), new_tmpdir());
+  expect_exit(r, 0);
+  expect_out(r, semantics_out);
+}
+
+Test(semantics, io_and_execute_as_lua54_in_a_worker_of_every_mode) {
+  for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+    run_result *r = GV("-q", "-m", modes[i], data("semantics.lua"), new_tmpdir(), "worker");
+    expect_exit(r, 0);
+    expect_out(r, semantics_out);
+  }
+}
+
+Test(semantics, sockets_in_every_mode) {
+  static const char out[] =
+      "port\tinteger\ttrue\n"
+      "accept timeout\tnil\ttimeout\n"
+      "send\t5\t0\n"
+      "recv\thel\tlo\n"
+      "recv timeout\tnil\ttimeout\n"
+      "big\t100000\n"
+      "closed\tnil\tclosed\n"
+      "closed again\tnil\tclosed\n"
+      "false\tsend: socket is closed\n"
+      "false\trecv: socket is closed\n"
+      "connection (closed)\n"
+      "false\tconnect 127.0.0.1:PORT: Connection refused\n"
+      "false\tlisten 127.0.0.1:70000: port out of range\n"
+      "false\tlisten not-an-address:0: not an IPv4 address\n"
+      "refused twice\n"
+      "false\tlisten 127.0.0.1:PORT: Address already in use\n"
+      "child got ping\tnil\tclosed\n"
+      "ok\n"
+      "from %s: hi\n"
+      "served\n";
+  for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+    run_result *r = GV("-q", "-m", modes[i], data("sockets.lua"));
+    expect_exit(r, 0);
+    expect_out(r, fmt(out, modes[i]));
+  }
+}
+
+/* A file read line by line pays a GIL release per buffer refill, not per line. */
+Test(semantics, reading_lines_does_not_release_per_line) {
+  run_result *r = GV(data("lines.lua"), tmp_path("lines.txt"));
+  expect_exit(r, 0);
+  expect_out(r, "20000\n");
+  report_thread main;
+  cr_assert(report_thread_named(r->err, "main", 0, &main), "no main row" CTX, CTXA(r));
+  /* 109 KB: about 27 refills of 4 KiB, and the forced switches; never 20000 */
+  cr_expect(main.acq < 2000, "main took the GIL %ld times for 20000 lines" CTX, main.acq, CTXA(r));
+}
+
+/* ---------------------------------------------------------------- release */
+
+TestSuite(release, .fini = test_cleanup, .timeout = 600);
+
+static void blocked_case(const char *how) {
+  for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+    run_result *r = GV("-q", "-m", modes[i], data("blocked.lua"), tmp_path(fmt("fifo-%s-%zu", how, i)), how);
+    expect_exit(r, 0);
+    cr_expect(strstr(r->out, "cpu ran while blocked\nreader got\t") == r->out, "%s in %s mode" CTX, how, modes[i],
+              CTXA(r));
+  }
+}
+
+Test(release, file_read) { blocked_case("read"); }
+Test(release, io_lines) { blocked_case("lines"); }
+Test(release, popen_read_and_close) { blocked_case("popen"); }
+Test(release, os_execute) { blocked_case("execute"); }
+Test(release, socket_recv) { blocked_case("recv"); }
+Test(release, socket_accept) { blocked_case("accept"); }
+
+Test(release, stdin_read) {
+  for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+    run_opts o = { .stdin_keep_open = 1 };
+    run_result *r = GVO(&o, "-q", "-m", modes[i], data("blocked.lua"), tmp_path(fmt("fifo-%zu", i)), "stdin");
+    expect_exit(r, 0);
+    expect_out(r, "cpu ran while blocked\n");
+  }
+}
+
+/* The blocked time is "io" in the report, not "blocked". */
+Test(release, io_time_has_a_column_of_its_own) {
+  run_result *r = GV("-e", "os.execute('sleep 0.2')");
+  expect_exit(r, 0);
+  report_thread main;
+  cr_assert(report_thread_named(r->err, "main", 0, &main), "no main row" CTX, CTXA(r));
+  cr_expect(main.io_s >= 0.2 && main.blocked_s == 0, "io %g s, blocked %g s" CTX, main.io_s, main.blocked_s, CTXA(r));
+}
+
+/* ---------------------------------------------------------------- stop */
+
+TestSuite(stop, .fini = test_cleanup, .timeout = 300);
+
+/* Ctrl-C once the shell has started its own child: both die, gilvm exits 130 at once. */
+static void stop_case(const char *how) {
+  const char *pids = tmp_path(fmt("pids-%s", how));
+  run_opts o = { .signal = SIGINT, .signal_when_file = pids };
+  run_result *r = GVO(&o, "-q", data("stop_child.lua"), pids, how);
+  expect_exit(r, 130);
+  expect_err_lacks(r, "did not stop");
+  long sh = 0, sleeper = 0;
+  FILE *f = fopen(pids, "r");
+  cr_assert(f, "no %s" CTX, pids, CTXA(r));
+  cr_assert_eq(fscanf(f, "%ld %ld", &sh, &sleeper), 2, "pids not read" CTX, CTXA(r));
+  fclose(f);
+  /* they were killed: gone (or zombies no one reaped yet) well before sleep 30 ends */
+  cr_expect(run_wait_gone((pid_t)sh, 20), "the shell %ld still runs", sh);
+  cr_expect(run_wait_gone((pid_t)sleeper, 20), "the shell's child %ld still runs", sleeper);
+}
+
+Test(stop, ctrl_c_kills_os_execute_child) { stop_case("execute"); }
+Test(stop, ctrl_c_kills_popen_child) { stop_case("popen"); }
+
+Test(stop, timeout_ends_a_thread_blocked_on_stdin) {
+  run_opts o = { .stdin_keep_open = 1 };
+  run_result *r = GVO(&o, "-q", "--timeout", "0.3s", "-e", "gil.spawn(function() return 1 end) io.read()");
+  expect_exit(r, 124);
+  expect_err_lacks(r, "did not stop");
+}
+
+/* ---------------------------------------------------------------- gallery */
+
+TestSuite(gallery, .fini = test_cleanup, .timeout = 300);
+
+/* downloads.lua serves every page in every mode, its clients' time is "io", and
+   it prints the same (its last line is a wall-clock verdict: not compared). */
+Test(gallery, downloads_in_every_mode) {
+  for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+    run_result *r = GV("-m", modes[i], script("downloads.lua"), "3", "2", "0.05", "4");
+    expect_exit(r, 0);
+    static const char head[] = "3 clients x 2 pages, 0.05 s latency each: 24 KB\nthe waits ";
+    cr_expect(strncmp(r->out, head, sizeof head - 1) == 0, "%s mode" CTX, modes[i], CTXA(r));
+    char pages[16];
+    cr_expect(report_figure(r->err, "pages", pages, sizeof pages) && strcmp(pages, "6") == 0, "pages" CTX, CTXA(r));
+    report_thread client;
+    cr_assert(report_thread_named(r->err, "2:fetch", 0, &client), "no client row" CTX, CTXA(r));
+    cr_expect(client.io_s >= 0.05 * 2, "a client waited %g s in io for two 0.05 s pages" CTX, client.io_s, CTXA(r));
+  }
+}
