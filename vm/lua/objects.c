@@ -108,7 +108,7 @@
 #define BARRIER_MT "gil.barrier"
 #define COND_MT "gil.condition"
 #define ARRAY_MT "gil.array"
-#define PIPE_MT "gil.connection"
+#define PIPE_MT "gil.pipe_end" /* not "gil.connection": a socket's (sockets.c) */
 #define HOLD_MT "gil.hold" /* what hold() returns: a to-be-closed value that releases */
 #define CACHE_KEY "gil.objects" /* registry: offset -> handle, weak values */
 #define POOL_KEY "gil.pool.lib" /* registry: pool.lua's functions, once loaded */
