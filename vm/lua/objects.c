@@ -1,7 +1,9 @@
 /*
- * objects.c — gilvm's shared objects as Lua sees them: gil.lock, gil.queue,
- * gil.value, and gil.pool (written in Lua, vm/lua/pool.lua, built on the other
- * three).
+ * objects.c — gilvm's shared objects as Lua sees them: gil.lock, gil.rlock,
+ * gil.queue, gil.value, gil.array, gil.event, gil.semaphore, gil.condition,
+ * gil.barrier, gil.pipe; gil.pool, gil.wait and gil.as_completed (written in
+ * Lua, vm/lua/pool.lua, built on queues); hold(), a to-be-closed holder; and
+ * the deadlock detector (below).
  *
  * WHERE THE OBJECTS LIVE. Not in any Lua state: in the arena of vm/share/shared.c,
  * one MAP_SHARED mapping made by rt_create before any worker exists. Every

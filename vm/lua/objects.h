@@ -1,4 +1,4 @@
-/* objects.h — gil.lock, gil.queue, gil.value, gil.pool for Lua. */
+/* objects.h — the shared objects (gil.lock, gil.queue, ...), gil.pool, and the deadlock detector. */
 #ifndef OBJECTS_H
 #define OBJECTS_H
 

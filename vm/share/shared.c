@@ -1,5 +1,6 @@
 /*
- * shared.c — the arena and the shared objects (lock, queue, value).
+ * shared.c — the arena and the shared objects (lock, queue, value, and the
+ * sync objects, array, pipe and wait board at the end).
  *
  * THE ARENA. One mmap(MAP_SHARED | MAP_ANONYMOUS) region, made at start-up.
  * fork() does not copy a shared mapping: parent and children keep looking

@@ -1,5 +1,6 @@
 /*
- * shared.h — the C core of gilvm's shared objects: lock, queue, value.
+ * shared.h — the C core of gilvm's shared objects: lock, rlock, queue, value,
+ * event, semaphore, barrier, condition, array, pipe, and the wait board.
  *
  * Everything lives in one arena: a MAP_SHARED|MAP_ANONYMOUS mapping made
  * once at start-up, before any worker exists. Threads of the process and
