@@ -1502,6 +1502,14 @@ Test(sync, wait_board_put_replace_remove_and_full) {
   }
   w.token = SHM_BOARD_SLOTS + 1;
   cr_assert_eq(shm_board_put(A, &w, NULL), SHM_ENOSPC);
-  for (uint64_t t = 1; t <= SHM_BOARD_SLOTS; t++) shm_board_remove(A, t);
+  for (uint64_t t = 1; t < SHM_BOARD_SLOTS; t++) shm_board_remove(A, t);
+  cr_assert_eq(shm_board_read(A, out, SHM_BOARD_SLOTS, NULL), 1);
+  int slot = out[0].slot;
+  shm_board_remove_slot(A, slot, 12345);
+  cr_assert_eq(shm_board_read(A, out, SHM_BOARD_SLOTS, NULL), 1, "another token's slot is left alone");
+  shm_board_remove_slot(A, slot, SHM_BOARD_SLOTS);
   cr_assert_eq(shm_board_read(A, out, SHM_BOARD_SLOTS, NULL), 0);
+  w.token = 77;
+  cr_assert_eq(shm_board_put(A, &w, &slot), SHM_OK);
+  cr_assert_eq(slot, 0, "the board shrank back: the first slot is reused");
 }

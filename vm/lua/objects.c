@@ -347,6 +347,7 @@ enum { WAIT_LOCK = 1, WAIT_JOIN, WAIT_GET, WAIT_PUT, WAIT_QJOIN, WAIT_RECV, WAIT
 #define CYCLE_MAX 64 /* members of a cycle printed (at most BOARD_READ) */
 
 static atomic_int deadlock_reported; /* one message per run */
+static _Thread_local int board_slot = -1; /* this thread's entry on the board while it waits */
 
 static uint64_t token_of(rt_worker *me);
 
@@ -445,7 +446,8 @@ static void print_wait(shm_arena *a, const shm_wait *w, const shm_wait *all, int
 }
 
 static void report_deadlock(shm_arena *a, const char *headline, const shm_wait *waits, int n) {
-  if (atomic_exchange(&deadlock_reported, 1)) return;
+  /* a stop (timeout, Ctrl-C) may leave entries behind (a join raising the stop error): say nothing then */
+  if (atomic_load(&rt_current->stop) || atomic_exchange(&deadlock_reported, 1)) return;
   fprintf(stderr, "gilvm: deadlock: %s\n", headline);
   for (int i = 0; i < n; i++) print_wait(a, &waits[i], waits, n);
   fflush(stderr);
@@ -539,36 +541,50 @@ int objects_check_deadlock(runtime *rt) {
   return n > 0;
 }
 
-/* The calling worker is about to wait for (kind, on) without a timeout:
- * put it on the board and, in the main process, look for a cycle. */
-static void wait_begin(lua_State *L, int kind, uint64_t on) {
+/* The calling worker is about to wait for (kind, on) without a timeout.
+ * wait_note fills in the entry while the GIL is held (it reads the Lua
+ * stack); wait_begin, with the GIL released (the board's mutex is shared
+ * by every process: no other thread should wait for the GIL meanwhile),
+ * puts it on the board and, in the main process, looks for a cycle;
+ * wait_end takes it off again, before the GIL is taken back. */
+static void wait_note(lua_State *L, int kind, uint64_t on, shm_wait *w) {
   rt_worker *me = rt_self();
+  memset(w, 0, sizeof *w);
+  if (!me) return;
+  w->token = token_of(me);
+  w->on = on;
+  w->kind = (uint32_t)kind;
+  snprintf(w->name, sizeof w->name, "%s", me->name);
+  where_of(L, w->where, sizeof w->where);
+}
+
+static void wait_begin(const shm_wait *w) {
   shm_arena *a = rt_current ? rt_current->arena : NULL;
-  if (!me || !a) return;
-  shm_wait w = { .token = token_of(me), .on = on, .kind = (uint32_t)kind };
-  snprintf(w.name, sizeof w.name, "%s", me->name);
-  where_of(L, w.where, sizeof w.where);
   int slot;
-  if (shm_board_put(a, &w, &slot) != SHM_OK) return; /* a full board: this wait goes unwatched */
+  if (!a || !w->token || shm_board_put(a, w, &slot) != SHM_OK) return; /* a full board: this wait goes unwatched */
+  board_slot = slot;
   shm_sleep_note(shm_board_asleep(a, slot));
-  if (kind != WAIT_LOCK && kind != WAIT_JOIN) return; /* not an edge: only the watchdog's check can use it */
+  if (w->kind != WAIT_LOCK && w->kind != WAIT_JOIN) return; /* not an edge: only the watchdog's check can use it */
   shm_wait cycle[CYCLE_MAX];
   int n = rt_current->is_child ? 0 : find_cycle(a, cycle);
   if (n) report_cycle(a, cycle, n);
 }
 
-static void wait_end(void) {
-  rt_worker *me = rt_self();
+static void wait_end(const shm_wait *w) {
   shm_arena *a = rt_current ? rt_current->arena : NULL;
   shm_sleep_note(NULL);
-  if (me && a) shm_board_remove(a, token_of(me));
+  if (a && board_slot >= 0) shm_board_remove_slot(a, board_slot, w->token);
+  board_slot = -1;
 }
+
+static _Thread_local shm_wait join_wait; /* objects_join_begin's, for objects_join_end */
 
 void objects_join_begin(lua_State *L, pid_t target_pid, int target_id) {
-  wait_begin(L, WAIT_JOIN, (uint64_t)target_pid << 32 | (uint32_t)(target_id + 1));
+  wait_note(L, WAIT_JOIN, (uint64_t)target_pid << 32 | (uint32_t)(target_id + 1), &join_wait);
+  wait_begin(&join_wait);
 }
 
-void objects_join_end(void) { wait_end(); }
+void objects_join_end(void) { wait_end(&join_wait); }
 
 static void before_fork(void) { PT_CHECK(pthread_mutex_lock(&objects_mu)); }
 static void after_fork_parent(void) { PT_CHECK(pthread_mutex_unlock(&objects_mu)); }
@@ -671,11 +687,13 @@ static int blocking(lua_State *L, rt_block kind, int wait_kind, int64_t timeout,
   int rc = fn(a, off, &now, NULL, NULL, ctx);
   if (rc == SHM_TIMEOUT && timeout != 0) {
     int graph = timeout < 0 && wait_kind; /* see "deadlock detection" */
-    if (graph) wait_begin(L, wait_kind, off);
+    shm_wait w;
+    if (graph) wait_note(L, wait_kind, off, &w);
     uint64_t began = rt_block_begin(me, kind);
+    if (graph) wait_begin(&w);
     rc = fn(a, off, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL, ctx);
+    if (graph) wait_end(&w);
     rt_block_end(me, kind, began);
-    if (graph) wait_end();
   }
   if (rc == SHM_STOPPED) rt_check_stop(L);
   return rc;
@@ -848,11 +866,13 @@ static int queue_put(lua_State *L) {
   struct timespec now = shm_deadline_in(0);
   int rc = shm_queue_put(a, h->off, data, len, &now, NULL, NULL);
   if (rc == SHM_TIMEOUT && timeout != 0) {
-    if (timeout < 0) wait_begin(L, WAIT_PUT, h->off);
+    shm_wait w;
+    if (timeout < 0) wait_note(L, WAIT_PUT, h->off, &w);
     uint64_t began = rt_block_begin(me, RT_BLOCK_QUEUE);
+    if (timeout < 0) wait_begin(&w);
     rc = shm_queue_put(a, h->off, data, len, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL);
+    if (timeout < 0) wait_end(&w);
     rt_block_end(me, RT_BLOCK_QUEUE, began);
-    if (timeout < 0) wait_end();
   }
   mar_buf_free(&buf);
   if (rc != SHM_OK) luaL_unref(L, LUA_REGISTRYINDEX, ref);
@@ -918,11 +938,13 @@ static int queue_get(lua_State *L) {
   struct timespec now = shm_deadline_in(0);
   int rc = shm_queue_get(a, h->off, &data, &len, &now, NULL, NULL);
   if (rc == SHM_TIMEOUT && timeout != 0) {
-    if (timeout < 0) wait_begin(L, WAIT_GET, h->off);
+    shm_wait w;
+    if (timeout < 0) wait_note(L, WAIT_GET, h->off, &w);
     uint64_t began = rt_block_begin(me, RT_BLOCK_QUEUE);
+    if (timeout < 0) wait_begin(&w);
     rc = shm_queue_get(a, h->off, &data, &len, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL);
+    if (timeout < 0) wait_end(&w);
     rt_block_end(me, RT_BLOCK_QUEUE, began);
-    if (timeout < 0) wait_end();
   }
   switch (rc) {
   case SHM_OK: push_item(L, me, data, len); return 1;

@@ -1534,13 +1534,17 @@ static void pipe_destroy(shm_arena *a, shm_off off) {
 struct board {
   pthread_mutex_t mutex;
   uint64_t version;
+  uint32_t top; /* slots at and above it are free: searches stop there */
+  uint64_t token[SHM_BOARD_SLOTS]; /* slot i's waiter, 0: free (apart from the entries: scanned often) */
   shm_wait slot[SHM_BOARD_SLOTS];
   _Atomic uint32_t asleep[SHM_BOARD_SLOTS]; /* slot i's waiter is asleep in a futex (shm_sleep_note) */
 };
 
 static void board_repair(shm_arena *a, void *ctx) {
   (void)a;
-  ((struct board *)ctx)->version++; /* a put or remove was cut short: readers look again */
+  struct board *b = ctx;
+  if (b->top > SHM_BOARD_SLOTS) b->top = SHM_BOARD_SLOTS;
+  b->version++; /* a put or remove was cut short: readers look again */
 }
 
 static struct board *board_of(shm_arena *a, int create) {
@@ -1568,29 +1572,44 @@ int shm_board_put(shm_arena *a, const shm_wait *w, int *slot) {
   struct board *b = board_of(a, 1);
   if (!b || !w || !w->token) return SHM_EINVAL;
   board_lock(a, b);
-  int rc = SHM_ENOSPC;
-  for (int i = 0; i < SHM_BOARD_SLOTS && rc != SHM_OK; i++)
-    if (!b->slot[i].token || b->slot[i].token == w->token) {
-      b->slot[i] = *w;
-      b->slot[i].slot = i;
-      atomic_store(&b->asleep[i], 0);
-      if (slot) *slot = i;
-      rc = SHM_OK;
-    }
-  if (rc == SHM_OK) b->version++;
+  uint32_t i = 0;
+  while (i < b->top && b->token[i] && b->token[i] != w->token) i++;
+  int rc = i < SHM_BOARD_SLOTS ? SHM_OK : SHM_ENOSPC;
+  if (rc == SHM_OK) {
+    b->slot[i] = *w;
+    b->slot[i].slot = (int32_t)i;
+    b->token[i] = w->token;
+    atomic_store(&b->asleep[i], 0);
+    if (i == b->top) b->top++;
+    b->version++;
+    if (slot) *slot = (int)i;
+  }
   PT_CHECK(pthread_mutex_unlock(&b->mutex));
   return rc;
+}
+
+/* With the board's mutex held. */
+static void board_clear(struct board *b, uint32_t i) {
+  b->token[i] = 0;
+  b->slot[i].token = 0;
+  while (b->top && !b->token[b->top - 1]) b->top--;
+  b->version++;
 }
 
 void shm_board_remove(shm_arena *a, uint64_t token) {
   struct board *b = board_of(a, 0);
   if (!b || !token) return;
   board_lock(a, b);
-  for (int i = 0; i < SHM_BOARD_SLOTS; i++)
-    if (b->slot[i].token == token) {
-      b->slot[i].token = 0;
-      b->version++;
-    }
+  for (uint32_t i = 0; i < b->top; i++)
+    if (b->token[i] == token) board_clear(b, i);
+  PT_CHECK(pthread_mutex_unlock(&b->mutex));
+}
+
+void shm_board_remove_slot(shm_arena *a, int slot, uint64_t token) {
+  struct board *b = board_of(a, 0);
+  if (!b || slot < 0 || slot >= SHM_BOARD_SLOTS) return;
+  board_lock(a, b);
+  if (b->token[slot] == token) board_clear(b, (uint32_t)slot);
   PT_CHECK(pthread_mutex_unlock(&b->mutex));
 }
 
@@ -1599,8 +1618,8 @@ int shm_board_read(shm_arena *a, shm_wait *out, int max, uint64_t *version) {
   if (!b) return 0;
   int n = 0;
   board_lock(a, b);
-  for (int i = 0; i < SHM_BOARD_SLOTS && n < max; i++)
-    if (b->slot[i].token) out[n++] = b->slot[i];
+  for (uint32_t i = 0; i < b->top && n < max; i++)
+    if (b->token[i]) out[n++] = b->slot[i];
   if (version) *version = b->version;
   PT_CHECK(pthread_mutex_unlock(&b->mutex));
   return n;

@@ -284,6 +284,8 @@ _Atomic uint32_t *shm_board_asleep(shm_arena *a, int slot);
  * seen in that order means it was still waiting. */
 void shm_sleep_note(_Atomic uint32_t *flag);
 void shm_board_remove(shm_arena *a, uint64_t token);
+/* The same, knowing its slot: no search. */
+void shm_board_remove_slot(shm_arena *a, int slot, uint64_t token);
 /* Copies up to max entries; *version (may be NULL) changes with every put and remove. */
 int shm_board_read(shm_arena *a, shm_wait *out, int max, uint64_t *version);
 uint64_t shm_board_version(shm_arena *a);
