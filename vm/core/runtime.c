@@ -310,6 +310,7 @@ runtime *rt_create(const rt_host *host, rt_mode mode, const char *policy, uint64
   mar_init(); /* before any fork: children must share the key that authenticates bytecode */
   /* the shared objects' arena, before any interpreter (host->open) or worker */
   if (shm_arena_create(rt_arena_size, &rt->arena) != SHM_OK) rt->arena = NULL;
+  if (rt->arena) shm_board_init(rt->arena); /* the deadlock detector's, made before any thread uses it */
   rt_interp *interp = new_interp(rt);
   if (!interp) {
     free(rt);

@@ -380,10 +380,18 @@ static int process_lives(pid_t pid) {
 /* Who alone can end w (an edge of the graph), or 0. */
 static uint64_t wait_holder(shm_arena *a, const shm_wait *w) {
   if (w->kind == WAIT_JOIN) return w->on;
-  return w->kind == WAIT_LOCK ? shm_lock_owner(a, (shm_off)w->on) : 0;
+  return w->kind == WAIT_LOCK && w->obj ? shm_lock_owner(a, w->obj) : 0;
 }
 
 #define BOARD_READ 64 /* entries one search looks at; more only means a cycle may be missed */
+
+/* What the message needs from w's object, noted while a read retains it
+ * (the copy's obj is then cleared: the reference is the read's to give back). */
+static void note_for_message(shm_arena *a, shm_wait *w) {
+  w->detail = w->obj ? (uint32_t)shm_obj_type(a, w->obj) : 0;
+  w->held_by = w->kind == WAIT_LOCK && w->obj ? shm_lock_owner(a, w->obj) : 0;
+  w->obj = 0;
+}
 
 /* Looks for a cycle on the board and fills cycle[] (each member waits for
  * the next, the last for the first); returns its length, or 0. A cycle
@@ -410,6 +418,8 @@ static int find_cycle(shm_arena *a, shm_wait *cycle) {
         cur = next;
       }
     }
+    for (int i = 0; i < found; i++) note_for_message(a, &cycle[i]);
+    shm_board_unread(a, all, n);
     if (!found || shm_board_version(a) != v1) return 0; /* none, or someone started or stopped waiting */
     int dead = 0;
     for (int i = 0; i < found; i++)
@@ -426,13 +436,13 @@ static int find_cycle(shm_arena *a, shm_wait *cycle) {
 static void print_wait(shm_arena *a, const shm_wait *w, const shm_wait *all, int n) {
   void *obj = (void *)(uintptr_t)w->on;
   const char *holder = "?";
-  uint64_t h = wait_holder(a, w);
+  uint64_t h = w->kind == WAIT_JOIN ? w->on : w->held_by;
   for (int i = 0; h && i < n; i++)
     if (all[i].token == h) holder = all[i].name;
   fprintf(stderr, "  '%s' waits at %s ", w->name, w->where);
   switch (w->kind) {
   case WAIT_LOCK:
-    fprintf(stderr, "for %s %p, held by '%s'\n", shm_obj_type(a, w->on) == SHM_T_RLOCK ? "rlock" : "lock", obj, holder);
+    fprintf(stderr, "for %s %p, held by '%s'\n", w->detail == SHM_T_RLOCK ? "rlock" : "lock", obj, holder);
     break;
   case WAIT_JOIN: fprintf(stderr, "to join '%s'\n", holder); break;
   case WAIT_GET: fprintf(stderr, "to get an item from queue %p (empty)\n", obj); break;
@@ -471,19 +481,19 @@ static int worker_done(runtime *rt, int id) {
 /* Is w's wait still unmet? (Read before its asleep word: see above.) */
 static int still_unmet(runtime *rt, const shm_wait *w) {
   shm_arena *a = rt->arena;
-  shm_off on = (shm_off)w->on;
+  shm_off o = w->obj; /* retained by the read; 0: gone, or nothing to look at */
   switch (w->kind) {
   case WAIT_LOCK: {
-    uint64_t owner = shm_lock_owner(a, on);
+    uint64_t owner = o ? shm_lock_owner(a, o) : 0;
     return owner && owner != w->token;
   }
   case WAIT_GET:
-  case WAIT_RECV: return !shm_queue_closed(a, on) && shm_queue_size(a, on) == 0;
+  case WAIT_RECV: return o && !shm_queue_closed(a, o) && shm_queue_size(a, o) == 0;
   case WAIT_PUT:
-    return !shm_queue_closed(a, on) && shm_queue_maxsize(a, on) && shm_queue_size(a, on) >= shm_queue_maxsize(a, on);
-  case WAIT_QJOIN: return shm_queue_unfinished(a, on) > 0;
-  case WAIT_EVENT: return shm_obj_type(a, on) == SHM_T_EVENT && !shm_event_is_set(a, on);
-  case WAIT_SEM: return shm_obj_type(a, on) == SHM_T_SEMAPHORE && shm_sem_value(a, on) == 0;
+    return o && !shm_queue_closed(a, o) && shm_queue_maxsize(a, o) && shm_queue_size(a, o) >= shm_queue_maxsize(a, o);
+  case WAIT_QJOIN: return o && shm_queue_unfinished(a, o) > 0;
+  case WAIT_EVENT: return o && !shm_event_is_set(a, o);
+  case WAIT_SEM: return o && shm_sem_value(a, o) == 0;
   case WAIT_JOIN: {
     if (w->on >> 32 != (uint64_t)rt->pid) return 0;
     PT_CHECK(pthread_mutex_lock(&rt->mu));
@@ -512,18 +522,19 @@ static int everybody_waits(runtime *rt, shm_wait *out) {
       live[nlive++] = (uint64_t)rt->pid << 32 | (uint32_t)(w->id + 1);
   }
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
-  if (!ok || !nlive) return 0;
-  for (int i = 0; i < nlive; i++) { /* every live worker has a wait, and it is unmet */
+  for (int i = 0; ok && i < nlive; i++) { /* every live worker has a wait, and it is unmet */
     int k = 0;
     while (k < n && all[k].token != live[i]) k++;
-    if (k == n || !still_unmet(rt, &all[k])) return 0;
-    out[i] = all[k];
+    ok = k < n && still_unmet(rt, &all[k]);
+    if (ok) out[i] = all[k];
   }
-  for (int i = 0; i < nlive; i++) { /* and is asleep on it (a join waits in the runtime, on its worker) */
+  for (int i = 0; ok && i < nlive; i++) { /* and is asleep on it (a join waits in the runtime, on its worker) */
     _Atomic uint32_t *asleep = shm_board_asleep(a, out[i].slot);
-    if (out[i].kind != WAIT_JOIN && !(asleep && atomic_load(asleep))) return 0;
+    ok = out[i].kind == WAIT_JOIN || (asleep && atomic_load(asleep));
   }
-  return shm_board_version(a) == v1 ? nlive : 0;
+  for (int i = 0; ok && i < nlive; i++) note_for_message(a, &out[i]);
+  shm_board_unread(a, all, n);
+  return ok && nlive && shm_board_version(a) == v1 ? nlive : 0;
 }
 
 int objects_check_deadlock(runtime *rt) {
@@ -553,6 +564,7 @@ static void wait_note(lua_State *L, int kind, uint64_t on, shm_wait *w) {
   if (!me) return;
   w->token = token_of(me);
   w->on = on;
+  w->obj = kind == WAIT_JOIN ? 0 : (shm_off)on; /* every other kind waits on an object at `on` */
   w->kind = (uint32_t)kind;
   snprintf(w->name, sizeof w->name, "%s", me->name);
   where_of(L, w->where, sizeof w->where);

@@ -1568,6 +1568,16 @@ static struct board *board_of(shm_arena *a, int create) {
 
 static void board_lock(shm_arena *a, struct board *b) { robust_lock(a, &b->mutex, board_repair, b); }
 
+int shm_board_init(shm_arena *a) { return board_of(a, 1) ? SHM_OK : SHM_ENOSPC; }
+
+/* shm_obj_retain with the arena's mutex held (block_ok takes no lock). */
+static int obj_retain_locked(shm_arena *a, shm_off off) {
+  int type = shm_obj_type(a, off);
+  if (type == SHM_T_NONE) return 0;
+  atomic_fetch_add(&obj_at(a, off, type)->refs, 1);
+  return 1;
+}
+
 int shm_board_put(shm_arena *a, const shm_wait *w, int *slot) {
   struct board *b = board_of(a, 1);
   if (!b || !w || !w->token) return SHM_EINVAL;
@@ -1618,11 +1628,28 @@ int shm_board_read(shm_arena *a, shm_wait *out, int max, uint64_t *version) {
   if (!b) return 0;
   int n = 0;
   board_lock(a, b);
+  /* under the allocator's mutex too: it orders this thread's look at each
+   * object's block after whoever made it (ThreadSanitizer sees it) */
+  arena_lock(a);
   for (uint32_t i = 0; i < b->top && n < max; i++)
-    if (b->token[i]) out[n++] = b->slot[i];
+    if (b->token[i]) {
+      out[n] = b->slot[i];
+      /* alive: its waiter holds a reference while its entry is here */
+      if (out[n].obj && !obj_retain_locked(a, out[n].obj)) out[n].obj = 0;
+      n++;
+    }
+  arena_unlock(a);
   if (version) *version = b->version;
   PT_CHECK(pthread_mutex_unlock(&b->mutex));
   return n;
+}
+
+void shm_board_unread(shm_arena *a, shm_wait *out, int n) {
+  for (int i = 0; i < n; i++)
+    if (out[i].obj) {
+      shm_obj_release(a, out[i].obj);
+      out[i].obj = 0;
+    }
 }
 
 _Atomic uint32_t *shm_board_asleep(shm_arena *a, int slot) {

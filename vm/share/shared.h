@@ -268,11 +268,16 @@ int shm_array_op(shm_arena *a, shm_off arr, size_t i, int op, shm_number *x);
 typedef struct shm_wait {
   uint64_t token; /* who waits (pid << 32 | worker); 0: a free slot */
   uint64_t on; /* what for: the caller's (a lock's offset, a worker's token) */
+  shm_off obj; /* the object waited on, or 0: readers may retain it (shm_board_read) */
   uint32_t kind; /* the caller's */
+  uint32_t detail; /* the caller's, e.g. the object's kind noted by a reader */
+  uint64_t held_by; /* the caller's, e.g. who held the lock when a reader looked */
   int32_t slot; /* where it is on the board (set by put) */
   char name[64]; /* the waiter's name */
   char where[SHM_WHERE_LEN]; /* "file:line" of the wait */
 } shm_wait;
+/* Makes the board (else made on first use): call it before any worker exists. */
+int shm_board_init(shm_arena *a);
 /* Puts (or replaces) the entry of w->token, *slot (may be NULL) gets its
  * place; SHM_ENOSPC when the board is full. */
 int shm_board_put(shm_arena *a, const shm_wait *w, int *slot);
@@ -286,8 +291,12 @@ void shm_sleep_note(_Atomic uint32_t *flag);
 void shm_board_remove(shm_arena *a, uint64_t token);
 /* The same, knowing its slot: no search. */
 void shm_board_remove_slot(shm_arena *a, int slot, uint64_t token);
-/* Copies up to max entries; *version (may be NULL) changes with every put and remove. */
+/* Copies up to max entries; *version (may be NULL) changes with every put
+ * and remove. Each entry's obj is retained (0 if it could not be): its
+ * waiter may stop waiting and drop it at any moment after the copy, and a
+ * reader looks at it later. shm_board_unread gives them back. */
 int shm_board_read(shm_arena *a, shm_wait *out, int max, uint64_t *version);
+void shm_board_unread(shm_arena *a, shm_wait *out, int n);
 uint64_t shm_board_version(shm_arena *a);
 
 #endif
