@@ -83,7 +83,11 @@ static int h_newindex(lua_State *L) {
   rt_worker *w = check_handle(L, 1);
   const char *k = luaL_checkstring(L, 2);
   if (strcmp(k, "name") != 0) return luaL_error(L, "a thread handle has no field '%s' to set", k);
-  snprintf(w->name, sizeof w->name, "%s", luaL_checkstring(L, 3));
+  const char *name = luaL_checkstring(L, 3);
+  /* under rt->mu: other threads read names (worker_name, the deadlock detector) */
+  PT_CHECK(pthread_mutex_lock(&rt_current->mu));
+  snprintf(w->name, sizeof w->name, "%s", name);
+  PT_CHECK(pthread_mutex_unlock(&rt_current->mu));
   return 0;
 }
 

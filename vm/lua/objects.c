@@ -566,7 +566,9 @@ static void wait_note(lua_State *L, int kind, uint64_t on, shm_wait *w) {
   w->on = on;
   w->obj = kind == WAIT_JOIN ? 0 : (shm_off)on; /* every other kind waits on an object at `on` */
   w->kind = (uint32_t)kind;
+  PT_CHECK(pthread_mutex_lock(&rt_current->mu)); /* a handle's owner may rename it (h.name = ...) */
   snprintf(w->name, sizeof w->name, "%s", me->name);
+  PT_CHECK(pthread_mutex_unlock(&rt_current->mu));
   where_of(L, w->where, sizeof w->where);
 }
 
