@@ -6,10 +6,12 @@
 # a fixed time. The server and the CPU threads are started before the
 # client, so the client's whole window sees them running.
 #
-# Prints one line per count of CPU workers: "K requests seconds req_per_s".
+# Prints one line per count of CPU workers: "K requests seconds req_per_s
+# slow", slow being the share of requests that took longer than half a
+# switch interval (the server waited for a CPU thread to drop the GIL).
 #
 # usage: python3 bench/echo_convoy.py K_LIST seconds interval_seconds [thread|process]
-#        python3 bench/echo_convoy.py client PORT seconds
+#        python3 bench/echo_convoy.py client PORT seconds slow_seconds
 import multiprocessing
 import socket
 import subprocess
@@ -18,19 +20,22 @@ import threading
 import time
 
 
-def client(port, secs):
+def client(port, secs, slow):
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    n, t0 = 0, time.perf_counter()
+    n, late, t0 = 0, 0, time.perf_counter()
     t = t0
     while t - t0 < secs:
         s.sendall(b"x")
         if s.recv(1) != b"x":
             raise SystemExit("echo lost")
         n += 1
-        t = time.perf_counter()
+        now = time.perf_counter()
+        if now - t > slow:
+            late += 1
+        t = now
     s.close()
-    print(n, t - t0)
+    print(n, t - t0, late)
 
 
 def serve(srv, rows):
@@ -65,7 +70,7 @@ def hog_process(started):
 def main():
     global stop
     if sys.argv[1] == "client":
-        client(int(sys.argv[2]), float(sys.argv[3]))
+        client(int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]))
         return
     counts = [int(k) for k in sys.argv[1].split(",")]
     secs = float(sys.argv[2])
@@ -89,15 +94,16 @@ def main():
             h.start()
         for _ in hogs:
             started.acquire()  # every CPU worker is running
-        out = subprocess.run([sys.executable, __file__, "client", str(port), str(secs)],
+        slow = sys.getswitchinterval() / 2
+        out = subprocess.run([sys.executable, __file__, "client", str(port), str(secs), str(slow)],
                              stdout=subprocess.PIPE, check=True, text=True).stdout.split()
         stop = True
         for h in hogs:
             if kind == "process":
                 h.terminate()
             h.join()
-        n, elapsed = int(out[0]), float(out[1])
-        print(k, n, f"{elapsed:.6f}", f"{n / elapsed:.1f}", flush=True)
+        n, elapsed, late = int(out[0]), float(out[1]), int(out[2])
+        print(k, n, f"{elapsed:.6f}", f"{n / elapsed:.1f}", f"{late / n:.4f}", flush=True)
     server.join()
     srv.close()
 

@@ -10,8 +10,10 @@
 -- it worse: the GIL a forced drop gives up can go to another CPU thread.
 -- The client is a gil.process worker: a process of its own, with its own
 -- GIL, so it measures the server from outside as a real client would.
--- Look at: the req/s column and "vs none" (the rate over the rate with no CPU
--- thread). Then the cures: a shorter interval (-s 1ms, -s 100us), I/O
+-- Look at: the req/s column, "vs none" (the rate over the rate with no CPU
+-- thread) and the share of requests slower than half an interval (those that
+-- waited for a CPU worker to be made to drop the GIL; the others found it
+-- free: the server took it back before the woken CPU worker got to it). Then the cures: a shorter interval (-s 1ms, -s 100us), I/O
 -- priority (-g iopri: a thread back from I/O is served at once), the CPU
 -- work in processes (third argument "process"); and -g fifo, which bounds
 -- the wait but to a whole quantum (100 ms by default). In nogil and fork
@@ -55,19 +57,23 @@ local function hog(stop, started)
   return rounds
 end
 
--- The client: 1-byte request, 1-byte response, for a fixed time.
-local function client(port, secs)
+-- The client: 1-byte request, 1-byte response, for a fixed time. It counts
+-- the requests that took longer than `slow` (half a switch interval): those
+-- the server answered only after a CPU worker was made to drop the GIL.
+local function client(port, secs, slow)
   local c = gil.connect("127.0.0.1", port)
-  local n, t0 = 0, gil.now()
+  local n, late, t0 = 0, 0, gil.now()
   local t = t0
   while t - t0 < secs do
     c:send("x")
     assert(c:recv(1) == "x", "echo lost")
     n = n + 1
-    t = gil.now()
+    local now = gil.now()
+    if now - t > slow then late = late + 1 end
+    t = now
   end
   c:close()
-  return n, t - t0
+  return n, t - t0, late
 end
 
 local ports = gil.queue()
@@ -79,7 +85,9 @@ local kind = hog_kind == "process" and "process" or ({ gil = "thread", nogil = "
 
 print(("echo server and CPU workers in one gilvm (-m %s, switch interval %g ms); client in another process, %g s per row")
   :format(gil.mode(), gil.getswitchinterval() * 1000, seconds))
-print(("%11s  %-11s  %9s  %9s  %8s"):format("CPU workers", "kind", "requests", "req/s", "vs none"))
+local slow = gil.getswitchinterval() / 2
+print(("%11s  %-11s  %9s  %9s  %8s  %s"):format("CPU workers", "kind", "requests", "req/s", "vs none",
+  ("slower than %g ms"):format(slow * 1000)))
 local base
 for _, k in ipairs(counts) do
   stop:set(0)
@@ -87,14 +95,15 @@ for _, k in ipairs(counts) do
   local hogs = {}
   for i = 1, k do hogs[i] = spawn(hog, stop, started) end
   while started:get() < k do gil.sleep(0.001) end -- every CPU worker is running
-  local n, elapsed = gil.process(client, port, seconds):join()
+  local n, elapsed, late = gil.process(client, port, seconds, slow):join()
   stop:set(1)
   for i = 1, k do hogs[i]:join() end
   local rate = n / elapsed
   if k == 0 and not base then base = rate end
-  print(("%11d  %-11s  %9d  %9.1f  %8s"):format(k, k == 0 and "-" or kind, n, rate,
-    base and ("%.4f"):format(rate / base) or "-"))
+  print(("%11d  %-11s  %9d  %9.1f  %8s  %5.1f%%"):format(k, k == 0 and "-" or kind, n, rate,
+    base and ("%.4f"):format(rate / base) or "-", 100 * late / n))
   gil.report(("req_s_%d"):format(k), rate)
+  gil.report(("slow_%d"):format(k), late / n)
   if base and k > 0 then gil.report(("vs_none_%d"):format(k), rate / base) end
 end
 local served = server:join()
