@@ -282,3 +282,23 @@ Test(gallery, echo_convoy_cures) {
   echo_case(fast, 2, "gil", "thread", "spawn");
   echo_case(NULL, 0, "gil", "process", "process");
 }
+
+/* ---------------------------------------------------------------- resend */
+
+TestSuite(resend, .fini = test_cleanup, .timeout = 300);
+
+/* A breaker signal that Lua loses (one landing as the interpreter clears a
+   frame's trap) is sent again while the request is pending: with the first
+   signal dropped on purpose, the holder is still interrupted and the run
+   ends (before, the flag stayed set, nothing was sent again, and the run
+   hung until --timeout). */
+Test(resend, a_lost_breaker_signal_is_sent_again) {
+  static const char *const env[] = { "GILVM_LOSE_SIGNALS=1", NULL };
+  run_opts o = { .env = env, .limit_s = 120 };
+  for (size_t i = 0; i < 2; i++) {
+    const char *policy = i ? "iopri" : "cpython";
+    run_result *r = GVO(&o, "-q", "--timeout", "60s", "-g", policy, data("lost_signal.lua"));
+    expect_exit(r, 0);
+    expect_out(r, "done\n");
+  }
+}

@@ -67,7 +67,7 @@ pid_t rt_pid(void) { return rt_current ? rt_current->pid : getpid(); }
 static void on_drop_request(gil_thread *holder, void *arg) {
   (void)arg;
   rt_worker *w = holder->owner;
-  breaker_interrupt(w->tid, &w->interrupt);
+  breaker_interrupt(w->tid, &w->interrupt, &w->interrupt_sent);
 }
 
 /* os.exit is ending the process: a thread that takes a GIL now must not run
@@ -1111,7 +1111,7 @@ void rt_stop(runtime *rt, int code, const char *reason) {
     if (w->kind == RT_PROCESS)
       kill(w->pid, SIGKILL);
     else if (!w->reaped || i == 0)
-      breaker_interrupt(w->tid, &w->interrupt);
+      breaker_interrupt(w->tid, &w->interrupt, &w->interrupt_sent);
   }
   kill_kids(rt);
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
@@ -1152,7 +1152,8 @@ void rt_exit_begin(void) {
     for (int i = 0; i < rt->nworkers; i++) { /* threads running Lua park at their next check point */
       rt_worker *w = rt->workers[i];
       int own = i == 0 ? !rt->is_child : i >= rt->first_own;
-      if (own && w != self_worker && w->kind != RT_PROCESS && !w->done) breaker_interrupt(w->tid, &w->interrupt);
+      if (own && w != self_worker && w->kind != RT_PROCESS && !w->done)
+        breaker_interrupt(w->tid, &w->interrupt, &w->interrupt_sent);
     }
   }
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
