@@ -44,8 +44,9 @@ typedef void (*breaker_fn)(lua_State *L);
 
 /* Install the signal handler; checkpoint runs on the interrupted thread. */
 void breaker_init(breaker_fn checkpoint);
-/* This OS thread runs Lua state L (NULL: none); `pending` is its request flag. */
-void breaker_attach(lua_State *L, atomic_int *pending);
+/* This OS thread runs Lua state L (NULL: none); `pending` is its request flag,
+   `sent_ns` the time breaker_interrupt keeps for it. */
+void breaker_attach(lua_State *L, atomic_int *pending, _Atomic uint64_t *sent_ns);
 /* It now runs L (a coroutine) with the same flag; signal-safe to read. */
 void breaker_switch(lua_State *L);
 lua_State *breaker_current(void);
