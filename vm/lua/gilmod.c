@@ -345,7 +345,7 @@ static int os_exit(lua_State *L) {
     status = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
   rt_exit_begin();
   if (lua_toboolean(L, 2)) {
-    breaker_attach(NULL, NULL);
+    breaker_attach(NULL, NULL, NULL);
     lua_close(L);
   }
   rt_exit(status);
