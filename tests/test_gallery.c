@@ -143,3 +143,45 @@ Test(gallery, every_script_names_its_article_claim_and_modes) {
               "scripts/articles/%s.lua's usage line names another file", names[k]);
   }
 }
+
+/* ---- docs/guide.md: its outputs are generated, and checked against a run now ---- */
+
+TestSuite(guide, .fini = test_cleanup);
+
+static const char *source_root(void) { return fmt("%s/..", env_dir("GILVM_SCRIPTS")); }
+
+/* tools/make_guide.py --check with this build's gilvm, on guide (NULL: docs/guide.md). */
+static run_result *guide_check(const char *guide) {
+  const char *tool = fmt("%s/tools/make_guide.py", source_root());
+  const char *python = env_dir("GILVM_PYTHON");
+  const char *argv[] = { python, tool, "--check", "--gilvm", gilvm_path(), guide ? "--guide" : NULL, guide, NULL };
+  run_opts o = { .limit_s = 500 };
+  return run_tracked(&o, argv);
+}
+
+Test(guide, is_up_to_date, .timeout = 600) {
+  run_result *r = guide_check(NULL);
+  expect_reaped(r);
+  cr_expect(r->exited && r->exit_code == 0, "docs/guide.md is out of date: run tools/make_guide.py" CTX, CTXA(r));
+  expect_out_has(r, "experiments up to date");
+}
+
+/* The check is not a rubber stamp: a guide whose output was edited by hand,
+   or whose experiment lost its output, is stale, and the message names it. */
+Test(guide, check_names_the_stale_experiment, .timeout = 600) {
+  char *text = slurp(fmt("%s/docs/guide.md", source_root()), NULL);
+  static const char line[] = "All files have been downloaded.\n";
+  char *at = strstr(text, line);
+  cr_assert(at != NULL, "docs/guide.md lacks the line %s", line);
+  memcpy(at, "All files have been uploaded!!!\n", sizeof line - 1); /* the same length */
+  const char *edited = tmp_path("guide.md");
+  FILE *f = fopen(edited, "w");
+  cr_assert(f != NULL);
+  fputs(text, f);
+  fclose(f);
+  run_result *r = guide_check(edited);
+  expect_reaped(r);
+  cr_expect(r->exited && r->exit_code == 1, "an edited output passes the check" CTX, CTXA(r));
+  expect_err_has(r, "experiment 'threads-io' is stale");
+  expect_err_lacks(r, "experiment 'convoy'");
+}
