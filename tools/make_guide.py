@@ -19,6 +19,7 @@ picture is linked below the outputs. The block between `<!-- machine -->` and
 `<!-- end machine -->` names the machine, the date and the load.
 
     tools/make_guide.py [--gilvm build/gilvm]          rewrite docs/guide.md and docs/guide/*.svg
+                                                      (and remove pictures no experiment draws)
     tools/make_guide.py --check [--gilvm PATH] [--guide FILE]
 
 --check runs every command again (pictures go to a temporary directory) and
@@ -218,6 +219,12 @@ def main():
         text = text[:m.start(2)] + machine + text[m.end(2):]
     with open(a.guide, "w") as f:
         f.write(text)
+    # a picture no experiment draws any more would only mislead
+    keep = {os.path.basename(svg_of(c)) for _, cmds, _, _, _ in experiments(text) for c in cmds if svg_of(c)}
+    for f in os.listdir(os.path.join(ROOT, "docs", "guide")):
+        if f not in keep:
+            os.remove(os.path.join(ROOT, "docs", "guide", f))
+            print(f"make_guide: removed docs/guide/{f}", file=sys.stderr)
     return 0
 
 
