@@ -13,7 +13,7 @@
 -- the map (map_s, milliseconds: starting the workers, passing each number
 -- and result) costs hundreds of times the plain loop (serial_s,
 -- microseconds). The pool pays only when each item is real work: with
--- `5 3000000` (the second argument is loop rounds per item) nogil and fork
+-- `6 3000000` (the second argument is loop rounds per item) nogil and fork
 -- beat the loop and gil does not.
 --
 -- usage: gilvm [-m MODE] scripts/articles/art3_pool_squares.lua [numbers] [rounds per item]
