@@ -81,7 +81,10 @@ static void arm(lua_State *L) {
 static void settle(lua_State *L) {
   user_hook *u = user_of(L);
   int umask = u ? u->mask : 0;
-  int armed = !every && is_armed_for(L); /* stopping: every N instructions already */
+  /* stopping: every N instructions already; polling (TSan): the resting hook
+     finds the request within BREAKER_POLL_COUNT instructions, and arming
+     (O(stack depth)) at every take made a deep stack's switches quadratic */
+  int armed = !POLLING && !every && is_armed_for(L);
   int bcount = every ? every : armed ? 1 : resting_count;
   int mask = umask, count = 0;
   if (bcount) {
@@ -97,7 +100,7 @@ static void settle(lua_State *L) {
     atomic_fetch_add_explicit(&sets, 1, memory_order_relaxed);
     lua_sethook(L, hook, mask, count);
   }
-  if (!every && !armed && is_armed_for(L)) arm(L); /* a request that arrived meanwhile */
+  if (!POLLING && !every && !armed && is_armed_for(L)) arm(L); /* a request that arrived meanwhile */
 }
 
 /* Call the script's hook function for L, as Lua's debug library does. */

@@ -51,7 +51,9 @@ local cpu = gil.spawn(function()
 end)
 
 local tid = tids:get()
-local function blocked()                                   -- asleep in the kernel
+-- asleep in the kernel, and not on a futex: a thread waiting for the GIL
+-- (a condition variable) sleeps too, before its read and after it
+local function blocked()
   local f = io.open("/proc/" .. tid .. "/stat")
   if not f then return false end
   local state = f:read("a"):match("^%d+ %b() (%a)")
@@ -59,7 +61,7 @@ local function blocked()                                   -- asleep in the kern
   f = io.open("/proc/" .. tid .. "/wchan")
   local wchan = f and f:read("a") or ""
   if f then f:close() end
-  return state == "S" and wchan ~= "" and wchan ~= "0", wchan
+  return state == "S" and wchan ~= "" and wchan ~= "0" and not wchan:find("futex"), wchan
 end
 repeat gil.sleep(0.001) until blocked()
 local p0 = progress:get()
