@@ -76,6 +76,7 @@
  * their workers finish instead of waiting for work forever.
  */
 #include "objects.h"
+#include "clock.h"
 
 #include <lauxlib.h>
 #include <errno.h>
@@ -300,12 +301,17 @@ static void held_clear(shm_off off) {
   PT_CHECK(pthread_mutex_unlock(&objects_mu));
 }
 
+static void sim_changed(shm_arena *a, shm_off off);
+
 void objects_close_pools(runtime *rt) {
   if (!rt->arena) return;
   pid_t me = rt_pid();
   PT_CHECK(pthread_mutex_lock(&objects_mu));
   for (int i = 0; i < npools; i++)
-    if (pools[i].pid == me) shm_queue_close(rt->arena, pools[i].tasks);
+    if (pools[i].pid == me) {
+      shm_queue_close(rt->arena, pools[i].tasks);
+      sim_changed(rt->arena, pools[i].tasks);
+    }
   PT_CHECK(pthread_mutex_unlock(&objects_mu));
 }
 
@@ -341,6 +347,58 @@ static const char *worker_name(int id, char *buf, size_t len) {
   return buf;
 }
 
+/* ---- --sim: a lock or a queue blocks in virtual time ---- */
+
+/* What a simulated waiter waits on: the object, by its place in the arena. */
+static const void *sim_chan(shm_arena *a, shm_off off) { return (const char *)a + off; }
+
+/* Something changed in the object at off (released, put, got, closed): its simulated waiters look again. */
+static void sim_changed(shm_arena *a, shm_off off) {
+  if (sim_on()) sim_wake(sim_chan(a, off), 1);
+}
+
+typedef int (*sim_try)(shm_arena *a, shm_off off, void *ctx); /* one attempt that does not block */
+
+/* Retry `attempt` until it is not SHM_TIMEOUT, the virtual timeout passes (< 0: none) or the run stops. */
+static int sim_retry(shm_arena *a, shm_off off, int64_t timeout, sim_try attempt, void *ctx) {
+  uint64_t until = timeout < 0 ? 0 : clock_now_ns() + (uint64_t)timeout;
+  for (;;) {
+    int rc = attempt(a, off, ctx);
+    if (rc != SHM_TIMEOUT) return rc;
+    if (atomic_load(&rt_current->stop)) return SHM_STOPPED;
+    uint64_t now = clock_now_ns();
+    if (until && now >= until) return SHM_TIMEOUT;
+    sim_block(sim_chan(a, off), until ? until - now : 0);
+  }
+}
+
+static int try_lock(shm_arena *a, shm_off off, void *ctx) {
+  struct timespec now = shm_deadline_in(0);
+  return shm_lock_acquire(a, off, *(uint64_t *)ctx, &now, NULL, NULL);
+}
+
+typedef struct put_ctx {
+  const void *data;
+  size_t len;
+} put_ctx;
+
+static int try_put(shm_arena *a, shm_off off, void *ctx) {
+  put_ctx *p = ctx;
+  struct timespec now = shm_deadline_in(0);
+  return shm_queue_put(a, off, p->data, p->len, &now, NULL, NULL);
+}
+
+typedef struct get_ctx {
+  void **data;
+  size_t *len;
+} get_ctx;
+
+static int try_get(shm_arena *a, shm_off off, void *ctx) {
+  get_ctx *g = ctx;
+  struct timespec now = shm_deadline_in(0);
+  return shm_queue_get(a, off, g->data, g->len, &now, NULL, NULL);
+}
+
 static int lock_acquire(lua_State *L) {
   handle *h = check(L, 1, SHM_T_LOCK);
   int64_t timeout = args_opt_timeout(L, 2);
@@ -357,7 +415,10 @@ static int lock_acquire(lua_State *L) {
   int rc = shm_lock_acquire(a, h->off, token, &now, NULL, NULL);
   if (rc == SHM_TIMEOUT && timeout != 0) {
     uint64_t began = rt_block_begin(me, RT_BLOCK_LOCK);
-    rc = shm_lock_acquire(a, h->off, token, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL);
+    if (sim_on())
+      rc = sim_retry(a, h->off, timeout, try_lock, &token);
+    else
+      rc = shm_lock_acquire(a, h->off, token, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL);
     rt_block_end(me, RT_BLOCK_LOCK, began);
   }
   switch (rc) {
@@ -383,6 +444,7 @@ static int lock_release(lua_State *L) {
   int rc = shm_lock_release(a, h->off, token);
   if (rc == SHM_OK) {
     held_clear(h->off);
+    sim_changed(a, h->off);
     return 0;
   }
   if (rc != SHM_NOT_OWNER) return luaL_error(L, "lock: %s", shm_strerror(rc));
@@ -471,10 +533,15 @@ static int queue_put(lua_State *L) {
   int rc = shm_queue_put(a, h->off, data, len, &now, NULL, NULL);
   if (rc == SHM_TIMEOUT && timeout != 0) {
     uint64_t began = rt_block_begin(me, RT_BLOCK_QUEUE);
-    rc = shm_queue_put(a, h->off, data, len, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL);
+    put_ctx pc = { data, len };
+    if (sim_on())
+      rc = sim_retry(a, h->off, timeout, try_put, &pc);
+    else
+      rc = shm_queue_put(a, h->off, data, len, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL);
     rt_block_end(me, RT_BLOCK_QUEUE, began);
   }
   mar_buf_free(&buf);
+  if (rc == SHM_OK) sim_changed(a, h->off);
   if (rc != SHM_OK) luaL_unref(L, LUA_REGISTRYINDEX, ref);
   switch (rc) {
   case SHM_OK: lua_pushboolean(L, 1); return 1;
@@ -539,9 +606,14 @@ static int queue_get(lua_State *L) {
   int rc = shm_queue_get(a, h->off, &data, &len, &now, NULL, NULL);
   if (rc == SHM_TIMEOUT && timeout != 0) {
     uint64_t began = rt_block_begin(me, RT_BLOCK_QUEUE);
-    rc = shm_queue_get(a, h->off, &data, &len, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL);
+    get_ctx gc = { &data, &len };
+    if (sim_on())
+      rc = sim_retry(a, h->off, timeout, try_get, &gc);
+    else
+      rc = shm_queue_get(a, h->off, &data, &len, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL);
     rt_block_end(me, RT_BLOCK_QUEUE, began);
   }
+  if (rc == SHM_OK) sim_changed(a, h->off);
   switch (rc) {
   case SHM_OK: push_item(L, me, data, len); return 1;
   case SHM_TIMEOUT:
@@ -576,6 +648,7 @@ static int queue_empty(lua_State *L) {
 static int queue_close(lua_State *L) {
   handle *h = check(L, 1, SHM_T_QUEUE);
   shm_queue_close(arena(L), h->off);
+  sim_changed(arena(L), h->off);
   return 0;
 }
 
@@ -695,7 +768,10 @@ static int p_abandon(lua_State *L) {
   pid_t me = rt_pid();
   PT_CHECK(pthread_mutex_lock(&objects_mu));
   for (int i = 0; a && i < npools; i++)
-    if (pools[i].id == id && pools[i].pid == me) shm_queue_close(a, pools[i].tasks);
+    if (pools[i].id == id && pools[i].pid == me) {
+      shm_queue_close(a, pools[i].tasks);
+      sim_changed(a, pools[i].tasks);
+    }
   PT_CHECK(pthread_mutex_unlock(&objects_mu));
   return 0;
 }
