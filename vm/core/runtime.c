@@ -337,6 +337,7 @@ runtime *rt_create(const rt_host *host, rt_mode mode, const char *policy, uint64
   main->reaped = 1; /* nobody pthread_joins the main thread */
   self_worker = main;
   rt->start_ns = main->started_ns = clock_now_ns();
+  if (sim_on()) rt->real_start_ns = clock_real_ns();
   main->cpu_ns = clock_thread_cpu_ns(); /* start-up is not the script's: subtracted at the end */
   rt->cpu_start_ns = clock_process_cpu_ns();
   return rt;
@@ -1174,6 +1175,7 @@ void rt_wait_all(runtime *rt) {
     if (w != self_worker) reap(rt, w);
   }
   rt->end_ns = clock_now_ns();
+  if (sim_on()) rt->real_end_ns = clock_real_ns();
   struct rusage self, kids;
   getrusage(RUSAGE_SELF, &self);
   getrusage(RUSAGE_CHILDREN, &kids);
@@ -1285,6 +1287,15 @@ int rt_snapshot_take(runtime *rt, rt_snapshot *s) {
   memcpy(s->figures, rt->figures, sizeof s->figures);
   s->nfigures = rt->nfigures;
   s->released = rt->gone;
+  if (sim_on()) {
+    const sim_config *c = sim_config_get();
+    s->sim_cores = c->cores;
+    s->sim_tick = c->tick;
+    s->sim_seed = c->seed;
+    s->sim_wake_ns = c->wake_ns;
+    s->sim_insn_ns = c->insn_ns;
+    s->real_wall_ns = rt->real_end_ns - rt->real_start_ns;
+  }
   s->workers = calloc((size_t)rt->nworkers + 1, sizeof *s->workers);
   if (!s->workers) return -1;
   for (int i = 0; i < rt->nworkers; i++)

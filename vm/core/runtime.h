@@ -142,6 +142,7 @@ typedef struct runtime {
   atomic_int stop; /* 0, or the exit code the stop asks for (124, 130, 143) */
   const char *stop_reason; /* "timeout", "interrupted" */
   uint64_t start_ns, end_ns;
+  uint64_t real_start_ns, real_end_ns; /* --sim: the host's clock (virtual time is start_ns, end_ns) */
   uint64_t cpu_start_ns, cpu_ns; /* CPU time over the run, children included */
   uint64_t maxrss_kb; /* peak memory, summed over processes */
   rt_figure figures[32];
