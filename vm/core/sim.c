@@ -218,7 +218,7 @@ uint64_t sim_room(void) {
   PT_CHECK(pthread_mutex_lock(&mu));
   int r;
   uint64_t h = horizon(&r);
-  uint64_t room = h > me->vt ? h - me->vt : 0;
+  uint64_t room = h == UINT64_MAX ? UINT64_MAX / 2 : h > me->vt ? h - me->vt : 0; /* no event: no limit */
   PT_CHECK(pthread_mutex_unlock(&mu));
   return room;
 }
