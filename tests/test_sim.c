@@ -57,8 +57,9 @@ static json_t *twice_same(const char *const *args, int n) {
   return first;
 }
 
-#define TWICE(...) twice_same((const char *const[]){ __VA_ARGS__ }, \
-                              (int)(sizeof((const char *const[]){ __VA_ARGS__ }) / sizeof(const char *)))
+#define TWICE(...)                                 \
+  twice_same((const char *const[]){ __VA_ARGS__ }, \
+             (int)(sizeof((const char *const[]){ __VA_ARGS__ }) / sizeof(const char *)))
 
 static double num(json_t *o, const char *key) { return run_json_number(o, key); }
 
@@ -75,6 +76,11 @@ Test(determinism, convoy) { TWICE("--sim", "2", script("convoy.lua"), "30"); }
 Test(determinism, io_bound) { TWICE("--sim", "2", script("io_bound.lua")); }
 
 Test(determinism, race) { TWICE("--sim", "2", script("race.lua"), "4", "1000000"); }
+
+Test(determinism, fifo_and_iopri) {
+  TWICE("--sim", "2", "-g", "fifo", script("convoy.lua"), "20");
+  TWICE("--sim", "2", "-g", "iopri", script("convoy.lua"), "20");
+}
 
 Test(determinism, nogil) { TWICE("--sim", "4", "-m", "nogil", script("cpu_bound.lua"), "4", "1000000"); }
 
@@ -164,6 +170,8 @@ Test(model, header_prints_the_cost_model) {
 Test(model, usage_errors) {
   expect_usage_error(GV("--sim", "0", "-e", "print(1)"), "bad --sim '0'");
   expect_usage_error(GV("--sim", "2", "-m", "fork", "-e", "print(1)"), "fork mode is not simulated yet");
+  expect_usage_error(GV("--sim", "2", "-g", "legacy", "-e", "print(1)"),
+                     "-g legacy (a check-interval policy) is not simulated yet");
   expect_usage_error(GV("--sim", "2", "--sim-insn", "x", "-e", "print(1)"), "bad --sim-insn 'x'");
   expect_usage_error(GV("--sim", "2", "--seed", "-1", "-e", "print(1)"), "bad --seed '-1'");
 }

@@ -231,8 +231,11 @@ static int gilvm_main(int argc, char **argv) {
 
   rt_arena_size = o.arena_bytes;
   if (o.sim_cores) {
-    sim_config sc = { .cores = o.sim_cores, .seed = o.seed, .insn_ns = o.sim_insn_ns ? o.sim_insn_ns : SIM_INSN_NS,
-                      .wake_ns = SIM_WAKE_NS, .tick = SIM_TICK };
+    sim_config sc = { .cores = o.sim_cores,
+                      .seed = o.seed,
+                      .insn_ns = o.sim_insn_ns ? o.sim_insn_ns : SIM_INSN_NS,
+                      .wake_ns = SIM_WAKE_NS,
+                      .tick = SIM_TICK };
     sim_init(&sc, NULL, "main");
   }
   runtime *rt = rt_create(&gilmod_host, o.mode, o.policy, o.interval_ns, o.check_interval);

@@ -37,9 +37,12 @@ static void set_vt(sim_thread *t, uint64_t v) {
 
 /* When t could next run: a runnable thread at its clock, a blocked one at its timer. */
 static int key_of(const sim_thread *t, uint64_t *k) {
-  if (t->state == SIM_READY) *k = t->vt;
-  else if (t->state == SIM_BLOCKED && t->deadline) *k = t->deadline;
-  else return 0;
+  if (t->state == SIM_READY)
+    *k = t->vt;
+  else if (t->state == SIM_BLOCKED && t->deadline)
+    *k = t->deadline;
+  else
+    return 0;
   return 1;
 }
 
@@ -83,8 +86,10 @@ static sim_thread *pick(void) {
   int nbest = 0;
   for (int i = 0; i < nall; i++) {
     if (!key_of(all[i], &k)) continue;
-    if (k < best) best = k, nbest = 1;
-    else if (k == best) nbest++;
+    if (k < best)
+      best = k, nbest = 1;
+    else if (k == best)
+      nbest++;
   }
   if (!nbest) return NULL;
   int which = nbest > 1 ? (int)(next_rand() % (uint64_t)nbest) : 0;

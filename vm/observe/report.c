@@ -344,10 +344,10 @@ int report_json(const char *path, const report_run *r) {
   if (ok) ok = !json_object_set_new(o, "released", json_released(&s->released));
   if (ok && s->sim_cores) { /* "simulated": the cost model; "host": what differs between runs */
     json_object_del(o, "peak_memory_kb");
-    ok = !json_object_set_new(o, "simulated",
-                              json_pack("{s:i, s:I, s:f, s:o, s:i}", "cores", s->sim_cores, "seed",
-                                        (json_int_t)s->sim_seed, "insn_ns", s->sim_insn_ns, "wake_s",
-                                        jsonio_seconds(s->sim_wake_ns), "tick_insns", s->sim_tick)) &&
+    ok = !json_object_set_new(
+             o, "simulated",
+             json_pack("{s:i, s:I, s:f, s:o, s:i}", "cores", s->sim_cores, "seed", (json_int_t)s->sim_seed, "insn_ns",
+                       s->sim_insn_ns, "wake_s", jsonio_seconds(s->sim_wake_ns), "tick_insns", s->sim_tick)) &&
         !json_object_set_new(o, "host",
                              json_pack("{s:I, s:o}", "peak_memory_kb", (json_int_t)r->maxrss_kb, "real_wall_s",
                                        jsonio_seconds(s->real_wall_ns)));
