@@ -235,7 +235,8 @@ static int gilvm_main(int argc, char **argv) {
                       .seed = o.seed,
                       .insn_ns = o.sim_insn_ns ? o.sim_insn_ns : SIM_INSN_NS,
                       .wake_ns = SIM_WAKE_NS,
-                      .tick = SIM_TICK };
+                      .tick = SIM_TICK,
+                      .lookahead_ns = o.mode == RT_MODE_NOGIL ? SIM_LOOKAHEAD_NOGIL_NS : 0 };
     sim_init(&sc, NULL, "main");
   }
   runtime *rt = rt_create(&gilmod_host, o.mode, o.policy, o.interval_ns, o.check_interval);

@@ -191,7 +191,10 @@ static uint64_t horizon(int *runnable) {
   int r = 0;
   for (int i = 0; i < nall; i++) {
     r += all[i]->state == SIM_READY;
-    if (all[i] != me && key_of(all[i], &k) && k < h) h = k;
+    if (all[i] != me && key_of(all[i], &k)) {
+      if (all[i]->state == SIM_READY) k += cfg.lookahead_ns; /* a timer is never overrun */
+      if (k < h) h = k;
+    }
   }
   *runnable = r;
   return h;

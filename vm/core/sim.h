@@ -32,6 +32,7 @@
 #define SIM_INSN_NS 1.5 /* a Lua VM instruction: cpu_bound.lua's loop on this machine's lua5.4, rounded */
 #define SIM_WAKE_NS 10000 /* a blocked thread woken until it runs: a futex wake-up on this machine, rounded */
 #define SIM_TICK 1000 /* instructions between the hook's clock updates */
+#define SIM_LOOKAHEAD_NOGIL_NS 100000 /* nogil: free threads hand over every 100 us, not every tick */
 
 typedef struct sim_thread {
   const char *name; /* for the deadlock message */
@@ -50,6 +51,7 @@ typedef struct sim_config {
   double insn_ns; /* virtual ns per Lua VM instruction */
   uint64_t wake_ns; /* from a wake-up to the woken thread running */
   int tick; /* instructions between the hook's clock updates */
+  uint64_t lookahead_ns; /* a thread may run this far past another runnable thread's clock (not past a timer) */
 } sim_config;
 
 extern int sim_enabled;
