@@ -940,6 +940,7 @@ static void start_pthread(lua_State *L, rt_worker *w, void *(*body)(void *)) {
   int err = pthread_create(&w->tid, NULL, body, w);
   if (err) w->done = w->reaped = w->joined = 1;
   PT_CHECK(pthread_mutex_unlock(&w->rt->mu));
+  if (err && sim_on()) sim_forget(&w->sim);
   if (err) {
     w->error = strdup("could not start thread");
     luaL_error(L, "cannot start a thread: %s", strerror(err));

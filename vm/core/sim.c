@@ -133,15 +133,27 @@ void sim_start(sim_thread *t) {
   PT_CHECK(pthread_mutex_unlock(&mu));
 }
 
-void sim_exit(void) {
-  PT_CHECK(pthread_mutex_lock(&mu));
-  me->state = SIM_DONE;
+/* Take t out of the scheduler's list (under mu), keeping the order: the tie-break follows it. */
+static void unlist(sim_thread *t) {
   for (int i = 0; i < nall; i++)
-    if (all[i] == me) { /* keep the order: the tie-break follows it */
+    if (all[i] == t) {
       memmove(&all[i], &all[i + 1], (size_t)(nall - i - 1) * sizeof *all);
       nall--;
       break;
     }
+}
+
+void sim_forget(sim_thread *t) {
+  PT_CHECK(pthread_mutex_lock(&mu));
+  unlist(t);
+  PT_CHECK(pthread_mutex_unlock(&mu));
+  PT_CHECK(pthread_cond_destroy(&t->cv));
+}
+
+void sim_exit(void) {
+  PT_CHECK(pthread_mutex_lock(&mu));
+  me->state = SIM_DONE;
+  unlist(me);
   run_next();
   PT_CHECK(pthread_mutex_unlock(&mu));
   PT_CHECK(pthread_cond_destroy(&me->cv));

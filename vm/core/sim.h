@@ -62,6 +62,8 @@ void sim_init(const sim_config *c, sim_thread *main_thread, const char *name);
 const sim_config *sim_config_get(void);
 /* The spawner registers a new thread (runnable at the spawner's clock) before starting its pthread. */
 void sim_register(sim_thread *t, const char *name);
+/* Its pthread could not be started: forget it. */
+void sim_forget(sim_thread *t);
 /* First thing on the new pthread: wait for the baton. */
 void sim_start(sim_thread *t);
 /* Last thing: done, hand the baton on. */
