@@ -179,6 +179,23 @@ Test(model, header_prints_the_cost_model) {
   expect_err_has(r, "simulated (--sim): 3 virtual cores   seed 9   a Lua instruction 2.5 ns");
 }
 
+Test(model, what_is_not_simulated_says_so) {
+  run_result *r = GV("--sim", "2", "-q", script("downloads.lua"));
+  expect_exit(r, 1);
+  expect_err_has(r, "sockets are not simulated yet (--sim)");
+  r = GV("--sim", "2", "-q", "-e", "gil.process(function() end):join()");
+  expect_exit(r, 1);
+  expect_err_has(r, "processes are not simulated yet (--sim)");
+}
+
+Test(model, a_real_run_has_no_simulated_section) {
+  const char *json = tmp_path("real.json");
+  expect_exit(GV("-q", "--json", json, "-e", "gil.spawn(function() end):join()"), 0);
+  json_t *o = json_file(json);
+  cr_expect(!json_object_get(o, "simulated") && !json_object_get(o, "host"));
+  cr_expect(json_object_get(o, "peak_memory_kb"));
+}
+
 Test(model, usage_errors) {
   expect_usage_error(GV("--sim", "0", "-e", "print(1)"), "bad --sim '0'");
   expect_usage_error(GV("--sim", "2", "-m", "fork", "-e", "print(1)"), "fork mode is not simulated yet");
