@@ -180,7 +180,7 @@ Test(model, header_prints_the_cost_model) {
 }
 
 Test(model, what_is_not_simulated_says_so) {
-  run_result *r = GV("--sim", "2", "-q", script("downloads.lua"));
+  run_result *r = GV("--sim", "2", "-q", "-e", "gil.listen(0)");
   expect_exit(r, 1);
   expect_err_has(r, "sockets are not simulated yet (--sim)");
   r = GV("--sim", "2", "-q", "-e", "gil.process(function() end):join()");
