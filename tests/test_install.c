@@ -46,6 +46,30 @@ static const char *installed(const char *dir_env, const char *name) {
   return fmt("%s%s/%s", destdir, env_dir(dir_env), name);
 }
 
+/* Each .lua file of scripts<sub> is installed in share/gilvm/scripts<sub>, byte
+   for byte; at least min of them. Returns how many. */
+static int installed_scripts(const char *sub, int min) {
+  const char *src = fmt("%s%s", env_dir("GILVM_SCRIPTS"), sub);
+  DIR *d = opendir(src);
+  cr_assert(d != NULL, "cannot list %s", src);
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    size_t len = strlen(e->d_name);
+    if (len < 5 || strcmp(e->d_name + len - 4, ".lua") != 0) continue;
+    size_t a, b;
+    char *want = slurp(fmt("%s/%s", src, e->d_name), &a);
+    const char *got_path = installed("GILVM_DATADIR", fmt("gilvm/scripts%s/%s", sub, e->d_name));
+    cr_expect(access(got_path, R_OK) == 0, "%s is not installed", got_path);
+    if (access(got_path, R_OK) != 0) continue;
+    char *got = slurp(got_path, &b);
+    cr_expect(a == b && memcmp(want, got, a) == 0, "%s differs from %s/%s", got_path, src, e->d_name);
+    n++;
+  }
+  closedir(d);
+  cr_expect(n >= min, "only %d gallery scripts found in %s", n, src);
+  return n;
+}
+
 Test(install, puts_gilvm_its_man_page_and_the_gallery_in_place) {
   install();
   const char *bin = installed("GILVM_BINDIR", "gilvm");
@@ -61,25 +85,9 @@ Test(install, puts_gilvm_its_man_page_and_the_gallery_in_place) {
   expect_exit(w, 0);
   cr_expect(strncmp(w->out, page, strlen(page)) == 0, "man -w gilvm finds %s" CTX, page, CTXA(w));
 
-  /* every gallery script, byte for byte */
-  const char *src = env_dir("GILVM_SCRIPTS");
-  DIR *d = opendir(src);
-  cr_assert(d != NULL, "cannot list %s", src);
-  int n = 0;
-  for (struct dirent *e; (e = readdir(d)) != NULL;) {
-    size_t len = strlen(e->d_name);
-    if (len < 5 || strcmp(e->d_name + len - 4, ".lua") != 0) continue;
-    size_t a, b;
-    char *want = slurp(fmt("%s/%s", src, e->d_name), &a);
-    const char *got_path = installed("GILVM_DATADIR", fmt("gilvm/scripts/%s", e->d_name));
-    cr_expect(access(got_path, R_OK) == 0, "%s is not installed", got_path);
-    if (access(got_path, R_OK) != 0) continue;
-    char *got = slurp(got_path, &b);
-    cr_expect(a == b && memcmp(want, got, a) == 0, "%s differs from %s/%s", got_path, src, e->d_name);
-    n++;
-  }
-  closedir(d);
-  cr_expect(n >= 8, "only %d gallery scripts found in %s", n, src);
+  /* every gallery script, byte for byte, and the articles' gallery below it */
+  installed_scripts("", 8);
+  installed_scripts("/articles", 15);
 }
 
 /* Split s into words (in place), dropping any listed in skip; returns how many. */

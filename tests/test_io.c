@@ -116,6 +116,18 @@ Test(semantics, sockets_in_every_mode) {
   }
 }
 
+/* A socket's send and recv release the GIL around their system call even when
+   it does not block, as CPython's do: 400 calls that never wait, at least 400
+   GIL takes (before, they released only to wait: a handful). */
+Test(semantics, socket_calls_release_even_when_they_do_not_block) {
+  run_result *r = GV(data("send_release.lua"));
+  expect_exit(r, 0);
+  expect_out(r, "sent and received\t200\n");
+  report_thread main;
+  cr_assert(report_thread_named(r->err, "main", 0, &main), "no main row" CTX, CTXA(r));
+  cr_expect(main.acq >= 400, "main took the GIL %ld times for 400 socket calls" CTX, main.acq, CTXA(r));
+}
+
 /* A file read line by line pays a GIL release per buffer refill, not per line. */
 Test(semantics, reading_lines_does_not_release_per_line) {
   run_result *r = GV(data("lines.lua"), tmp_path("lines.txt"));
@@ -213,5 +225,80 @@ Test(gallery, downloads_in_every_mode) {
     report_thread client;
     cr_assert(report_thread_named(r->err, "2:fetch", 0, &client), "no client row" CTX, CTXA(r));
     cr_expect(client.io_s >= 0.05 * 2, "a client waited %g s in io for two 0.05 s pages" CTX, client.io_s, CTXA(r));
+  }
+}
+
+/* echo_convoy.lua in every mode, policy and hog kind: its table has a row per
+   count of CPU workers, each with requests served (a client's request always
+   completes before it looks at the clock, so every row has at least one),
+   and the server answered exactly the requests the clients counted. No
+   timing is checked: the rates are the experiment's, not the test's. */
+static void echo_case(const char *const *opts, int nopts, const char *mode, const char *kind, const char *hogs) {
+  const char *argv[16];
+  int m = 0;
+  for (int i = 0; i < nopts; i++) argv[m++] = opts[i];
+  argv[m++] = "-m";
+  argv[m++] = mode;
+  argv[m++] = script("echo_convoy.lua");
+  argv[m++] = "0,1";
+  argv[m++] = "0.1";
+  argv[m++] = hogs;
+  argv[m] = NULL;
+  run_result *r = gv_run(NULL, argv);
+  expect_exit(r, 0);
+  const char *head = fmt("echo server and CPU workers in one gilvm (-m %s, switch interval ", mode);
+  cr_expect(strncmp(r->out, head, strlen(head)) == 0, "first line" CTX, CTXA(r));
+  const char *table = strstr(r->out, "\nCPU workers  kind ");
+  cr_assert(table, "no table header" CTX, CTXA(r));
+  const char *row0 = strchr(table + 1, '\n'), *row1 = row0 ? strchr(row0 + 1, '\n') : NULL;
+  cr_assert(row0 && row1, "no rows" CTX, CTXA(r));
+  long k0, n0, k1, n1;
+  char kind0[16], vs0[16];
+  double rate0, rate1;
+  cr_assert(sscanf(row0 + 1, "%ld %15s %ld %lf %15s", &k0, kind0, &n0, &rate0, vs0) == 5, "row 0" CTX, CTXA(r));
+  cr_expect(k0 == 0 && !strcmp(kind0, "-") && !strcmp(vs0, "1.0000") && n0 >= 1 && rate0 > 0, "row 0" CTX, CTXA(r));
+  cr_assert(sscanf(row1 + 1, "%ld", &k1) == 1 && k1 == 1, "row 1" CTX, CTXA(r));
+  const char *after = strstr(row1 + 1, kind);
+  cr_assert(after, "row 1 names its kind %s" CTX, kind, CTXA(r));
+  cr_assert(sscanf(after + strlen(kind), "%ld %lf", &n1, &rate1) == 2 && n1 >= 1 && rate1 > 0, "row 1" CTX, CTXA(r));
+  char fig[32];
+  cr_expect(report_figure(r->err, "requests", fig, sizeof fig) && atol(fig) == n0 + n1,
+            "the server answered %s, the clients counted %ld" CTX, fig, n0 + n1, CTXA(r));
+  static const char *const figs[] = { "req_s_0", "req_s_1", "vs_none_1", "slow_0", "slow_1" };
+  for (size_t i = 0; i < sizeof figs / sizeof figs[0]; i++)
+    cr_expect(report_figure(r->err, figs[i], fig, sizeof fig), "figure %s" CTX, figs[i], CTXA(r));
+}
+
+Test(gallery, echo_convoy_in_every_mode) {
+  static const char *const kinds[] = { "thread", "free thread", "process" };
+  for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) echo_case(NULL, 0, modes[i], kinds[i], "spawn");
+}
+
+Test(gallery, echo_convoy_cures) {
+  static const char *const iopri[] = { "-g", "iopri" }, *const fifo[] = { "-g", "fifo" },
+                           *const fast[] = { "-s", "100us" };
+  echo_case(iopri, 2, "gil", "thread", "spawn");
+  echo_case(fifo, 2, "gil", "thread", "spawn");
+  echo_case(fast, 2, "gil", "thread", "spawn");
+  echo_case(NULL, 0, "gil", "process", "process");
+}
+
+/* ---------------------------------------------------------------- resend */
+
+TestSuite(resend, .fini = test_cleanup, .timeout = 300);
+
+/* A breaker signal that Lua loses (one landing as the interpreter clears a
+   frame's trap) is sent again while the request is pending: with the first
+   signal dropped on purpose, the holder is still interrupted and the run
+   ends (before, the flag stayed set, nothing was sent again, and the run
+   hung until --timeout). */
+Test(resend, a_lost_breaker_signal_is_sent_again) {
+  static const char *const env[] = { "GILVM_LOSE_SIGNALS=1", NULL };
+  run_opts o = { .env = env, .limit_s = 120 };
+  for (size_t i = 0; i < 2; i++) {
+    const char *policy = i ? "iopri" : "cpython";
+    run_result *r = GVO(&o, "-q", "--timeout", "60s", "-g", policy, data("lost_signal.lua"));
+    expect_exit(r, 0);
+    expect_out(r, "done\n");
   }
 }

@@ -168,7 +168,9 @@ Test(objects, queue_is_fifo_across_workers) {
                "fifo\ttrue\ttrue\ttext\t1.5\t3\tfloat\n"
                "worker\tproduced\n"
                "empty\ttrue\t0\n"
-               "mixed\ta,false,2,nil,3.25\n");
+               "put nil\tfalse\tbad argument #2 to '?' (a queue item cannot be nil (get returns nil on close and "
+               "timeout))\n"
+               "mixed\ta,false,2,3.25\n");
   }
 }
 

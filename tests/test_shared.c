@@ -57,6 +57,7 @@ TestSuite(arena, .init = setup, .fini = teardown, .timeout = 60);
 TestSuite(lock, .init = setup, .fini = teardown, .timeout = 60);
 TestSuite(queue, .init = setup, .fini = teardown, .timeout = 90);
 TestSuite(value, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(sync, .init = setup, .fini = teardown, .timeout = 90);
 
 /* --------------------------------------------------------------- helpers */
 
@@ -1282,4 +1283,233 @@ Test(value, add_is_atomic_across_threads_and_processes) {
   cr_assert_eq(shm_value_get(A, a.floats, &n), SHM_OK);
   cr_assert(n.is_float);
   cr_assert_eq(n.f, 5 * ADDS * 0.5); /* halves add up exactly in a double */
+}
+
+/* ================================================================ sync */
+
+Test(sync, rlock_counts_its_owners_acquires) {
+  shm_off r;
+  cr_assert_eq(shm_rlock_new(A, &r), SHM_OK);
+  cr_assert_eq(shm_obj_type(A, r), SHM_T_RLOCK);
+  struct timespec now = in(0);
+  for (int i = 0; i < 3; i++) cr_assert_eq(shm_lock_acquire(A, r, 7, &now, NULL, NULL), SHM_OK);
+  cr_assert_eq(shm_lock_acquire(A, r, 8, &now, NULL, NULL), SHM_TIMEOUT, "another owner waits");
+  for (int i = 0; i < 2; i++) cr_assert_eq(shm_lock_release(A, r, 7), SHM_OK);
+  cr_assert(shm_lock_locked(A, r) && shm_lock_owned(A, r, 7) && shm_lock_owner(A, r) == 7);
+  cr_assert_eq(shm_lock_release(A, r, 7), SHM_OK);
+  cr_assert(!shm_lock_locked(A, r));
+  cr_assert_eq(shm_lock_release(A, r, 7), SHM_NOT_OWNER);
+  cr_assert_eq(shm_obj_release(A, r), SHM_OK);
+}
+
+struct wait_arg {
+  shm_off obj;
+  double timeout;
+  int rc;
+  int64_t index;
+};
+
+static void *sem_waiter(void *p) {
+  struct wait_arg *a = p;
+  struct timespec d = in(a->timeout);
+  a->rc = shm_sem_acquire(A, a->obj, &d, NULL, NULL);
+  return NULL;
+}
+
+Test(sync, semaphore_counts_blocks_and_bounds) {
+  shm_off s;
+  cr_assert_eq(shm_sem_new(A, 2, 2, &s), SHM_OK);
+  cr_assert_eq(shm_sem_release(A, s, 1), SHM_OVERFLOW, "bounded: above 2");
+  struct timespec now = in(0);
+  cr_assert_eq(shm_sem_acquire(A, s, &now, NULL, NULL), SHM_OK);
+  cr_assert_eq(shm_sem_acquire(A, s, &now, NULL, NULL), SHM_OK);
+  cr_assert_eq(shm_sem_acquire(A, s, &now, NULL, NULL), SHM_TIMEOUT);
+  struct wait_arg arg = { .obj = s, .timeout = 30 };
+  pthread_t t;
+  pthread_create(&t, NULL, sem_waiter, &arg);
+  cr_assert_eq(shm_sem_release(A, s, 1), SHM_OK);
+  join_within(t, 30, NULL);
+  cr_assert_eq(arg.rc, SHM_OK);
+  cr_assert_eq(shm_sem_value(A, s), 0);
+  cr_assert_eq(shm_sem_new(A, 3, 2, &s), SHM_EINVAL, "value above its bound");
+}
+
+static void *barrier_party(void *p) {
+  struct wait_arg *a = p;
+  a->rc = shm_barrier_wait(A, a->obj, NULL, NULL, NULL, &a->index);
+  return NULL;
+}
+
+Test(sync, barrier_indexes_each_round_and_a_timeout_breaks_it) {
+  shm_off b;
+  cr_assert_eq(shm_barrier_new(A, 3, &b), SHM_OK);
+  for (int round = 0; round < 20; round++) {
+    struct wait_arg args[3] = { { .obj = b }, { .obj = b }, { .obj = b } };
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++) pthread_create(&t[i], NULL, barrier_party, &args[i]);
+    int seen = 0;
+    for (int i = 0; i < 3; i++) {
+      join_within(t[i], 30, NULL);
+      cr_assert_eq(args[i].rc, SHM_OK);
+      seen |= 1 << args[i].index;
+    }
+    cr_assert_eq(seen, 7, "round %d: indexes 0, 1, 2 once each", round);
+  }
+  struct wait_arg other = { .obj = b };
+  pthread_t t;
+  pthread_create(&t, NULL, barrier_party, &other);
+  while (shm_barrier_info(A, b, 1) < 1) sleep_s(0.001);
+  struct timespec soon = in(0.01);
+  int64_t index;
+  cr_assert_eq(shm_barrier_wait(A, b, &soon, NULL, NULL, &index), SHM_TIMEOUT);
+  join_within(t, 30, NULL);
+  cr_assert_eq(other.rc, SHM_BROKEN, "the other waiter is freed, broken");
+  cr_assert_eq(shm_barrier_wait(A, b, NULL, NULL, NULL, &index), SHM_BROKEN);
+  cr_assert_eq(shm_barrier_reset(A, b, 0), SHM_OK);
+  cr_assert_eq(shm_barrier_info(A, b, 2), 0);
+}
+
+struct cond_arg {
+  shm_off cond, lock;
+  uint64_t owner;
+  shm_off waiting; /* a flag: set once it holds the lock, about to wait */
+  int rc;
+};
+
+static void *cond_waiter(void *p) {
+  struct cond_arg *a = p;
+  shm_lock_acquire(A, a->lock, a->owner, NULL, NULL, NULL);
+  flag_set(a->waiting, 1);
+  struct timespec d = in(30);
+  a->rc = shm_cond_wait(A, a->cond, a->owner, &d, NULL, NULL);
+  if (!shm_lock_owned(A, a->lock, a->owner)) a->rc = -1; /* it must hold the lock again */
+  shm_lock_release(A, a->lock, a->owner);
+  return NULL;
+}
+
+Test(sync, condition_wait_gives_the_lock_up_and_notify_needs_it) {
+  shm_off l, c;
+  cr_assert_eq(shm_lock_new(A, &l), SHM_OK);
+  cr_assert_eq(shm_cond_new(A, l, &c), SHM_OK);
+  cr_assert_eq(shm_cond_lock(A, c), l);
+  cr_assert_eq(shm_cond_wait(A, c, 1, NULL, NULL, NULL), SHM_NOT_OWNER);
+  cr_assert_eq(shm_cond_notify(A, c, 1, 1), SHM_NOT_OWNER);
+  struct timespec soon = in(0.01);
+  cr_assert_eq(shm_lock_acquire(A, l, 1, NULL, NULL, NULL), SHM_OK);
+  cr_assert_eq(shm_cond_wait(A, c, 1, &soon, NULL, NULL), SHM_TIMEOUT);
+  cr_assert(shm_lock_owned(A, l, 1), "held again after a timeout");
+  cr_assert_eq(shm_lock_release(A, l, 1), SHM_OK);
+  struct cond_arg arg = { .cond = c, .lock = l, .owner = 2, .waiting = flag_new() };
+  pthread_t t;
+  pthread_create(&t, NULL, cond_waiter, &arg);
+  cr_assert(flag_wait(arg.waiting, 1, 30));
+  cr_assert_eq(shm_lock_acquire(A, l, 1, NULL, NULL, NULL), SHM_OK); /* free only once it waits */
+  cr_assert_eq(shm_cond_notify(A, c, 1, 1), SHM_OK);
+  cr_assert_eq(shm_lock_release(A, l, 1), SHM_OK);
+  join_within(t, 30, NULL);
+  cr_assert_eq(arg.rc, SHM_OK);
+  cr_assert_eq(shm_obj_release(A, c), SHM_OK);
+  cr_assert_eq(shm_obj_type(A, l), SHM_T_LOCK, "the condition held its own reference");
+  cr_assert_eq(shm_obj_release(A, l), SHM_OK);
+}
+
+static int cond_wait_child(void *p) {
+  struct cond_arg *a = p;
+  shm_lock_acquire(A, a->lock, a->owner, NULL, NULL, NULL);
+  flag_set(a->waiting, 1);
+  shm_cond_wait(A, a->cond, a->owner, NULL, NULL, NULL);
+  return 0;
+}
+
+Test(sync, a_killed_waiter_does_not_swallow_a_notify) {
+  shm_off l, c;
+  cr_assert_eq(shm_lock_new(A, &l), SHM_OK);
+  cr_assert_eq(shm_cond_new(A, l, &c), SHM_OK);
+  struct cond_arg dead = { .cond = c, .lock = l, .owner = 9, .waiting = flag_new() };
+  pid_t pid = spawn(cond_wait_child, &dead);
+  cr_assert(flag_wait(dead.waiting, 1, 30));
+  cr_assert_eq(shm_lock_acquire(A, l, 1, NULL, NULL, NULL), SHM_OK); /* it is waiting now */
+  cr_assert_eq(shm_lock_release(A, l, 1), SHM_OK);
+  kill_and_reap(pid);
+  struct cond_arg live = { .cond = c, .lock = l, .owner = 2, .waiting = flag_new() };
+  pthread_t t;
+  pthread_create(&t, NULL, cond_waiter, &live);
+  cr_assert(flag_wait(live.waiting, 1, 30));
+  cr_assert_eq(shm_lock_acquire(A, l, 1, NULL, NULL, NULL), SHM_OK);
+  cr_assert_eq(shm_cond_notify(A, c, 1, 1), SHM_OK, "the dead one is first in line, and skipped");
+  cr_assert_eq(shm_lock_release(A, l, 1), SHM_OK);
+  join_within(t, 30, NULL);
+  cr_assert_eq(live.rc, SHM_OK);
+}
+
+static int event_child(void *p) {
+  shm_off e = *(shm_off *)p;
+  struct timespec d = in(30);
+  return shm_event_wait(A, e, &d, NULL, NULL) == SHM_OK ? 0 : 1;
+}
+
+Test(sync, event_wakes_a_process) {
+  shm_off e;
+  cr_assert_eq(shm_event_new(A, &e), SHM_OK);
+  struct timespec now = in(0);
+  cr_assert_eq(shm_event_wait(A, e, &now, NULL, NULL), SHM_TIMEOUT);
+  pid_t pid = spawn(event_child, &e);
+  cr_assert_eq(shm_event_set(A, e, 1), SHM_OK);
+  expect_exit(pid, 0, 30);
+  cr_assert(shm_event_is_set(A, e));
+  cr_assert_eq(shm_event_set(A, e, 0), SHM_OK);
+  cr_assert(!shm_event_is_set(A, e));
+}
+
+Test(sync, array_ops_and_range) {
+  shm_off arr;
+  cr_assert_eq(shm_array_new(A, 4, &arr), SHM_OK);
+  cr_assert_eq(shm_array_len(A, arr), 4);
+  shm_number x = shm_int(5);
+  cr_assert_eq(shm_array_op(A, arr, 3, 1, &x), SHM_OK);
+  x = shm_float(0.5);
+  cr_assert_eq(shm_array_op(A, arr, 3, 2, &x), SHM_OK);
+  cr_assert(x.is_float && x.f == 5.5);
+  cr_assert_eq(shm_array_op(A, arr, 4, 0, &x), SHM_EINVAL);
+  cr_assert_eq(shm_array_op(A, arr, 0, 0, &x), SHM_OK);
+  cr_assert(!x.is_float && x.i == 0);
+  cr_assert_eq(shm_obj_release(A, arr), SHM_OK);
+  cr_assert_eq(shm_arena_check(A), SHM_OK);
+}
+
+Test(sync, queue_task_done_and_join) {
+  shm_off q;
+  cr_assert_eq(shm_queue_new(A, 0, &q), SHM_OK);
+  cr_assert_eq(shm_queue_task_done(A, q), SHM_OVERFLOW);
+  cr_assert_eq(shm_queue_put(A, q, "a", 1, NULL, NULL, NULL), SHM_OK);
+  struct timespec now = in(0);
+  cr_assert_eq(shm_queue_join(A, q, &now, NULL, NULL), SHM_TIMEOUT);
+  cr_assert_eq(shm_queue_task_done(A, q), SHM_OK, "done before it was got: allowed, as in Python");
+  cr_assert_eq(shm_queue_join(A, q, NULL, NULL, NULL), SHM_OK);
+}
+
+Test(sync, wait_board_put_replace_remove_and_full) {
+  uint64_t v0 = shm_board_version(A), v;
+  shm_wait w = { .token = 1, .on = 10, .kind = 1 }, out[SHM_BOARD_SLOTS];
+  cr_assert_eq(shm_board_put(A, &w, NULL), SHM_OK);
+  w.on = 11;
+  cr_assert_eq(shm_board_put(A, &w, NULL), SHM_OK, "the same token replaces its entry");
+  cr_assert_eq(shm_board_read(A, out, SHM_BOARD_SLOTS, &v), 1);
+  cr_assert(out[0].on == 11 && v != v0);
+  for (uint64_t t = 2; t <= SHM_BOARD_SLOTS; t++) {
+    w.token = t;
+    cr_assert_eq(shm_board_put(A, &w, NULL), SHM_OK);
+  }
+  w.token = SHM_BOARD_SLOTS + 1;
+  cr_assert_eq(shm_board_put(A, &w, NULL), SHM_ENOSPC);
+  for (uint64_t t = 1; t < SHM_BOARD_SLOTS; t++) shm_board_remove(A, t);
+  cr_assert_eq(shm_board_read(A, out, SHM_BOARD_SLOTS, NULL), 1);
+  int slot = out[0].slot;
+  shm_board_remove_slot(A, slot, 12345);
+  cr_assert_eq(shm_board_read(A, out, SHM_BOARD_SLOTS, NULL), 1, "another token's slot is left alone");
+  shm_board_remove_slot(A, slot, SHM_BOARD_SLOTS);
+  cr_assert_eq(shm_board_read(A, out, SHM_BOARD_SLOTS, NULL), 0);
+  w.token = 77;
+  cr_assert_eq(shm_board_put(A, &w, &slot), SHM_OK);
+  cr_assert_eq(slot, 0, "the board shrank back: the first slot is reused");
 }

@@ -169,6 +169,8 @@ static const char help_tail[] =
     "       the script runs)\n"
     "  3    the script could not be loaded (missing file, syntax error, a\n"
     "       precompiled chunk without --binary)\n"
+    "  4    deadlock: workers waited for each other (in a cycle, or all of\n"
+    "       them), none with a timeout; who waits where for what is printed\n"
     "  124  --timeout expired (compare, sweep: in some run)\n"
     "  130  Ctrl-C\n"
     "  143  SIGTERM\n"

@@ -25,6 +25,7 @@
 #include "dis.h"
 #include "clock.h"
 #include "gilmod.h"
+#include "objects.h"
 #include "outfile.h"
 #include "report.h"
 #include "runtime.h"
@@ -68,6 +69,7 @@ static void *watchdog_main(void *arg) {
     }
     if (wd->timeout_ns && now - began >= wd->timeout_ns && !atomic_load(&rt->stop))
       rt_stop(rt, EXIT_TIMEOUT, "timeout");
+    if (!atomic_load(&rt->stop)) objects_check_deadlock(rt); /* a cycle closed where no main thread looked */
     if (atomic_load(&rt->stop) && !give_up) give_up = now + GRACE_NS;
     if (give_up && now >= give_up && !atomic_load(&wd->finished)) {
       fflush(stdout);

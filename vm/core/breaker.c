@@ -1,6 +1,7 @@
 /* breaker.c — the signal-delivered eval breaker, and the script's debug hooks beside it (see breaker.h). */
 #include "breaker.h"
 #include "check.h"
+#include "clock.h"
 
 #include <lauxlib.h>
 #include <errno.h>
@@ -37,9 +38,12 @@ static int periodic_count; /* the GIL's check interval: run the checkpoint every
 static int resting_count; /* the breaker's count between requests (0: none) */
 static atomic_ulong arms; /* one-shot armings (each costs lua_sethook: O(stack depth)) */
 static atomic_ulong sets; /* lua_sethook calls that mark every frame, armings included */
+#define ARMING UINT64_MAX /* in a thread's sent_ns while its signal handler arms */
+static atomic_int lose_signals; /* GILVM_LOSE_SIGNALS: signals still to drop (tests; see breaker_interrupt) */
 /* Atomic so the signal handler reads whole pointers; only this thread writes them. */
 static _Thread_local _Atomic(lua_State *) current_L;
 static _Thread_local _Atomic(atomic_int *) current_pending;
+static _Thread_local _Atomic(_Atomic uint64_t *) current_sent; /* see breaker_interrupt */
 static _Thread_local lua_State *base_L; /* the state this thread was attached with */
 static _Thread_local int every; /* stopping: the checkpoint every N instructions */
 static _Thread_local int periodic_done; /* instructions counted towards the periodic checkpoint */
@@ -167,7 +171,10 @@ static void on_signal(int sig) {
   (void)sig;
   int saved = errno;
   lua_State *L = atomic_load_explicit(&current_L, memory_order_relaxed);
+  _Atomic uint64_t *sent = atomic_load_explicit(&current_sent, memory_order_relaxed);
+  if (sent) atomic_store(sent, ARMING); /* no signal again while arming: it costs O(stack depth) */
   if (L) arm(L);
+  if (sent) atomic_store(sent, clock_now_ns());
   errno = saved;
 }
 
@@ -182,12 +189,15 @@ void breaker_init(breaker_fn checkpoint) {
   sa.sa_flags = SA_RESTART; /* blocking calls resume instead of failing with EINTR */
   sigemptyset(&sa.sa_mask);
   sigaction(BREAKER_SIGNAL, &sa, NULL);
+  const char *lose = getenv("GILVM_LOSE_SIGNALS");
+  if (lose && *lose) atomic_store(&lose_signals, atoi(lose));
   const char *stats = getenv("GILVM_BREAKER_STATS");
   if (stats && *stats && strcmp(stats, "0") != 0) atexit(print_stats);
 }
 
-void breaker_attach(lua_State *L, atomic_int *pending) {
+void breaker_attach(lua_State *L, atomic_int *pending, _Atomic uint64_t *sent_ns) {
   atomic_store_explicit(&current_pending, pending, memory_order_relaxed);
+  atomic_store_explicit(&current_sent, sent_ns, memory_order_relaxed);
   atomic_store_explicit(&current_L, L, memory_order_relaxed);
   base_L = L;
   every = 0;
@@ -222,10 +232,33 @@ void breaker_arm_every(lua_State *L, int count) {
   settle(L);
 }
 
-void breaker_interrupt(pthread_t t, atomic_int *pending) {
-  /* once per request: arming costs O(stack depth), so a pending one is not re-armed */
-  if (atomic_exchange(pending, 1) == 0 && !POLLING)
+/* Signals lost to Lua, and sent again. Lua can lose an arming: a signal that
+   lands while the interpreter (luaG_traceexec) has just read a hook mask of 0
+   and is about to clear the running frame's trap leaves the hook set and the
+   trap cleared, so that frame never calls the hook; and the pending flag
+   stops every later signal, so the holder ran on for ever (found with
+   scripts/echo_convoy.lua under -g iopri and chrt -f 1: a CPU thread with
+   its count hook set, its frame's trap 0 and its flag 1; not even the stop
+   got through). So a request still pending BREAKER_RESEND_NS after its
+   signal was sent, and after the handler last finished arming, is signalled
+   again; never while the handler is arming (sent_ns is ARMING then). Arming
+   costs O(stack depth): re-arming every 50 us livelocked a deep stack
+   (issue 7), and so did a resend every 10 ms that did not wait for the
+   arming to end. GILVM_LOSE_SIGNALS=N drops the first N signals, so a test
+   can make one. */
+#define BREAKER_RESEND_NS 10000000u
+
+void breaker_interrupt(pthread_t t, atomic_int *pending, _Atomic uint64_t *sent_ns) {
+  if (POLLING) {
+    atomic_store(pending, 1); /* polled by the thread itself: nothing to lose */
+    return;
+  }
+  uint64_t now = clock_now_ns(), sent = atomic_load(sent_ns);
+  if (atomic_exchange(pending, 1) == 0 || (sent != ARMING && now - sent >= BREAKER_RESEND_NS)) {
+    atomic_store(sent_ns, now);
+    if (atomic_load(&lose_signals) > 0 && atomic_fetch_sub(&lose_signals, 1) > 0) return; /* lost, on purpose */
     PT_CHECK_OR(pthread_kill(t, BREAKER_SIGNAL), ESRCH); /* ESRCH: the thread has just ended */
+  }
 }
 
 int breaker_polling(void) { return POLLING; }

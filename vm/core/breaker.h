@@ -37,14 +37,16 @@
 
 #include <lua.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdatomic.h>
 
 typedef void (*breaker_fn)(lua_State *L);
 
 /* Install the signal handler; checkpoint runs on the interrupted thread. */
 void breaker_init(breaker_fn checkpoint);
-/* This OS thread runs Lua state L (NULL: none); `pending` is its request flag. */
-void breaker_attach(lua_State *L, atomic_int *pending);
+/* This OS thread runs Lua state L (NULL: none); `pending` is its request flag,
+   `sent_ns` the time breaker_interrupt keeps for it. */
+void breaker_attach(lua_State *L, atomic_int *pending, _Atomic uint64_t *sent_ns);
 /* It now runs L (a coroutine) with the same flag; signal-safe to read. */
 void breaker_switch(lua_State *L);
 lua_State *breaker_current(void);
@@ -60,8 +62,9 @@ void breaker_set_sim(void (*tick)(int n), int (*jitter)(void), int count);
 void breaker_rest(lua_State *L);
 /* Run the checkpoint every `count` instructions on L from now on (used once stopping). */
 void breaker_arm_every(lua_State *L, int count);
-/* Ask thread t, whose flag is `pending`, to run the checkpoint at its next check point. */
-void breaker_interrupt(pthread_t t, atomic_int *pending);
+/* Ask thread t, whose flag is `pending`, to run the checkpoint at its next check point;
+   `sent_ns` keeps when t was last signalled (a request still pending 10 ms later is signalled again). */
+void breaker_interrupt(pthread_t t, atomic_int *pending, _Atomic uint64_t *sent_ns);
 /* One-shot armings so far (GILVM_BREAKER_STATS=1 prints them, and all hook settings, at exit). */
 unsigned long breaker_arms(void);
 /* 1 if this build polls for requests (ThreadSanitizer): then a switch can come at any instruction. */

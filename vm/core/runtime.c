@@ -70,7 +70,7 @@ static void on_drop_request(gil_thread *holder, void *arg) {
   if (sim_on())
     atomic_store(&w->interrupt, 1); /* served at the holder's next check point, in virtual time */
   else
-    breaker_interrupt(w->tid, &w->interrupt);
+    breaker_interrupt(w->tid, &w->interrupt, &w->interrupt_sent);
 }
 
 /* os.exit is ending the process: a thread that takes a GIL now must not run
@@ -321,6 +321,7 @@ runtime *rt_create(const rt_host *host, rt_mode mode, const char *policy, uint64
   mar_init(); /* before any fork: children must share the key that authenticates bytecode */
   /* the shared objects' arena, before any interpreter (host->open) or worker */
   if (shm_arena_create(rt_arena_size, &rt->arena) != SHM_OK) rt->arena = NULL;
+  if (rt->arena) shm_board_init(rt->arena); /* the deadlock detector's, made before any thread uses it */
   rt_interp *interp = new_interp(rt);
   if (!interp) {
     free(rt);
@@ -423,7 +424,7 @@ static int run_function(rt_worker *w, lua_State *L, int base) {
 
 static void finish(rt_worker *w) {
   runtime *rt = w->rt;
-  breaker_attach(NULL, NULL);
+  breaker_attach(NULL, NULL, NULL);
   w->cpu_ns = clock_thread_cpu_ns();
   PT_CHECK(pthread_mutex_lock(&rt->mu));
   assert(!w->done); /* a worker finishes once */
@@ -437,7 +438,7 @@ static void finish(rt_worker *w) {
 static void enter(rt_worker *w, lua_State *L) {
   gil_take(w->interp->gil, &w->gil_thread);
   park_if_exiting(w);
-  breaker_attach(L, &w->interrupt);
+  breaker_attach(L, &w->interrupt, &w->interrupt_sent);
   breaker_rest(L);
 }
 
@@ -454,7 +455,7 @@ int rt_run_main(runtime *rt, int (*body)(lua_State *L, void *arg), void *arg) {
     w->oncpu_ns = c1 - c0;
     w->runq_known = 1;
   }
-  breaker_attach(NULL, NULL);
+  breaker_attach(NULL, NULL, NULL);
   lua_sethook(w->L, NULL, 0, 0);
   gil_drop(w->interp->gil, &w->gil_thread);
   return rc;
@@ -664,7 +665,7 @@ static void child_main(lua_State *L, rt_worker *w, int idx, int n, int fd) {
   unsigned long long enc0, dec0; /* the parent's counts so far are not ours */
   mar_counters(&enc0, &dec0);
   if (rt->recording) ev_record(&w->events, clock_now_ns(), EV_STATE, ST_RUN_OWN, 0);
-  breaker_attach(L, &w->interrupt);
+  breaker_attach(L, &w->interrupt, &w->interrupt_sent);
   breaker_rest(L);
   int base = lua_gettop(L) + 1;
   for (int i = 0; i < n; i++) lua_pushvalue(L, idx + i);
@@ -675,7 +676,7 @@ static void child_main(lua_State *L, rt_worker *w, int idx, int n, int fd) {
     fail(w, "cannot copy the results back", err);
     ok = 0;
   }
-  breaker_attach(NULL, NULL);
+  breaker_attach(NULL, NULL, NULL);
   gil_drop(w->interp->gil, &w->gil_thread);
   rt_wait_all(rt); /* threads this process started */
   struct rusage ru;
@@ -1155,7 +1156,7 @@ void rt_stop(runtime *rt, int code, const char *reason) {
     if (w->kind == RT_PROCESS)
       kill(w->pid, SIGKILL);
     else if (!w->reaped || i == 0)
-      breaker_interrupt(w->tid, &w->interrupt);
+      breaker_interrupt(w->tid, &w->interrupt, &w->interrupt_sent);
   }
   kill_kids(rt);
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
@@ -1199,7 +1200,8 @@ void rt_exit_begin(void) {
     for (int i = 0; i < rt->nworkers; i++) { /* threads running Lua park at their next check point */
       rt_worker *w = rt->workers[i];
       int own = i == 0 ? !rt->is_child : i >= rt->first_own;
-      if (own && w != self_worker && w->kind != RT_PROCESS && !w->done) breaker_interrupt(w->tid, &w->interrupt);
+      if (own && w != self_worker && w->kind != RT_PROCESS && !w->done)
+        breaker_interrupt(w->tid, &w->interrupt, &w->interrupt_sent);
     }
   }
   PT_CHECK(pthread_mutex_unlock(&rt->mu));

@@ -69,6 +69,7 @@ typedef struct rt_worker {
   int thread_ref; /* registry reference that keeps L alive */
   gil_thread gil_thread; /* its identity and statistics for its GIL */
   atomic_int interrupt; /* the eval breaker's request flag for this thread */
+  _Atomic uint64_t interrupt_sent; /* when the breaker last signalled it */
   uint64_t spawned_ns; /* when spawn was called */
   uint64_t started_ns; /* when its function started: start-up cost = started - spawned */
   uint64_t cpu_ns; /* CPU time, measured when it ends */

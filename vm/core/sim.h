@@ -25,9 +25,10 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "exits.h"
 #include "gil.h"
 
-#define SIM_EXIT_DEADLOCK 4
+#define SIM_EXIT_DEADLOCK EXIT_DEADLOCK /* as the real runtime's deadlock detector */
 /* The cost model's defaults (README, "--sim"). */
 #define SIM_INSN_NS 1.5 /* a Lua VM instruction: cpu_bound.lua's loop on this machine's lua5.4, rounded */
 #define SIM_WAKE_NS 10000 /* a blocked thread woken until it runs: a futex wake-up on this machine, rounded */

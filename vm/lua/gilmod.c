@@ -52,7 +52,12 @@ static int h_join(lua_State *L) {
   int64_t timeout = args_opt_timeout(L, 2);
   if (w == rt_self()) return luaL_error(L, "thread '%s' cannot join itself", w->name);
   if (w->id == 0) return luaL_error(L, "the main thread cannot be joined");
-  if (!rt_join(L, w, timeout)) {
+  /* a join without a timeout is an edge of the waits-for graph (objects.c) */
+  int graph = timeout < 0 && !rt_inherited(rt_current, w) && (w->kind != RT_PROCESS || w->pid > 0);
+  if (graph) objects_join_begin(L, w->kind == RT_PROCESS ? w->pid : rt_pid(), w->id);
+  int done = rt_join(L, w, timeout);
+  if (graph) objects_join_end();
+  if (!done) {
     lua_pushnil(L);
     lua_pushliteral(L, "timeout");
     return 2;
@@ -78,7 +83,11 @@ static int h_newindex(lua_State *L) {
   rt_worker *w = check_handle(L, 1);
   const char *k = luaL_checkstring(L, 2);
   if (strcmp(k, "name") != 0) return luaL_error(L, "a thread handle has no field '%s' to set", k);
-  snprintf(w->name, sizeof w->name, "%s", luaL_checkstring(L, 3));
+  const char *name = luaL_checkstring(L, 3);
+  /* under rt->mu: other threads read names (worker_name, the deadlock detector) */
+  PT_CHECK(pthread_mutex_lock(&rt_current->mu));
+  snprintf(w->name, sizeof w->name, "%s", name);
+  PT_CHECK(pthread_mutex_unlock(&rt_current->mu));
   return 0;
 }
 
@@ -369,7 +378,7 @@ static int os_exit(lua_State *L) {
     status = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
   rt_exit_begin();
   if (lua_toboolean(L, 2)) {
-    breaker_attach(NULL, NULL);
+    breaker_attach(NULL, NULL, NULL);
     lua_close(L);
   }
   rt_exit(status);

@@ -282,6 +282,18 @@ function Pool:__gc()
   if self._reg and not self._closed and priv.owner() == self._owner then priv.abandon(self._reg) end
 end
 
+-- `local pool <close> = gil.pool(n)`: leaving the block closes the pool, as
+-- leaving Python's `with Executor() as pool:` shuts it down and waits.
+function Pool:__close()
+  self:close()
+end
+
+-- Wait up to timeout for one more result to arrive (or a worker to end).
+function Pool:_step(timeout)
+  local item = self._results:get(timeout)
+  if item ~= nil then self:_keep(item) else self:_check() end
+end
+
 function Pool:__tostring()
   return ("gil.pool: %d workers%s"):format(self._n,
     self._broken and " (broken)" or self._closed and " (closed)" or "")
@@ -313,4 +325,71 @@ function Future:__tostring()
   return ("gil.pool future #%d%s"):format(self._id, self._r and " (done)" or "")
 end
 
-return new
+-- ---------------------------------------------- concurrent.futures.wait
+
+local function check_futures(fs, fname)
+  if type(fs) ~= "table" then error(("bad argument #1 to '%s' (table of futures expected)"):format(fname), 3) end
+  for i, f in ipairs(fs) do
+    if getmetatable(f) ~= Future then
+      error(("bad argument #1 to '%s' (item %d is not a pool future)"):format(fname, i), 3)
+    end
+  end
+end
+
+local function check_timeout(timeout, fname)
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
+    error(("bad argument #2 to '%s' (non-negative number of seconds expected)"):format(fname), 3)
+  end
+  return timeout and gil.now() + timeout
+end
+
+-- Block for a slice on the pool of one pending future.
+local function step(pending, deadline)
+  local slice = SLICE
+  if deadline then slice = math.max(0, math.min(SLICE, deadline - gil.now())) end
+  pending._pool:_step(slice)
+end
+
+-- gil.wait(futures [, timeout [, "all" | "first"]]) -> done, not_done
+local function wait(fs, timeout, mode)
+  check_futures(fs, "wait")
+  local deadline = check_timeout(timeout, "wait")
+  mode = mode or "all"
+  if mode ~= "all" and mode ~= "first" then
+    error("bad argument #3 to 'wait' (\"all\" or \"first\" expected)", 2)
+  end
+  while true do
+    local done, not_done = {}, {}
+    for _, f in ipairs(fs) do
+      if f:done() then done[#done + 1] = f else not_done[#not_done + 1] = f end
+    end
+    if #not_done == 0 or (mode == "first" and #done > 0)
+      or (deadline and gil.now() >= deadline) then
+      return done, not_done
+    end
+    step(not_done[1], deadline)
+  end
+end
+
+-- for f in gil.as_completed(futures [, timeout]) do ... end: each future
+-- once, as it finishes; raises "as_completed: timeout" when time runs out.
+local function as_completed(fs, timeout)
+  check_futures(fs, "as_completed")
+  local deadline = check_timeout(timeout, "as_completed")
+  local pending = {}
+  for i, f in ipairs(fs) do pending[i] = f end
+  return function()
+    while #pending > 0 do
+      for i, f in ipairs(pending) do
+        if f:done() then return table.remove(pending, i) end
+      end
+      if deadline and gil.now() >= deadline then
+        error(("as_completed: timeout (%d of %d futures unfinished)"):format(#pending, #fs), 2)
+      end
+      step(pending[1], deadline)
+    end
+    return nil
+  end
+end
+
+return { new = new, wait = wait, as_completed = as_completed }

@@ -109,6 +109,41 @@ static int wait_for(lua_State *L, int fd, short events, int64_t timeout_ns) {
   return r;
 }
 
+/* The system call of send or recv, with the GIL released around it and around
+   the wait before it, as CPython's socket methods release it around theirs
+   even when they will not block: a thread waiting for the GIL may take it
+   meanwhile. That window is the convoy of bpo-7946: an echo server's send
+   (on loopback it runs the peer's TCP receive, tens of microseconds) is
+   where a waiting CPU thread takes the GIL, so the server waits a switch
+   interval after each reply (scripts/echo_convoy.lua, README "The echo
+   convoy"). Returns the call's result (errno set), or -1 with errno
+   ETIMEDOUT when fd was not ready within timeout_ns; raises the stop error. */
+static ssize_t sock_io(lua_State *L, int fd, int is_send, void *buf, size_t n, int64_t timeout_ns) {
+  short events = is_send ? POLLOUT : POLLIN;
+  struct pollfd p = { fd, events, 0 };
+  int ready = poll(&p, 1, 0) > 0;
+  if (!ready && timeout_ns == 0) {
+    errno = ETIMEDOUT;
+    return -1;
+  }
+  uint64_t began = lio_release();
+  ssize_t r = -1;
+  int err = ETIMEDOUT;
+  if (!ready) {
+    int w = lio_wait_fd(fd, events, timeout_ns);
+    ready = w > 0;
+    if (w < 0) err = EINTR; /* stopping: rt_check_stop raises below */
+  }
+  if (ready) {
+    r = is_send ? send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT) : recv(fd, buf, n, MSG_DONTWAIT);
+    err = errno;
+  }
+  lio_retake(began);
+  rt_check_stop(L);
+  errno = err;
+  return r;
+}
+
 /* srv:accept([timeout]) */
 static int l_accept(lua_State *L) {
   sock *s = check_sock(L, 1, LISTENER_MT, "accept");
@@ -164,21 +199,17 @@ static int g_connect(lua_State *L) {
   return 1;
 }
 
-/* c:send(s): all of s, GIL released while the socket's buffer is full. */
+/* c:send(s): all of s, GIL released around each send (see sock_io). */
 static int c_send(lua_State *L) {
   sock *s = check_sock(L, 1, CONN_MT, "send");
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   size_t done = 0;
   while (done < len) {
-    ssize_t r = send(s->fd, data + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (r > 0) {
+    ssize_t r = sock_io(L, s->fd, 1, (char *)data + done, len - done, -1);
+    if (r > 0)
       done += (size_t)r;
-      continue;
-    }
-    if (errno == EAGAIN || errno == EWOULDBLOCK)
-      wait_for(L, s->fd, POLLOUT, -1);
-    else if (errno != EINTR)
+    else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
       return luaL_error(L, "send: %s", strerror(errno));
   }
   lua_pushinteger(L, (lua_Integer)len);
@@ -192,17 +223,17 @@ static int c_recv(lua_State *L) {
   luaL_argcheck(L, n > 0 && n <= (1 << 30), 2, "byte count out of range");
   int64_t timeout = args_opt_timeout(L, 3);
   luaL_Buffer b;
-  char *buf = luaL_buffinitsize(L, &b, (size_t)n);
+  char *buf = luaL_buffinitsize(L, &b, (size_t)n); /* anchored on this thread's stack while released */
   for (;;) {
-    if (!wait_for(L, s->fd, POLLIN, timeout)) {
-      lua_pushnil(L);
-      lua_pushliteral(L, "timeout");
-      return 2;
-    }
-    ssize_t r = recv(s->fd, buf, (size_t)n, MSG_DONTWAIT);
+    ssize_t r = sock_io(L, s->fd, 0, buf, (size_t)n, timeout);
     if (r > 0) {
       luaL_pushresultsize(&b, (size_t)r);
       return 1;
+    }
+    if (r < 0 && errno == ETIMEDOUT) {
+      lua_pushnil(L);
+      lua_pushliteral(L, "timeout");
+      return 2;
     }
     if (r == 0 || errno == ECONNRESET) {
       lua_pushnil(L);

@@ -1,5 +1,6 @@
 /*
- * shared.c — the arena and the shared objects (lock, queue, value).
+ * shared.c — the arena and the shared objects (lock, queue, value, and the
+ * sync objects, array, pipe and wait board at the end).
  *
  * THE ARENA. One mmap(MAP_SHARED | MAP_ANONYMOUS) region, made at start-up.
  * fork() does not copy a shared mapping: parent and children keep looking
@@ -80,6 +81,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -95,6 +97,8 @@ const char *shm_strerror(int rc) {
   case SHM_ENOMEM: return "out of memory";
   case SHM_EINVAL: return "invalid shared object handle or argument";
   case SHM_ESYS: return "system call failed";
+  case SHM_OVERFLOW: return "released (or marked done) more times than acquired (or put)";
+  case SHM_BROKEN: return "barrier is broken";
   default: return "unknown error";
   }
 }
@@ -152,9 +156,15 @@ static struct timespec sleep_until(const struct timespec *deadline) {
 /* Sleeps while *word == seen, until `until` (absolute CLOCK_MONOTONIC). No
  * FUTEX_PRIVATE_FLAG: the word may be shared with other processes. Early
  * returns (EINTR, EAGAIN, a wake-up) all mean "look again". */
+static _Thread_local _Atomic uint32_t *sleep_note; /* shm_sleep_note: 1 while this thread sleeps */
+
 static void futex_wait(_Atomic uint32_t *word, uint32_t seen, const struct timespec *until) {
+  if (sleep_note) atomic_store(sleep_note, 1);
   syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET, seen, until, NULL, FUTEX_BITSET_MATCH_ANY);
+  if (sleep_note) atomic_store(sleep_note, 0); /* before the waiter looks at what it waits for */
 }
+
+void shm_sleep_note(_Atomic uint32_t *flag) { sleep_note = flag; }
 
 static void futex_wake(_Atomic uint32_t *word, int n) {
   syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, n, NULL, NULL, 0);
@@ -189,6 +199,7 @@ struct shm_arena {
   uint64_t free_head; /* offset of the first free block, 0 if none */
   uint64_t used_bytes, used_blocks;
   _Atomic uint64_t repairs; /* diagnostics: owner-died recoveries */
+  _Atomic uint64_t board; /* the wait board's offset, made on first use (0: none yet) */
 };
 
 /* Locks an internal mutex; if its owner died, runs repair(a, ctx) first. */
@@ -450,7 +461,7 @@ static void *obj_new(shm_arena *a, size_t size, int type, shm_off *out) {
 int shm_obj_type(shm_arena *a, shm_off off) {
   if (!block_ok(a, off)) return SHM_T_NONE;
   uint32_t magic = ((struct obj *)((char *)a + off))->magic;
-  for (int t = SHM_T_LOCK; t <= SHM_T_VALUE; t++)
+  for (int t = SHM_T_LOCK; t < SHM_T_NKINDS; t++)
     if (magic == OBJ_MAGIC(t)) return t;
   return SHM_T_NONE;
 }
@@ -465,17 +476,20 @@ int shm_obj_retain(shm_arena *a, shm_off off) {
 static void lock_destroy(shm_arena *a, shm_off off);
 static void queue_destroy(shm_arena *a, shm_off off);
 static void value_destroy(shm_arena *a, shm_off off);
+static void sync_destroy(shm_arena *a, shm_off off);
 
 int shm_obj_release(shm_arena *a, shm_off off) {
   int type = shm_obj_type(a, off);
   if (type == SHM_T_NONE) return SHM_EINVAL;
   if (atomic_fetch_sub(&obj_at(a, off, type)->refs, 1) != 1) return SHM_OK;
-  if (type == SHM_T_LOCK)
+  if (type == SHM_T_LOCK || type == SHM_T_RLOCK)
     lock_destroy(a, off);
   else if (type == SHM_T_QUEUE)
     queue_destroy(a, off);
-  else
+  else if (type == SHM_T_VALUE)
     value_destroy(a, off);
+  else
+    sync_destroy(a, off);
   return SHM_OK;
 }
 
@@ -488,13 +502,28 @@ struct lock {
   _Atomic int32_t owner_tid; /* the owner's kernel thread id: it alone may release */
   _Atomic uint32_t waiters; /* acquirers asleep or about to sleep */
   _Atomic uint32_t seq; /* futex word, bumped on release */
+  uint32_t depth; /* rlock: acquisitions by the owner not yet released; only the owner touches it */
 };
 
-int shm_lock_new(shm_arena *a, shm_off *out) {
-  struct lock *l = obj_new(a, sizeof *l, SHM_T_LOCK, out);
+static int lock_new(shm_arena *a, int type, shm_off *out) {
+  struct lock *l = obj_new(a, sizeof *l, type, out);
   if (!l) return a && out ? SHM_ENOSPC : SHM_EINVAL;
   mutex_init(&l->held);
   return SHM_OK;
+}
+
+int shm_lock_new(shm_arena *a, shm_off *out) { return lock_new(a, SHM_T_LOCK, out); }
+int shm_rlock_new(shm_arena *a, shm_off *out) { return lock_new(a, SHM_T_RLOCK, out); }
+
+/* A lock or an rlock: they share the layout. */
+static struct lock *lock_at(shm_arena *a, shm_off off) {
+  struct obj *o = obj_at(a, off, SHM_T_LOCK);
+  return (struct lock *)(o ? o : obj_at(a, off, SHM_T_RLOCK));
+}
+
+/* Does (owner, this thread) hold l? */
+static int lock_mine(struct lock *l, uint64_t owner) {
+  return owner != 0 && atomic_load(&l->owner) == owner && atomic_load(&l->owner_tid) == gettid();
 }
 
 /* Wakes one sleeping acquirer, if the count says there is one. */
@@ -514,6 +543,7 @@ static int lock_try(shm_arena *a, struct lock *l, uint64_t owner) {
   if (rc == 0) {
     atomic_store(&l->owner, owner);
     atomic_store(&l->owner_tid, (int32_t)gettid());
+    l->depth = 1;
     return SHM_OK;
   }
   if (rc != EOWNERDEAD) return -1; /* EBUSY, or EDEADLK: we hold it ourselves and wait like Python */
@@ -529,8 +559,12 @@ static int lock_try(shm_arena *a, struct lock *l, uint64_t owner) {
 
 int shm_lock_acquire(shm_arena *a, shm_off off, uint64_t owner, const struct timespec *deadline,
                      shm_stop_fn should_stop, void *arg) {
-  struct lock *l = (struct lock *)obj_at(a, off, SHM_T_LOCK);
+  struct lock *l = lock_at(a, off);
   if (!l || owner == 0) return SHM_EINVAL;
+  if (l->hdr.magic == OBJ_MAGIC(SHM_T_RLOCK) && lock_mine(l, owner)) { /* re-entered by its owner */
+    l->depth++;
+    return SHM_OK;
+  }
   for (;;) {
     int rc = lock_try(a, l, owner);
     if (rc >= 0) return rc;
@@ -552,11 +586,15 @@ int shm_lock_acquire(shm_arena *a, shm_off off, uint64_t owner, const struct tim
 }
 
 int shm_lock_release(shm_arena *a, shm_off off, uint64_t owner) {
-  struct lock *l = (struct lock *)obj_at(a, off, SHM_T_LOCK);
+  struct lock *l = lock_at(a, off);
   if (!l) return SHM_EINVAL;
   /* the token and the thread: a robust mutex can only be unlocked by the
    * thread that locked it (and these fields only change under it) */
-  if (owner == 0 || atomic_load(&l->owner) != owner || atomic_load(&l->owner_tid) != gettid()) return SHM_NOT_OWNER;
+  if (!lock_mine(l, owner)) return SHM_NOT_OWNER;
+  if (l->depth > 1) { /* an rlock acquired more than once: still held */
+    l->depth--;
+    return SHM_OK;
+  }
   atomic_store(&l->owner, 0);
   atomic_store(&l->owner_tid, 0);
   PT_CHECK(pthread_mutex_unlock(&l->held));
@@ -565,8 +603,18 @@ int shm_lock_release(shm_arena *a, shm_off off, uint64_t owner) {
 }
 
 int shm_lock_locked(shm_arena *a, shm_off off) {
-  struct lock *l = (struct lock *)obj_at(a, off, SHM_T_LOCK);
+  struct lock *l = lock_at(a, off);
   return l && atomic_load(&l->owner) != 0;
+}
+
+uint64_t shm_lock_owner(shm_arena *a, shm_off off) {
+  struct lock *l = lock_at(a, off);
+  return l ? atomic_load(&l->owner) : 0;
+}
+
+int shm_lock_owned(shm_arena *a, shm_off off, uint64_t owner) {
+  struct lock *l = lock_at(a, off);
+  return l && lock_mine(l, owner);
 }
 
 /* Frees it unless another thread holds it: that thread's robust list (read
@@ -615,6 +663,8 @@ struct queue {
   _Atomic int closed;
   struct waitq items; /* getters waiting for an item */
   struct waitq room; /* putters waiting for room */
+  uint64_t unfinished; /* items put and not yet marked done (task_done) */
+  struct waitq done; /* joiners waiting for unfinished to reach 0 */
 };
 
 #define SPIN_NS 5000 /* how long a waiter watches the count before it sleeps */
@@ -642,6 +692,7 @@ static void queue_repair(shm_arena *a, void *ctx) {
    * again at their next poll (the counts may be off by one: harmless) */
   atomic_fetch_add(&q->items.seq, 1);
   atomic_fetch_add(&q->room.seq, 1);
+  atomic_fetch_add(&q->done.seq, 1);
 }
 
 static void queue_lock(shm_arena *a, struct queue *q) { robust_lock(a, &q->mutex, queue_repair, q); }
@@ -735,6 +786,7 @@ int shm_queue_put(shm_arena *a, shm_off off, const void *data, size_t len, const
         q->head = it;
       q->tail = it;
       atomic_fetch_add(&q->count, 1);
+      q->unfinished++;
       rc = SHM_OK;
       break;
     }
@@ -817,6 +869,40 @@ int shm_queue_close(shm_arena *a, shm_off off) {
   futex_wake(&q->items.seq, INT_MAX);
   futex_wake(&q->room.seq, INT_MAX);
   return SHM_OK;
+}
+
+int shm_queue_task_done(shm_arena *a, shm_off off) {
+  struct queue *q = queue_at(a, off);
+  if (!q) return SHM_EINVAL;
+  queue_lock(a, q);
+  int rc = q->unfinished ? SHM_OK : SHM_OVERFLOW, wake = 0;
+  if (rc == SHM_OK && --q->unfinished == 0 && q->done.waiters) {
+    q->done.signals = q->done.waiters; /* every joiner is being woken */
+    atomic_fetch_add(&q->done.seq, 1);
+    wake = 1;
+  }
+  PT_CHECK(pthread_mutex_unlock(&q->mutex));
+  if (wake) futex_wake(&q->done.seq, INT_MAX);
+  return rc;
+}
+
+int shm_queue_join(shm_arena *a, shm_off off, const struct timespec *deadline, shm_stop_fn should_stop, void *arg) {
+  struct queue *q = queue_at(a, off);
+  if (!q) return SHM_EINVAL;
+  int rc = SHM_OK;
+  queue_lock(a, q);
+  while (q->unfinished && rc == SHM_OK) rc = queue_wait(a, q, &q->done, deadline, should_stop, arg);
+  PT_CHECK(pthread_mutex_unlock(&q->mutex));
+  return rc;
+}
+
+uint64_t shm_queue_unfinished(shm_arena *a, shm_off off) {
+  struct queue *q = queue_at(a, off);
+  if (!q) return 0;
+  queue_lock(a, q);
+  uint64_t n = q->unfinished;
+  PT_CHECK(pthread_mutex_unlock(&q->mutex));
+  return n;
 }
 
 /* Takes the mutex: after a process died mid-put the count is only right
@@ -931,4 +1017,651 @@ static void value_destroy(shm_arena *a, shm_off off) {
   v->hdr.magic = 0;
   PT_CHECK(pthread_mutex_destroy(&v->mutex));
   shm_free(a, off);
+}
+
+/* ---------------------------------------------------- sync objects
+ *
+ * rlock lives with lock (above). Event, semaphore, barrier and condition
+ * share one layout, struct sync: a robust mutex guarding a few numbers and
+ * one futex word. Every waiter runs the same loop (sync_wait): with the
+ * mutex held it looks at its condition; if it must wait it notes seq,
+ * counts itself, unlocks and sleeps while seq is unchanged (at most
+ * SHM_POLL_NS at a time, so should_stop and the deadline are polled). Every
+ * change that may let someone through bumps seq with the mutex held and
+ * wakes all sleepers after unlocking (sync_wake): these objects wait
+ * seldom, so the broadcast costs little and keeps each one a few lines.
+ * A process that dies while asleep leaves only a waiter count one too high
+ * (a useless wake-up); one that dies with the mutex held changed nothing
+ * half-way that matters (every update is a single store), so the repair
+ * only bumps seq.
+ */
+
+struct sync {
+  struct obj hdr;
+  pthread_mutex_t mutex;
+  _Atomic uint32_t seq; /* the futex word */
+  _Atomic uint32_t waiters; /* sleepers, for sync_wake */
+  int64_t n[6]; /* the kind's state: see each kind below */
+  shm_off link; /* condition: its lock */
+  shm_off head, tail; /* condition: waiting nodes, oldest first */
+};
+
+/* event:     n[0] flag
+ * semaphore: n[0] value, n[1] bound (0: unbounded)
+ * barrier:   n[0] parties, n[1] arrived, n[2] generation, n[3] broken, n[4] generation of the last reset */
+enum { EV_FLAG = 0, SEM_VALUE = 0, SEM_BOUND = 1, BAR_PARTIES = 0, BAR_COUNT, BAR_GEN, BAR_BROKEN, BAR_RESET };
+
+static void sync_repair(shm_arena *a, void *ctx) {
+  (void)a;
+  atomic_fetch_add(&((struct sync *)ctx)->seq, 1);
+}
+
+static void sync_lock(shm_arena *a, struct sync *s) { robust_lock(a, &s->mutex, sync_repair, s); }
+static void sync_unlock(struct sync *s) { PT_CHECK(pthread_mutex_unlock(&s->mutex)); }
+
+static struct sync *sync_new(shm_arena *a, int type, shm_off *out) {
+  struct sync *s = obj_new(a, sizeof *s, type, out);
+  if (s) mutex_init(&s->mutex);
+  return s;
+}
+
+static struct sync *sync_at(shm_arena *a, shm_off off, int type) { return (struct sync *)obj_at(a, off, type); }
+
+/* With the mutex held: whoever sleeps must look again (wake after unlocking). */
+static void sync_changed(struct sync *s) { atomic_fetch_add(&s->seq, 1); }
+
+static void sync_wake(struct sync *s) {
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load(&s->waiters)) futex_wake(&s->seq, INT_MAX);
+}
+
+/* Called with the mutex held, which it releases while asleep. SHM_OK: look
+ * again; SHM_TIMEOUT or SHM_STOPPED: give up (the mutex is held again). */
+static int sync_wait(shm_arena *a, struct sync *s, const struct timespec *deadline, shm_stop_fn should_stop,
+                     void *arg) {
+  if (deadline_passed(deadline)) return SHM_TIMEOUT;
+  uint32_t seen = atomic_load(&s->seq);
+  atomic_fetch_add(&s->waiters, 1);
+  sync_unlock(s);
+  int rc = SHM_OK;
+  if (should_stop && should_stop(arg)) { /* never call user code with our mutex held */
+    rc = SHM_STOPPED;
+  } else {
+    struct timespec until = sleep_until(deadline);
+    futex_wait(&s->seq, seen, &until);
+  }
+  atomic_fetch_sub(&s->waiters, 1);
+  sync_lock(a, s);
+  return rc;
+}
+
+/* ---- event */
+
+int shm_event_new(shm_arena *a, shm_off *out) {
+  return sync_new(a, SHM_T_EVENT, out) ? SHM_OK : a && out ? SHM_ENOSPC : SHM_EINVAL;
+}
+
+int shm_event_set(shm_arena *a, shm_off off, int flag) {
+  struct sync *s = sync_at(a, off, SHM_T_EVENT);
+  if (!s) return SHM_EINVAL;
+  sync_lock(a, s);
+  s->n[EV_FLAG] = flag != 0;
+  sync_changed(s);
+  sync_unlock(s);
+  if (flag) sync_wake(s);
+  return SHM_OK;
+}
+
+int shm_event_is_set(shm_arena *a, shm_off off) {
+  struct sync *s = sync_at(a, off, SHM_T_EVENT);
+  if (!s) return 0;
+  sync_lock(a, s);
+  int flag = s->n[EV_FLAG] != 0;
+  sync_unlock(s);
+  return flag;
+}
+
+int shm_event_wait(shm_arena *a, shm_off off, const struct timespec *deadline, shm_stop_fn should_stop, void *arg) {
+  struct sync *s = sync_at(a, off, SHM_T_EVENT);
+  if (!s) return SHM_EINVAL;
+  int rc = SHM_OK;
+  sync_lock(a, s);
+  while (!s->n[EV_FLAG] && rc == SHM_OK) rc = sync_wait(a, s, deadline, should_stop, arg);
+  if (s->n[EV_FLAG]) rc = SHM_OK; /* set while we gave up: Python answers True too */
+  sync_unlock(s);
+  return rc;
+}
+
+/* ---- semaphore */
+
+int shm_sem_new(shm_arena *a, int64_t value, int64_t bound, shm_off *out) {
+  if (value < 0 || bound < 0 || (bound && value > bound)) return SHM_EINVAL;
+  struct sync *s = sync_new(a, SHM_T_SEMAPHORE, out);
+  if (!s) return a && out ? SHM_ENOSPC : SHM_EINVAL;
+  s->n[SEM_VALUE] = value;
+  s->n[SEM_BOUND] = bound;
+  return SHM_OK;
+}
+
+int shm_sem_acquire(shm_arena *a, shm_off off, const struct timespec *deadline, shm_stop_fn should_stop, void *arg) {
+  struct sync *s = sync_at(a, off, SHM_T_SEMAPHORE);
+  if (!s) return SHM_EINVAL;
+  int rc = SHM_OK;
+  sync_lock(a, s);
+  while (s->n[SEM_VALUE] == 0 && rc == SHM_OK) rc = sync_wait(a, s, deadline, should_stop, arg);
+  if (s->n[SEM_VALUE] > 0) {
+    s->n[SEM_VALUE]--;
+    rc = SHM_OK;
+  }
+  sync_unlock(s);
+  return rc;
+}
+
+int shm_sem_release(shm_arena *a, shm_off off, int64_t n) {
+  struct sync *s = sync_at(a, off, SHM_T_SEMAPHORE);
+  if (!s || n < 1) return SHM_EINVAL;
+  sync_lock(a, s);
+  int64_t bound = s->n[SEM_BOUND];
+  int rc = (bound && s->n[SEM_VALUE] > bound - n) || s->n[SEM_VALUE] > INT64_MAX - n ? SHM_OVERFLOW : SHM_OK;
+  if (rc == SHM_OK) {
+    s->n[SEM_VALUE] += n;
+    sync_changed(s);
+  }
+  sync_unlock(s);
+  if (rc == SHM_OK) sync_wake(s);
+  return rc;
+}
+
+int64_t shm_sem_value(shm_arena *a, shm_off off) {
+  struct sync *s = sync_at(a, off, SHM_T_SEMAPHORE);
+  if (!s) return 0;
+  sync_lock(a, s);
+  int64_t v = s->n[SEM_VALUE];
+  sync_unlock(s);
+  return v;
+}
+
+/* ---- barrier
+ *
+ * Python's threading.Barrier: the k-th arrival (0-based) gets index k; the
+ * n-th releases everyone by starting a new generation. A waiter that times
+ * out (or is stopped) breaks the barrier: it and every other waiter, now and
+ * until reset(), get SHM_BROKEN (Python's BrokenBarrierError). reset() frees
+ * the waiters of the current generation as broken and makes it usable again:
+ * they see a new generation that is also the one of the last reset. */
+
+int shm_barrier_new(shm_arena *a, int64_t parties, shm_off *out) {
+  if (parties < 1) return SHM_EINVAL;
+  struct sync *s = sync_new(a, SHM_T_BARRIER, out);
+  if (!s) return a && out ? SHM_ENOSPC : SHM_EINVAL;
+  s->n[BAR_PARTIES] = parties;
+  s->n[BAR_RESET] = -1;
+  return SHM_OK;
+}
+
+int shm_barrier_wait(shm_arena *a, shm_off off, const struct timespec *deadline, shm_stop_fn should_stop, void *arg,
+                     int64_t *index) {
+  struct sync *s = sync_at(a, off, SHM_T_BARRIER);
+  if (!s) return SHM_EINVAL;
+  sync_lock(a, s);
+  if (s->n[BAR_BROKEN]) {
+    sync_unlock(s);
+    return SHM_BROKEN;
+  }
+  int64_t gen = s->n[BAR_GEN], me = s->n[BAR_COUNT]++;
+  if (index) *index = me;
+  if (s->n[BAR_COUNT] == s->n[BAR_PARTIES]) { /* the last one: everybody goes */
+    s->n[BAR_COUNT] = 0;
+    s->n[BAR_GEN]++;
+    sync_changed(s);
+    sync_unlock(s);
+    sync_wake(s);
+    return SHM_OK;
+  }
+  int rc = SHM_OK;
+  while (s->n[BAR_GEN] == gen && !s->n[BAR_BROKEN] && rc == SHM_OK) rc = sync_wait(a, s, deadline, should_stop, arg);
+  int woke = 0;
+  if (s->n[BAR_GEN] != gen) {
+    rc = s->n[BAR_RESET] == gen + 1 ? SHM_BROKEN : SHM_OK;
+  } else if (s->n[BAR_BROKEN]) {
+    rc = SHM_BROKEN;
+  } else { /* we gave up: the barrier breaks for all */
+    s->n[BAR_BROKEN] = 1;
+    s->n[BAR_COUNT]--;
+    sync_changed(s);
+    woke = 1;
+  }
+  sync_unlock(s);
+  if (woke) sync_wake(s);
+  return rc;
+}
+
+int shm_barrier_reset(shm_arena *a, shm_off off, int abort_it) {
+  struct sync *s = sync_at(a, off, SHM_T_BARRIER);
+  if (!s) return SHM_EINVAL;
+  sync_lock(a, s);
+  if (abort_it) {
+    s->n[BAR_BROKEN] = 1;
+  } else {
+    if (s->n[BAR_COUNT]) { /* free the current waiters as broken */
+      s->n[BAR_GEN]++;
+      s->n[BAR_RESET] = s->n[BAR_GEN];
+    }
+    s->n[BAR_COUNT] = 0;
+    s->n[BAR_BROKEN] = 0;
+  }
+  sync_changed(s);
+  sync_unlock(s);
+  sync_wake(s);
+  return SHM_OK;
+}
+
+/* what: 0 parties, 1 waiting now, 2 broken */
+int64_t shm_barrier_info(shm_arena *a, shm_off off, int what) {
+  struct sync *s = sync_at(a, off, SHM_T_BARRIER);
+  if (!s) return 0;
+  sync_lock(a, s);
+  int64_t v = what == 0 ? s->n[BAR_PARTIES] : what == 1 ? (s->n[BAR_BROKEN] ? 0 : s->n[BAR_COUNT]) : s->n[BAR_BROKEN];
+  sync_unlock(s);
+  return v;
+}
+
+/* ---- condition
+ *
+ * Python's threading.Condition: a lock (lock or rlock) and a FIFO of
+ * waiters. A waiter, holding the lock, appends a node (in the arena) to the
+ * list, releases the lock completely (an rlock's depth is saved), sleeps
+ * until its node is marked notified or it gives up, then takes the lock
+ * back (without a deadline, as in Python) and restores the depth.
+ * notify(n) marks the n oldest nodes and unlinks them; a waiter that gives
+ * up unlinks its own node unless it was marked meanwhile (then the wait
+ * succeeded after all). A node whose process died is unlinked by the
+ * notifier and not counted, so a notify is not lost on a dead waiter. */
+
+struct cnode {
+  shm_off next;
+  int32_t pid; /* the waiter's process */
+  int32_t notified;
+};
+
+static struct cnode *cnode_at(shm_arena *a, shm_off off) { return (struct cnode *)((char *)a + off); }
+
+int shm_cond_new(shm_arena *a, shm_off lock, shm_off *out) {
+  if (!lock_at(a, lock) || shm_obj_retain(a, lock) != SHM_OK) return SHM_EINVAL;
+  struct sync *s = sync_new(a, SHM_T_CONDITION, out);
+  if (!s) {
+    shm_obj_release(a, lock);
+    return a && out ? SHM_ENOSPC : SHM_EINVAL;
+  }
+  s->link = lock;
+  return SHM_OK;
+}
+
+shm_off shm_cond_lock(shm_arena *a, shm_off off) {
+  struct sync *s = sync_at(a, off, SHM_T_CONDITION);
+  return s ? s->link : 0;
+}
+
+/* With the mutex held: takes node out of the list if it is there. */
+static void cond_unlink(shm_arena *a, struct sync *s, shm_off node) {
+  shm_off prev = 0;
+  for (shm_off it = s->head; it; prev = it, it = cnode_at(a, it)->next) {
+    if (it != node) continue;
+    if (prev)
+      cnode_at(a, prev)->next = cnode_at(a, it)->next;
+    else
+      s->head = cnode_at(a, it)->next;
+    if (s->tail == it) s->tail = prev;
+    return;
+  }
+}
+
+int shm_cond_wait(shm_arena *a, shm_off off, uint64_t owner, const struct timespec *deadline, shm_stop_fn should_stop,
+                  void *arg) {
+  struct sync *s = sync_at(a, off, SHM_T_CONDITION);
+  if (!s) return SHM_EINVAL;
+  struct lock *l = lock_at(a, s->link);
+  if (!l || !lock_mine(l, owner)) return SHM_NOT_OWNER;
+  shm_off node;
+  int rc = shm_alloc(a, sizeof(struct cnode), &node);
+  if (rc != SHM_OK) return rc;
+  struct cnode *c = cnode_at(a, node);
+  c->next = 0;
+  c->pid = (int32_t)getpid();
+  c->notified = 0;
+  sync_lock(a, s);
+  if (s->tail)
+    cnode_at(a, s->tail)->next = node;
+  else
+    s->head = node;
+  s->tail = node;
+  sync_unlock(s);
+  /* give the lock up completely; a notifier must hold it, so none is missed */
+  uint32_t depth = l->depth;
+  l->depth = 1;
+  shm_lock_release(a, s->link, owner);
+  sync_lock(a, s);
+  while (!c->notified && rc == SHM_OK) rc = sync_wait(a, s, deadline, should_stop, arg);
+  if (c->notified)
+    rc = SHM_OK;
+  else
+    cond_unlink(a, s, node);
+  sync_unlock(s);
+  shm_free(a, node);
+  /* take the lock back, whatever happened: the caller expects to hold it */
+  int lrc;
+  do lrc = shm_lock_acquire(a, s->link, owner, NULL, should_stop, arg);
+  while (lrc == SHM_OWNER_DEAD);
+  if (lrc != SHM_OK) return lrc;
+  l->depth = depth;
+  return rc;
+}
+
+/* Is pid gone? (ESRCH only: EPERM means it exists.) */
+static int pid_gone(int32_t pid) { return pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH; }
+
+int shm_cond_notify(shm_arena *a, shm_off off, uint64_t owner, int64_t n) {
+  struct sync *s = sync_at(a, off, SHM_T_CONDITION);
+  if (!s) return SHM_EINVAL;
+  struct lock *l = lock_at(a, s->link);
+  if (!l || !lock_mine(l, owner)) return SHM_NOT_OWNER;
+  sync_lock(a, s);
+  int woke = 0;
+  while (n > 0 && s->head) {
+    shm_off it = s->head;
+    struct cnode *c = cnode_at(a, it);
+    s->head = c->next;
+    if (!s->head) s->tail = 0;
+    if (pid_gone(c->pid)) { /* nobody will free it */
+      shm_free(a, it);
+      continue;
+    }
+    c->notified = 1;
+    n--;
+    woke = 1;
+  }
+  if (woke) sync_changed(s);
+  sync_unlock(s);
+  if (woke) sync_wake(s);
+  return SHM_OK;
+}
+
+static void array_destroy(shm_arena *a, shm_off off);
+
+static void pipe_destroy(shm_arena *a, shm_off off);
+
+static void sync_destroy(shm_arena *a, shm_off off) {
+  if (((struct obj *)((char *)a + off))->magic == OBJ_MAGIC(SHM_T_PIPE)) {
+    pipe_destroy(a, off);
+    return;
+  }
+  if (((struct obj *)((char *)a + off))->magic == OBJ_MAGIC(SHM_T_ARRAY)) {
+    array_destroy(a, off);
+    return;
+  }
+  struct sync *s = (struct sync *)((char *)a + off);
+  shm_off lock = s->hdr.magic == OBJ_MAGIC(SHM_T_CONDITION) ? s->link : 0;
+  s->hdr.magic = 0;
+  PT_CHECK(pthread_mutex_destroy(&s->mutex));
+  shm_free(a, off);
+  if (lock) shm_obj_release(a, lock);
+}
+
+/* ---------------------------------------------------------------- array */
+
+struct array {
+  struct obj hdr;
+  pthread_mutex_t mutex; /* guards every element */
+  uint64_t n;
+  shm_number v[];
+};
+
+/* Nothing to repair: a slot is written by one store of the whole number. */
+static void array_repair(shm_arena *a, void *ctx) { (void)a, (void)ctx; }
+
+int shm_array_new(shm_arena *a, size_t n, shm_off *out) {
+  if (n > (SIZE_MAX - sizeof(struct array)) / sizeof(shm_number)) return SHM_ENOSPC;
+  struct array *arr = obj_new(a, sizeof *arr + n * sizeof(shm_number), SHM_T_ARRAY, out);
+  if (!arr) return a && out ? SHM_ENOSPC : SHM_EINVAL;
+  mutex_init(&arr->mutex);
+  arr->n = n;
+  for (size_t i = 0; i < n; i++) arr->v[i] = shm_int(0);
+  return SHM_OK;
+}
+
+size_t shm_array_len(shm_arena *a, shm_off off) {
+  struct array *arr = (struct array *)obj_at(a, off, SHM_T_ARRAY);
+  return arr ? (size_t)arr->n : 0;
+}
+
+/* op: 0 get (into *x), 1 set (from *x), 2 add (*x in, the sum out). */
+int shm_array_op(shm_arena *a, shm_off off, size_t i, int op, shm_number *x) {
+  struct array *arr = (struct array *)obj_at(a, off, SHM_T_ARRAY);
+  if (!arr || !x) return SHM_EINVAL;
+  if (i >= arr->n) return SHM_EINVAL;
+  robust_lock(a, &arr->mutex, array_repair, arr);
+  if (op == 0)
+    *x = arr->v[i];
+  else if (op == 1)
+    arr->v[i] = *x;
+  else
+    *x = arr->v[i] = number_add(arr->v[i], *x);
+  PT_CHECK(pthread_mutex_unlock(&arr->mutex));
+  return SHM_OK;
+}
+
+static void array_destroy(shm_arena *a, shm_off off) {
+  struct array *arr = (struct array *)((char *)a + off);
+  arr->hdr.magic = 0;
+  PT_CHECK(pthread_mutex_destroy(&arr->mutex));
+  shm_free(a, off);
+}
+
+/* ----------------------------------------------------------------- pipe */
+
+struct pipe_end {
+  struct obj hdr;
+  shm_off in, out; /* queues (retained), 0 where this end cannot receive / send */
+  _Atomic int64_t opens; /* open copies of this end */
+};
+
+static struct pipe_end *pipe_at(shm_arena *a, shm_off off) { return (struct pipe_end *)obj_at(a, off, SHM_T_PIPE); }
+
+static int pipe_end_new(shm_arena *a, shm_off in, shm_off out, shm_off *res) {
+  struct pipe_end *e = obj_new(a, sizeof *e, SHM_T_PIPE, res);
+  if (!e) return SHM_ENOSPC;
+  if (in) shm_obj_retain(a, in);
+  if (out) shm_obj_retain(a, out);
+  e->in = in;
+  e->out = out;
+  atomic_store(&e->opens, 1);
+  return SHM_OK;
+}
+
+int shm_pipe_new(shm_arena *a, int duplex, shm_off *end_a, shm_off *end_b) {
+  if (!a || !end_a || !end_b) return SHM_EINVAL;
+  shm_off q1 = 0, q2 = 0;
+  int rc = shm_queue_new(a, 0, &q1);
+  if (rc == SHM_OK && duplex) rc = shm_queue_new(a, 0, &q2);
+  /* a receives on q1 and sends on q2; b the other way round (one-way: a only receives) */
+  if (rc == SHM_OK) rc = pipe_end_new(a, q1, q2, end_a);
+  if (rc == SHM_OK) {
+    rc = pipe_end_new(a, q2, q1, end_b);
+    if (rc != SHM_OK) shm_obj_release(a, *end_a);
+  }
+  if (q1) shm_obj_release(a, q1); /* the ends hold them now */
+  if (q2) shm_obj_release(a, q2);
+  return rc;
+}
+
+int shm_pipe_queues(shm_arena *a, shm_off off, shm_off *in, shm_off *out) {
+  struct pipe_end *e = pipe_at(a, off);
+  if (!e) return SHM_EINVAL;
+  *in = e->in;
+  *out = e->out;
+  return SHM_OK;
+}
+
+int64_t shm_pipe_open(shm_arena *a, shm_off off, int delta) {
+  struct pipe_end *e = pipe_at(a, off);
+  if (!e) return -1;
+  int64_t n = atomic_fetch_add(&e->opens, delta) + delta;
+  if (n == 0) { /* the last copy of this end closed: the other end sees EOF, and a send fails */
+    if (e->in) shm_queue_close(a, e->in);
+    if (e->out) shm_queue_close(a, e->out);
+  }
+  return n;
+}
+
+static void pipe_destroy(shm_arena *a, shm_off off) {
+  struct pipe_end *e = (struct pipe_end *)((char *)a + off);
+  shm_off in = e->in, out = e->out;
+  e->hdr.magic = 0;
+  shm_free(a, off);
+  if (in) shm_obj_release(a, in);
+  if (out) shm_obj_release(a, out);
+}
+
+/* ---------------------------------------------------------- wait board
+ *
+ * One table per arena, made on first use, that every process sees: who
+ * waits (without a timeout) for what. The deadlock detector (vm/lua) puts
+ * an entry before a wait and removes it after. `version` changes with every
+ * put and remove, so a reader can tell that nothing began or ended waiting
+ * while it looked at the locks. An entry of a process that was killed stays
+ * behind: readers check that its process still lives. */
+
+struct board {
+  pthread_mutex_t mutex;
+  uint64_t version;
+  uint32_t top; /* slots at and above it are free: searches stop there */
+  uint64_t token[SHM_BOARD_SLOTS]; /* slot i's waiter, 0: free (apart from the entries: scanned often) */
+  shm_wait slot[SHM_BOARD_SLOTS];
+  _Atomic uint32_t asleep[SHM_BOARD_SLOTS]; /* slot i's waiter is asleep in a futex (shm_sleep_note) */
+};
+
+static void board_repair(shm_arena *a, void *ctx) {
+  (void)a;
+  struct board *b = ctx;
+  if (b->top > SHM_BOARD_SLOTS) b->top = SHM_BOARD_SLOTS;
+  b->version++; /* a put or remove was cut short: readers look again */
+}
+
+static struct board *board_of(shm_arena *a, int create) {
+  if (!a) return NULL;
+  shm_off off = atomic_load(&a->board);
+  if (!off && !create) return NULL;
+  if (!off) {
+    shm_off mine;
+    if (shm_alloc(a, sizeof(struct board), &mine) != SHM_OK) return NULL;
+    struct board *b = memset((char *)a + mine, 0, sizeof(struct board));
+    mutex_init(&b->mutex);
+    if (atomic_compare_exchange_strong(&a->board, &off, mine)) {
+      off = mine;
+    } else { /* another thread or process made it first */
+      PT_CHECK(pthread_mutex_destroy(&b->mutex));
+      shm_free(a, mine);
+    }
+  }
+  return (struct board *)((char *)a + off);
+}
+
+static void board_lock(shm_arena *a, struct board *b) { robust_lock(a, &b->mutex, board_repair, b); }
+
+int shm_board_init(shm_arena *a) { return board_of(a, 1) ? SHM_OK : SHM_ENOSPC; }
+
+/* shm_obj_retain with the arena's mutex held (block_ok takes no lock). */
+static int obj_retain_locked(shm_arena *a, shm_off off) {
+  int type = shm_obj_type(a, off);
+  if (type == SHM_T_NONE) return 0;
+  atomic_fetch_add(&obj_at(a, off, type)->refs, 1);
+  return 1;
+}
+
+int shm_board_put(shm_arena *a, const shm_wait *w, int *slot) {
+  struct board *b = board_of(a, 1);
+  if (!b || !w || !w->token) return SHM_EINVAL;
+  board_lock(a, b);
+  uint32_t i = 0;
+  while (i < b->top && b->token[i] && b->token[i] != w->token) i++;
+  int rc = i < SHM_BOARD_SLOTS ? SHM_OK : SHM_ENOSPC;
+  if (rc == SHM_OK) {
+    b->slot[i] = *w;
+    b->slot[i].slot = (int32_t)i;
+    b->token[i] = w->token;
+    atomic_store(&b->asleep[i], 0);
+    if (i == b->top) b->top++;
+    b->version++;
+    if (slot) *slot = (int)i;
+  }
+  PT_CHECK(pthread_mutex_unlock(&b->mutex));
+  return rc;
+}
+
+/* With the board's mutex held. */
+static void board_clear(struct board *b, uint32_t i) {
+  b->token[i] = 0;
+  b->slot[i].token = 0;
+  while (b->top && !b->token[b->top - 1]) b->top--;
+  b->version++;
+}
+
+void shm_board_remove(shm_arena *a, uint64_t token) {
+  struct board *b = board_of(a, 0);
+  if (!b || !token) return;
+  board_lock(a, b);
+  for (uint32_t i = 0; i < b->top; i++)
+    if (b->token[i] == token) board_clear(b, i);
+  PT_CHECK(pthread_mutex_unlock(&b->mutex));
+}
+
+void shm_board_remove_slot(shm_arena *a, int slot, uint64_t token) {
+  struct board *b = board_of(a, 0);
+  if (!b || slot < 0 || slot >= SHM_BOARD_SLOTS) return;
+  board_lock(a, b);
+  if (b->token[slot] == token) board_clear(b, (uint32_t)slot);
+  PT_CHECK(pthread_mutex_unlock(&b->mutex));
+}
+
+int shm_board_read(shm_arena *a, shm_wait *out, int max, uint64_t *version) {
+  struct board *b = board_of(a, 0);
+  if (!b) return 0;
+  int n = 0;
+  board_lock(a, b);
+  /* under the allocator's mutex too: it orders this thread's look at each
+   * object's block after whoever made it (ThreadSanitizer sees it) */
+  arena_lock(a);
+  for (uint32_t i = 0; i < b->top && n < max; i++)
+    if (b->token[i]) {
+      out[n] = b->slot[i];
+      /* alive: its waiter holds a reference while its entry is here */
+      if (out[n].obj && !obj_retain_locked(a, out[n].obj)) out[n].obj = 0;
+      n++;
+    }
+  arena_unlock(a);
+  if (version) *version = b->version;
+  PT_CHECK(pthread_mutex_unlock(&b->mutex));
+  return n;
+}
+
+void shm_board_unread(shm_arena *a, shm_wait *out, int n) {
+  for (int i = 0; i < n; i++)
+    if (out[i].obj) {
+      shm_obj_release(a, out[i].obj);
+      out[i].obj = 0;
+    }
+}
+
+_Atomic uint32_t *shm_board_asleep(shm_arena *a, int slot) {
+  struct board *b = board_of(a, 0);
+  return b && slot >= 0 && slot < SHM_BOARD_SLOTS ? &b->asleep[slot] : NULL;
+}
+
+uint64_t shm_board_version(shm_arena *a) {
+  struct board *b = board_of(a, 0);
+  if (!b) return 0;
+  board_lock(a, b);
+  uint64_t v = b->version;
+  PT_CHECK(pthread_mutex_unlock(&b->mutex));
+  return v;
 }

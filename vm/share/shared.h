@@ -1,5 +1,6 @@
 /*
- * shared.h — the C core of gilvm's shared objects: lock, queue, value.
+ * shared.h — the C core of gilvm's shared objects: lock, rlock, queue, value,
+ * event, semaphore, barrier, condition, array, pipe, and the wait board.
  *
  * Everything lives in one arena: a MAP_SHARED|MAP_ANONYMOUS mapping made
  * once at start-up, before any worker exists. Threads of the process and
@@ -57,6 +58,7 @@
 #ifndef GILVM_SHARED_H
 #define GILVM_SHARED_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -73,6 +75,8 @@ enum {
   SHM_ENOMEM, /* malloc failed (queue get); the item stays in the queue */
   SHM_EINVAL, /* bad handle or argument */
   SHM_ESYS, /* a system call failed (mmap); errno says why */
+  SHM_OVERFLOW, /* bounded semaphore released above its bound; task_done with nothing unfinished */
+  SHM_BROKEN, /* barrier: broken by a timeout, abort() or reset() */
 };
 
 /* A short English description of a result, for error messages. */
@@ -119,7 +123,20 @@ int shm_arena_check(shm_arena *a);
 
 /* ---- objects: kinds and references ---- */
 
-enum { SHM_T_NONE = 0, SHM_T_LOCK, SHM_T_QUEUE, SHM_T_VALUE };
+enum {
+  SHM_T_NONE = 0,
+  SHM_T_LOCK,
+  SHM_T_QUEUE,
+  SHM_T_VALUE,
+  SHM_T_RLOCK,
+  SHM_T_EVENT,
+  SHM_T_SEMAPHORE,
+  SHM_T_BARRIER,
+  SHM_T_CONDITION,
+  SHM_T_ARRAY,
+  SHM_T_PIPE,
+  SHM_T_NKINDS
+};
 
 /* The kind of the live object at `off`, or SHM_T_NONE if there is none. */
 int shm_obj_type(shm_arena *a, shm_off off);
@@ -139,6 +156,15 @@ int shm_lock_acquire(shm_arena *a, shm_off lock, uint64_t owner, const struct ti
 int shm_lock_release(shm_arena *a, shm_off lock, uint64_t owner);
 /* 1 if held (also when its owner died and nobody has tried it since), else 0. */
 int shm_lock_locked(shm_arena *a, shm_off lock);
+/* The holder's token (0: free). */
+uint64_t shm_lock_owner(shm_arena *a, shm_off lock);
+#define SHM_WHERE_LEN 80
+/* 1 if held by owner from this thread. */
+int shm_lock_owned(shm_arena *a, shm_off lock, uint64_t owner);
+
+/* ---- rlock: a lock (the same functions) its owner may acquire again;
+ * it is free once released as many times as acquired. */
+int shm_rlock_new(shm_arena *a, shm_off *out);
 
 /* ---- queue ---- */
 
@@ -156,6 +182,54 @@ size_t shm_queue_size(shm_arena *a, shm_off q);
 int shm_queue_empty(shm_arena *a, shm_off q);
 int shm_queue_closed(shm_arena *a, shm_off q);
 size_t shm_queue_maxsize(shm_arena *a, shm_off q);
+/* queue.Queue's task_done/join: every successful put adds one unfinished
+ * task, task_done removes one (SHM_OVERFLOW if none), join waits for 0. */
+int shm_queue_task_done(shm_arena *a, shm_off q);
+uint64_t shm_queue_unfinished(shm_arena *a, shm_off q);
+int shm_queue_join(shm_arena *a, shm_off q, const struct timespec *deadline, shm_stop_fn should_stop, void *arg);
+
+/* ---- pipe: two ends over one queue each way (one queue if one-way).
+ * An end counts its open copies (the creator's, and one per interpreter
+ * that decodes it); when the count drops to 0 both its queues are closed:
+ * the other end's recv drains then answers SHM_CLOSED, its send SHM_CLOSED.
+ * in/out are 0 where a one-way end cannot receive/send. */
+int shm_pipe_new(shm_arena *a, int duplex, shm_off *end_a, shm_off *end_b);
+int shm_pipe_queues(shm_arena *a, shm_off end, shm_off *in, shm_off *out);
+/* Adds delta (+1, -1) to the end's open copies; the new count, or -1. */
+int64_t shm_pipe_open(shm_arena *a, shm_off end, int delta);
+
+/* ---- event, semaphore, barrier, condition (as Python's threading) ----
+ * Blocking calls: SHM_OK, SHM_TIMEOUT, SHM_STOPPED (and as noted). */
+int shm_event_new(shm_arena *a, shm_off *out);
+int shm_event_set(shm_arena *a, shm_off e, int flag); /* flag 0: clear */
+int shm_event_is_set(shm_arena *a, shm_off e);
+int shm_event_wait(shm_arena *a, shm_off e, const struct timespec *deadline, shm_stop_fn should_stop, void *arg);
+
+/* bound 0: unbounded; else release above it is SHM_OVERFLOW. */
+int shm_sem_new(shm_arena *a, int64_t value, int64_t bound, shm_off *out);
+int shm_sem_acquire(shm_arena *a, shm_off s, const struct timespec *deadline, shm_stop_fn should_stop, void *arg);
+int shm_sem_release(shm_arena *a, shm_off s, int64_t n);
+int64_t shm_sem_value(shm_arena *a, shm_off s);
+
+/* wait: *index gets the arrival order 0..parties-1. SHM_BROKEN when broken
+ * (before or while waiting); the waiter that times out breaks it and gets
+ * SHM_TIMEOUT. reset(abort_it=0) frees waiters as broken and makes it new;
+ * abort_it=1 breaks it. info: 0 parties, 1 waiting, 2 broken. */
+int shm_barrier_new(shm_arena *a, int64_t parties, shm_off *out);
+int shm_barrier_wait(shm_arena *a, shm_off b, const struct timespec *deadline, shm_stop_fn should_stop, void *arg,
+                     int64_t *index);
+int shm_barrier_reset(shm_arena *a, shm_off b, int abort_it);
+int64_t shm_barrier_info(shm_arena *a, shm_off b, int what);
+
+/* A condition over a lock or rlock (retained). wait and notify need the
+ * lock held by owner from this thread (else SHM_NOT_OWNER); wait gives it
+ * up while waiting and holds it again when it returns (also on
+ * SHM_TIMEOUT; not on SHM_STOPPED). */
+int shm_cond_new(shm_arena *a, shm_off lock, shm_off *out);
+shm_off shm_cond_lock(shm_arena *a, shm_off c);
+int shm_cond_wait(shm_arena *a, shm_off c, uint64_t owner, const struct timespec *deadline, shm_stop_fn should_stop,
+                  void *arg);
+int shm_cond_notify(shm_arena *a, shm_off c, uint64_t owner, int64_t n);
 
 /* ---- value ---- */
 
@@ -181,5 +255,48 @@ int shm_value_get(shm_arena *a, shm_off v, shm_number *out);
 int shm_value_set(shm_arena *a, shm_off v, shm_number x);
 /* Atomically adds n; *result (may be NULL) gets the new value. */
 int shm_value_add(shm_arena *a, shm_off v, shm_number n, shm_number *result);
+
+/* ---- array: n numbers (each keeps its subtype), 0-based here, all 0 at first ---- */
+int shm_array_new(shm_arena *a, size_t n, shm_off *out);
+size_t shm_array_len(shm_arena *a, shm_off arr);
+/* op: 0 get (into *x), 1 set (from *x), 2 add (*x in, the sum out). SHM_EINVAL out of range. */
+int shm_array_op(shm_arena *a, shm_off arr, size_t i, int op, shm_number *x);
+
+/* ---- the wait board: who waits for what, seen by every process (the
+ * deadlock detector's; shm only stores it). An entry per waiting token. */
+#define SHM_BOARD_SLOTS 256
+typedef struct shm_wait {
+  uint64_t token; /* who waits (pid << 32 | worker); 0: a free slot */
+  uint64_t on; /* what for: the caller's (a lock's offset, a worker's token) */
+  shm_off obj; /* the object waited on, or 0: readers may retain it (shm_board_read) */
+  uint32_t kind; /* the caller's */
+  uint32_t detail; /* the caller's, e.g. the object's kind noted by a reader */
+  uint64_t held_by; /* the caller's, e.g. who held the lock when a reader looked */
+  int32_t slot; /* where it is on the board (set by put) */
+  char name[64]; /* the waiter's name */
+  char where[SHM_WHERE_LEN]; /* "file:line" of the wait */
+} shm_wait;
+/* Makes the board (else made on first use): call it before any worker exists. */
+int shm_board_init(shm_arena *a);
+/* Puts (or replaces) the entry of w->token, *slot (may be NULL) gets its
+ * place; SHM_ENOSPC when the board is full. */
+int shm_board_put(shm_arena *a, const shm_wait *w, int *slot);
+/* The slot's "asleep" word: give it to shm_sleep_note. */
+_Atomic uint32_t *shm_board_asleep(shm_arena *a, int slot);
+/* From now on this thread's waits in shm_* set *flag to 1 while asleep in the
+ * kernel and back to 0 as soon as they wake, before they look at what they
+ * wait for (NULL: stop). So "asleep, and what it waits for is not there"
+ * seen in that order means it was still waiting. */
+void shm_sleep_note(_Atomic uint32_t *flag);
+void shm_board_remove(shm_arena *a, uint64_t token);
+/* The same, knowing its slot: no search. */
+void shm_board_remove_slot(shm_arena *a, int slot, uint64_t token);
+/* Copies up to max entries; *version (may be NULL) changes with every put
+ * and remove. Each entry's obj is retained (0 if it could not be): its
+ * waiter may stop waiting and drop it at any moment after the copy, and a
+ * reader looks at it later. shm_board_unread gives them back. */
+int shm_board_read(shm_arena *a, shm_wait *out, int max, uint64_t *version);
+void shm_board_unread(shm_arena *a, shm_wait *out, int n);
+uint64_t shm_board_version(shm_arena *a);
 
 #endif

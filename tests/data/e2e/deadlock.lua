@@ -1,5 +1,6 @@
 -- deadlock.lua: two threads take two locks in opposite orders and wait for
--- each other forever; main joins them. Only a stop ends it. Each holds its
+-- each other forever; main joins them. gilvm sees the cycle and stops the
+-- run (exit status 4). Each holds its
 -- first lock before either asks for its second (they spin, holding the GIL,
 -- until both do), so the deadlock happens however the threads are scheduled.
 local a, b = gil.lock(), gil.lock()

@@ -1,5 +1,7 @@
 -- stop_blocked.lua: workers blocked forever on a queue and a lock; --timeout ends it.
+-- (A sleeper could still put or release, so gilvm cannot call it a deadlock.)
 local q, l = gil.queue(), gil.lock()
+gil.thread(function() gil.sleep(3600) end)
 l:acquire()
 local h1 = gil.spawn(function() return q:get() end)
 local h2 = gil.spawn(function() return l:acquire() end)

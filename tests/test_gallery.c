@@ -1,0 +1,187 @@
+/*
+ * test_gallery.c — every script of the articles' gallery (scripts/articles/)
+ * in gil, nogil and fork modes, its output checked against
+ * tests/data/articles/NAME.out (or NAME.MODE.out where a mode prints
+ * something else: that difference is the lesson).
+ *
+ * An expectation file is lines of expected stdout, in blocks:
+ *   # args: A B ...   (first line, optional) the script's arguments here,
+ *                     to keep the sanitizer builds quick
+ *   # any order       the lines up to the next marker, in any order
+ *   # in order        the lines up to the next marker, exactly in order
+ * Lines before any marker are in order. Workers that print at the same
+ * moment print in the scheduler's order, so those lines are a block; lines
+ * printed after a join are in order. Nothing is timed: timing verdicts are
+ * the scripts' gil.report figures, not their output.
+ *
+ * A script without an expectation file, or whose header does not name its
+ * article, the claim and what each mode shows, fails the suite.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "run_helper.h"
+
+TestSuite(gallery, .fini = test_cleanup);
+
+#define MAX_SCRIPTS 64
+#define MAX_LINES 256
+#define MAX_ARGS 8
+
+/* The gallery's scripts, sorted by name; returns how many. */
+static int gallery_scripts(char **names) {
+  const char *dir = fmt("%s/articles", env_dir("GILVM_SCRIPTS"));
+  DIR *d = opendir(dir);
+  cr_assert(d != NULL, "cannot list %s", dir);
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    size_t len = strlen(e->d_name);
+    if (len < 5 || strcmp(e->d_name + len - 4, ".lua") != 0) continue;
+    cr_assert(n < MAX_SCRIPTS, "more than %d gallery scripts", MAX_SCRIPTS);
+    names[n++] = track(strndup(e->d_name, len - 4));
+  }
+  closedir(d);
+  qsort(names, (size_t)n, sizeof names[0], (int (*)(const void *, const void *))strcmp);
+  return n;
+}
+
+/* Split text into lines in place (a final newline ends the last line). */
+static int split_lines(char *text, char **lines) {
+  int n = 0;
+  for (char *p = text; *p;) {
+    char *nl = strchr(p, '\n');
+    cr_assert(n < MAX_LINES, "more than %d lines", MAX_LINES);
+    lines[n++] = p;
+    if (!nl) break;
+    *nl = '\0';
+    p = nl + 1;
+  }
+  return n;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Does got (n lines) match want (n lines), in order or as a multiset? */
+static int block_matches(char **want, char **got, int n, int ordered) {
+  if (!ordered) {
+    qsort(want, (size_t)n, sizeof want[0], cmp_str);
+    qsort(got, (size_t)n, sizeof got[0], cmp_str);
+  }
+  for (int i = 0; i < n; i++)
+    if (strcmp(want[i], got[i]) != 0) return 0;
+  return 1;
+}
+
+/* Run one script in one mode and check its output against its expectation file. */
+static void check_script(const char *name, const char *mode) {
+  const char *path = data_in("articles", fmt("%s.%s.out", name, mode));
+  if (access(path, R_OK) != 0) path = data_in("articles", fmt("%s.out", name));
+  cr_assert(access(path, R_OK) == 0, "scripts/articles/%s.lua has no expectation %s", name, path);
+  char *want_text = slurp(path, NULL);
+  char *want[MAX_LINES];
+  int nwant = split_lines(want_text, want);
+
+  const char *argv[MAX_ARGS + 8] = { "-q", "-m", mode, script(fmt("articles/%s.lua", name)) };
+  int argc = 4, first = 0;
+  if (nwant > 0 && strncmp(want[0], "# args:", 7) == 0) {
+    for (char *t = strtok(want[0] + 7, " "); t && argc < MAX_ARGS + 4; t = strtok(NULL, " ")) argv[argc++] = t;
+    first = 1;
+  }
+  run_opts o = { .limit_s = 120 };
+  run_result *r = gv_run(&o, argv);
+  expect_exit(r, 0);
+  char *got[MAX_LINES];
+  int ngot = split_lines(track(strdup(r->out)), got); /* r->out stays whole for messages */
+
+  int at = 0, ordered = 1, ok = 1;
+  for (int i = first; i < nwant && ok;) {
+    if (strcmp(want[i], "# any order") == 0 || strcmp(want[i], "# in order") == 0) {
+      ordered = want[i][2] == 'i';
+      i++;
+      continue;
+    }
+    int j = i;
+    while (j < nwant && strncmp(want[j], "# ", 2) != 0) j++;
+    int n = j - i;
+    ok = at + n <= ngot && block_matches(want + i, got + at, n, ordered);
+    cr_expect(ok, "%s in %s mode: lines %d-%d are not %s (%s)" CTX, name, mode, at + 1, at + n,
+              ordered ? "in order" : "in any order", path, CTXA(r));
+    at += n;
+    i = j;
+  }
+  if (ok) cr_expect(at == ngot, "%s in %s mode printed %d lines, %s has %d" CTX, name, mode, ngot, path, at, CTXA(r));
+}
+
+static void check_mode(const char *mode) {
+  char *names[MAX_SCRIPTS];
+  int n = gallery_scripts(names);
+  cr_assert(n >= 15, "only %d scripts in scripts/articles", n);
+  for (int k = 0; k < n; k++) check_script(names[k], mode);
+}
+
+Test(gallery, every_script_in_gil_mode) { check_mode("gil"); }
+Test(gallery, every_script_in_nogil_mode) { check_mode("nogil"); }
+Test(gallery, every_script_in_fork_mode) { check_mode("fork"); }
+
+/* Each script says which article and example it follows, the claim, what
+   each mode shows, where the claim is too simple, and how to run it. */
+Test(gallery, every_script_names_its_article_claim_and_modes) {
+  char *names[MAX_SCRIPTS];
+  int n = gallery_scripts(names);
+  static const char *const parts[] = { "-- Article: \"", "example", "-- Claim:",      "gil:",
+                                       "nogil:",         "fork:",   "-- Too simple:", "-- usage: gilvm" };
+  for (int k = 0; k < n; k++) {
+    char *text = slurp(script(fmt("articles/%s.lua", names[k])), NULL);
+    char *code = strstr(text, "\nlocal ");
+    if (code) *code = '\0'; /* the header: everything before the first line of code */
+    for (size_t p = 0; p < sizeof parts / sizeof parts[0]; p++)
+      cr_expect(strstr(text, parts[p]) != NULL, "scripts/articles/%s.lua's header lacks \"%s\"", names[k], parts[p]);
+    cr_expect(strstr(text, fmt("scripts/articles/%s.lua", names[k])) != NULL,
+              "scripts/articles/%s.lua's usage line names another file", names[k]);
+  }
+}
+
+/* ---- docs/guide.md: its outputs are generated, and checked against a run now ---- */
+
+TestSuite(guide, .fini = test_cleanup);
+
+static const char *source_root(void) { return fmt("%s/..", env_dir("GILVM_SCRIPTS")); }
+
+/* tools/make_guide.py --check with this build's gilvm, on guide (NULL: docs/guide.md). */
+static run_result *guide_check(const char *guide) {
+  const char *tool = fmt("%s/tools/make_guide.py", source_root());
+  const char *python = env_dir("GILVM_PYTHON");
+  const char *argv[] = { python, tool, "--check", "--gilvm", gilvm_path(), guide ? "--guide" : NULL, guide, NULL };
+  run_opts o = { .limit_s = 500 };
+  return run_tracked(&o, argv);
+}
+
+Test(guide, is_up_to_date, .timeout = 600) {
+  run_result *r = guide_check(NULL);
+  expect_reaped(r);
+  cr_expect(r->exited && r->exit_code == 0, "docs/guide.md is out of date: run tools/make_guide.py" CTX, CTXA(r));
+  expect_out_has(r, "experiments up to date");
+}
+
+/* The check is not a rubber stamp: a guide whose output was edited by hand,
+   or whose experiment lost its output, is stale, and the message names it. */
+Test(guide, check_names_the_stale_experiment, .timeout = 600) {
+  char *text = slurp(fmt("%s/docs/guide.md", source_root()), NULL);
+  static const char line[] = "All files have been downloaded.\n";
+  char *at = strstr(text, line);
+  cr_assert(at != NULL, "docs/guide.md lacks the line %s", line);
+  memcpy(at, "All files have been uploaded!!!\n", sizeof line - 1); /* the same length */
+  const char *edited = tmp_path("guide.md");
+  FILE *f = fopen(edited, "w");
+  cr_assert(f != NULL);
+  fputs(text, f);
+  fclose(f);
+  run_result *r = guide_check(edited);
+  expect_reaped(r);
+  cr_expect(r->exited && r->exit_code == 1, "an edited output passes the check" CTX, CTXA(r));
+  expect_err_has(r, "experiment 'threads-io' is stale");
+  expect_err_lacks(r, "experiment 'convoy'");
+}
