@@ -155,6 +155,16 @@ Test(model, sleep_and_compute_take_exactly_their_time) {
   expect_out(r, "0.250000000 0.125000000 0.500000000\n");
 }
 
+Test(model, events_and_semaphores_wake_in_virtual_time) {
+  run_result *r = GV("--sim", "2", "-q", "-e",
+                     "local e, s = gil.event(), gil.semaphore(0)\n"
+                     "local w = gil.spawn(function() gil.sleep(0.5); e:set(); gil.sleep(0.25); s:release() end)\n"
+                     "e:wait(); local t1 = gil.now(); s:acquire(); local t2 = gil.now(); w:join()\n"
+                     "print(('%.6f %.6f'):format(t1, t2))");
+  expect_exit(r, 0);
+  expect_out(r, "0.500010 0.750010\n"); /* each wait ends a wake-up (10 us) after the set or release */
+}
+
 Test(model, io_bound_overlaps) {
   const char *json = tmp_path("io.json");
   run_result *r = GV("--sim", "2", "--json", json, script("io_bound.lua"));
@@ -183,6 +193,9 @@ Test(model, what_is_not_simulated_says_so) {
   run_result *r = GV("--sim", "2", "-q", "-e", "gil.listen(0)");
   expect_exit(r, 1);
   expect_err_has(r, "sockets are not simulated yet (--sim)");
+  r = GV("--sim", "2", "-q", "-e", "local b = gil.barrier(1); b:wait()");
+  expect_exit(r, 1);
+  expect_err_has(r, "barrier wait: not simulated yet (--sim)");
   r = GV("--sim", "2", "-q", "-e", "gil.process(function() end):join()");
   expect_exit(r, 1);
   expect_err_has(r, "processes are not simulated yet (--sim)");
