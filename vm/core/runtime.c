@@ -1013,6 +1013,7 @@ int rt_join(lua_State *L, rt_worker *w, int64_t timeout_ns) {
       sim_block(w, until ? until - now : 0);
     }
     done = w->done;
+    if (done) sim_wait_gone(&w->sim); /* its pthread may still need the baton (a forced switch) */
     if (done) reap(rt, w);
   } else if (w->kind == RT_PROCESS) {
     done = collect_child(w, deadline);
@@ -1174,6 +1175,7 @@ void rt_wait_all(runtime *rt) {
     if (!w) break;
     if (sim_on()) /* in virtual time first: its pthread needs the baton to finish */
       while (w != self_worker && !w->done && w->kind != RT_PROCESS) sim_block(w, 0);
+    if (sim_on() && w != self_worker && w->kind != RT_PROCESS) sim_wait_gone(&w->sim);
     if (w != self_worker) reap(rt, w);
   }
   rt->end_ns = clock_now_ns();

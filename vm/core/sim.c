@@ -50,6 +50,7 @@ static void init_thread(sim_thread *t, const char *name, uint64_t vt) {
   memset(t, 0, sizeof *t);
   t->name = name;
   t->state = SIM_READY;
+  t->live = 1;
   set_vt(t, vt);
   PT_CHECK(pthread_cond_init(&t->cv, NULL));
   if (VEC_PUSH(all, nall, cap, t) != 0) {
@@ -143,17 +144,35 @@ static void unlist(sim_thread *t) {
     }
 }
 
+void sim_wait_gone(sim_thread *t) {
+  PT_CHECK(pthread_mutex_lock(&mu));
+  while (t->live) {
+    me->state = SIM_BLOCKED;
+    me->chan = t;
+    me->deadline = stopping ? me->vt + 1000 : 0;
+    me->timed_out = 0;
+    run_next();
+  }
+  PT_CHECK(pthread_mutex_unlock(&mu));
+}
+
 void sim_forget(sim_thread *t) {
   PT_CHECK(pthread_mutex_lock(&mu));
   unlist(t);
+  t->live = 0;
   PT_CHECK(pthread_mutex_unlock(&mu));
   PT_CHECK(pthread_cond_destroy(&t->cv));
 }
 
+static void make_ready(sim_thread *t, uint64_t at);
+
 void sim_exit(void) {
   PT_CHECK(pthread_mutex_lock(&mu));
   me->state = SIM_DONE;
+  me->live = 0;
   unlist(me);
+  for (int i = 0; i < nall; i++) /* its reapers (sim_wait_gone) */
+    if (all[i]->state == SIM_BLOCKED && all[i]->chan == me) make_ready(all[i], me->vt);
   run_next();
   PT_CHECK(pthread_mutex_unlock(&mu));
   PT_CHECK(pthread_cond_destroy(&me->cv));

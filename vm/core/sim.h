@@ -43,6 +43,7 @@ typedef struct sim_thread {
   const void *chan; /* blocked on (NULL: a timer only) */
   uint64_t deadline; /* blocked until (0: none) */
   int timed_out;
+  int live; /* registered and not yet exited: its pthread may still need the baton */
   pthread_cond_t cv; /* it waits here for the baton */
 } sim_thread;
 
@@ -67,8 +68,10 @@ void sim_register(sim_thread *t, const char *name);
 void sim_forget(sim_thread *t);
 /* First thing on the new pthread: wait for the baton. */
 void sim_start(sim_thread *t);
-/* Last thing: done, hand the baton on. */
+/* Last thing: done, hand the baton on; wakes the threads blocked on t in sim_wait_gone. */
 void sim_exit(void);
+/* Block until t has called sim_exit: then its pthread can be joined. */
+void sim_wait_gone(sim_thread *t);
 /* Block the calling thread on chan (NULL: none) for up to timeout_ns (0: no limit); 1 if it timed out. */
 int sim_block(const void *chan, uint64_t timeout_ns);
 /* Make one (seeded choice) or all threads blocked on chan runnable. */
