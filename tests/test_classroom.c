@@ -132,6 +132,20 @@ Test(dis, race_lesson_check_points_between_read_and_write) {
   cr_expect_gt(always_between(r->out, "function 'with_call'"), 0, "with_call:\n%s", r->out);
 }
 
+/* scripts/lost_update.lua, the guide's dis experiment: the same marks, and
+   the run that goes with them (plain loses nothing under -g cpython: no
+   check point between its read and its write, however often switches come). */
+Test(dis, lost_update_script_marks_and_runs) {
+  run_result *d = GV("dis", script("lost_update.lua"));
+  expect_exit(d, 0);
+  cr_expect_eq(always_between(d->out, "function 'plain'"), 0, "plain:\n%s", d->out);
+  cr_expect_gt(always_between(d->out, "function 'with_call'"), 0, "with_call:\n%s", d->out);
+  run_result *r = GV("-q", "-s", "50us", script("lost_update.lua"), "4", "20000");
+  expect_exit(r, 0);
+  expect_out_has(r, "plain      expected 80000, got 80000: lost 0\n");
+  expect_out_has(r, "with_call  expected 80000, got ");
+}
+
 Test(dis, legacy_says_anywhere) {
   run_result *r = GV("dis", "-g", "legacy", script("race.lua"));
   expect_exit(r, 0);
