@@ -185,8 +185,8 @@ Test(model, deadlock_exits_4) {
 
 Test(model, timeout_stops_a_simulated_run) {
   /* --timeout is real time; the worker's loop is stopped at a check point, the joiner reaps it */
-  run_result *r = GV("--sim", "2", "--timeout", "0.5s", "-e",
-                     "local w = gil.spawn(function() while true do end end); w:join()");
+  run_result *r =
+      GV("--sim", "2", "--timeout", "0.5s", "-e", "local w = gil.spawn(function() while true do end end); w:join()");
   expect_exit(r, 124);
   expect_err_has(r, "gilvm: stopped: timeout");
   expect_err_lacks(r, "did not stop");
