@@ -180,24 +180,35 @@ static void drop_locked(gil_t *g, gil_thread *t, int forced) {
 }
 
 void gil_take(gil_t *g, gil_thread *t) {
+  if (g->vt) return gil__vt_take(g, t, 0);
   lock(g);
   take_locked(g, t, 0);
   unlock(g);
 }
 
 void gil_take_after_block(gil_t *g, gil_thread *t) {
+  if (g->vt) return gil__vt_take(g, t, 1);
   lock(g);
   take_locked(g, t, 1);
   unlock(g);
 }
 
 void gil_drop(gil_t *g, gil_thread *t) {
+  if (g->vt) return gil__vt_drop(g, t, 0);
   lock(g);
   drop_locked(g, t, 0);
   unlock(g);
 }
 
 void gil_yield(gil_t *g, gil_thread *t) {
+  if (g->vt) { /* one simulated thread runs at a time: no mutex */
+    gil__vt_drop(g, t, atomic_load(&g->drop_request));
+    g->st.yields++;
+    unsigned long before_vt = g->switch_number;
+    gil__vt_take(g, t, 0);
+    if (g->switch_number == before_vt + 1) g->st.yields_regained++;
+    return;
+  }
   /* two critical sections, as in CPython: between them anyone may take it */
   lock(g);
   /* forced only when a waiter asked: legacy's periodic release is not (one
@@ -226,6 +237,8 @@ void gil_set_interval(gil_t *g, uint64_t ns) {
 
 uint64_t gil_interval(const gil_t *g) { return atomic_load(&g->interval_ns); }
 
+void gil_set_vt(gil_t *g, const gil_vt_ops *ops) { g->vt = ops; }
+
 void gil_set_event_fn(gil_t *g, gil_event_fn fn, void *arg) {
   lock(g);
   g->on_event = fn;
@@ -239,15 +252,17 @@ void gil__event(gil_t *g, gil_thread *t, gil_event ev, uint64_t now) {
   if (g->on_event) g->on_event(t, ev, now, g->event_arg);
 }
 
+uint64_t gil__now(const gil_t *g) { return g->vt ? g->vt->now() : gil_now_ns(); }
+
 void gil__wait_begin(gil_t *g, gil_thread *t) {
-  uint64_t now = gil_now_ns();
+  uint64_t now = gil__now(g);
   if (g->nwaiting++ == 0) g->contended_since = now;
   gil__event(g, t, GIL_EV_WAIT, now);
 }
 
 void gil__wait_end(gil_t *g) {
   assert(g->nwaiting > 0 && "the GIL's waiter count went negative");
-  if (--g->nwaiting == 0) g->st.contended_ns += gil_now_ns() - g->contended_since;
+  if (--g->nwaiting == 0) g->st.contended_ns += gil__now(g) - g->contended_since;
 }
 
 /* A sample past HANDOFF_CAP, or one there is no memory for, is not kept. */
@@ -257,7 +272,7 @@ static void add_handoff(gil_t *g, uint64_t ns) {
 }
 
 void gil__acquired(gil_t *g, gil_thread *t, uint64_t wait_started) {
-  uint64_t now = gil_now_ns();
+  uint64_t now = gil__now(g);
   assert(g->holder == NULL && "two holders of one GIL");
   g->holder = t;
   if (g->last_holder != t) {
@@ -279,7 +294,7 @@ void gil__acquired(gil_t *g, gil_thread *t, uint64_t wait_started) {
 }
 
 void gil__released(gil_t *g, gil_thread *t, int forced) {
-  uint64_t now = gil_now_ns();
+  uint64_t now = gil__now(g);
   assert(g->holder == t && "the GIL released by a thread that does not hold it");
   uint64_t held = now - t->acquired_at;
   t->hold_ns += held;
@@ -296,7 +311,7 @@ void gil__released(gil_t *g, gil_thread *t, int forced) {
 void gil__request_drop(gil_t *g) {
   if (!g->holder) return;
   if (!atomic_load(&g->drop_request)) {
-    g->drop_request_at = gil_now_ns();
+    g->drop_request_at = gil__now(g);
     g->st.drop_requests++;
     atomic_store(&g->drop_request, 1);
     gil__event(g, g->holder, GIL_EV_DROP_REQUEST, g->drop_request_at);
@@ -315,7 +330,7 @@ static int cmp_u64(const void *a, const void *b) {
 void gil_stats_get(gil_t *g, gil_stats *out) {
   lock(g);
   *out = g->st;
-  uint64_t now = gil_now_ns();
+  uint64_t now = gil__now(g);
   if (g->nwaiting > 0) out->contended_ns += now - g->contended_since;
   if (g->holder) out->held_ns += now - g->holder->acquired_at;
   size_t n = g->nhandoff;

@@ -102,4 +102,17 @@ void gil_after_fork(gil_t *g, gil_thread *me);
 
 uint64_t gil_now_ns(void);
 
+/* The virtual-time driver (--sim, gil_vt.c): the same policy hooks, with
+   waits and wake-ups done by a simulator instead of pthreads. `wait` blocks
+   the calling thread t on `chan` for up to timeout_ns virtual ns (0: no
+   limit) and returns 1 if the time ran out; `wake` makes one (a seeded
+   choice) or all threads blocked on chan runnable; `now` is virtual time. */
+typedef struct gil_vt_ops {
+  uint64_t (*now)(void);
+  int (*wait)(gil_thread *t, const void *chan, uint64_t timeout_ns);
+  void (*wake)(const void *chan, int all);
+} gil_vt_ops;
+/* Drive g in virtual time from now on (call before any thread takes it). */
+void gil_set_vt(gil_t *g, const gil_vt_ops *ops);
+
 #endif

@@ -131,6 +131,7 @@ struct gil {
   void *arg;
   gil_event_fn on_event;
   void *event_arg;
+  const gil_vt_ops *vt; /* NULL: the pthread driver (gil.c); else the virtual-time one (gil_vt.c) */
 };
 
 static inline void *gil__state(const gil_t *g) { return g->state; }
@@ -142,5 +143,10 @@ void gil__acquired(gil_t *g, gil_thread *t, uint64_t wait_started);
 void gil__released(gil_t *g, gil_thread *t, int forced);
 void gil__request_drop(gil_t *g);
 void gil__event(gil_t *g, gil_thread *t, gil_event ev, uint64_t now);
+/* The driver's clock: virtual under gil_vt.c, else gil_now_ns(). */
+uint64_t gil__now(const gil_t *g);
+/* The virtual-time driver's take, drop and yield (gil_vt.c). */
+void gil__vt_take(gil_t *g, gil_thread *t, int after_block);
+void gil__vt_drop(gil_t *g, gil_thread *t, int forced);
 
 #endif

@@ -6,6 +6,7 @@
  */
 #include "cli.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,9 @@ enum {
   F_SVG,
   F_TIMEOUT,
   F_ARENA,
+  F_SIM,
+  F_SEED,
+  F_SIM_INSN,
   F_BINARY,
   F_COLOR,
   F_HELP,
@@ -91,6 +95,16 @@ static const cli_flag cli_flags[F_COUNT] = {
                 "address space for shared objects (lock, queue,\n"
                 "value, pool): 64M (default), 1G; a bare number\n"
                 "is MiB; 1M to 1024G. GILVM_ARENA_MB=N sets it too" },
+  [F_SIM] = { NULL, "--sim", "CORES", 0,
+              "simulate the run in virtual time on CORES\n"
+              "virtual cores (1 to 4096): deterministic; gil and\n"
+              "nogil modes (see README, \"--sim\")" },
+  [F_SEED] = { NULL, "--seed", "N", 0,
+               "the seed of the simulated OS's choices among\n"
+               "equals under --sim, and of math.random (default 1)" },
+  [F_SIM_INSN] = { NULL, "--sim-insn", "NS", 0,
+                   "virtual nanoseconds per Lua VM instruction\n"
+                   "under --sim (default 1.5)" },
   [F_BINARY] = { NULL, "--binary", NULL, 0,
                  "let the script be a precompiled chunk (luac\n"
                  "output); Lua does not check those, so only\n"
@@ -423,6 +437,29 @@ static int set_option(int f, const char *v, cli_options *o) {
     if (!(o->arena_bytes = parse_arena(v, 1)))
       return usage_error("bad arena size '%s' (expected 1M to 1024G, like 64M or 1G; a bare number is MiB)", v);
     break;
+  case F_SIM: {
+    long n = strtol(v, NULL, 10);
+    if (v[strspn(v, "0123456789")] || n <= 0 || n > 4096)
+      return usage_error("bad --sim '%s' (expected a number of virtual cores, 1 to 4096)", v);
+    o->sim_cores = (int)n;
+    break;
+  }
+  case F_SEED: {
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (!*v || *end || errno || v[0] == '-') return usage_error("bad --seed '%s' (expected a non-negative integer)", v);
+    o->seed = (uint64_t)n;
+    break;
+  }
+  case F_SIM_INSN: {
+    char *end;
+    double ns = strtod(v, &end);
+    if (end == v || *end || !(ns >= 0.01 && ns <= 1e6) || !strchr("0123456789", v[0]))
+      return usage_error("bad --sim-insn '%s' (expected nanoseconds from 0.01 to 1000000, like 1.5)", v);
+    o->sim_insn_ns = ns;
+    break;
+  }
   case F_EXEC:
     if (o->nexec == (int)(sizeof o->exec / sizeof o->exec[0])) return usage_error("too many -e options%s", "");
     o->exec[o->nexec++] = v;
@@ -523,6 +560,7 @@ int cli_parse(int argc, char **argv, cli_options *o) {
   memset(o, 0, sizeof *o);
   o->command = "run";
   o->mode = RT_MODE_GIL;
+  o->seed = 1;
   o->policy = gil_policy_at(0)->name;
   int shift = argc > 1 &&
       (strcmp(argv[1], "run") == 0 || strcmp(argv[1], "compare") == 0 || strcmp(argv[1], "sweep") == 0 ||
@@ -550,6 +588,11 @@ int cli_parse(int argc, char **argv, cli_options *o) {
                        o->trace_path     ? "--trace"
                            : o->svg_path ? "--svg"
                                          : "--timeline");
+  if (o->sim_cores && o->mode == RT_MODE_FORK && strcmp(o->command, "run") == 0)
+    return usage_error("--sim: fork mode is not simulated yet (use -m gil or -m nogil)%s", "");
+  /* a policy with a check interval releases and retakes in no virtual time: its waiters starve */
+  if (o->sim_cores && strcmp(o->command, "run") == 0 && gil_policy_find(o->policy)->default_check_interval > 0)
+    return usage_error("--sim: -g %s (a check-interval policy) is not simulated yet", o->policy);
   if (is_sweep(o)) return check_sweep(o);
   if (strcmp(o->command, "dis") == 0 && !o->script) return usage_error("dis needs a script file%s", "");
   if (o->check_interval && !has_check_interval(gil_policy_find(o->policy))) return check_interval_error(0);

@@ -33,6 +33,9 @@ typedef struct cli_options {
   int timeline; /* --timeline: ASCII chart in the report */
   int binary; /* --binary: the script may be a precompiled chunk */
   int color; /* --color: CLI_COLOR_* */
+  int sim_cores; /* --sim CORES (0: a real run) */
+  uint64_t seed; /* --seed (default 1) */
+  double sim_insn_ns; /* --sim-insn (0: the default) */
   size_t arena_bytes; /* --arena SIZE, or GILVM_ARENA_MB (0: the default) */
   cli_list intervals; /* sweep: -s LIST (default 0.1ms,0.5ms,1ms,5ms,20ms,100ms) */
   uint64_t interval_list_ns[CLI_LIST_MAX];

@@ -236,7 +236,8 @@ static void print_table(FILE *f, child_run *runs, int nruns) {
       continue;
     }
     double copied = jsonio_number(j, "bytes_copied");
-    double mem = jsonio_number(j, "peak_memory_kb") * 1024.0;
+    const json_t *host = json_object_get(j, "host"); /* --sim: the host's figures are apart */
+    double mem = jsonio_number(host ? host : j, "peak_memory_kb") * 1024.0;
     char cp[24], mm[24];
     if (copied >= 10485760)
       snprintf(cp, sizeof cp, "%.1f MB", copied / 1048576);

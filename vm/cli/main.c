@@ -54,11 +54,11 @@ static void *watchdog_main(void *arg) {
   runtime *rt = wd->rt;
   sigset_t set;
   signal_set(&set);
-  uint64_t give_up = 0;
+  uint64_t give_up = 0, began = sim_on() ? clock_real_ns() : rt->start_ns; /* real time, under --sim too */
   while (!atomic_load(&wd->finished)) {
     struct timespec slice = { 0, 100000000 }; /* 100 ms: check the clocks */
     int sig = sigtimedwait(&set, NULL, &slice);
-    uint64_t now = clock_now_ns();
+    uint64_t now = clock_real_ns();
     if (sig == SIGINT || sig == SIGTERM) {
       if (atomic_load(&rt->stop) && sig == SIGINT) { /* second Ctrl-C: now */
         fflush(stdout);
@@ -67,7 +67,7 @@ static void *watchdog_main(void *arg) {
       }
       rt_stop(rt, sig == SIGINT ? EXIT_INTERRUPTED : EXIT_TERMINATED, sig == SIGINT ? "interrupted" : "terminated");
     }
-    if (wd->timeout_ns && now - rt->start_ns >= wd->timeout_ns && !atomic_load(&rt->stop))
+    if (wd->timeout_ns && now - began >= wd->timeout_ns && !atomic_load(&rt->stop))
       rt_stop(rt, EXIT_TIMEOUT, "timeout");
     if (!atomic_load(&rt->stop)) objects_check_deadlock(rt); /* a cycle closed where no main thread looked */
     if (atomic_load(&rt->stop) && !give_up) give_up = now + GRACE_NS;
@@ -232,6 +232,15 @@ static int gilvm_main(int argc, char **argv) {
   PT_CHECK(pthread_sigmask(SIG_BLOCK, &set, NULL)); /* inherited by every thread: the watchdog takes them */
 
   rt_arena_size = o.arena_bytes;
+  if (o.sim_cores) {
+    sim_config sc = { .cores = o.sim_cores,
+                      .seed = o.seed,
+                      .insn_ns = o.sim_insn_ns ? o.sim_insn_ns : SIM_INSN_NS,
+                      .wake_ns = SIM_WAKE_NS,
+                      .tick = SIM_TICK,
+                      .lookahead_ns = o.mode == RT_MODE_NOGIL ? SIM_LOOKAHEAD_NOGIL_NS : 0 };
+    sim_init(&sc, NULL, "main");
+  }
   runtime *rt = rt_create(&gilmod_host, o.mode, o.policy, o.interval_ns, o.check_interval);
   if (!rt) {
     fprintf(stderr, "gilvm: cannot create the runtime\n");

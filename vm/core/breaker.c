@@ -26,6 +26,14 @@
 #define USERKEY "gilvm.userhooks" /* thread -> user_hook, weak keys */
 
 static breaker_fn checkpoint_fn;
+static void (*sim_tick_fn)(int n); /* --sim: instructions counted (NULL in a real run) */
+static int sim_count; /* --sim: the count hook's period on every Lua thread */
+static int (*sim_jitter_fn)(void); /* --sim: a seeded count, 1..sim_count */
+/* --sim: where this thread's pending request is. 0: none seen yet; 1: it waits a seeded
+   number of instructions (so that it does not always land on the same instruction of a
+   loop whose length divides the tick); 2: it waits for the next check point. */
+static _Thread_local int sim_phase;
+static _Thread_local int sim_wait_count;
 static int periodic_count; /* the GIL's check interval: run the checkpoint every N instructions */
 static int resting_count; /* the breaker's count between requests (0: none) */
 static atomic_ulong arms; /* one-shot armings (each costs lua_sethook: O(stack depth)) */
@@ -81,12 +89,20 @@ static void arm(lua_State *L) {
 static void settle(lua_State *L) {
   user_hook *u = user_of(L);
   int umask = u ? u->mask : 0;
-  /* stopping: every N instructions already; polling (TSan): the resting hook
-     finds the request within BREAKER_POLL_COUNT instructions, and arming
-     (O(stack depth)) at every take made a deep stack's switches quadratic */
-  int armed = !POLLING && !every && is_armed_for(L);
+  int requested = !every && is_armed_for(L); /* stopping: every N instructions already */
+  /* --sim: a request waits a seeded few instructions, then for the next check point (a line or a
+     backward jump, a call, a return) */
+  int sim_wait = sim_count && requested;
+  if (sim_count && !sim_wait) sim_phase = 0;
+  /* polling (TSan): the resting hook finds a request within BREAKER_POLL_COUNT
+     instructions, and arming (O(stack depth)) at every take made a deep
+     stack's switches quadratic */
+  int armed = requested && !sim_count && !POLLING;
   int bcount = every ? every : armed ? 1 : resting_count;
-  int mask = umask, count = 0;
+  int scount = sim_wait && sim_phase == 1 ? sim_wait_count : sim_count;
+  if (sim_count) bcount = bcount ? gcd(bcount, scount) : scount;
+  int defer = sim_wait && sim_phase == 2;
+  int mask = umask | (defer ? LUA_MASKLINE | LUA_MASKCALL | LUA_MASKRET : 0), count = 0;
   if (bcount) {
     mask |= LUA_MASKCOUNT;
     count = (umask & LUA_MASKCOUNT) && u->count > 0 ? gcd(u->count, bcount) : bcount;
@@ -100,7 +116,7 @@ static void settle(lua_State *L) {
     atomic_fetch_add_explicit(&sets, 1, memory_order_relaxed);
     lua_sethook(L, hook, mask, count);
   }
-  if (!POLLING && !every && !armed && is_armed_for(L)) arm(L); /* a request that arrived meanwhile */
+  if (!sim_count && !POLLING && !every && !armed && is_armed_for(L)) arm(L); /* a request that arrived meanwhile */
 }
 
 /* Call the script's hook function for L, as Lua's debug library does. */
@@ -125,10 +141,20 @@ static void hook(lua_State *L, lua_Debug *ar) {
   user_hook *u = user_of(L);
   int for_user = u && (u->mask & event_mask(ar->event));
   int run = 0;
-  if (ar->event == LUA_HOOKCOUNT) {
+  if (sim_count && ar->event != LUA_HOOKCOUNT) { /* --sim: a check point; a request is served here */
+    if (sim_phase == 2 && is_armed_for(L)) {
+      atomic_store(atomic_load_explicit(&current_pending, memory_order_relaxed), 0);
+      sim_phase = 0;
+      run = 1;
+    }
+  } else if (ar->event == LUA_HOOKCOUNT) {
     int n = lua_gethookcount(L); /* instructions since the last count event */
     atomic_int *pending = atomic_load_explicit(&current_pending, memory_order_relaxed);
-    run = (pending && atomic_exchange(pending, 0)) || every;
+    if (sim_tick_fn) sim_tick_fn(n); /* may hand the baton over and get it back */
+    if (sim_count && is_armed_for(L) && sim_phase < 2) {
+      if (sim_phase++ == 0) sim_wait_count = sim_jitter_fn();
+    }
+    run = sim_count ? every : (pending && atomic_exchange(pending, 0)) || every;
     if (periodic_count && (periodic_done += n) >= periodic_count) {
       periodic_done = 0;
       run = 1;
@@ -189,6 +215,12 @@ void breaker_switch(lua_State *L) {
 lua_State *breaker_current(void) { return atomic_load_explicit(&current_L, memory_order_relaxed); }
 
 lua_State *breaker_base(void) { return base_L; }
+
+void breaker_set_sim(void (*tick)(int n), int (*jitter)(void), int count) {
+  sim_tick_fn = tick;
+  sim_jitter_fn = jitter;
+  sim_count = count;
+}
 
 void breaker_set_resting(int count) {
   periodic_count = resting_count = count > 0 ? count : 0;

@@ -54,6 +54,10 @@ lua_State *breaker_current(void);
 lua_State *breaker_base(void);
 /* A resting hook every `count` instructions on every Lua thread (a GIL with a check interval); 0 for none. */
 void breaker_set_resting(int count);
+/* --sim: a count hook every `count` instructions on every Lua thread calls tick(n);
+   a drop request is served jitter() instructions later, at the next line, call or return
+   event: a check point. */
+void breaker_set_sim(void (*tick)(int n), int (*jitter)(void), int count);
 /* Put on L what is wanted now: the script's hook, the resting hook, a pending request. */
 void breaker_rest(lua_State *L);
 /* Run the checkpoint every `count` instructions on L from now on (used once stopping). */

@@ -1,5 +1,6 @@
 /* clock.c — monotonic and CPU clocks, and duration parsing and printing. */
 #include "clock.h"
+#include "sim.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -13,18 +14,27 @@
 static uint64_t ts_ns(const struct timespec *ts) { return (uint64_t)ts->tv_sec * 1000000000u + (uint64_t)ts->tv_nsec; }
 
 uint64_t clock_now_ns(void) {
+  if (sim_on()) return sim_now(); /* --sim: virtual time */
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts_ns(&ts);
+}
+
+uint64_t clock_real_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts_ns(&ts);
 }
 
 uint64_t clock_thread_cpu_ns(void) {
+  if (sim_on()) return sim_thread_cpu();
   struct timespec ts;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return ts_ns(&ts);
 }
 
 int clock_thread_sched_ns(uint64_t *on_cpu_ns, uint64_t *runq_ns) {
+  if (sim_on()) return -1; /* the host's run queue means nothing in virtual time */
   char path[64];
   snprintf(path, sizeof path, "/proc/self/task/%ld/schedstat", (long)syscall(SYS_gettid));
   FILE *f = fopen(path, "r");
@@ -39,6 +49,7 @@ int clock_thread_sched_ns(uint64_t *on_cpu_ns, uint64_t *runq_ns) {
 }
 
 uint64_t clock_process_cpu_ns(void) {
+  if (sim_on()) return sim_total_cpu();
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   uint64_t us = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +

@@ -5,7 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-uint64_t clock_now_ns(void); /* monotonic wall clock */
+uint64_t clock_now_ns(void); /* monotonic wall clock (virtual under --sim) */
+uint64_t clock_real_ns(void); /* the host's monotonic clock, even under --sim */
 uint64_t clock_thread_cpu_ns(void); /* CPU time of the calling thread */
 uint64_t clock_process_cpu_ns(void); /* user + system time of this process, all threads */
 /* The calling thread's scheduler statistics (/proc/self/task/TID/schedstat): time on a

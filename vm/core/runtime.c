@@ -67,7 +67,10 @@ pid_t rt_pid(void) { return rt_current ? rt_current->pid : getpid(); }
 static void on_drop_request(gil_thread *holder, void *arg) {
   (void)arg;
   rt_worker *w = holder->owner;
-  breaker_interrupt(w->tid, &w->interrupt, &w->interrupt_sent);
+  if (sim_on())
+    atomic_store(&w->interrupt, 1); /* served at the holder's next check point, in virtual time */
+  else
+    breaker_interrupt(w->tid, &w->interrupt, &w->interrupt_sent);
 }
 
 /* os.exit is ending the process: a thread that takes a GIL now must not run
@@ -76,6 +79,13 @@ static void park_if_exiting(rt_worker *w) {
   if (!atomic_load(&w->rt->exiting) || w->rt->exiter == w) return;
   gil_drop(w->interp->gil, &w->gil_thread);
   for (;;) pause();
+}
+
+static void checkpoint(lua_State *L);
+
+void rt_checkpoint(lua_State *L) {
+  atomic_store(&self_worker->interrupt, 0); /* served here: the hook need not serve it again */
+  checkpoint(L);
 }
 
 static void checkpoint(lua_State *L) {
@@ -141,6 +151,7 @@ static rt_interp *new_interp(runtime *rt) {
     return NULL;
   }
   if (rt->recording) gil_set_event_fn(interp->gil, on_gil_event, rt);
+  if (sim_on()) gil_set_vt(interp->gil, &sim_gil_ops);
   luaL_openlibs(interp->L);
   if (rt->host.open) rt->host.open(interp->L);
   PT_CHECK(pthread_mutex_lock(&rt->mu));
@@ -318,6 +329,7 @@ runtime *rt_create(const rt_host *host, rt_mode mode, const char *policy, uint64
   }
   if (check_interval > 0) gil_set_check_interval(interp->gil, check_interval);
   breaker_set_resting(gil_check_interval(interp->gil));
+  if (sim_on()) breaker_set_sim(sim_insns, sim_jitter, sim_config_get()->tick);
   breaker_init(checkpoint);
   rt_worker *main = new_worker(rt, RT_THREAD, interp); /* worker 0 is the main thread */
   strcpy(main->name, "main");
@@ -326,6 +338,7 @@ runtime *rt_create(const rt_host *host, rt_mode mode, const char *policy, uint64
   main->reaped = 1; /* nobody pthread_joins the main thread */
   self_worker = main;
   rt->start_ns = main->started_ns = clock_now_ns();
+  if (sim_on()) rt->real_start_ns = clock_real_ns();
   main->cpu_ns = clock_thread_cpu_ns(); /* start-up is not the script's: subtracted at the end */
   rt->cpu_start_ns = clock_process_cpu_ns();
   return rt;
@@ -416,6 +429,7 @@ static void finish(rt_worker *w) {
   PT_CHECK(pthread_mutex_lock(&rt->mu));
   assert(!w->done); /* a worker finishes once */
   w->done = 1;
+  if (sim_on()) sim_wake(w, 1); /* its joiners */
   PT_CHECK(pthread_cond_broadcast(&rt->done_cv));
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
 }
@@ -452,10 +466,12 @@ int rt_run_main(runtime *rt, int (*body)(lua_State *L, void *arg), void *arg) {
 static void *thread_main(void *arg) {
   rt_worker *w = arg;
   self_worker = w;
+  if (sim_on()) sim_start(&w->sim);
   enter(w, w->L);
   if (run_function(w, w->L, 1)) w->nresults = lua_gettop(w->L);
   finish(w);
   gil_drop(w->interp->gil, &w->gil_thread);
+  if (sim_on()) sim_exit();
   return NULL;
 }
 
@@ -471,11 +487,13 @@ static void *own_interp_main(void *arg) {
   rt_worker *w = arg;
   runtime *rt = w->rt;
   self_worker = w;
+  if (sim_on()) sim_start(&w->sim);
   char err[256];
   w->interp = new_interp(rt);
   if (!w->interp) {
     w->error = strdup("cannot create an interpreter (out of memory)");
     finish(w);
+    if (sim_on()) sim_exit();
     return NULL;
   }
   w->owns_interp = 1;
@@ -506,6 +524,7 @@ static void *own_interp_main(void *arg) {
   w->interp->L = NULL;
   finish(w);
   gil_drop(w->interp->gil, &w->gil_thread);
+  if (sim_on()) sim_exit();
   return NULL;
 }
 
@@ -917,10 +936,12 @@ static void name_worker(lua_State *L, int idx, rt_worker *w) {
 }
 
 static void start_pthread(lua_State *L, rt_worker *w, void *(*body)(void *)) {
+  if (sim_on()) sim_register(&w->sim, w->name); /* runnable from the spawner's virtual time */
   PT_CHECK(pthread_mutex_lock(&w->rt->mu)); /* tid is set under mu: rt_stop and os.exit signal it */
   int err = pthread_create(&w->tid, NULL, body, w);
   if (err) w->done = w->reaped = w->joined = 1;
   PT_CHECK(pthread_mutex_unlock(&w->rt->mu));
+  if (err && sim_on()) sim_forget(&w->sim);
   if (err) {
     w->error = strdup("could not start thread");
     luaL_error(L, "cannot start a thread: %s", strerror(err));
@@ -934,6 +955,12 @@ rt_worker *rt_spawn(lua_State *L, rt_kind kind, int idx, int n) {
   rt_worker *w = new_worker(rt, kind, self_worker->interp);
   if (!w) luaL_error(L, "out of memory");
   name_worker(L, idx, w);
+  if (kind == RT_PROCESS && sim_on()) {
+    PT_CHECK(pthread_mutex_lock(&rt->mu));
+    w->done = w->reaped = w->joined = 1;
+    PT_CHECK(pthread_mutex_unlock(&rt->mu));
+    luaL_error(L, "cannot start a process: processes are not simulated yet (--sim)");
+  }
   if (kind == RT_PROCESS) {
     atomic_store(&rt->forked, 1); /* before the fork: the child inherits it too */
     return spawn_process(L, w, idx, n);
@@ -978,7 +1005,17 @@ int rt_join(lua_State *L, rt_worker *w, int64_t timeout_ns) {
   uint64_t began = rt_block_begin(me, RT_BLOCK_JOIN);
   uint64_t deadline = timeout_ns >= 0 ? clock_now_ns() + (uint64_t)timeout_ns + 1 : 0;
   int done;
-  if (w->kind == RT_PROCESS) {
+  if (sim_on()) { /* virtual time: blocked on w until its finish wakes us, or the deadline */
+    uint64_t until = timeout_ns >= 0 ? clock_now_ns() + (uint64_t)timeout_ns : 0;
+    while (!w->done && !atomic_load(&rt->stop)) {
+      uint64_t now = clock_now_ns();
+      if (until && now >= until) break;
+      sim_block(w, until ? until - now : 0);
+    }
+    done = w->done;
+    if (done) sim_wait_gone(&w->sim); /* its pthread may still need the baton (a forced switch) */
+    if (done) reap(rt, w);
+  } else if (w->kind == RT_PROCESS) {
     done = collect_child(w, deadline);
   } else {
     struct timespec ts = { (time_t)(deadline / 1000000000u), (long)(deadline % 1000000000u) };
@@ -1025,6 +1062,13 @@ void rt_sleep(lua_State *L, uint64_t ns) {
   runtime *rt = rt_current;
   rt_worker *me = self_worker;
   uint64_t began = rt_block_begin(me, RT_BLOCK_SLEEP);
+  if (sim_on()) { /* exactly ns of virtual time, unless the run stops */
+    uint64_t until = clock_now_ns() + ns;
+    while (!atomic_load(&rt->stop) && clock_now_ns() < until) sim_block(NULL, until - clock_now_ns());
+    rt_block_end(me, RT_BLOCK_SLEEP, began);
+    rt_check_stop(L);
+    return;
+  }
   uint64_t t = clock_now_ns() + ns;
   struct timespec deadline = { (time_t)(t / 1000000000u), (long)(t % 1000000000u) };
   PT_CHECK(pthread_mutex_lock(&rt->mu));
@@ -1106,6 +1150,7 @@ void rt_stop(runtime *rt, int code, const char *reason) {
   }
   PT_CHECK(pthread_cond_broadcast(&rt->stop_cv));
   PT_CHECK(pthread_cond_broadcast(&rt->done_cv));
+  if (sim_on()) sim_stop();
   for (int i = 0; i < rt->nworkers; i++) {
     rt_worker *w = rt->workers[i];
     if (w->done || rt_inherited(rt, w) || (w->kind == RT_PROCESS && w->pid == 0)) continue;
@@ -1128,9 +1173,13 @@ void rt_wait_all(runtime *rt) {
     rt_worker *w = i < rt->nworkers ? rt->workers[i] : NULL;
     PT_CHECK(pthread_mutex_unlock(&rt->mu));
     if (!w) break;
+    if (sim_on()) /* in virtual time first: its pthread needs the baton to finish */
+      while (w != self_worker && !w->done && w->kind != RT_PROCESS) sim_block(w, 0);
+    if (sim_on() && w != self_worker && w->kind != RT_PROCESS) sim_wait_gone(&w->sim);
     if (w != self_worker) reap(rt, w);
   }
   rt->end_ns = clock_now_ns();
+  if (sim_on()) rt->real_end_ns = clock_real_ns();
   struct rusage self, kids;
   getrusage(RUSAGE_SELF, &self);
   getrusage(RUSAGE_CHILDREN, &kids);
@@ -1243,6 +1292,15 @@ int rt_snapshot_take(runtime *rt, rt_snapshot *s) {
   memcpy(s->figures, rt->figures, sizeof s->figures);
   s->nfigures = rt->nfigures;
   s->released = rt->gone;
+  if (sim_on()) {
+    const sim_config *c = sim_config_get();
+    s->sim_cores = c->cores;
+    s->sim_tick = c->tick;
+    s->sim_seed = c->seed;
+    s->sim_wake_ns = c->wake_ns;
+    s->sim_insn_ns = c->insn_ns;
+    s->real_wall_ns = rt->real_end_ns - rt->real_start_ns;
+  }
   s->workers = calloc((size_t)rt->nworkers + 1, sizeof *s->workers);
   if (!s->workers) return -1;
   for (int i = 0; i < rt->nworkers; i++)

@@ -30,6 +30,7 @@
 #include "marshal.h"
 #include "rt_mode.h"
 #include "shared.h"
+#include "sim.h"
 #include "snapshot.h"
 
 typedef enum rt_kind { RT_THREAD, RT_OWN_INTERP, RT_PROCESS } rt_kind;
@@ -93,6 +94,7 @@ typedef struct rt_worker {
   int fd_slot; /* RT_PROCESS: its index in runtime.piped while its pipe is open */
   int owns_interp; /* RT_OWN_INTERP: `interp` is its own interpreter, made by own_interp_main */
   ev_buf events; /* its timeline, if the run records one; written by its own thread */
+  sim_thread sim; /* --sim: its virtual clock and state */
   /* under rt->mu */
   int done; /* its function has returned or failed */
   int reaped; /* its pthread has been joined / its process waited for */
@@ -141,6 +143,7 @@ typedef struct runtime {
   atomic_int stop; /* 0, or the exit code the stop asks for (124, 130, 143) */
   const char *stop_reason; /* "timeout", "interrupted" */
   uint64_t start_ns, end_ns;
+  uint64_t real_start_ns, real_end_ns; /* --sim: the host's clock (virtual time is start_ns, end_ns) */
   uint64_t cpu_start_ns, cpu_ns; /* CPU time over the run, children included */
   uint64_t maxrss_kb; /* peak memory, summed over processes */
   rt_figure figures[32];
@@ -216,6 +219,8 @@ int rt_can_block(void);
    caller kills it). rt_kid_done once it has been waited for. */
 int rt_kid_add(pid_t pgid);
 void rt_kid_done(pid_t pgid);
+/* A check point reached outside Lua's hooks (--sim's gil.compute): stop, or yield if the policy says so. */
+void rt_checkpoint(lua_State *L);
 /* Raise the stop error if the run is being stopped. */
 void rt_check_stop(lua_State *L);
 /* For blocking C calls: nonzero once the run is being stopped. */

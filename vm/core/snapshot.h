@@ -71,6 +71,11 @@ typedef struct rt_snapshot {
   snap_worker *workers; /* this process's, main first, in spawn order */
   int nworkers;
   rt_totals released; /* workers whose records were freed: only sums remain */
+  /* --sim: the cost model (sim_cores 0: a real run), and what stays the host's */
+  int sim_cores, sim_tick;
+  uint64_t sim_seed, sim_wake_ns;
+  double sim_insn_ns;
+  uint64_t real_wall_ns; /* the host's time the simulated run took */
 } rt_snapshot;
 
 #endif

@@ -143,6 +143,12 @@ static int g_native(lua_State *L) {
   int release = lua_toboolean(L, 2);
   rt_worker *me = rt_self();
   uint64_t began = release ? rt_block_begin(me, RT_BLOCK_NATIVE) : 0;
+  if (sim_on()) { /* exactly ns of virtual CPU, in one piece: C code does not switch */
+    sim_advance(ns);
+    if (release) rt_block_end(me, RT_BLOCK_NATIVE, began);
+    rt_check_stop(L);
+    return 0;
+  }
   uint64_t end = clock_thread_cpu_ns() + ns;
   volatile uint64_t sink = 0;
   while (clock_thread_cpu_ns() < end && !atomic_load(&rt_current->stop))
@@ -166,7 +172,34 @@ static const char compute_src[] =
     "  return x\n"
     "end\n";
 
+/* gil.compute under --sim: exactly s of virtual CPU, cut at every event due meanwhile, each cut a
+   check point (as the real loop's jumps are). */
+static int g_sim_compute(lua_State *L) {
+  if (lua_type(L, 1) != LUA_TNUMBER || lua_tonumber(L, 1) < 0)
+    return luaL_error(L, "bad argument #1 to 'compute' (non-negative number expected)");
+  uint64_t left = (uint64_t)llround(lua_tonumber(L, 1) * 1e9);
+  while (left > 0) {
+    uint64_t step = sim_room() + 1; /* just past the next event: the scheduler hands over there */
+    if (step > left) step = left;
+    sim_advance(step);
+    left -= step;
+    if (atomic_load(&rt_current->stop) || gil_should_yield(rt_gil())) rt_checkpoint(L);
+  }
+  lua_pushinteger(L, 0);
+  return 1;
+}
+
+/* os.clock under --sim: the process's virtual CPU time. */
+static int g_sim_clock(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)clock_process_cpu_ns() / 1e9);
+  return 1;
+}
+
 static void push_compute(lua_State *L) {
+  if (sim_on()) {
+    lua_pushcfunction(L, g_sim_compute);
+    return;
+  }
   if (luaL_loadbufferx(L, compute_src, sizeof compute_src - 1, "=gil.compute", "t") != LUA_OK) lua_error(L);
   lua_pushcfunction(L, g_thread_cpu);
   lua_call(L, 1, 1);
@@ -407,6 +440,17 @@ void gilmod_open(lua_State *L) {
   patch_lib(L, "coroutine", coroutine_patches);
   patch_lib(L, "os", os_patches);
   lio_open(L);
+  if (sim_on()) { /* pin what Lua would draw at random: math.random's seed; os.clock is virtual */
+    lua_getglobal(L, "os");
+    lua_pushcfunction(L, g_sim_clock);
+    lua_setfield(L, -2, "clock");
+    lua_pop(L, 1);
+    lua_getglobal(L, "math");
+    lua_getfield(L, -1, "randomseed");
+    lua_pushinteger(L, (lua_Integer)sim_config_get()->seed);
+    lua_call(L, 1, 0);
+    lua_pop(L, 1);
+  }
 }
 
 const rt_host gilmod_host = { .open = gilmod_open, .before_wait_all = objects_close_pools };

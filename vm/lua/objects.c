@@ -93,6 +93,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "clock.h"
 #include "exits.h"
 #include "marshal.h"
 #include "pool_lua.h"
@@ -135,10 +136,38 @@ typedef struct handle {
 
 /* ------------------------------------------------------------ plumbing */
 
+/* --sim: what a simulated wait on any shared object waits on. Every use of
+   the arena (every method of every object) wakes them all to look again: more
+   wake-ups than needed, never one too few, and no object needs its own. */
+static const char sim_objects = 0;
+
 static shm_arena *arena(lua_State *L) {
   shm_arena *a = rt_current ? rt_current->arena : NULL;
   if (!a) luaL_error(L, "shared objects are unavailable: the shared memory arena could not be mapped");
+  if (sim_on()) sim_wake(&sim_objects, 1);
   return a;
+}
+
+/* --sim: try `fn` without waiting until it is not SHM_TIMEOUT, the virtual
+   timeout passes (< 0: none) or the run stops; between tries, blocked in
+   virtual time until some object is used. */
+static int sim_wait(shm_arena *a, int (*fn)(shm_arena *, shm_off, const struct timespec *, shm_stop_fn, void *, void *),
+                    shm_off off, int64_t timeout, void *ctx) {
+  uint64_t until = timeout < 0 ? 0 : clock_now_ns() + (uint64_t)timeout;
+  for (;;) {
+    struct timespec now = shm_deadline_in(0);
+    int rc = fn(a, off, &now, NULL, NULL, ctx);
+    if (rc != SHM_TIMEOUT) return rc;
+    if (atomic_load(&rt_current->stop)) return SHM_STOPPED;
+    uint64_t t = clock_now_ns();
+    if (until && t >= until) return SHM_TIMEOUT;
+    sim_block(&sim_objects, until ? until - t : 0);
+  }
+}
+
+/* --sim: a wait that cannot be tried without waiting (barrier, condition) is not simulated yet. */
+static void sim_refuse(lua_State *L, const char *what) {
+  if (sim_on()) luaL_error(L, "%s: not simulated yet (--sim)", what);
 }
 
 static rt_worker *self(lua_State *L) {
@@ -694,6 +723,26 @@ static int w_lock(shm_arena *a, shm_off off, const struct timespec *d, shm_stop_
   return shm_lock_acquire(a, off, *(uint64_t *)ctx, d, stop, arg);
 }
 
+typedef struct put_ctx {
+  const void *data;
+  size_t len;
+} put_ctx;
+
+static int w_put(shm_arena *a, shm_off off, const struct timespec *d, shm_stop_fn stop, void *arg, void *ctx) {
+  put_ctx *p = ctx;
+  return shm_queue_put(a, off, p->data, p->len, d, stop, arg);
+}
+
+typedef struct get_ctx {
+  void **data;
+  size_t *len;
+} get_ctx;
+
+static int w_get_item(shm_arena *a, shm_off off, const struct timespec *d, shm_stop_fn stop, void *arg, void *ctx) {
+  get_ctx *g = ctx;
+  return shm_queue_get(a, off, g->data, g->len, d, stop, arg);
+}
+
 static int blocking(lua_State *L, rt_block kind, int wait_kind, int64_t timeout, wait_fn fn, shm_off off, void *ctx) {
   shm_arena *a = arena(L);
   rt_worker *me = self(L);
@@ -705,7 +754,10 @@ static int blocking(lua_State *L, rt_block kind, int wait_kind, int64_t timeout,
     if (graph) wait_note(L, wait_kind, off, &w);
     uint64_t began = rt_block_begin(me, kind);
     if (graph) wait_begin(&w);
-    rc = fn(a, off, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL, ctx);
+    if (sim_on())
+      rc = sim_wait(a, fn, off, timeout, ctx);
+    else
+      rc = fn(a, off, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL, ctx);
     if (graph) wait_end(&w);
     rt_block_end(me, kind, began);
   }
@@ -884,7 +936,11 @@ static int queue_put(lua_State *L) {
     if (timeout < 0) wait_note(L, WAIT_PUT, h->off, &w);
     uint64_t began = rt_block_begin(me, RT_BLOCK_QUEUE);
     if (timeout < 0) wait_begin(&w);
-    rc = shm_queue_put(a, h->off, data, len, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL);
+    put_ctx pc = { data, len };
+    if (sim_on())
+      rc = sim_wait(a, w_put, h->off, timeout, &pc);
+    else
+      rc = shm_queue_put(a, h->off, data, len, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL);
     if (timeout < 0) wait_end(&w);
     rt_block_end(me, RT_BLOCK_QUEUE, began);
   }
@@ -956,7 +1012,11 @@ static int queue_get(lua_State *L) {
     if (timeout < 0) wait_note(L, WAIT_GET, h->off, &w);
     uint64_t began = rt_block_begin(me, RT_BLOCK_QUEUE);
     if (timeout < 0) wait_begin(&w);
-    rc = shm_queue_get(a, h->off, &data, &len, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL);
+    get_ctx gc = { &data, &len };
+    if (sim_on())
+      rc = sim_wait(a, w_get_item, h->off, timeout, &gc);
+    else
+      rc = shm_queue_get(a, h->off, &data, &len, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL);
     if (timeout < 0) wait_end(&w);
     rt_block_end(me, RT_BLOCK_QUEUE, began);
   }
@@ -1126,6 +1186,7 @@ static int barrier_wait(lua_State *L) {
   int64_t timeout = args_opt_timeout(L, 2), index = 0;
   shm_arena *a = arena(L);
   rt_worker *me = self(L);
+  sim_refuse(L, "barrier wait");
   /* no try-first here: a try that arrives counts as an arrival */
   struct timespec deadline = deadline_of(timeout);
   uint64_t began = rt_block_begin(me, RT_BLOCK_LOCK);
@@ -1207,6 +1268,7 @@ static int cond_wait_once(lua_State *L, int64_t timeout) {
   uint64_t token = token_of(me);
   shm_off lk = cond_lock(L);
   if (!shm_lock_owned(a, lk, token)) return luaL_error(L, "cannot wait on un-acquired lock");
+  sim_refuse(L, "condition wait");
   struct timespec deadline = deadline_of(timeout);
   uint64_t began = rt_block_begin(me, RT_BLOCK_LOCK);
   int rc = shm_cond_wait(a, h->off, token, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL);

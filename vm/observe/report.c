@@ -71,6 +71,7 @@ void report_collect(const rt_snapshot *s, report_run *r) {
   cpu_set_t set; /* the CPUs this process may run on (taskset, cgroups' cpusets) */
   r->cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)sysconf(_SC_NPROCESSORS_ONLN);
   if (r->cpus < 1) r->cpus = 1;
+  if (s->sim_cores) r->cpus = s->sim_cores; /* the simulated machine's */
   /* under one GIL, Lua runs on one CPU at a time; otherwise every worker and main at once */
   r->runnable_at_once = r->mode == RT_MODE_GIL ? 1 : r->workers + 1;
   r->overlap = r->wall_ns ? (double)r->inflight_ns / (double)r->wall_ns : 0.0;
@@ -224,6 +225,13 @@ void report_print(FILE *f, const report_run *r) {
   fprintf(f, "  mode %s   gil %s   switch interval %s", rt_mode_names[r->mode], r->policy,
           clock_format(r->interval_ns, a, sizeof a));
   if (r->check_interval > 0) fprintf(f, "   check interval %d", r->check_interval);
+  if (s->sim_cores) /* the cost model, and what the simulation does not cover */
+    fprintf(f,
+            "\n  simulated (--sim): %d virtual cores   seed %llu   a Lua instruction %g ns   a wake-up %s"
+            "\n  (gil.compute, gil.native and gil.sleep take exactly their s; all times below are virtual;"
+            "\n  host, not simulated: real time %s, peak memory %s)",
+            s->sim_cores, (unsigned long long)s->sim_seed, s->sim_insn_ns, clock_format(s->sim_wake_ns, a, sizeof a),
+            clock_format(s->real_wall_ns, b, sizeof b), bytes((unsigned long long)r->maxrss_kb << 10, c, sizeof c));
   fprintf(f, "\n  wall %s%s%s   cpu %s   parallelism %s%.2fx%s", on(r, BOLD, k, sizeof k),
           clock_format(r->wall_ns, a, sizeof a), off(r), clock_format(r->cpu_ns, b, sizeof b), on(r, BOLD, k, sizeof k),
           r->parallelism, off(r));
@@ -232,7 +240,10 @@ void report_print(FILE *f, const report_run *r) {
   if (r->workers) /* said once: parallelism counts CPU, overlap counts lives (I/O waits too) */
     fprintf(f, "  (parallelism: CPU time / wall; overlap: the workers' lives, spawn to end, summed / wall)\n");
   print_gil(f, r);
-  if (r->workers)
+  if (r->workers && s->sim_cores) /* peak memory is the host's: in the header */
+    fprintf(f, "  workers %d   start-up %s each (mean)   copied %s\n", r->workers, dur(r->startup_ns, a, sizeof a),
+            bytes(r->bytes_copied, b, sizeof b));
+  else if (r->workers)
     fprintf(f, "  workers %d   start-up %s each (mean)   copied %s   peak memory %s\n", r->workers,
             dur(r->startup_ns, a, sizeof a), bytes(r->bytes_copied, b, sizeof b),
             bytes((unsigned long long)r->maxrss_kb << 10, c, sizeof c));
@@ -331,6 +342,16 @@ int report_json(const char *path, const report_run *r) {
   else
     json_decref(threads);
   if (ok) ok = !json_object_set_new(o, "released", json_released(&s->released));
+  if (ok && s->sim_cores) { /* "simulated": the cost model; "host": what differs between runs */
+    json_object_del(o, "peak_memory_kb");
+    ok = !json_object_set_new(
+             o, "simulated",
+             json_pack("{s:i, s:I, s:f, s:o, s:i}", "cores", s->sim_cores, "seed", (json_int_t)s->sim_seed, "insn_ns",
+                       s->sim_insn_ns, "wake_s", jsonio_seconds(s->sim_wake_ns), "tick_insns", s->sim_tick)) &&
+        !json_object_set_new(o, "host",
+                             json_pack("{s:I, s:o}", "peak_memory_kb", (json_int_t)r->maxrss_kb, "real_wall_s",
+                                       jsonio_seconds(s->real_wall_ns)));
+  }
   if (!ok) { /* out of memory: no file rather than one missing keys */
     json_decref(o);
     o = NULL;

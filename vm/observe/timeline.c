@@ -164,7 +164,7 @@ static int derive_forced_switches(timeline *tl) {
 /* Trace ids: the gilvm process is one pid; a forked worker is a pid of its own.
    Threads get tids above every pid, so no tid is mistaken for another process. */
 static void assign_ids(timeline *tl) {
-  long self = (long)getpid(), top = self;
+  long self = tl->simulated ? 1 : (long)getpid(), top = self; /* --sim: the same trace every run */
   for (int k = 0; k < tl->ntracks; k++)
     if (tl->tracks[k].is_process && tl->tracks[k].pid > top) top = tl->tracks[k].pid;
   for (int k = 0; k < tl->ntracks; k++) {
@@ -181,6 +181,7 @@ static void assign_ids(timeline *tl) {
 int timeline_build(const rt_snapshot *s, const char *script, timeline *tl) {
   memset(tl, 0, sizeof *tl);
   tl->t0 = s->start_ns;
+  tl->simulated = s->sim_cores > 0;
   tl->t1 = s->end_ns > s->start_ns ? s->end_ns : clock_now_ns();
   char a[24];
   snprintf(tl->title, sizeof tl->title, "%s: mode %s, gil %s, switch interval %s", script ? script : "(-e)",

@@ -53,6 +53,7 @@ typedef struct timeline {
   int ntracks;
   uint64_t dropped; /* events lost over all threads */
   char title[256]; /* "scripts/convoy.lua: mode gil, gil cpython, switch interval 5 ms" */
+  int simulated; /* --sim: the trace's pid is 1, not the host's */
 } timeline;
 
 /* Build the timeline of a finished run (rt_snapshot_take). 0, or -1 if out of memory. */

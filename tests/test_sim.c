@@ -1,0 +1,228 @@
+/*
+ * test_sim.c — --sim CORES: a run in virtual time (issue 9, first slice).
+ *
+ * Everything here is exact because the simulation is: the same command
+ * gives the same stdout, report and --json (but for the lines and the
+ * "host" section that are about the machine), whatever the machine's load;
+ * the figures follow the cost model, so the tests assert them with tight
+ * bounds and never read a real clock.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "run_helper.h"
+
+/* stderr without the header's host line (real time, peak memory: the host's, not simulated). */
+static char *without_host(const char *err) {
+  char *s = fmt("%s", err);
+  char *h = strstr(s, "  host, not simulated:");
+  if (h) {
+    char *nl = strchr(h, '\n');
+    memmove(h, nl ? nl + 1 : h + strlen(h), strlen(nl ? nl + 1 : h + strlen(h)) + 1);
+  }
+  return s;
+}
+
+/* Run gilvm --sim with args twice, --json each time; both runs must say the same. Returns the first JSON. */
+static json_t *twice_same(const char *const *args, int n) {
+  json_t *first = NULL;
+  run_result *runs[2];
+  for (int k = 0; k < 2; k++) {
+    const char *argv[32];
+    int i = 0;
+    const char *json = tmp_path(k ? "b.json" : "a.json");
+    argv[i++] = gilvm_path();
+    argv[i++] = "--json";
+    argv[i++] = json;
+    for (int j = 0; j < n; j++) argv[i++] = args[j];
+    argv[i] = NULL;
+    runs[k] = run_checked(NULL, argv);
+    expect_exit(runs[k], 0);
+    json_t *o = json_file(json);
+    cr_assert(json_object_get(o, "host") && json_object_get(o, "simulated"), "no host or simulated section" CTX,
+              CTXA(runs[k]));
+    json_object_del(o, "host");
+    if (k == 0) {
+      first = o;
+      continue;
+    }
+    cr_expect(json_equal(first, o), "--json differs between two runs of the same simulation" CTX, CTXA(runs[k]));
+  }
+  cr_expect_str_eq(runs[0]->out, runs[1]->out, "stdout differs between two simulated runs");
+  cr_expect_str_eq(without_host(runs[0]->err), without_host(runs[1]->err),
+                   "the report differs between two simulated runs");
+  return first;
+}
+
+#define TWICE(...)                                 \
+  twice_same((const char *const[]){ __VA_ARGS__ }, \
+             (int)(sizeof((const char *const[]){ __VA_ARGS__ }) / sizeof(const char *)))
+
+static double num(json_t *o, const char *key) { return run_json_number(o, key); }
+
+static double figure(json_t *o, const char *name) { return run_json_number(json_object_get(o, "figures"), name); }
+
+/* ------------------------------------------------------------- determinism */
+
+TestSuite(determinism, .fini = test_cleanup, .timeout = 300);
+
+Test(determinism, cpu_bound) { TWICE("--sim", "2", "--timeline", script("cpu_bound.lua"), "2", "2000000"); }
+
+Test(determinism, convoy) { TWICE("--sim", "2", script("convoy.lua"), "30"); }
+
+Test(determinism, trace_and_svg) {
+  char *got[2][2];
+  for (int k = 0; k < 2; k++) {
+    const char *trace = tmp_path(k ? "b.trace" : "a.trace"), *svg = tmp_path(k ? "b.svg" : "a.svg");
+    expect_exit(GV("-q", "--sim", "2", "--trace", trace, "--svg", svg, script("convoy.lua"), "20"), 0);
+    got[k][0] = slurp(trace, NULL);
+    got[k][1] = slurp(svg, NULL);
+  }
+  cr_expect_str_eq(got[0][0], got[1][0], "--trace differs between two simulated runs");
+  cr_expect_str_eq(got[0][1], got[1][1], "--svg differs between two simulated runs");
+}
+
+Test(determinism, io_bound) { TWICE("--sim", "2", script("io_bound.lua")); }
+
+Test(determinism, race) { TWICE("--sim", "2", script("race.lua"), "4", "1000000"); }
+
+Test(determinism, fifo_and_iopri) {
+  TWICE("--sim", "2", "-g", "fifo", script("convoy.lua"), "20");
+  TWICE("--sim", "2", "-g", "iopri", script("convoy.lua"), "20");
+}
+
+Test(determinism, nogil) { TWICE("--sim", "4", "-m", "nogil", script("cpu_bound.lua"), "4", "1000000"); }
+
+Test(determinism, race_depends_on_the_seed_only) {
+  json_t *a = TWICE("--sim", "2", "--seed", "1", script("race.lua"), "4", "1000000");
+  json_t *b = TWICE("--sim", "2", "--seed", "2", script("race.lua"), "4", "1000000");
+  /* the lessons hold under every seed: nothing lost where the real runtime loses nothing */
+  cr_expect_eq(figure(a, "lost_plain x = x + 1"), 0);
+  cr_expect_eq(figure(a, "lost_call, under a lock"), 0);
+  cr_expect_eq(figure(b, "lost_plain x = x + 1"), 0);
+  cr_expect_gt(figure(a, "lost_call between r/w"), 0, "a switch at the call loses updates");
+  cr_expect_neq(figure(a, "lost_call between r/w"), figure(b, "lost_call between r/w"),
+                "another seed, another interleaving");
+}
+
+/* ------------------------------------------------------------------ model */
+
+TestSuite(model, .fini = test_cleanup, .timeout = 300);
+
+static double wall_of(const char *cores, const char *mode, const char *threads) {
+  const char *json = tmp_path("w.json");
+  run_result *r = GV("--sim", cores, "-m", mode, "--json", json, script("cpu_bound.lua"), threads, "2000000");
+  expect_exit(r, 0);
+  return num(json_file(json), "wall_s");
+}
+
+Test(model, cpu_bound_under_the_gil_takes_as_long_on_two_threads) {
+  double one = wall_of("2", "gil", "1"), two = wall_of("2", "gil", "2"), eight = wall_of("8", "gil", "8");
+  cr_expect(fabs(two / one - 1) < 0.01, "2 threads %.6f s vs 1 thread %.6f s", two, one);
+  cr_expect(fabs(eight / one - 1) < 0.01, "8 threads on 8 cores %.6f s vs 1 thread %.6f s", eight, one);
+}
+
+Test(model, nogil_runs_on_every_core) {
+  double one = wall_of("4", "gil", "1"), four = wall_of("4", "nogil", "4"), shared = wall_of("2", "nogil", "4");
+  cr_expect(fabs(one / four - 4) < 0.04, "4 free threads on 4 cores: %.2fx", one / four);
+  cr_expect(fabs(one / shared - 2) < 0.02, "4 free threads on 2 cores: %.2fx", one / shared);
+}
+
+Test(model, convoy_latency_is_the_interval) {
+  const char *intervals[] = { "1ms", "5ms" };
+  const double ms[] = { 1, 5 };
+  for (int i = 0; i < 2; i++) {
+    const char *json = tmp_path("c.json");
+    run_result *r = GV("--sim", "2", "-s", intervals[i], "--json", json, script("convoy.lua"), "20");
+    expect_exit(r, 0);
+    double median = figure(json_file(json), "io_extra_median_ms");
+    /* the interval, and one wake-up of the cost model (10 us), and at most a tick of instructions */
+    cr_expect(median >= ms[i] && median <= ms[i] + 0.05, "-s %s: extra latency %.4f ms" CTX, intervals[i], median,
+              CTXA(r));
+  }
+}
+
+Test(model, sleep_and_compute_take_exactly_their_time) {
+  run_result *r = GV("--sim", "2", "-q", "-e",
+                     "local t = gil.now(); gil.sleep(0.25); local s = gil.now() - t\n"
+                     "t = gil.now(); gil.native(0.125); local n = gil.now() - t\n"
+                     "local c0 = os.clock(); gil.compute(0.5); local c = os.clock() - c0\n"
+                     "print(('%.9f %.9f %.9f'):format(s, n, c))");
+  expect_exit(r, 0);
+  expect_out(r, "0.250000000 0.125000000 0.500000000\n");
+}
+
+Test(model, events_and_semaphores_wake_in_virtual_time) {
+  run_result *r = GV("--sim", "2", "-q", "-e",
+                     "local e, s = gil.event(), gil.semaphore(0)\n"
+                     "local w = gil.spawn(function() gil.sleep(0.5); e:set(); gil.sleep(0.25); s:release() end)\n"
+                     "e:wait(); local t1 = gil.now(); s:acquire(); local t2 = gil.now(); w:join()\n"
+                     "print(('%.6f %.6f'):format(t1, t2))");
+  expect_exit(r, 0);
+  expect_out(r, "0.500010 0.750010\n"); /* each wait ends a wake-up (10 us) after the set or release */
+}
+
+Test(model, io_bound_overlaps) {
+  const char *json = tmp_path("io.json");
+  run_result *r = GV("--sim", "2", "--json", json, script("io_bound.lua"));
+  expect_exit(r, 0);
+  expect_out_has(r, "they overlapped");
+  double wall = num(json_file(json), "wall_s");
+  cr_expect(wall >= 2.0 && wall < 2.01, "three 2 s downloads: %.6f s", wall);
+}
+
+Test(model, deadlock_exits_4) {
+  run_result *r = GV("--sim", "2", "-e",
+                     "local l = gil.lock(); l:acquire()\n"
+                     "local w = gil.spawn(function() l:acquire() end)\n"
+                     "w:join()");
+  expect_exit(r, 4);
+  expect_err_has(r, "deadlock");
+}
+
+Test(model, timeout_stops_a_simulated_run) {
+  /* --timeout is real time; the worker's loop is stopped at a check point, the joiner reaps it */
+  run_result *r =
+      GV("--sim", "2", "--timeout", "0.5s", "-e", "local w = gil.spawn(function() while true do end end); w:join()");
+  expect_exit(r, 124);
+  expect_err_has(r, "gilvm: stopped: timeout");
+  expect_err_lacks(r, "did not stop");
+}
+
+Test(model, header_prints_the_cost_model) {
+  run_result *r = GV("--sim", "3", "--seed", "9", "--sim-insn", "2.5", "-e", "gil.compute(0.001)");
+  expect_exit(r, 0);
+  expect_err_has(r, "simulated (--sim): 3 virtual cores   seed 9   a Lua instruction 2.5 ns");
+}
+
+Test(model, what_is_not_simulated_says_so) {
+  run_result *r = GV("--sim", "2", "-q", "-e", "gil.listen(0)");
+  expect_exit(r, 1);
+  expect_err_has(r, "sockets are not simulated yet (--sim)");
+  r = GV("--sim", "2", "-q", "-e", "local b = gil.barrier(1); b:wait()");
+  expect_exit(r, 1);
+  expect_err_has(r, "barrier wait: not simulated yet (--sim)");
+  r = GV("--sim", "2", "-q", "-e", "gil.process(function() end):join()");
+  expect_exit(r, 1);
+  expect_err_has(r, "processes are not simulated yet (--sim)");
+}
+
+Test(model, a_real_run_has_no_simulated_section) {
+  const char *json = tmp_path("real.json");
+  expect_exit(GV("-q", "--json", json, "-e", "gil.spawn(function() end):join()"), 0);
+  json_t *o = json_file(json);
+  cr_expect(!json_object_get(o, "simulated") && !json_object_get(o, "host"));
+  cr_expect(json_object_get(o, "peak_memory_kb"));
+}
+
+Test(model, usage_errors) {
+  expect_usage_error(GV("--sim", "0", "-e", "print(1)"), "bad --sim '0'");
+  expect_usage_error(GV("--sim", "2", "-m", "fork", "-e", "print(1)"), "fork mode is not simulated yet");
+  expect_usage_error(GV("--sim", "2", "-g", "legacy", "-e", "print(1)"),
+                     "-g legacy (a check-interval policy) is not simulated yet");
+  expect_usage_error(GV("--sim", "2", "--sim-insn", "x", "-e", "print(1)"), "bad --sim-insn 'x'");
+  expect_usage_error(GV("--sim", "2", "--seed", "-1", "-e", "print(1)"), "bad --seed '-1'");
+}
