@@ -363,6 +363,25 @@ Test(figures, compare_says_another_order_is_scheduling) {
   expect_err_lacks(r, "copies");
 }
 
+/* A mode whose run failed differs because it failed: not scheduling, not copies. */
+Test(figures, compare_says_a_failed_run_failed) {
+  run_result *r = GV("compare", data_in("classroom", "fails_in_fork.lua"));
+  expect_exit(r, 1);
+  expect_err_has(r, "output differs in fork mode: its run exited with status 1 (gil: 0); its error is above");
+  expect_err_has(r, "boom");
+  expect_err_lacks(r, "timing or a race");
+  expect_err_lacks(r, "copies");
+}
+
+/* compare --sim runs the modes it can simulate and says so of fork. */
+Test(figures, compare_sim_leaves_fork_out) {
+  run_result *r = GV("compare", "--sim", "4", script("cpu_bound.lua"), "4", "40000");
+  expect_exit(r, 0);
+  expect_err_has(r, "fork     (not run: fork mode is not simulated yet)");
+  expect_err_has(r, "output: identical in the modes that ran to the end");
+  expect_err_lacks(r, "running in fork mode");
+}
+
 Test(figures, compare_says_timings) {
   run_result *r = compare(data_in("classroom", "timings.lua"));
   expect_err_has(r, "numbers that look like timings");

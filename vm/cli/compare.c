@@ -219,7 +219,10 @@ int compare_explain(FILE *f, const char *mode, const char *a, const char *b, con
   return 1;
 }
 
-static void print_table(FILE *f, child_run *runs, int nruns) {
+/* --sim runs gil and nogil modes: fork mode is not simulated yet. */
+static int not_simulated(const cli_options *o, int m) { return o->sim_cores > 0 && m == RT_MODE_FORK; }
+
+static void print_table(FILE *f, child_run *runs, int nruns, const cli_options *o) {
   char a[24], b[24], c[24], d[24];
   double gil_wall = jsonio_number(runs[0].json, "wall_s");
   fprintf(f, "\n  %-6s %10s %8s %10s %9s %10s %10s %10s %10s %5s\n", "mode", "wall", "speedup", "cpu", "parallel",
@@ -227,6 +230,10 @@ static void print_table(FILE *f, child_run *runs, int nruns) {
   for (int m = 0; m < RT_NMODES; m++) {
     const json_t *j = runs[m].json;
     double wall = jsonio_number(j, "wall_s");
+    if (not_simulated(o, m)) {
+      fprintf(f, "  %-6s   (not run: fork mode is not simulated yet)\n", rt_mode_names[m]);
+      continue;
+    }
     if (m >= nruns) {
       fprintf(f, "  %-6s   (not run: %s)\n", rt_mode_names[m], child_stop_reason());
       continue;
@@ -300,6 +307,8 @@ int compare_main(int argc, char **argv, const cli_options *o) {
   int rc = 0, nruns = 0;
   child_signals_init();
   for (int m = 0; m < RT_NMODES && !child_stopped(); m++) {
+    nruns = m + 1;
+    if (not_simulated(o, m)) continue;
     const char *av[CHILD_ARGV_MAX];
     child_argv(av, argc, argv, o, rt_mode_names[m], NULL);
     fprintf(stderr, "gilvm compare: running in %s mode...\n", rt_mode_names[m]);
@@ -308,7 +317,6 @@ int compare_main(int argc, char **argv, const cli_options *o) {
       for (int k = 0; k < m; k++) child_run_free(&runs[k]);
       return 1;
     }
-    nruns = m + 1;
     rc = child_fold_status(rc, runs[m].status);
   }
   int stop = child_stopped();
@@ -317,20 +325,31 @@ int compare_main(int argc, char **argv, const cli_options *o) {
   FILE *f = stderr;
   fprintf(f, "\n-- gilvm compare: %s (each mode in a fresh process) ", o->script);
   fprintf(f, "-------------------\n");
-  print_table(f, runs, nruns);
+  print_table(f, runs, nruns, o);
   print_figures(f, runs);
   int same = !stop; /* a stopped run's output is cut short: no verdict */
+  int compared = 1; /* a mode not run, or whose run failed, is not compared: its failure is the news */
   for (int m = 1; m < RT_NMODES && !stop; m++) {
+    if (!runs[0].json || !runs[m].json) continue;
+    compared++;
     if (runs[0].out && runs[m].out && strcmp(runs[0].out, runs[m].out) != 0) {
       if (same) fputc('\n', f);
       same = 0;
-      compare_explain(f, rt_mode_names[m], runs[0].out, runs[m].out, runs[0].json, runs[m].json);
+      if (runs[m].status != runs[0].status) /* an error, not scheduling or copies: its message is above */
+        fprintf(f, "  output differs in %s mode: its run exited with status %d (gil: %d); its error is above\n",
+                rt_mode_names[m], runs[m].status, runs[0].status);
+      else
+        compare_explain(f, rt_mode_names[m], runs[0].out, runs[m].out, runs[0].json, runs[m].json);
     }
   }
   if (stop)
     fprintf(f, "\n  stopped (%s): the output was not compared\n", child_stop_reason());
-  else if (same)
+  else if (same && compared == RT_NMODES)
     fprintf(f, "\n  output: identical in all three modes\n");
+  else if (same && compared > 1)
+    fprintf(f, "\n  output: identical in the modes that ran to the end\n");
+  else if (!runs[0].json)
+    fprintf(f, "\n  output: not compared (the gil run did not end normally)\n");
   fprintf(f, "-------------------------------------------------------------------------------\n");
   if (o->json_path && write_json(o->json_path, runs, same, stop) && rc == 0) rc = EXIT_SCRIPT_ERROR;
   for (int m = 0; m < RT_NMODES; m++) child_run_free(&runs[m]);
