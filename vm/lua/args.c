@@ -13,3 +13,14 @@ int64_t args_opt_timeout(lua_State *L, int arg) {
   if (lua_isnoneornil(L, arg)) return -1;
   return (int64_t)args_seconds(L, arg);
 }
+
+void args_metatable(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *metamethods) {
+  luaL_newmetatable(L, name);
+  if (methods) {
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+  }
+  luaL_setfuncs(L, metamethods, 0);
+  lua_pop(L, 1);
+}

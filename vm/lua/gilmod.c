@@ -411,16 +411,11 @@ static const luaL_Reg gil_funcs[] = {
 };
 
 static void make_metatables(lua_State *L) {
-  luaL_newmetatable(L, HANDLE_MT);
-  lua_pushcfunction(L, h_index);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, h_newindex);
-  lua_setfield(L, -2, "__newindex");
-  lua_pushcfunction(L, h_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, h_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  static const luaL_Reg handle_mm[] = {
+    { "__index", h_index }, { "__newindex", h_newindex }, { "__tostring", h_tostring }, { "__gc", h_gc },
+    { NULL, NULL },
+  };
+  args_metatable(L, HANDLE_MT, NULL, handle_mm);
 }
 
 int luaopen_gil(lua_State *L) {

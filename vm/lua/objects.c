@@ -1748,17 +1748,13 @@ static const luaL_Reg value_methods[] = {
 };
 
 static void make_metatable(lua_State *L, const char *name, const luaL_Reg *methods) {
-  luaL_newmetatable(L, name);
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, obj_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, obj_eq);
-  lua_setfield(L, -2, "__eq");
-  lua_pushcfunction(L, obj_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  static const luaL_Reg mm[] = {
+    { "__gc", obj_gc },
+    { "__eq", obj_eq },
+    { "__tostring", obj_tostring },
+    { NULL, NULL },
+  };
+  args_metatable(L, name, methods, mm);
 }
 
 void objects_open(lua_State *L) {
@@ -1785,10 +1781,8 @@ void objects_open(lua_State *L) {
   };
   luaL_setfuncs(L, array_mm, 0);
   lua_pop(L, 1);
-  luaL_newmetatable(L, HOLD_MT);
-  lua_pushcfunction(L, hold_close);
-  lua_setfield(L, -2, "__close");
-  lua_pop(L, 1);
+  static const luaL_Reg hold_mm[] = { { "__close", hold_close }, { NULL, NULL } };
+  args_metatable(L, HOLD_MT, NULL, hold_mm);
   lua_newtable(L); /* offset -> this interpreter's handle */
   lua_createtable(L, 0, 1);
   lua_pushliteral(L, "v");

@@ -275,19 +275,12 @@ static int s_tostring(lua_State *L) {
   return 1;
 }
 
-static void metatable(lua_State *L, const char *name, const luaL_Reg *methods) {
-  luaL_newmetatable(L, name);
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, s_close);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, s_close);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, s_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
-}
+static const luaL_Reg socket_mm[] = {
+  { "__gc", s_close },
+  { "__close", s_close },
+  { "__tostring", s_tostring },
+  { NULL, NULL },
+};
 
 static const luaL_Reg listener_methods[] = {
   { "port", l_port },
@@ -304,8 +297,8 @@ static const luaL_Reg conn_methods[] = {
 };
 
 void sockets_open(lua_State *L) {
-  metatable(L, LISTENER_MT, listener_methods);
-  metatable(L, CONN_MT, conn_methods);
+  args_metatable(L, LISTENER_MT, listener_methods, socket_mm);
+  args_metatable(L, CONN_MT, conn_methods, socket_mm);
   lua_pushcfunction(L, g_listen);
   lua_setfield(L, -2, "listen");
   lua_pushcfunction(L, g_connect);
