@@ -181,6 +181,11 @@ static const char help_tail[] =
     "  COLUMNS              --timeline's width when stderr is not a terminal\n"
     "  NO_COLOR             set and not empty: no colour unless --color=always\n"
     "  GILVM_BREAKER_STATS  1: print at exit how often the eval breaker was armed\n"
+    "  GILVM_LOSE_SIGNALS   N: a test knob: the eval breaker ignores its first N\n"
+    "                       signals, as if lost (a lost drop request must be\n"
+    "                       sent again)\n"
+    "  GILVM_EVENTS_MAX     N (16 and up): a test knob: keep at most N timeline\n"
+    "                       events per worker (the rest are counted, dropped)\n"
     "\n"
     "Files:\n"
     "  " GILVM_SCRIPTS_DIR
