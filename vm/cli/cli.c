@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "gil.h"
@@ -110,9 +111,10 @@ static const cli_flag cli_flags[F_COUNT] = {
                  "output); Lua does not check those, so only\n"
                  "trusted ones" },
   [F_COLOR] = { NULL, "--color", "WHEN", LOCAL_ALL,
-                "auto (default): colour the report's key figures\n"
-                "and the --timeline chart when stderr is a\n"
-                "terminal and NO_COLOR is unset; always; never" },
+                "auto (default): colour the report's key figures,\n"
+                "the --timeline chart and compare's table when\n"
+                "stderr is a terminal and NO_COLOR is unset;\n"
+                "always; never" },
   [F_HELP] = { "-h", "--help", NULL, 0, "show this help and exit" },
   [F_VERSION] = { "-V", "--version", NULL, 0, "show the version and exit" },
 };
@@ -602,4 +604,11 @@ int cli_parse(int argc, char **argv, cli_options *o) {
   if (strcmp(o->command, "dis") == 0 && !o->script) return usage_error("dis needs a script file%s", "");
   if (o->check_interval && !has_check_interval(gil_policy_find(o->policy))) return check_interval_error(0);
   return -1;
+}
+
+int cli_want_color(const cli_options *o) {
+  if (o->color != CLI_COLOR_AUTO) return o->color == CLI_COLOR_ALWAYS;
+  const char *no = getenv("NO_COLOR"), *term = getenv("TERM");
+  if ((no && *no) || (term && strcmp(term, "dumb") == 0)) return 0;
+  return isatty(STDERR_FILENO);
 }

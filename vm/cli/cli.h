@@ -49,4 +49,7 @@ typedef struct cli_options {
 /* Parse argv. Returns -1 to go on, or an exit status (help and version: 0; errors: 2). */
 int cli_parse(int argc, char **argv, cli_options *o);
 
+/* Colour on stderr: --color=always, or auto on a terminal without NO_COLOR (no-color.org) or TERM=dumb. */
+int cli_want_color(const cli_options *o);
+
 #endif
