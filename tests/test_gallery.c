@@ -275,3 +275,24 @@ Test(guide, a_real_run_says_why_and_its_numbers_are_masked, .timeout = 600) {
   expect_reaped(r);
   cr_expect(r->exited && r->exit_code == 0, "a real run's number is compared" CTX, CTXA(r));
 }
+
+/* The outputs do not depend on where gilvm or the checkout is: the tool runs
+   gilvm as "build/gilvm" (the script sees argv[0], and nogil workers get a
+   copy of it, so the bytes copied would change with the path). */
+Test(guide, outputs_do_not_depend_on_the_binarys_path, .timeout = 600) {
+  GUIDE_SKIP_UNDER_SANITIZER();
+  const char *copy = tmp_path("a-much-longer-directory-name-than-build-gilvm");
+  size_t n;
+  char *bin = slurp(gilvm_path(), &n);
+  FILE *f = fopen(copy, "wb");
+  cr_assert(f != NULL);
+  fwrite(bin, 1, n, f);
+  fclose(f);
+  cr_assert(chmod(copy, 0755) == 0);
+  const char *tool = fmt("%s/tools/make_guide.py", source_root());
+  const char *argv[] = { env_dir("GILVM_PYTHON"), tool, "--check", "--gilvm", copy, "--only", "locks", NULL };
+  run_opts o = { .limit_s = 500 };
+  run_result *r = run_tracked(&o, argv);
+  expect_reaped(r);
+  cr_expect(r->exited && r->exit_code == 0, "the guide's outputs changed with gilvm's path" CTX, CTXA(r));
+}

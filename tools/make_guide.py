@@ -161,12 +161,13 @@ def run(cmd, gilvm, svg_dir):
     words = shlex.split(cmd)
     if words[0] != "build/gilvm":
         sys.exit(f"make_guide: '{cmd}' does not run build/gilvm")
-    words[0] = gilvm
+    # argv[0] stays "build/gilvm", whichever binary runs: the script sees it (arg[-2]) and
+    # nogil workers get a copy of it, so the bytes copied would depend on the checkout's path
     if svg_dir and "--svg" in words:
         i = words.index("--svg") + 1
         words[i] = os.path.join(svg_dir, os.path.basename(words[i]))
     env = dict(os.environ, COLUMNS="100", NO_COLOR="1")
-    p = subprocess.run(words, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+    p = subprocess.run(words, executable=gilvm, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
 
