@@ -14,6 +14,7 @@
 
 #include "clock.h"
 #include "gil.h"
+#include "sim.h"
 
 #ifndef GILVM_VERSION
 #define GILVM_VERSION "0.1.0" /* meson passes the project's version */
@@ -51,6 +52,7 @@ enum {
   F_SIM,
   F_SEED,
   F_SIM_INSN,
+  F_SIM_COST,
   F_BINARY,
   F_COLOR,
   F_HELP,
@@ -105,6 +107,11 @@ static const cli_flag cli_flags[F_COUNT] = {
   [F_SIM_INSN] = { NULL, "--sim-insn", "NS", 0,
                    "virtual nanoseconds per Lua VM instruction\n"
                    "under --sim (default 1.5)" },
+  [F_SIM_COST] = { NULL, "--sim-cost", "NAME=DUR", 0,
+                   "set one OS cost of --sim's model (repeatable):\n"
+                   "wake, switch, slice, signal, spawn, interp,\n"
+                   "futex, hook; the report's header prints them\n"
+                   "all (README, \"Simulated runs\")" },
   [F_BINARY] = { NULL, "--binary", NULL, 0,
                  "let the script be a precompiled chunk (luac\n"
                  "output); Lua does not check those, so only\n"
@@ -458,6 +465,26 @@ static int set_option(int f, const char *v, cli_options *o) {
     if (end == v || *end || !(ns >= 0.01 && ns <= 1e6) || !strchr("0123456789", v[0]))
       return usage_error("bad --sim-insn '%s' (expected nanoseconds from 0.01 to 1000000, like 1.5)", v);
     o->sim_insn_ns = ns;
+    break;
+  }
+  case F_SIM_COST: {
+    const char *eq = strchr(v, '=');
+    int id = eq ? sim_cost_find(v, (size_t)(eq - v)) : -1;
+    uint64_t ns = 0;
+    if (id < 0) {
+      char names[256] = "";
+      for (int i = 0; i < sim_cost_count(); i++)
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "", sim_cost_name(i));
+      fprintf(stderr, "gilvm: unknown --sim-cost '%s' (expected NAME=DURATION; names: %s)\n", v, names);
+      fprintf(stderr, "Try 'gilvm --help' for more information.\n");
+      return EXIT_USAGE;
+    }
+    if (clock_parse_duration(eq + 1, &ns) != 0 || ns > 1000000000000ull)
+      return usage_error("bad --sim-cost '%s' (expected NAME=DURATION, like switch=3us or slice=4ms)", v);
+    if (o->nsim_costs == (int)(sizeof o->sim_cost_ns / sizeof o->sim_cost_ns[0]))
+      return usage_error("too many --sim-cost options%s", "");
+    o->sim_cost_id[o->nsim_costs] = id;
+    o->sim_cost_ns[o->nsim_costs++] = ns;
     break;
   }
   case F_EXEC:

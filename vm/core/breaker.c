@@ -151,7 +151,9 @@ static void hook(lua_State *L, lua_Debug *ar) {
     int n = lua_gethookcount(L); /* instructions since the last count event */
     atomic_int *pending = atomic_load_explicit(&current_pending, memory_order_relaxed);
     if (sim_tick_fn) sim_tick_fn(n); /* may hand the baton over and get it back */
-    if (sim_count && is_armed_for(L) && sim_phase < 2) {
+    _Atomic uint64_t *sent = atomic_load_explicit(&current_sent, memory_order_relaxed);
+    /* --sim: a request is seen once its delivery (the signal cost) is over: sent_ns is when */
+    if (sim_count && is_armed_for(L) && sim_phase < 2 && (!sent || clock_now_ns() >= atomic_load(sent))) {
       if (sim_phase++ == 0) sim_wait_count = sim_jitter_fn();
     }
     run = sim_count ? every : (pending && atomic_exchange(pending, 0)) || every;
