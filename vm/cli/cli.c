@@ -100,7 +100,7 @@ static const cli_flag cli_flags[F_COUNT] = {
   [F_SIM] = { NULL, "--sim", "CORES", 0,
               "simulate the run in virtual time on CORES\n"
               "virtual cores (1 to 4096): deterministic; gil and\n"
-              "nogil modes (see README, \"--sim\")" },
+              "nogil modes, every policy (see README, \"--sim\")" },
   [F_SEED] = { NULL, "--seed", "N", 0,
                "the seed of the simulated OS's choices among\n"
                "equals under --sim, and of math.random (default 1)" },
@@ -110,8 +110,8 @@ static const cli_flag cli_flags[F_COUNT] = {
   [F_SIM_COST] = { NULL, "--sim-cost", "NAME=DUR", 0,
                    "set one OS cost of --sim's model (repeatable):\n"
                    "wake, switch, slice, signal, spawn, interp,\n"
-                   "futex, hook; the report's header prints them\n"
-                   "all (README, \"Simulated runs\")" },
+                   "futex, hook, gap, spread; the report's header\n"
+                   "prints them all (README, \"Simulated runs\")" },
   [F_BINARY] = { NULL, "--binary", NULL, 0,
                  "let the script be a precompiled chunk (luac\n"
                  "output); Lua does not check those, so only\n"
@@ -617,9 +617,6 @@ int cli_parse(int argc, char **argv, cli_options *o) {
                                          : "--timeline");
   if (o->sim_cores && o->mode == RT_MODE_FORK && strcmp(o->command, "run") == 0)
     return usage_error("--sim: fork mode is not simulated yet (use -m gil or -m nogil)%s", "");
-  /* a policy with a check interval releases and retakes in no virtual time: its waiters starve */
-  if (o->sim_cores && strcmp(o->command, "run") == 0 && gil_policy_find(o->policy)->default_check_interval > 0)
-    return usage_error("--sim: -g %s (a check-interval policy) is not simulated yet", o->policy);
   if (is_sweep(o)) return check_sweep(o);
   if (strcmp(o->command, "dis") == 0 && !o->script) return usage_error("dis needs a script file%s", "");
   if (o->check_interval && !has_check_interval(gil_policy_find(o->policy))) return check_interval_error(0);

@@ -443,7 +443,7 @@ static void enter(rt_worker *w, lua_State *L) {
   breaker_rest(L);
 }
 
-static void on_cpu_wait(void *arg, uint64_t from, uint64_t to);
+static void on_cpu_wait(void *arg, int what, uint64_t from, uint64_t to);
 
 int rt_run_main(runtime *rt, int (*body)(lua_State *L, void *arg), void *arg) {
   rt_worker *w = rt->workers[0];
@@ -940,18 +940,24 @@ static void name_worker(lua_State *L, int idx, rt_worker *w) {
     snprintf(w->name, sizeof w->name, "%d@%.40s", w->id, file);
 }
 
-/* --sim: w waited for a simulated CPU from..to: a state in its timeline, then back to the one it was in. */
-static void on_cpu_wait(void *arg, uint64_t from, uint64_t to) {
+/* --sim: w waited for a simulated CPU from..to, or paid a futex wake after a release: a state in
+   its timeline ('c' waiting for a CPU; '~' in the kernel without the GIL), then back to the one it
+   was in. A syscall is drawn only after a release (a holder's wake-up is its running time). */
+static void on_cpu_wait(void *arg, int what, uint64_t from, uint64_t to) {
   rt_worker *w = arg;
   if (!w->rt->recording) return;
   ev_state last = ST_IDLE;
+  uint64_t last_t = 0;
   for (uint32_t i = w->events.n; i-- > 0;)
     if (w->events.v[i].kind == EV_STATE) {
       last = (ev_state)w->events.v[i].state;
+      last_t = w->events.v[i].t;
       break;
     }
-  ev_record(&w->events, from, EV_STATE, ST_CPU_WAIT, 0);
-  ev_record(&w->events, to, EV_STATE, last, 0);
+  if (what == SIM_SPAN_SYSCALL && last != ST_IDLE) return;
+  if (from < last_t) from = last_t; /* keep the buffer in time order */
+  ev_record(&w->events, from, EV_STATE, what == SIM_SPAN_SYSCALL ? ST_NATIVE : ST_CPU_WAIT, 0);
+  ev_record(&w->events, to > from ? to : from, EV_STATE, last, 0);
 }
 
 static void start_pthread(lua_State *L, rt_worker *w, void *(*body)(void *)) {

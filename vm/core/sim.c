@@ -37,13 +37,15 @@ static const struct {
   const char *about;
 } costs[SIM_NCOSTS] = {
   [SIM_COST_WAKE] = { "wake", SIM_WAKE_NS, "a blocked thread woken until it runs" },
-  [SIM_COST_SWITCH] = { "switch", 3000, "a core changes the thread it runs (context switch)" },
+  [SIM_COST_SWITCH] = { "switch", 4000, "a core changes the thread it runs (context switch)" },
   [SIM_COST_SLICE] = { "slice", 0, "time slice while others wait for a core (default: EEVDF's base slice)" },
   [SIM_COST_SIGNAL] = { "signal", 7000, "a drop request until the holder's eval breaker sees it" },
   [SIM_COST_SPAWN] = { "spawn", 29000, "the spawner's CPU to start a thread, which runs from then" },
   [SIM_COST_INTERP] = { "interp", 65000, "CPU to create a nogil worker's own interpreter" },
-  [SIM_COST_FUTEX] = { "futex", 2000, "CPU a GIL release pays to wake a blocked waiter" },
+  [SIM_COST_FUTEX] = { "futex", 7000, "CPU a GIL release pays to wake a blocked waiter" },
   [SIM_COST_HOOK] = { "hook", 200, "CPU per call of a resting hook (legacy's check interval)" },
+  [SIM_COST_GAP] = { "gap", 50, "a yield's release to its retake, the GIL free (legacy)" },
+  [SIM_COST_SPREAD] = { "spread", 2000, "a GIL waiter's wake-up comes up to this much later (seeded)" },
 };
 
 int sim_cost_count(void) { return SIM_NCOSTS; }
@@ -244,7 +246,7 @@ static void tell_cpu_wait(void) {
   if (me->cpu_wait_from == me->cpu_wait_to) return;
   uint64_t from = me->cpu_wait_from, to = me->cpu_wait_to;
   me->cpu_wait_from = me->cpu_wait_to = 0;
-  if (me->cpu_fn) me->cpu_fn(me->cpu_arg, from, to);
+  if (me->cpu_fn) me->cpu_fn(me->cpu_arg, SIM_SPAN_CPU_WAIT, from, to);
 }
 
 void sim_register(sim_thread *t, const char *name) {
@@ -255,7 +257,7 @@ void sim_register(sim_thread *t, const char *name) {
 
 sim_thread *sim_self(void) { return me; }
 
-void sim_set_cpu_fn(sim_thread *t, void (*fn)(void *arg, uint64_t from, uint64_t to), void *arg) {
+void sim_set_cpu_fn(sim_thread *t, void (*fn)(void *arg, int what, uint64_t from, uint64_t to), void *arg) {
   PT_CHECK(pthread_mutex_lock(&mu));
   t->cpu_fn = fn;
   t->cpu_arg = arg;
@@ -305,6 +307,7 @@ void sim_forget(sim_thread *t) {
 }
 
 static void make_ready(sim_thread *t, uint64_t at);
+static int wake_after(const void *chan, int all_of_them, uint64_t spread);
 
 void sim_exit(void) {
   PT_CHECK(pthread_mutex_lock(&mu));
@@ -342,9 +345,16 @@ static void make_ready(sim_thread *t, uint64_t at) {
   set_vt(t, at > t->vt ? at : t->vt);
 }
 
-void sim_wake(const void *chan, int all_of_them) {
+void sim_wake(const void *chan, int all_of_them) { (void)sim_wake_n(chan, all_of_them); }
+
+int sim_wake_n(const void *chan, int all_of_them) { return wake_after(chan, all_of_them, 0); }
+
+/* Wake as sim_wake_n, each woken thread running `wake` plus up to `spread` (a seeded draw) later. */
+static int wake_after(const void *chan, int all_of_them, uint64_t spread) {
+  int woken = 0;
   PT_CHECK(pthread_mutex_lock(&mu));
   uint64_t at = (me ? me->vt : latest) + cfg.wake_ns;
+  if (spread) at += next_rand() % spread;
   int n = 0;
   for (int i = 0; i < nall; i++) n += all[i]->state == SIM_BLOCKED && all[i]->chan == chan;
   int which = !all_of_them && n > 1 ? (int)(next_rand() % (uint64_t)n) : 0;
@@ -353,10 +363,12 @@ void sim_wake(const void *chan, int all_of_them) {
     if (t->state != SIM_BLOCKED || t->chan != chan) continue;
     if (all_of_them || which-- == 0) {
       make_ready(t, at);
+      woken++;
       if (!all_of_them) break;
     }
   }
   PT_CHECK(pthread_mutex_unlock(&mu));
+  return woken;
 }
 
 /* The earliest time another thread could run, or me's slice ends while others wait (UINT64_MAX: none). */
@@ -445,6 +457,16 @@ static int gil_vt_wait(gil_thread *t, const void *chan, uint64_t ns) {
   (void)t;
   return sim_block(chan, ns);
 }
-static void gil_vt_wake(const void *chan, int all_of_them) { sim_wake(chan, all_of_them); }
+/* Waking a blocked GIL waiter costs the waker the futex syscall (paid after the release), and the
+   waiter runs a wake-up later, give or take a seeded spread (a real wake-up's latency varies: without
+   it the releaser and its waiter would meet at the same phase of the releaser's loop every time). */
+static void gil_vt_wake(const void *chan, int all_of_them) {
+  if (!wake_after(chan, all_of_them, sim_cost(SIM_COST_SPREAD))) return;
+  uint64_t ns = sim_cost(SIM_COST_FUTEX);
+  if (me && me->cpu_fn && ns) me->cpu_fn(me->cpu_arg, SIM_SPAN_SYSCALL, me->vt, me->vt + ns); /* told first: in order */
+  sim_charge(ns);
+}
 
-const gil_vt_ops sim_gil_ops = { gil_vt_now, gil_vt_wait, gil_vt_wake };
+static void gil_vt_gap(void) { sim_charge(sim_cost(SIM_COST_GAP)); }
+
+const gil_vt_ops sim_gil_ops = { gil_vt_now, gil_vt_wait, gil_vt_wake, gil_vt_gap };

@@ -50,6 +50,8 @@ typedef enum sim_cost_id {
   SIM_COST_INTERP, /* CPU a nogil worker spends creating its own interpreter */
   SIM_COST_FUTEX, /* CPU a release pays to wake a blocked GIL waiter (the futex wake syscall) */
   SIM_COST_HOOK, /* CPU per call of a policy's resting hook (legacy: every check interval) */
+  SIM_COST_GAP, /* a yield's release until its retake (two critical sections), the GIL free meanwhile */
+  SIM_COST_SPREAD, /* a GIL waiter's wake-up comes wake + [0, spread) later, a seeded draw */
   SIM_NCOSTS
 } sim_cost_id;
 
@@ -71,7 +73,7 @@ typedef struct sim_thread {
   uint64_t slice_end; /* its slice ends here (matters only while others wait) */
   uint64_t runq_ns; /* total time runnable without a core */
   uint64_t cpu_wait_from, cpu_wait_to; /* a wait for a CPU not yet told to cpu_fn (from == to: none) */
-  void (*cpu_fn)(void *arg, uint64_t from, uint64_t to); /* on its own pthread, after each wait for a CPU */
+  void (*cpu_fn)(void *arg, int what, uint64_t from, uint64_t to); /* on its own pthread: a SIM_SPAN_* from..to */
   void *cpu_arg;
 } sim_thread;
 
@@ -104,8 +106,9 @@ void sim_exit(void);
 void sim_wait_gone(sim_thread *t);
 /* Block the calling thread on chan (NULL: none) for up to timeout_ns (0: no limit); 1 if it timed out. */
 int sim_block(const void *chan, uint64_t timeout_ns);
-/* Make one (seeded choice) or all threads blocked on chan runnable. */
+/* Make one (seeded choice) or all threads blocked on chan runnable; sim_wake_n says how many. */
 void sim_wake(const void *chan, int all);
+int sim_wake_n(const void *chan, int all);
 /* CPU work of ns by the calling thread (instructions or compute), then hand over if past the horizon. */
 void sim_advance(uint64_t ns);
 /* A seeded count of instructions, 1..tick: how long a drop request waits before it looks for a check point. */
@@ -134,8 +137,13 @@ uint64_t sim_cost(sim_cost_id id);
 int sim_thread_sched(uint64_t *on_cpu_ns, uint64_t *runq_ns);
 /* The calling thread's sim_thread (main's is the simulator's own). */
 sim_thread *sim_self(void);
-/* Call fn(arg, from, to) on t's own pthread after each of its waits for a CPU (timelines). */
-void sim_set_cpu_fn(sim_thread *t, void (*fn)(void *arg, uint64_t from, uint64_t to), void *arg);
+/* What a span told to a thread's cpu_fn was (timelines). */
+enum {
+  SIM_SPAN_CPU_WAIT, /* runnable, waiting for a core */
+  SIM_SPAN_SYSCALL /* CPU in the kernel for the GIL (the futex wake a release pays) */
+};
+/* Call fn(arg, what, from, to) on t's own pthread after each such span of its. */
+void sim_set_cpu_fn(sim_thread *t, void (*fn)(void *arg, int what, uint64_t from, uint64_t to), void *arg);
 /* The calling thread pays ns of CPU that is not Lua (a syscall, a hook): sim_advance by another name. */
 void sim_charge(uint64_t ns);
 /* The GIL's virtual-time driver, on this scheduler. */
