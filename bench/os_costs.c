@@ -11,6 +11,9 @@
  *           wakes a waiter pays), once asleep 200 us (its CPU idle), once
  *           just blocked.
  *   wake:   from the signal until the sleeper (asleep 200 us) runs.
+ *   gap:    an unlock and a lock of an uncontended mutex: what separates a
+ *           legacy yield's release from its retake (gil_yield's two critical
+ *           sections; the bookkeeping inside them is not counted).
  *
  * Not run by bench/run. Build and run:
  *   cc -O2 -pthread bench/os_costs.c -o /tmp/os_costs && /tmp/os_costs
@@ -116,19 +119,34 @@ static double futex_ns(long idle_ns) {
   return (double)spent / WAKES;
 }
 
+static double gap_ns(void) {
+  enum { N = 5000000 };
+  pthread_mutex_lock(&mu);
+  uint64_t t0 = now_ns();
+  for (int i = 0; i < N; i++) {
+    pthread_mutex_unlock(&mu);
+    pthread_mutex_lock(&mu);
+  }
+  uint64_t t1 = now_ns();
+  pthread_mutex_unlock(&mu);
+  return (double)(t1 - t0) / N;
+}
+
 static int cmp(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
 }
 
 int main(void) {
-  double s[7], f[7], h[7], w[7];
+  double s[7], f[7], h[7], w[7], g[7];
   for (int i = 0; i < 7; i++) {
     s[i] = switch_ns();
     f[i] = futex_ns(200000);
     w[i] = (double)latency / (WAKES - 1);
     h[i] = futex_ns(0);
+    g[i] = gap_ns();
   }
+  qsort(g, 7, sizeof *g, cmp);
   qsort(w, 7, sizeof *w, cmp);
   qsort(s, 7, sizeof *s, cmp);
   qsort(f, 7, sizeof *f, cmp);
@@ -140,5 +158,7 @@ int main(void) {
          w[3], w[0], w[6]);
   printf("futex:  %.0f ns to wake a thread that has just blocked (median of 7; min %.0f, max %.0f)\n", h[3], h[0],
          h[6]);
+  printf("gap:    %.0f ns for an unlock and a lock of an uncontended mutex (median of 7; min %.0f, max %.0f)\n", g[3],
+         g[0], g[6]);
   return 0;
 }

@@ -300,7 +300,7 @@ Test(costs, header_and_json_print_every_cost) {
                      "gil.compute(0.001)");
   expect_exit(r, 0);
   expect_err_has(r, "OS costs (--sim-cost): wake 10 us   switch 4 us   slice 1.50 ms   signal 500 us");
-  expect_err_has(r, "spawn 29 us   interp 65 us   futex 7 us   hook 200 ns   gap 50 ns   spread 2 us");
+  expect_err_has(r, "spawn 29 us   interp 65 us   futex 7 us   hook 200 ns   gap 25 ns   spread 4 us");
   json_t *c = json_object_get(json_object_get(json_file(json), "simulated"), "costs");
   cr_assert(c, "no simulated.costs");
   cr_expect(fabs(num(c, "switch") - 4e-6) < 1e-12 && fabs(num(c, "signal") - 5e-4) < 1e-12);

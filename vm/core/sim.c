@@ -44,8 +44,8 @@ static const struct {
   [SIM_COST_INTERP] = { "interp", 65000, "CPU to create a nogil worker's own interpreter" },
   [SIM_COST_FUTEX] = { "futex", 7000, "CPU a GIL release pays to wake a blocked waiter" },
   [SIM_COST_HOOK] = { "hook", 200, "CPU per call of a resting hook (legacy's check interval)" },
-  [SIM_COST_GAP] = { "gap", 50, "a yield's release to its retake, the GIL free (legacy)" },
-  [SIM_COST_SPREAD] = { "spread", 2000, "a GIL waiter's wake-up comes up to this much later (seeded)" },
+  [SIM_COST_GAP] = { "gap", 25, "a yield's release to its retake, the GIL free (legacy)" },
+  [SIM_COST_SPREAD] = { "spread", 4000, "a GIL waiter's wake-up comes up to this much later (seeded)" },
 };
 
 int sim_cost_count(void) { return SIM_NCOSTS; }
