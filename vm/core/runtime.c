@@ -68,6 +68,7 @@ static void on_drop_request(gil_thread *holder, void *arg) {
   (void)arg;
   rt_worker *w = holder->owner;
   if (sim_on()) { /* seen signal-cost later in virtual time, then served at the holder's next check point */
+    if (atomic_load(&w->interrupt)) return; /* its signal is on its way: a second one would delay it */
     atomic_store(&w->interrupt_sent, clock_now_ns() + sim_cost(SIM_COST_SIGNAL));
     atomic_store(&w->interrupt, 1);
   } else
