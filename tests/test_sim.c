@@ -98,6 +98,11 @@ Test(determinism, fifo_and_iopri) {
 
 Test(determinism, nogil) { TWICE("--sim", "4", "-m", "nogil", script("cpu_bound.lua"), "4", "1000000"); }
 
+Test(determinism, more_workers_than_cores) { /* the run queue, slices and the 'c' state, the same each run */
+  TWICE("--sim", "2", "-m", "nogil", "--timeline", script("cpu_bound.lua"), "5", "1000000");
+  TWICE("--sim", "1", "--timeline", script("convoy.lua"), "20");
+}
+
 Test(determinism, race_depends_on_the_seed_only) {
   json_t *a = TWICE("--sim", "2", "-s", "1ms", "--seed", "1", script("race.lua"), "4", "200000");
   json_t *b = TWICE("--sim", "2", "-s", "1ms", "--seed", "2", script("race.lua"), "4", "200000");
