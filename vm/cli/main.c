@@ -231,6 +231,7 @@ static int gilvm_main(int argc, char **argv) {
                       .wake_ns = SIM_WAKE_NS,
                       .tick = SIM_TICK,
                       .lookahead_ns = o.mode == RT_MODE_NOGIL ? SIM_LOOKAHEAD_NOGIL_NS : 0 };
+    for (int i = 0; i < o.nsim_costs; i++) sim_cost_set(&sc, o.sim_cost_id[i], o.sim_cost_ns[i]);
     sim_init(&sc, NULL, "main");
   }
   runtime *rt = rt_create(&gilmod_host, o.mode, o.policy, o.interval_ns, o.check_interval);

@@ -67,9 +67,11 @@ pid_t rt_pid(void) { return rt_current ? rt_current->pid : getpid(); }
 static void on_drop_request(gil_thread *holder, void *arg) {
   (void)arg;
   rt_worker *w = holder->owner;
-  if (sim_on())
-    atomic_store(&w->interrupt, 1); /* served at the holder's next check point, in virtual time */
-  else
+  if (sim_on()) { /* seen signal-cost later in virtual time, then served at the holder's next check point */
+    if (atomic_load(&w->interrupt)) return; /* its signal is on its way: a second one would delay it */
+    atomic_store(&w->interrupt_sent, clock_now_ns() + sim_cost(SIM_COST_SIGNAL));
+    atomic_store(&w->interrupt, 1);
+  } else
     breaker_interrupt(w->tid, &w->interrupt, &w->interrupt_sent);
 }
 
@@ -442,8 +444,11 @@ static void enter(rt_worker *w, lua_State *L) {
   breaker_rest(L);
 }
 
+static void on_cpu_wait(void *arg, int what, uint64_t from, uint64_t to);
+
 int rt_run_main(runtime *rt, int (*body)(lua_State *L, void *arg), void *arg) {
   rt_worker *w = rt->workers[0];
+  if (sim_on()) sim_set_cpu_fn(sim_self(), on_cpu_wait, w);
   enter(w, w->L);
   uint64_t c0, c1, q0, q1;
   int known = clock_thread_sched_ns(&c0, &q0) == 0;
@@ -497,6 +502,7 @@ static void *own_interp_main(void *arg) {
     return NULL;
   }
   w->owns_interp = 1;
+  if (sim_on()) sim_charge(sim_cost(SIM_COST_INTERP)); /* a fresh interpreter's CPU, in virtual time */
   lua_State *L = w->interp->L;
   enter(w, L);
   if (mar_decode(L, w->in_globals.data, w->in_globals.len, err, sizeof err) != 1) {
@@ -935,13 +941,37 @@ static void name_worker(lua_State *L, int idx, rt_worker *w) {
     snprintf(w->name, sizeof w->name, "%d@%.40s", w->id, file);
 }
 
+/* --sim: w waited for a simulated CPU from..to, or paid a futex wake after a release: a state in
+   its timeline ('c' waiting for a CPU; '~' in the kernel without the GIL), then back to the one it
+   was in. A syscall is drawn only after a release (a holder's wake-up is its running time). */
+static void on_cpu_wait(void *arg, int what, uint64_t from, uint64_t to) {
+  rt_worker *w = arg;
+  if (!w->rt->recording) return;
+  ev_state last = ST_IDLE;
+  uint64_t last_t = 0;
+  for (uint32_t i = w->events.n; i-- > 0;)
+    if (w->events.v[i].kind == EV_STATE) {
+      last = (ev_state)w->events.v[i].state;
+      last_t = w->events.v[i].t;
+      break;
+    }
+  if (what == SIM_SPAN_SYSCALL && last != ST_IDLE) return;
+  if (from < last_t) from = last_t; /* keep the buffer in time order */
+  ev_record(&w->events, from, EV_STATE, what == SIM_SPAN_SYSCALL ? ST_NATIVE : ST_CPU_WAIT, 0);
+  ev_record(&w->events, to > from ? to : from, EV_STATE, last, 0);
+}
+
 static void start_pthread(lua_State *L, rt_worker *w, void *(*body)(void *)) {
-  if (sim_on()) sim_register(&w->sim, w->name); /* runnable from the spawner's virtual time */
+  if (sim_on()) { /* runnable from the spawner's virtual time */
+    sim_register(&w->sim, w->name);
+    sim_set_cpu_fn(&w->sim, on_cpu_wait, w);
+  }
   PT_CHECK(pthread_mutex_lock(&w->rt->mu)); /* tid is set under mu: rt_stop and os.exit signal it */
   int err = pthread_create(&w->tid, NULL, body, w);
   if (err) w->done = w->reaped = w->joined = 1;
   PT_CHECK(pthread_mutex_unlock(&w->rt->mu));
   if (err && sim_on()) sim_forget(&w->sim);
+  if (!err && sim_on()) sim_charge(sim_cost(SIM_COST_SPAWN)); /* the spawner's clone: the new one runs from then */
   if (err) {
     w->error = strdup("could not start thread");
     luaL_error(L, "cannot start a thread: %s", strerror(err));
