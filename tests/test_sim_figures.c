@@ -252,8 +252,8 @@ Test(moved, io_bound_overlaps_exactly) {
 Test(moved, forced_switches_follow_the_interval) {
   sim_run s = TWICE("--sim", "2", "-s", "1ms", script("cpu_bound.lua"), "2", "2000000");
   double wall = num(&s, "wall_s"), forced = num(&s, "forced_switches");
-  cr_expect(forced <= wall / 0.001 && forced >= 0.75 * wall / 0.001, "%g forced switches in %.6f s at -s 1ms",
-            forced, wall);
+  cr_expect(forced <= wall / 0.001 && forced >= 0.75 * wall / 0.001, "%g forced switches in %.6f s at -s 1ms", forced,
+            wall);
   cr_expect(num(&s, "handoffs") == forced && num(&s, "drop_requests") >= forced, "handoffs %g, drop requests %g",
             num(&s, "handoffs"), num(&s, "drop_requests"));
 }
