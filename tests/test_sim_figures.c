@@ -136,12 +136,12 @@ Test(figures, gil_two_threads_take_as_long_as_one) {
 }
 
 /* --sim 64 -m nogil, 64 workers of the same loop let go at once
-   (tests/data/sim/equal_workers.lua: their spawning is left out): each has
+   (bench/equal_workers.lua: their spawning is left out): each has
    a core and runs as fast as one worker alone, so 64 of them do 64 times the
    work in the time of one: 64x within 2%. On --sim 2 four of them share two
    cores: each takes twice as long (2x within 2%). */
 Test(figures, nogil_64_workers_each_as_fast_as_one_alone) {
-  const char *w = data_in("sim", "equal_workers.lua"), *iters = "200000";
+  const char *w = fmt("%s/../bench/equal_workers.lua", env_dir("GILVM_SCRIPTS")), *iters = "200000";
   sim_run alone = TWICE("--sim", "64", "-m", "nogil", w, "1", iters);
   sim_run all = TWICE("--sim", "64", "-m", "nogil", w, "64", iters);
   double t1, lo, hi, span;

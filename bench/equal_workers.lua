@@ -2,6 +2,10 @@
 -- `iterations`, all let go at once by an event, so their spawning is left
 -- out; each times its own loop with gil.now(). Prints the fastest and the
 -- slowest worker's own time, and the span from the event to the last end.
+-- For bench/run row 2c and tests/test_sim_figures.c: under
+-- `gilvm --sim 64 -m nogil`, 64 of them each take as long as one alone.
+--
+-- usage: gilvm -q --sim 64 -m nogil bench/equal_workers.lua 64 1000000
 local n, iterations = tonumber(arg[1]), tonumber(arg[2])
 local go = gil.event()
 
