@@ -1,7 +1,8 @@
 -- equal_workers.lua n iterations: n workers each run the same loop of
 -- `iterations`, all let go at once by an event, so their spawning is left
 -- out; each times its own loop with gil.now(). Prints the fastest and the
--- slowest worker's own time, and the span from the event to the last end.
+-- slowest worker's own time, the span from the event to the last end, and
+-- the stagger: from the event to the last worker's start (their waking up).
 -- For bench/run row 2c and tests/test_sim_figures.c: under
 -- `gilvm --sim 64 -m nogil`, 64 of them each take as long as one alone.
 --
@@ -16,7 +17,7 @@ local function work(ev, iters)
     s = s + i % 7
   end
   local t1 = gil.now()
-  return t1 - t0, t1
+  return t1 - t0, t0, t1
 end
 
 local workers = {}
@@ -25,9 +26,10 @@ for k = 1, n do
 end
 local t0 = gil.now()
 go:set()
-local fastest, slowest, last = math.huge, 0, 0
+local fastest, slowest, last, latest = math.huge, 0, 0, 0
 for k = 1, n do
-  local own, ended = workers[k]:join()
-  fastest, slowest, last = math.min(fastest, own), math.max(slowest, own), math.max(last, ended)
+  local own, started, ended = workers[k]:join()
+  fastest, slowest = math.min(fastest, own), math.max(slowest, own)
+  last, latest = math.max(last, ended), math.max(latest, started)
 end
-print(("%.9f %.9f %.9f"):format(fastest, slowest, last - t0))
+print(("%.9f %.9f %.9f %.9f"):format(fastest, slowest, last - t0, latest - t0))
