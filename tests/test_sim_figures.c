@@ -121,13 +121,15 @@ TestSuite(figures, .fini = test_cleanup, .timeout = 600);
 
 /* CPU-bound under the GIL: 2 threads on --sim 2 take as long as 1, and 8 on
    --sim 8 too (the work is serial; the forced switches, a few per 5 ms
-   interval, cost a wake-up each: well under 1%). The run's parallelism
+   interval, cost a wake-up each: well under 1%). Start-up is left out, as
+   the issue's figure leaves it: 8 thread spawns (29 us each) are 2% of
+   this short run. The run's parallelism
    (CPU / wall) is at most 1: one holder at a time. */
 Test(figures, gil_two_threads_take_as_long_as_one) {
   const char *n = "2000000";
-  sim_run one = TWICE("--sim", "2", script("cpu_bound.lua"), "1", n);
-  sim_run two = TWICE("--sim", "2", script("cpu_bound.lua"), "2", n);
-  sim_run eight = TWICE("--sim", "8", script("cpu_bound.lua"), "8", n);
+  sim_run one = TWICE("--sim", "2", "--sim-cost", "spawn=0", script("cpu_bound.lua"), "1", n);
+  sim_run two = TWICE("--sim", "2", "--sim-cost", "spawn=0", script("cpu_bound.lua"), "2", n);
+  sim_run eight = TWICE("--sim", "8", "--sim-cost", "spawn=0", script("cpu_bound.lua"), "8", n);
   double w1 = num(&one, "wall_s"), w2 = num(&two, "wall_s"), w8 = num(&eight, "wall_s");
   cr_expect(w2 >= w1 && w2 / w1 < 1.01, "2 threads on --sim 2: %.6f s, 1 thread %.6f s (%.4fx)", w2, w1, w2 / w1);
   cr_expect(w8 >= w1 && w8 / w1 < 1.01, "8 threads on --sim 8: %.6f s, 1 thread %.6f s (%.4fx)", w8, w1, w8 / w1);
@@ -155,10 +157,19 @@ Test(figures, nogil_64_workers_each_as_fast_as_one_alone) {
             "64 workers on --sim 64: %.2fx (span %.6f s, start-up %.6f s, one alone %.6f s)", speedup, span, stagger,
             t1);
 
-  sim_run shared = TWICE("--sim", "2", "-m", "nogil", w, "4", iters);
-  cr_assert(sscanf(shared.out, "%lf %lf %lf %lf", &lo, &hi, &span, &stagger) == 4, "4 workers: %s", shared.out);
-  cr_expect(fabs(4 * t1 / (span - stagger) / 2 - 1) <= 0.02, "4 workers on --sim 2: %.2fx, not 2x",
-            4 * t1 / (span - stagger));
+  /* four on two cores: two start, two wait for a core (a time slice is longer
+     than this work), so the span from the first start is twice one alone.
+     Start-up costs are left out here: workers' own clocks may run up to the
+     nogil lookahead apart, so a start measured against main's clock is
+     only good to 100 us, and an interpreter's creation (65 us) would land
+     inside the span */
+  sim_run shared = TWICE("--sim", "2", "-m", "nogil", "--sim-cost", "interp=0", "--sim-cost", "spawn=0", w, "4", iters);
+  double first;
+  cr_assert(sscanf(shared.out, "%lf %lf %lf %lf %lf", &lo, &hi, &span, &stagger, &first) == 5, "4 workers: %s",
+            shared.out);
+  cr_expect(fabs(4 * t1 / (span - first) / 2 - 1) <= 0.02,
+            "4 workers on --sim 2: %.2fx, not 2x (span %.6f s, first start %.6f s)", 4 * t1 / (span - first), span,
+            first);
 }
 
 /* The convoy (scripts/convoy.lua): a 1 ms sleeper next to a hog waits one
@@ -194,9 +205,10 @@ Test(figures, convoy_latency_is_the_interval_from_0_1_to_20_ms) {
      every interval;
    - 8 threads are never faster than 1 (the work is serial under the GIL);
    - each forced switch adds the same fixed costs, so the shorter the
-     interval, the more forced switches and the higher time(8)/time(1); at
-     5 ms there are a handful: under 5% (real gilvm: 1.00-1.04x);
-   - fewer cores never help: --sim 2 >= --sim 8, where the waiters' timed
+     interval, the more forced switches, and time(8)/time(1) at 1 ms and
+     below is above its 5 ms value; at 5 ms there are a handful: under 5%
+     (real gilvm: 1.00-1.04x);
+   - fewer cores never help: --sim 2 >= --sim 8 (within 1%), where the waiters' timed
      wake-ups compete with the holder for 2 cores; with a core for each
      thread more cores change nothing: --sim 8 = --sim 64 (within 1%). */
 Test(figures, countdown_sweep_on_2_8_and_64_cores) {
@@ -222,14 +234,17 @@ Test(figures, countdown_sweep_on_2_8_and_64_cores) {
   for (int c = 0; c < 3; c++) {
     cr_expect(ratio[c][0] < 1.05, "--sim %s -s 5ms: %.4fx", cores[c], ratio[c][0]);
     for (int i = 1; i < 4; i++) {
-      cr_expect(ratio[c][i] >= ratio[c][i - 1] - 1e-3, "--sim %s: -s %s %.4fx < -s %s %.4fx", cores[c], ivals[i],
-                ratio[c][i], ivals[i - 1], ratio[c][i - 1]);
+      /* below 1 ms the ratio need not keep rising (real gilvm and CPython
+         both measured 10 us at or below 100 us): each switch costs more
+         than 5 ms's do, no more is guaranteed */
+      cr_expect(ratio[c][i] > ratio[c][0], "--sim %s: -s %s %.4fx, not above -s 5ms %.4fx", cores[c], ivals[i],
+                ratio[c][i], ratio[c][0]);
       cr_expect(forced[c][i] > forced[c][i - 1], "--sim %s: %ld forced switches at -s %s, %ld at -s %s", cores[c],
                 forced[c][i], ivals[i], forced[c][i - 1], ivals[i - 1]);
     }
   }
   for (int i = 0; i < 4; i++) {
-    cr_expect(ratio[0][i] >= ratio[1][i] - 1e-3, "-s %s: --sim 2 %.4fx < --sim 8 %.4fx", ivals[i], ratio[0][i],
+    cr_expect(ratio[0][i] >= ratio[1][i] * 0.99, "-s %s: --sim 2 %.4fx < --sim 8 %.4fx", ivals[i], ratio[0][i],
               ratio[1][i]);
     cr_expect(fabs(ratio[2][i] / ratio[1][i] - 1) <= 0.01, "-s %s: --sim 64 %.4fx, --sim 8 %.4fx", ivals[i],
               ratio[2][i], ratio[1][i]);
@@ -255,11 +270,14 @@ Test(moved, io_bound_overlaps_exactly) {
 /* From e2e scripts::cpu_bound_two_threads_force_switches: two CPU threads
    under -s 1ms take turns by forced switches, one per interval of waiting:
    at most wall / interval of them, and, since both run for about the whole
-   run, at least three quarters of that. Each is a handoff. */
+   run, at least that less five intervals (the first request waits two
+   intervals when another thread took the GIL meanwhile, as CPython's does; the
+   survivor runs its last stretch alone; each switch adds a handoff to its
+   interval). Each is a handoff. */
 Test(moved, forced_switches_follow_the_interval) {
   sim_run s = TWICE("--sim", "2", "-s", "1ms", script("cpu_bound.lua"), "2", "2000000");
   double wall = num(&s, "wall_s"), forced = num(&s, "forced_switches");
-  cr_expect(forced <= wall / 0.001 && forced >= 0.75 * wall / 0.001, "%g forced switches in %.6f s at -s 1ms", forced,
+  cr_expect(forced <= wall / 0.001 && forced >= wall / 0.001 - 5, "%g forced switches in %.6f s at -s 1ms", forced,
             wall);
   cr_expect(num(&s, "handoffs") == forced && num(&s, "drop_requests") >= forced, "handoffs %g, drop requests %g",
             num(&s, "handoffs"), num(&s, "drop_requests"));
