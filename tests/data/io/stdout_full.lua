@@ -49,17 +49,24 @@ local function blocked()
   if f then f:close() end
   return state == "S" and wchan ~= "" and wchan ~= "0" and not wchan:find("futex")
 end
+-- the writer wakes every 50 ms to look for a stop, so "asleep" is checked
+-- as a state it returns to, and "stuck" by its line count, which cannot move
+local function wait_blocked()
+  repeat gil.sleep(0.001) until blocked()
+end
 local n0
 repeat
-  gil.sleep(0.001)
+  wait_blocked()
   n0 = written:get()
-until n0 > 0 and blocked() and written:get() == n0
+until n0 > 0
 local p0 = progress:get()
 repeat gil.sleep(0.001) until progress:get() >= p0 + 5 -- the CPU thread runs meanwhile
-assert(blocked() and written:get() == n0, "the writer should still be blocked")
-io.open(marker, "w"):close() -- the test drains from here on
+wait_blocked()
+local stuck = written:get() == n0
+io.open(marker, "w"):close() -- the test drains from here on (also when the check failed: no hang)
 if what == "stop" then writer:join() end -- until the test stops gilvm
 stop:set(1)
+assert(stuck, "the writer should still be blocked")
 writer:join()
 cpu:join()
 print("done")
