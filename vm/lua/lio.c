@@ -536,25 +536,23 @@ static int std_drain(void) {
   return failed ? -1 : 0;
 }
 
-static void std_atfork_prepare(void) {
-  PT_CHECK(pthread_mutex_lock(&std_out.mu));
-  PT_CHECK(pthread_mutex_lock(&std_err.mu));
-}
-
-static void std_atfork_parent(void) {
-  PT_CHECK(pthread_mutex_unlock(&std_err.mu));
-  PT_CHECK(pthread_mutex_unlock(&std_out.mu));
-}
-
-/* A forked worker prints only its own bytes: what the parent still had pending is the parent's. */
+/* A forked worker prints only its own bytes: what the parent still had
+   pending is the parent's. Its mutex and buffer are made anew (another
+   thread may have held the one or been reallocating the other at the fork;
+   the old buffer is left to the parent). No prepare handler takes the mutex:
+   glibc's fork takes stdio's list lock after the handlers, and fflush(NULL)
+   holds that lock while it writes (and so takes the mutex): a deadlock. */
 static void std_atfork_child(void) {
   lio_std *all[] = { &std_out, &std_err };
   for (int i = 0; i < 2; i++) {
-    all[i]->head = all[i]->len = 0;
-    all[i]->total_in = all[i]->total_out = 0;
-    atomic_store(&all[i]->has_pending, 0);
+    lio_std *s = all[i];
+    PT_CHECK(pthread_mutex_init(&s->mu, NULL));
+    s->buf = NULL;
+    s->head = s->len = s->cap = 0;
+    s->total_in = s->total_out = 0;
+    s->err = 0;
+    atomic_store(&s->has_pending, 0);
   }
-  std_atfork_parent();
 }
 
 static void std_finish(void) {
@@ -593,7 +591,7 @@ static void std_swap(void) {
   std_files[1] = stderr;
   stdout = out;
   stderr = err;
-  pthread_atfork(std_atfork_prepare, std_atfork_parent, std_atfork_child);
+  pthread_atfork(NULL, NULL, std_atfork_child);
   atexit(std_finish);
 }
 
