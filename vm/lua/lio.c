@@ -44,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -327,8 +328,9 @@ static int os_execute(lua_State *L) {
  * std_write only when its buffer must go to the kernel. std_write never waits
  * and never touches the GIL (it runs inside fwrite, holding the FILE's lock,
  * where retaking the GIL could deadlock with a GIL holder flushing that FILE):
- * it writes what the descriptor takes now (after poll says POLLOUT, at most a
- * page at a time to a pipe, terminal or socket, which then cannot block) and
+ * it writes what the descriptor takes now (to a pipe or socket with
+ * pwritev2's RWF_NOWAIT; to a terminal, at most a page after poll says
+ * POLLOUT, which then cannot block) and
  * keeps the rest, in order, as pending bytes of that stream. Then:
  *  - a Lua call that wrote (print, io.write, file:write, flush: "armed") gets
  *    back from liolib with the FILE unlocked, and writes its pending bytes
@@ -344,7 +346,8 @@ static int os_execute(lua_State *L) {
 
 typedef struct lio_std {
   int fd;
-  int chunked; /* not a regular file: at most a page per write() after POLLOUT */
+  int chunked; /* not a regular file: never a write() that could wait */
+  atomic_int nowait; /* pwritev2's RWF_NOWAIT works on it (else poll, then a page) */
   pthread_mutex_t mu; /* held only while not waiting */
   char *buf; /* pending bytes: buf[head..len) */
   size_t head, len, cap;
@@ -368,12 +371,22 @@ static int std_try(lio_std *s, const char *p, size_t n, size_t *done) {
   *done = 0;
   while (*done < n) {
     size_t k = n - *done;
-    if (s->chunked) {
-      struct pollfd pf = { s->fd, POLLOUT, 0 };
-      if (poll(&pf, 1, 0) == 0) break; /* would wait */
-      if (k > std_page) k = std_page;
+    ssize_t r;
+    if (s->chunked && atomic_load(&s->nowait)) { /* one call that never waits (pipes, sockets) */
+      struct iovec v = { (char *)p + *done, k };
+      r = pwritev2(s->fd, &v, 1, -1, RWF_NOWAIT);
+      if (r < 0 && errno == EOPNOTSUPP) { /* a terminal: poll, then at most a page */
+        atomic_store(&s->nowait, 0);
+        continue;
+      }
+    } else {
+      if (s->chunked) {
+        struct pollfd pf = { s->fd, POLLOUT, 0 };
+        if (poll(&pf, 1, 0) == 0) break; /* would wait */
+        if (k > std_page) k = std_page;
+      }
+      r = write(s->fd, p + *done, k);
     }
-    ssize_t r = write(s->fd, p + *done, k);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0 && errno == EAGAIN) break; /* a descriptor someone made non-blocking */
     if (r < 0) return -1;
@@ -565,6 +578,7 @@ static FILE *std_file(lio_std *s, int line, int none) {
   struct stat st;
   int ok = fstat(s->fd, &st) == 0;
   s->chunked = !ok || !S_ISREG(st.st_mode);
+  atomic_store(&s->nowait, 1);
   FILE *f = fopencookie(s, "w", (cookie_io_functions_t){ NULL, std_write, std_seek, std_close });
   if (!f) return NULL;
   size_t size = ok && st.st_blksize > 0 ? (size_t)st.st_blksize : BUFSIZ;
