@@ -581,6 +581,7 @@ static FILE *std_file(lio_std *s, int line, int none) {
   atomic_store(&s->nowait, 1);
   FILE *f = fopencookie(s, "w", (cookie_io_functions_t){ NULL, std_write, std_seek, std_close });
   if (!f) return NULL;
+  f->_fileno = s->fd; /* fileno(stdout) stays 1 for C code that asks the descriptor (glibc marks a cookie -2) */
   size_t size = ok && st.st_blksize > 0 ? (size_t)st.st_blksize : BUFSIZ;
   if (none)
     setvbuf(f, NULL, _IONBF, 0);
