@@ -194,12 +194,27 @@ TestSuite(std, .fini = test_cleanup, .timeout = 600);
 
 static const char drain_sh[] =
     "if [ \"$5\" = stderr ]; then\n"
-    "  { \"$1\" -q -m \"$2\" \"$3\" \"$4\" drain \"$5\" 2>&1 >/dev/null; echo \"gilvm exit $?\" >&2; } |\n"
-    "    { until [ -e \"$4\" ]; do sleep 0.01; done; exec cat; }\n"
+    "  { \"$1\" -q -m \"$2\" \"$3\" \"$4\" drain \"$5\" 2>&1 >/dev/null & echo $! >>\"$4.pids\"; wait $!;\n"
+    "    echo \"gilvm exit $?\" >&2; } |\n"
+    "    sh -c 'echo $$ >>\"$1.pids\"; until [ -e \"$1\" ]; do sleep 0.01; done; exec cat' sh \"$4\"\n"
     "else\n"
-    "  { \"$1\" -q -m \"$2\" \"$3\" \"$4\" drain \"$5\"; echo \"gilvm exit $?\" >&2; } |\n"
-    "    { until [ -e \"$4\" ]; do sleep 0.01; done; exec cat; }\n"
+    "  { \"$1\" -q -m \"$2\" \"$3\" \"$4\" drain \"$5\" & echo $! >>\"$4.pids\"; wait $!;\n"
+    "    echo \"gilvm exit $?\" >&2; } |\n"
+    "    sh -c 'echo $$ >>\"$1.pids\"; until [ -e \"$1\" ]; do sleep 0.01; done; exec cat' sh \"$4\"\n"
     "fi\n";
+
+/* A pipeline killed at the hard limit leaves its gilvm and reader behind:
+   end them (their pids are in marker.pids), then check the run as usual. */
+static run_result *run_pipeline(const char *const *argv, const char *marker) {
+  run_opts o = { .limit_s = 300 };
+  run_result *r = run_tracked(&o, argv);
+  FILE *f = r->timed_out ? fopen(fmt("%s.pids", marker), "r") : NULL;
+  long pid;
+  while (f && fscanf(f, "%ld", &pid) == 1) run_wait_gone((pid_t)pid, 0);
+  if (f) fclose(f);
+  expect_clean(r);
+  return r;
+}
 
 /* "0000001\n" ... "0040000\n" (then "done\n" when what main printed comes too). */
 static char *numbered_lines(long n, int done) {
@@ -216,10 +231,9 @@ static char *numbered_lines(long n, int done) {
 static void full_pipe_case(const char *how, int nmodes) {
   for (int i = 0; i < nmodes; i++) {
     const char *marker = tmp_path(fmt("drain-%s-%d", how, i));
-    run_opts o = { .limit_s = 300 };
-    run_result *r = run_checked(&o,
-                                (const char *const[]){ "/bin/sh", "-c", drain_sh, "sh", gilvm_path(), modes[i],
-                                                       data("stdout_full.lua"), marker, how, NULL });
+    run_result *r = run_pipeline((const char *const[]){ "/bin/sh", "-c", drain_sh, "sh", gilvm_path(), modes[i],
+                                                        data("stdout_full.lua"), marker, how, NULL },
+                                 marker);
     expect_exit(r, 0);
     expect_err_has(r, "gilvm exit 0");
     cr_expect(strcmp(r->out, numbered_lines(40000, strcmp(how, "stderr") != 0)) == 0,
@@ -237,7 +251,7 @@ Test(std, io_stderr_write_into_a_full_pipe) { full_pipe_case("stderr", 1); }
    in order, when the reader drains the pipe at last. */
 static const char stop_sh[] =
     "P=\"$4.fifo\"; mkfifo \"$P\" || exit 9\n"
-    "\"$1\" -q -m \"$2\" \"$3\" \"$4\" stop print >\"$P\" 2>\"$4.err\" & g=$!\n"
+    "\"$1\" -q -m \"$2\" \"$3\" \"$4\" stop print >\"$P\" 2>\"$4.err\" & g=$!; echo $g >\"$4.pids\"\n"
     "exec 3<\"$P\"\n"
     "until [ -e \"$4\" ]; do sleep 0.01; done\n"
     "kill -TERM $g\n"
@@ -258,10 +272,9 @@ static long pipe_capacity(void) {
 Test(std, a_stop_loses_nothing_printed) {
   for (int i = 0; i < 2; i++) { /* a process worker is killed at a stop: its unwritten output with it */
     const char *marker = tmp_path(fmt("stop-%d", i));
-    run_opts o = { .limit_s = 300 };
-    run_result *r = run_checked(&o,
-                                (const char *const[]){ "/bin/sh", "-c", stop_sh, "sh", gilvm_path(), modes[i],
-                                                       data("stdout_full.lua"), marker, NULL });
+    run_result *r = run_pipeline((const char *const[]){ "/bin/sh", "-c", stop_sh, "sh", gilvm_path(), modes[i],
+                                                        data("stdout_full.lua"), marker, NULL },
+                                 marker);
     expect_exit(r, 0);
     expect_err_has(r, "gilvm exit 143");
     long n = (long)(r->out_len / 8);
