@@ -381,6 +381,7 @@ static int os_exit(lua_State *L) {
     breaker_attach(NULL, NULL, NULL);
     lua_close(L);
   }
+  lio_std_finish(); /* what a stopped print left pending: rt_exit flushes only stdio's buffers */
   rt_exit(status);
   return 0;
 }
