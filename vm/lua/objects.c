@@ -165,9 +165,35 @@ static int sim_wait(shm_arena *a, int (*fn)(shm_arena *, shm_off, const struct t
   }
 }
 
-/* --sim: a wait that cannot be tried without waiting (barrier, condition) is not simulated yet. */
-static void sim_refuse(lua_State *L, const char *what) {
-  if (sim_on()) luaL_error(L, "%s: not simulated yet (--sim)", what);
+/* --sim: a wait that cannot be tried without waiting (a barrier's: a try
+   would count as an arrival; a condition's: it must give up the lock) runs
+   shm's own wait, whose kernel sleeps shm_sleep_hook turns into blocks in
+   virtual time (sim_sleep). Its timeout is virtual too: shm is given a far
+   deadline, which sim_sleep moves into the past once the virtual one passes. */
+static struct timespec deadline_of(int64_t timeout_ns);
+
+typedef struct sim_pause {
+  uint64_t until; /* virtual; 0: none */
+  struct timespec deadline; /* what shm is given */
+} sim_pause;
+
+static void sim_sleep(void *arg) {
+  sim_pause *p = arg;
+  uint64_t t = clock_now_ns();
+  if (!p->until || t < p->until) sim_block(&sim_objects, p->until ? p->until - t : 0);
+  if (p->until && clock_now_ns() >= p->until) p->deadline = (struct timespec){ 0, 0 }; /* shm: timed out */
+}
+
+/* The deadline to give shm for a wait of timeout ns (< 0: none); under --sim, arms p. */
+static const struct timespec *wait_deadline(int64_t timeout, sim_pause *p) {
+  if (!sim_on()) {
+    p->deadline = deadline_of(timeout);
+    return timeout < 0 ? NULL : &p->deadline;
+  }
+  p->until = timeout < 0 ? 0 : clock_now_ns() + (uint64_t)timeout;
+  p->deadline = shm_deadline_in(86400.0 * 365); /* passed only by sim_sleep */
+  shm_sleep_hook(sim_sleep, p);
+  return timeout < 0 ? NULL : &p->deadline;
 }
 
 static rt_worker *self(lua_State *L) {
@@ -371,7 +397,7 @@ static long next_pool_id;
  * worker waiting on one counts as running. A worker that sleeps, reads a
  * file or runs C code is not waiting either. */
 
-enum { WAIT_LOCK = 1, WAIT_JOIN, WAIT_GET, WAIT_PUT, WAIT_QJOIN, WAIT_RECV, WAIT_EVENT, WAIT_SEM };
+enum { WAIT_LOCK = 1, WAIT_JOIN, WAIT_GET, WAIT_PUT, WAIT_QJOIN, WAIT_RECV, WAIT_EVENT, WAIT_SEM, WAIT_COND, WAIT_BARRIER };
 
 #define CYCLE_MAX 64 /* members of a cycle printed (at most BOARD_READ) */
 
@@ -480,6 +506,8 @@ static void print_wait(shm_arena *a, const shm_wait *w, const shm_wait *all, int
   case WAIT_RECV: fprintf(stderr, "to receive from a pipe (nothing sent)\n"); break;
   case WAIT_EVENT: fprintf(stderr, "for event %p to be set\n", obj); break;
   case WAIT_SEM: fprintf(stderr, "to acquire semaphore %p (value 0)\n", obj); break;
+  case WAIT_COND: fprintf(stderr, "to be notified on condition %p\n", obj); break;
+  case WAIT_BARRIER: fprintf(stderr, "at barrier %p for the other parties\n", obj); break;
   default: fprintf(stderr, "\n");
   }
 }
@@ -523,6 +551,9 @@ static int still_unmet(runtime *rt, const shm_wait *w) {
   case WAIT_QJOIN: return o && shm_queue_unfinished(a, o) > 0;
   case WAIT_EVENT: return o && !shm_event_is_set(a, o);
   case WAIT_SEM: return o && shm_sem_value(a, o) == 0;
+  case WAIT_COND: return o && shm_cond_waiting(a, o, w->token); /* its node not yet notified */
+  case WAIT_BARRIER: /* the generation it arrived in has not gone, nor broken */
+    return o && shm_barrier_info(a, o, 3) == (int64_t)w->held_by && !shm_barrier_info(a, o, 2);
   case WAIT_JOIN: {
     if (w->on >> 32 != (uint64_t)rt->pid) return 0;
     PT_CHECK(pthread_mutex_lock(&rt->mu));
@@ -1186,11 +1217,20 @@ static int barrier_wait(lua_State *L) {
   int64_t timeout = args_opt_timeout(L, 2), index = 0;
   shm_arena *a = arena(L);
   rt_worker *me = self(L);
-  sim_refuse(L, "barrier wait");
   /* no try-first here: a try that arrives counts as an arrival */
-  struct timespec deadline = deadline_of(timeout);
+  shm_wait w;
+  int graph = timeout < 0; /* see "deadlock detection" */
+  if (graph) {
+    wait_note(L, WAIT_BARRIER, h->off, &w);
+    w.held_by = (uint64_t)shm_barrier_info(a, h->off, 3); /* the generation it arrives in (still_unmet) */
+  }
+  sim_pause p = { 0 };
   uint64_t began = rt_block_begin(me, RT_BLOCK_LOCK);
-  int rc = shm_barrier_wait(a, h->off, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL, &index);
+  if (graph) wait_begin(&w);
+  const struct timespec *d = wait_deadline(timeout, &p);
+  int rc = shm_barrier_wait(a, h->off, d, rt_should_stop, NULL, &index);
+  shm_sleep_hook(NULL, NULL);
+  if (graph) wait_end(&w);
   rt_block_end(me, RT_BLOCK_LOCK, began);
   if (rc == SHM_STOPPED) rt_check_stop(L);
   if (rc == SHM_OK) {
@@ -1268,10 +1308,16 @@ static int cond_wait_once(lua_State *L, int64_t timeout) {
   uint64_t token = token_of(me);
   shm_off lk = cond_lock(L);
   if (!shm_lock_owned(a, lk, token)) return luaL_error(L, "cannot wait on un-acquired lock");
-  sim_refuse(L, "condition wait");
-  struct timespec deadline = deadline_of(timeout);
+  shm_wait w;
+  int graph = timeout < 0; /* see "deadlock detection" */
+  if (graph) wait_note(L, WAIT_COND, h->off, &w);
+  sim_pause p = { 0 };
   uint64_t began = rt_block_begin(me, RT_BLOCK_LOCK);
-  int rc = shm_cond_wait(a, h->off, token, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL);
+  if (graph) wait_begin(&w);
+  const struct timespec *d = wait_deadline(timeout, &p);
+  int rc = shm_cond_wait(a, h->off, token, d, rt_should_stop, NULL);
+  shm_sleep_hook(NULL, NULL);
+  if (graph) wait_end(&w);
   rt_block_end(me, RT_BLOCK_LOCK, began);
   if (!shm_lock_owned(a, lk, token)) held_clear(lk);
   if (rc == SHM_STOPPED) rt_check_stop(L);
@@ -1289,7 +1335,7 @@ static int cond_wait(lua_State *L) {
 static int cond_wait_for(lua_State *L) {
   luaL_checktype(L, 2, LUA_TFUNCTION);
   int64_t timeout = args_opt_timeout(L, 3);
-  struct timespec end = deadline_of(timeout);
+  uint64_t end = timeout < 0 ? 0 : clock_now_ns() + (uint64_t)timeout; /* virtual under --sim */
   for (;;) {
     lua_settop(L, 3);
     lua_pushvalue(L, 2);
@@ -1297,8 +1343,7 @@ static int cond_wait_for(lua_State *L) {
     if (lua_toboolean(L, -1)) return 1;
     int64_t left = -1;
     if (timeout >= 0) {
-      struct timespec now = shm_deadline_in(0);
-      left = (int64_t)(end.tv_sec - now.tv_sec) * 1000000000 + (end.tv_nsec - now.tv_nsec);
+      left = (int64_t)(end - clock_now_ns());
       if (left <= 0) return 1;
     }
     cond_wait_once(L, left);

@@ -158,13 +158,25 @@ static struct timespec sleep_until(const struct timespec *deadline) {
  * returns (EINTR, EAGAIN, a wake-up) all mean "look again". */
 static _Thread_local _Atomic uint32_t *sleep_note; /* shm_sleep_note: 1 while this thread sleeps */
 
+static _Thread_local shm_sleep_fn sleep_hook; /* shm_sleep_hook: sleeps instead of the futex */
+static _Thread_local void *sleep_hook_arg;
+
 static void futex_wait(_Atomic uint32_t *word, uint32_t seen, const struct timespec *until) {
+  if (sleep_hook) { /* --sim: the caller looks again when the hook returns, as after a wake-up */
+    sleep_hook(sleep_hook_arg);
+    return;
+  }
   if (sleep_note) atomic_store(sleep_note, 1);
   syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET, seen, until, NULL, FUTEX_BITSET_MATCH_ANY);
   if (sleep_note) atomic_store(sleep_note, 0); /* before the waiter looks at what it waits for */
 }
 
 void shm_sleep_note(_Atomic uint32_t *flag) { sleep_note = flag; }
+
+void shm_sleep_hook(shm_sleep_fn fn, void *arg) {
+  sleep_hook = fn;
+  sleep_hook_arg = arg;
+}
 
 static void futex_wake(_Atomic uint32_t *word, int n) {
   syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, n, NULL, NULL, 0);
@@ -1256,12 +1268,15 @@ int shm_barrier_reset(shm_arena *a, shm_off off, int abort_it) {
   return SHM_OK;
 }
 
-/* what: 0 parties, 1 waiting now, 2 broken */
+/* what: 0 parties, 1 waiting now, 2 broken, 3 generation */
 int64_t shm_barrier_info(shm_arena *a, shm_off off, int what) {
   struct sync *s = sync_at(a, off, SHM_T_BARRIER);
   if (!s) return 0;
   sync_lock(a, s);
-  int64_t v = what == 0 ? s->n[BAR_PARTIES] : what == 1 ? (s->n[BAR_BROKEN] ? 0 : s->n[BAR_COUNT]) : s->n[BAR_BROKEN];
+  int64_t v = what == 0 ? s->n[BAR_PARTIES]
+      : what == 1      ? (s->n[BAR_BROKEN] ? 0 : s->n[BAR_COUNT])
+      : what == 2      ? s->n[BAR_BROKEN]
+                       : s->n[BAR_GEN];
   sync_unlock(s);
   return v;
 }
@@ -1282,6 +1297,7 @@ struct cnode {
   shm_off next;
   int32_t pid; /* the waiter's process */
   int32_t notified;
+  uint64_t owner; /* the waiter's token (shm_cond_waiting) */
 };
 
 static struct cnode *cnode_at(shm_arena *a, shm_off off) { return (struct cnode *)((char *)a + off); }
@@ -1329,6 +1345,7 @@ int shm_cond_wait(shm_arena *a, shm_off off, uint64_t owner, const struct timesp
   c->next = 0;
   c->pid = (int32_t)getpid();
   c->notified = 0;
+  c->owner = owner;
   sync_lock(a, s);
   if (s->tail)
     cnode_at(a, s->tail)->next = node;
@@ -1355,6 +1372,16 @@ int shm_cond_wait(shm_arena *a, shm_off off, uint64_t owner, const struct timesp
   if (lrc != SHM_OK) return lrc;
   l->depth = depth;
   return rc;
+}
+
+int shm_cond_waiting(shm_arena *a, shm_off off, uint64_t owner) {
+  struct sync *s = sync_at(a, off, SHM_T_CONDITION);
+  if (!s) return 0;
+  sync_lock(a, s);
+  int found = 0;
+  for (shm_off it = s->head; it && !found; it = cnode_at(a, it)->next) found = cnode_at(a, it)->owner == owner;
+  sync_unlock(s);
+  return found;
 }
 
 /* Is pid gone? (ESRCH only: EPERM means it exists.) */
