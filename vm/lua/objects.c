@@ -566,22 +566,37 @@ static int still_unmet(runtime *rt, const shm_wait *w) {
 }
 
 /* Does every live worker wait, none with a timeout, for something that is
- * not there, with no process worker alive? Fills out[] with their waits. */
+ * not there? A process worker is looked into through the count of its
+ * threads that may act, which it publishes on the board (shm_board_proc):
+ * it waits when that many entries of its pid are on the board. Fills out[]
+ * with their waits. */
 static int everybody_waits(runtime *rt, shm_wait *out) {
   shm_arena *a = rt->arena;
   shm_wait all[BOARD_READ];
   uint64_t v1, live[BOARD_READ];
-  int n = shm_board_read(a, all, BOARD_READ, &v1), nlive = 0, ok = 1;
+  pid_t procs[BOARD_READ];
+  int n = shm_board_read(a, all, BOARD_READ, &v1), nlive = 0, nprocs = 0, ok = 1;
   PT_CHECK(pthread_mutex_lock(&rt->mu));
   for (int i = 0; i < rt->nworkers && ok; i++) {
     rt_worker *w = rt->workers[i];
     if (w->done || rt_inherited(rt, w)) continue;
-    if (w->kind == RT_PROCESS || nlive == BOARD_READ)
-      ok = 0; /* it could end any wait */
+    if (nlive == BOARD_READ || (w->kind == RT_PROCESS && w->pid <= 0))
+      ok = 0; /* too many to look at, or a process not started yet: it could end any wait */
+    else if (w->kind == RT_PROCESS)
+      procs[nprocs++] = w->pid;
     else
       live[nlive++] = (uint64_t)rt->pid << 32 | (uint32_t)(w->id + 1);
   }
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
+  for (int p = 0; ok && p < nprocs; p++) { /* each process: as many waits on the board as threads that may act */
+    int want = shm_board_proc_live(a, (int32_t)procs[p]), got = 0;
+    for (int k = 0; k < n && ok; k++)
+      if (all[k].token >> 32 == (uint64_t)procs[p]) {
+        if (nlive == BOARD_READ) ok = 0;
+        else live[nlive++] = all[k].token, got++;
+      }
+    ok = ok && want > 0 && got == want && process_lives(procs[p]);
+  }
   for (int i = 0; ok && i < nlive; i++) { /* every live worker has a wait, and it is unmet */
     int k = 0;
     while (k < n && all[k].token != live[i]) k++;

@@ -1565,6 +1565,8 @@ struct board {
   uint64_t token[SHM_BOARD_SLOTS]; /* slot i's waiter, 0: free (apart from the entries: scanned often) */
   shm_wait slot[SHM_BOARD_SLOTS];
   _Atomic uint32_t asleep[SHM_BOARD_SLOTS]; /* slot i's waiter is asleep in a futex (shm_sleep_note) */
+  int32_t proc_pid[SHM_BOARD_SLOTS]; /* a process worker (0: a free entry)... */
+  int32_t proc_live[SHM_BOARD_SLOTS]; /* ...and how many of its threads may act (shm_board_proc) */
 };
 
 static void board_repair(shm_arena *a, void *ctx) {
@@ -1682,6 +1684,40 @@ void shm_board_unread(shm_arena *a, shm_wait *out, int n) {
 _Atomic uint32_t *shm_board_asleep(shm_arena *a, int slot) {
   struct board *b = board_of(a, 0);
   return b && slot >= 0 && slot < SHM_BOARD_SLOTS ? &b->asleep[slot] : NULL;
+}
+
+/* With the board's mutex held: pid's entry (made if make), or -1. */
+static int proc_slot(struct board *b, int32_t pid, int make) {
+  int free_one = -1;
+  for (int i = 0; i < SHM_BOARD_SLOTS; i++) {
+    if (b->proc_pid[i] == pid) return i;
+    if (!b->proc_pid[i] && free_one < 0) free_one = i;
+  }
+  if (make && free_one >= 0) b->proc_pid[free_one] = pid;
+  return make ? free_one : -1;
+}
+
+int shm_board_proc(shm_arena *a, int32_t pid, int32_t n, int add) {
+  struct board *b = board_of(a, 0);
+  if (!b || pid <= 0) return -1;
+  board_lock(a, b);
+  int i = proc_slot(b, pid, 1), v = -1;
+  if (i >= 0) {
+    v = b->proc_live[i] = add ? b->proc_live[i] + n : n;
+    if (v <= 0) b->proc_pid[i] = b->proc_live[i] = 0;
+    b->version++; /* a reader that spans this change looks again */
+  }
+  PT_CHECK(pthread_mutex_unlock(&b->mutex));
+  return v;
+}
+
+int shm_board_proc_live(shm_arena *a, int32_t pid) {
+  struct board *b = board_of(a, 0);
+  if (!b || pid <= 0) return -1;
+  board_lock(a, b);
+  int i = proc_slot(b, pid, 0), v = i >= 0 ? b->proc_live[i] : -1;
+  PT_CHECK(pthread_mutex_unlock(&b->mutex));
+  return v;
 }
 
 uint64_t shm_board_version(shm_arena *a) {

@@ -306,5 +306,11 @@ void shm_board_remove_slot(shm_arena *a, int slot, uint64_t token);
 int shm_board_read(shm_arena *a, shm_wait *out, int max, uint64_t *version);
 void shm_board_unread(shm_arena *a, shm_wait *out, int n);
 uint64_t shm_board_version(shm_arena *a);
+/* A process worker publishes how many of its threads may still act (its
+ * own threads, itself included, not yet finished): add 0 sets the count to
+ * n, add 1 adds n; 0 removes the entry. Returns the count, or -1 (a full
+ * table). Changes the version. proc_live: pid's count, or -1 if unknown. */
+int shm_board_proc(shm_arena *a, int32_t pid, int32_t n, int add);
+int shm_board_proc_live(shm_arena *a, int32_t pid);
 
 #endif
