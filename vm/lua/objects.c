@@ -627,6 +627,34 @@ int objects_check_deadlock(runtime *rt) {
   return n > 0;
 }
 
+/* --sim: the simulator found every thread waiting with nothing due (no
+ * timer, no wake-up left): certain, so no look at the objects. The same
+ * message as the real detector's (a cycle if there is one, else every wait
+ * on the board), then the same stop: exit status 4 and the report. */
+static void sim_deadlock(const char *names) {
+  runtime *rt = rt_current;
+  if (!rt || !rt->arena) return;
+  shm_wait waits[BOARD_READ];
+  int n = find_cycle(rt->arena, waits);
+  if (n) {
+    report_cycle(rt->arena, waits, n);
+    return;
+  }
+  uint64_t v;
+  n = shm_board_read(rt->arena, waits, BOARD_READ, &v);
+  for (int i = 0; i < n; i++) note_for_message(rt->arena, &waits[i]);
+  shm_board_unread(rt->arena, waits, n);
+  if (!n) { /* nothing on the board (a wait gilvm does not name): the simulator's names */
+    if (atomic_load(&rt->stop) || atomic_exchange(&deadlock_reported, 1)) return;
+    fprintf(stderr, "gilvm: deadlock: every worker waits, none with a timeout: %s\n", names);
+    fflush(stderr);
+    rt_stop(rt, EXIT_DEADLOCK, "deadlock");
+    return;
+  }
+  report_deadlock(rt->arena, "every worker waits, none with a timeout, for what only another of them could give:",
+                  waits, n);
+}
+
 /* The calling worker is about to wait for (kind, on) without a timeout.
  * wait_note fills in the entry while the GIL is held (it reads the Lua
  * stack); wait_begin, with the GIL released (the board's mutex is shared
@@ -722,6 +750,7 @@ void objects_close_pools(runtime *rt) {
 static void init_once(void) {
   for (int t = SHM_T_LOCK; t < SHM_T_NKINDS; t++) mar_register_udata(kinds[t].mt, enc_handle, decoders[t]);
   PT_CHECK(pthread_atfork(before_fork, after_fork_parent, after_fork_child));
+  sim_on_deadlock(sim_deadlock);
 }
 
 /* ------------------------------------------------------------ gil.lock */
