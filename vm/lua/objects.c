@@ -402,6 +402,7 @@ enum { WAIT_LOCK = 1, WAIT_JOIN, WAIT_GET, WAIT_PUT, WAIT_QJOIN, WAIT_RECV, WAIT
 #define CYCLE_MAX 64 /* members of a cycle printed (at most BOARD_READ) */
 
 static atomic_int deadlock_reported; /* one message per run */
+static atomic_long deadlock_checks; /* the watchdog's looks so far (gil._debug().checks) */
 static _Thread_local int board_slot = -1; /* this thread's entry on the board while it waits */
 
 static uint64_t token_of(rt_worker *me);
@@ -624,7 +625,19 @@ int objects_check_deadlock(runtime *rt) {
   if (n)
     report_deadlock(rt->arena,
                     "every worker waits, none with a timeout, for what only another of them could give:", waits, n);
+  atomic_fetch_add(&deadlock_checks, 1);
   return n > 0;
+}
+
+long objects_deadlock_checks(void) { return atomic_load(&deadlock_checks); }
+
+int objects_board_waits(void) {
+  shm_arena *a = rt_current ? rt_current->arena : NULL;
+  if (!a) return 0;
+  shm_wait all[BOARD_READ];
+  int n = shm_board_read(a, all, BOARD_READ, NULL);
+  shm_board_unread(a, all, n);
+  return n;
 }
 
 /* --sim: the simulator found every thread waiting with nothing due (no
