@@ -198,7 +198,8 @@ Test(model, conditions_barriers_and_sockets_wait_in_virtual_time) {
 Test(model, a_simulated_deadlock_reads_as_a_real_one_and_prints_the_report) {
   run_result *r = GV("--sim", "2", data_in("deadlock", "cond_wait.lua"));
   expect_exit(r, 4);
-  expect_err_has(r, "gilvm: deadlock: every worker waits, none with a timeout, for what only another of them could give:\n");
+  expect_err_has(
+      r, "gilvm: deadlock: every worker waits, none with a timeout, for what only another of them could give:\n");
   expect_err_has(r, "to be notified on condition 0x");
   expect_err_has(r, "gilvm: stopped: deadlock\n");
   expect_err_has(r, "-- gilvm report");
@@ -212,7 +213,8 @@ Test(model, a_simulated_deadlock_reads_as_a_real_one_and_prints_the_report) {
   expect_err_has(r, "-- gilvm report");
   r = GV("--sim", "2", "-e",
          "local ports = gil.queue()\n"
-         "local t = gil.spawn(function(ports) local s = gil.listen(0); ports:put(s:port()); local c = s:accept(); c:recv() end, ports)\n"
+         "local t = gil.spawn(function(ports) local s = gil.listen(0); ports:put(s:port()); local c = s:accept(); "
+         "c:recv() end, ports)\n"
          "local c = gil.connect('127.0.0.1', ports:get()); c:recv()");
   expect_exit(r, 4); /* both recv: nothing on the board, the simulator names them */
   expect_err_has(r, "gilvm: deadlock: every worker waits, none with a timeout: 'main', '1@(command line):2'\n");

@@ -397,7 +397,18 @@ static long next_pool_id;
  * worker waiting on one counts as running. A worker that sleeps, reads a
  * file or runs C code is not waiting either. */
 
-enum { WAIT_LOCK = 1, WAIT_JOIN, WAIT_GET, WAIT_PUT, WAIT_QJOIN, WAIT_RECV, WAIT_EVENT, WAIT_SEM, WAIT_COND, WAIT_BARRIER };
+enum {
+  WAIT_LOCK = 1,
+  WAIT_JOIN,
+  WAIT_GET,
+  WAIT_PUT,
+  WAIT_QJOIN,
+  WAIT_RECV,
+  WAIT_EVENT,
+  WAIT_SEM,
+  WAIT_COND,
+  WAIT_BARRIER
+};
 
 #define CYCLE_MAX 64 /* members of a cycle printed (at most BOARD_READ) */
 
@@ -593,8 +604,10 @@ static int everybody_waits(runtime *rt, shm_wait *out) {
     int want = shm_board_proc_live(a, (int32_t)procs[p]), got = 0;
     for (int k = 0; k < n && ok; k++)
       if (all[k].token >> 32 == (uint64_t)procs[p]) {
-        if (nlive == BOARD_READ) ok = 0;
-        else live[nlive++] = all[k].token, got++;
+        if (nlive == BOARD_READ)
+          ok = 0;
+        else
+          live[nlive++] = all[k].token, got++;
       }
     ok = ok && want > 0 && got == want && process_lives(procs[p]);
   }
@@ -664,8 +677,8 @@ static void sim_deadlock(const char *names) {
     rt_stop(rt, EXIT_DEADLOCK, "deadlock");
     return;
   }
-  report_deadlock(rt->arena, "every worker waits, none with a timeout, for what only another of them could give:",
-                  waits, n);
+  report_deadlock(rt->arena,
+                  "every worker waits, none with a timeout, for what only another of them could give:", waits, n);
 }
 
 /* The calling worker is about to wait for (kind, on) without a timeout.

@@ -1274,9 +1274,9 @@ int64_t shm_barrier_info(shm_arena *a, shm_off off, int what) {
   if (!s) return 0;
   sync_lock(a, s);
   int64_t v = what == 0 ? s->n[BAR_PARTIES]
-      : what == 1      ? (s->n[BAR_BROKEN] ? 0 : s->n[BAR_COUNT])
-      : what == 2      ? s->n[BAR_BROKEN]
-                       : s->n[BAR_GEN];
+      : what == 1       ? (s->n[BAR_BROKEN] ? 0 : s->n[BAR_COUNT])
+      : what == 2       ? s->n[BAR_BROKEN]
+                        : s->n[BAR_GEN];
   sync_unlock(s);
   return v;
 }
