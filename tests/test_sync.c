@@ -314,6 +314,15 @@ Test(deadlock, a_process_worker_and_main_both_waiting_is_one) {
   }
 }
 
+Test(deadlock, main_joining_a_process_worker_that_waits_for_ever_is_one) {
+  for (int m = 0; m < NMODES; m++) {
+    run_result *r = run_program_in(modes[m], "deadlock", "process_join.lua");
+    expect_exit(r, 4);
+    expect_wait_line(r, "main", "process_join.lua:4", "to join '1@process_join.lua:3'");
+    expect_wait_line(r, "1@process_join.lua:3", "process_join.lua:3", "to get an item from queue 0x");
+  }
+}
+
 Test(deadlock, a_sleeping_notifier_and_a_waiter_with_a_timeout_are_not_deadlocks) {
   for (int m = 0; m < NMODES; m++) {
     run_result *r = run_program_in(modes[m], "deadlock", "cond_not_deadlocks.lua");

@@ -566,10 +566,17 @@ static int still_unmet(runtime *rt, const shm_wait *w) {
   case WAIT_COND: return o && shm_cond_waiting(a, o, w->token); /* its node not yet notified */
   case WAIT_BARRIER: /* the generation it arrived in has not gone, nor broken */
     return o && shm_barrier_info(a, o, 3) == (int64_t)w->held_by && !shm_barrier_info(a, o, 2);
-  case WAIT_JOIN: {
-    if (w->on >> 32 != (uint64_t)rt->pid) return 0;
+  case WAIT_JOIN: { /* a thread of this process, or one of its process workers (by pid and id) */
+    pid_t pid = (pid_t)(w->on >> 32);
+    int id = (int)(uint32_t)w->on - 1, done = 1;
     PT_CHECK(pthread_mutex_lock(&rt->mu));
-    int done = worker_done(rt, (int)(uint32_t)w->on - 1);
+    if (pid == rt->pid)
+      done = worker_done(rt, id);
+    else
+      for (int i = 0; i < rt->nworkers; i++) {
+        rt_worker *x = rt->workers[i];
+        if (x->kind == RT_PROCESS && x->pid == pid && x->id == id) done = x->done;
+      }
     PT_CHECK(pthread_mutex_unlock(&rt->mu));
     return !done;
   }
