@@ -195,6 +195,14 @@ Test(model, conditions_barriers_and_sockets_wait_in_virtual_time) {
   expect_out(r, "ping 1\t0.000030\nping 2\t0.000050\nping 3\t0.000070\nend\tnil\tclosed\nserver saw\t18\n");
 }
 
+Test(model, a_socket_to_the_outside_takes_real_time_and_a_wake_up_of_virtual_time) {
+  /* stdout only: the run's CPU time (--json) varies with io.popen's real I/O, sockets or not */
+  run_result *r =
+      GV("--sim", "2", "-q", data_in("sim", "outside.lua"), gilvm_path(), data_in("sim", "outside_server.lua"));
+  expect_exit(r, 0);
+  expect_out(r, "hello\t0.000020\nnil\ttimeout\t0.000030\n"); /* send, recv, recv: 10 us each */
+}
+
 Test(model, a_simulated_deadlock_reads_as_a_real_one_and_prints_the_report) {
   run_result *r = GV("--sim", "2", data_in("deadlock", "cond_wait.lua"));
   expect_exit(r, 4);

@@ -19,7 +19,8 @@
  * woken waiter polls for real (the peer's call has already run, so the
  * kernel delivers at once on loopback; at most SIM_DELIVERY_MS). A socket
  * whose peer is not listed (another program) waits for real, holding the
- * baton, and costs a wake-up of virtual time, whatever the real time was.
+ * baton (its timeout in real time); each connect, send and recv on it
+ * costs a wake-up of virtual time, whatever the real time was.
  * A listener's accept waits in virtual time for gilvm's own connectors; an
  * outside client is accepted only if it is already queued when it looks.
  */
@@ -122,17 +123,32 @@ static void sim_poke(int fd, int rd, int wr) {
   if (p && wr) sim_wake(&p->wr, 1);
 }
 
+/* lio_wait_fd on the real clock (under --sim, clock_now_ns is virtual and
+   stands still while the simulator waits for the outside): 1 ready, 0 timed
+   out, -1 stopping. */
+static int real_wait_fd(int fd, short events, int64_t timeout_ns) {
+  uint64_t end = timeout_ns < 0 ? 0 : clock_real_ns() + (uint64_t)timeout_ns;
+  for (;;) {
+    if (atomic_load(&rt_current->stop)) return -1;
+    int ms = 50; /* a slice: the stop is looked at between them */
+    if (end) {
+      uint64_t now = clock_real_ns();
+      if (now >= end) return 0;
+      if ((end - now + 999999) / 1000000 < (uint64_t)ms) ms = (int)((end - now + 999999) / 1000000);
+    }
+    struct pollfd p = { fd, events, 0 };
+    int r = poll(&p, 1, ms);
+    if (r > 0 || (r < 0 && errno != EINTR)) return 1; /* ready, or an error the next call reports */
+  }
+}
+
 /* --sim's lio_wait_fd: 1 ready, 0 timed out (virtual), -1 stopping. A
    listener and a connection to gilvm's own workers (its peer is listed, or
    a listed listener: not yet accepted) wait in virtual time; any other
    socket waits for real (see the top). */
 static int sim_wait_fd(int fd, short events, int64_t timeout_ns, int listener) {
   sim_end *mine = list_end(fd, listener);
-  if (!mine || (!listener && !peer_end(fd, 1))) { /* the world outside: real time, a wake-up's virtual cost */
-    int r = lio_wait_fd(fd, events, timeout_ns);
-    sim_block(NULL, sim_config_get()->wake_ns);
-    return r;
-  }
+  if (!mine || (!listener && !peer_end(fd, 1))) return real_wait_fd(fd, events, timeout_ns); /* the outside */
   uint64_t until = timeout_ns < 0 ? 0 : clock_now_ns() + (uint64_t)timeout_ns;
   for (;;) {
     struct pollfd p = { fd, events, 0 };
@@ -143,6 +159,13 @@ static int sim_wait_fd(int fd, short events, int64_t timeout_ns, int listener) {
     int timed_out = sim_block(events & POLLIN ? (void *)&mine->rd : (void *)&mine->wr, until ? until - t : 0);
     if (!timed_out && poll(&p, 1, SIM_DELIVERY_MS) > 0) return 1; /* woken by the peer: it is on its way */
   }
+}
+
+/* --sim: a call on a connection to the outside (its peer not listed) costs a
+   wake-up of virtual time, however long it took for real and whether or not
+   it waited (so the same run costs the same). Call it with the GIL released. */
+static void sim_outside_cost(int fd) {
+  if (sim_on() && !peer_end(fd, 1)) sim_block(NULL, sim_config_get()->wake_ns);
 }
 
 static int wait_fd(int fd, short events, int64_t timeout_ns, int listener) {
@@ -254,6 +277,7 @@ static ssize_t sock_io(lua_State *L, int fd, int is_send, void *buf, size_t n, i
     err = errno;
     if (r >= 0) sim_poke(fd, is_send, !is_send); /* a send: something to read; a recv: room to send */
   }
+  sim_outside_cost(fd);
   lio_retake(began);
   rt_check_stop(L);
   errno = err;
@@ -316,6 +340,9 @@ static int g_connect(lua_State *L) {
   if (sim_on()) {
     list_end(s->fd, 0); /* listed before the acceptor looks at its peer */
     sim_poke(s->fd, 2, 0); /* the listener's accept */
+    uint64_t began = lio_release();
+    sim_outside_cost(s->fd);
+    lio_retake(began);
   }
   return 1;
 }
