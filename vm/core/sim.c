@@ -21,7 +21,7 @@ static sim_thread main_thread;
 static _Thread_local sim_thread *me;
 static uint64_t rng, latest, total_cpu;
 static int stopping;
-static void (*on_deadlock)(const char *names); /* sim_on_deadlock's */
+static void (*on_deadlock)(const char *names, int n); /* sim_on_deadlock's */
 
 /* splitmix64: the seeded choices among equals */
 static uint64_t next_rand(void) {
@@ -93,7 +93,7 @@ static void deadlock(void) {
   names_of(names, sizeof names);
   if (on_deadlock && !stopping) {
     PT_CHECK(pthread_mutex_unlock(&mu)); /* the handler stops the run: sim_stop takes mu */
-    on_deadlock(names);
+    on_deadlock(names, nall);
     PT_CHECK(pthread_mutex_lock(&mu));
     if (stopping) return;
   }
@@ -103,7 +103,7 @@ static void deadlock(void) {
   _exit(SIM_EXIT_DEADLOCK);
 }
 
-void sim_on_deadlock(void (*fn)(const char *names)) { on_deadlock = fn; }
+void sim_on_deadlock(void (*fn)(const char *names, int n)) { on_deadlock = fn; }
 
 /* The next thread to run (under mu): the smallest key, ties by the PRNG. */
 static sim_thread *pick(void) {

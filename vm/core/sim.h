@@ -90,10 +90,10 @@ uint64_t sim_room(void);
 uint64_t sim_now(void);
 uint64_t sim_thread_cpu(void);
 uint64_t sim_total_cpu(void);
-/* Every thread waits and nothing is due: fn(names of the waiting threads) is
+/* Every thread waits and nothing is due: fn(names of the n waiting threads) is
    called (without the scheduler's lock, by the last thread to block) to say
    so and stop the run (rt_stop, which calls sim_stop). */
-void sim_on_deadlock(void (*fn)(const char *names));
+void sim_on_deadlock(void (*fn)(const char *names, int n));
 /* The run is stopping: every blocked thread becomes runnable. */
 void sim_stop(void);
 /* The GIL's virtual-time driver, on this scheduler. */

@@ -664,7 +664,7 @@ int objects_board_waits(void) {
  * timer, no wake-up left): certain, so no look at the objects. The same
  * message as the real detector's (a cycle if there is one, else every wait
  * on the board), then the same stop: exit status 4 and the report. */
-static void sim_deadlock(const char *names) {
+static void sim_deadlock(const char *names, int nthreads) {
   runtime *rt = rt_current;
   if (!rt || !rt->arena) return;
   shm_wait waits[BOARD_READ];
@@ -677,9 +677,10 @@ static void sim_deadlock(const char *names) {
   n = shm_board_read(rt->arena, waits, BOARD_READ, &v);
   for (int i = 0; i < n; i++) note_for_message(rt->arena, &waits[i]);
   shm_board_unread(rt->arena, waits, n);
-  if (!n) { /* nothing on the board (a wait gilvm does not name): the simulator's names */
+  if (n < nthreads) { /* some wait gilvm does not name (a socket, a GIL): the simulator's names, then the board's */
     if (atomic_load(&rt->stop) || atomic_exchange(&deadlock_reported, 1)) return;
     fprintf(stderr, "gilvm: deadlock: every worker waits, none with a timeout: %s\n", names);
+    for (int i = 0; i < n; i++) print_wait(rt->arena, &waits[i], waits, n);
     fflush(stderr);
     rt_stop(rt, EXIT_DEADLOCK, "deadlock");
     return;
