@@ -383,19 +383,26 @@ static long next_pool_id;
  * among threads of one). The first to find one prints it and stops the run
  * with EXIT_DEADLOCK.
  *
- * EVERYBODY WAITING. Waits on a queue (get, put, join), a pipe, an event or
- * a semaphore are no edges: anybody could end them. But when every live
- * worker waits without a timeout and no process worker lives, nobody is
- * left to end any of them. The watchdog checks that too, in this order:
- * the board (and its version); each wait's object, that what it waits for
- * is still not there (no item, event clear, no permit, lock held by another,
- * joined worker not done); each waiter's "asleep" word (shm_sleep_note: set
- * while it sleeps in the kernel, cleared as it wakes, BEFORE it looks at
- * the object); the version again. A waiter that was woken and has not yet
- * taken what woke it leaves the object showing it; one that has taken it
- * has cleared its word. Conditions and barriers are not watched, so a
- * worker waiting on one counts as running. A worker that sleeps, reads a
- * file or runs C code is not waiting either. */
+ * EVERYBODY WAITING. Waits on a queue (get, put, join), a pipe, an event,
+ * a semaphore, a condition or a barrier are no edges: anybody could end
+ * them. But when every live worker waits without a timeout, nobody is left
+ * to end any of them. The watchdog checks that too, in this order: the
+ * board (and its version); each wait's object, that what it waits for is
+ * still not there (no item, event clear, no permit, lock held by another,
+ * joined worker not done, the waiter's node on the condition not yet
+ * notified, the barrier's round it arrived in not over nor broken); each
+ * waiter's "asleep" word (shm_sleep_note: set while it sleeps in the
+ * kernel, cleared as it wakes, BEFORE it looks at the object); the version
+ * again. A waiter that was woken and has not yet taken what woke it leaves
+ * the object showing it; one that has taken it has cleared its word. A
+ * worker that sleeps, reads a file or a socket or runs C code is not
+ * waiting. A process worker (gil.process, every worker in fork mode) runs
+ * threads the main process does not know: it publishes on the board how
+ * many of its threads may still act (shm_board_proc: one at its start, one
+ * more per worker it starts, one fewer as a thread finishes; a process of
+ * its own is never taken off, so such a process is never counted as
+ * waiting), and it waits when that many of its entries are on the board,
+ * each unmet and asleep. */
 
 enum {
   WAIT_LOCK = 1,
