@@ -107,6 +107,12 @@ Test(determinism, loopback_echo_between_two_workers) {
   TWICE("--sim", "2", "-m", "nogil", data_in("sim", "echo.lua"), "20");
 }
 
+Test(determinism, downloads_over_loopback_sockets) {
+  json_t *o = TWICE("--sim", "2", script("downloads.lua"), "3", "3", "0.05", "16");
+  cr_expect(o != NULL);
+  TWICE("--sim", "4", "-m", "nogil", script("downloads.lua"), "3", "3", "0.05", "16");
+}
+
 Test(determinism, race_depends_on_the_seed_only) {
   json_t *a = TWICE("--sim", "2", "--seed", "1", script("race.lua"), "4", "1000000");
   json_t *b = TWICE("--sim", "2", "--seed", "2", script("race.lua"), "4", "1000000");
