@@ -736,7 +736,9 @@ static rt_worker *spawn_process(lua_State *L, rt_worker *w, int idx, int n) {
   int saved = errno;
   close(p[1]);
   if (pid > 0) {
+    PT_CHECK(pthread_mutex_lock(&rt->mu)); /* the watchdog reads it (the deadlock detector, rt_stop) */
     w->pid = pid;
+    PT_CHECK(pthread_mutex_unlock(&rt->mu));
     w->fd = p[0];
     track_fd(rt, w);
   }
