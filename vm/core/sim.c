@@ -92,8 +92,9 @@ static void deadlock(void) {
   char names[512];
   names_of(names, sizeof names);
   if (on_deadlock && !stopping) {
+    int n = nall;
     PT_CHECK(pthread_mutex_unlock(&mu)); /* the handler stops the run: sim_stop takes mu */
-    on_deadlock(names, nall);
+    on_deadlock(names, n);
     PT_CHECK(pthread_mutex_lock(&mu));
     if (stopping) return;
   }
