@@ -187,6 +187,10 @@ static rt_worker *new_worker(runtime *rt, rt_kind kind, rt_interp *interp) {
     free(w);
     return NULL;
   }
+  /* a process worker's count of threads that may act, for the deadlock
+     detector (objects.c): one more, before it can run (a process of its own
+     is never taken off: this process is then not looked into) */
+  if (rt->is_child && rt->arena) shm_board_proc(rt->arena, rt->pid, 1, 1);
   return w;
 }
 
@@ -431,6 +435,7 @@ static void finish(rt_worker *w) {
   PT_CHECK(pthread_mutex_lock(&rt->mu));
   assert(!w->done); /* a worker finishes once */
   w->done = 1;
+  if (rt->is_child && rt->arena) shm_board_proc(rt->arena, rt->pid, -1, 1); /* one thread fewer may act */
   if (sim_on()) sim_wake(w, 1); /* its joiners */
   PT_CHECK(pthread_cond_broadcast(&rt->done_cv));
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
@@ -643,6 +648,7 @@ static void become_child(runtime *rt, rt_worker *w) {
   clearerr(stdout); /* report only this process's own write errors */
   rt->is_child = 1;
   rt->pid = getpid();
+  if (rt->arena) shm_board_proc(rt->arena, rt->pid, 1, 0); /* this thread may act (the deadlock detector's) */
   w->home = rt->pid;
   w->fd_slot = -1;
   rt->first_own = rt->nworkers;
@@ -736,7 +742,9 @@ static rt_worker *spawn_process(lua_State *L, rt_worker *w, int idx, int n) {
   int saved = errno;
   close(p[1]);
   if (pid > 0) {
+    PT_CHECK(pthread_mutex_lock(&rt->mu)); /* the watchdog reads it (the deadlock detector, rt_stop) */
     w->pid = pid;
+    PT_CHECK(pthread_mutex_unlock(&rt->mu));
     w->fd = p[0];
     track_fd(rt, w);
   }
@@ -879,7 +887,10 @@ static int collect_child(rt_worker *w, uint64_t deadline) {
   PT_CHECK(pthread_mutex_lock(&rt->mu));
   w->collecting = 0;
   assert(!w->reaped); /* only the one collector reaps a child, once */
-  if (eof) w->done = w->reaped = 1;
+  if (eof) {
+    w->done = w->reaped = 1;
+    if (rt->arena) shm_board_proc(rt->arena, w->pid, 0, 0); /* its count: gone with it */
+  }
   PT_CHECK(pthread_cond_broadcast(&rt->done_cv));
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
   return eof;

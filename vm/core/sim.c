@@ -74,6 +74,7 @@ void sim_cost_set(sim_config *c, int i, uint64_t ns) {
 uint64_t sim_cost(sim_cost_id id) {
   return cfg.cost_set[id] ? (uint64_t)cfg.cost[id] : sim_cost_default(id, cfg.cores);
 }
+static void (*on_deadlock)(const char *names, int n); /* sim_on_deadlock's */
 
 /* splitmix64: the seeded choices among equals */
 static uint64_t next_rand(void) {
@@ -131,15 +132,39 @@ void sim_init(const sim_config *c, sim_thread *unused, const char *name) {
 
 const sim_config *sim_config_get(void) { return &cfg; }
 
-/* Every thread waits and no timer is left: nothing will ever happen. */
+/* The waiting threads' names, "'a', 'b'", into buf (under mu). */
+static void names_of(char *buf, size_t len) {
+  size_t at = 0;
+  buf[0] = 0;
+  for (int i = 0; i < nall && at < len; i++) {
+    int k = snprintf(buf + at, len - at, "%s'%s'", i ? ", " : "", all[i]->name);
+    if (k < 0) break;
+    at += (size_t)k;
+  }
+}
+
+/* Every thread waits and no timer is left: nothing will ever happen. With
+   a handler (the runtime's detector), it says so and stops the run, which
+   makes every thread runnable (sim_stop): they see the stop and end, and
+   the run ends as a real deadlock does, report included. Without one, or
+   if the handler stopped nothing, say so and exit. */
 static void deadlock(void) {
+  char names[512];
+  names_of(names, sizeof names);
+  if (on_deadlock && !stopping) {
+    int n = nall;
+    PT_CHECK(pthread_mutex_unlock(&mu)); /* the handler stops the run: sim_stop takes mu */
+    on_deadlock(names, n);
+    PT_CHECK(pthread_mutex_lock(&mu));
+    if (stopping) return;
+  }
   fflush(stdout);
-  fprintf(stderr, "gilvm: deadlock (simulated, at virtual time %.6f s): every thread waits and nothing is due:",
-          (double)latest / 1e9);
-  for (int i = 0; i < nall; i++) fprintf(stderr, "%s '%s'", i ? "," : "", all[i]->name);
-  fprintf(stderr, "\n");
+  fprintf(stderr, "gilvm: deadlock: every worker waits, none with a timeout (simulated, at virtual time %.6f s): %s\n",
+          (double)latest / 1e9, names);
   _exit(SIM_EXIT_DEADLOCK);
 }
+
+void sim_on_deadlock(void (*fn)(const char *names, int n)) { on_deadlock = fn; }
 
 /* The next thread to run (under mu): the smallest key, ties by the PRNG. */
 static sim_thread *pick(void) {
@@ -215,6 +240,10 @@ static void run_next(void) {
   sim_thread *n;
   for (;;) {
     n = pick();
+    if (!n && nall) {
+      deadlock(); /* returns once the run is stopping: every thread is runnable again */
+      n = pick();
+    }
     if (!n) {
       if (nall) deadlock();
       cur = NULL;

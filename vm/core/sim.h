@@ -22,7 +22,9 @@
  *
  * Nothing here is called in a real run: every entry point is behind
  * sim_on(). When every thread is blocked with no timer left, the run is a
- * deadlock: it says so and exits with status 4.
+ * deadlock: the handler given to sim_on_deadlock (the runtime's detector)
+ * says so and stops the run, which then ends as a real deadlock does
+ * (exit status 4, the report); without one, it says so and exits with 4.
  */
 #ifndef SIM_H
 #define SIM_H
@@ -121,6 +123,10 @@ uint64_t sim_room(void);
 uint64_t sim_now(void);
 uint64_t sim_thread_cpu(void);
 uint64_t sim_total_cpu(void);
+/* Every thread waits and nothing is due: fn(names of the n waiting threads) is
+   called (without the scheduler's lock, by the last thread to block) to say
+   so and stop the run (rt_stop, which calls sim_stop). */
+void sim_on_deadlock(void (*fn)(const char *names, int n));
 /* The run is stopping: every blocked thread becomes runnable. */
 void sim_stop(void);
 /* The cost table: its size, each name and meaning, and its default for `cores` (ns). */

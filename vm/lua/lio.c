@@ -77,7 +77,11 @@ int lio_wait_fd(int fd, short events, int64_t timeout_ns) {
   }
 }
 
-uint64_t lio_release(void) { return rt_can_block() ? rt_block_begin(rt_self(), RT_BLOCK_IO) : 0; }
+uint64_t lio_release(void) {
+  if (!rt_can_block()) return 0;
+  uint64_t began = rt_block_begin(rt_self(), RT_BLOCK_IO);
+  return began ? began : 1; /* 0 means "not released": under --sim the clock starts at 0 */
+}
 
 void lio_retake(uint64_t began) {
   if (began) {
