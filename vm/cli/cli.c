@@ -97,8 +97,9 @@ static const cli_flag cli_flags[F_COUNT] = {
                 "is MiB; 1M to 1024G. GILVM_ARENA_MB=N sets it too" },
   [F_SIM] = { NULL, "--sim", "CORES", 0,
               "simulate the run in virtual time on CORES\n"
-              "virtual cores (1 to 4096): deterministic; gil and\n"
-              "nogil modes (see README, \"--sim\")" },
+              "virtual cores (1 to 4096): deterministic; every\n"
+              "mode (fork: processes without real forks; see\n"
+              "README, \"--sim\")" },
   [F_SEED] = { NULL, "--seed", "N", 0,
                "the seed of the simulated OS's choices among\n"
                "equals under --sim, and of math.random (default 1)" },
@@ -588,8 +589,6 @@ int cli_parse(int argc, char **argv, cli_options *o) {
                        o->trace_path     ? "--trace"
                            : o->svg_path ? "--svg"
                                          : "--timeline");
-  if (o->sim_cores && o->mode == RT_MODE_FORK && strcmp(o->command, "run") == 0)
-    return usage_error("--sim: fork mode is not simulated yet (use -m gil or -m nogil)%s", "");
   /* a policy with a check interval releases and retakes in no virtual time: its waiters starve */
   if (o->sim_cores && strcmp(o->command, "run") == 0 && gil_policy_find(o->policy)->default_check_interval > 0)
     return usage_error("--sim: -g %s (a check-interval policy) is not simulated yet", o->policy);

@@ -237,6 +237,8 @@ static int gilvm_main(int argc, char **argv) {
                       .seed = o.seed,
                       .insn_ns = o.sim_insn_ns ? o.sim_insn_ns : SIM_INSN_NS,
                       .wake_ns = SIM_WAKE_NS,
+                      .fork_ns = SIM_FORK_NS,
+                      .copy_bytes_per_s = SIM_COPY_BYTES_PER_S,
                       .tick = SIM_TICK,
                       .lookahead_ns = o.mode == RT_MODE_NOGIL ? SIM_LOOKAHEAD_NOGIL_NS : 0 };
     sim_init(&sc, NULL, "main");

@@ -63,6 +63,8 @@ void sim_init(const sim_config *c, sim_thread *unused, const char *name) {
   (void)unused;
   cfg = *c;
   if (cfg.tick <= 0) cfg.tick = 1000;
+  if (!cfg.fork_ns) cfg.fork_ns = SIM_FORK_NS;
+  if (!(cfg.copy_bytes_per_s > 0)) cfg.copy_bytes_per_s = SIM_COPY_BYTES_PER_S;
   rng = cfg.seed;
   init_thread(&main_thread, name, 0);
   me = cur = &main_thread;
@@ -250,6 +252,8 @@ int sim_jitter(void) {
   PT_CHECK(pthread_mutex_unlock(&mu));
   return n;
 }
+
+uint64_t sim_copy_ns(size_t bytes) { return (uint64_t)((double)bytes * 1e9 / cfg.copy_bytes_per_s + 0.5); }
 
 void sim_insns(int n) { sim_advance((uint64_t)((double)n * cfg.insn_ns + 0.5)); }
 

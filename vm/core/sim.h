@@ -23,6 +23,7 @@
 #define SIM_H
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "exits.h"
@@ -34,6 +35,10 @@
 #define SIM_WAKE_NS 10000 /* a blocked thread woken until it runs: a futex wake-up on this machine, rounded */
 #define SIM_TICK 1000 /* instructions between the hook's clock updates */
 #define SIM_LOOKAHEAD_NOGIL_NS 100000 /* nogil: free threads hand over every 100 us, not every tick */
+/* A fork: what gil.process's fork() costs its caller here (bench/fork_cost.lua, 103-109 us), rounded. */
+#define SIM_FORK_NS 100000
+/* The marshaller: bytes encoded or decoded per second (bench/roundtrip.lua, 12.1 MB each way in 0.12 s), rounded. */
+#define SIM_COPY_BYTES_PER_S 100e6
 
 typedef struct sim_thread {
   const char *name; /* for the deadlock message */
@@ -54,6 +59,8 @@ typedef struct sim_config {
   uint64_t wake_ns; /* from a wake-up to the woken thread running */
   int tick; /* instructions between the hook's clock updates */
   uint64_t lookahead_ns; /* a thread may run this far past another runnable thread's clock (not past a timer) */
+  uint64_t fork_ns; /* a simulated process's fork: CPU of its spawner (0: SIM_FORK_NS) */
+  double copy_bytes_per_s; /* the marshaller's speed, bytes encoded or decoded a second (0: SIM_COPY_BYTES_PER_S) */
 } sim_config;
 
 extern int sim_enabled;
@@ -80,6 +87,8 @@ void sim_wake(const void *chan, int all);
 void sim_advance(uint64_t ns);
 /* A seeded count of instructions, 1..tick: how long a drop request waits before it looks for a check point. */
 int sim_jitter(void);
+/* The virtual CPU time the marshaller takes to encode or decode that many bytes. */
+uint64_t sim_copy_ns(size_t bytes);
 /* Instructions counted by the hook. */
 void sim_insns(int n);
 /* Virtual ns of CPU work the calling thread may still do before it must hand over (0: none). */

@@ -376,6 +376,7 @@ static int os_exit(lua_State *L) {
     status = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
   else
     status = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
+  if (sim_on() && rt_self() && rt_self()->proc) return rt_proc_exit(L, status); /* that process only */
   rt_exit_begin();
   if (lua_toboolean(L, 2)) {
     breaker_attach(NULL, NULL, NULL);

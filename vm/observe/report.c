@@ -220,7 +220,7 @@ static void print_figures(FILE *f, const rt_snapshot *s) {
 
 void report_print(FILE *f, const report_run *r) {
   const rt_snapshot *s = r->run;
-  char a[24], b[24], c[24], k[16];
+  char a[24], b[24], c[24], d[24], k[16];
   fprintf(f, "\n-- gilvm report --------------------------------------------------------------\n");
   fprintf(f, "  mode %s   gil %s   switch interval %s", rt_mode_names[r->mode], r->policy,
           clock_format(r->interval_ns, a, sizeof a));
@@ -228,9 +228,11 @@ void report_print(FILE *f, const report_run *r) {
   if (s->sim_cores) /* the cost model, and what the simulation does not cover */
     fprintf(f,
             "\n  simulated (--sim): %d virtual cores   seed %llu   a Lua instruction %g ns   a wake-up %s"
+            "\n  a fork %s   copying %g MB/s"
             "\n  (gil.compute, gil.native and gil.sleep take exactly their s; all times below are virtual;"
             "\n  host, not simulated: real time %s, peak memory %s)",
             s->sim_cores, (unsigned long long)s->sim_seed, s->sim_insn_ns, clock_format(s->sim_wake_ns, a, sizeof a),
+            clock_format(s->sim_fork_ns, d, sizeof d), s->sim_copy_bytes_per_s / 1e6,
             clock_format(s->real_wall_ns, b, sizeof b), bytes((unsigned long long)r->maxrss_kb << 10, c, sizeof c));
   fprintf(f, "\n  wall %s%s%s   cpu %s   parallelism %s%.2fx%s", on(r, BOLD, k, sizeof k),
           clock_format(r->wall_ns, a, sizeof a), off(r), clock_format(r->cpu_ns, b, sizeof b), on(r, BOLD, k, sizeof k),
@@ -346,8 +348,9 @@ int report_json(const char *path, const report_run *r) {
     json_object_del(o, "peak_memory_kb");
     ok = !json_object_set_new(
              o, "simulated",
-             json_pack("{s:i, s:I, s:f, s:o, s:i}", "cores", s->sim_cores, "seed", (json_int_t)s->sim_seed, "insn_ns",
-                       s->sim_insn_ns, "wake_s", jsonio_seconds(s->sim_wake_ns), "tick_insns", s->sim_tick)) &&
+             json_pack("{s:i, s:I, s:f, s:o, s:i, s:o, s:f}", "cores", s->sim_cores, "seed", (json_int_t)s->sim_seed,
+                       "insn_ns", s->sim_insn_ns, "wake_s", jsonio_seconds(s->sim_wake_ns), "tick_insns", s->sim_tick,
+                       "fork_s", jsonio_seconds(s->sim_fork_ns), "copy_bytes_per_s", s->sim_copy_bytes_per_s)) &&
         !json_object_set_new(o, "host",
                              json_pack("{s:I, s:o}", "peak_memory_kb", (json_int_t)r->maxrss_kb, "real_wall_s",
                                        jsonio_seconds(s->real_wall_ns)));
