@@ -205,9 +205,6 @@ Test(model, what_is_not_simulated_says_so) {
   r = GV("--sim", "2", "-q", "-e", "local b = gil.barrier(1); b:wait()");
   expect_exit(r, 1);
   expect_err_has(r, "barrier wait: not simulated yet (--sim)");
-  r = GV("--sim", "2", "-q", "-e", "gil.process(function() end):join()");
-  expect_exit(r, 1);
-  expect_err_has(r, "processes are not simulated yet (--sim)");
 }
 
 Test(model, a_real_run_has_no_simulated_section) {
@@ -220,9 +217,131 @@ Test(model, a_real_run_has_no_simulated_section) {
 
 Test(model, usage_errors) {
   expect_usage_error(GV("--sim", "0", "-e", "print(1)"), "bad --sim '0'");
-  expect_usage_error(GV("--sim", "2", "-m", "fork", "-e", "print(1)"), "fork mode is not simulated yet");
   expect_usage_error(GV("--sim", "2", "-g", "legacy", "-e", "print(1)"),
                      "-g legacy (a check-interval policy) is not simulated yet");
   expect_usage_error(GV("--sim", "2", "--sim-insn", "x", "-e", "print(1)"), "bad --sim-insn 'x'");
   expect_usage_error(GV("--sim", "2", "--seed", "-1", "-e", "print(1)"), "bad --seed '-1'");
+}
+
+/* -------------------------------------------------------------- processes */
+
+TestSuite(processes, .fini = test_cleanup, .timeout = 300);
+
+/* s with every "(pid N)" made "(pid P)": a real child's pid differs each run, a simulated one is 1 + its id. */
+static char *no_pids(const char *s) {
+  char *out = fmt("%s", s), *o = out;
+  for (const char *p = s; *p;) {
+    if (strncmp(p, "(pid ", 5) == 0) {
+      o += sprintf(o, "(pid P");
+      p += 5;
+      while (*p >= '0' && *p <= '9') p++;
+      continue;
+    }
+    *o++ = *p++;
+  }
+  *o = '\0';
+  return out;
+}
+
+/* The same code, real and simulated (-m MODE, --sim 2): the same stdout (pids aside) and exit status. */
+static run_result *real_and_sim_agree(const char *mode, const char *code) {
+  run_result *real = GV("-q", "-m", mode, "-e", code);
+  run_result *sim = GV("-q", "-m", mode, "--sim", "2", "-e", code);
+  cr_expect_eq(sim->exit_code, real->exit_code, "exit status: real %d, simulated %d" CTX, real->exit_code, sim->exit_code,
+               CTXA(sim));
+  cr_expect_str_eq(no_pids(sim->out), no_pids(real->out), "stdout differs between the real and simulated run");
+  return sim;
+}
+
+Test(processes, fork_on_64_cores_runs_64_workers_as_fast_as_one) {
+  /* each worker sums 100k squares; one alone, then 64 on 64 cores */
+  const char *one = tmp_path("one.json"), *many = tmp_path("many.json");
+  expect_exit(GV("-q", "--sim", "64", "-m", "fork", "--json", one, script("cpu_bound.lua"), "1", "100000"), 0);
+  run_result *r = GV("--sim", "64", "-m", "fork", "--json", many, script("cpu_bound.lua"), "64", "6400000");
+  expect_exit(r, 0);
+  expect_err_has(r, "a fork 100 us   copying 100 MB/s");
+  json_t *a = json_file(one), *b = json_file(many);
+  json_t *t1 = json_array_get(json_object_get(a, "threads"), 1);
+  double alone = num(t1, "in_flight_s") - num(t1, "startup_s");
+  json_t *threads = json_object_get(b, "threads");
+  cr_assert_eq(json_array_size(threads), 65, "main and 64 workers");
+  double slowest = 0;
+  for (size_t i = 1; i < 65; i++) {
+    json_t *t = json_array_get(threads, i);
+    double startup = num(t, "startup_s"), ran = num(t, "in_flight_s") - startup;
+    cr_expect_str_eq(json_string_value(json_object_get(t, "kind")), "process");
+    cr_expect(fabs(ran / alone - 1) < 0.02, "worker %zu ran %.6f s, one alone %.6f s", i, ran, alone);
+    /* start-up: its fork (the spawner's 100 us) and its copy of the spawner's state */
+    cr_expect(startup > 100e-6 && startup < 200e-6, "worker %zu: start-up %.6f s", i, startup);
+    if (ran > slowest) slowest = ran;
+  }
+  double speedup = 64 * alone / slowest; /* 64 workers' work in the time of the slowest, start-up left out */
+  cr_expect(fabs(speedup / 64 - 1) < 0.02, "64 processes on 64 cores: %.2fx once start-up is left out", speedup);
+  cr_expect(num(b, "startup_s") >= 100e-6, "start-up %.6f s: the fork and the copy", num(b, "startup_s"));
+  cr_expect(num(json_object_get(b, "simulated"), "fork_s") == 100e-6);
+}
+
+Test(processes, a_process_sees_a_copy_and_its_changes_stay_there) {
+  const char *code = "x = 1\n"
+                     "local t, v = {1}, gil.value(0)\n"
+                     "T = t\n"
+                     "gil.spawn(function(a, b) x = 2; t[1] = 2; v:set(5); print(a == b, a == T, x) end, t, t):join()\n"
+                     "print(x, t[1], T[1], v:get())";
+  run_result *r = real_and_sim_agree("fork", code);
+  expect_exit(r, 0);
+  expect_out(r, "true\ttrue\t2\n1\t1\t1\t5\n"); /* one copy of what two names reach; a shared value is shared */
+  r = GV("-q", "--sim", "2", "-e", "x = 1; gil.process(function() x = 2 end):join(); print(x)");
+  expect_exit(r, 0);
+  expect_out(r, "1\n"); /* gil.process from gil mode too */
+}
+
+Test(processes, os_exit_ends_the_process_only) {
+  const char *code = "local w = gil.spawn(function() print('before'); pcall(os.exit, 3); print('after') end)\n"
+                     "print(pcall(w.join, w))\n"
+                     "print('main goes on')";
+  run_result *r = real_and_sim_agree("fork", code);
+  expect_exit(r, 0);
+  expect_out_has(r, "before\nfalse\terror in process '1@(command line):1': process '1@(command line):1' (pid 2) "
+                    "exited with status 3 before sending its results\nmain goes on\n");
+  /* nobody joins it: the run reports it and fails, as the real one */
+  r = real_and_sim_agree("fork", "gil.spawn(function() os.exit(7) end)");
+  expect_exit(r, 1);
+  expect_err_has(r, "exited with status 7 before sending its results");
+}
+
+Test(processes, an_error_reads_the_same) {
+  const char *code = "local function f() error('boom') end\n"
+                     "local w = gil.spawn(f)\n"
+                     "print(pcall(w.join, w))";
+  run_result *r = real_and_sim_agree("fork", code);
+  expect_out_has(r, "boom\nstack traceback:"); /* on into the spawner's stack, as a forked child's */
+  expect_out_has(r, "in function 'gil.spawn'");
+}
+
+Test(processes, output_is_buffered_per_process) {
+  /* a child's io.write waits in its own buffer until its print flushes it; the parent's stays in its own */
+  const char *code = "io.write('p1\\n')\n"
+                     "local w = gil.spawn(function() io.write('c1\\n'); gil.sleep(0.01); print('c2'); io.write('c3\\n') end)\n"
+                     "io.write('p2\\n'); w:join(); io.write('p3\\n')";
+  run_result *r = real_and_sim_agree("fork", code);
+  expect_exit(r, 0);
+  expect_out(r, "p1\nc1\nc2\nc3\np2\np3\n");
+}
+
+static double wall_e(const char *code) {
+  const char *json = tmp_path("e.json");
+  run_result *r = GV("-q", "--sim", "2", "--json", json, "-e", code);
+  expect_exit(r, 0);
+  return num(json_file(json), "wall_s");
+}
+
+Test(processes, gil_process_has_its_own_gil) {
+  double threads = wall_e("local a, b = gil.spawn(gil.compute, 0.1), gil.spawn(gil.compute, 0.1); a:join(); b:join()");
+  double procs = wall_e("local a, b = gil.process(gil.compute, 0.1), gil.process(gil.compute, 0.1); a:join(); b:join()");
+  double inside = wall_e("gil.process(function()\n"
+                         "  local a, b = gil.spawn(gil.compute, 0.1), gil.spawn(gil.compute, 0.1); a:join(); b:join()\n"
+                         "end):join()");
+  cr_expect(threads >= 0.2, "two threads under one GIL: %.6f s", threads);
+  cr_expect(procs >= 0.1 && procs < 0.101, "two processes, a GIL each, on 2 cores: %.6f s", procs);
+  cr_expect(inside >= 0.2, "two threads inside one process share its GIL: %.6f s", inside);
 }

@@ -1203,6 +1203,7 @@ static rt_worker *spawn_sim_process(lua_State *L, rt_worker *w, int idx, int n) 
   const char *tb = strchr(lua_tostring(L, -1), '\n');
   w->spawn_tb = strdup(tb ? tb + 1 : "");
   lua_pop(L, 1);
+  sim_lookahead_at_least(SIM_LOOKAHEAD_NOGIL_NS); /* two processes run free of each other's GIL */
   sim_advance(sim_config_get()->fork_ns); /* the fork, the spawner's CPU, its GIL held */
   start_pthread(L, w, sim_process_main);
   return w;

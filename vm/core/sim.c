@@ -253,6 +253,12 @@ int sim_jitter(void) {
   return n;
 }
 
+void sim_lookahead_at_least(uint64_t ns) {
+  PT_CHECK(pthread_mutex_lock(&mu));
+  if (cfg.lookahead_ns < ns) cfg.lookahead_ns = ns;
+  PT_CHECK(pthread_mutex_unlock(&mu));
+}
+
 uint64_t sim_copy_ns(size_t bytes) { return (uint64_t)((double)bytes * 1e9 / cfg.copy_bytes_per_s + 0.5); }
 
 void sim_insns(int n) { sim_advance((uint64_t)((double)n * cfg.insn_ns + 0.5)); }

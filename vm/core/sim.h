@@ -87,6 +87,9 @@ void sim_wake(const void *chan, int all);
 void sim_advance(uint64_t ns);
 /* A seeded count of instructions, 1..tick: how long a drop request waits before it looks for a check point. */
 int sim_jitter(void);
+/* Free workers (not under one GIL) exist from now on: let a thread run up to ns past another's clock
+   (as nogil's lookahead), or two of them would hand the baton to each other every few ns. */
+void sim_lookahead_at_least(uint64_t ns);
 /* The virtual CPU time the marshaller takes to encode or decode that many bytes. */
 uint64_t sim_copy_ns(size_t bytes);
 /* Instructions counted by the hook. */
