@@ -8,6 +8,7 @@
  * bounds and never read a real clock.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +108,38 @@ Test(determinism, race_depends_on_the_seed_only) {
   cr_expect_neq(figure(a, "lost_call between r/w"), figure(b, "lost_call between r/w"),
                 "another seed, another interleaving");
 }
+
+/* Every gallery script (scripts/articles), with the gallery suite's small arguments (the "# args:" line of
+   tests/data/articles/NAME.out), in one mode under --sim 2, twice: the same stdout, report and --json.
+   None is left out: every one runs under --sim in every mode, and none prints what varies under lua5.4
+   itself (no pairs order over string keys, no addresses, no os.time). */
+static void gallery_twice(const char *mode) {
+  const char *dir = fmt("%s/articles", env_dir("GILVM_SCRIPTS"));
+  DIR *d = opendir(dir);
+  cr_assert(d != NULL, "cannot list %s", dir);
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    size_t len = strlen(e->d_name);
+    if (len < 5 || strcmp(e->d_name + len - 4, ".lua") != 0) continue;
+    char *name = fmt("%.*s", (int)(len - 4), e->d_name);
+    char *want = slurp(data_in("articles", fmt("%s.out", name)), NULL);
+    const char *args[16] = { "-m", mode, "--sim", "2", script(fmt("articles/%s.lua", name)) };
+    int k = 5;
+    if (strncmp(want, "# args:", 7) == 0) {
+      char *nl = strchr(want, '\n');
+      if (nl) *nl = '\0';
+      for (char *t = strtok(want + 7, " "); t && k < 16; t = strtok(NULL, " ")) args[k++] = t;
+    }
+    twice_same(args, k);
+    n++;
+  }
+  closedir(d);
+  cr_expect(n >= 15, "only %d gallery scripts in %s", n, dir);
+}
+
+Test(determinism, every_gallery_script_in_gil_mode) { gallery_twice("gil"); }
+Test(determinism, every_gallery_script_in_nogil_mode) { gallery_twice("nogil"); }
+Test(determinism, every_gallery_script_in_fork_mode) { gallery_twice("fork"); }
 
 /* ------------------------------------------------------------------ model */
 
@@ -247,8 +280,8 @@ static char *no_pids(const char *s) {
 static run_result *real_and_sim_agree(const char *mode, const char *code) {
   run_result *real = GV("-q", "-m", mode, "-e", code);
   run_result *sim = GV("-q", "-m", mode, "--sim", "2", "-e", code);
-  cr_expect_eq(sim->exit_code, real->exit_code, "exit status: real %d, simulated %d" CTX, real->exit_code, sim->exit_code,
-               CTXA(sim));
+  cr_expect_eq(sim->exit_code, real->exit_code, "exit status: real %d, simulated %d" CTX, real->exit_code,
+               sim->exit_code, CTXA(sim));
   cr_expect_str_eq(no_pids(sim->out), no_pids(real->out), "stdout differs between the real and simulated run");
   return sim;
 }
@@ -282,11 +315,12 @@ Test(processes, fork_on_64_cores_runs_64_workers_as_fast_as_one) {
 }
 
 Test(processes, a_process_sees_a_copy_and_its_changes_stay_there) {
-  const char *code = "x = 1\n"
-                     "local t, v = {1}, gil.value(0)\n"
-                     "T = t\n"
-                     "gil.spawn(function(a, b) x = 2; t[1] = 2; v:set(5); print(a == b, a == T, x) end, t, t):join()\n"
-                     "print(x, t[1], T[1], v:get())";
+  const char *code =
+      "x = 1\n"
+      "local t, v = {1}, gil.value(0)\n"
+      "T = t\n"
+      "gil.spawn(function(a, b) x = 2; t[1] = 2; v:set(5); print(a == b, a == T, x) end, t, t):join()\n"
+      "print(x, t[1], T[1], v:get())";
   run_result *r = real_and_sim_agree("fork", code);
   expect_exit(r, 0);
   expect_out(r, "true\ttrue\t2\n1\t1\t1\t5\n"); /* one copy of what two names reach; a shared value is shared */
@@ -296,13 +330,15 @@ Test(processes, a_process_sees_a_copy_and_its_changes_stay_there) {
 }
 
 Test(processes, os_exit_ends_the_process_only) {
-  const char *code = "local w = gil.spawn(function() print('before'); pcall(os.exit, 3); print('after') end)\n"
-                     "print(pcall(w.join, w))\n"
-                     "print('main goes on')";
+  const char *code =
+      "local w = gil.spawn(function() print('before'); pcall(os.exit, 3); print('after') end)\n"
+      "print(pcall(w.join, w))\n"
+      "print('main goes on')";
   run_result *r = real_and_sim_agree("fork", code);
   expect_exit(r, 0);
-  expect_out_has(r, "before\nfalse\terror in process '1@(command line):1': process '1@(command line):1' (pid 2) "
-                    "exited with status 3 before sending its results\nmain goes on\n");
+  expect_out_has(r,
+                 "before\nfalse\terror in process '1@(command line):1': process '1@(command line):1' (pid 2) "
+                 "exited with status 3 before sending its results\nmain goes on\n");
   /* nobody joins it: the run reports it and fails, as the real one */
   r = real_and_sim_agree("fork", "gil.spawn(function() os.exit(7) end)");
   expect_exit(r, 1);
@@ -310,9 +346,10 @@ Test(processes, os_exit_ends_the_process_only) {
 }
 
 Test(processes, an_error_reads_the_same) {
-  const char *code = "local function f() error('boom') end\n"
-                     "local w = gil.spawn(f)\n"
-                     "print(pcall(w.join, w))";
+  const char *code =
+      "local function f() error('boom') end\n"
+      "local w = gil.spawn(f)\n"
+      "print(pcall(w.join, w))";
   run_result *r = real_and_sim_agree("fork", code);
   expect_out_has(r, "boom\nstack traceback:"); /* on into the spawner's stack, as a forked child's */
   expect_out_has(r, "in function 'gil.spawn'");
@@ -320,9 +357,10 @@ Test(processes, an_error_reads_the_same) {
 
 Test(processes, output_is_buffered_per_process) {
   /* a child's io.write waits in its own buffer until its print flushes it; the parent's stays in its own */
-  const char *code = "io.write('p1\\n')\n"
-                     "local w = gil.spawn(function() io.write('c1\\n'); gil.sleep(0.01); print('c2'); io.write('c3\\n') end)\n"
-                     "io.write('p2\\n'); w:join(); io.write('p3\\n')";
+  const char *code =
+      "io.write('p1\\n')\n"
+      "local w = gil.spawn(function() io.write('c1\\n'); gil.sleep(0.01); print('c2'); io.write('c3\\n') end)\n"
+      "io.write('p2\\n'); w:join(); io.write('p3\\n')";
   run_result *r = real_and_sim_agree("fork", code);
   expect_exit(r, 0);
   expect_out(r, "p1\nc1\nc2\nc3\np2\np3\n");
@@ -337,11 +375,24 @@ static double wall_e(const char *code) {
 
 Test(processes, gil_process_has_its_own_gil) {
   double threads = wall_e("local a, b = gil.spawn(gil.compute, 0.1), gil.spawn(gil.compute, 0.1); a:join(); b:join()");
-  double procs = wall_e("local a, b = gil.process(gil.compute, 0.1), gil.process(gil.compute, 0.1); a:join(); b:join()");
-  double inside = wall_e("gil.process(function()\n"
-                         "  local a, b = gil.spawn(gil.compute, 0.1), gil.spawn(gil.compute, 0.1); a:join(); b:join()\n"
-                         "end):join()");
+  double procs =
+      wall_e("local a, b = gil.process(gil.compute, 0.1), gil.process(gil.compute, 0.1); a:join(); b:join()");
+  double inside = wall_e(
+      "gil.process(function()\n"
+      "  local a, b = gil.spawn(gil.compute, 0.1), gil.spawn(gil.compute, 0.1); a:join(); b:join()\n"
+      "end):join()");
   cr_expect(threads >= 0.2, "two threads under one GIL: %.6f s", threads);
   cr_expect(procs >= 0.1 && procs < 0.101, "two processes, a GIL each, on 2 cores: %.6f s", procs);
   cr_expect(inside >= 0.2, "two threads inside one process share its GIL: %.6f s", inside);
+}
+
+Test(processes, a_deadlock_with_a_process_reads_as_the_real_one) {
+  const char *code =
+      "local l = gil.lock(); l:acquire()\n"
+      "local w = gil.spawn(function() l:acquire() end)\n"
+      "w:join()";
+  run_result *r = real_and_sim_agree("fork", code);
+  expect_exit(r, 4);
+  expect_err_has(r, "'main' waits at (command line):3 to join '1@(command line):2'");
+  expect_err_has(r, "'1@(command line):2' waits at (command line):2 for lock");
 }

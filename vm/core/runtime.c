@@ -1477,7 +1477,8 @@ void rt_exit(int status) {
   for (int i = rt->first_own; i < rt->nworkers; i++) {
     rt_worker *w = rt->workers[i];
     if (w->kind == RT_PROCESS && w->pid > 0 && !w->reaped) kill(w->pid, SIGKILL);
-    if (w->sim_proc && w != (self_worker ? self_worker->proc : NULL)) atomic_store(&w->out_dropped, 1); /* as a killed child's buffer */
+    if (w->sim_proc && w != (self_worker ? self_worker->proc : NULL))
+      atomic_store(&w->out_dropped, 1); /* as a killed child's buffer */
   }
   PT_CHECK(pthread_mutex_unlock(&rt->mu)); /* io.popen's children live on, as after lua5.4's os.exit */
   fflush(NULL);

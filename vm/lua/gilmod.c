@@ -53,8 +53,9 @@ static int h_join(lua_State *L) {
   if (w == rt_self()) return luaL_error(L, "thread '%s' cannot join itself", w->name);
   if (w->id == 0) return luaL_error(L, "the main thread cannot be joined");
   /* a join without a timeout is an edge of the waits-for graph (objects.c) */
-  int graph = timeout < 0 && !rt_inherited(rt_current, w) && (w->kind != RT_PROCESS || w->pid > 0);
-  if (graph) objects_join_begin(L, w->kind == RT_PROCESS ? w->pid : rt_pid(), w->id);
+  int forked = w->kind == RT_PROCESS && !w->sim_proc; /* --sim's processes are threads of this process */
+  int graph = timeout < 0 && !rt_inherited(rt_current, w) && (!forked || w->pid > 0);
+  if (graph) objects_join_begin(L, forked ? w->pid : rt_pid(), w->id);
   int done = rt_join(L, w, timeout);
   if (graph) objects_join_end();
   if (!done) {
