@@ -97,6 +97,18 @@ Test(determinism, fifo_and_iopri) {
 
 Test(determinism, nogil) { TWICE("--sim", "4", "-m", "nogil", script("cpu_bound.lua"), "4", "1000000"); }
 
+/* Two tables with the same 300 string keys: the second's keys are offsets back into the first, whose
+   sizes follow the order Lua's per-run string-hash seed gives the keys; the simulation counts each
+   offset as one byte, so the bytes copied and their virtual cost are the same every run. */
+Test(determinism, copies_do_not_follow_the_string_hash_seed) {
+  const char *code =
+      "local t, u = {}, {}\n"
+      "for i = 1, 300 do t['key' .. i] = i; u['key' .. i] = i end\n"
+      "gil.spawn(function(a, b) return a, b end, t, u):join()";
+  TWICE("--sim", "2", "-m", "nogil", "-e", code);
+  TWICE("--sim", "2", "-m", "fork", "-e", code);
+}
+
 Test(determinism, race_depends_on_the_seed_only) {
   json_t *a = TWICE("--sim", "2", "--seed", "1", script("race.lua"), "4", "1000000");
   json_t *b = TWICE("--sim", "2", "--seed", "2", script("race.lua"), "4", "1000000");

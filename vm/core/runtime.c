@@ -326,6 +326,7 @@ runtime *rt_create(const rt_host *host, rt_mode mode, const char *policy, uint64
   init_sync(rt);
   rt_current = rt;
   mar_init(); /* before any fork: children must share the key that authenticates bytecode */
+  if (sim_on()) mar_canonical_sizes(1); /* sizes that do not follow Lua's string-hash seed */
   /* the shared objects' arena, before any interpreter (host->open) or worker */
   if (shm_arena_create(rt_arena_size, &rt->arena) != SHM_OK) rt->arena = NULL;
   if (rt->arena) shm_board_init(rt->arena); /* the deadlock detector's, made before any thread uses it */
@@ -1119,9 +1120,9 @@ static void *sim_process_main(void *arg) {
   lua_State *L = w->interp->L;
   proc_stdout_install(L);
   enter(w, L);
-  sim_advance(sim_copy_ns(w->msg.len)); /* its copy of the spawner's state: start-up */
   int n = mar_decode(L, w->msg.data, w->msg.len, err, sizeof err);
   mar_buf_free(&w->msg);
+  if (n >= 0) sim_advance(sim_copy_ns(mar_last_size())); /* its copy of the spawner's state: start-up */
   if (n < 2) {
     fail(w, "cannot copy the spawner's state into the process", n < 0 ? err : "nothing decoded");
     lua_settop(L, 0);
@@ -1139,7 +1140,7 @@ static void *sim_process_main(void *arg) {
       if (mar_encode(L, 1, lua_gettop(L), "results", &w->msg, err, sizeof err) != 0)
         fail(w, "cannot copy the results back", err);
       else
-        sim_advance(sim_copy_ns(w->msg.len));
+        sim_advance(sim_copy_ns(mar_last_size()));
     } else if (w->error && w->spawn_tb && !w->exited && strstr(w->error, "\nstack traceback:")) {
       size_t a = strlen(w->error), b = strlen(w->spawn_tb);
       char *e = realloc(w->error, a + b + 2);
@@ -1306,9 +1307,9 @@ int rt_push_results(lua_State *L, rt_worker *w) {
     return w->nresults;
   }
   char err[256];
-  if (sim_on()) sim_advance(sim_copy_ns(w->msg.len)); /* the joiner's copy of the results */
   int n = mar_decode(L, w->msg.data, w->msg.len, err, sizeof err);
   if (n < 0) return luaL_error(L, "cannot copy the results of '%s': %s", w->name, err);
+  if (sim_on() && w->sim_proc) sim_advance(sim_copy_ns(mar_last_size())); /* the joiner's copy of the results */
   /* w->msg lives outside Lua's heap until the handle is collected: let the
      collector count it, or big results pile up between cycles */
   if (w->msg.len >= 65536) lua_gc(L, LUA_GCSTEP, (int)(w->msg.len >> 10));
