@@ -1,3 +1,9 @@
+-- fork_cost.lua: what a process worker costs its spawner, for --sim's fork cost (README, "Simulated runs").
+-- Spawns and joins one process at a time, n times (after an untimed warm-up), and prints the mean
+-- time of the gil.spawn call itself (the fork, made with the GIL held) and of the join (the child's
+-- start, run, exit and reaping), timed with gil.now().
+--
+-- usage: gilvm -q -m fork bench/fork_cost.lua
 local n = 500
 local function nothing() end
 for _ = 1, 50 do gil.spawn(nothing):join() end

@@ -408,3 +408,13 @@ Test(processes, a_deadlock_with_a_process_reads_as_the_real_one) {
   expect_err_has(r, "'main' waits at (command line):3 to join '1@(command line):2'");
   expect_err_has(r, "'1@(command line):2' waits at (command line):2 for lock");
 }
+
+Test(processes, sweep_and_compare_simulate_fork_mode) {
+  run_result *r = GV("sweep", "-m", "fork", "--sim", "2", "-s", "1ms,5ms", script("cpu_bound.lua"), "2", "100000");
+  expect_exit(r, 0);
+  expect_err_lacks(r, "not simulated");
+  r = GV("compare", "--sim", "2", script("cpu_bound.lua"), "2", "100000");
+  expect_exit(r, 0);
+  expect_err_has(r, "running in fork mode");
+  expect_err_has(r, "output: identical in all three modes");
+}
