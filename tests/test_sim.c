@@ -418,3 +418,18 @@ Test(processes, sweep_and_compare_simulate_fork_mode) {
   expect_err_has(r, "running in fork mode");
   expect_err_has(r, "output: identical in all three modes");
 }
+
+/* A child counts its workers on from its copy of the parent's counter, and the parent on from its own. */
+Test(processes, ids_are_counted_per_process) {
+  const char *code =
+      "local p = gil.spawn(function()\n"
+      "  local q = gil.spawn(function() return gil.current().id end)\n"
+      "  return gil.current().id, q:join(), q.name\n"
+      "end)\n"
+      "print(p:join())\n"
+      "local r = gil.spawn(function() end)\n"
+      "print(r.id, r.name)";
+  run_result *r = real_and_sim_agree("fork", code);
+  expect_exit(r, 0);
+  expect_out(r, "1\t2\t2@(command line):2\n2\t2@(command line):6\n");
+}

@@ -185,6 +185,7 @@ static rt_worker *new_worker(runtime *rt, rt_kind kind, rt_interp *interp) {
   w->spawned_ns = clock_now_ns();
   PT_CHECK(pthread_mutex_lock(&rt->mu));
   w->id = rt->next_id++;
+  w->local_id = w->proc ? w->proc->next_local++ : rt->next_local++;
   int err = VEC_PUSH(rt->workers, rt->nworkers, rt->cap, w);
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
   if (err) {
@@ -933,7 +934,7 @@ static int find_local_name(lua_State *L, int idx) {
 static void name_worker(lua_State *L, int idx, rt_worker *w) {
   idx = lua_absindex(L, idx);
   if (find_global_name(L, idx) || find_local_name(L, idx)) {
-    snprintf(w->name, sizeof w->name, "%d:%.40s", w->id, lua_tostring(L, -1));
+    snprintf(w->name, sizeof w->name, "%d:%.40s", w->local_id, lua_tostring(L, -1));
     lua_pop(L, 1);
     return;
   }
@@ -943,9 +944,9 @@ static void name_worker(lua_State *L, int idx, rt_worker *w) {
   const char *file = strrchr(ar.short_src, '/');
   file = file ? file + 1 : ar.short_src;
   if (ar.linedefined > 0)
-    snprintf(w->name, sizeof w->name, "%d@%.40s:%d", w->id, file, ar.linedefined);
+    snprintf(w->name, sizeof w->name, "%d@%.40s:%d", w->local_id, file, ar.linedefined);
   else
-    snprintf(w->name, sizeof w->name, "%d@%.40s", w->id, file);
+    snprintf(w->name, sizeof w->name, "%d@%.40s", w->local_id, file);
 }
 
 static void start_pthread(lua_State *L, rt_worker *w, void *(*body)(void *)) {
@@ -1200,6 +1201,7 @@ static rt_worker *spawn_sim_process(lua_State *L, rt_worker *w, int idx, int n) 
   w->sim_proc = 1;
   w->proc = w;
   w->sim_pid = 1 + w->id; /* the trace's gilvm is pid 1 */
+  w->next_local = w->local_id + 1; /* its own workers count on from here, as a child's copy of the counter */
   luaL_traceback(L, L, NULL, 0); /* "stack traceback:\n\t[C]: in function 'gil.spawn'\n\t..." */
   const char *tb = strchr(lua_tostring(L, -1), '\n');
   w->spawn_tb = strdup(tb ? tb + 1 : "");

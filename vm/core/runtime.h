@@ -104,6 +104,8 @@ typedef struct rt_worker {
   int exited, exit_status; /* os.exit ended this simulated process, with that status */
   char *spawn_tb; /* the spawner's stack at the spawn: a forked child's traceback goes on into it */
   long sim_pid; /* the pid its messages and the trace show */
+  int local_id; /* the id the script sees (names, handle.id): counted per process, as in a real child */
+  int next_local; /* a simulated process's count of its own workers (a child's copy of the counter) */
   /* under rt->mu */
   int done; /* its function has returned or failed */
   int reaped; /* its pthread has been joined / its process waited for */
@@ -132,6 +134,7 @@ typedef struct runtime {
   int nworkers;
   size_t cap;
   int next_id; /* ids are never reused: workers spawned so far, main included */
+  int next_local; /* local ids (rt_worker.local_id) of this process's own workers; == next_id but under --sim */
   rt_totals gone; /* released workers, summed */
   int keep_all; /* no more releases (the run is ending, or its timeline is recorded) */
   int closing; /* rt_destroy: worker records are being freed */

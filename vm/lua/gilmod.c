@@ -72,7 +72,7 @@ static int h_index(lua_State *L) {
   if (strcmp(k, "name") == 0)
     lua_pushstring(L, w->name);
   else if (strcmp(k, "id") == 0)
-    lua_pushinteger(L, w->id);
+    lua_pushinteger(L, w->local_id); /* as the script's process counts (--sim: w->id is run-wide) */
   else if (strcmp(k, "join") == 0)
     lua_pushcfunction(L, h_join);
   else
