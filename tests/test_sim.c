@@ -86,6 +86,22 @@ Test(determinism, trace_and_svg) {
   cr_expect_str_eq(got[0][1], got[1][1], "--svg differs between two simulated runs");
 }
 
+Test(determinism, trace_and_timeline_of_processes) {
+  char *got[2][2];
+  for (int k = 0; k < 2; k++) {
+    const char *trace = tmp_path(k ? "b.trace" : "a.trace"), *svg = tmp_path(k ? "b.svg" : "a.svg");
+    expect_exit(
+        GV("-q", "--sim", "2", "-m", "fork", "--trace", trace, "--svg", svg, script("cpu_bound.lua"), "3", "300000"),
+        0);
+    got[k][0] = slurp(trace, NULL);
+    got[k][1] = slurp(svg, NULL);
+  }
+  cr_expect_str_eq(got[0][0], got[1][0], "--trace differs between two simulated runs");
+  cr_expect_str_eq(got[0][1], got[1][1], "--svg differs between two simulated runs");
+  cr_expect(strstr(got[0][0], "\"pid\":4") || strstr(got[0][0], "\"pid\": 4"), "each process a pid of its own");
+  TWICE("--sim", "2", "-m", "fork", "--timeline", script("cpu_bound.lua"), "3", "300000");
+}
+
 Test(determinism, io_bound) { TWICE("--sim", "2", script("io_bound.lua")); }
 
 Test(determinism, race) { TWICE("--sim", "2", script("race.lua"), "4", "1000000"); }
