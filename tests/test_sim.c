@@ -449,3 +449,16 @@ Test(processes, ids_are_counted_per_process) {
   expect_exit(r, 0);
   expect_out(r, "1\t2\t2@(command line):2\n2\t2@(command line):6\n");
 }
+
+/* A pool a process made and left open is closed when the process ends, as in a real child. */
+Test(processes, a_process_closes_its_pools) {
+  const char *code =
+      "local w = gil.spawn(function()\n"
+      "  local p = gil.pool(2, 'thread')\n"
+      "  return table.concat(p:map(function(x) return x * 2 end, {1, 2, 3}), ' ')\n"
+      "end)\n"
+      "print(w:join())";
+  run_result *r = real_and_sim_agree("fork", code);
+  expect_exit(r, 0);
+  expect_out(r, "2 4 6\n");
+}

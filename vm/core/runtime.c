@@ -1155,6 +1155,7 @@ static void *sim_process_main(void *arg) {
   }
   breaker_attach(NULL, NULL, NULL);
   gil_drop(w->interp->gil, &w->gil_thread);
+  if (rt->host.before_wait_all) rt->host.before_wait_all(rt); /* its pools close, as a child's rt_wait_all */
   proc_wait_own(w);
   gil_take(w->interp->gil, &w->gil_thread);
   if (w->exited) { /* os.exit: no results, the status a real child's exit shows */
