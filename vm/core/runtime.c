@@ -1064,7 +1064,7 @@ int rt_proc_exit(lua_State *L, int status) {
   return luaL_error(L, "process exited");
 }
 
-/* After p's function: wait for the threads it started (a child's rt_wait_all). GIL not held. */
+/* After p's function: wait for the threads and processes it started (a child's rt_wait_all). GIL not held. */
 static void proc_wait_own(rt_worker *p) {
   runtime *rt = p->rt;
   for (int again = 1; again;) { /* from the top after every wait: a release may move the list */
@@ -1072,7 +1072,7 @@ static void proc_wait_own(rt_worker *p) {
     for (int i = 0;; i++) {
       PT_CHECK(pthread_mutex_lock(&rt->mu));
       rt_worker *w = i < rt->nworkers ? rt->workers[i] : NULL;
-      int wait = w && w != p && w->proc == p && !(w->done && w->reaped);
+      int wait = w && w != p && (w->proc == p || w->parent_proc == p) && !(w->done && w->reaped);
       PT_CHECK(pthread_mutex_unlock(&rt->mu));
       if (!w) break;
       if (!wait) continue;
@@ -1091,7 +1091,7 @@ static void proc_forget_own(rt_worker *p) {
   PT_CHECK(pthread_mutex_lock(&rt->mu));
   for (int i = 0; i < rt->nworkers; i++) {
     rt_worker *w = rt->workers[i];
-    if (w == p || w->proc != p) continue;
+    if (w == p || (w->proc != p && w->parent_proc != p)) continue;
     w->joined = 1;
     if (w->interp == p->interp) {
       w->L = NULL;
@@ -1200,6 +1200,7 @@ static rt_worker *spawn_sim_process(lua_State *L, rt_worker *w, int idx, int n) 
     luaL_error(L, "cannot start a process: %s (--sim copies a process's state)", err);
   }
   w->sim_proc = 1;
+  w->parent_proc = w->proc;
   w->proc = w;
   w->sim_pid = 1 + w->id; /* the trace's gilvm is pid 1 */
   w->next_local = w->local_id + 1; /* its own workers count on from here, as a child's copy of the counter */

@@ -99,6 +99,7 @@ typedef struct rt_worker {
   /* --sim's processes (no fork: a pthread with an interpreter of its own, runtime.c "RT_PROCESS under --sim") */
   int sim_proc; /* RT_PROCESS simulated */
   struct rt_worker *proc; /* the simulated process it runs in (itself for one; NULL: gilvm's own) */
+  struct rt_worker *parent_proc; /* a simulated process: the one that started it (NULL: gilvm's own) */
   FILE *out; /* a simulated process's stdout: its own buffer, written straight to fd 1 */
   atomic_int out_dropped; /* what it writes from now on is lost (os.exit ended it, or the whole run) */
   int exited, exit_status; /* os.exit ended this simulated process, with that status */
