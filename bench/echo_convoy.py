@@ -10,9 +10,16 @@
 # slow", slow being the share of requests that took longer than half a
 # switch interval (the server waited for a CPU thread to drop the GIL).
 #
+# ECHO_HOG_SUM=N (an experiment, not used by bench/run): each CPU thread also
+# runs sum(range(N)) per loop, C code that does not look at the eval breaker
+# (N = 1000: about 22 us here), so the thread asked to drop the GIL notices
+# up to that much later, as gilvm's signalled holder does (bench/README.md,
+# row 13, "K = 2 and 4").
+#
 # usage: python3 bench/echo_convoy.py K_LIST seconds interval_seconds [thread|process]
 #        python3 bench/echo_convoy.py client PORT seconds slow_seconds
 import multiprocessing
+import os
 import socket
 import subprocess
 import sys
@@ -51,11 +58,16 @@ def serve(srv, rows):
 
 
 stop = False
+HOG_SUM = range(int(os.environ.get("ECHO_HOG_SUM", "0")))
 
 
 def hog(started):
     started.release()
     n = 0
+    if HOG_SUM:
+        while not stop:
+            n += 1
+            sum(HOG_SUM)
     while not stop:
         n += 1
 

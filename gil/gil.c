@@ -205,6 +205,7 @@ void gil_yield(gil_t *g, gil_thread *t) {
     gil__vt_drop(g, t, atomic_load(&g->drop_request));
     g->st.yields++;
     unsigned long before_vt = g->switch_number;
+    if (g->vt->gap) g->vt->gap(); /* the real yield's two critical sections: anyone runnable may take it */
     gil__vt_take(g, t, 0);
     if (g->switch_number == before_vt + 1) g->st.yields_regained++;
     return;

@@ -34,20 +34,13 @@
 #include "gil_policy.h"
 
 typedef struct fifo_state {
-  gil_waiter *head, *tail; /* waiters, in arrival order */
-  int reserved; /* handed to a waiter that has not taken it yet */
+  gil_waitq q; /* every waiter, in arrival order, and the reservation */
 } fifo_state;
 
 static int fifo_arrive(gil_t *g, gil_waiter *w) {
   fifo_state *s = gil__state(g);
-  if (!g->holder && !s->reserved && !s->head) return 1;
-  w->next = NULL;
-  w->granted = 0;
-  if (s->tail)
-    s->tail->next = w;
-  else
-    s->head = w;
-  s->tail = w;
+  if (!g->holder && !s->q.reserved && !s->q.head) return 1;
+  gil_waitq_push(&s->q, w);
   return 0;
 }
 
@@ -58,25 +51,20 @@ static int fifo_may_take(gil_t *g, gil_waiter *w) {
 
 static int fifo_timed_out(gil_t *g, gil_waiter *w) {
   fifo_state *s = gil__state(g);
-  return s->head == w; /* our quantum-long wait is over: holder, hand it on */
+  return s->q.head == w; /* our quantum-long wait is over: holder, hand it on */
 }
 
 static void fifo_took(gil_t *g, gil_waiter *w) {
   fifo_state *s = gil__state(g);
-  if (w->granted) s->reserved = 0;
+  gil_waitq_took(&s->q, w);
 }
 
 static gil_wake fifo_released(gil_t *g, gil_thread *t) {
   (void)t;
   fifo_state *s = gil__state(g);
-  gil_waiter *next = s->head;
-  if (!next) return GIL_WAKE_NONE;
-  s->head = next->next;
-  if (!s->head) s->tail = NULL;
-  next->next = NULL;
-  next->granted = 1;
-  s->reserved = 1; /* reserved for `next`: nobody may barge in */
-  return GIL_WAKE_ALL;
+  /* the head is granted it, reserved: nobody may barge in. All wait on one
+     condition: only the grantee takes it */
+  return gil_waitq_grant(&s->q) ? GIL_WAKE_ALL : GIL_WAKE_NONE;
 }
 
 const gil_policy gil_policy_fifo = {

@@ -35,33 +35,28 @@
  * anyone else.
  *
  * Private state: the priority queue (the driver's gil_waiters, in arrival
- * order, so queueing allocates nothing) and the reservation.
+ * order, so queueing allocates nothing) and the reservation: a gil_waitq
+ * (gil_policy.h), as fifo's.
  */
 #include "gil_policy.h"
 
 typedef struct iopri_state {
-  gil_waiter *head, *tail; /* waiters back from a blocking wait, in arrival order */
-  int reserved; /* handed to a priority waiter that has not taken it yet */
+  gil_waitq q; /* waiters back from a blocking wait, in arrival order, and the reservation */
 } iopri_state;
 
 static int iopri_arrive(gil_t *g, gil_waiter *w) {
   iopri_state *s = gil__state(g);
   w->granted = 0;
-  if (!g->holder && !s->reserved && (!w->after_block || !s->head)) return GIL_ARRIVE_TAKE;
+  if (!g->holder && !s->q.reserved && (!w->after_block || !s->q.head)) return GIL_ARRIVE_TAKE;
   if (!w->after_block) return GIL_ARRIVE_WAIT; /* as cpython: an interval, then ask */
-  w->next = NULL;
-  if (s->tail)
-    s->tail->next = w;
-  else
-    s->head = w;
-  s->tail = w;
+  gil_waitq_push(&s->q, w);
   return GIL_ARRIVE_ASK;
 }
 
 static int iopri_may_take(gil_t *g, gil_waiter *w) {
   iopri_state *s = gil__state(g);
   if (w->after_block) return w->granted;
-  return !g->holder && !s->reserved;
+  return !g->holder && !s->q.reserved;
 }
 
 static int iopri_timed_out(gil_t *g, gil_waiter *w) {
@@ -71,19 +66,13 @@ static int iopri_timed_out(gil_t *g, gil_waiter *w) {
 
 static void iopri_took(gil_t *g, gil_waiter *w) {
   iopri_state *s = gil__state(g);
-  if (w->granted) s->reserved = 0;
+  gil_waitq_took(&s->q, w);
 }
 
 static gil_wake iopri_released(gil_t *g, gil_thread *t) {
   (void)t;
   iopri_state *s = gil__state(g);
-  gil_waiter *next = s->head;
-  if (!next) return GIL_WAKE_ONE; /* as cpython */
-  s->head = next->next;
-  if (!s->head) s->tail = NULL;
-  next->next = NULL;
-  next->granted = 1;
-  s->reserved = 1; /* for `next`: nobody barges in */
+  if (!gil_waitq_grant(&s->q)) return GIL_WAKE_ONE; /* as cpython */
   return GIL_WAKE_ALL; /* all wait on one condition: only the grantee takes it */
 }
 

@@ -33,6 +33,14 @@
  * As decisions (gil_policy.h): take it if nobody holds it; waits are not
  * timed (no interval_is), so nobody is ever asked to drop; a release wakes
  * one waiter; at a check point, yield if anyone waits.
+ *
+ * Under --sim the same decisions run on the virtual-time driver, and the
+ * pathology comes from the costs the real runtime pays (vm/core/sim.c's
+ * table): each resting-hook call costs `hook`; a release that wakes a
+ * blocked waiter costs the releaser a `futex` wake, the GIL free meanwhile;
+ * the waiter runs `wake` (+ a seeded `spread`) later, finds the GIL taken
+ * back and blocks again; it wins only when it arrives inside a yield's
+ * `gap` (README, "-g legacy under --sim").
  */
 #include "gil_policy.h"
 

@@ -136,6 +136,47 @@ struct gil {
 
 static inline void *gil__state(const gil_t *g) { return g->state; }
 
+/*
+ * A queue of waiters with a reservation, for a policy that hands the GIL to
+ * one waiter in particular (fifo, iopri): waiters join at the tail
+ * (gil_waitq_push); a release grants the head (gil_waitq_grant: its
+ * `granted` is set and the GIL stays reserved, so nobody barges in between
+ * the release and the grantee's take, not even the dropper); the grantee's
+ * take ends the reservation (gil_waitq_took). The nodes are the driver's
+ * gil_waiters, which live as long as their wait: queueing allocates nothing.
+ */
+typedef struct gil_waitq {
+  gil_waiter *head, *tail; /* in arrival order */
+  int reserved; /* granted to a waiter that has not taken it yet */
+} gil_waitq;
+
+static inline void gil_waitq_push(gil_waitq *q, gil_waiter *w) {
+  w->next = NULL;
+  w->granted = 0;
+  if (q->tail)
+    q->tail->next = w;
+  else
+    q->head = w;
+  q->tail = w;
+}
+
+/* Grant the head the GIL and reserve it; 0 when nobody queues. */
+static inline int gil_waitq_grant(gil_waitq *q) {
+  gil_waiter *next = q->head;
+  if (!next) return 0;
+  q->head = next->next;
+  if (!q->head) q->tail = NULL;
+  next->next = NULL;
+  next->granted = 1;
+  q->reserved = 1;
+  return 1;
+}
+
+/* w takes the GIL: if it was granted, the reservation is used. */
+static inline void gil_waitq_took(gil_waitq *q, const gil_waiter *w) {
+  if (w->granted) q->reserved = 0;
+}
+
 /* Bookkeeping the driver does; call with g->mutex held. */
 void gil__wait_begin(gil_t *g, gil_thread *t);
 void gil__wait_end(gil_t *g);

@@ -76,7 +76,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   fn_prefix_len = 14 + len + 8;
   fn_prefix = malloc(fn_prefix_len);
   memcpy(fn_prefix, b.data, fn_prefix_len);
-  fn_prefix[9] |= 0x80; /* SHARED */
+  fn_prefix[9] |= MAR_T_SHARED;
   mar_buf_free(&b);
   return 0;
 }

@@ -37,8 +37,9 @@ static const unsigned char UPVALS_PLAIN[] = { 3, 3, 2, 6, 0, 0, 0, 0, 0, 0, 0, 0
 static const unsigned char UPVALS_JOIN[] = { 3, 13, 9, 2, 3, 4, 13, 9, 1 };
 static const unsigned char UPVALS_SELF[] = { 3, 8, 9, 0, 9, 2, 'G', '_' };
 /* A message with a "fuzz.box" userdata (the codec fuzz_marshal registers), twice. */
-static const unsigned char BOXES[] = { 'G', 'V', 'M', 1,   1,   0,   0, 0,   2,   12 | 0x80, 8, 'f', 'u',
-                                       'z', 'z', '.', 'b', 'o', 'x', 3, 'a', 'b', 'c',       8, 9 };
+static const unsigned char BOXES[] = { 'G', 'V', 'M', 1,         1,   0,   0,   0,   2,   MAR_T_UDATA | MAR_T_SHARED,
+                                       8,   'f', 'u', 'z',       'z', '.', 'b', 'o', 'x', 3,
+                                       'a', 'b', 'c', MAR_T_REF, 9 };
 
 static void write_seed(const char *dir, const char *name, int mode, const unsigned char *p, size_t len) {
   char path[1024];

@@ -373,6 +373,63 @@ Test(figures, compare_says_a_failed_run_failed) {
   expect_err_lacks(r, "copies");
 }
 
+/* The table's lines from the header to the blank line after the rows, colour codes taken out. */
+static char *plain_table(const char *err) {
+  const char *head = strstr(err, "\n  mode ");
+  cr_assert(head, "no table in\n%s", err);
+  const char *end = strstr(head + 1, "\n\n");
+  char *t = track(strndup(head + 1, end ? (size_t)(end - head - 1) : strlen(head + 1)));
+  char *w = t;
+  for (const char *p = t; *p;) {
+    if (*p == '\033') {
+      p += strcspn(p, "m") + (p[strcspn(p, "m")] != '\0');
+      continue;
+    }
+    *w++ = *p++;
+  }
+  *w = '\0';
+  return t;
+}
+
+/* compare's table in colour: the best speed-up green, a failed run red; the
+   columns stay aligned; no colour into a pipe, nor with NO_COLOR. */
+Test(figures, compare_table_in_colour_when_asked) {
+  run_result *r = GV("compare", "--color=always", "--sim", "2", script("cpu_bound.lua"), "2", "200000");
+  expect_exit(r, 0);
+  /* on 2 simulated cores free threads (nogil) run twice as fast as the GIL's: theirs is the best */
+  expect_err_has(r, "\033[1;32m   2.00x\033[0m");
+  char *t = plain_table(r->err);
+  size_t width = strcspn(t, "\n");
+  for (char *line = strchr(t, '\n'); line && line[1]; line = strchr(line + 1, '\n'))
+    if (!strstr(line, "(not run"))
+      cr_expect_eq(strcspn(line + 1, "\n"), width, "a coloured row is not as wide as the header:\n%s", t);
+  run_result *f = GV("compare", "--color=always", data_in("classroom", "fails_in_fork.lua"));
+  expect_exit(f, 1);
+  expect_err_has(f, "\033[1;31mfork  \033[0m");
+  expect_err_has(f, "\033[1;31m    1\033[0m");
+  expect_err_has(f, "\033[1;32m"); /* gil or nogil: whichever was faster */
+  run_result *piped = GV("compare", data_in("classroom", "fails_in_fork.lua")); /* stderr is a pipe: auto, none */
+  expect_exit(piped, 1);
+  cr_expect(!strchr(piped->err, '\033'), "colour on a pipe" CTX, CTXA(piped));
+  run_opts o = { .env = (const char *const[]){ "NO_COLOR=1", NULL } };
+  run_result *nc = GVO(&o, "compare", "--color=auto", "--sim", "2", script("cpu_bound.lua"), "2", "200000");
+  expect_exit(nc, 0);
+  cr_expect(!strchr(nc->err, '\033'), "colour despite NO_COLOR" CTX, CTXA(nc));
+}
+
+/* On a terminal, compare colours its table as the report does, unless NO_COLOR. */
+Test(figures, compare_table_in_colour_on_a_terminal) {
+  if (access("/usr/bin/script", X_OK) != 0) cr_skip_test("no script(1)");
+  const char *cmd = fmt("%s compare --sim 2 %s 2 200000", gilvm_path(), script("cpu_bound.lua"));
+  run_result *tty = run_checked(NULL, (const char *const[]){ "/usr/bin/script", "-qec", cmd, "/dev/null", NULL });
+  expect_exit(tty, 0);
+  cr_expect(strstr(tty->out, "\033[1;32m"), "no colour on a terminal" CTX, CTXA(tty));
+  run_opts o = { .env = (const char *const[]){ "NO_COLOR=1", NULL } };
+  run_result *nc = run_checked(&o, (const char *const[]){ "/usr/bin/script", "-qec", cmd, "/dev/null", NULL });
+  expect_exit(nc, 0);
+  cr_expect(!strchr(nc->out, '\033'), "colour despite NO_COLOR" CTX, CTXA(nc));
+}
+
 /* compare --sim runs all three modes, fork's processes simulated too. */
 Test(figures, compare_sim_runs_every_mode) {
   run_result *r = GV("compare", "--sim", "4", script("cpu_bound.lua"), "4", "40000");

@@ -9,9 +9,10 @@
  * Rules kept throughout, because the machine has 2 cores, is busy, and the
  * suite also runs against ASan/UBSan and TSan builds of gilvm (5-20x slower
  * on Lua-heavy code):
- * - assert invariants, counts, orderings, exit codes and messages; anything
- *   timed has a wide margin, and lower bounds (a sleep took at least its
- *   time) are preferred to upper bounds;
+ * - assert invariants, counts, orderings, exit codes and messages; a timed
+ *   figure gets a lower bound only (a sleep took at least its time), never a
+ *   wall-clock upper bound: timing shapes (overlap, forced switches per
+ *   interval) are asserted exactly under --sim, in test_sim_figures.c;
  * - workloads are small (script arguments shrink them);
  * - every run has a hard wall-clock limit: a hung gilvm is killed and the
  *   test fails saying so, it never hangs the suite;
@@ -236,10 +237,14 @@ Test(output, script_figures_appear_in_the_report) {
 
 /* ============================================================ the scripts */
 
-Test(timing, io_bound_sleeps_overlap) {
+/* Each download sleeps its time. That the three overlap (0.5 s in all, not
+   1.5 s) is a timing shape: test_sim_figures asserts it exactly under --sim
+   (moved::io_bound_overlaps_exactly); here only lower bounds, which load
+   cannot break. */
+Test(timing, io_bound_sleeps_take_their_time) {
   run_result *r = GV(script("io_bound.lua"), "3", "0.5");
   expect_exit(r, 0);
-  /* the script's own verdict is a wall-clock guess; the test's is below */
+  /* the script's own verdict is a wall-clock guess */
   expect_out_has(r,
                  "file1: 1000 bytes\n"
                  "file2: 2000 bytes\n"
@@ -247,22 +252,16 @@ Test(timing, io_bound_sleeps_overlap) {
                  "3 downloads of 0.5 s each: ");
   parsed_report rr = report_of(r);
   cr_expect(rr.wall_s >= 0.5, "three 0.5 s sleeps took only %g s", rr.wall_s);
-  cr_expect(rr.held_pct < 50, "sleeping threads held the GIL %.1f%% of the time", rr.held_pct);
   report_thread rows[8];
   int n = threads_of(r, rows, 8);
   cr_assert_eq(n, 4, "main + 3 downloads" CTX, CTXA(r));
-  double slept = 0;
   for (int i = 1; i < n; i++) {
     cr_expect(strstr(rows[i].name, "download") != NULL, "row %d: %s", i, rows[i].name);
     cr_expect(rows[i].blocked_s >= 0.45, "%s blocked only %g s", rows[i].name, rows[i].blocked_s);
-    slept += rows[i].blocked_s;
   }
-  /* sleeps that do not overlap fit one after the other in the time they all
-     took; overlapping ones add up to more than that time */
   char v[64];
   cr_assert(report_figure(r->err, "wall_s", v, sizeof v), "figure wall_s" CTX, CTXA(r));
-  double wall = strtod(v, NULL);
-  cr_expect(wall > 0 && wall < slept, "the sleeps did not overlap: %g s of sleeps in %s s" CTX, slept, v, CTXA(r));
+  cr_expect(strtod(v, NULL) >= 0.5, "the script timed %s s for 0.5 s sleeps" CTX, v, CTXA(r));
   cr_expect(report_figure(r->err, "downloads", v, sizeof v) && strcmp(v, "3") == 0, "figure downloads");
 }
 
@@ -289,18 +288,29 @@ Test(scripts, cpu_bound_parallelism_stays_near_one_under_the_gil) {
             CTXA(r));
 }
 
+/* How many forced switches two CPU threads make is a timing shape
+   (test_sim_figures: moved::forced_switches_follow_the_interval, exact).
+   Here by construction: each worker spins until the other has started, so
+   the second can only start if the first is forced to drop the GIL. */
 Test(scripts, cpu_bound_two_threads_force_switches) {
-  /* big enough that both threads surely overlap, even when thread start-up is slow */
-  run_result *r = GV("-s", "1ms", script("cpu_bound.lua"), "2", "20000000");
+  run_result *r = GV("-s", "1ms", script("cpu_bound.lua"), "2", "2000000");
   expect_exit(r, 0);
-  expect_out(r, fmt("threads=2 iterations=20000000 sum=%lld\n", sum_of_squares_mod7(20000000)));
+  expect_out(r, fmt("threads=2 iterations=2000000 sum=%lld\n", sum_of_squares_mod7(2000000)));
   parsed_report rr = report_of(r);
-  cr_expect(rr.forced > 0, "two CPU-bound threads made no forced switch" CTX, CTXA(r));
+  cr_expect(rr.drop_requests >= rr.forced, "drop requests %ld < forced %ld", rr.drop_requests, rr.forced);
+  cr_expect_eq(rr.handoffs, rr.forced, "one handoff latency per forced switch");
+  r = GV("-s", "1ms", "-e",
+         "local x, y = gil.value(0), gil.value(0)\n"
+         "local function spin(me, other) me:set(1); while other:get() == 0 do end end\n"
+         "local a, b = gil.spawn(spin, x, y), gil.spawn(spin, y, x); a:join(); b:join()");
+  expect_exit(r, 0);
+  rr = report_of(r);
+  cr_expect(rr.forced > 0, "two spinning threads made no forced switch" CTX, CTXA(r));
   cr_expect(rr.drop_requests >= rr.forced, "drop requests %ld < forced %ld", rr.drop_requests, rr.forced);
   cr_expect_eq(rr.handoffs, rr.forced, "one handoff latency per forced switch");
   report_thread rows[4];
   int n = threads_of(r, rows, 4);
-  cr_assert_eq(n, 3);
+  cr_assert_eq(n, 3, CTX, CTXA(r));
   cr_expect(rows[1].forced + rows[2].forced > 0, "the workers' forced columns are both 0" CTX, CTXA(r));
 }
 
@@ -455,7 +465,6 @@ Test(api, compute_takes_at_least_its_time) {
   expect_out_has(r, "compute 0.05 returned integer wall ");
   double wall = out_number(r, " wall ");
   cr_expect(wall >= 0.04, "gil.compute(0.05) took %g s of wall time", wall);
-  cr_expect(wall < 20, "gil.compute(0.05) took %g s of wall time", wall);
   expect_out_has(r, "bad arg\tfalse\tbad argument #1 to 'compute' (non-negative number expected)\n");
 }
 
@@ -933,9 +942,8 @@ Test(stop, timeout_stops_spinning_workers_with_a_report) {
   run_result *r = GV("--timeout", "0.5s", data("spin_sleep.lua"));
   expect_stopped_with_report(r, 124, "timeout");
   cr_expect(r->wall_s >= 0.45, "--timeout 0.5s ended after %g s", r->wall_s);
-  cr_expect(r->wall_s < 6, "--timeout 0.5s took %g s to stop", r->wall_s);
   parsed_report rr = report_of(r);
-  cr_expect(rr.wall_s >= 0.45 && rr.wall_s < 6, "report wall %g s", rr.wall_s);
+  cr_expect(rr.wall_s >= 0.45, "report wall %g s", rr.wall_s);
   report_thread rows[4];
   int n = threads_of(r, rows, 4);
   cr_assert_eq(n, 3, "main + 2 spinners" CTX, CTXA(r));
@@ -947,7 +955,6 @@ Test(stop, timeout_stops_spinning_workers_with_a_report) {
 Test(stop, timeout_stops_an_infinite_loop_in_main) {
   run_result *r = GV("--timeout", "0.3s", "-e", "print('ready') io.stdout:flush() while true do end");
   expect_stopped_with_report(r, 124, "timeout");
-  cr_expect(r->wall_s < 6, "took %g s", r->wall_s);
 }
 
 Test(stop, a_deadlock_stops_the_run_with_status_4_and_a_report) {
@@ -967,7 +974,6 @@ Test(stop, sigint_stops_with_a_report) {
   run_result *r = GVO(&o, data("spin_sleep.lua"));
   cr_assert_eq(r->signals_sent, 1, "SIGINT was not sent" CTX, CTXA(r));
   expect_stopped_with_report(r, 130, "interrupted");
-  cr_expect(r->wall_s - r->first_signal_s < 3, "gilvm took %g s to stop after SIGINT", r->wall_s - r->first_signal_s);
 }
 
 Test(stop, sigint_while_main_joins) {
@@ -984,18 +990,16 @@ Test(stop, sigterm_stops_with_exit_143) {
 
 /* A script that swallows the stop error ends anyway: either its threads die at
    a check point outside the pcall, or gilvm gives up after its 3 s grace. */
-static void expect_ends_within_grace(const run_result *r, int code, const char *reason, double from) {
+static void expect_ends_within_grace(const run_result *r, int code, const char *reason) {
   expect_exit(r, code);
   cr_expect(strstr(r->err, fmt("gilvm: stopped: %s", reason)) || strstr(r->err, "did not stop within 3 s"),
             "stderr should say why gilvm stopped" CTX, CTXA(r));
-  cr_expect(r->wall_s - from < 3 + 4, "gilvm ended %g s after being asked to stop (grace is 3 s)" CTX, r->wall_s - from,
-            CTXA(r));
   expect_out_has(r, "ready\n");
 }
 
 Test(stop, timeout_with_pcall_swallowing_the_stop_still_ends) {
   run_result *r = GV("--timeout", "0.5s", data("stubborn.lua"));
-  expect_ends_within_grace(r, 124, "timeout", 0.5);
+  expect_ends_within_grace(r, 124, "timeout");
   cr_expect(r->wall_s >= 0.45, "--timeout 0.5s ended after %g s", r->wall_s);
 }
 
@@ -1003,7 +1007,7 @@ Test(stop, sigint_with_pcall_swallowing_the_stop_still_ends) {
   run_opts o = { .signal = SIGINT, .signal_when = "ready\n", .signal_after_s = 0.3 };
   run_result *r = GVO(&o, data("stubborn.lua"));
   cr_assert_eq(r->signals_sent, 1, "SIGINT was not sent" CTX, CTXA(r));
-  expect_ends_within_grace(r, 130, "interrupted", r->first_signal_s);
+  expect_ends_within_grace(r, 130, "interrupted");
 }
 
 Test(stop, second_sigint_exits_at_once) {
@@ -1019,9 +1023,8 @@ Test(stop, second_sigint_exits_at_once) {
   expect_exit(r, 130);
   cr_assert_eq(r->signals_sent, 2, "gilvm ended before the second SIGINT" CTX, CTXA(r));
   expect_err_has(r, "gilvm: interrupted twice");
-  /* the second Ctrl-C does not wait for the rest of the grace (2.5 s more) */
-  cr_expect(r->wall_s - r->last_signal_s < 2.0, "gilvm ended %g s after the second SIGINT" CTX,
-            r->wall_s - r->last_signal_s, CTXA(r));
+  /* the second Ctrl-C does not wait for the rest of the grace: had it, gilvm would say so */
+  expect_err_lacks(r, "did not stop within");
 }
 
 Test(stop, thread_blocked_in_c_with_the_gil_is_abandoned_after_the_grace) {
@@ -1033,5 +1036,4 @@ Test(stop, thread_blocked_in_c_with_the_gil_is_abandoned_after_the_grace) {
   expect_out(r, "ready\n");
   expect_err_has(r, "gilvm: timeout, and some threads did not stop within 3 s");
   cr_expect(r->wall_s >= 0.3 + 2.9, "gilvm gave up after %g s, before its 3 s grace", r->wall_s);
-  cr_expect(r->wall_s < 0.3 + 3 + 4, "gilvm took %g s to give up", r->wall_s);
 }

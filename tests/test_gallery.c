@@ -21,6 +21,7 @@
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "run_helper.h"
@@ -161,40 +162,137 @@ TestSuite(guide, .fini = test_cleanup);
 
 static const char *source_root(void) { return fmt("%s/..", env_dir("GILVM_SCRIPTS")); }
 
-/* tools/make_guide.py --check with this build's gilvm, on guide (NULL: docs/guide.md). */
-static run_result *guide_check(const char *guide) {
+/* tools/make_guide.py --check with this build's gilvm, on guide (NULL:
+   docs/guide.md; its pictures are guide/ beside it), only the experiments
+   named (NULL: all). */
+static run_result *guide_check(const char *guide, const char *only) {
   const char *tool = fmt("%s/tools/make_guide.py", source_root());
   const char *python = env_dir("GILVM_PYTHON");
-  const char *argv[] = { python, tool, "--check", "--gilvm", gilvm_path(), guide ? "--guide" : NULL, guide, NULL };
+  const char *argv[] = { python,
+                         tool,
+                         "--check",
+                         "--gilvm",
+                         gilvm_path(),
+                         "--guide",
+                         guide ? guide : fmt("%s/docs/guide.md", source_root()),
+                         only ? "--only" : NULL,
+                         only,
+                         NULL };
   run_opts o = { .limit_s = 500 };
   return run_tracked(&o, argv);
 }
 
 Test(guide, is_up_to_date, .timeout = 600) {
   GUIDE_SKIP_UNDER_SANITIZER();
-  run_result *r = guide_check(NULL);
+  run_result *r = guide_check(NULL, NULL);
   expect_reaped(r);
   cr_expect(r->exited && r->exit_code == 0, "docs/guide.md is out of date: run tools/make_guide.py" CTX, CTXA(r));
   expect_out_has(r, "experiments up to date");
 }
 
-/* The check is not a rubber stamp: a guide whose output was edited by hand,
-   or whose experiment lost its output, is stale, and the message names it. */
-Test(guide, check_names_the_stale_experiment, .timeout = 600) {
-  GUIDE_SKIP_UNDER_SANITIZER();
+/* A copy of the guide and its pictures in a temporary directory, with the
+   first `from` in the guide (or in picture `svg`, when given) replaced by
+   `to`; returns the copy's guide.md. */
+static const char *edited_guide(const char *svg, const char *from, const char *to) {
+  const char *dir = tmp_path("docs"), *pics = fmt("%s/guide", dir);
+  cr_assert(mkdir(dir, 0777) == 0 && mkdir(pics, 0777) == 0);
+  DIR *d = opendir(fmt("%s/docs/guide", source_root()));
+  cr_assert(d != NULL);
+  for (struct dirent *e; (e = readdir(d));) {
+    if (e->d_name[0] == '.') continue;
+    size_t n;
+    char *text = slurp(fmt("%s/docs/guide/%s", source_root(), e->d_name), &n);
+    if (svg && strcmp(e->d_name, svg) == 0) {
+      char *at = strstr(text, from);
+      cr_assert(at != NULL, "docs/guide/%s lacks %s", svg, from);
+      cr_assert(strlen(from) == strlen(to));
+      memcpy(at, to, strlen(to));
+    }
+    FILE *f = fopen(fmt("%s/%s", pics, e->d_name), "w");
+    cr_assert(f != NULL);
+    fwrite(text, 1, n, f);
+    fclose(f);
+  }
+  closedir(d);
   char *text = slurp(fmt("%s/docs/guide.md", source_root()), NULL);
-  static const char line[] = "All files have been downloaded.\n";
-  char *at = strstr(text, line);
-  cr_assert(at != NULL, "docs/guide.md lacks the line %s", line);
-  memcpy(at, "All files have been uploaded!!!\n", sizeof line - 1); /* the same length */
-  const char *edited = tmp_path("guide.md");
+  if (!svg) {
+    char *at = strstr(text, from);
+    cr_assert(at != NULL, "docs/guide.md lacks %s", from);
+    cr_assert(strlen(from) == strlen(to));
+    memcpy(at, to, strlen(to)); /* the same length */
+  }
+  const char *edited = fmt("%s/guide.md", dir);
   FILE *f = fopen(edited, "w");
   cr_assert(f != NULL);
   fputs(text, f);
   fclose(f);
-  run_result *r = guide_check(edited);
+  return edited;
+}
+
+/* The check is not a rubber stamp: a guide whose output was edited by hand
+   is stale, and the message names the experiment (and only it). */
+Test(guide, check_names_the_stale_experiment, .timeout = 600) {
+  GUIDE_SKIP_UNDER_SANITIZER();
+  const char *edited = edited_guide(NULL, "All files have been downloaded.\n", "All files have been uploaded!!!\n");
+  run_result *r = guide_check(edited, "threads-io,convoy");
   expect_reaped(r);
   cr_expect(r->exited && r->exit_code == 1, "an edited output passes the check" CTX, CTXA(r));
   expect_err_has(r, "experiment 'threads-io' is stale");
   expect_err_lacks(r, "experiment 'convoy'");
+}
+
+/* A simulated experiment is compared byte for byte: one number (the
+   virtual wall time) edited makes it stale. */
+Test(guide, a_simulated_number_is_compared_exactly, .timeout = 600) {
+  GUIDE_SKIP_UNDER_SANITIZER();
+  const char *edited = edited_guide(NULL, "  wall 500.01 ms ", "  wall 500.02 ms ");
+  run_result *r = guide_check(edited, "threads-io");
+  expect_reaped(r);
+  cr_expect(r->exited && r->exit_code == 1, "an edited simulated number passes the check" CTX, CTXA(r));
+  expect_err_has(r, "experiment 'threads-io' is stale: 'build/gilvm --sim 2 ");
+  expect_err_has(r, "wall 500.02 ms");
+}
+
+/* ... and its picture too. */
+Test(guide, a_simulated_picture_is_compared_exactly, .timeout = 600) {
+  GUIDE_SKIP_UNDER_SANITIZER();
+  const char *edited = edited_guide("threads-io.svg", "</svg>", "</SVG>");
+  run_result *r = guide_check(edited, "threads-io");
+  expect_reaped(r);
+  cr_expect(r->exited && r->exit_code == 1, "an edited simulated picture passes the check" CTX, CTXA(r));
+  expect_err_has(r, "now draws another docs/guide/threads-io.svg");
+}
+
+/* A real run says why it is real, and its numbers are masked: they change
+   from run to run. */
+Test(guide, a_real_run_says_why_and_its_numbers_are_masked, .timeout = 600) {
+  GUIDE_SKIP_UNDER_SANITIZER();
+  char *text = slurp(fmt("%s/docs/guide.md", source_root()), NULL);
+  cr_expect(strstr(text, "A real run, because it needs `-g legacy`") != NULL, "the legacy experiment does not say why");
+  const char *edited = edited_guide(NULL, "threads=2 iterations=10000000 sum=20000001\n",
+                                    "threads=2 iterations=10000000 sum=20000009\n");
+  run_result *r = guide_check(edited, "legacy");
+  expect_reaped(r);
+  cr_expect(r->exited && r->exit_code == 0, "a real run's number is compared" CTX, CTXA(r));
+}
+
+/* The outputs do not depend on where gilvm or the checkout is: the tool runs
+   gilvm as "build/gilvm" (the script sees argv[0], and nogil workers get a
+   copy of it, so the bytes copied would change with the path). */
+Test(guide, outputs_do_not_depend_on_the_binarys_path, .timeout = 600) {
+  GUIDE_SKIP_UNDER_SANITIZER();
+  const char *copy = tmp_path("a-much-longer-directory-name-than-build-gilvm");
+  size_t n;
+  char *bin = slurp(gilvm_path(), &n);
+  FILE *f = fopen(copy, "wb");
+  cr_assert(f != NULL);
+  fwrite(bin, 1, n, f);
+  fclose(f);
+  cr_assert(chmod(copy, 0755) == 0);
+  const char *tool = fmt("%s/tools/make_guide.py", source_root());
+  const char *argv[] = { env_dir("GILVM_PYTHON"), tool, "--check", "--gilvm", copy, "--only", "locks", NULL };
+  run_opts o = { .limit_s = 500 };
+  run_result *r = run_tracked(&o, argv);
+  expect_reaped(r);
+  cr_expect(r->exited && r->exit_code == 0, "the guide's outputs changed with gilvm's path" CTX, CTXA(r));
 }

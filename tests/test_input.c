@@ -386,3 +386,30 @@ Test(readme, every_command_the_readme_shows_runs) {
   }
   cr_assert(chdir("/") == 0);
 }
+
+/* =================================================== the environment */
+
+TestSuite(environment, .fini = test_cleanup, .timeout = 120.);
+
+/* Every GILVM_* variable a source file reads (getenv("GILVM_...")) is in
+   --help's environment section, and so in the man page (test_install). */
+Test(environment, help_names_every_GILVM_variable_the_sources_read) {
+  run_result *h = GV("--help");
+  expect_exit(h, 0);
+  const char *env = strstr(h->out, "\nEnvironment:\n");
+  cr_assert(env, "--help has no Environment: section" CTX, CTXA(h));
+  const char *root = fmt("%s/..", env_dir("GILVM_SCRIPTS"));
+  FILE *p = popen(fmt("grep -rhoE 'getenv\\(\"GILVM_[A-Z_]+' '%s/vm' '%s/gil' '%s/base'", root, root, root), "r");
+  cr_assert(p != NULL);
+  char line[256];
+  int n = 0;
+  while (fgets(line, sizeof line, p)) {
+    const char *name = strstr(line, "GILVM_");
+    cr_assert(name);
+    line[strcspn(line, "\n")] = '\0';
+    cr_expect(strstr(env, fmt("  %s ", name)) != NULL, "--help's environment section lacks %s" CTX, name, CTXA(h));
+    n++;
+  }
+  pclose(p);
+  cr_expect(n >= 4, "found only %d getenv(\"GILVM_...\") in the sources", n);
+}

@@ -654,23 +654,7 @@ Test(refusal, decoding_needs_what_the_destination_lacks) {
 
 TestSuite(hostile, .init = setup, .fini = teardown);
 
-/* Tags of the wire format (see the top of marshal.c), to forge messages. */
-enum {
-  T_NIL,
-  T_FALSE,
-  T_TRUE,
-  T_INT,
-  T_FLOAT,
-  T_STR,
-  T_TABLE,
-  T_TABLE_META,
-  T_REF,
-  T_MODULE,
-  T_LFUNC,
-  T_CFUNC,
-  T_UDATA,
-  T_UPJOIN
-};
+/* Messages are forged with the wire format's own tags (enum mar_tag, marshal.h). */
 
 static const char *RICH =
     "local shared = {1, 2, 3}\n"
@@ -746,7 +730,7 @@ Test(hostile, bytecode_is_authenticated) {
   run(src, "return function(x) return x + 1 end");
   encode_top(1, "f", &b);
   /* header (8), count (1), LFUNC tag (1), length (4), bytecode, mac (8), ... */
-  cr_assert_eq(b.data[9] & 0x7f, T_LFUNC);
+  cr_assert_eq(b.data[9] & 0x7f, MAR_T_LFUNC);
   size_t len = (size_t)b.data[10] | (size_t)b.data[11] << 8 | (size_t)b.data[12] << 16 | (size_t)b.data[13] << 24;
   cr_assert(len > 20 && 14 + len + 8 < b.len);
   unsigned char *copy = malloc(b.len);
@@ -840,7 +824,7 @@ static void expect_refused(forged f, const char *message) {
 
 Test(hostile, forged_messages) {
   char err[256];
-  forged ok = FORGED(2, T_INT, 0x54, T_TABLE, 1, 0, 0, 0, 1, 0, 0, 0, T_TRUE, T_STR, 1, 'k', T_NIL);
+  forged ok = FORGED(2, MAR_T_INT, 0x54, MAR_T_TABLE, 1, 0, 0, 0, 1, 0, 0, 0, MAR_T_TRUE, MAR_T_STR, 1, 'k', MAR_T_NIL);
   cr_assert_eq(try_decode(ok.b, ok.len, err, sizeof err), 2, "%s", err);
 
   forged empty = forge(0, NULL, 0);
@@ -854,33 +838,34 @@ Test(hostile, forged_messages) {
   ok.b[0] = 'G';
   ok.b[3] = 2;
   expect_refused(ok, "format version 2");
-  expect_refused(FORGED(1, T_NIL, T_NIL), "1 bytes after the last value");
-  expect_refused(FORGED(100, T_NIL), "too many values");
-  expect_refused(FORGED(1, T_TABLE, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0), "table larger than the message");
-  expect_refused(FORGED(1, T_TABLE, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f), "table larger than the message");
-  expect_refused(FORGED(1, T_STR, 0x80, 0x80, 0x80, 0x80, 0x10, 'a'), "string longer than the message");
-  expect_refused(FORGED(1, T_INT, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f),
+  expect_refused(FORGED(1, MAR_T_NIL, MAR_T_NIL), "1 bytes after the last value");
+  expect_refused(FORGED(100, MAR_T_NIL), "too many values");
+  expect_refused(FORGED(1, MAR_T_TABLE, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0), "table larger than the message");
+  expect_refused(FORGED(1, MAR_T_TABLE, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f), "table larger than the message");
+  expect_refused(FORGED(1, MAR_T_STR, 0x80, 0x80, 0x80, 0x80, 0x10, 'a'), "string longer than the message");
+  expect_refused(FORGED(1, MAR_T_INT, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f),
                  "varint overflows 64 bits");
-  expect_refused(FORGED(1, T_INT, 0xff, 0xff), "truncated");
-  expect_refused(FORGED(1, T_FLOAT, 0, 0, 0), "truncated");
-  expect_refused(FORGED(1, T_REF, 0), "reference to unknown object");
-  expect_refused(FORGED(1, T_TABLE | 0x80, 1, 0, 0, 0, 0, 0, 0, 0, T_REF, 30), "reference to unknown object");
-  expect_refused(FORGED(1, T_UPJOIN, 9, 1), "upvalue join outside a function");
-  expect_refused(FORGED(1, T_TABLE, 0, 0, 0, 0, 1, 0, 0, 0, T_NIL, T_TRUE), "table key is nil");
-  expect_refused(FORGED(1, T_TABLE, 0, 0, 0, 0, 1, 0, 0, 0, T_FLOAT, 0, 0, 0, 0, 0, 0, 0xf8, 0x7f, T_TRUE),
+  expect_refused(FORGED(1, MAR_T_INT, 0xff, 0xff), "truncated");
+  expect_refused(FORGED(1, MAR_T_FLOAT, 0, 0, 0), "truncated");
+  expect_refused(FORGED(1, MAR_T_REF, 0), "reference to unknown object");
+  expect_refused(FORGED(1, MAR_T_TABLE | MAR_T_SHARED, 1, 0, 0, 0, 0, 0, 0, 0, MAR_T_REF, 30),
+                 "reference to unknown object");
+  expect_refused(FORGED(1, MAR_T_UPJOIN, 9, 1), "upvalue join outside a function");
+  expect_refused(FORGED(1, MAR_T_TABLE, 0, 0, 0, 0, 1, 0, 0, 0, MAR_T_NIL, MAR_T_TRUE), "table key is nil");
+  expect_refused(FORGED(1, MAR_T_TABLE, 0, 0, 0, 0, 1, 0, 0, 0, MAR_T_FLOAT, 0, 0, 0, 0, 0, 0, 0xf8, 0x7f, MAR_T_TRUE),
                  "table key is NaN");
-  expect_refused(FORGED(1, T_TABLE_META, 0, 0, 0, 0, 0, 0, 0, 0, T_TRUE), "metatable is not a table");
+  expect_refused(FORGED(1, MAR_T_TABLE_META, 0, 0, 0, 0, 0, 0, 0, 0, MAR_T_TRUE), "metatable is not a table");
   expect_refused(FORGED(1, 0x7f), "unknown tag 0x7f");
-  expect_refused(FORGED(1, T_INT | 0x80, 1), "unknown tag 0x83");
-  expect_refused(FORGED(1, T_MODULE, 3, 'n', 'o', 'p'), "module 'nop' is not loaded");
-  expect_refused(FORGED(1, T_CFUNC, 4, 'm', 'a', 't', 'h', 2, 'p', 'i'), "no builtin 'math.pi'");
-  expect_refused(FORGED(1, T_UDATA, 3, 'n', 'o', 'p', 0), "no codec for userdata 'nop'");
-  expect_refused(FORGED(1, T_LFUNC, 4, 0, 0, 0, 0x1b, 'L', 'u', 'a', 1, 2, 3, 4, 5, 6, 7, 8, 0),
+  expect_refused(FORGED(1, MAR_T_INT | MAR_T_SHARED, 1), "unknown tag 0x83");
+  expect_refused(FORGED(1, MAR_T_MODULE, 3, 'n', 'o', 'p'), "module 'nop' is not loaded");
+  expect_refused(FORGED(1, MAR_T_CFUNC, 4, 'm', 'a', 't', 'h', 2, 'p', 'i'), "no builtin 'math.pi'");
+  expect_refused(FORGED(1, MAR_T_UDATA, 3, 'n', 'o', 'p', 0), "no codec for userdata 'nop'");
+  expect_refused(FORGED(1, MAR_T_LFUNC, 4, 0, 0, 0, 0x1b, 'L', 'u', 'a', 1, 2, 3, 4, 5, 6, 7, 8, 0),
                  "failed authentication");
-  expect_refused(FORGED(1, T_LFUNC, 0xff, 0xff, 0, 0, 0x1b), "truncated function");
+  expect_refused(FORGED(1, MAR_T_LFUNC, 0xff, 0xff, 0, 0, 0x1b), "truncated function");
 
   /* a huge object count in the header is only a hint */
-  forged hint = FORGED(1, T_STR, 1, 'x');
+  forged hint = FORGED(1, MAR_T_STR, 1, 'x');
   memset(hint.b + 4, 0xff, 4);
   cr_assert_eq(try_decode(hint.b, hint.len, err, sizeof err), 1, "%s", err);
 }
@@ -892,10 +877,10 @@ Test(hostile, nesting_bomb) {
   memcpy(m, "GVM\1\0\0\0\0\1", 9);
   for (size_t i = 0; i < n; i++) {
     unsigned char *t = m + 9 + i * 9;
-    t[0] = T_TABLE;
+    t[0] = MAR_T_TABLE;
     t[1] = 1; /* narr = 1, nhash = 0 */
   }
-  m[len - 1] = T_NIL;
+  m[len - 1] = MAR_T_NIL;
   char err[256];
   cr_assert_eq(try_decode(m, len, err, sizeof err), -1);
   cr_assert(strstr(err, "nesting deeper than 200 levels"), "%s", err);

@@ -248,7 +248,6 @@ Test(objects, blocked_on_a_queue_or_a_lock_the_run_still_stops) {
     expect_exit(r, 124);
     expect_out_has(r, "ready\n");
     cr_expect(strstr(r->out, "not reached") == NULL, "%s" CTX, modes[m], CTXA(r));
-    cr_expect(r->wall_s < 20, "%s: a stop took %.1f s" CTX, modes[m], r->wall_s, CTXA(r));
   }
 }
 

@@ -281,3 +281,53 @@ Test(deadlock, busy_waits_a_producer_process_and_a_sleeper_are_not_deadlocks) {
     cr_expect(strstr(r->err, "deadlock") == NULL, "%s" CTX, modes[m], CTXA(r));
   }
 }
+
+Test(deadlock, a_condition_wait_nobody_will_notify_is_one) {
+  for (int m = 0; m < NMODES; m++) { /* the worker is a process in fork mode */
+    run_result *r = run_program_in(modes[m], "deadlock", "cond_wait.lua");
+    expect_exit(r, 4);
+    expect_err_all(
+        r, "gilvm: deadlock: every worker waits, none with a timeout, for what only another of them could give:\n",
+        "gilvm: stopped: deadlock\n", NULL);
+    expect_wait_line(r, "main", "cond_wait.lua:6", "to be notified on condition 0x");
+    expect_wait_line(r, "1@cond_wait.lua:4", "cond_wait.lua:4", "to get an item from queue 0x");
+  }
+}
+
+Test(deadlock, a_barrier_that_too_few_reach_is_one) {
+  for (int m = 0; m < NMODES; m++) {
+    run_result *r = run_program_in(modes[m], "deadlock", "barrier_wait.lua");
+    expect_exit(r, 4);
+    expect_err_all(r, "gilvm: stopped: deadlock\n", NULL);
+    expect_wait_line(r, "main", "barrier_wait.lua:4", "at barrier 0x");
+    expect_wait_line(r, "1@barrier_wait.lua:3", "barrier_wait.lua:3", "at barrier 0x");
+  }
+}
+
+Test(deadlock, a_process_worker_and_main_both_waiting_is_one) {
+  for (int m = 0; m < NMODES; m++) { /* gil.process: a process in every mode */
+    run_result *r = run_program_in(modes[m], "deadlock", "process_waits.lua");
+    expect_exit(r, 4);
+    expect_out(r, "");
+    expect_wait_line(r, "main", "process_waits.lua:4", "to get an item from queue 0x");
+    expect_wait_line(r, "1@process_waits.lua:3", "process_waits.lua:3", "to get an item from queue 0x");
+  }
+}
+
+Test(deadlock, main_joining_a_process_worker_that_waits_for_ever_is_one) {
+  for (int m = 0; m < NMODES; m++) {
+    run_result *r = run_program_in(modes[m], "deadlock", "process_join.lua");
+    expect_exit(r, 4);
+    expect_wait_line(r, "main", "process_join.lua:4", "to join '1@process_join.lua:3'");
+    expect_wait_line(r, "1@process_join.lua:3", "process_join.lua:3", "to get an item from queue 0x");
+  }
+}
+
+Test(deadlock, a_sleeping_notifier_and_a_waiter_with_a_timeout_are_not_deadlocks) {
+  for (int m = 0; m < NMODES; m++) {
+    run_result *r = run_program_in(modes[m], "deadlock", "cond_not_deadlocks.lua");
+    expect_exit(r, 0);
+    expect_out(r, "sleeping notifier\tnotified\nwaiter with a timeout\ttrue\tinteger\n");
+    cr_expect(strstr(r->err, "deadlock") == NULL, "%s" CTX, modes[m], CTXA(r));
+  }
+}

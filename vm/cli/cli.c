@@ -11,9 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "gil.h"
+#include "sim.h"
 
 #ifndef GILVM_VERSION
 #define GILVM_VERSION "0.1.0" /* meson passes the project's version */
@@ -51,6 +53,7 @@ enum {
   F_SIM,
   F_SEED,
   F_SIM_INSN,
+  F_SIM_COST,
   F_BINARY,
   F_COLOR,
   F_HELP,
@@ -98,22 +101,28 @@ static const cli_flag cli_flags[F_COUNT] = {
   [F_SIM] = { NULL, "--sim", "CORES", 0,
               "simulate the run in virtual time on CORES\n"
               "virtual cores (1 to 4096): deterministic; every\n"
-              "mode (fork: processes without real forks; see\n"
-              "README, \"--sim\")" },
+              "mode (fork: processes without real forks), every\n"
+              "policy (see README, \"--sim\")" },
   [F_SEED] = { NULL, "--seed", "N", 0,
                "the seed of the simulated OS's choices among\n"
                "equals under --sim, and of math.random (default 1)" },
   [F_SIM_INSN] = { NULL, "--sim-insn", "NS", 0,
                    "virtual nanoseconds per Lua VM instruction\n"
                    "under --sim (default 1.5)" },
+  [F_SIM_COST] = { NULL, "--sim-cost", "NAME=DUR", 0,
+                   "set one OS cost of --sim's model (repeatable):\n"
+                   "wake, switch, slice, signal, spawn, interp,\n"
+                   "futex, hook, gap, spread; the report's header\n"
+                   "prints them all (README, \"Simulated runs\")" },
   [F_BINARY] = { NULL, "--binary", NULL, 0,
                  "let the script be a precompiled chunk (luac\n"
                  "output); Lua does not check those, so only\n"
                  "trusted ones" },
   [F_COLOR] = { NULL, "--color", "WHEN", LOCAL_ALL,
-                "auto (default): colour the report's key figures\n"
-                "and the --timeline chart when stderr is a\n"
-                "terminal and NO_COLOR is unset; always; never" },
+                "auto (default): colour the report's key figures,\n"
+                "the --timeline chart and compare's table when\n"
+                "stderr is a terminal and NO_COLOR is unset;\n"
+                "always; never" },
   [F_HELP] = { "-h", "--help", NULL, 0, "show this help and exit" },
   [F_VERSION] = { "-V", "--version", NULL, 0, "show the version and exit" },
 };
@@ -182,6 +191,11 @@ static const char help_tail[] =
     "  COLUMNS              --timeline's width when stderr is not a terminal\n"
     "  NO_COLOR             set and not empty: no colour unless --color=always\n"
     "  GILVM_BREAKER_STATS  1: print at exit how often the eval breaker was armed\n"
+    "  GILVM_LOSE_SIGNALS   N: a test knob: the eval breaker ignores its first N\n"
+    "                       signals, as if lost (a lost drop request must be\n"
+    "                       sent again)\n"
+    "  GILVM_EVENTS_MAX     N (16 and up): a test knob: keep at most N timeline\n"
+    "                       events per worker (the rest are counted, dropped)\n"
     "\n"
     "Files:\n"
     "  " GILVM_SCRIPTS_DIR
@@ -461,6 +475,26 @@ static int set_option(int f, const char *v, cli_options *o) {
     o->sim_insn_ns = ns;
     break;
   }
+  case F_SIM_COST: {
+    const char *eq = strchr(v, '=');
+    int id = eq ? sim_cost_find(v, (size_t)(eq - v)) : -1;
+    uint64_t ns = 0;
+    if (id < 0) {
+      char names[256] = "";
+      for (int i = 0; i < sim_cost_count(); i++)
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "", sim_cost_name(i));
+      fprintf(stderr, "gilvm: unknown --sim-cost '%s' (expected NAME=DURATION; names: %s)\n", v, names);
+      fprintf(stderr, "Try 'gilvm --help' for more information.\n");
+      return EXIT_USAGE;
+    }
+    if (clock_parse_duration(eq + 1, &ns) != 0 || ns > 1000000000000ull)
+      return usage_error("bad --sim-cost '%s' (expected NAME=DURATION, like switch=3us or slice=4ms)", v);
+    if (o->nsim_costs == (int)(sizeof o->sim_cost_ns / sizeof o->sim_cost_ns[0]))
+      return usage_error("too many --sim-cost options%s", "");
+    o->sim_cost_id[o->nsim_costs] = id;
+    o->sim_cost_ns[o->nsim_costs++] = ns;
+    break;
+  }
   case F_EXEC:
     if (o->nexec == (int)(sizeof o->exec / sizeof o->exec[0])) return usage_error("too many -e options%s", "");
     o->exec[o->nexec++] = v;
@@ -589,11 +623,15 @@ int cli_parse(int argc, char **argv, cli_options *o) {
                        o->trace_path     ? "--trace"
                            : o->svg_path ? "--svg"
                                          : "--timeline");
-  /* a policy with a check interval releases and retakes in no virtual time: its waiters starve */
-  if (o->sim_cores && strcmp(o->command, "run") == 0 && gil_policy_find(o->policy)->default_check_interval > 0)
-    return usage_error("--sim: -g %s (a check-interval policy) is not simulated yet", o->policy);
   if (is_sweep(o)) return check_sweep(o);
   if (strcmp(o->command, "dis") == 0 && !o->script) return usage_error("dis needs a script file%s", "");
   if (o->check_interval && !has_check_interval(gil_policy_find(o->policy))) return check_interval_error(0);
   return -1;
+}
+
+int cli_want_color(const cli_options *o) {
+  if (o->color != CLI_COLOR_AUTO) return o->color == CLI_COLOR_ALWAYS;
+  const char *no = getenv("NO_COLOR"), *term = getenv("TERM");
+  if ((no && *no) || (term && strcmp(term, "dumb") == 0)) return 0;
+  return isatty(STDERR_FILENO);
 }

@@ -36,6 +36,9 @@ typedef struct cli_options {
   int sim_cores; /* --sim CORES (0: a real run) */
   uint64_t seed; /* --seed (default 1) */
   double sim_insn_ns; /* --sim-insn (0: the default) */
+  int sim_cost_id[32]; /* --sim-cost NAME=DUR, in order: the cost's index in sim.c's table */
+  uint64_t sim_cost_ns[32]; /* and its value */
+  int nsim_costs;
   size_t arena_bytes; /* --arena SIZE, or GILVM_ARENA_MB (0: the default) */
   cli_list intervals; /* sweep: -s LIST (default 0.1ms,0.5ms,1ms,5ms,20ms,100ms) */
   uint64_t interval_list_ns[CLI_LIST_MAX];
@@ -48,5 +51,8 @@ typedef struct cli_options {
 
 /* Parse argv. Returns -1 to go on, or an exit status (help and version: 0; errors: 2). */
 int cli_parse(int argc, char **argv, cli_options *o);
+
+/* Colour on stderr: --color=always, or auto on a terminal without NO_COLOR (no-color.org) or TERM=dumb. */
+int cli_want_color(const cli_options *o);
 
 #endif

@@ -219,9 +219,33 @@ int compare_explain(FILE *f, const char *mode, const char *a, const char *b, con
   return 1;
 }
 
-static void print_table(FILE *f, child_run *runs, int nruns, const cli_options *o) {
+/* ANSI SGR colours for the table (cli_want_color), or nothing. */
+#define GREEN "\033[1;32m"
+#define RED "\033[1;31m"
+#define PLAIN "\033[0m"
+static const char *sgr(int color, const char *code) { return color ? code : ""; }
+
+/* A mode whose run ended well, with figures. */
+static int ran_well(const child_run *runs, int nruns, const cli_options *o, int m) {
+  return m < nruns && runs[m].json && runs[m].status == 0;
+}
+
+/* The mode that ran well in the least wall time (its speed-up is the best), or -1. */
+static int best_mode(const child_run *runs, int nruns, const cli_options *o) {
+  int best = -1;
+  for (int m = 0; m < RT_NMODES; m++) {
+    if (!ran_well(runs, nruns, o, m) || jsonio_number(runs[m].json, "wall_s") <= 0) continue;
+    if (best < 0 || jsonio_number(runs[m].json, "wall_s") < jsonio_number(runs[best].json, "wall_s")) best = m;
+  }
+  return best;
+}
+
+/* The table; with colour, the best speed-up in green and a failed run in red
+   (fields are formatted to their width first, so the codes keep the columns). */
+static void print_table(FILE *f, child_run *runs, int nruns, const cli_options *o, int color) {
   char a[24], b[24], c[24], d[24];
   double gil_wall = jsonio_number(runs[0].json, "wall_s");
+  int best = best_mode(runs, nruns, o);
   fprintf(f, "\n  %-6s %10s %8s %10s %9s %10s %10s %10s %10s %5s\n", "mode", "wall", "speedup", "cpu", "parallel",
           "GIL wait", "start-up", "copied", "peak mem", "exit");
   for (int m = 0; m < RT_NMODES; m++) {
@@ -232,13 +256,14 @@ static void print_table(FILE *f, child_run *runs, int nruns, const cli_options *
       continue;
     }
     if (!j) {
-      fprintf(f, "  %-6s   (no figures: the run exited with status %d)\n", rt_mode_names[m], runs[m].status);
+      fprintf(f, "  %-6s   %s(no figures: the run exited with status %d)%s\n", rt_mode_names[m], sgr(color, RED),
+              runs[m].status, sgr(color, PLAIN));
       continue;
     }
     double copied = jsonio_number(j, "bytes_copied");
     const json_t *host = json_object_get(j, "host"); /* --sim: the host's figures are apart */
     double mem = jsonio_number(host ? host : j, "peak_memory_kb") * 1024.0;
-    char cp[24], mm[24];
+    char cp[24], mm[24], sp[24], ex[16];
     if (copied >= 10485760)
       snprintf(cp, sizeof cp, "%.1f MB", copied / 1048576);
     else if (copied >= 10240)
@@ -246,11 +271,15 @@ static void print_table(FILE *f, child_run *runs, int nruns, const cli_options *
     else
       snprintf(cp, sizeof cp, "%.0f B", copied);
     snprintf(mm, sizeof mm, "%.1f MB", mem / 1048576);
-    fprintf(f, "  %-6s %10s %7.2fx %10s %8.2fx %10s %10s %10s %10s %5d\n", rt_mode_names[m],
-            clock_format((uint64_t)(wall * 1e9), a, sizeof a), wall > 0 ? gil_wall / wall : 0.0,
+    snprintf(sp, sizeof sp, "%7.2fx", wall > 0 ? gil_wall / wall : 0.0);
+    snprintf(ex, sizeof ex, "%5d", runs[m].status);
+    int failed = color && runs[m].status != 0, won = color && m == best;
+    fprintf(f, "  %s%-6s%s %10s %s%s%s %10s %8.2fx %10s %10s %10s %10s %s%s%s\n", sgr(failed, RED), rt_mode_names[m],
+            sgr(failed, PLAIN), clock_format((uint64_t)(wall * 1e9), a, sizeof a), sgr(won, GREEN), sp, sgr(won, PLAIN),
             clock_format((uint64_t)(jsonio_number(j, "cpu_s") * 1e9), b, sizeof b), jsonio_number(j, "parallelism"),
             clock_format((uint64_t)(jsonio_number(j, "gil_wait_s") * 1e9), c, sizeof c),
-            clock_format((uint64_t)(jsonio_number(j, "startup_s") * 1e9), d, sizeof d), cp, mm, runs[m].status);
+            clock_format((uint64_t)(jsonio_number(j, "startup_s") * 1e9), d, sizeof d), cp, mm, sgr(failed, RED), ex,
+            sgr(failed, PLAIN));
   }
 }
 
@@ -317,7 +346,7 @@ int compare_main(int argc, char **argv, const cli_options *o) {
   FILE *f = stderr;
   fprintf(f, "\n-- gilvm compare: %s (each mode in a fresh process) ", o->script);
   fprintf(f, "-------------------\n");
-  print_table(f, runs, nruns, o);
+  print_table(f, runs, nruns, o, cli_want_color(o));
   print_figures(f, runs);
   int same = !stop; /* a stopped run's output is cut short: no verdict */
   int compared = 1; /* a mode not run, or whose run failed, is not compared: its failure is the news */

@@ -166,14 +166,6 @@ static int write_or_complain(int err, const char *path) {
   return err != 0;
 }
 
-/* Colour on stderr: --color=always, or auto on a terminal without NO_COLOR (no-color.org) or TERM=dumb. */
-static int want_color(const cli_options *o) {
-  if (o->color != CLI_COLOR_AUTO) return o->color == CLI_COLOR_ALWAYS;
-  const char *no = getenv("NO_COLOR"), *term = getenv("TERM");
-  if ((no && *no) || (term && strcmp(term, "dumb") == 0)) return 0;
-  return isatty(STDERR_FILENO);
-}
-
 /* The report, the JSON, and the timelines asked for. Returns 1 if a file could not be written. */
 static int report(runtime *rt, const cli_options *o) {
   int failed = 0;
@@ -185,7 +177,7 @@ static int report(runtime *rt, const cli_options *o) {
   }
   report_run r;
   report_collect(&run, &r);
-  r.color = want_color(o);
+  r.color = cli_want_color(o);
   timeline tl;
   int have_timeline = 0;
   if (run.recorded) {
@@ -237,10 +229,9 @@ static int gilvm_main(int argc, char **argv) {
                       .seed = o.seed,
                       .insn_ns = o.sim_insn_ns ? o.sim_insn_ns : SIM_INSN_NS,
                       .wake_ns = SIM_WAKE_NS,
-                      .fork_ns = SIM_FORK_NS,
-                      .copy_bytes_per_s = SIM_COPY_BYTES_PER_S,
                       .tick = SIM_TICK,
                       .lookahead_ns = o.mode == RT_MODE_NOGIL ? SIM_LOOKAHEAD_NOGIL_NS : 0 };
+    for (int i = 0; i < o.nsim_costs; i++) sim_cost_set(&sc, o.sim_cost_id[i], o.sim_cost_ns[i]);
     sim_init(&sc, NULL, "main");
   }
   runtime *rt = rt_create(&gilmod_host, o.mode, o.policy, o.interval_ns, o.check_interval);

@@ -2,6 +2,7 @@
 #include "breaker.h"
 #include "check.h"
 #include "clock.h"
+#include "sim.h"
 
 #include <lauxlib.h>
 #include <errno.h>
@@ -150,8 +151,14 @@ static void hook(lua_State *L, lua_Debug *ar) {
   } else if (ar->event == LUA_HOOKCOUNT) {
     int n = lua_gethookcount(L); /* instructions since the last count event */
     atomic_int *pending = atomic_load_explicit(&current_pending, memory_order_relaxed);
-    if (sim_tick_fn) sim_tick_fn(n); /* may hand the baton over and get it back */
-    if (sim_count && is_armed_for(L) && sim_phase < 2) {
+    if (sim_tick_fn) { /* may hand the baton over and get it back */
+      int rests = periodic_count && periodic_done + n >= periodic_count; /* a real resting hook's call */
+      sim_tick_fn(n);
+      if (rests) sim_charge(sim_cost(SIM_COST_HOOK)); /* what legacy's hook costs a real run, every interval */
+    }
+    _Atomic uint64_t *sent = atomic_load_explicit(&current_sent, memory_order_relaxed);
+    /* --sim: a request is seen once its delivery (the signal cost) is over: sent_ns is when */
+    if (sim_count && is_armed_for(L) && sim_phase < 2 && (!sent || clock_now_ns() >= atomic_load(sent))) {
       if (sim_phase++ == 0) sim_wait_count = sim_jitter_fn();
     }
     run = sim_count ? every : (pending && atomic_exchange(pending, 0)) || every;

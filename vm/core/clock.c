@@ -34,7 +34,7 @@ uint64_t clock_thread_cpu_ns(void) {
 }
 
 int clock_thread_sched_ns(uint64_t *on_cpu_ns, uint64_t *runq_ns) {
-  if (sim_on()) return -1; /* the host's run queue means nothing in virtual time */
+  if (sim_on()) return sim_thread_sched(on_cpu_ns, runq_ns); /* the simulated cores' run queue */
   char path[64];
   snprintf(path, sizeof path, "/proc/self/task/%ld/schedstat", (long)syscall(SYS_gettid));
   FILE *f = fopen(path, "r");

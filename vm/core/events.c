@@ -16,6 +16,7 @@ const char *const ev_state_names[ST_NSTATES] = {
   "blocked: queue",
   "running C without the GIL",
   "blocked: io",
+  "waiting for a CPU",
 };
 
 static uint32_t limit = EV_CAP;

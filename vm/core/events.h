@@ -26,6 +26,7 @@ typedef enum ev_state {
   ST_QUEUE, /* blocked on a gil.queue */
   ST_NATIVE, /* running C code without the GIL (gil.native(s, true)) */
   ST_IO, /* blocked in the kernel: a file, pipe, socket, child process (io, os.execute, sockets) */
+  ST_CPU_WAIT, /* runnable, waiting for a CPU (--sim: the simulated cores' run queue) */
   ST_NSTATES
 } ev_state;
 

@@ -183,8 +183,15 @@ int outfile_check_option(const char *opt, const char *path) {
 int outfile_finish_stdout(int rc) {
   errno = 0;
   if (fflush(stdout) == 0 && !ferror(stdout)) return rc;
-  if (errno)
-    fprintf(stderr, "gilvm: error writing to stdout: %s\n", strerror(errno));
+  int cause = errno;
+  /* The write that failed was earlier (Lua's print flushes each line, and
+     stdio drops what it could not write), and its errno is long gone: ask
+     the descriptor again with a write of nothing, which a device that
+     refuses every write (/dev/full: ENOSPC) or a closed descriptor answers
+     with the same error, and a file or a pipe with 0 (then no cause is named). */
+  if (!cause && write(fileno(stdout), "", 0) < 0) cause = errno;
+  if (cause)
+    fprintf(stderr, "gilvm: error writing to stdout: %s\n", strerror(cause));
   else
     fprintf(stderr, "gilvm: error writing to stdout\n");
   return rc ? rc : EXIT_SCRIPT_ERROR;

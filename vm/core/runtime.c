@@ -68,9 +68,11 @@ pid_t rt_pid(void) { return rt_current ? rt_current->pid : getpid(); }
 static void on_drop_request(gil_thread *holder, void *arg) {
   (void)arg;
   rt_worker *w = holder->owner;
-  if (sim_on())
-    atomic_store(&w->interrupt, 1); /* served at the holder's next check point, in virtual time */
-  else
+  if (sim_on()) { /* seen signal-cost later in virtual time, then served at the holder's next check point */
+    if (atomic_load(&w->interrupt)) return; /* its signal is on its way: a second one would delay it */
+    atomic_store(&w->interrupt_sent, clock_now_ns() + sim_cost(SIM_COST_SIGNAL));
+    atomic_store(&w->interrupt, 1);
+  } else
     breaker_interrupt(w->tid, &w->interrupt, &w->interrupt_sent);
 }
 
@@ -192,6 +194,10 @@ static rt_worker *new_worker(runtime *rt, rt_kind kind, rt_interp *interp) {
     free(w);
     return NULL;
   }
+  /* a process worker's count of threads that may act, for the deadlock
+     detector (objects.c): one more, before it can run (a process of its own
+     is never taken off: this process is then not looked into) */
+  if (rt->is_child && rt->arena) shm_board_proc(rt->arena, rt->pid, 1, 1);
   return w;
 }
 
@@ -439,6 +445,7 @@ static void finish(rt_worker *w) {
   PT_CHECK(pthread_mutex_lock(&rt->mu));
   assert(!w->done); /* a worker finishes once */
   w->done = 1;
+  if (rt->is_child && rt->arena) shm_board_proc(rt->arena, rt->pid, -1, 1); /* one thread fewer may act */
   if (sim_on()) sim_wake(w, 1); /* its joiners */
   PT_CHECK(pthread_cond_broadcast(&rt->done_cv));
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
@@ -452,8 +459,11 @@ static void enter(rt_worker *w, lua_State *L) {
   breaker_rest(L);
 }
 
+static void on_cpu_wait(void *arg, int what, uint64_t from, uint64_t to);
+
 int rt_run_main(runtime *rt, int (*body)(lua_State *L, void *arg), void *arg) {
   rt_worker *w = rt->workers[0];
+  if (sim_on()) sim_set_cpu_fn(sim_self(), on_cpu_wait, w);
   enter(w, w->L);
   uint64_t c0, c1, q0, q1;
   int known = clock_thread_sched_ns(&c0, &q0) == 0;
@@ -509,6 +519,7 @@ static void *own_interp_main(void *arg) {
     return NULL;
   }
   w->owns_interp = 1;
+  if (sim_on()) sim_charge(sim_cost(SIM_COST_INTERP)); /* a fresh interpreter's CPU, in virtual time */
   lua_State *L = w->interp->L;
   if (w->proc) proc_stdout_install(L); /* a free thread of a simulated process writes to its stdout */
   enter(w, L);
@@ -651,6 +662,7 @@ static void become_child(runtime *rt, rt_worker *w) {
   clearerr(stdout); /* report only this process's own write errors */
   rt->is_child = 1;
   rt->pid = getpid();
+  if (rt->arena) shm_board_proc(rt->arena, rt->pid, 1, 0); /* this thread may act (the deadlock detector's) */
   w->home = rt->pid;
   w->fd_slot = -1;
   rt->first_own = rt->nworkers;
@@ -744,7 +756,9 @@ static rt_worker *spawn_process(lua_State *L, rt_worker *w, int idx, int n) {
   int saved = errno;
   close(p[1]);
   if (pid > 0) {
+    PT_CHECK(pthread_mutex_lock(&rt->mu)); /* the watchdog reads it (the deadlock detector, rt_stop) */
     w->pid = pid;
+    PT_CHECK(pthread_mutex_unlock(&rt->mu));
     w->fd = p[0];
     track_fd(rt, w);
   }
@@ -887,7 +901,10 @@ static int collect_child(rt_worker *w, uint64_t deadline) {
   PT_CHECK(pthread_mutex_lock(&rt->mu));
   w->collecting = 0;
   assert(!w->reaped); /* only the one collector reaps a child, once */
-  if (eof) w->done = w->reaped = 1;
+  if (eof) {
+    w->done = w->reaped = 1;
+    if (rt->arena) shm_board_proc(rt->arena, w->pid, 0, 0); /* its count: gone with it */
+  }
   PT_CHECK(pthread_cond_broadcast(&rt->done_cv));
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
   return eof;
@@ -949,13 +966,41 @@ static void name_worker(lua_State *L, int idx, rt_worker *w) {
     snprintf(w->name, sizeof w->name, "%d@%.40s", w->local_id, file);
 }
 
+/* --sim: w waited for a simulated CPU from..to, or paid a futex wake after a release: a state in
+   its timeline ('c' waiting for a CPU; '~' in the kernel without the GIL), then back to the one it
+   was in. A syscall is drawn only after a release (a holder's wake-up is its running time). */
+static void on_cpu_wait(void *arg, int what, uint64_t from, uint64_t to) {
+  rt_worker *w = arg;
+  if (!w->rt->recording) return;
+  ev_state last = ST_IDLE;
+  uint64_t last_t = 0;
+  for (uint32_t i = w->events.n; i-- > 0;)
+    if (w->events.v[i].kind == EV_STATE) {
+      last = (ev_state)w->events.v[i].state;
+      last_t = w->events.v[i].t;
+      break;
+    }
+  if (what == SIM_SPAN_SYSCALL && last != ST_IDLE) return;
+  if (from < last_t) from = last_t; /* keep the buffer in time order */
+  ev_record(&w->events, from, EV_STATE, what == SIM_SPAN_SYSCALL ? ST_NATIVE : ST_CPU_WAIT, 0);
+  ev_record(&w->events, to > from ? to : from, EV_STATE, last, 0);
+}
+
 static void start_pthread(lua_State *L, rt_worker *w, void *(*body)(void *)) {
-  if (sim_on()) sim_register(&w->sim, w->name); /* runnable from the spawner's virtual time */
+  if (sim_on()) { /* runnable from the spawner's virtual time */
+    if (w->sim_proc)
+      sim_register_after(&w->sim, w->name, sim_cost(SIM_COST_FORK));
+    else
+      sim_register(&w->sim, w->name);
+    sim_set_cpu_fn(&w->sim, on_cpu_wait, w);
+  }
   PT_CHECK(pthread_mutex_lock(&w->rt->mu)); /* tid is set under mu: rt_stop and os.exit signal it */
   int err = pthread_create(&w->tid, NULL, body, w);
   if (err) w->done = w->reaped = w->joined = 1;
   PT_CHECK(pthread_mutex_unlock(&w->rt->mu));
   if (err && sim_on()) sim_forget(&w->sim);
+  if (!err && sim_on()) /* the spawner's clone (a simulated process: its fork): the new one runs from then */
+    sim_charge(sim_cost(w->sim_proc ? SIM_COST_FORK : SIM_COST_SPAWN));
   if (err) {
     w->error = strdup("could not start thread");
     luaL_error(L, "cannot start a thread: %s", strerror(err));
@@ -985,7 +1030,7 @@ static void start_pthread(lua_State *L, rt_worker *w, void *(*body)(void *)) {
  *   as a forked child's Lua stack is the spawner's;
  * - its threads are waited for before its results go back, as child_main
  *   does; their errors are not reported (a child reports none).
- * Costs, in virtual time: the spawner pays the fork (sim_config.fork_ns)
+ * Costs, in virtual time: the spawner pays the fork (--sim-cost fork)
  * as CPU with its GIL held; the child decodes the copy, and later encodes
  * its results, at the marshaller's speed; the joiner decodes them. The
  * start-up the report shows is fork + copy.
@@ -1209,7 +1254,6 @@ static rt_worker *spawn_sim_process(lua_State *L, rt_worker *w, int idx, int n) 
   w->spawn_tb = strdup(tb ? tb + 1 : "");
   lua_pop(L, 1);
   sim_lookahead_at_least(SIM_LOOKAHEAD_NOGIL_NS); /* two processes run free of each other's GIL */
-  sim_advance(sim_config_get()->fork_ns); /* the fork, the spawner's CPU, its GIL held */
   start_pthread(L, w, sim_process_main);
   return w;
 }
@@ -1564,8 +1608,6 @@ int rt_snapshot_take(runtime *rt, rt_snapshot *s) {
     s->sim_seed = c->seed;
     s->sim_wake_ns = c->wake_ns;
     s->sim_insn_ns = c->insn_ns;
-    s->sim_fork_ns = c->fork_ns;
-    s->sim_copy_bytes_per_s = c->copy_bytes_per_s;
     s->real_wall_ns = rt->real_end_ns - rt->real_start_ns;
   }
   s->workers = calloc((size_t)rt->nworkers + 1, sizeof *s->workers);

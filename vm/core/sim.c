@@ -21,6 +21,62 @@ static sim_thread main_thread;
 static _Thread_local sim_thread *me;
 static uint64_t rng, latest, total_cpu;
 static int stopping;
+static int oncore_n; /* threads holding a core */
+static int nqueued; /* threads in the run queue */
+static uint64_t qseq_next;
+
+/*
+ * The OS costs, one table: what --sim-cost NAME=VALUE sets, the report's
+ * header and --json's "simulated" section print. Defaults are measured on
+ * this 2-core VM (README, "Measured" and "Simulated runs", has each
+ * command); slice's default is computed from CORES (0 here).
+ */
+static const struct {
+  const char *name;
+  uint64_t def;
+  const char *about;
+} costs[SIM_NCOSTS] = {
+  [SIM_COST_WAKE] = { "wake", SIM_WAKE_NS, "a blocked thread woken until it runs" },
+  [SIM_COST_SWITCH] = { "switch", 4000, "a core changes the thread it runs (context switch)" },
+  [SIM_COST_SLICE] = { "slice", 0, "time slice while others wait for a core (default: EEVDF's base slice)" },
+  [SIM_COST_SIGNAL] = { "signal", 7000, "a drop request until the holder's eval breaker sees it" },
+  [SIM_COST_SPAWN] = { "spawn", 29000, "the spawner's CPU to start a thread, which runs from then" },
+  [SIM_COST_INTERP] = { "interp", 65000, "CPU to create a nogil worker's own interpreter" },
+  [SIM_COST_FUTEX] = { "futex", 7000, "CPU a GIL release pays to wake a blocked waiter" },
+  [SIM_COST_HOOK] = { "hook", 200, "CPU per call of a resting hook (legacy's check interval)" },
+  [SIM_COST_GAP] = { "gap", 25, "a yield's release to its retake, the GIL free (legacy)" },
+  [SIM_COST_SPREAD] = { "spread", 4000, "a GIL waiter's wake-up comes up to this much later (seeded)" },
+  [SIM_COST_FORK] = { "fork", SIM_FORK_NS, "the spawner's CPU to fork a process (gil.process, -m fork)" },
+  [SIM_COST_COPY] = { "copy", SIM_COPY_KB_NS, "CPU per 1000 bytes a process's copies encode or decode" },
+};
+
+int sim_cost_count(void) { return SIM_NCOSTS; }
+const char *sim_cost_name(int i) { return costs[i].name; }
+const char *sim_cost_about(int i) { return costs[i].about; }
+
+/* EEVDF (Linux >= 6.6, this VM's 6.18): base slice 0.75 ms x (1 + log2(min(CPUs, 8))): 1.5 ms on 2 cores. */
+uint64_t sim_cost_default(int i, int cores) {
+  if (i != SIM_COST_SLICE) return costs[i].def;
+  int f = 1;
+  for (int n = cores < 8 ? cores : 8; n > 1; n >>= 1) f++;
+  return 750000u * (uint64_t)f;
+}
+
+int sim_cost_find(const char *name, size_t len) {
+  for (int i = 0; i < SIM_NCOSTS; i++)
+    if (strlen(costs[i].name) == len && strncmp(costs[i].name, name, len) == 0) return i;
+  return -1;
+}
+
+void sim_cost_set(sim_config *c, int i, uint64_t ns) {
+  c->cost[i] = (int64_t)ns;
+  c->cost_set[i] = 1;
+}
+
+uint64_t sim_cost(sim_cost_id id) {
+  return cfg.cost_set[id] ? (uint64_t)cfg.cost[id] : sim_cost_default(id, cfg.cores);
+}
+static void (*on_deadlock)(const char *names, int n); /* sim_on_deadlock's */
 
 /* splitmix64: the seeded choices among equals */
 static uint64_t next_rand(void) {
@@ -35,9 +91,10 @@ static void set_vt(sim_thread *t, uint64_t v) {
   if (v > latest) latest = v;
 }
 
-/* When t could next run: a runnable thread at its clock, a blocked one at its timer. */
+/* When t could next run: a runnable thread at its clock (not while it waits for a core: it is
+   given one), a blocked one at its timer. */
 static int key_of(const sim_thread *t, uint64_t *k) {
-  if (t->state == SIM_READY)
+  if (t->state == SIM_READY && !t->queued)
     *k = t->vt;
   else if (t->state == SIM_BLOCKED && t->deadline)
     *k = t->deadline;
@@ -63,25 +120,53 @@ void sim_init(const sim_config *c, sim_thread *unused, const char *name) {
   (void)unused;
   cfg = *c;
   if (cfg.tick <= 0) cfg.tick = 1000;
-  if (!cfg.fork_ns) cfg.fork_ns = SIM_FORK_NS;
-  if (!(cfg.copy_bytes_per_s > 0)) cfg.copy_bytes_per_s = SIM_COPY_BYTES_PER_S;
+  if (!cfg.cost_set[SIM_COST_WAKE] && cfg.wake_ns)
+    cfg.cost[SIM_COST_WAKE] = (int64_t)cfg.wake_ns, cfg.cost_set[SIM_COST_WAKE] = 1;
+  cfg.wake_ns = sim_cost(SIM_COST_WAKE);
   rng = cfg.seed;
   init_thread(&main_thread, name, 0);
   me = cur = &main_thread;
+  main_thread.oncore = 1;
+  oncore_n = 1;
+  main_thread.slice_end = sim_cost(SIM_COST_SLICE);
   sim_enabled = 1;
 }
 
 const sim_config *sim_config_get(void) { return &cfg; }
 
-/* Every thread waits and no timer is left: nothing will ever happen. */
+/* The waiting threads' names, "'a', 'b'", into buf (under mu). */
+static void names_of(char *buf, size_t len) {
+  size_t at = 0;
+  buf[0] = 0;
+  for (int i = 0; i < nall && at < len; i++) {
+    int k = snprintf(buf + at, len - at, "%s'%s'", i ? ", " : "", all[i]->name);
+    if (k < 0) break;
+    at += (size_t)k;
+  }
+}
+
+/* Every thread waits and no timer is left: nothing will ever happen. With
+   a handler (the runtime's detector), it says so and stops the run, which
+   makes every thread runnable (sim_stop): they see the stop and end, and
+   the run ends as a real deadlock does, report included. Without one, or
+   if the handler stopped nothing, say so and exit. */
 static void deadlock(void) {
+  char names[512];
+  names_of(names, sizeof names);
+  if (on_deadlock && !stopping) {
+    int n = nall;
+    PT_CHECK(pthread_mutex_unlock(&mu)); /* the handler stops the run: sim_stop takes mu */
+    on_deadlock(names, n);
+    PT_CHECK(pthread_mutex_lock(&mu));
+    if (stopping) return;
+  }
   fflush(stdout);
-  fprintf(stderr, "gilvm: deadlock (simulated, at virtual time %.6f s): every thread waits and nothing is due:",
-          (double)latest / 1e9);
-  for (int i = 0; i < nall; i++) fprintf(stderr, "%s '%s'", i ? "," : "", all[i]->name);
-  fprintf(stderr, "\n");
+  fprintf(stderr, "gilvm: deadlock: every worker waits, none with a timeout (simulated, at virtual time %.6f s): %s\n",
+          (double)latest / 1e9, names);
   _exit(SIM_EXIT_DEADLOCK);
 }
+
+void sim_on_deadlock(void (*fn)(const char *names, int n)) { on_deadlock = fn; }
 
 /* The next thread to run (under mu): the smallest key, ties by the PRNG. */
 static sim_thread *pick(void) {
@@ -101,20 +186,84 @@ static sim_thread *pick(void) {
   return NULL;
 }
 
+/*
+ * Virtual cores (under mu). A runnable thread runs only on a core; at most
+ * cfg.cores are held at once. A thread whose turn comes (the smallest clock)
+ * without a core takes a free one, or joins the tail of the run queue at its
+ * clock: it waits for a CPU. A core is given back when its thread blocks or
+ * ends, or when it has run a whole slice while others waited (it joins the
+ * queue's tail: round robin); then the queue's head gets it after a context
+ * switch. The decision is made when the waiting thread's clock is the
+ * smallest, so every other clock is at that time or (by a tick, or the nogil
+ * lookahead) just past it.
+ */
+static void give_core(sim_thread *t, uint64_t at) {
+  t->oncore = 1;
+  oncore_n++;
+  if (t->queued) {
+    t->queued = 0;
+    nqueued--;
+    t->runq_ns += at - t->queued_at;
+    if (t->cpu_wait_from == t->cpu_wait_to) t->cpu_wait_from = t->queued_at; /* else: extends the one untold */
+    t->cpu_wait_to = at;
+  }
+  if (at > t->vt) set_vt(t, at);
+  t->slice_end = t->vt + sim_cost(SIM_COST_SLICE);
+}
+
+static void enqueue(sim_thread *t, uint64_t at) {
+  t->queued = 1;
+  t->queued_at = at;
+  t->qseq = qseq_next++;
+  nqueued++;
+}
+
+/* t lets its core go at time at: the run queue's head gets it. */
+static void release_core(sim_thread *t, uint64_t at) {
+  if (!t->oncore) return;
+  t->oncore = 0;
+  oncore_n--;
+  if (!nqueued) return;
+  sim_thread *head = NULL;
+  for (int i = 0; i < nall; i++)
+    if (all[i]->queued && all[i] != t && (!head || all[i]->qseq < head->qseq)) head = all[i];
+  if (head) give_core(head, (at > head->queued_at ? at : head->queued_at) + sim_cost(SIM_COST_SWITCH));
+}
+
+/* me's slice is over and others wait: to the queue's tail, its core to the head. */
+static int preempt_due(void) { return me && me->oncore && nqueued && me->vt >= me->slice_end; }
+static void preempt(void) {
+  release_core(me, me->vt);
+  enqueue(me, me->vt);
+}
+
 /* me hands the baton to the next thread (under mu) and, unless it is done, waits to get it back. */
 static void run_next(void) {
-  sim_thread *n = pick();
-  if (!n) {
-    if (nall) deadlock();
-    cur = NULL;
-    return;
-  }
-  if (n->state == SIM_BLOCKED) { /* its timer */
-    n->timed_out = 1;
-    n->state = SIM_READY;
-    n->chan = NULL;
-    set_vt(n, n->deadline > n->vt ? n->deadline : n->vt);
-    n->deadline = 0;
+  sim_thread *n;
+  for (;;) {
+    n = pick();
+    if (!n && nall) {
+      deadlock(); /* returns once the run is stopping: every thread is runnable again */
+      n = pick();
+    }
+    if (!n) {
+      if (nall) deadlock();
+      cur = NULL;
+      return;
+    }
+    if (n->state == SIM_BLOCKED) { /* its timer */
+      n->timed_out = 1;
+      n->state = SIM_READY;
+      n->chan = NULL;
+      set_vt(n, n->deadline > n->vt ? n->deadline : n->vt);
+      n->deadline = 0;
+    }
+    if (n->oncore) break;
+    if (oncore_n < cfg.cores) { /* a free core: a wake-up's cost already covers getting there */
+      give_core(n, n->vt);
+      break;
+    }
+    enqueue(n, n->vt); /* waits for a CPU */
   }
   cur = n;
   if (n == me) return;
@@ -123,9 +272,30 @@ static void run_next(void) {
   while (cur != me) PT_CHECK(pthread_cond_wait(&me->cv, &mu));
 }
 
-void sim_register(sim_thread *t, const char *name) {
+/* After me got the baton back: tell its waits for a CPU (under mu; on me's own pthread). */
+static void tell_cpu_wait(void) {
+  if (me->cpu_wait_from == me->cpu_wait_to) return;
+  uint64_t from = me->cpu_wait_from, to = me->cpu_wait_to;
+  me->cpu_wait_from = me->cpu_wait_to = 0;
+  if (me->cpu_fn) me->cpu_fn(me->cpu_arg, SIM_SPAN_CPU_WAIT, from, to);
+}
+
+void sim_register_after(sim_thread *t, const char *name, uint64_t start_ns) {
   PT_CHECK(pthread_mutex_lock(&mu));
-  init_thread(t, name, me ? me->vt : latest);
+  init_thread(t, name, (me ? me->vt : latest) + start_ns);
+  PT_CHECK(pthread_mutex_unlock(&mu));
+}
+
+void sim_register(sim_thread *t, const char *name) {
+  sim_register_after(t, name, sim_cost(SIM_COST_SPAWN)); /* clone, stack: then it can run */
+}
+
+sim_thread *sim_self(void) { return me; }
+
+void sim_set_cpu_fn(sim_thread *t, void (*fn)(void *arg, int what, uint64_t from, uint64_t to), void *arg) {
+  PT_CHECK(pthread_mutex_lock(&mu));
+  t->cpu_fn = fn;
+  t->cpu_arg = arg;
   PT_CHECK(pthread_mutex_unlock(&mu));
 }
 
@@ -133,6 +303,7 @@ void sim_start(sim_thread *t) {
   me = t;
   PT_CHECK(pthread_mutex_lock(&mu));
   while (cur != t) PT_CHECK(pthread_cond_wait(&t->cv, &mu));
+  tell_cpu_wait();
   PT_CHECK(pthread_mutex_unlock(&mu));
 }
 
@@ -153,7 +324,9 @@ void sim_wait_gone(sim_thread *t) {
     me->chan = t;
     me->deadline = stopping ? me->vt + 1000 : 0;
     me->timed_out = 0;
+    release_core(me, me->vt);
     run_next();
+    tell_cpu_wait();
   }
   PT_CHECK(pthread_mutex_unlock(&mu));
 }
@@ -161,17 +334,21 @@ void sim_wait_gone(sim_thread *t) {
 void sim_forget(sim_thread *t) {
   PT_CHECK(pthread_mutex_lock(&mu));
   unlist(t);
+  if (t->queued) t->queued = 0, nqueued--;
+  if (t->oncore) t->oncore = 0, oncore_n--;
   t->live = 0;
   PT_CHECK(pthread_mutex_unlock(&mu));
   PT_CHECK(pthread_cond_destroy(&t->cv));
 }
 
 static void make_ready(sim_thread *t, uint64_t at);
+static int wake_after(const void *chan, int all_of_them, uint64_t spread);
 
 void sim_exit(void) {
   PT_CHECK(pthread_mutex_lock(&mu));
   me->state = SIM_DONE;
   me->live = 0;
+  release_core(me, me->vt);
   unlist(me);
   for (int i = 0; i < nall; i++) /* its reapers (sim_wait_gone) */
     if (all[i]->state == SIM_BLOCKED && all[i]->chan == me) make_ready(all[i], me->vt);
@@ -188,7 +365,9 @@ int sim_block(const void *chan, uint64_t timeout_ns) {
   me->chan = chan;
   me->deadline = timeout_ns ? me->vt + timeout_ns : 0;
   me->timed_out = 0;
+  release_core(me, me->vt);
   run_next();
+  tell_cpu_wait();
   int r = me->timed_out;
   PT_CHECK(pthread_mutex_unlock(&mu));
   return r;
@@ -201,9 +380,16 @@ static void make_ready(sim_thread *t, uint64_t at) {
   set_vt(t, at > t->vt ? at : t->vt);
 }
 
-void sim_wake(const void *chan, int all_of_them) {
+void sim_wake(const void *chan, int all_of_them) { (void)sim_wake_n(chan, all_of_them); }
+
+int sim_wake_n(const void *chan, int all_of_them) { return wake_after(chan, all_of_them, 0); }
+
+/* Wake as sim_wake_n, each woken thread running `wake` plus up to `spread` (a seeded draw) later. */
+static int wake_after(const void *chan, int all_of_them, uint64_t spread) {
+  int woken = 0;
   PT_CHECK(pthread_mutex_lock(&mu));
   uint64_t at = (me ? me->vt : latest) + cfg.wake_ns;
+  if (spread) at += next_rand() % spread;
   int n = 0;
   for (int i = 0; i < nall; i++) n += all[i]->state == SIM_BLOCKED && all[i]->chan == chan;
   int which = !all_of_them && n > 1 ? (int)(next_rand() % (uint64_t)n) : 0;
@@ -212,38 +398,51 @@ void sim_wake(const void *chan, int all_of_them) {
     if (t->state != SIM_BLOCKED || t->chan != chan) continue;
     if (all_of_them || which-- == 0) {
       make_ready(t, at);
+      woken++;
       if (!all_of_them) break;
     }
   }
   PT_CHECK(pthread_mutex_unlock(&mu));
+  return woken;
 }
 
-/* The earliest time another thread could run (UINT64_MAX: none); *runnable: threads wanting a core. */
-static uint64_t horizon(int *runnable) {
+/* The earliest time another thread could run, or me's slice ends while others wait (UINT64_MAX: none). */
+static uint64_t horizon(void) {
   uint64_t h = UINT64_MAX, k;
-  int r = 0;
   for (int i = 0; i < nall; i++) {
-    r += all[i]->state == SIM_READY;
     if (all[i] != me && key_of(all[i], &k)) {
       if (all[i]->state == SIM_READY) k += cfg.lookahead_ns; /* a timer is never overrun */
       if (k < h) h = k;
     }
   }
-  *runnable = r;
+  if (me && me->oncore && nqueued && me->slice_end < h) h = me->slice_end;
   return h;
 }
 
 void sim_advance(uint64_t ns) {
   PT_CHECK(pthread_mutex_lock(&mu));
-  int r;
-  uint64_t h = horizon(&r);
-  /* processor sharing: more runnable threads than cores stretch CPU work */
-  uint64_t dt = r > cfg.cores ? ns * (uint64_t)r / (uint64_t)cfg.cores : ns;
   me->vcpu += ns;
   total_cpu += ns;
-  set_vt(me, me->vt + dt);
-  if (me->vt > h) run_next();
+  set_vt(me, me->vt + ns);
+  if (preempt_due()) preempt();
+  if (me->queued || me->vt > horizon()) {
+    run_next();
+    tell_cpu_wait();
+  }
   PT_CHECK(pthread_mutex_unlock(&mu));
+}
+
+void sim_charge(uint64_t ns) {
+  if (ns) sim_advance(ns);
+}
+
+int sim_thread_sched(uint64_t *on_cpu_ns, uint64_t *runq_ns) {
+  if (!me) return -1;
+  PT_CHECK(pthread_mutex_lock(&mu));
+  *on_cpu_ns = me->vcpu;
+  *runq_ns = me->runq_ns;
+  PT_CHECK(pthread_mutex_unlock(&mu));
+  return 0;
 }
 
 int sim_jitter(void) {
@@ -259,14 +458,13 @@ void sim_lookahead_at_least(uint64_t ns) {
   PT_CHECK(pthread_mutex_unlock(&mu));
 }
 
-uint64_t sim_copy_ns(size_t bytes) { return (uint64_t)((double)bytes * 1e9 / cfg.copy_bytes_per_s + 0.5); }
+uint64_t sim_copy_ns(size_t bytes) { return (uint64_t)((double)bytes * (double)sim_cost(SIM_COST_COPY) / 1000 + 0.5); }
 
 void sim_insns(int n) { sim_advance((uint64_t)((double)n * cfg.insn_ns + 0.5)); }
 
 uint64_t sim_room(void) {
   PT_CHECK(pthread_mutex_lock(&mu));
-  int r;
-  uint64_t h = horizon(&r);
+  uint64_t h = horizon();
   uint64_t room = h == UINT64_MAX ? UINT64_MAX / 2 : h > me->vt ? h - me->vt : 0; /* no event: no limit */
   PT_CHECK(pthread_mutex_unlock(&mu));
   return room;
@@ -302,6 +500,16 @@ static int gil_vt_wait(gil_thread *t, const void *chan, uint64_t ns) {
   (void)t;
   return sim_block(chan, ns);
 }
-static void gil_vt_wake(const void *chan, int all_of_them) { sim_wake(chan, all_of_them); }
+/* Waking a blocked GIL waiter costs the waker the futex syscall (paid after the release), and the
+   waiter runs a wake-up later, give or take a seeded spread (a real wake-up's latency varies: without
+   it the releaser and its waiter would meet at the same phase of the releaser's loop every time). */
+static void gil_vt_wake(const void *chan, int all_of_them) {
+  if (!wake_after(chan, all_of_them, sim_cost(SIM_COST_SPREAD))) return;
+  uint64_t ns = sim_cost(SIM_COST_FUTEX);
+  if (me && me->cpu_fn && ns) me->cpu_fn(me->cpu_arg, SIM_SPAN_SYSCALL, me->vt, me->vt + ns); /* told first: in order */
+  sim_charge(ns);
+}
 
-const gil_vt_ops sim_gil_ops = { gil_vt_now, gil_vt_wait, gil_vt_wake };
+static void gil_vt_gap(void) { sim_charge(sim_cost(SIM_COST_GAP)); }
+
+const gil_vt_ops sim_gil_ops = { gil_vt_now, gil_vt_wait, gil_vt_wake, gil_vt_gap };

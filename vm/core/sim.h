@@ -11,13 +11,20 @@
  * to the blocked thread whose timer is earliest, ties broken by a PRNG
  * seeded with --seed; the holder keeps it until its clock passes the next
  * time anything else could happen (the horizon), so it hands over at
- * events, not every few instructions. CORES virtual cores are shared
- * equally among runnable threads (processor sharing): with R > CORES
- * runnable, CPU work of d costs d * R / CORES of virtual time.
+ * events, not every few instructions. CORES virtual cores are scheduled
+ * as an OS schedules CPUs: at most CORES threads run at once; a runnable
+ * thread without a core waits in a FIFO run queue ("waiting for a CPU",
+ * counted per thread as the kernel's run-queue wait is) and gets the core
+ * of a thread that blocks, ends, or has run a whole time slice while
+ * others waited (round robin). OS costs (a context switch, a wake-up, a
+ * drop request's delivery, a spawn, ...) are one table of parameters
+ * (sim_cost_*, --sim-cost NAME=VALUE).
  *
  * Nothing here is called in a real run: every entry point is behind
  * sim_on(). When every thread is blocked with no timer left, the run is a
- * deadlock: it says so and exits with status 4.
+ * deadlock: the handler given to sim_on_deadlock (the runtime's detector)
+ * says so and stops the run, which then ends as a real deadlock does
+ * (exit status 4, the report); without one, it says so and exits with 4.
  */
 #ifndef SIM_H
 #define SIM_H
@@ -37,8 +44,25 @@
 #define SIM_LOOKAHEAD_NOGIL_NS 100000 /* nogil: free threads hand over every 100 us, not every tick */
 /* A fork: what gil.process's fork() costs its caller here (bench/fork_cost.lua, 103-109 us), rounded. */
 #define SIM_FORK_NS 100000
-/* The marshaller: bytes encoded or decoded per second (bench/roundtrip.lua, 12.1 MB each way in 0.12 s), rounded. */
-#define SIM_COPY_BYTES_PER_S 100e6
+/* The marshaller: 10 us per 1000 bytes encoded or decoded, 100 MB/s (bench/roundtrip.lua, 12.1 MB in 0.12 s). */
+#define SIM_COPY_KB_NS 10000
+
+/* The OS costs of the model, one table (sim.c: name, default, meaning); each is ns. */
+typedef enum sim_cost_id {
+  SIM_COST_WAKE, /* a blocked thread woken until it runs (also sim_config.wake_ns) */
+  SIM_COST_SWITCH, /* a core changes the thread it runs (slice expiry, a blocker's core given to a queued thread) */
+  SIM_COST_SLICE, /* a thread's time slice while others wait for a core (0: EEVDF's base slice for CORES) */
+  SIM_COST_SIGNAL, /* a drop request until the holder's eval breaker sees it */
+  SIM_COST_SPAWN, /* the spawner's CPU to start a thread; the new one is runnable when it is paid */
+  SIM_COST_INTERP, /* CPU a nogil worker spends creating its own interpreter */
+  SIM_COST_FUTEX, /* CPU a release pays to wake a blocked GIL waiter (the futex wake syscall) */
+  SIM_COST_HOOK, /* CPU per call of a policy's resting hook (legacy: every check interval) */
+  SIM_COST_GAP, /* a yield's release until its retake (two critical sections), the GIL free meanwhile */
+  SIM_COST_SPREAD, /* a GIL waiter's wake-up comes wake + [0, spread) later, a seeded draw */
+  SIM_COST_FORK, /* a simulated process's fork: CPU of its spawner, its GIL held */
+  SIM_COST_COPY, /* the marshaller's CPU per 1000 bytes encoded or decoded (a process's copies) */
+  SIM_NCOSTS
+} sim_cost_id;
 
 typedef struct sim_thread {
   const char *name; /* for the deadlock message */
@@ -50,6 +74,16 @@ typedef struct sim_thread {
   int timed_out;
   int live; /* registered and not yet exited: its pthread may still need the baton */
   pthread_cond_t cv; /* it waits here for the baton */
+  /* virtual cores */
+  int oncore; /* holds a core (runnable threads only) */
+  int queued; /* runnable, in the run queue: waiting for a CPU */
+  uint64_t qseq; /* its place in the run queue */
+  uint64_t queued_at; /* since when it waits for a CPU */
+  uint64_t slice_end; /* its slice ends here (matters only while others wait) */
+  uint64_t runq_ns; /* total time runnable without a core */
+  uint64_t cpu_wait_from, cpu_wait_to; /* a wait for a CPU not yet told to cpu_fn (from == to: none) */
+  void (*cpu_fn)(void *arg, int what, uint64_t from, uint64_t to); /* on its own pthread: a SIM_SPAN_* from..to */
+  void *cpu_arg;
 } sim_thread;
 
 typedef struct sim_config {
@@ -59,8 +93,8 @@ typedef struct sim_config {
   uint64_t wake_ns; /* from a wake-up to the woken thread running */
   int tick; /* instructions between the hook's clock updates */
   uint64_t lookahead_ns; /* a thread may run this far past another runnable thread's clock (not past a timer) */
-  uint64_t fork_ns; /* a simulated process's fork: CPU of its spawner (0: SIM_FORK_NS) */
-  double copy_bytes_per_s; /* the marshaller's speed, bytes encoded or decoded a second (0: SIM_COPY_BYTES_PER_S) */
+  int64_t cost[SIM_NCOSTS]; /* ns; < 0 or unset (0 with cost_set 0): the default */
+  int cost_set[SIM_NCOSTS]; /* cost[i] was given (--sim-cost) */
 } sim_config;
 
 extern int sim_enabled;
@@ -71,6 +105,8 @@ void sim_init(const sim_config *c, sim_thread *main_thread, const char *name);
 const sim_config *sim_config_get(void);
 /* The spawner registers a new thread (runnable at the spawner's clock) before starting its pthread. */
 void sim_register(sim_thread *t, const char *name);
+/* The same, runnable start_ns after the spawner's clock (a simulated process: its fork). */
+void sim_register_after(sim_thread *t, const char *name, uint64_t start_ns);
 /* Its pthread could not be started: forget it. */
 void sim_forget(sim_thread *t);
 /* First thing on the new pthread: wait for the baton. */
@@ -81,8 +117,9 @@ void sim_exit(void);
 void sim_wait_gone(sim_thread *t);
 /* Block the calling thread on chan (NULL: none) for up to timeout_ns (0: no limit); 1 if it timed out. */
 int sim_block(const void *chan, uint64_t timeout_ns);
-/* Make one (seeded choice) or all threads blocked on chan runnable. */
+/* Make one (seeded choice) or all threads blocked on chan runnable; sim_wake_n says how many. */
 void sim_wake(const void *chan, int all);
+int sim_wake_n(const void *chan, int all);
 /* CPU work of ns by the calling thread (instructions or compute), then hand over if past the horizon. */
 void sim_advance(uint64_t ns);
 /* A seeded count of instructions, 1..tick: how long a drop request waits before it looks for a check point. */
@@ -100,8 +137,35 @@ uint64_t sim_room(void);
 uint64_t sim_now(void);
 uint64_t sim_thread_cpu(void);
 uint64_t sim_total_cpu(void);
+/* Every thread waits and nothing is due: fn(names of the n waiting threads) is
+   called (without the scheduler's lock, by the last thread to block) to say
+   so and stop the run (rt_stop, which calls sim_stop). */
+void sim_on_deadlock(void (*fn)(const char *names, int n));
 /* The run is stopping: every blocked thread becomes runnable. */
 void sim_stop(void);
+/* The cost table: its size, each name and meaning, and its default for `cores` (ns). */
+int sim_cost_count(void);
+const char *sim_cost_name(int i);
+const char *sim_cost_about(int i);
+uint64_t sim_cost_default(int i, int cores);
+/* The cost named by name[0..len) (-1: none), and setting it in c (--sim-cost NAME=DUR). */
+int sim_cost_find(const char *name, size_t len);
+void sim_cost_set(sim_config *c, int i, uint64_t ns);
+/* The running simulation's cost (its default unless set). */
+uint64_t sim_cost(sim_cost_id id);
+/* The calling thread's virtual CPU time and run-queue wait (as the kernel's schedstat); 0. */
+int sim_thread_sched(uint64_t *on_cpu_ns, uint64_t *runq_ns);
+/* The calling thread's sim_thread (main's is the simulator's own). */
+sim_thread *sim_self(void);
+/* What a span told to a thread's cpu_fn was (timelines). */
+enum {
+  SIM_SPAN_CPU_WAIT, /* runnable, waiting for a core */
+  SIM_SPAN_SYSCALL /* CPU in the kernel for the GIL (the futex wake a release pays) */
+};
+/* Call fn(arg, what, from, to) on t's own pthread after each such span of its. */
+void sim_set_cpu_fn(sim_thread *t, void (*fn)(void *arg, int what, uint64_t from, uint64_t to), void *arg);
+/* The calling thread pays ns of CPU that is not Lua (a syscall, a hook): sim_advance by another name. */
+void sim_charge(uint64_t ns);
 /* The GIL's virtual-time driver, on this scheduler. */
 extern const gil_vt_ops sim_gil_ops;
 

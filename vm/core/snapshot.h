@@ -73,8 +73,8 @@ typedef struct rt_snapshot {
   rt_totals released; /* workers whose records were freed: only sums remain */
   /* --sim: the cost model (sim_cores 0: a real run), and what stays the host's */
   int sim_cores, sim_tick;
-  uint64_t sim_seed, sim_wake_ns, sim_fork_ns;
-  double sim_insn_ns, sim_copy_bytes_per_s;
+  uint64_t sim_seed, sim_wake_ns;
+  double sim_insn_ns;
   uint64_t real_wall_ns; /* the host's time the simulated run took */
 } rt_snapshot;
 

@@ -250,7 +250,7 @@ static int g_debug(lua_State *L) {
   PT_CHECK(pthread_mutex_lock(&rt->mu));
   int records = rt->nworkers - rt->first_own + 1, interps = rt->ninterps, released = rt->gone.n;
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 6);
   lua_pushinteger(L, records); /* live worker records of this process, main (or self) included */
   lua_setfield(L, -2, "records");
   lua_pushinteger(L, interps);
@@ -259,6 +259,10 @@ static int g_debug(lua_State *L) {
   lua_setfield(L, -2, "released");
   lua_pushinteger(L, rt->fork_walk); /* records visited when this process was forked */
   lua_setfield(L, -2, "fork_walk");
+  lua_pushinteger(L, (lua_Integer)objects_deadlock_checks()); /* the deadlock detector's looks so far */
+  lua_setfield(L, -2, "checks");
+  lua_pushinteger(L, objects_board_waits()); /* waits without a timeout, every process's, on the board now */
+  lua_setfield(L, -2, "waits");
   return 1;
 }
 
@@ -383,6 +387,7 @@ static int os_exit(lua_State *L) {
     breaker_attach(NULL, NULL, NULL);
     lua_close(L);
   }
+  lio_std_finish(); /* what a stopped print left pending: rt_exit flushes only stdio's buffers */
   rt_exit(status);
   return 0;
 }

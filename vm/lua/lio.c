@@ -18,6 +18,13 @@
  * until the FILE's lock is free; with the GIL held nobody can take it before
  * liolib does (only a thread inside liolib, which needs the GIL, takes it).
  *
+ * Standard output and error (print, io.write, io.stdout:write, io.stderr:write
+ * and their flushes) are cookie FILEs too, made once in place of the C
+ * library's stdout and stderr (see "standard output and error" below): the GIL
+ * is released only when stdio must hand bytes to the kernel and the kernel
+ * cannot take them now (a full pipe, a slow terminal), as CPython's buffered
+ * writer releases only around the write() of a flush.
+ *
  * Children (io.popen, os.execute) are /bin/sh -c started with posix_spawn in
  * a process group of their own, with signals unblocked, and registered with
  * the runtime (rt_kid_add): its stop (Ctrl-C, --timeout) kills the group. system() would ignore SIGINT in gilvm while the child runs.
@@ -29,15 +36,19 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "clock.h"
 #include "runtime.h"
 
@@ -66,7 +77,11 @@ int lio_wait_fd(int fd, short events, int64_t timeout_ns) {
   }
 }
 
-uint64_t lio_release(void) { return rt_can_block() ? rt_block_begin(rt_self(), RT_BLOCK_IO) : 0; }
+uint64_t lio_release(void) {
+  if (!rt_can_block()) return 0;
+  uint64_t began = rt_block_begin(rt_self(), RT_BLOCK_IO);
+  return began ? began : 1; /* 0 means "not released": under --sim the clock starts at 0 */
+}
 
 void lio_retake(uint64_t began) {
   if (began) {
@@ -308,6 +323,355 @@ static int os_execute(lua_State *L) {
   return n;
 }
 
+/* ---- standard output and error ----
+ *
+ * stdout and stderr become cookie FILEs over descriptors 1 and 2, with the
+ * buffering glibc would have given them (stdout: by lines on a terminal,
+ * else whole blocks of st_blksize; stderr: none), so print, io.write and
+ * gilvm's own messages keep their bytes, order and error flags. glibc calls
+ * std_write only when its buffer must go to the kernel. std_write never waits
+ * and never touches the GIL (it runs inside fwrite, holding the FILE's lock,
+ * where retaking the GIL could deadlock with a GIL holder flushing that FILE):
+ * it writes what the descriptor takes now (to a pipe or socket with
+ * pwritev2's RWF_NOWAIT; to a terminal, at most a page after poll says
+ * POLLOUT, which then cannot block) and
+ * keeps the rest, in order, as pending bytes of that stream. Then:
+ *  - a Lua call that wrote (print, io.write, file:write, flush: "armed") gets
+ *    back from liolib with the FILE unlocked, and writes its pending bytes
+ *    out with the GIL released, waiting for POLLOUT: the only place the GIL
+ *    is released, and only when the kernel could not take the bytes at once;
+ *  - any other writer (gilvm's report, a flush before fork, the exit) writes
+ *    them out at once, blocking, as the C library's own stdout would.
+ * On a stop (Ctrl-C, --timeout) a waiting Lua writer stops waiting and its
+ * bytes stay pending; the next write on that stream, the final fclose or the
+ * exit writes them, so nothing printed is lost or reordered. Only that last
+ * write gives up: when a SIGINT or SIGTERM is pending (a second Ctrl-C).
+ */
+
+typedef struct lio_std {
+  int fd;
+  int chunked; /* not a regular file: never a write() that could wait */
+  atomic_int nowait; /* pwritev2's RWF_NOWAIT works on it (else poll, then a page) */
+  pthread_mutex_t mu; /* held only while not waiting */
+  char *buf; /* pending bytes: buf[head..len) */
+  size_t head, len, cap;
+  uint64_t total_in, total_out; /* pending bytes ever appended, ever written */
+  int err; /* a write of pending bytes failed (errno): said at the final close */
+  atomic_int has_pending;
+  char *vbuf; /* stdio's buffer, ours: kept here, it outlives the FILE */
+} lio_std;
+
+static lio_std std_out = { .fd = STDOUT_FILENO, .mu = PTHREAD_MUTEX_INITIALIZER };
+static lio_std std_err = { .fd = STDERR_FILENO, .mu = PTHREAD_MUTEX_INITIALIZER };
+static FILE *std_files[2]; /* the C library's stdout, stderr before the swap */
+static size_t std_page;
+
+/* A Lua write call in progress on this thread: std_write leaves what would wait pending. */
+static _Thread_local int std_armed;
+
+/* Under s->mu: write what s->fd takes now; *done says how much. 0, or -1
+   when a write failed (errno): not "would wait", a real error. */
+static int std_try(lio_std *s, const char *p, size_t n, size_t *done) {
+  *done = 0;
+  while (*done < n) {
+    size_t k = n - *done;
+    ssize_t r;
+    if (s->chunked && atomic_load(&s->nowait)) { /* one call that never waits (pipes, sockets) */
+      struct iovec v = { (char *)p + *done, k };
+      r = pwritev2(s->fd, &v, 1, -1, RWF_NOWAIT);
+      if (r < 0 && errno == EOPNOTSUPP) { /* a terminal: poll, then at most a page */
+        atomic_store(&s->nowait, 0);
+        continue;
+      }
+    } else {
+      if (s->chunked) {
+        struct pollfd pf = { s->fd, POLLOUT, 0 };
+        if (poll(&pf, 1, 0) == 0) break; /* would wait */
+        if (k > std_page) k = std_page;
+      }
+      r = write(s->fd, p + *done, k);
+    }
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && errno == EAGAIN) break; /* a descriptor someone made non-blocking */
+    if (r < 0) return -1;
+    if (r == 0) {
+      errno = EIO;
+      return -1;
+    }
+    *done += (size_t)r;
+  }
+  return 0;
+}
+
+/* Under s->mu: keep p[0..n) after what is pending. -1 when out of memory. */
+static int std_keep(lio_std *s, const char *p, size_t n) {
+  if (s->head == s->len) s->head = s->len = 0;
+  if (s->len + n > s->cap) {
+    if (s->head) { /* reuse the written front first */
+      memmove(s->buf, s->buf + s->head, s->len - s->head);
+      s->len -= s->head;
+      s->head = 0;
+    }
+    size_t cap = s->cap ? s->cap : 4096;
+    while (cap < s->len + n) cap *= 2;
+    if (cap > s->cap) {
+      char *b = realloc(s->buf, cap);
+      if (!b) return -1;
+      s->buf = b;
+      s->cap = cap;
+    }
+  }
+  memcpy(s->buf + s->len, p, n);
+  s->len += n;
+  s->total_in += n;
+  atomic_store(&s->has_pending, 1);
+  return 0;
+}
+
+/* Under s->mu: write pending bytes the fd takes now. 0 none left, 1 some
+   left (would wait), -1 a write failed (errno; the pending bytes are dropped). */
+static int std_push(lio_std *s) {
+  if (s->head < s->len) {
+    size_t done;
+    int r = std_try(s, s->buf + s->head, s->len - s->head, &done);
+    if (r < 0) {
+      s->err = errno;
+      s->total_out += s->len - s->head;
+      s->head = s->len = 0;
+      atomic_store(&s->has_pending, 0);
+      return -1;
+    }
+    s->head += done;
+    s->total_out += done;
+  }
+  if (s->head < s->len) return 1;
+  s->head = s->len = 0;
+  atomic_store(&s->has_pending, 0);
+  return 0;
+}
+
+/* Write out everything pending, blocking (not a Lua writer). give_up: stop
+   when SIGINT or SIGTERM is pending (the last write, at exit). 0, or -1 (errno). */
+static int std_flush_blocking(lio_std *s, int give_up) {
+  for (;;) {
+    PT_CHECK(pthread_mutex_lock(&s->mu));
+    int r = std_push(s);
+    int e = errno;
+    PT_CHECK(pthread_mutex_unlock(&s->mu));
+    if (r <= 0) {
+      errno = e;
+      return r;
+    }
+    struct pollfd pf = { s->fd, POLLOUT, 0 };
+    poll(&pf, 1, LIO_SLICE_MS);
+    sigset_t set;
+    if (give_up && sigpending(&set) == 0 && (sigismember(&set, SIGINT) || sigismember(&set, SIGTERM))) {
+      errno = EINTR;
+      return -1;
+    }
+  }
+}
+
+static ssize_t std_write(void *c, const char *p, size_t n) {
+  lio_std *s = c;
+  PT_CHECK(pthread_mutex_lock(&s->mu));
+  size_t done = 0;
+  if (s->head == s->len && std_try(s, p, n, &done) != 0) { /* nothing pending: straight to the fd */
+    int e = errno;
+    PT_CHECK(pthread_mutex_unlock(&s->mu));
+    errno = e;
+    return (ssize_t)done; /* short: glibc sets the error flag, as for its own stdout */
+  }
+  int kept = done == n || std_keep(s, p + done, n - done) == 0;
+  if (kept) std_push(s); /* an error here is the pending bytes' (s->err) */
+  PT_CHECK(pthread_mutex_unlock(&s->mu));
+  if (!kept) {
+    errno = ENOMEM;
+    return (ssize_t)done;
+  }
+  if (!std_armed && std_flush_blocking(s, 0) != 0) return -1;
+  return (ssize_t)n;
+}
+
+static int std_seek(void *c, off64_t *pos, int whence) {
+  lio_std *s = c;
+  if (std_flush_blocking(s, 0) != 0) return -1;
+  off64_t r = lseek(s->fd, *pos, whence);
+  if (r < 0) return -1;
+  *pos = r;
+  return 0;
+}
+
+static int std_close(void *c) {
+  lio_std *s = c;
+  int bad = std_flush_blocking(s, 1) != 0 || s->err;
+  int e = s->err ? s->err : errno;
+  if (close(s->fd) != 0 && !bad) {
+    bad = 1;
+    e = errno;
+  }
+  errno = e;
+  return bad ? EOF : 0;
+}
+
+/* Lua's writers: run with std_armed set (liolib's call must not fail in
+   between: the callers check their arguments first), then write what is
+   pending with the GIL released. 0, or -1 with errno: a pending write failed. */
+static int std_drain(void) {
+  int failed = 0, e = 0;
+  uint64_t began = 0;
+  lio_std *all[] = { &std_out, &std_err };
+  for (int i = 0; i < 2; i++) {
+    lio_std *s = all[i];
+    if (!atomic_load(&s->has_pending)) continue;
+    PT_CHECK(pthread_mutex_lock(&s->mu));
+    uint64_t target = s->total_in; /* ours and what came before: not later writers' */
+    int err0 = s->err;
+    for (;;) {
+      int r = std_push(s);
+      if (r < 0 || s->err != err0) {
+        failed = 1;
+        e = s->err;
+      }
+      if (r <= 0 || s->total_out >= target) break;
+      PT_CHECK(pthread_mutex_unlock(&s->mu));
+      if (!began) began = lio_release();
+      int w = began ? lio_wait_fd(s->fd, POLLOUT, -1) : 1;
+      PT_CHECK(pthread_mutex_lock(&s->mu));
+      if (w < 0) break; /* stopping: the bytes stay pending */
+      if (!began) { /* could not release: wait as stdio would */
+        struct pollfd pf = { s->fd, POLLOUT, 0 };
+        PT_CHECK(pthread_mutex_unlock(&s->mu));
+        poll(&pf, 1, -1);
+        PT_CHECK(pthread_mutex_lock(&s->mu));
+      }
+    }
+    PT_CHECK(pthread_mutex_unlock(&s->mu));
+  }
+  lio_retake(began);
+  errno = e;
+  return failed ? -1 : 0;
+}
+
+/* A forked worker prints only its own bytes: what the parent still had
+   pending is the parent's. Its mutex and buffer are made anew (another
+   thread may have held the one or been reallocating the other at the fork;
+   the old buffer is left to the parent). No prepare handler takes the mutex:
+   glibc's fork takes stdio's list lock after the handlers, and fflush(NULL)
+   holds that lock while it writes (and so takes the mutex): a deadlock. */
+static void std_atfork_child(void) {
+  lio_std *all[] = { &std_out, &std_err };
+  for (int i = 0; i < 2; i++) {
+    lio_std *s = all[i];
+    PT_CHECK(pthread_mutex_init(&s->mu, NULL));
+    s->buf = NULL;
+    s->head = s->len = s->cap = 0;
+    s->total_in = s->total_out = 0;
+    s->err = 0;
+    atomic_store(&s->has_pending, 0);
+  }
+}
+
+static void std_finish(void) {
+  std_flush_blocking(&std_out, 1);
+  std_flush_blocking(&std_err, 1);
+}
+
+/* The cookie FILE over s->fd with glibc's buffering for it; NULL if it cannot be made. */
+static FILE *std_file(lio_std *s, int line, int none) {
+  struct stat st;
+  int ok = fstat(s->fd, &st) == 0;
+  s->chunked = !ok || !S_ISREG(st.st_mode);
+  atomic_store(&s->nowait, 1);
+  FILE *f = fopencookie(s, "w", (cookie_io_functions_t){ NULL, std_write, std_seek, std_close });
+  if (!f) return NULL;
+  f->_fileno = s->fd; /* fileno(stdout) stays 1 for C code that asks the descriptor (glibc marks a cookie -2) */
+  size_t size = ok && st.st_blksize > 0 ? (size_t)st.st_blksize : BUFSIZ;
+  if (none)
+    setvbuf(f, NULL, _IONBF, 0);
+  else
+    setvbuf(f, s->vbuf = malloc(size), line ? _IOLBF : _IOFBF, size); /* NULL: glibc's own BUFSIZ */
+  return f;
+}
+
+static void std_swap(void) {
+  long pg = sysconf(_SC_PAGESIZE);
+  std_page = pg > 0 ? (size_t)pg : 4096;
+  fflush(stdout);
+  fflush(stderr);
+  FILE *out = std_file(&std_out, isatty(STDOUT_FILENO), 0);
+  FILE *err = std_file(&std_err, 0, 1);
+  if (!out || !err) { /* keep the C library's: nothing releases, nothing breaks */
+    if (out) fclose(out);
+    if (err) fclose(err);
+    return;
+  }
+  std_files[0] = stdout;
+  std_files[1] = stderr;
+  stdout = out;
+  stderr = err;
+  pthread_atfork(NULL, NULL, std_atfork_child);
+  atexit(std_finish);
+}
+
+/* io.stdout and io.stderr of L (made by luaopen_io from the C library's) -> ours. */
+static void std_adopt(lua_State *L) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  PT_CHECK(pthread_once(&once, std_swap));
+  if (!std_files[0]) return;
+  if (lua_getglobal(L, "io") == LUA_TTABLE) {
+    const char *names[] = { "stdout", "stderr" };
+    FILE *now[] = { stdout, stderr };
+    for (int i = 0; i < 2; i++) {
+      lua_getfield(L, -1, names[i]);
+      luaL_Stream *p = luaL_testudata(L, -1, LUA_FILEHANDLE);
+      if (p && p->f == std_files[i]) p->f = now[i]; /* also the default output: the same userdata */
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+}
+
+/* Can this Lua write call go armed: a worker that may release, and liolib's
+   write/flush will not raise (the file is open, every value a string or number)? */
+static int std_can_arm(lua_State *L, luaL_Stream *p, int first, int last) {
+  if (!std_files[0] || !rt_can_block() || !p || !p->closef) return 0;
+  for (int i = first; i <= last; i++)
+    if (lua_type(L, i) != LUA_TNUMBER && lua_type(L, i) != LUA_TSTRING) return 0;
+  return 1;
+}
+
+/* lua_writestring and lua_writeline of lauxlib.h, armed. */
+static void print_write(const char *s, size_t n, int armed) {
+  std_armed = armed;
+  fwrite(s, 1, n, stdout);
+  std_armed = 0;
+}
+
+/* luaB_print (lbaselib.c), whose writes may release the GIL. */
+static int w_print(lua_State *L) {
+  int n = lua_gettop(L);
+  int armed = std_files[0] && rt_can_block();
+  for (int i = 1; i <= n; i++) {
+    size_t l;
+    const char *s = luaL_tolstring(L, i, &l); /* may run __tostring: not armed */
+    if (i > 1) print_write("\t", 1, armed);
+    print_write(s, l, armed);
+    lua_pop(L, 1);
+  }
+  print_write("\n", 1, armed);
+  std_armed = armed;
+  fflush(stdout);
+  std_armed = 0;
+  if (armed) std_drain(); /* print ignores write errors, as lua5.4's */
+  rt_check_stop(L);
+  return 0;
+}
+
+void lio_std_finish(void) {
+  if (std_files[0]) std_finish();
+}
+
 /* ---- wrapping liolib's functions ---- */
 
 /* A worker about to use f: wait, GIL released, until nobody holds its lock;
@@ -378,16 +742,39 @@ static void wrap_iterator(lua_State *L) {
 
 /* Upvalue 1: liolib's function. Upvalue 2: what it does (see the enum). Called
    directly, not through lua_call, so its errors name the function as before. */
-enum { W_FILE_READ, W_FILE_OTHER, W_FILE_LINES, W_IO_READ, W_IO_OUT, W_IO_CLOSE, W_IO_LINES, W_IO_INPUT, W_IO_OUTPUT };
+enum {
+  W_FILE_READ,
+  W_FILE_OTHER,
+  W_FILE_WRITE,
+  W_FILE_LINES,
+  W_IO_READ,
+  W_IO_OUT,
+  W_IO_WRITE,
+  W_IO_CLOSE,
+  W_IO_LINES,
+  W_IO_INPUT,
+  W_IO_OUTPUT
+};
 
 static int wrapped(lua_State *L) {
   lua_CFunction orig = lua_tocfunction(L, lua_upvalueindex(1));
   int what = (int)lua_tointeger(L, lua_upvalueindex(2));
+  int armed = 0;
   switch (what) {
   case W_FILE_READ: prepare_stream(L, 1, 1); break;
   case W_FILE_OTHER: prepare_stream(L, 1, 0); break;
+  case W_FILE_WRITE:
+    prepare_stream(L, 1, 0);
+    armed = std_can_arm(L, luaL_testudata(L, 1, LUA_FILEHANDLE), 2, lua_gettop(L));
+    break;
   case W_IO_READ: prepare_default(L, IO_INPUT, 1); break;
   case W_IO_OUT: prepare_default(L, IO_OUTPUT, 0); break;
+  case W_IO_WRITE:
+    prepare_default(L, IO_OUTPUT, 0);
+    lua_getfield(L, LUA_REGISTRYINDEX, IO_OUTPUT);
+    armed = std_can_arm(L, luaL_testudata(L, -1, LUA_FILEHANDLE), 1, lua_gettop(L) - 1);
+    lua_pop(L, 1);
+    break;
   case W_IO_CLOSE:
     if (lua_isnone(L, 1))
       prepare_default(L, IO_OUTPUT, 0);
@@ -427,7 +814,13 @@ static int wrapped(lua_State *L) {
     }
     break;
   }
+  std_armed = armed;
   int n = orig(L);
+  std_armed = 0;
+  if (armed && std_drain() != 0 && !lua_isnil(L, -n)) { /* its bytes were kept, then failed */
+    lua_pop(L, n);
+    n = luaL_fileresult(L, 0, NULL);
+  }
   if (what == W_FILE_LINES || what == W_IO_LINES) wrap_iterator(L);
   rt_check_stop(L);
   return n;
@@ -447,12 +840,15 @@ static void wrap_field(lua_State *L, int t, const char *name, int what) {
 static const luaL_Reg io_patches[] = { { "open", io_open }, { "popen", io_popen }, { NULL, NULL } };
 
 void lio_open(lua_State *L) {
+  std_adopt(L);
+  lua_pushcfunction(L, w_print);
+  lua_setglobal(L, "print");
   if (lua_getglobal(L, "io") == LUA_TTABLE) {
     int io = lua_gettop(L);
     luaL_setfuncs(L, io_patches, 0);
     wrap_field(L, io, "read", W_IO_READ);
-    wrap_field(L, io, "write", W_IO_OUT);
-    wrap_field(L, io, "flush", W_IO_OUT);
+    wrap_field(L, io, "write", W_IO_WRITE);
+    wrap_field(L, io, "flush", W_IO_WRITE);
     wrap_field(L, io, "close", W_IO_CLOSE);
     wrap_field(L, io, "lines", W_IO_LINES);
     wrap_field(L, io, "input", W_IO_INPUT);
@@ -467,8 +863,8 @@ void lio_open(lua_State *L) {
       int m = lua_gettop(L);
       wrap_field(L, m, "read", W_FILE_READ);
       wrap_field(L, m, "lines", W_FILE_LINES);
-      wrap_field(L, m, "write", W_FILE_OTHER);
-      wrap_field(L, m, "flush", W_FILE_OTHER);
+      wrap_field(L, m, "write", W_FILE_WRITE);
+      wrap_field(L, m, "flush", W_FILE_WRITE);
       wrap_field(L, m, "seek", W_FILE_OTHER);
       wrap_field(L, m, "setvbuf", W_FILE_OTHER);
       wrap_field(L, m, "close", W_FILE_OTHER);

@@ -15,5 +15,8 @@ void lio_retake(uint64_t began);
 /* Poll fd for events (GIL already released), timeout_ns < 0: forever.
    1 ready (or in error), 0 timed out, -1 the run is stopping. */
 int lio_wait_fd(int fd, short events, int64_t timeout_ns);
+/* Write out what print and io.write left pending on stdout and stderr (a
+   stopped writer's bytes), blocking: before os.exit ends the process. */
+void lio_std_finish(void);
 
 #endif

@@ -165,9 +165,35 @@ static int sim_wait(shm_arena *a, int (*fn)(shm_arena *, shm_off, const struct t
   }
 }
 
-/* --sim: a wait that cannot be tried without waiting (barrier, condition) is not simulated yet. */
-static void sim_refuse(lua_State *L, const char *what) {
-  if (sim_on()) luaL_error(L, "%s: not simulated yet (--sim)", what);
+/* --sim: a wait that cannot be tried without waiting (a barrier's: a try
+   would count as an arrival; a condition's: it must give up the lock) runs
+   shm's own wait, whose kernel sleeps shm_sleep_hook turns into blocks in
+   virtual time (sim_sleep). Its timeout is virtual too: shm is given a far
+   deadline, which sim_sleep moves into the past once the virtual one passes. */
+static struct timespec deadline_of(int64_t timeout_ns);
+
+typedef struct sim_pause {
+  uint64_t until; /* virtual; 0: none */
+  struct timespec deadline; /* what shm is given */
+} sim_pause;
+
+static void sim_sleep(void *arg) {
+  sim_pause *p = arg;
+  uint64_t t = clock_now_ns();
+  if (!p->until || t < p->until) sim_block(&sim_objects, p->until ? p->until - t : 0);
+  if (p->until && clock_now_ns() >= p->until) p->deadline = (struct timespec){ 0, 0 }; /* shm: timed out */
+}
+
+/* The deadline to give shm for a wait of timeout ns (< 0: none); under --sim, arms p. */
+static const struct timespec *wait_deadline(int64_t timeout, sim_pause *p) {
+  if (!sim_on()) {
+    p->deadline = deadline_of(timeout);
+    return timeout < 0 ? NULL : &p->deadline;
+  }
+  p->until = timeout < 0 ? 0 : clock_now_ns() + (uint64_t)timeout;
+  p->deadline = shm_deadline_in(86400.0 * 365); /* passed only by sim_sleep */
+  shm_sleep_hook(sim_sleep, p);
+  return timeout < 0 ? NULL : &p->deadline;
 }
 
 static rt_worker *self(lua_State *L) {
@@ -358,25 +384,44 @@ static long next_pool_id;
  * among threads of one). The first to find one prints it and stops the run
  * with EXIT_DEADLOCK.
  *
- * EVERYBODY WAITING. Waits on a queue (get, put, join), a pipe, an event or
- * a semaphore are no edges: anybody could end them. But when every live
- * worker waits without a timeout and no process worker lives, nobody is
- * left to end any of them. The watchdog checks that too, in this order:
- * the board (and its version); each wait's object, that what it waits for
- * is still not there (no item, event clear, no permit, lock held by another,
- * joined worker not done); each waiter's "asleep" word (shm_sleep_note: set
- * while it sleeps in the kernel, cleared as it wakes, BEFORE it looks at
- * the object); the version again. A waiter that was woken and has not yet
- * taken what woke it leaves the object showing it; one that has taken it
- * has cleared its word. Conditions and barriers are not watched, so a
- * worker waiting on one counts as running. A worker that sleeps, reads a
- * file or runs C code is not waiting either. */
+ * EVERYBODY WAITING. Waits on a queue (get, put, join), a pipe, an event,
+ * a semaphore, a condition or a barrier are no edges: anybody could end
+ * them. But when every live worker waits without a timeout, nobody is left
+ * to end any of them. The watchdog checks that too, in this order: the
+ * board (and its version); each wait's object, that what it waits for is
+ * still not there (no item, event clear, no permit, lock held by another,
+ * joined worker not done, the waiter's node on the condition not yet
+ * notified, the barrier's round it arrived in not over nor broken); each
+ * waiter's "asleep" word (shm_sleep_note: set while it sleeps in the
+ * kernel, cleared as it wakes, BEFORE it looks at the object); the version
+ * again. A waiter that was woken and has not yet taken what woke it leaves
+ * the object showing it; one that has taken it has cleared its word. A
+ * worker that sleeps, reads a file or a socket or runs C code is not
+ * waiting. A process worker (gil.process, every worker in fork mode) runs
+ * threads the main process does not know: it publishes on the board how
+ * many of its threads may still act (shm_board_proc: one at its start, one
+ * more per worker it starts, one fewer as a thread finishes; a process of
+ * its own is never taken off, so such a process is never counted as
+ * waiting), and it waits when that many of its entries are on the board,
+ * each unmet and asleep. */
 
-enum { WAIT_LOCK = 1, WAIT_JOIN, WAIT_GET, WAIT_PUT, WAIT_QJOIN, WAIT_RECV, WAIT_EVENT, WAIT_SEM };
+enum {
+  WAIT_LOCK = 1,
+  WAIT_JOIN,
+  WAIT_GET,
+  WAIT_PUT,
+  WAIT_QJOIN,
+  WAIT_RECV,
+  WAIT_EVENT,
+  WAIT_SEM,
+  WAIT_COND,
+  WAIT_BARRIER
+};
 
 #define CYCLE_MAX 64 /* members of a cycle printed (at most BOARD_READ) */
 
 static atomic_int deadlock_reported; /* one message per run */
+static atomic_long deadlock_checks; /* the watchdog's looks so far (gil._debug().checks) */
 static _Thread_local int board_slot = -1; /* this thread's entry on the board while it waits */
 
 static uint64_t token_of(rt_worker *me);
@@ -481,6 +526,8 @@ static void print_wait(shm_arena *a, const shm_wait *w, const shm_wait *all, int
   case WAIT_RECV: fprintf(stderr, "to receive from a pipe (nothing sent)\n"); break;
   case WAIT_EVENT: fprintf(stderr, "for event %p to be set\n", obj); break;
   case WAIT_SEM: fprintf(stderr, "to acquire semaphore %p (value 0)\n", obj); break;
+  case WAIT_COND: fprintf(stderr, "to be notified on condition %p\n", obj); break;
+  case WAIT_BARRIER: fprintf(stderr, "at barrier %p for the other parties\n", obj); break;
   default: fprintf(stderr, "\n");
   }
 }
@@ -524,10 +571,20 @@ static int still_unmet(runtime *rt, const shm_wait *w) {
   case WAIT_QJOIN: return o && shm_queue_unfinished(a, o) > 0;
   case WAIT_EVENT: return o && !shm_event_is_set(a, o);
   case WAIT_SEM: return o && shm_sem_value(a, o) == 0;
-  case WAIT_JOIN: {
-    if (w->on >> 32 != (uint64_t)rt->pid) return 0;
+  case WAIT_COND: return o && shm_cond_waiting(a, o, w->token); /* its node not yet notified */
+  case WAIT_BARRIER: /* the generation it arrived in has not gone, nor broken */
+    return o && shm_barrier_info(a, o, 3) == (int64_t)w->held_by && !shm_barrier_info(a, o, 2);
+  case WAIT_JOIN: { /* a thread of this process, or one of its process workers (by pid and id) */
+    pid_t pid = (pid_t)(w->on >> 32);
+    int id = (int)(uint32_t)w->on - 1, done = 1;
     PT_CHECK(pthread_mutex_lock(&rt->mu));
-    int done = worker_done(rt, (int)(uint32_t)w->on - 1);
+    if (pid == rt->pid)
+      done = worker_done(rt, id);
+    else
+      for (int i = 0; i < rt->nworkers; i++) {
+        rt_worker *x = rt->workers[i];
+        if (x->kind == RT_PROCESS && x->pid == pid && x->id == id) done = x->done;
+      }
     PT_CHECK(pthread_mutex_unlock(&rt->mu));
     return !done;
   }
@@ -536,22 +593,39 @@ static int still_unmet(runtime *rt, const shm_wait *w) {
 }
 
 /* Does every live worker wait, none with a timeout, for something that is
- * not there, with no process worker alive? Fills out[] with their waits. */
+ * not there? A process worker is looked into through the count of its
+ * threads that may act, which it publishes on the board (shm_board_proc):
+ * it waits when that many entries of its pid are on the board. Fills out[]
+ * with their waits. */
 static int everybody_waits(runtime *rt, shm_wait *out) {
   shm_arena *a = rt->arena;
   shm_wait all[BOARD_READ];
   uint64_t v1, live[BOARD_READ];
-  int n = shm_board_read(a, all, BOARD_READ, &v1), nlive = 0, ok = 1;
+  pid_t procs[BOARD_READ];
+  int n = shm_board_read(a, all, BOARD_READ, &v1), nlive = 0, nprocs = 0, ok = 1;
   PT_CHECK(pthread_mutex_lock(&rt->mu));
   for (int i = 0; i < rt->nworkers && ok; i++) {
     rt_worker *w = rt->workers[i];
     if (w->done || rt_inherited(rt, w)) continue;
-    if (w->kind == RT_PROCESS || nlive == BOARD_READ)
-      ok = 0; /* it could end any wait */
+    if (nlive == BOARD_READ || (w->kind == RT_PROCESS && w->pid <= 0))
+      ok = 0; /* too many to look at, or a process not started yet: it could end any wait */
+    else if (w->kind == RT_PROCESS)
+      procs[nprocs++] = w->pid;
     else
       live[nlive++] = (uint64_t)rt->pid << 32 | (uint32_t)(w->id + 1);
   }
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
+  for (int p = 0; ok && p < nprocs; p++) { /* each process: as many waits on the board as threads that may act */
+    int want = shm_board_proc_live(a, (int32_t)procs[p]), got = 0;
+    for (int k = 0; k < n && ok; k++)
+      if (all[k].token >> 32 == (uint64_t)procs[p]) {
+        if (nlive == BOARD_READ)
+          ok = 0;
+        else
+          live[nlive++] = all[k].token, got++;
+      }
+    ok = ok && want > 0 && got == want && process_lives(procs[p]);
+  }
   for (int i = 0; ok && i < nlive; i++) { /* every live worker has a wait, and it is unmet */
     int k = 0;
     while (k < n && all[k].token != live[i]) k++;
@@ -579,7 +653,48 @@ int objects_check_deadlock(runtime *rt) {
   if (n)
     report_deadlock(rt->arena,
                     "every worker waits, none with a timeout, for what only another of them could give:", waits, n);
+  atomic_fetch_add(&deadlock_checks, 1);
   return n > 0;
+}
+
+long objects_deadlock_checks(void) { return atomic_load(&deadlock_checks); }
+
+int objects_board_waits(void) {
+  shm_arena *a = rt_current ? rt_current->arena : NULL;
+  if (!a) return 0;
+  shm_wait all[BOARD_READ];
+  int n = shm_board_read(a, all, BOARD_READ, NULL);
+  shm_board_unread(a, all, n);
+  return n;
+}
+
+/* --sim: the simulator found every thread waiting with nothing due (no
+ * timer, no wake-up left): certain, so no look at the objects. The same
+ * message as the real detector's (a cycle if there is one, else every wait
+ * on the board), then the same stop: exit status 4 and the report. */
+static void sim_deadlock(const char *names, int nthreads) {
+  runtime *rt = rt_current;
+  if (!rt || !rt->arena) return;
+  shm_wait waits[BOARD_READ];
+  int n = find_cycle(rt->arena, waits);
+  if (n) {
+    report_cycle(rt->arena, waits, n);
+    return;
+  }
+  uint64_t v;
+  n = shm_board_read(rt->arena, waits, BOARD_READ, &v);
+  for (int i = 0; i < n; i++) note_for_message(rt->arena, &waits[i]);
+  shm_board_unread(rt->arena, waits, n);
+  if (n < nthreads) { /* some wait gilvm does not name (a socket, a GIL): the simulator's names, then the board's */
+    if (atomic_load(&rt->stop) || atomic_exchange(&deadlock_reported, 1)) return;
+    fprintf(stderr, "gilvm: deadlock: every worker waits, none with a timeout: %s\n", names);
+    for (int i = 0; i < n; i++) print_wait(rt->arena, &waits[i], waits, n);
+    fflush(stderr);
+    rt_stop(rt, EXIT_DEADLOCK, "deadlock");
+    return;
+  }
+  report_deadlock(rt->arena,
+                  "every worker waits, none with a timeout, for what only another of them could give:", waits, n);
 }
 
 /* The calling worker is about to wait for (kind, on) without a timeout.
@@ -678,6 +793,7 @@ void objects_close_pools(runtime *rt) {
 static void init_once(void) {
   for (int t = SHM_T_LOCK; t < SHM_T_NKINDS; t++) mar_register_udata(kinds[t].mt, enc_handle, decoders[t]);
   PT_CHECK(pthread_atfork(before_fork, after_fork_parent, after_fork_child));
+  sim_on_deadlock(sim_deadlock);
 }
 
 /* ------------------------------------------------------------ gil.lock */
@@ -1188,11 +1304,20 @@ static int barrier_wait(lua_State *L) {
   int64_t timeout = args_opt_timeout(L, 2), index = 0;
   shm_arena *a = arena(L);
   rt_worker *me = self(L);
-  sim_refuse(L, "barrier wait");
   /* no try-first here: a try that arrives counts as an arrival */
-  struct timespec deadline = deadline_of(timeout);
+  shm_wait w;
+  int graph = timeout < 0; /* see "deadlock detection" */
+  if (graph) {
+    wait_note(L, WAIT_BARRIER, h->off, &w);
+    w.held_by = (uint64_t)shm_barrier_info(a, h->off, 3); /* the generation it arrives in (still_unmet) */
+  }
+  sim_pause p = { 0 };
   uint64_t began = rt_block_begin(me, RT_BLOCK_LOCK);
-  int rc = shm_barrier_wait(a, h->off, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL, &index);
+  if (graph) wait_begin(&w);
+  const struct timespec *d = wait_deadline(timeout, &p);
+  int rc = shm_barrier_wait(a, h->off, d, rt_should_stop, NULL, &index);
+  shm_sleep_hook(NULL, NULL);
+  if (graph) wait_end(&w);
   rt_block_end(me, RT_BLOCK_LOCK, began);
   if (rc == SHM_STOPPED) rt_check_stop(L);
   if (rc == SHM_OK) {
@@ -1270,10 +1395,16 @@ static int cond_wait_once(lua_State *L, int64_t timeout) {
   uint64_t token = token_of(me);
   shm_off lk = cond_lock(L);
   if (!shm_lock_owned(a, lk, token)) return luaL_error(L, "cannot wait on un-acquired lock");
-  sim_refuse(L, "condition wait");
-  struct timespec deadline = deadline_of(timeout);
+  shm_wait w;
+  int graph = timeout < 0; /* see "deadlock detection" */
+  if (graph) wait_note(L, WAIT_COND, h->off, &w);
+  sim_pause p = { 0 };
   uint64_t began = rt_block_begin(me, RT_BLOCK_LOCK);
-  int rc = shm_cond_wait(a, h->off, token, timeout < 0 ? NULL : &deadline, rt_should_stop, NULL);
+  if (graph) wait_begin(&w);
+  const struct timespec *d = wait_deadline(timeout, &p);
+  int rc = shm_cond_wait(a, h->off, token, d, rt_should_stop, NULL);
+  shm_sleep_hook(NULL, NULL);
+  if (graph) wait_end(&w);
   rt_block_end(me, RT_BLOCK_LOCK, began);
   if (!shm_lock_owned(a, lk, token)) held_clear(lk);
   if (rc == SHM_STOPPED) rt_check_stop(L);
@@ -1291,7 +1422,7 @@ static int cond_wait(lua_State *L) {
 static int cond_wait_for(lua_State *L) {
   luaL_checktype(L, 2, LUA_TFUNCTION);
   int64_t timeout = args_opt_timeout(L, 3);
-  struct timespec end = deadline_of(timeout);
+  uint64_t end = timeout < 0 ? 0 : clock_now_ns() + (uint64_t)timeout; /* virtual under --sim */
   for (;;) {
     lua_settop(L, 3);
     lua_pushvalue(L, 2);
@@ -1299,8 +1430,7 @@ static int cond_wait_for(lua_State *L) {
     if (lua_toboolean(L, -1)) return 1;
     int64_t left = -1;
     if (timeout >= 0) {
-      struct timespec now = shm_deadline_in(0);
-      left = (int64_t)(end.tv_sec - now.tv_sec) * 1000000000 + (end.tv_nsec - now.tv_nsec);
+      left = (int64_t)(end - clock_now_ns());
       if (left <= 0) return 1;
     }
     cond_wait_once(L, left);

@@ -20,5 +20,9 @@ void objects_join_end(void);
 /* Looks for a deadlock among every process's waiters (main process only);
    if there is one, prints it, stops the run with EXIT_DEADLOCK and returns 1. */
 int objects_check_deadlock(struct runtime *rt);
+/* For tests (gil._debug): how many looks objects_check_deadlock has
+   finished in this process, and how many waits are on the board now. */
+long objects_deadlock_checks(void);
+int objects_board_waits(void);
 
 #endif

@@ -8,6 +8,21 @@
  * parent had when it was forked (the whole memory is copied). Descriptors are
  * close-on-exec, so io.popen's and os.execute's children do not hold them.
  * Every wait is a poll in short slices (lio_wait_fd), so the stop ends it.
+ *
+ * UNDER --sim only one simulated thread runs at a time, so a real blocking
+ * wait for another simulated worker would hang. Each socket end this
+ * process opens is listed by its address (sim_end): a listener by its port,
+ * a connection by its local address. A connection whose peer is listed is
+ * between gilvm's own workers: its waits block in virtual time on the end's
+ * channels (rd: something to read or accept; wr: room to send), and every
+ * send, connect and close wakes the peer end's rd, every recv its wr. A
+ * woken waiter polls for real (the peer's call has already run, so the
+ * kernel delivers at once on loopback; at most SIM_DELIVERY_MS). A socket
+ * whose peer is not listed (another program) waits for real, holding the
+ * baton (its timeout in real time); each connect, send and recv on it
+ * costs a wake-up of virtual time, whatever the real time was.
+ * A listener's accept waits in virtual time for gilvm's own connectors; an
+ * outside client is accepted only if it is already queued when it looks.
  */
 #include "sockets.h"
 
@@ -18,13 +33,20 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "args.h"
 #include "lio.h"
+#include "check.h"
+#include "clock.h"
 #include "runtime.h"
+#include "sim.h"
+#include "vec.h"
 
 #define LISTENER_MT "gil.listener"
 #define CONN_MT "gil.connection"
@@ -32,6 +54,125 @@
 typedef struct sock {
   int fd; /* -1 once closed */
 } sock;
+
+/* ---- --sim: socket ends between gilvm's own workers (see the top) ---- */
+
+#define SIM_DELIVERY_MS 1000 /* a woken waiter's real poll: the kernel's loopback delivery */
+
+typedef struct sim_end {
+  uint32_t ip, peer_ip; /* network order; ip 0: a listener on every address */
+  uint16_t port, peer_port; /* network order; peer_port 0: a listener */
+  char rd, wr; /* channels: their addresses are what waiters block on */
+} sim_end;
+
+static pthread_mutex_t ends_mu = PTHREAD_MUTEX_INITIALIZER;
+static sim_end **ends; /* never freed: a channel must outlive its waiters */
+static int nends;
+static size_t capends;
+
+/* The end (ip:port, to peer_ip:peer_port), made if make; when looked up, a
+   listener on every address matches any ip. */
+static sim_end *end_at(const struct sockaddr_in *me, const struct sockaddr_in *peer, int make) {
+  uint32_t pip = peer ? peer->sin_addr.s_addr : 0;
+  uint16_t pport = peer ? peer->sin_port : 0;
+  sim_end *e = NULL;
+  PT_CHECK(pthread_mutex_lock(&ends_mu));
+  for (int i = 0; i < nends && !e; i++) {
+    sim_end *x = ends[i];
+    if (x->port == me->sin_port && x->peer_ip == pip && x->peer_port == pport &&
+        (x->ip == me->sin_addr.s_addr || (!make && !pport && x->ip == 0)))
+      e = x;
+  }
+  if (!e && make && (e = calloc(1, sizeof *e)) != NULL) {
+    *e = (sim_end){ me->sin_addr.s_addr, pip, me->sin_port, pport, 0, 0 };
+    if (VEC_PUSH(ends, nends, capends, e) != 0) {
+      free(e);
+      e = NULL;
+    }
+  }
+  PT_CHECK(pthread_mutex_unlock(&ends_mu));
+  return e;
+}
+
+/* fd's addresses: its own, and its peer's (a connection); 0 if not IPv4. */
+static int addrs(int fd, struct sockaddr_in *me, struct sockaddr_in *peer) {
+  socklen_t n = sizeof *me;
+  if (getsockname(fd, (struct sockaddr *)me, &n) != 0 || me->sin_family != AF_INET) return 0;
+  n = sizeof *peer;
+  return !peer || (getpeername(fd, (struct sockaddr *)peer, &n) == 0 && peer->sin_family == AF_INET);
+}
+
+/* List fd (a listener: listener != 0): its waiters block on its end's channels. */
+static sim_end *list_end(int fd, int listener) {
+  struct sockaddr_in me, peer;
+  return addrs(fd, &me, listener ? NULL : &peer) ? end_at(&me, listener ? NULL : &peer, 1) : NULL;
+}
+
+/* The end at the other side of connection fd, seen from there: the peer's
+   connection if listed, else (want_listener) the listener it connected to. */
+static sim_end *peer_end(int fd, int want_listener) {
+  struct sockaddr_in me, peer;
+  if (!addrs(fd, &me, &peer)) return NULL;
+  sim_end *e = end_at(&peer, &me, 0);
+  return e || !want_listener ? e : end_at(&peer, NULL, 0);
+}
+
+/* After a call on connection fd: wake whoever waits at the other side for what it may have made ready. */
+static void sim_poke(int fd, int rd, int wr) {
+  if (!sim_on()) return;
+  sim_end *p = peer_end(fd, rd == 2);
+  if (p && rd) sim_wake(&p->rd, 1);
+  if (p && wr) sim_wake(&p->wr, 1);
+}
+
+/* lio_wait_fd on the real clock (under --sim, clock_now_ns is virtual and
+   stands still while the simulator waits for the outside): 1 ready, 0 timed
+   out, -1 stopping. */
+static int real_wait_fd(int fd, short events, int64_t timeout_ns) {
+  uint64_t end = timeout_ns < 0 ? 0 : clock_real_ns() + (uint64_t)timeout_ns;
+  for (;;) {
+    if (atomic_load(&rt_current->stop)) return -1;
+    int ms = 50; /* a slice: the stop is looked at between them */
+    if (end) {
+      uint64_t now = clock_real_ns();
+      if (now >= end) return 0;
+      if ((end - now + 999999) / 1000000 < (uint64_t)ms) ms = (int)((end - now + 999999) / 1000000);
+    }
+    struct pollfd p = { fd, events, 0 };
+    int r = poll(&p, 1, ms);
+    if (r > 0 || (r < 0 && errno != EINTR)) return 1; /* ready, or an error the next call reports */
+  }
+}
+
+/* --sim's lio_wait_fd: 1 ready, 0 timed out (virtual), -1 stopping. A
+   listener and a connection to gilvm's own workers (its peer is listed, or
+   a listed listener: not yet accepted) wait in virtual time; any other
+   socket waits for real (see the top). */
+static int sim_wait_fd(int fd, short events, int64_t timeout_ns, int listener) {
+  sim_end *mine = list_end(fd, listener);
+  if (!mine || (!listener && !peer_end(fd, 1))) return real_wait_fd(fd, events, timeout_ns); /* the outside */
+  uint64_t until = timeout_ns < 0 ? 0 : clock_now_ns() + (uint64_t)timeout_ns;
+  for (;;) {
+    struct pollfd p = { fd, events, 0 };
+    if (poll(&p, 1, 0) > 0) return 1;
+    if (atomic_load(&rt_current->stop)) return -1;
+    uint64_t t = clock_now_ns();
+    if (until && t >= until) return 0;
+    int timed_out = sim_block(events & POLLIN ? (void *)&mine->rd : (void *)&mine->wr, until ? until - t : 0);
+    if (!timed_out && poll(&p, 1, SIM_DELIVERY_MS) > 0) return 1; /* woken by the peer: it is on its way */
+  }
+}
+
+/* --sim: a call on a connection to the outside (its peer not listed) costs a
+   wake-up of virtual time, however long it took for real and whether or not
+   it waited (so the same run costs the same). Call it with the GIL released. */
+static void sim_outside_cost(int fd) {
+  if (sim_on() && !peer_end(fd, 1)) sim_block(NULL, sim_config_get()->wake_ns);
+}
+
+static int wait_fd(int fd, short events, int64_t timeout_ns, int listener) {
+  return sim_on() ? sim_wait_fd(fd, events, timeout_ns, listener) : lio_wait_fd(fd, events, timeout_ns);
+}
 
 static sock *check_sock(lua_State *L, int idx, const char *mt, const char *call) {
   sock *s = luaL_checkudata(L, idx, mt);
@@ -63,8 +204,6 @@ static int fail(lua_State *L, const char *call, const char *host, lua_Integer po
 
 /* gil.listen(port [, host]) */
 static int g_listen(lua_State *L) {
-  if (sim_on()) /* a wait for another simulated worker would block the only one running: a hang */
-    return luaL_error(L, "gil.listen: sockets are not simulated yet (--sim)");
   lua_Integer port = luaL_checkinteger(L, 1);
   const char *host = luaL_optstring(L, 2, "127.0.0.1");
   struct sockaddr_in a;
@@ -80,6 +219,7 @@ static int g_listen(lua_State *L) {
     s->fd = -1;
     return fail(L, "listen", host, port, e);
   }
+  if (sim_on()) list_end(s->fd, 1); /* listed: a connection to it is between gilvm's own workers */
   return 1;
 }
 
@@ -98,12 +238,12 @@ static void no_delay(int fd) { /* small requests and replies go out at once */
 }
 
 /* Wait for fd, GIL released: 1 ready, 0 timed out; raises the stop error. */
-static int wait_for(lua_State *L, int fd, short events, int64_t timeout_ns) {
+static int wait_for(lua_State *L, int fd, short events, int64_t timeout_ns, int listener) {
   struct pollfd p = { fd, events, 0 };
   if (poll(&p, 1, 0) > 0) return 1; /* ready now: no release */
   if (timeout_ns == 0) return 0;
   uint64_t began = lio_release();
-  int r = lio_wait_fd(fd, events, timeout_ns);
+  int r = wait_fd(fd, events, timeout_ns, listener);
   lio_retake(began);
   rt_check_stop(L);
   return r;
@@ -130,14 +270,16 @@ static ssize_t sock_io(lua_State *L, int fd, int is_send, void *buf, size_t n, i
   ssize_t r = -1;
   int err = ETIMEDOUT;
   if (!ready) {
-    int w = lio_wait_fd(fd, events, timeout_ns);
+    int w = wait_fd(fd, events, timeout_ns, 0);
     ready = w > 0;
     if (w < 0) err = EINTR; /* stopping: rt_check_stop raises below */
   }
   if (ready) {
     r = is_send ? send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT) : recv(fd, buf, n, MSG_DONTWAIT);
     err = errno;
+    if (r >= 0) sim_poke(fd, is_send, !is_send); /* a send: something to read; a recv: room to send */
   }
+  sim_outside_cost(fd);
   lio_retake(began);
   rt_check_stop(L);
   errno = err;
@@ -149,13 +291,14 @@ static int l_accept(lua_State *L) {
   sock *s = check_sock(L, 1, LISTENER_MT, "accept");
   int64_t timeout = args_opt_timeout(L, 2);
   for (;;) {
-    if (!wait_for(L, s->fd, POLLIN, timeout)) {
+    if (!wait_for(L, s->fd, POLLIN, timeout, 1)) {
       lua_pushnil(L);
       lua_pushliteral(L, "timeout");
       return 2;
     }
     int fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC);
     if (fd >= 0) {
+      if (sim_on()) list_end(fd, 0);
       no_delay(fd);
       new_sock(L, fd, CONN_MT);
       return 1;
@@ -166,7 +309,6 @@ static int l_accept(lua_State *L) {
 
 /* gil.connect(host, port [, timeout]) */
 static int g_connect(lua_State *L) {
-  if (sim_on()) return luaL_error(L, "gil.connect: sockets are not simulated yet (--sim)");
   const char *host = luaL_checkstring(L, 1);
   lua_Integer port = luaL_checkinteger(L, 2);
   int64_t timeout = args_opt_timeout(L, 3);
@@ -179,7 +321,8 @@ static int g_connect(lua_State *L) {
   if (connect(s->fd, (struct sockaddr *)&a, sizeof a) != 0) {
     err = errno;
     if (err == EINPROGRESS) {
-      if (!wait_for(L, s->fd, POLLOUT, timeout)) {
+      /* not connected yet, so no peer: a real wait under --sim too (a listener's kernel completes it) */
+      if (!wait_for(L, s->fd, POLLOUT, timeout, 0)) {
         lua_pushnil(L);
         lua_pushliteral(L, "timeout");
         return 2; /* the socket is closed when collected */
@@ -196,6 +339,13 @@ static int g_connect(lua_State *L) {
   int fl = fcntl(s->fd, F_GETFL);
   fcntl(s->fd, F_SETFL, fl & ~O_NONBLOCK);
   no_delay(s->fd);
+  if (sim_on()) {
+    list_end(s->fd, 0); /* listed before the acceptor looks at its peer */
+    sim_poke(s->fd, 2, 0); /* the listener's accept */
+    uint64_t began = lio_release();
+    sim_outside_cost(s->fd);
+    lio_retake(began);
+  }
   return 1;
 }
 
@@ -247,6 +397,7 @@ static int c_recv(lua_State *L) {
 static int s_close(lua_State *L) {
   sock *s = lua_touserdata(L, 1);
   if (s && s->fd >= 0) {
+    sim_poke(s->fd, 1, 1); /* the peer's recv sees the end, its send an error */
     close(s->fd);
     s->fd = -1;
   }

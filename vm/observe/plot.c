@@ -8,14 +8,14 @@
    is red: the colour of time lost to the lock. Blocked states are muted, so
    the eye goes to who runs and who waits. */
 const char *const plot_state_colors[ST_NSTATES] = {
-  [ST_IDLE] = NULL,        [ST_RUN_GIL] = "#2e7d32", [ST_RUN_OWN] = "#1e88e5", [ST_WAIT_GIL] = "#e53935",
-  [ST_SLEEP] = "#b0bec5",  [ST_JOIN] = "#d1c4e9",    [ST_LOCK] = "#a1887f",    [ST_QUEUE] = "#ffcc80",
-  [ST_NATIVE] = "#26a69a", [ST_IO] = "#90caf9",
+  [ST_IDLE] = NULL,        [ST_RUN_GIL] = "#2e7d32", [ST_RUN_OWN] = "#1e88e5",  [ST_WAIT_GIL] = "#e53935",
+  [ST_SLEEP] = "#b0bec5",  [ST_JOIN] = "#d1c4e9",    [ST_LOCK] = "#a1887f",     [ST_QUEUE] = "#ffcc80",
+  [ST_NATIVE] = "#26a69a", [ST_IO] = "#90caf9",      [ST_CPU_WAIT] = "#ff7043",
 };
 
 const char plot_state_chars[ST_NSTATES] = {
-  [ST_IDLE] = ' ', [ST_RUN_GIL] = '#', [ST_RUN_OWN] = '=', [ST_WAIT_GIL] = '.', [ST_SLEEP] = 's',
-  [ST_JOIN] = 'j', [ST_LOCK] = 'l',    [ST_QUEUE] = 'q',   [ST_NATIVE] = '~',   [ST_IO] = 'i',
+  [ST_IDLE] = ' ', [ST_RUN_GIL] = '#', [ST_RUN_OWN] = '=', [ST_WAIT_GIL] = '.', [ST_SLEEP] = 's',    [ST_JOIN] = 'j',
+  [ST_LOCK] = 'l', [ST_QUEUE] = 'q',   [ST_NATIVE] = '~',  [ST_IO] = 'i',       [ST_CPU_WAIT] = 'c',
 };
 
 const char *const plot_state_legend[ST_NSTATES] = {
@@ -29,6 +29,7 @@ const char *const plot_state_legend[ST_NSTATES] = {
   [ST_QUEUE] = "blocked: queue",
   [ST_NATIVE] = "C code without the GIL",
   [ST_IO] = "blocked: io",
+  [ST_CPU_WAIT] = "waiting for a CPU",
 };
 
 const char *const plot_series_colors[] = { "#1565c0", "#e53935", "#2e7d32", "#8e24aa", "#ef6c00", "#00838f" };

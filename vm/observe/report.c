@@ -6,6 +6,7 @@
  * pipe), bytes copied from the marshaller's counters.
  */
 #include "report.h"
+#include "sim.h"
 
 #include <math.h>
 #include <sched.h>
@@ -184,9 +185,9 @@ static void print_disturbed(FILE *f, const report_run *r) {
   fprintf(f, "\n  %swarning%s: waiting for a CPU stretched these figures (wall, parallelism, the GIL's):\n",
           on(r, RED, c, sizeof c), off(r));
   fprintf(f,
-          "  runnable but without a CPU (the kernel's run-queue wait) for more than %d%% of the time\n"
+          "  runnable but without a CPU (%s) for more than %d%% of the time\n"
           "  they ran:\n",
-          REPORT_RUNQ_PCT);
+          s->sim_cores ? "the simulated cores' run queue" : "the kernel's run-queue wait", REPORT_RUNQ_PCT);
   for (int i = 0, shown = 0; i < s->nworkers; i++) {
     const snap_worker *w = &s->workers[i];
     if (!report_disturbed(w)) continue;
@@ -197,7 +198,10 @@ static void print_disturbed(FILE *f, const report_run *r) {
     fprintf(f, "    %s: %s (%.0f%% of the %s it ran)\n", w->name, clock_format(w->runq_ns, a, sizeof a),
             pct(w->runq_ns, w->oncpu_ns), clock_format(w->oncpu_ns, b, sizeof b));
   }
-  if (r->runnable_at_once > r->cpus)
+  if (s->sim_cores) /* nothing else runs on simulated cores */
+    fprintf(f, "  cause: more runnable threads than the %d simulated core%s (nothing else runs on them)\n", r->cpus,
+            r->cpus == 1 ? "" : "s");
+  else if (r->runnable_at_once > r->cpus)
     fprintf(f, "  cause: the run's %d threads that can run at once outnumber the %d CPU%s it may use\n",
             r->runnable_at_once, r->cpus, r->cpus == 1 ? "" : "s");
   else
@@ -220,20 +224,24 @@ static void print_figures(FILE *f, const rt_snapshot *s) {
 
 void report_print(FILE *f, const report_run *r) {
   const rt_snapshot *s = r->run;
-  char a[24], b[24], c[24], d[24], k[16];
+  char a[24], b[24], c[24], k[16];
   fprintf(f, "\n-- gilvm report --------------------------------------------------------------\n");
   fprintf(f, "  mode %s   gil %s   switch interval %s", rt_mode_names[r->mode], r->policy,
           clock_format(r->interval_ns, a, sizeof a));
   if (r->check_interval > 0) fprintf(f, "   check interval %d", r->check_interval);
-  if (s->sim_cores) /* the cost model, and what the simulation does not cover */
+  if (s->sim_cores) { /* the cost model, and what the simulation does not cover */
+    fprintf(f, "\n  simulated (--sim): %d virtual cores   seed %llu   a Lua instruction %g ns", s->sim_cores,
+            (unsigned long long)s->sim_seed, s->sim_insn_ns);
+    fprintf(f, "\n  OS costs (--sim-cost):");
+    for (int i = 0; i < sim_cost_count(); i++) { /* a table in sim.c: every cost, in one line or two */
+      fprintf(f, i == 0 ? " " : i == 4 ? "\n  " : "   ");
+      fprintf(f, "%s %s", sim_cost_name(i), clock_format(sim_cost((sim_cost_id)i), a, sizeof a));
+    }
     fprintf(f,
-            "\n  simulated (--sim): %d virtual cores   seed %llu   a Lua instruction %g ns   a wake-up %s"
-            "\n  a fork %s   copying %g MB/s"
             "\n  (gil.compute, gil.native and gil.sleep take exactly their s; all times below are virtual;"
             "\n  host, not simulated: real time %s, peak memory %s)",
-            s->sim_cores, (unsigned long long)s->sim_seed, s->sim_insn_ns, clock_format(s->sim_wake_ns, a, sizeof a),
-            clock_format(s->sim_fork_ns, d, sizeof d), s->sim_copy_bytes_per_s / 1e6,
             clock_format(s->real_wall_ns, b, sizeof b), bytes((unsigned long long)r->maxrss_kb << 10, c, sizeof c));
+  }
   fprintf(f, "\n  wall %s%s%s   cpu %s   parallelism %s%.2fx%s", on(r, BOLD, k, sizeof k),
           clock_format(r->wall_ns, a, sizeof a), off(r), clock_format(r->cpu_ns, b, sizeof b), on(r, BOLD, k, sizeof k),
           r->parallelism, off(r));
@@ -346,11 +354,15 @@ int report_json(const char *path, const report_run *r) {
   if (ok) ok = !json_object_set_new(o, "released", json_released(&s->released));
   if (ok && s->sim_cores) { /* "simulated": the cost model; "host": what differs between runs */
     json_object_del(o, "peak_memory_kb");
-    ok = !json_object_set_new(
-             o, "simulated",
-             json_pack("{s:i, s:I, s:f, s:o, s:i, s:o, s:f}", "cores", s->sim_cores, "seed", (json_int_t)s->sim_seed,
-                       "insn_ns", s->sim_insn_ns, "wake_s", jsonio_seconds(s->sim_wake_ns), "tick_insns", s->sim_tick,
-                       "fork_s", jsonio_seconds(s->sim_fork_ns), "copy_bytes_per_s", s->sim_copy_bytes_per_s)) &&
+    json_t *sim =
+        json_pack("{s:i, s:I, s:f, s:o, s:i}", "cores", s->sim_cores, "seed", (json_int_t)s->sim_seed, "insn_ns",
+                  s->sim_insn_ns, "wake_s", jsonio_seconds(s->sim_wake_ns), "tick_insns", s->sim_tick);
+    json_t *costs = json_object(); /* "costs": {name: seconds}, every entry of sim.c's table */
+    for (int i = 0; ok && costs && i < sim_cost_count(); i++)
+      ok = !json_object_set_new(costs, sim_cost_name(i), jsonio_seconds(sim_cost((sim_cost_id)i)));
+    ok = ok && sim && costs && !json_object_set_new(sim, "costs", costs);
+    if (!ok) json_decref(costs);
+    ok = ok && !json_object_set_new(o, "simulated", sim) &&
         !json_object_set_new(o, "host",
                              json_pack("{s:I, s:o}", "peak_memory_kb", (json_int_t)r->maxrss_kb, "real_wall_s",
                                        jsonio_seconds(s->real_wall_ns)));

@@ -523,14 +523,15 @@ static void ascii_axis(FILE *f, const timeline *tl, int indent, int cols) {
 }
 
 /* Legend items for the states present, wrapped to width. */
-static void ascii_legend(FILE *f, const int *present, int forced, int width) {
+static void ascii_legend(FILE *f, const int *present, int forced, int width, int simulated) {
   char items[ST_NSTATES + 3][64];
   int n = 0;
   for (int s = 0; s < ST_NSTATES; s++)
     if (s != ST_IDLE && present[s]) snprintf(items[n++], 64, "%c %s", plot_state_chars[s], plot_state_legend[s]);
   if (present[UNKNOWN]) snprintf(items[n++], 64, "? events lost");
   if (forced) snprintf(items[n++], 64, "! forced drop");
-  snprintf(items[n++], 64, "(blank) idle, or waiting for a CPU");
+  /* a real run cannot see its waits for a CPU one by one; a simulated one draws them ('c') */
+  snprintf(items[n++], 64, simulated ? "(blank) idle" : "(blank) idle, or waiting for a CPU");
   int col = 0;
   for (int i = 0; i < n; i++) {
     int len = (int)strlen(items[i]);
@@ -581,9 +582,10 @@ static void ascii_totals(FILE *f, const timeline *tl, int namew, int width) {
     [ST_RUN_GIL] = "# GIL held", [ST_RUN_OWN] = "= own int.", [ST_WAIT_GIL] = ". waiting",
     [ST_SLEEP] = "s sleep",      [ST_JOIN] = "j join",        [ST_LOCK] = "l lock",
     [ST_QUEUE] = "q queue",      [ST_NATIVE] = "~ C no GIL",  [ST_IO] = "i io",
-  };
+  }; /* waiting for a CPU: the "no CPU" column, as in a real run */
   int cols[ST_NSTATES], ncols = 0, left_out = 0, room = (width - namew - 4) / 11;
   for (int s = 1; s < ST_NSTATES; s++) {
+    if (!heads[s]) continue;
     int used = 0;
     for (int k = 0; k < tl->ntracks; k++) used |= tl->tracks[k].state_ns[s] > 0;
     if (used && ncols < room)
@@ -656,7 +658,7 @@ void timeline_print_ascii_color(const timeline *tl, FILE *f, int width, int colo
   }
   if (any_forced) ascii_row(f, "forced drops", namew, chart, color);
   ascii_axis(f, tl, namew + 3, cols);
-  ascii_legend(f, present, any_forced, width);
+  ascii_legend(f, present, any_forced, width, tl->simulated);
   ascii_totals(f, tl, namew, width);
   free(chart);
   free(forced);

@@ -26,7 +26,7 @@
  *              upvalue of the function whose tag is at that offset
  *
  * Sharing: a table, function, userdata or string reached a second time is
- * sent as a REF to its first copy, and the encoder then sets the SHARED bit
+ * sent as a REF to its first copy, and the encoder then sets the MAR_T_SHARED bit
  * (0x80) in that copy's tag. The decoder remembers exactly the objects so
  * marked, under their offset, before decoding their contents; so cycles work
  * (a table can hold a REF to itself), shared references survive, and the
@@ -73,23 +73,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum tag {
-  T_NIL = 0,
-  T_FALSE,
-  T_TRUE,
-  T_INT,
-  T_FLOAT,
-  T_STR,
-  T_TABLE,
-  T_TABLE_META,
-  T_REF,
-  T_MODULE,
-  T_LFUNC,
-  T_CFUNC,
-  T_UDATA,
-  T_UPJOIN
-};
-#define SHARED 0x80 /* tag bit: later REFs point at this object */
+/* The tags (enum mar_tag) and MAR_T_SHARED are in marshal.h, for the tests
+   that forge messages. */
 
 static const unsigned char MAGIC[3] = { 'G', 'V', 'M' };
 #define FORMAT_VERSION 1
@@ -544,11 +529,11 @@ static void put_bytes(Enc *e, const void *s, size_t len) {
 
 static inline size_t offset_now(const Enc *e) { return e->out->len - e->base; }
 
-/* A REF to the object whose tag is at offset, which becomes SHARED. */
+/* A REF to the object whose tag is at offset, which becomes MAR_T_SHARED. */
 static void put_ref(Enc *e, unsigned char tag, uint64_t offset) {
   unsigned char *first = e->out->data + e->base + offset;
-  if (!(*first & SHARED)) {
-    *first |= SHARED;
+  if (!(*first & MAR_T_SHARED)) {
+    *first |= MAR_T_SHARED;
     e->nshared++;
   }
   size_t before = e->out->len;
@@ -678,9 +663,9 @@ static int enc_known(Enc *e, int idx) {
   }
   if (en->val & IS_MODULE) {
     const name_ref *name = &e->names[en->val >> 1];
-    put_tag_bytes(e, T_MODULE, name->s, name->len);
+    put_tag_bytes(e, MAR_T_MODULE, name->s, name->len);
   } else {
-    put_ref(e, T_REF, en->val >> 1);
+    put_ref(e, MAR_T_REF, en->val >> 1);
   }
   return 1;
 }
@@ -695,10 +680,10 @@ static inline void enc_key(Enc *e, int idx, int depth) {
       ptr_entry *en = map_slot(&e->objects, s, &found); /* interned: same text, same address */
       if (!en) enc_oom(e);
       if (found) {
-        put_ref(e, T_REF, en->val >> 1);
+        put_ref(e, MAR_T_REF, en->val >> 1);
       } else {
         en->val = (uint64_t)offset_now(e) << 1;
-        put_tag_bytes(e, T_STR, s, len);
+        put_tag_bytes(e, MAR_T_STR, s, len);
       }
       return;
     }
@@ -714,7 +699,7 @@ static NOINLINE void enc_table(Enc *e, int t, int depth) {
   int has_meta = lua_getmetatable(L, t);
   if (has_meta) lua_pop(L, 1);
   size_t head = e->out->len;
-  room(e, 9)[0] = has_meta ? T_TABLE_META : T_TABLE;
+  room(e, 9)[0] = has_meta ? MAR_T_TABLE_META : MAR_T_TABLE;
   e->out->len += 9; /* the two counts are filled in below */
 
   size_t narr = 0, nhash = 0;
@@ -766,7 +751,7 @@ static void enc_cfunction(Enc *e, int f, int depth) {
   }
   if (!found) enc_fail(e, depth, "cannot copy a C function that is not a builtin");
   const name_ref *mod = &e->names[en->val >> 32], *key = &e->names[en->val & UINT32_MAX];
-  put_tag_bytes(e, T_CFUNC, mod->s, mod->len);
+  put_tag_bytes(e, MAR_T_CFUNC, mod->s, mod->len);
   put_bytes(e, key->s, key->len);
 }
 
@@ -779,7 +764,7 @@ static void enc_lfunction(Enc *e, int f, int depth) {
   if (!mac_key_ok) enc_fail(e, depth, "cannot copy a function: no random key to sign it with");
 
   size_t head = e->out->len;
-  room(e, 5)[0] = T_LFUNC;
+  room(e, 5)[0] = MAR_T_LFUNC;
   e->out->len += 5; /* the length is filled in below */
   lua_pushvalue(L, f);
   int status = lua_dump(L, dump_writer, e->out, 0); /* 0: keep debug info */
@@ -803,7 +788,7 @@ static void enc_lfunction(Enc *e, int f, int depth) {
     if (!en) enc_oom(e);
     if (found) { /* the same variable as an earlier function's */
       uint64_t first = en->val;
-      put_ref(e, T_UPJOIN, first >> 8);
+      put_ref(e, MAR_T_UPJOIN, first >> 8);
       size_t before = e->out->len;
       put_varint(e, first & 0xff);
       e->slack += e->out->len - before - 1;
@@ -839,7 +824,7 @@ static void enc_udata(Enc *e, int u, int depth) {
   int n = c->enc(L, u, bytes, sizeof bytes);
   lua_settop(L, top);
   if (n < 0 || n > MAR_UDATA_MAX) enc_fail(e, depth, "cannot copy a userdata '%s': its codec refused it", c->tname);
-  put_tag_bytes(e, T_UDATA, c->tname, strlen(c->tname));
+  put_tag_bytes(e, MAR_T_UDATA, c->tname, strlen(c->tname));
   put_bytes(e, bytes, (size_t)n);
 }
 
@@ -866,13 +851,13 @@ static void enc_value(Enc *e, int idx, int depth) {
     if (lua_isinteger(L, idx)) {
       lua_Integer i = lua_tointeger(L, idx);
       uint64_t u = (uint64_t)i;
-      put_tag_varint(e, T_INT, i < 0 ? ~(u << 1) : u << 1); /* zigzag */
+      put_tag_varint(e, MAR_T_INT, i < 0 ? ~(u << 1) : u << 1); /* zigzag */
     } else {
       double x = (double)lua_tonumber(L, idx);
       uint64_t bits;
       memcpy(&bits, &x, sizeof bits);
       unsigned char *p = room(e, 9);
-      p[0] = T_FLOAT;
+      p[0] = MAR_T_FLOAT;
       store_le64(p + 1, bits);
       e->out->len += 9;
     }
@@ -880,12 +865,12 @@ static void enc_value(Enc *e, int idx, int depth) {
   case LUA_TSTRING: {
     size_t len;
     const char *s = lua_tolstring(L, idx, &len); /* a string already: no conversion */
-    put_tag_bytes(e, T_STR, s, len);
+    put_tag_bytes(e, MAR_T_STR, s, len);
     break;
   }
   case LUA_TTABLE: enc_table(e, idx, depth); break;
-  case LUA_TBOOLEAN: put_byte(e, lua_toboolean(L, idx) ? T_TRUE : T_FALSE); break;
-  case LUA_TNIL: put_byte(e, T_NIL); break;
+  case LUA_TBOOLEAN: put_byte(e, lua_toboolean(L, idx) ? MAR_T_TRUE : MAR_T_FALSE); break;
+  case LUA_TNIL: put_byte(e, MAR_T_NIL); break;
   default: enc_other(e, idx, depth, type);
   }
 }
@@ -984,7 +969,7 @@ int mar_encode(lua_State *L, int idx, int n, const char *what, mar_buf *out, cha
 /* ------------------------------------------------------------------ */
 
 /* Stack slots of the protected decoder's frame. The memo maps offsets of
-   SHARED objects to the objects; pending holds table, metatable pairs. */
+   MAR_T_SHARED objects to the objects; pending holds table, metatable pairs. */
 enum { SLOT_DEC = 1, SLOT_MEMO, SLOT_PENDING, SLOT_LOADED };
 
 typedef struct Dec {
@@ -1070,7 +1055,7 @@ static void memo_add(Dec *d, const unsigned char *tagp) {
   lua_rawseti(L, SLOT_MEMO, (lua_Integer)(tagp - d->start));
 }
 
-/* Pushes the object an earlier tag (at offset) defined as SHARED. */
+/* Pushes the object an earlier tag (at offset) defined as MAR_T_SHARED. */
 static inline void push_ref(Dec *d, uint64_t offset) {
   if (!d->have_memo || offset > (uint64_t)(d->p - d->start) ||
       lua_rawgeti(d->L, SLOT_MEMO, (lua_Integer)offset) == LUA_TNIL)
@@ -1090,7 +1075,7 @@ static NOINLINE void dec_table(Dec *d, int depth, unsigned tag, const unsigned c
     lua_createtable(L, 0, 0);
   }
   int t = lua_gettop(L);
-  if (tag & SHARED) memo_add(d, tagp);
+  if (tag & MAR_T_SHARED) memo_add(d, tagp);
   for (uint32_t i = 1; i <= narr; i++) {
     dec_value(d, depth + 1);
     lua_rawseti(L, t, i);
@@ -1098,13 +1083,13 @@ static NOINLINE void dec_table(Dec *d, int depth, unsigned tag, const unsigned c
   for (uint32_t i = 0; i < nhash; i++) {
     need(d, 1);
     unsigned ktag = *d->p; /* only these two can make an invalid key */
-    if (ktag == T_NIL) dec_fail(d, "table key is nil");
+    if (ktag == MAR_T_NIL) dec_fail(d, "table key is nil");
     dec_value(d, depth + 1);
-    if (ktag == T_FLOAT && lua_tonumber(L, -1) != lua_tonumber(L, -1)) dec_fail(d, "table key is NaN");
+    if (ktag == MAR_T_FLOAT && lua_tonumber(L, -1) != lua_tonumber(L, -1)) dec_fail(d, "table key is NaN");
     dec_value(d, depth + 1);
     lua_rawset(L, t);
   }
-  if ((tag & ~SHARED) == T_TABLE_META) {
+  if ((tag & ~MAR_T_SHARED) == MAR_T_TABLE_META) {
     dec_value(d, depth + 1);
     if (!lua_istable(L, -1)) dec_fail(d, "metatable is not a table");
     if (lua_isnil(L, SLOT_PENDING)) { /* set metatables last: see the top comment */
@@ -1195,11 +1180,11 @@ static void dec_lfunction(Dec *d, int depth, unsigned tag, const unsigned char *
   if (lua_load(L, read_chunk, &c, "=(marshal)", "b") != LUA_OK)
     dec_fail(d, "cannot load function: %s", lua_tostring(L, -1));
   int f = lua_gettop(L);
-  if (tag & SHARED) memo_add(d, tagp);
+  if (tag & MAR_T_SHARED) memo_add(d, tagp);
   uint64_t nups = rd_varint(d);
   if (nups != (uint64_t)count_upvalues(L, f)) dec_fail(d, "wrong number of upvalues");
   for (int i = 1; i <= (int)nups; i++) {
-    if (d->p < d->end && *d->p == T_UPJOIN) {
+    if (d->p < d->end && *d->p == MAR_T_UPJOIN) {
       d->p++;
       dec_upjoin(d, f, i);
     } else {
@@ -1227,32 +1212,32 @@ static void dec_udata(Dec *d, unsigned tag, const unsigned char *tagp) {
     lua_settop(L, top);
     dec_fail(d, "userdata '%s' rejected by its codec", c->tname);
   }
-  if (tag & SHARED) memo_add(d, tagp);
+  if (tag & MAR_T_SHARED) memo_add(d, tagp);
 }
 
 static NOINLINE void dec_other(Dec *d, int depth, unsigned tag, const unsigned char *tagp) {
-  switch (tag & ~SHARED) {
-  case T_STR: { /* SHARED: a table key used again later */
+  switch (tag & ~MAR_T_SHARED) {
+  case MAR_T_STR: { /* MAR_T_SHARED: a table key used again later */
     size_t len;
     const char *s = rd_bytes(d, &len);
     lua_pushlstring(d->L, s, len);
     memo_add(d, tagp);
     return;
   }
-  case T_LFUNC: dec_lfunction(d, depth, tag, tagp); return;
-  case T_UDATA: dec_udata(d, tag, tagp); return;
+  case MAR_T_LFUNC: dec_lfunction(d, depth, tag, tagp); return;
+  case MAR_T_UDATA: dec_udata(d, tag, tagp); return;
   }
-  switch (tag) { /* the rest cannot be SHARED */
-  case T_MODULE: {
+  switch (tag) { /* the rest cannot be MAR_T_SHARED */
+  case MAR_T_MODULE: {
     size_t len;
     const char *name = rd_bytes(d, &len);
     push_module(d, name, len);
     return;
   }
-  case T_CFUNC: dec_cfunction(d); return;
+  case MAR_T_CFUNC: dec_cfunction(d); return;
   }
   d->p = tagp;
-  if (tag == T_UPJOIN) dec_fail(d, "upvalue join outside a function");
+  if (tag == MAR_T_UPJOIN) dec_fail(d, "upvalue join outside a function");
   dec_fail(d, "unknown tag 0x%02x", tag);
 }
 
@@ -1262,12 +1247,12 @@ static void dec_value(Dec *d, int depth) {
   const unsigned char *tagp = d->p++;
   unsigned tag = *tagp;
   switch (tag) {
-  case T_INT: {
+  case MAR_T_INT: {
     uint64_t z = rd_varint(d);
     lua_pushinteger(L, (lua_Integer)((z >> 1) ^ (0 - (z & 1)))); /* un-zigzag */
     break;
   }
-  case T_FLOAT: {
+  case MAR_T_FLOAT: {
     need(d, 8);
     uint64_t bits = load_le64(d->p);
     d->p += 8;
@@ -1276,26 +1261,26 @@ static void dec_value(Dec *d, int depth) {
     lua_pushnumber(L, (lua_Number)x);
     break;
   }
-  case T_STR: {
+  case MAR_T_STR: {
     size_t len;
     const char *s = rd_bytes(d, &len);
     lua_pushlstring(L, s, len);
     break;
   }
-  case T_REF: {
+  case MAR_T_REF: {
     const unsigned char *at = d->p;
     uint64_t offset = rd_varint(d);
     d->slack += (size_t)(d->p - at) - 1;
     push_ref(d, offset);
     break;
   }
-  case T_TABLE:
-  case T_TABLE_META:
-  case T_TABLE | SHARED:
-  case T_TABLE_META | SHARED: dec_table(d, depth, tag, tagp); break;
-  case T_NIL: lua_pushnil(L); break;
-  case T_FALSE: lua_pushboolean(L, 0); break;
-  case T_TRUE: lua_pushboolean(L, 1); break;
+  case MAR_T_TABLE:
+  case MAR_T_TABLE_META:
+  case MAR_T_TABLE | MAR_T_SHARED:
+  case MAR_T_TABLE_META | MAR_T_SHARED: dec_table(d, depth, tag, tagp); break;
+  case MAR_T_NIL: lua_pushnil(L); break;
+  case MAR_T_FALSE: lua_pushboolean(L, 0); break;
+  case MAR_T_TRUE: lua_pushboolean(L, 1); break;
   default: dec_other(d, depth, tag, tagp);
   }
 }

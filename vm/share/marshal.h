@@ -54,6 +54,27 @@
 /* Most bytes a userdata codec may produce for one handle. */
 #define MAR_UDATA_MAX 64
 
+/* The wire format's tags, one byte before each value (see the top of
+   marshal.c); MAR_T_SHARED is or'ed into the tag of an object that later
+   references (MAR_T_REF) point at. Public for tests that forge messages. */
+enum mar_tag {
+  MAR_T_NIL = 0,
+  MAR_T_FALSE,
+  MAR_T_TRUE,
+  MAR_T_INT,
+  MAR_T_FLOAT,
+  MAR_T_STR,
+  MAR_T_TABLE,
+  MAR_T_TABLE_META,
+  MAR_T_REF,
+  MAR_T_MODULE,
+  MAR_T_LFUNC,
+  MAR_T_CFUNC,
+  MAR_T_UDATA,
+  MAR_T_UPJOIN
+};
+#define MAR_T_SHARED 0x80
+
 /* A growable byte buffer. Start with `mar_buf b = {0};`, free with
    mar_buf_free(). mar_encode appends at b.len (set b.len = 0 to reuse). */
 typedef struct mar_buf {

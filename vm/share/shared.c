@@ -158,13 +158,25 @@ static struct timespec sleep_until(const struct timespec *deadline) {
  * returns (EINTR, EAGAIN, a wake-up) all mean "look again". */
 static _Thread_local _Atomic uint32_t *sleep_note; /* shm_sleep_note: 1 while this thread sleeps */
 
+static _Thread_local shm_sleep_fn sleep_hook; /* shm_sleep_hook: sleeps instead of the futex */
+static _Thread_local void *sleep_hook_arg;
+
 static void futex_wait(_Atomic uint32_t *word, uint32_t seen, const struct timespec *until) {
+  if (sleep_hook) { /* --sim: the caller looks again when the hook returns, as after a wake-up */
+    sleep_hook(sleep_hook_arg);
+    return;
+  }
   if (sleep_note) atomic_store(sleep_note, 1);
   syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET, seen, until, NULL, FUTEX_BITSET_MATCH_ANY);
   if (sleep_note) atomic_store(sleep_note, 0); /* before the waiter looks at what it waits for */
 }
 
 void shm_sleep_note(_Atomic uint32_t *flag) { sleep_note = flag; }
+
+void shm_sleep_hook(shm_sleep_fn fn, void *arg) {
+  sleep_hook = fn;
+  sleep_hook_arg = arg;
+}
 
 static void futex_wake(_Atomic uint32_t *word, int n) {
   syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, n, NULL, NULL, 0);
@@ -1256,12 +1268,15 @@ int shm_barrier_reset(shm_arena *a, shm_off off, int abort_it) {
   return SHM_OK;
 }
 
-/* what: 0 parties, 1 waiting now, 2 broken */
+/* what: 0 parties, 1 waiting now, 2 broken, 3 generation */
 int64_t shm_barrier_info(shm_arena *a, shm_off off, int what) {
   struct sync *s = sync_at(a, off, SHM_T_BARRIER);
   if (!s) return 0;
   sync_lock(a, s);
-  int64_t v = what == 0 ? s->n[BAR_PARTIES] : what == 1 ? (s->n[BAR_BROKEN] ? 0 : s->n[BAR_COUNT]) : s->n[BAR_BROKEN];
+  int64_t v = what == 0 ? s->n[BAR_PARTIES]
+      : what == 1       ? (s->n[BAR_BROKEN] ? 0 : s->n[BAR_COUNT])
+      : what == 2       ? s->n[BAR_BROKEN]
+                        : s->n[BAR_GEN];
   sync_unlock(s);
   return v;
 }
@@ -1282,6 +1297,7 @@ struct cnode {
   shm_off next;
   int32_t pid; /* the waiter's process */
   int32_t notified;
+  uint64_t owner; /* the waiter's token (shm_cond_waiting) */
 };
 
 static struct cnode *cnode_at(shm_arena *a, shm_off off) { return (struct cnode *)((char *)a + off); }
@@ -1329,6 +1345,7 @@ int shm_cond_wait(shm_arena *a, shm_off off, uint64_t owner, const struct timesp
   c->next = 0;
   c->pid = (int32_t)getpid();
   c->notified = 0;
+  c->owner = owner;
   sync_lock(a, s);
   if (s->tail)
     cnode_at(a, s->tail)->next = node;
@@ -1355,6 +1372,16 @@ int shm_cond_wait(shm_arena *a, shm_off off, uint64_t owner, const struct timesp
   if (lrc != SHM_OK) return lrc;
   l->depth = depth;
   return rc;
+}
+
+int shm_cond_waiting(shm_arena *a, shm_off off, uint64_t owner) {
+  struct sync *s = sync_at(a, off, SHM_T_CONDITION);
+  if (!s) return 0;
+  sync_lock(a, s);
+  int found = 0;
+  for (shm_off it = s->head; it && !found; it = cnode_at(a, it)->next) found = cnode_at(a, it)->owner == owner;
+  sync_unlock(s);
+  return found;
 }
 
 /* Is pid gone? (ESRCH only: EPERM means it exists.) */
@@ -1538,6 +1565,8 @@ struct board {
   uint64_t token[SHM_BOARD_SLOTS]; /* slot i's waiter, 0: free (apart from the entries: scanned often) */
   shm_wait slot[SHM_BOARD_SLOTS];
   _Atomic uint32_t asleep[SHM_BOARD_SLOTS]; /* slot i's waiter is asleep in a futex (shm_sleep_note) */
+  int32_t proc_pid[SHM_BOARD_SLOTS]; /* a process worker (0: a free entry)... */
+  int32_t proc_live[SHM_BOARD_SLOTS]; /* ...and how many of its threads may act (shm_board_proc) */
 };
 
 static void board_repair(shm_arena *a, void *ctx) {
@@ -1655,6 +1684,40 @@ void shm_board_unread(shm_arena *a, shm_wait *out, int n) {
 _Atomic uint32_t *shm_board_asleep(shm_arena *a, int slot) {
   struct board *b = board_of(a, 0);
   return b && slot >= 0 && slot < SHM_BOARD_SLOTS ? &b->asleep[slot] : NULL;
+}
+
+/* With the board's mutex held: pid's entry (made if make), or -1. */
+static int proc_slot(struct board *b, int32_t pid, int make) {
+  int free_one = -1;
+  for (int i = 0; i < SHM_BOARD_SLOTS; i++) {
+    if (b->proc_pid[i] == pid) return i;
+    if (!b->proc_pid[i] && free_one < 0) free_one = i;
+  }
+  if (make && free_one >= 0) b->proc_pid[free_one] = pid;
+  return make ? free_one : -1;
+}
+
+int shm_board_proc(shm_arena *a, int32_t pid, int32_t n, int add) {
+  struct board *b = board_of(a, 0);
+  if (!b || pid <= 0) return -1;
+  board_lock(a, b);
+  int i = proc_slot(b, pid, 1), v = -1;
+  if (i >= 0) {
+    v = b->proc_live[i] = add ? b->proc_live[i] + n : n;
+    if (v <= 0) b->proc_pid[i] = b->proc_live[i] = 0;
+    b->version++; /* a reader that spans this change looks again */
+  }
+  PT_CHECK(pthread_mutex_unlock(&b->mutex));
+  return v;
+}
+
+int shm_board_proc_live(shm_arena *a, int32_t pid) {
+  struct board *b = board_of(a, 0);
+  if (!b || pid <= 0) return -1;
+  board_lock(a, b);
+  int i = proc_slot(b, pid, 0), v = i >= 0 ? b->proc_live[i] : -1;
+  PT_CHECK(pthread_mutex_unlock(&b->mutex));
+  return v;
 }
 
 uint64_t shm_board_version(shm_arena *a) {

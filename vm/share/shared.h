@@ -214,7 +214,8 @@ int64_t shm_sem_value(shm_arena *a, shm_off s);
 /* wait: *index gets the arrival order 0..parties-1. SHM_BROKEN when broken
  * (before or while waiting); the waiter that times out breaks it and gets
  * SHM_TIMEOUT. reset(abort_it=0) frees waiters as broken and makes it new;
- * abort_it=1 breaks it. info: 0 parties, 1 waiting, 2 broken. */
+ * abort_it=1 breaks it. info: 0 parties, 1 waiting, 2 broken, 3 generation
+ * (+1 each time it lets its waiters go, or a reset frees them). */
 int shm_barrier_new(shm_arena *a, int64_t parties, shm_off *out);
 int shm_barrier_wait(shm_arena *a, shm_off b, const struct timespec *deadline, shm_stop_fn should_stop, void *arg,
                      int64_t *index);
@@ -230,6 +231,8 @@ shm_off shm_cond_lock(shm_arena *a, shm_off c);
 int shm_cond_wait(shm_arena *a, shm_off c, uint64_t owner, const struct timespec *deadline, shm_stop_fn should_stop,
                   void *arg);
 int shm_cond_notify(shm_arena *a, shm_off c, uint64_t owner, int64_t n);
+/* Does owner wait on c, not yet notified? (the deadlock detector's) */
+int shm_cond_waiting(shm_arena *a, shm_off c, uint64_t owner);
 
 /* ---- value ---- */
 
@@ -288,6 +291,11 @@ _Atomic uint32_t *shm_board_asleep(shm_arena *a, int slot);
  * wait for (NULL: stop). So "asleep, and what it waits for is not there"
  * seen in that order means it was still waiting. */
 void shm_sleep_note(_Atomic uint32_t *flag);
+/* From now on this thread's waits in shm_* call fn(arg) instead of sleeping
+ * in the kernel, then look again (NULL: stop). --sim's: it blocks in virtual
+ * time instead, so a wait never holds the simulator's baton asleep. */
+typedef void (*shm_sleep_fn)(void *arg);
+void shm_sleep_hook(shm_sleep_fn fn, void *arg);
 void shm_board_remove(shm_arena *a, uint64_t token);
 /* The same, knowing its slot: no search. */
 void shm_board_remove_slot(shm_arena *a, int slot, uint64_t token);
@@ -298,5 +306,11 @@ void shm_board_remove_slot(shm_arena *a, int slot, uint64_t token);
 int shm_board_read(shm_arena *a, shm_wait *out, int max, uint64_t *version);
 void shm_board_unread(shm_arena *a, shm_wait *out, int n);
 uint64_t shm_board_version(shm_arena *a);
+/* A process worker publishes how many of its threads may still act (its
+ * own threads, itself included, not yet finished): add 0 sets the count to
+ * n, add 1 adds n; 0 removes the entry. Returns the count, or -1 (a full
+ * table). Changes the version. proc_live: pid's count, or -1 if unknown. */
+int shm_board_proc(shm_arena *a, int32_t pid, int32_t n, int add);
+int shm_board_proc_live(shm_arena *a, int32_t pid);
 
 #endif
