@@ -210,7 +210,8 @@ static double wall_of(const char *cores, const char *mode, const char *threads) 
 Test(model, cpu_bound_under_the_gil_takes_as_long_on_two_threads) {
   double one = wall_of("2", "gil", "1"), two = wall_of("2", "gil", "2"), eight = wall_of("8", "gil", "8");
   cr_expect(fabs(two / one - 1) < 0.01, "2 threads %.6f s vs 1 thread %.6f s", two, one);
-  cr_expect(fabs(eight / one - 1) < 0.01, "8 threads on 8 cores %.6f s vs 1 thread %.6f s", eight, one);
+  /* 8 threads: 7 waiters time out together, each forced switch costs a signal and a wake-up (about 30 us) */
+  cr_expect(eight >= one && eight / one < 1.03, "8 threads on 8 cores %.6f s vs 1 thread %.6f s", eight, one);
 }
 
 Test(model, nogil_runs_on_every_core) {
@@ -251,7 +252,7 @@ Test(model, events_and_semaphores_wake_in_virtual_time) {
                      "print(('%.6f %.6f'):format(t1, t2))");
   expect_exit(r, 0);
   /* each wait ends a wake-up (10 us) after the set or release; the worker starts after the spawn (29 us) */
-  expect_out(r, "0.500039 0.750039\n");
+  expect_out(r, "0.500052 0.750052\n");
 }
 
 Test(model, io_bound_overlaps) {
@@ -267,10 +268,10 @@ Test(model, conditions_barriers_and_sockets_wait_in_virtual_time) {
   run_result *r = GV("--sim", "2", "-q", data_in("sim", "cond_barrier.lua"), "5");
   expect_exit(r, 0);
   /* each put follows a 1 ms sleep; the last of 4 workers reaches the barrier after 4 ms; a timeout of 0.25 s */
-  expect_out(r, "consumer got\t15\t0.005020\nbarrier\t0,1,2,3,4\t0.009030\nwait with a timeout\tfalse\t0.259040\n");
+  expect_out(r, "consumer got\t15\t0.005075\nbarrier\t0,1,2,3,4\t0.009245\nwait with a timeout\tfalse\t0.259268\n");
   r = GV("--sim", "2", "-q", data_in("sim", "echo.lua"), "3");
   expect_exit(r, 0);
-  expect_out(r, "ping 1\t0.000030\nping 2\t0.000050\nping 3\t0.000070\nend\tnil\tclosed\nserver saw\t18\n");
+  expect_out(r, "ping 1\t0.000098\nping 2\t0.000144\nping 3\t0.000190\nend\tnil\tclosed\nserver saw\t18\n");
 }
 
 Test(model, a_socket_to_the_outside_takes_real_time_and_a_wake_up_of_virtual_time) {
@@ -278,7 +279,7 @@ Test(model, a_socket_to_the_outside_takes_real_time_and_a_wake_up_of_virtual_tim
   run_result *r =
       GV("--sim", "2", "-q", data_in("sim", "outside.lua"), gilvm_path(), data_in("sim", "outside_server.lua"));
   expect_exit(r, 0);
-  expect_out(r, "hello\t0.000020\nnil\ttimeout\t0.000030\n"); /* send, recv, recv: 10 us each */
+  expect_out(r, "hello\t0.000046\nnil\ttimeout\t0.000069\n"); /* send, recv, recv: a wake-up (23 us) each */
 }
 
 Test(model, a_simulated_deadlock_reads_as_a_real_one_and_prints_the_report) {
@@ -416,7 +417,7 @@ Test(costs, header_and_json_print_every_cost) {
   run_result *r = GV("--sim", "2", "--sim-cost", "switch=4us", "--sim-cost", "signal=0.5ms", "--json", json, "-e",
                      "gil.compute(0.001)");
   expect_exit(r, 0);
-  expect_err_has(r, "OS costs (--sim-cost): wake 10 us   switch 4 us   slice 1.50 ms   signal 500 us");
+  expect_err_has(r, "OS costs (--sim-cost): wake 23 us   switch 4 us   slice 1.50 ms   signal 500 us");
   expect_err_has(r, "spawn 29 us   interp 65 us   futex 7 us   hook 200 ns   gap 25 ns   spread 4 us");
   json_t *c = json_object_get(json_object_get(json_file(json), "simulated"), "costs");
   cr_assert(c, "no simulated.costs");
@@ -464,7 +465,13 @@ Test(legacy, two_threads_are_slower_than_one) {
     if (k == 0) /* 12 ms of Lua (8 M instructions of 1.5 ns) and 80 000 resting-hook calls of 200 ns */
       cr_expect(fabs(wall[0] - 0.028) < 1e-4, "one thread: %.6f s" CTX, wall[0], CTXA(r));
     if (k == 1) {
-      expect_err_has(r, "~ C code without the GIL"); /* the releaser's futex wakes, the GIL free */
+      /* the releaser's futex wakes, the GIL free: the timeline's '~' time (state totals' 4th column) */
+      const char *tot = strstr(r->err, "state totals");
+      const char *w1 = tot ? strstr(tot, "1:sum_of_squares") : NULL;
+      char held[32], u1[8], wait[32], u2[8], join[32], nogil[32];
+      cr_expect(w1 && sscanf(w1, "%*s %31s %7s %31s %7s %31s %31s", held, u1, wait, u2, join, nogil) == 6 &&
+                    strcmp(join, "-") == 0 && strcmp(nogil, "-") != 0,
+                "no '~' time in the state totals" CTX, CTXA(r));
       expect_err_has(r, "taken straight back by the releasing thread");
       cr_expect(num(o, "switches") > 10, "the waiter wins now and then: %g switches", num(o, "switches"));
     }
@@ -472,10 +479,10 @@ Test(legacy, two_threads_are_slower_than_one) {
   cr_expect(wall[1] > 1.3 * wall[0], "2 threads %.6f s vs 1 thread %.6f s", wall[1], wall[0]);
   cr_expect_eq(wall[1], wall[2], "the same run twice: %.9f then %.9f s", wall[1], wall[2]);
   /* the same mechanism, a slower wake-up: the releaser pays the same futex for more work between */
-  run_result *r = GV("--sim", "2", "-g", "legacy", "--sim-cost", "wake=20us", "--json", json, script("cpu_bound.lua"),
+  run_result *r = GV("--sim", "2", "-g", "legacy", "--sim-cost", "wake=40us", "--json", json, script("cpu_bound.lua"),
                      "2", "2000000");
   expect_exit(r, 0);
-  cr_expect(num(json_file(json), "wall_s") < wall[1], "a 20 us wake-up: %.6f s", num(json_file(json), "wall_s"));
+  cr_expect(num(json_file(json), "wall_s") < wall[1], "a 40 us wake-up: %.6f s", num(json_file(json), "wall_s"));
 }
 
 Test(legacy, deterministic) {

@@ -39,7 +39,8 @@
 #define SIM_EXIT_DEADLOCK EXIT_DEADLOCK /* as the real runtime's deadlock detector */
 /* The cost model's defaults (README, "--sim"). */
 #define SIM_INSN_NS 1.5 /* a Lua VM instruction: cpu_bound.lua's loop on this machine's lua5.4, rounded */
-#define SIM_WAKE_NS 10000 /* a blocked thread woken until it runs: a futex wake-up on this machine, rounded */
+#define SIM_WAKE_NS \
+  23000 /* a blocked thread woken until it runs: this VM, an idle vCPU, 23-27 us (bench/README.md row 4; spread adds the rest) */
 #define SIM_TICK 1000 /* instructions between the hook's clock updates */
 #define SIM_LOOKAHEAD_NOGIL_NS 100000 /* nogil: free threads hand over every 100 us, not every tick */
 /* A fork: what gil.process's fork() costs its caller here (bench/fork_cost.lua, 103-109 us), rounded. */
