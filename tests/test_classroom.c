@@ -396,8 +396,9 @@ static char *plain_table(const char *err) {
 Test(figures, compare_table_in_colour_when_asked) {
   run_result *r = GV("compare", "--color=always", "--sim", "2", script("cpu_bound.lua"), "2", "200000");
   expect_exit(r, 0);
-  /* on 2 simulated cores free threads (nogil) run twice as fast as the GIL's: theirs is the best */
-  expect_err_has(r, "\033[1;32m   2.00x\033[0m");
+  /* on 2 simulated cores free threads (nogil) run nearly twice as fast as the GIL's (the start-up of
+     their interpreters aside): theirs is the best, ahead of fork's processes */
+  expect_err_has(r, "\033[1;32m   1.86x\033[0m");
   char *t = plain_table(r->err);
   size_t width = strcspn(t, "\n");
   for (char *line = strchr(t, '\n'); line && line[1]; line = strchr(line + 1, '\n'))
