@@ -100,8 +100,9 @@ static const cli_flag cli_flags[F_COUNT] = {
                 "is MiB; 1M to 1024G. GILVM_ARENA_MB=N sets it too" },
   [F_SIM] = { NULL, "--sim", "CORES", 0,
               "simulate the run in virtual time on CORES\n"
-              "virtual cores (1 to 4096): deterministic; gil and\n"
-              "nogil modes, every policy (see README, \"--sim\")" },
+              "virtual cores (1 to 4096): deterministic; every\n"
+              "mode (fork: processes without real forks), every\n"
+              "policy (see README, \"--sim\")" },
   [F_SEED] = { NULL, "--seed", "N", 0,
                "the seed of the simulated OS's choices among\n"
                "equals under --sim, and of math.random (default 1)" },
@@ -622,8 +623,6 @@ int cli_parse(int argc, char **argv, cli_options *o) {
                        o->trace_path     ? "--trace"
                            : o->svg_path ? "--svg"
                                          : "--timeline");
-  if (o->sim_cores && o->mode == RT_MODE_FORK && strcmp(o->command, "run") == 0)
-    return usage_error("--sim: fork mode is not simulated yet (use -m gil or -m nogil)%s", "");
   if (is_sweep(o)) return check_sweep(o);
   if (strcmp(o->command, "dis") == 0 && !o->script) return usage_error("dis needs a script file%s", "");
   if (o->check_interval && !has_check_interval(gil_policy_find(o->policy))) return check_interval_error(0);

@@ -219,9 +219,6 @@ int compare_explain(FILE *f, const char *mode, const char *a, const char *b, con
   return 1;
 }
 
-/* --sim runs gil and nogil modes: fork mode is not simulated yet. */
-static int not_simulated(const cli_options *o, int m) { return o->sim_cores > 0 && m == RT_MODE_FORK; }
-
 /* ANSI SGR colours for the table (cli_want_color), or nothing. */
 #define GREEN "\033[1;32m"
 #define RED "\033[1;31m"
@@ -230,7 +227,7 @@ static const char *sgr(int color, const char *code) { return color ? code : ""; 
 
 /* A mode whose run ended well, with figures. */
 static int ran_well(const child_run *runs, int nruns, const cli_options *o, int m) {
-  return m < nruns && !not_simulated(o, m) && runs[m].json && runs[m].status == 0;
+  return m < nruns && runs[m].json && runs[m].status == 0;
 }
 
 /* The mode that ran well in the least wall time (its speed-up is the best), or -1. */
@@ -254,10 +251,6 @@ static void print_table(FILE *f, child_run *runs, int nruns, const cli_options *
   for (int m = 0; m < RT_NMODES; m++) {
     const json_t *j = runs[m].json;
     double wall = jsonio_number(j, "wall_s");
-    if (not_simulated(o, m)) {
-      fprintf(f, "  %-6s   (not run: fork mode is not simulated yet)\n", rt_mode_names[m]);
-      continue;
-    }
     if (m >= nruns) {
       fprintf(f, "  %-6s   (not run: %s)\n", rt_mode_names[m], child_stop_reason());
       continue;
@@ -337,7 +330,6 @@ int compare_main(int argc, char **argv, const cli_options *o) {
   child_signals_init();
   for (int m = 0; m < RT_NMODES && !child_stopped(); m++) {
     nruns = m + 1;
-    if (not_simulated(o, m)) continue;
     const char *av[CHILD_ARGV_MAX];
     child_argv(av, argc, argv, o, rt_mode_names[m], NULL);
     fprintf(stderr, "gilvm compare: running in %s mode...\n", rt_mode_names[m]);

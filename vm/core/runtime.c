@@ -42,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -99,6 +100,10 @@ static void checkpoint(lua_State *L) {
     atomic_store(&w->interrupt, 1); /* keep interrupting code that catches the error */
     breaker_arm_every(L, 1000);
     luaL_error(L, "%s", rt->stop_reason);
+  }
+  if (w->proc && w->proc->exited) { /* os.exit ended its process: no more Lua there */
+    atomic_store(&w->interrupt, 1);
+    luaL_error(L, "process exited");
   }
   gil_t *g = w->interp->gil;
   if (gil_should_yield(g)) { /* asked to, or the policy's own rule (legacy: anyone waits) */
@@ -178,9 +183,11 @@ static rt_worker *new_worker(runtime *rt, rt_kind kind, rt_interp *interp) {
   w->thread_ref = LUA_NOREF;
   w->fd = w->fd_slot = -1;
   w->home = rt->pid;
+  w->proc = self_worker ? self_worker->proc : NULL; /* --sim: a worker runs in its spawner's process */
   w->spawned_ns = clock_now_ns();
   PT_CHECK(pthread_mutex_lock(&rt->mu));
   w->id = rt->next_id++;
+  w->local_id = w->proc ? w->proc->next_local++ : rt->next_local++;
   int err = VEC_PUSH(rt->workers, rt->nworkers, rt->cap, w);
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
   if (err) {
@@ -270,6 +277,7 @@ static void free_worker(lua_State *L, rt_worker *w) {
     free(w->interp);
   }
   free(w->error);
+  free(w->spawn_tb);
   ev_free(&w->events);
   free(w);
 }
@@ -325,6 +333,7 @@ runtime *rt_create(const rt_host *host, rt_mode mode, const char *policy, uint64
   init_sync(rt);
   rt_current = rt;
   mar_init(); /* before any fork: children must share the key that authenticates bytecode */
+  if (sim_on()) mar_canonical_sizes(1); /* sizes that do not follow Lua's string-hash seed */
   /* the shared objects' arena, before any interpreter (host->open) or worker */
   if (shm_arena_create(rt_arena_size, &rt->arena) != SHM_OK) rt->arena = NULL;
   if (rt->arena) shm_board_init(rt->arena); /* the deadlock detector's, made before any thread uses it */
@@ -359,6 +368,7 @@ void rt_destroy(runtime *rt) {
   for (int i = 0; i < rt->nworkers; i++) {
     rt_worker *w = rt->workers[i];
     free(w->error);
+    free(w->spawn_tb);
     mar_buf_free(&w->msg);
     mar_buf_free(&w->in_globals);
     ev_free(&w->events);
@@ -487,6 +497,8 @@ static void *thread_main(void *arg) {
 
 /* ---- RT_OWN_INTERP ---- */
 
+static void proc_stdout_install(lua_State *L);
+
 static void fail(rt_worker *w, const char *what, const char *err) {
   size_t n = strlen(what) + strlen(err) + 3;
   w->error = malloc(n);
@@ -509,6 +521,7 @@ static void *own_interp_main(void *arg) {
   w->owns_interp = 1;
   if (sim_on()) sim_charge(sim_cost(SIM_COST_INTERP)); /* a fresh interpreter's CPU, in virtual time */
   lua_State *L = w->interp->L;
+  if (w->proc) proc_stdout_install(L); /* a free thread of a simulated process writes to its stdout */
   enter(w, L);
   if (mar_decode(L, w->in_globals.data, w->in_globals.len, err, sizeof err) != 1) {
     fail(w, "cannot copy the globals into the new interpreter", err);
@@ -539,10 +552,10 @@ static void *own_interp_main(void *arg) {
   return NULL;
 }
 
-/* The spawner's globals, as a plain table on top of L. Globals that cannot be
-   copied (an open file, a coroutine...) are left out: the new interpreter
-   simply does not have them. */
-static void encode_globals(lua_State *L, mar_buf *out) {
+/* The spawner's globals, as a plain table left on top of L and encoded in out.
+   Globals that cannot be copied (an open file, a coroutine...) are left out:
+   the new interpreter simply does not have them. */
+static void copyable_globals(lua_State *L, mar_buf *out) {
   char err[256];
   lua_newtable(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
@@ -553,10 +566,7 @@ static void encode_globals(lua_State *L, mar_buf *out) {
     lua_rawset(L, -5);
   }
   lua_pop(L, 1);
-  if (mar_encode(L, -1, 1, "globals", out, err, sizeof err) == 0) {
-    lua_pop(L, 1);
-    return;
-  }
+  if (mar_encode(L, -1, 1, "globals", out, err, sizeof err) == 0) return;
   mar_buf probe = { 0 };
   lua_pushnil(L);
   while (lua_next(L, -2)) {
@@ -571,6 +581,10 @@ static void encode_globals(lua_State *L, mar_buf *out) {
   mar_buf_free(&probe);
   out->len = 0;
   if (mar_encode(L, -1, 1, "globals", out, err, sizeof err) != 0) out->len = 0;
+}
+
+static void encode_globals(lua_State *L, mar_buf *out) {
+  copyable_globals(L, out);
   lua_pop(L, 1);
 }
 
@@ -937,7 +951,7 @@ static int find_local_name(lua_State *L, int idx) {
 static void name_worker(lua_State *L, int idx, rt_worker *w) {
   idx = lua_absindex(L, idx);
   if (find_global_name(L, idx) || find_local_name(L, idx)) {
-    snprintf(w->name, sizeof w->name, "%d:%.40s", w->id, lua_tostring(L, -1));
+    snprintf(w->name, sizeof w->name, "%d:%.40s", w->local_id, lua_tostring(L, -1));
     lua_pop(L, 1);
     return;
   }
@@ -947,9 +961,9 @@ static void name_worker(lua_State *L, int idx, rt_worker *w) {
   const char *file = strrchr(ar.short_src, '/');
   file = file ? file + 1 : ar.short_src;
   if (ar.linedefined > 0)
-    snprintf(w->name, sizeof w->name, "%d@%.40s:%d", w->id, file, ar.linedefined);
+    snprintf(w->name, sizeof w->name, "%d@%.40s:%d", w->local_id, file, ar.linedefined);
   else
-    snprintf(w->name, sizeof w->name, "%d@%.40s", w->id, file);
+    snprintf(w->name, sizeof w->name, "%d@%.40s", w->local_id, file);
 }
 
 /* --sim: w waited for a simulated CPU from..to, or paid a futex wake after a release: a state in
@@ -974,7 +988,10 @@ static void on_cpu_wait(void *arg, int what, uint64_t from, uint64_t to) {
 
 static void start_pthread(lua_State *L, rt_worker *w, void *(*body)(void *)) {
   if (sim_on()) { /* runnable from the spawner's virtual time */
-    sim_register(&w->sim, w->name);
+    if (w->sim_proc)
+      sim_register_after(&w->sim, w->name, sim_cost(SIM_COST_FORK));
+    else
+      sim_register(&w->sim, w->name);
     sim_set_cpu_fn(&w->sim, on_cpu_wait, w);
   }
   PT_CHECK(pthread_mutex_lock(&w->rt->mu)); /* tid is set under mu: rt_stop and os.exit signal it */
@@ -982,11 +999,263 @@ static void start_pthread(lua_State *L, rt_worker *w, void *(*body)(void *)) {
   if (err) w->done = w->reaped = w->joined = 1;
   PT_CHECK(pthread_mutex_unlock(&w->rt->mu));
   if (err && sim_on()) sim_forget(&w->sim);
-  if (!err && sim_on()) sim_charge(sim_cost(SIM_COST_SPAWN)); /* the spawner's clone: the new one runs from then */
+  if (!err && sim_on()) /* the spawner's clone (a simulated process: its fork): the new one runs from then */
+    sim_charge(sim_cost(w->sim_proc ? SIM_COST_FORK : SIM_COST_SPAWN));
   if (err) {
     w->error = strdup("could not start thread");
     luaL_error(L, "cannot start a thread: %s", strerror(err));
   }
+}
+
+/* ---- RT_PROCESS under --sim: a process without a fork ----
+ *
+ * The simulator runs every worker of the run on its baton, in this one
+ * process, so a process worker cannot be a real fork: it is a pthread with
+ * an interpreter of its own (as nogil's), made to look to the script like a
+ * forked child:
+ * - its state at the spawn: ONE message holds the spawner's globals, the
+ *   function and its arguments, so a table reached from two of them is one
+ *   table in the copy, as in a fork's copy of memory; what its changes do
+ *   stays in its interpreter. (A global that cannot be copied is left out,
+ *   as in nogil mode; an argument that cannot be is an error.)
+ * - its own GIL (its interpreter's); the threads it starts share it, and
+ *   a process it starts is another simulated process;
+ * - its stdout: a FILE of its own, buffered as stdout is (full, or by line
+ *   on a terminal) and written straight to fd 1, as a child's stdio
+ *   buffer; print writes there too and flushes, as lua5.4's print does.
+ *   The spawner's stdout is flushed at the spawn, as before a fork;
+ * - os.exit ends only it (rt_proc_exit): its error reads as a real child's
+ *   exit before its results, with a simulated pid (1 + its id);
+ * - an error's traceback goes on into the spawner's stack at the spawn,
+ *   as a forked child's Lua stack is the spawner's;
+ * - its threads are waited for before its results go back, as child_main
+ *   does; their errors are not reported (a child reports none).
+ * Costs, in virtual time: the spawner pays the fork (--sim-cost fork)
+ * as CPU with its GIL held; the child decodes the copy, and later encodes
+ * its results, at the marshaller's speed; the joiner decodes them. The
+ * start-up the report shows is fork + copy.
+ */
+
+static void reap(runtime *rt, rt_worker *w);
+
+/* A simulated process's stdout: its buffer goes to fd 1 with write(2), like a child's. */
+static ssize_t proc_out_write(void *c, const char *buf, size_t n) {
+  rt_worker *p = c;
+  if (atomic_load(&p->out_dropped)) return (ssize_t)n;
+  for (size_t left = n; left > 0;) {
+    ssize_t k = write(STDOUT_FILENO, buf, left);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) {
+      atomic_store(&p->rt->stdout_failed, 1); /* as a child's CHILD_STDOUT_FAILED */
+      return -1;
+    }
+    buf += k;
+    left -= (size_t)k;
+  }
+  return (ssize_t)n;
+}
+
+static FILE *proc_out_open(rt_worker *p) {
+  cookie_io_functions_t io = { .write = proc_out_write };
+  FILE *f = fopencookie(p, "w", io);
+  if (!f) return NULL;
+  struct stat st; /* glibc sizes stdout's buffer by st_blksize, and buffers by line on a terminal */
+  size_t size = fstat(STDOUT_FILENO, &st) == 0 && st.st_blksize > 0 ? (size_t)st.st_blksize : BUFSIZ;
+  setvbuf(f, NULL, isatty(STDOUT_FILENO) ? _IOLBF : _IOFBF, size);
+  return f;
+}
+
+/* print in a simulated process: lua5.4's, into the process's stdout (then flushed, as lua5.4's). */
+static int proc_print(lua_State *L) {
+  rt_worker *w = self_worker;
+  FILE *f = w && w->proc && w->proc->out ? w->proc->out : stdout;
+  int n = lua_gettop(L);
+  for (int i = 1; i <= n; i++) {
+    size_t len;
+    const char *s = luaL_tolstring(L, i, &len);
+    if (i > 1) fputc('\t', f);
+    fwrite(s, 1, len, f);
+    lua_pop(L, 1);
+  }
+  fputc('\n', f);
+  fflush(f);
+  return 0;
+}
+
+/* In a new interpreter of a simulated process: print and io's stdout write to the process's stdout. */
+static void proc_stdout_install(lua_State *L) {
+  FILE *f = self_worker->proc->out;
+  lua_pushcfunction(L, proc_print);
+  lua_setglobal(L, "print");
+  lua_getfield(L, LUA_REGISTRYINDEX, "_IO_output"); /* the same userdata as io.stdout */
+  luaL_Stream *s = luaL_testudata(L, -1, LUA_FILEHANDLE);
+  if (s && f) s->f = f;
+  lua_pop(L, 1);
+}
+
+int rt_proc_exit(lua_State *L, int status) {
+  rt_worker *p = self_worker->proc;
+  if (!p->exited) {
+    p->exited = 1;
+    p->exit_status = status;
+    if (p->out) fflush(p->out); /* os.exit flushes stdio; nothing after it is written */
+    atomic_store(&p->out_dropped, 1);
+    PT_CHECK(pthread_mutex_lock(&p->rt->mu));
+    for (int i = 0; i < p->rt->nworkers; i++) /* its other threads stop at their next check point */
+      if (p->rt->workers[i]->proc == p) atomic_store(&p->rt->workers[i]->interrupt, 1);
+    PT_CHECK(pthread_mutex_unlock(&p->rt->mu));
+  }
+  atomic_store(&self_worker->interrupt, 1);
+  return luaL_error(L, "process exited");
+}
+
+/* After p's function: wait for the threads and processes it started (a child's rt_wait_all). GIL not held. */
+static void proc_wait_own(rt_worker *p) {
+  runtime *rt = p->rt;
+  for (int again = 1; again;) { /* from the top after every wait: a release may move the list */
+    again = 0;
+    for (int i = 0;; i++) {
+      PT_CHECK(pthread_mutex_lock(&rt->mu));
+      rt_worker *w = i < rt->nworkers ? rt->workers[i] : NULL;
+      int wait = w && w != p && (w->proc == p || w->parent_proc == p) && !(w->done && w->reaped);
+      PT_CHECK(pthread_mutex_unlock(&rt->mu));
+      if (!w) break;
+      if (!wait) continue;
+      while (!w->done) sim_block(w, 0);
+      sim_wait_gone(&w->sim);
+      reap(rt, w);
+      again = 1;
+      break;
+    }
+  }
+}
+
+/* p's interpreter is closing: its threads' records must not point into it; nobody reports their errors. */
+static void proc_forget_own(rt_worker *p) {
+  runtime *rt = p->rt;
+  PT_CHECK(pthread_mutex_lock(&rt->mu));
+  for (int i = 0; i < rt->nworkers; i++) {
+    rt_worker *w = rt->workers[i];
+    if (w == p || (w->proc != p && w->parent_proc != p)) continue;
+    w->joined = 1;
+    if (w->interp == p->interp) {
+      w->L = NULL;
+      w->thread_ref = LUA_NOREF;
+    }
+  }
+  PT_CHECK(pthread_mutex_unlock(&rt->mu));
+}
+
+static void *sim_process_main(void *arg) {
+  rt_worker *w = arg;
+  runtime *rt = w->rt;
+  self_worker = w;
+  sim_start(&w->sim);
+  char err[256];
+  w->out = proc_out_open(w);
+  w->interp = w->out ? new_interp(rt) : NULL;
+  if (!w->interp) {
+    w->error = strdup("cannot create a simulated process (out of memory)");
+    if (w->out) fclose(w->out);
+    w->out = NULL;
+    finish(w);
+    sim_exit();
+    return NULL;
+  }
+  w->owns_interp = 1;
+  lua_State *L = w->interp->L;
+  proc_stdout_install(L);
+  enter(w, L);
+  int n = mar_decode(L, w->msg.data, w->msg.len, err, sizeof err);
+  mar_buf_free(&w->msg);
+  if (n >= 0) sim_advance(sim_copy_ns(mar_last_size())); /* its copy of the spawner's state: start-up */
+  if (n < 2) {
+    fail(w, "cannot copy the spawner's state into the process", n < 0 ? err : "nothing decoded");
+    lua_settop(L, 0);
+  } else {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS); /* the globals copy at 1 */
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, -4);
+    }
+    lua_pop(L, 1);
+    lua_remove(L, 1);
+    if (run_function(w, L, 1)) {
+      if (mar_encode(L, 1, lua_gettop(L), "results", &w->msg, err, sizeof err) != 0)
+        fail(w, "cannot copy the results back", err);
+      else
+        sim_advance(sim_copy_ns(mar_last_size()));
+    } else if (w->error && w->spawn_tb && !w->exited && strstr(w->error, "\nstack traceback:")) {
+      size_t a = strlen(w->error), b = strlen(w->spawn_tb);
+      char *e = realloc(w->error, a + b + 2);
+      if (e) {
+        e[a] = '\n';
+        memcpy(e + a + 1, w->spawn_tb, b + 1);
+        w->error = e;
+      }
+    }
+    lua_settop(L, 0);
+  }
+  breaker_attach(NULL, NULL, NULL);
+  gil_drop(w->interp->gil, &w->gil_thread);
+  if (rt->host.before_wait_all) rt->host.before_wait_all(rt); /* its pools close, as a child's rt_wait_all */
+  proc_wait_own(w);
+  gil_take(w->interp->gil, &w->gil_thread);
+  if (w->exited) { /* os.exit: no results, the status a real child's exit shows */
+    char buf[160];
+    snprintf(buf, sizeof buf, "process '%s' (pid %ld) exited with status %d before sending its results", w->name,
+             w->sim_pid, w->exit_status);
+    free(w->error);
+    w->error = strdup(buf);
+    w->interrupted = 0;
+    mar_buf_free(&w->msg);
+  }
+  fflush(w->out);
+  proc_forget_own(w);
+  lua_close(L);
+  w->interp->L = NULL;
+  fclose(w->out); /* lua_close left it open: io.stdout is a standard file */
+  w->out = NULL;
+  finish(w);
+  gil_drop(w->interp->gil, &w->gil_thread);
+  sim_exit();
+  return NULL;
+}
+
+static rt_worker *spawn_sim_process(lua_State *L, rt_worker *w, int idx, int n) {
+  runtime *rt = w->rt;
+  rt_worker *me = self_worker;
+  char err[256];
+  atomic_store(&rt->forked, 1); /* queues copy from now on, as after a real fork */
+  fflush(me->proc ? me->proc->out : stdout); /* as before a fork: the spawner's buffered output, once */
+  idx = lua_absindex(L, idx);
+  mar_buf scratch = { 0 };
+  copyable_globals(L, &scratch);
+  mar_buf_free(&scratch);
+  int top = lua_gettop(L);
+  for (int i = 0; i < n; i++) lua_pushvalue(L, idx + i);
+  int rc = mar_encode(L, top, n + 1, "argument", &w->msg, err, sizeof err);
+  lua_settop(L, top - 1);
+  if (rc != 0) {
+    PT_CHECK(pthread_mutex_lock(&rt->mu));
+    w->done = w->reaped = w->joined = 1;
+    PT_CHECK(pthread_mutex_unlock(&rt->mu));
+    luaL_error(L, "cannot start a process: %s (--sim copies a process's state)", err);
+  }
+  w->sim_proc = 1;
+  w->parent_proc = w->proc;
+  w->proc = w;
+  w->sim_pid = 1 + w->id; /* the trace's gilvm is pid 1 */
+  w->next_local = w->local_id + 1; /* its own workers count on from here, as a child's copy of the counter */
+  luaL_traceback(L, L, NULL, 0); /* "stack traceback:\n\t[C]: in function 'gil.spawn'\n\t..." */
+  const char *tb = strchr(lua_tostring(L, -1), '\n');
+  w->spawn_tb = strdup(tb ? tb + 1 : "");
+  lua_pop(L, 1);
+  sim_lookahead_at_least(SIM_LOOKAHEAD_NOGIL_NS); /* two processes run free of each other's GIL */
+  start_pthread(L, w, sim_process_main);
+  return w;
 }
 
 rt_worker *rt_spawn(lua_State *L, rt_kind kind, int idx, int n) {
@@ -996,12 +1265,7 @@ rt_worker *rt_spawn(lua_State *L, rt_kind kind, int idx, int n) {
   rt_worker *w = new_worker(rt, kind, self_worker->interp);
   if (!w) luaL_error(L, "out of memory");
   name_worker(L, idx, w);
-  if (kind == RT_PROCESS && sim_on()) {
-    PT_CHECK(pthread_mutex_lock(&rt->mu));
-    w->done = w->reaped = w->joined = 1;
-    PT_CHECK(pthread_mutex_unlock(&rt->mu));
-    luaL_error(L, "cannot start a process: processes are not simulated yet (--sim)");
-  }
+  if (kind == RT_PROCESS && sim_on()) return spawn_sim_process(L, w, idx, n);
   if (kind == RT_PROCESS) {
     atomic_store(&rt->forked, 1); /* before the fork: the child inherits it too */
     return spawn_process(L, w, idx, n);
@@ -1028,7 +1292,7 @@ rt_worker *rt_spawn(lua_State *L, rt_kind kind, int idx, int n) {
 }
 
 static void reap(runtime *rt, rt_worker *w) {
-  if (w->kind == RT_PROCESS) {
+  if (w->kind == RT_PROCESS && !w->sim_proc) {
     while (!collect_child(w, 0)) {}
     return;
   }
@@ -1093,6 +1357,7 @@ int rt_push_results(lua_State *L, rt_worker *w) {
   char err[256];
   int n = mar_decode(L, w->msg.data, w->msg.len, err, sizeof err);
   if (n < 0) return luaL_error(L, "cannot copy the results of '%s': %s", w->name, err);
+  if (sim_on() && w->sim_proc) sim_advance(sim_copy_ns(mar_last_size())); /* the joiner's copy of the results */
   /* w->msg lives outside Lua's heap until the handle is collected: let the
      collector count it, or big results pile up between cycles */
   if (w->msg.len >= 65536) lua_gc(L, LUA_GCSTEP, (int)(w->msg.len >> 10));
@@ -1105,7 +1370,8 @@ void rt_sleep(lua_State *L, uint64_t ns) {
   uint64_t began = rt_block_begin(me, RT_BLOCK_SLEEP);
   if (sim_on()) { /* exactly ns of virtual time, unless the run stops */
     uint64_t until = clock_now_ns() + ns;
-    while (!atomic_load(&rt->stop) && clock_now_ns() < until) sim_block(NULL, until - clock_now_ns());
+    while (!atomic_load(&rt->stop) && !(me->proc && me->proc->exited) && clock_now_ns() < until)
+      sim_block(NULL, until - clock_now_ns());
     rt_block_end(me, RT_BLOCK_SLEEP, began);
     rt_check_stop(L);
     return;
@@ -1194,8 +1460,8 @@ void rt_stop(runtime *rt, int code, const char *reason) {
   if (sim_on()) sim_stop();
   for (int i = 0; i < rt->nworkers; i++) {
     rt_worker *w = rt->workers[i];
-    if (w->done || rt_inherited(rt, w) || (w->kind == RT_PROCESS && w->pid == 0)) continue;
-    if (w->kind == RT_PROCESS)
+    if (w->done || rt_inherited(rt, w) || (w->kind == RT_PROCESS && !w->sim_proc && w->pid == 0)) continue;
+    if (w->kind == RT_PROCESS && !w->sim_proc)
       kill(w->pid, SIGKILL);
     else if (!w->reaped || i == 0)
       breaker_interrupt(w->tid, &w->interrupt, &w->interrupt_sent);
@@ -1215,8 +1481,8 @@ void rt_wait_all(runtime *rt) {
     PT_CHECK(pthread_mutex_unlock(&rt->mu));
     if (!w) break;
     if (sim_on()) /* in virtual time first: its pthread needs the baton to finish */
-      while (w != self_worker && !w->done && w->kind != RT_PROCESS) sim_block(w, 0);
-    if (sim_on() && w != self_worker && w->kind != RT_PROCESS) sim_wait_gone(&w->sim);
+      while (w != self_worker && !w->done) sim_block(w, 0);
+    if (sim_on() && w != self_worker) sim_wait_gone(&w->sim);
     if (w != self_worker) reap(rt, w);
   }
   rt->end_ns = clock_now_ns();
@@ -1260,6 +1526,8 @@ void rt_exit(int status) {
   for (int i = rt->first_own; i < rt->nworkers; i++) {
     rt_worker *w = rt->workers[i];
     if (w->kind == RT_PROCESS && w->pid > 0 && !w->reaped) kill(w->pid, SIGKILL);
+    if (w->sim_proc && w != (self_worker ? self_worker->proc : NULL))
+      atomic_store(&w->out_dropped, 1); /* as a killed child's buffer */
   }
   PT_CHECK(pthread_mutex_unlock(&rt->mu)); /* io.popen's children live on, as after lua5.4's os.exit */
   fflush(NULL);
@@ -1294,7 +1562,7 @@ static void take_worker(const rt_worker *w, snap_worker *s) {
   s->id = w->id;
   memcpy(s->name, w->name, sizeof s->name);
   s->kind = w->kind == RT_PROCESS ? SNAP_PROCESS : w->kind == RT_OWN_INTERP ? SNAP_OWN_INTERP : SNAP_THREAD;
-  s->pid = (long)w->pid;
+  s->pid = w->sim_proc ? w->sim_pid : (long)w->pid;
   s->cpu_ns = w->cpu_ns;
   s->hold_ns = w->gil_thread.hold_ns;
   s->wait_ns = w->gil_thread.wait_ns;

@@ -23,6 +23,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "events.h"
@@ -95,6 +96,17 @@ typedef struct rt_worker {
   int owns_interp; /* RT_OWN_INTERP: `interp` is its own interpreter, made by own_interp_main */
   ev_buf events; /* its timeline, if the run records one; written by its own thread */
   sim_thread sim; /* --sim: its virtual clock and state */
+  /* --sim's processes (no fork: a pthread with an interpreter of its own, runtime.c "RT_PROCESS under --sim") */
+  int sim_proc; /* RT_PROCESS simulated */
+  struct rt_worker *proc; /* the simulated process it runs in (itself for one; NULL: gilvm's own) */
+  struct rt_worker *parent_proc; /* a simulated process: the one that started it (NULL: gilvm's own) */
+  FILE *out; /* a simulated process's stdout: its own buffer, written straight to fd 1 */
+  atomic_int out_dropped; /* what it writes from now on is lost (os.exit ended it, or the whole run) */
+  int exited, exit_status; /* os.exit ended this simulated process, with that status */
+  char *spawn_tb; /* the spawner's stack at the spawn: a forked child's traceback goes on into it */
+  long sim_pid; /* the pid its messages and the trace show */
+  int local_id; /* the id the script sees (names, handle.id): counted per process, as in a real child */
+  int next_local; /* a simulated process's count of its own workers (a child's copy of the counter) */
   /* under rt->mu */
   int done; /* its function has returned or failed */
   int reaped; /* its pthread has been joined / its process waited for */
@@ -123,6 +135,7 @@ typedef struct runtime {
   int nworkers;
   size_t cap;
   int next_id; /* ids are never reused: workers spawned so far, main included */
+  int next_local; /* local ids (rt_worker.local_id) of this process's own workers; == next_id but under --sim */
   rt_totals gone; /* released workers, summed */
   int keep_all; /* no more releases (the run is ending, or its timeline is recorded) */
   int closing; /* rt_destroy: worker records are being freed */
@@ -205,6 +218,9 @@ void rt_handle_gone(lua_State *L, rt_worker *w);
    caller never returns); rt_exit() flushes stdio, kills child processes, _exits. */
 void rt_exit_begin(void);
 void rt_exit(int status);
+/* os.exit in a simulated process (--sim; rt_self()->proc set): ends that process only,
+   as a forked child's exit would; raises an error that its threads cannot keep catching. */
+int rt_proc_exit(lua_State *L, int status);
 /* Sleep with the GIL released. */
 void rt_sleep(lua_State *L, uint64_t ns);
 

@@ -46,6 +46,8 @@ static const struct {
   [SIM_COST_HOOK] = { "hook", 200, "CPU per call of a resting hook (legacy's check interval)" },
   [SIM_COST_GAP] = { "gap", 25, "a yield's release to its retake, the GIL free (legacy)" },
   [SIM_COST_SPREAD] = { "spread", 4000, "a GIL waiter's wake-up comes up to this much later (seeded)" },
+  [SIM_COST_FORK] = { "fork", SIM_FORK_NS, "the spawner's CPU to fork a process (gil.process, -m fork)" },
+  [SIM_COST_COPY] = { "copy", SIM_COPY_KB_NS, "CPU per 1000 bytes a process's copies encode or decode" },
 };
 
 int sim_cost_count(void) { return SIM_NCOSTS; }
@@ -278,10 +280,14 @@ static void tell_cpu_wait(void) {
   if (me->cpu_fn) me->cpu_fn(me->cpu_arg, SIM_SPAN_CPU_WAIT, from, to);
 }
 
-void sim_register(sim_thread *t, const char *name) {
+void sim_register_after(sim_thread *t, const char *name, uint64_t start_ns) {
   PT_CHECK(pthread_mutex_lock(&mu));
-  init_thread(t, name, (me ? me->vt : latest) + sim_cost(SIM_COST_SPAWN)); /* clone, stack: then it can run */
+  init_thread(t, name, (me ? me->vt : latest) + start_ns);
   PT_CHECK(pthread_mutex_unlock(&mu));
+}
+
+void sim_register(sim_thread *t, const char *name) {
+  sim_register_after(t, name, sim_cost(SIM_COST_SPAWN)); /* clone, stack: then it can run */
 }
 
 sim_thread *sim_self(void) { return me; }
@@ -445,6 +451,14 @@ int sim_jitter(void) {
   PT_CHECK(pthread_mutex_unlock(&mu));
   return n;
 }
+
+void sim_lookahead_at_least(uint64_t ns) {
+  PT_CHECK(pthread_mutex_lock(&mu));
+  if (cfg.lookahead_ns < ns) cfg.lookahead_ns = ns;
+  PT_CHECK(pthread_mutex_unlock(&mu));
+}
+
+uint64_t sim_copy_ns(size_t bytes) { return (uint64_t)((double)bytes * (double)sim_cost(SIM_COST_COPY) / 1000 + 0.5); }
 
 void sim_insns(int n) { sim_advance((uint64_t)((double)n * cfg.insn_ns + 0.5)); }
 

@@ -30,6 +30,7 @@
 #define SIM_H
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "exits.h"
@@ -42,6 +43,10 @@
   23000 /* a blocked thread woken until it runs: this VM, an idle vCPU, 23-27 us (bench/README.md row 4; spread adds the rest) */
 #define SIM_TICK 1000 /* instructions between the hook's clock updates */
 #define SIM_LOOKAHEAD_NOGIL_NS 100000 /* nogil: free threads hand over every 100 us, not every tick */
+/* A fork: what gil.process's fork() costs its caller here (bench/fork_cost.lua, 103-109 us), rounded. */
+#define SIM_FORK_NS 100000
+/* The marshaller: 10 us per 1000 bytes encoded or decoded, 100 MB/s (bench/roundtrip.lua, 12.1 MB in 0.12 s). */
+#define SIM_COPY_KB_NS 10000
 
 /* The OS costs of the model, one table (sim.c: name, default, meaning); each is ns. */
 typedef enum sim_cost_id {
@@ -55,6 +60,8 @@ typedef enum sim_cost_id {
   SIM_COST_HOOK, /* CPU per call of a policy's resting hook (legacy: every check interval) */
   SIM_COST_GAP, /* a yield's release until its retake (two critical sections), the GIL free meanwhile */
   SIM_COST_SPREAD, /* a GIL waiter's wake-up comes wake + [0, spread) later, a seeded draw */
+  SIM_COST_FORK, /* a simulated process's fork: CPU of its spawner, its GIL held */
+  SIM_COST_COPY, /* the marshaller's CPU per 1000 bytes encoded or decoded (a process's copies) */
   SIM_NCOSTS
 } sim_cost_id;
 
@@ -99,6 +106,8 @@ void sim_init(const sim_config *c, sim_thread *main_thread, const char *name);
 const sim_config *sim_config_get(void);
 /* The spawner registers a new thread (runnable at the spawner's clock) before starting its pthread. */
 void sim_register(sim_thread *t, const char *name);
+/* The same, runnable start_ns after the spawner's clock (a simulated process: its fork). */
+void sim_register_after(sim_thread *t, const char *name, uint64_t start_ns);
 /* Its pthread could not be started: forget it. */
 void sim_forget(sim_thread *t);
 /* First thing on the new pthread: wait for the baton. */
@@ -116,6 +125,11 @@ int sim_wake_n(const void *chan, int all);
 void sim_advance(uint64_t ns);
 /* A seeded count of instructions, 1..tick: how long a drop request waits before it looks for a check point. */
 int sim_jitter(void);
+/* Free workers (not under one GIL) exist from now on: let a thread run up to ns past another's clock
+   (as nogil's lookahead), or two of them would hand the baton to each other every few ns. */
+void sim_lookahead_at_least(uint64_t ns);
+/* The virtual CPU time the marshaller takes to encode or decode that many bytes. */
+uint64_t sim_copy_ns(size_t bytes);
 /* Instructions counted by the hook. */
 void sim_insns(int n);
 /* Virtual ns of CPU work the calling thread may still do before it must hand over (0: none). */

@@ -53,8 +53,9 @@ static int h_join(lua_State *L) {
   if (w == rt_self()) return luaL_error(L, "thread '%s' cannot join itself", w->name);
   if (w->id == 0) return luaL_error(L, "the main thread cannot be joined");
   /* a join without a timeout is an edge of the waits-for graph (objects.c) */
-  int graph = timeout < 0 && !rt_inherited(rt_current, w) && (w->kind != RT_PROCESS || w->pid > 0);
-  if (graph) objects_join_begin(L, w->kind == RT_PROCESS ? w->pid : rt_pid(), w->id);
+  int forked = w->kind == RT_PROCESS && !w->sim_proc; /* --sim's processes are threads of this process */
+  int graph = timeout < 0 && !rt_inherited(rt_current, w) && (!forked || w->pid > 0);
+  if (graph) objects_join_begin(L, forked ? w->pid : rt_pid(), w->id);
   int done = rt_join(L, w, timeout);
   if (graph) objects_join_end();
   if (!done) {
@@ -71,7 +72,7 @@ static int h_index(lua_State *L) {
   if (strcmp(k, "name") == 0)
     lua_pushstring(L, w->name);
   else if (strcmp(k, "id") == 0)
-    lua_pushinteger(L, w->id);
+    lua_pushinteger(L, w->local_id); /* as the script's process counts (--sim: w->id is run-wide) */
   else if (strcmp(k, "join") == 0)
     lua_pushcfunction(L, h_join);
   else
@@ -380,6 +381,7 @@ static int os_exit(lua_State *L) {
     status = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
   else
     status = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
+  if (sim_on() && rt_self() && rt_self()->proc) return rt_proc_exit(L, status); /* that process only */
   rt_exit_begin();
   if (lua_toboolean(L, 2)) {
     breaker_attach(NULL, NULL, NULL);

@@ -353,6 +353,7 @@ typedef struct pool_reg {
   long id;
   pid_t pid;
   shm_off tasks, results;
+  const rt_worker *proc; /* --sim: the simulated process that made it (NULL: gilvm's own) */
 } pool_reg;
 
 static pool_reg *pools; /* pools whose queues are kept alive here */
@@ -782,9 +783,10 @@ static void held_clear(shm_off off) {
 void objects_close_pools(runtime *rt) {
   if (!rt->arena) return;
   pid_t me = rt_pid();
+  const rt_worker *proc = rt_self() ? rt_self()->proc : NULL; /* --sim: a simulated process closes its own */
   PT_CHECK(pthread_mutex_lock(&objects_mu));
   for (int i = 0; i < npools; i++)
-    if (pools[i].pid == me) shm_queue_close(rt->arena, pools[i].tasks);
+    if (pools[i].pid == me && pools[i].proc == proc) shm_queue_close(rt->arena, pools[i].tasks);
   PT_CHECK(pthread_mutex_unlock(&objects_mu));
 }
 
@@ -1718,7 +1720,7 @@ static int p_register(lua_State *L) {
   if (ok && shm_obj_retain(a, t->off) == SHM_OK) {
     if (shm_obj_retain(a, r->off) == SHM_OK) {
       id = ++next_pool_id;
-      pools[npools++] = (pool_reg){ id, rt_pid(), t->off, r->off };
+      pools[npools++] = (pool_reg){ id, rt_pid(), t->off, r->off, rt_self() ? rt_self()->proc : NULL };
     } else {
       shm_obj_release(a, t->off);
     }

@@ -137,6 +137,13 @@ static inline void store_le32(unsigned char *p, uint32_t v) {
 /* ------------------------------------------------------------------ */
 
 static atomic_ullong bytes_encoded, bytes_decoded;
+/* Sizes as if every offset (REF, UPJOIN) took one byte: a message's size then does not depend on
+   the order lua_next gives a table's keys in, which Lua's per-run string-hash seed changes (--sim). */
+static atomic_int canonical;
+static _Thread_local size_t last_size;
+
+void mar_canonical_sizes(int on) { atomic_store(&canonical, on); }
+size_t mar_last_size(void) { return last_size; }
 
 void mar_counters(unsigned long long *encoded, unsigned long long *decoded) {
   if (encoded) *encoded = atomic_load_explicit(&bytes_encoded, memory_order_relaxed);
@@ -315,6 +322,7 @@ typedef struct Enc {
   const char *what;
   int nroots;
   uint32_t nshared;
+  size_t slack; /* bytes of offsets beyond one each (mar_canonical_sizes) */
   int modules_scanned, builtins_scanned;
   ptr_map objects; /* tables, functions, userdata, key strings, modules */
   ptr_map upvalues; /* lua_upvalueid -> first function holding it */
@@ -528,7 +536,9 @@ static void put_ref(Enc *e, unsigned char tag, uint64_t offset) {
     *first |= MAR_T_SHARED;
     e->nshared++;
   }
+  size_t before = e->out->len;
   put_tag_varint(e, tag, offset);
+  e->slack += e->out->len - before - 2;
 }
 
 /* --- module and builtin names --- */
@@ -779,7 +789,9 @@ static void enc_lfunction(Enc *e, int f, int depth) {
     if (found) { /* the same variable as an earlier function's */
       uint64_t first = en->val;
       put_ref(e, MAR_T_UPJOIN, first >> 8);
+      size_t before = e->out->len;
       put_varint(e, first & 0xff);
+      e->slack += e->out->len - before - 1;
       continue;
     }
     en->val = (uint64_t)fn_offset << 8 | (unsigned)i;
@@ -919,6 +931,7 @@ int mar_encode(lua_State *L, int idx, int n, const char *what, mar_buf *out, cha
   e.what = what ? what : "value";
   e.nroots = n;
   e.nshared = 0;
+  e.slack = 0;
   e.modules_scanned = e.builtins_scanned = 0;
   memset(e.first_slots, 0, sizeof e.first_slots);
   e.objects = (ptr_map){ e.first_slots, FIRST_SLOTS - 1, 0, e.first_slots };
@@ -940,7 +953,8 @@ int mar_encode(lua_State *L, int idx, int n, const char *what, mar_buf *out, cha
       copy_error(L, &e, "", err, errlen);
     out->len = e.base;
   } else {
-    atomic_fetch_add_explicit(&bytes_encoded, out->len - e.base, memory_order_relaxed);
+    last_size = out->len - e.base - (atomic_load(&canonical) ? e.slack : 0);
+    atomic_fetch_add_explicit(&bytes_encoded, last_size, memory_order_relaxed);
   }
   lua_settop(L, top);
   map_free(&e.objects);
@@ -964,6 +978,7 @@ typedef struct Dec {
   int have_memo; /* SLOT_MEMO holds the memo table */
   lua_Integer npending;
   size_t presize_left; /* table slots we may still preallocate */
+  size_t slack; /* bytes of offsets beyond one each (mar_canonical_sizes) */
   char err[256];
 } Dec;
 
@@ -1139,7 +1154,9 @@ static int count_upvalues(lua_State *L, int idx) {
 /* Makes upvalue i of the function at f share an earlier function's upvalue. */
 static void dec_upjoin(Dec *d, int f, int i) {
   lua_State *L = d->L;
+  const unsigned char *at = d->p;
   uint64_t offset = rd_varint(d), n = rd_varint(d);
+  d->slack += (size_t)(d->p - at) - 2;
   push_ref(d, offset);
   if (lua_type(L, -1) != LUA_TFUNCTION || lua_iscfunction(L, -1))
     dec_fail(d, "upvalue joined to an object that is not a Lua function");
@@ -1250,7 +1267,13 @@ static void dec_value(Dec *d, int depth) {
     lua_pushlstring(L, s, len);
     break;
   }
-  case MAR_T_REF: push_ref(d, rd_varint(d)); break;
+  case MAR_T_REF: {
+    const unsigned char *at = d->p;
+    uint64_t offset = rd_varint(d);
+    d->slack += (size_t)(d->p - at) - 1;
+    push_ref(d, offset);
+    break;
+  }
   case MAR_T_TABLE:
   case MAR_T_TABLE_META:
   case MAR_T_TABLE | MAR_T_SHARED:
@@ -1311,6 +1334,7 @@ int mar_decode(lua_State *L, const unsigned char *p, size_t len, char *err, size
   d.end = d.p + len;
   d.npending = 0;
   d.presize_left = len;
+  d.slack = 0;
   d.err[0] = 0;
   int top = lua_gettop(L);
   lua_pushcfunction(L, dec_protected);
@@ -1320,6 +1344,7 @@ int mar_decode(lua_State *L, const unsigned char *p, size_t len, char *err, size
     lua_settop(L, top);
     return -1;
   }
-  atomic_fetch_add_explicit(&bytes_decoded, len, memory_order_relaxed);
+  last_size = len - (atomic_load(&canonical) ? d.slack : 0);
+  atomic_fetch_add_explicit(&bytes_decoded, last_size, memory_order_relaxed);
   return lua_gettop(L) - top;
 }
