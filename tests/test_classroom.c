@@ -431,13 +431,13 @@ Test(figures, compare_table_in_colour_on_a_terminal) {
   cr_expect(!strchr(nc->out, '\033'), "colour despite NO_COLOR" CTX, CTXA(nc));
 }
 
-/* compare --sim runs the modes it can simulate and says so of fork. */
-Test(figures, compare_sim_leaves_fork_out) {
+/* compare --sim runs all three modes, fork's processes simulated too. */
+Test(figures, compare_sim_runs_every_mode) {
   run_result *r = GV("compare", "--sim", "4", script("cpu_bound.lua"), "4", "40000");
   expect_exit(r, 0);
-  expect_err_has(r, "fork     (not run: fork mode is not simulated yet)");
-  expect_err_has(r, "output: identical in the modes that ran to the end");
-  expect_err_lacks(r, "running in fork mode");
+  expect_err_has(r, "running in fork mode");
+  expect_err_has(r, "output: identical in all three modes");
+  expect_err_lacks(r, "not simulated");
 }
 
 Test(figures, compare_says_timings) {
