@@ -245,12 +245,12 @@ Test(guide, check_names_the_stale_experiment, .timeout = 600) {
    virtual wall time) edited makes it stale. */
 Test(guide, a_simulated_number_is_compared_exactly, .timeout = 600) {
   GUIDE_SKIP_UNDER_SANITIZER();
-  const char *edited = edited_guide(NULL, "  wall 500.01 ms ", "  wall 500.02 ms ");
+  const char *edited = edited_guide(NULL, "  wall 500.14 ms ", "  wall 500.15 ms ");
   run_result *r = guide_check(edited, "threads-io");
   expect_reaped(r);
   cr_expect(r->exited && r->exit_code == 1, "an edited simulated number passes the check" CTX, CTXA(r));
   expect_err_has(r, "experiment 'threads-io' is stale: 'build/gilvm --sim 2 ");
-  expect_err_has(r, "wall 500.02 ms");
+  expect_err_has(r, "wall 500.15 ms");
 }
 
 /* ... and its picture too. */
@@ -268,10 +268,11 @@ Test(guide, a_simulated_picture_is_compared_exactly, .timeout = 600) {
 Test(guide, a_real_run_says_why_and_its_numbers_are_masked, .timeout = 600) {
   GUIDE_SKIP_UNDER_SANITIZER();
   char *text = slurp(fmt("%s/docs/guide.md", source_root()), NULL);
-  cr_expect(strstr(text, "A real run, because it needs `-g legacy`") != NULL, "the legacy experiment does not say why");
-  const char *edited = edited_guide(NULL, "threads=2 iterations=10000000 sum=20000001\n",
-                                    "threads=2 iterations=10000000 sum=20000009\n");
-  run_result *r = guide_check(edited, "legacy");
+  cr_expect(strstr(text, "A real run, because `--sim` gets both sides of its lesson wrong") != NULL,
+            "the copying experiment does not say why");
+  const char *edited =
+      edited_guide(NULL, "50000 records, sum of ids 1250025000\n", "50000 records, sum of ids 1250025009\n");
+  run_result *r = guide_check(edited, "copying");
   expect_reaped(r);
   cr_expect(r->exited && r->exit_code == 0, "a real run's number is compared" CTX, CTXA(r));
 }
