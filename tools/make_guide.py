@@ -92,8 +92,9 @@ REAL_BECAUSE = {
                  "figures for now (\"GIL held\" above 100%), which would teach a wrong number"),
     "copying": ("`--sim` gets both sides of its lesson wrong: a thread's copy (nogil) costs no virtual "
                 "time, and a simulated process copies its spawner's state instead of inheriting its memory"),
-    "legacyio": ("under `--sim`, `-g legacy` starves the I/O thread (one switch in 51 s of virtual time), "
-                 "where real runs give it the GIL back within a millisecond: the two disagree"),
+    "legacyio": ("under `--sim`, `-g legacy` starves the I/O thread (one switch in 51 s of virtual time: "
+                 "Beazley's pathology), where real runs here give it the GIL back within a millisecond: "
+                 "the two disagree, and this is the real one"),
     "sharing": ("its lesson is what synchronising a shared value costs on real cores, which `--sim` "
                 "does not model (an atomic add costs its instructions only: `shared_each_s` is within "
                 "20% of `local_then_once_s` under `--sim 2`)"),
