@@ -34,7 +34,8 @@ they were.
 
     tools/make_guide.py --check [--gilvm PATH] [--guide FILE] [--only NAME,...]
 
---check runs every command again (pictures go to a temporary directory) and
+--check runs every command again (from a mirror of the repository whose
+docs/guide/ is a temporary folder: the same words, so the same bytes copied) and
 compares it with the guide. A simulated experiment must match exactly: each
 command's stdout and stderr byte for byte, and its pictures byte for byte
 with docs/guide/'s, except the host's own figures (the report's "host, not
@@ -159,18 +160,17 @@ def svg_of(cmd):
     return words[words.index("--svg") + 1] if "--svg" in words else None
 
 
-def run(cmd, gilvm, svg_dir):
-    """Run one guide command from the repository root: (status, stdout, stderr)."""
+def run(cmd, gilvm, root=ROOT):
+    """Run one guide command from the repository root (or from a mirror of it,
+    mirror()): (status, stdout, stderr)."""
     words = shlex.split(cmd)
     if words[0] != "build/gilvm":
         sys.exit(f"make_guide: '{cmd}' does not run build/gilvm")
-    # argv[0] stays "build/gilvm", whichever binary runs: the script sees it (arg[-2]) and
-    # nogil workers get a copy of it, so the bytes copied would depend on the checkout's path
-    if svg_dir and "--svg" in words:
-        i = words.index("--svg") + 1
-        words[i] = os.path.join(svg_dir, os.path.basename(words[i]))
+    # argv[0] stays "build/gilvm", whichever binary runs, and so do the other words (the
+    # --svg path too): the script sees them (arg), and nogil workers and processes get a
+    # copy of them, so the bytes copied (and under --sim their cost) would depend on them
     env = dict(os.environ, COLUMNS="100", NO_COLOR="1")
-    p = subprocess.run(words, executable=gilvm, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+    p = subprocess.run(words, executable=gilvm, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
 
@@ -290,6 +290,19 @@ def first_difference(a, b):
     return "(the same lines)"
 
 
+def mirror(tmp):
+    """A stand-in for the repository root in tmp: a link to each of its entries but
+    docs/guide/, an empty folder, so that the check runs the very commands (the same
+    words, the same relative --svg path) and its pictures land in tmp."""
+    root = os.path.join(tmp, "root")
+    os.makedirs(os.path.join(root, "docs", "guide"))
+    for folder, own in (("", "docs"), ("docs", "guide")):  # each with the entry made above
+        for entry in os.listdir(os.path.join(ROOT, folder)):
+            if entry != own:
+                os.symlink(os.path.join(ROOT, folder, entry), os.path.join(root, folder, entry))
+    return root
+
+
 def check_one(name, cmds, status, sim, generated, gilvm, tmp, linked, pics):
     """Why the experiment is stale, or None."""
     linked.update(os.path.normpath(svg_of(c)) for c in cmds if svg_of(c))
@@ -309,7 +322,7 @@ def check_one(name, cmds, status, sim, generated, gilvm, tmp, linked, pics):
         rc, out, err = run(cmd, gilvm, tmp)
         if rc != status:
             return f"'{cmd}' now exits {rc}, not {status}:\n{err[-2000:]}"
-        drawn = os.path.join(tmp, os.path.basename(svg)) if svg else None
+        drawn = os.path.join(tmp, svg) if svg else None
         if svg and not open(drawn).read(200).lstrip().startswith("<"):
             return f"'{cmd}' wrote no SVG"
         if sim:
@@ -338,7 +351,8 @@ def check(text, gilvm, only, pics):
     if not MACHINE.search(text):
         stale.append("the guide has no '<!-- machine -->' block")
     linked = set()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = mirror(scratch)
         for name, cmds, status, sim, start, end in experiments(text):
             if only and name not in only:
                 linked.update(os.path.normpath(svg_of(c)) for c in cmds if svg_of(c))
@@ -390,7 +404,7 @@ def main():
               file=sys.stderr)
         results = []
         for cmd in cmds:
-            rc, out, err = run(cmd, gilvm, None)
+            rc, out, err = run(cmd, gilvm)
             if rc != status:
                 sys.exit(f"make_guide: experiment {name}: '{cmd}' exited {rc}, not {status}:\n{err}")
             results.append((rc, out, err))
