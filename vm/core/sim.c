@@ -3,6 +3,7 @@
 #include "check.h"
 #include "vec.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@ static int stopping;
 static int oncore_n; /* threads holding a core */
 static int nqueued; /* threads in the run queue */
 static uint64_t qseq_next;
+static atomic_int racing; /* free workers exist (a lookahead): shared objects are race points */
 
 /*
  * The OS costs, one table: what --sim-cost NAME=VALUE sets, the report's
@@ -129,6 +131,7 @@ void sim_init(const sim_config *c, sim_thread *unused, const char *name) {
   main_thread.oncore = 1;
   oncore_n = 1;
   main_thread.slice_end = sim_cost(SIM_COST_SLICE);
+  atomic_store(&racing, cfg.lookahead_ns > 0);
   sim_enabled = 1;
 }
 
@@ -274,6 +277,7 @@ static void run_next(void) {
 
 /* After me got the baton back: tell its waits for a CPU (under mu; on me's own pthread). */
 static void tell_cpu_wait(void) {
+  me->rp_behind = me->rp_armed = 0; /* it had the smallest clock: none is behind it */
   if (me->cpu_wait_from == me->cpu_wait_to) return;
   uint64_t from = me->cpu_wait_from, to = me->cpu_wait_to;
   me->cpu_wait_from = me->cpu_wait_to = 0;
@@ -419,6 +423,14 @@ static uint64_t horizon(void) {
   return h;
 }
 
+/* Is another thread's turn before me's clock (under mu)? For sim_race_point. */
+static int others_behind(void) {
+  uint64_t k;
+  for (int i = 0; i < nall; i++)
+    if (all[i] != me && key_of(all[i], &k) && k < me->vt) return 1;
+  return 0;
+}
+
 void sim_advance(uint64_t ns) {
   PT_CHECK(pthread_mutex_lock(&mu));
   me->vcpu += ns;
@@ -429,11 +441,46 @@ void sim_advance(uint64_t ns) {
     run_next();
     tell_cpu_wait();
   }
+  if (atomic_load_explicit(&racing, memory_order_relaxed)) {
+    me->rp_behind = others_behind();
+    if (!me->rp_behind) me->rp_armed = 0;
+  }
   PT_CHECK(pthread_mutex_unlock(&mu));
 }
 
 void sim_charge(uint64_t ns) {
   if (ns) sim_advance(ns);
+}
+
+/*
+ * A race point (a shared object is about to be used). Free workers run up to
+ * the lookahead past each other, which would let one do a whole 100 us of
+ * reads and writes before another does any: a get-then-set would never lose
+ * an update. So here there is no lookahead: once another thread's turn (its
+ * clock, or its timer) is before me's clock, me hands the baton over and
+ * waits at this point until its own clock is the smallest again; accesses
+ * thus interleave in virtual-time order. me's clock moves only at the hook
+ * (a tick of instructions), and a loop whose length divides the tick would
+ * always be passed at the same race point (always the get, never the set):
+ * so the hand-over comes after a seeded number of race points, fewer than
+ * me did in its last tick (the resolution of its clock). Only a thread
+ * behind costs a draw and a hand-over; under one GIL (no lookahead) this does
+ * nothing: the GIL decides where threads switch.
+ */
+void sim_race_point(void) {
+  if (!me || !atomic_load_explicit(&racing, memory_order_relaxed)) return;
+  me->rp_since++;
+  if (!me->rp_behind) return; /* none can fall behind me until me's clock moves (sim_advance looks) */
+  PT_CHECK(pthread_mutex_lock(&mu));
+  if (!me->rp_armed) {
+    me->rp_armed = 1;
+    me->rp_skip = (int)(next_rand() % (uint64_t)(me->rp_tick + 1));
+  }
+  if (me->rp_skip-- == 0) {
+    run_next();
+    tell_cpu_wait();
+  }
+  PT_CHECK(pthread_mutex_unlock(&mu));
 }
 
 int sim_thread_sched(uint64_t *on_cpu_ns, uint64_t *runq_ns) {
@@ -455,12 +502,16 @@ int sim_jitter(void) {
 void sim_lookahead_at_least(uint64_t ns) {
   PT_CHECK(pthread_mutex_lock(&mu));
   if (cfg.lookahead_ns < ns) cfg.lookahead_ns = ns;
+  atomic_store(&racing, cfg.lookahead_ns > 0);
   PT_CHECK(pthread_mutex_unlock(&mu));
 }
 
 uint64_t sim_copy_ns(size_t bytes) { return (uint64_t)((double)bytes * (double)sim_cost(SIM_COST_COPY) / 1000 + 0.5); }
 
-void sim_insns(int n) { sim_advance((uint64_t)((double)n * cfg.insn_ns + 0.5)); }
+void sim_insns(int n) {
+  if (me) me->rp_tick = me->rp_since, me->rp_since = 0; /* sim_race_point's measure of a tick */
+  sim_advance((uint64_t)((double)n * cfg.insn_ns + 0.5));
+}
 
 uint64_t sim_room(void) {
   PT_CHECK(pthread_mutex_lock(&mu));

@@ -85,6 +85,11 @@ typedef struct sim_thread {
   uint64_t cpu_wait_from, cpu_wait_to; /* a wait for a CPU not yet told to cpu_fn (from == to: none) */
   void (*cpu_fn)(void *arg, int what, uint64_t from, uint64_t to); /* on its own pthread: a SIM_SPAN_* from..to */
   void *cpu_arg;
+  /* race points (sim_race_point), touched only by the thread itself */
+  int rp_since; /* race points since the hook last moved its clock */
+  int rp_tick; /* race points in the last tick */
+  int rp_behind; /* another thread's turn is before its clock (found when its clock moved) */
+  int rp_armed, rp_skip; /* so: hand over after rp_skip more race points */
 } sim_thread;
 
 typedef struct sim_config {
@@ -123,6 +128,9 @@ void sim_wake(const void *chan, int all);
 int sim_wake_n(const void *chan, int all);
 /* CPU work of ns by the calling thread (instructions or compute), then hand over if past the horizon. */
 void sim_advance(uint64_t ns);
+/* A shared object is about to be used: with free workers about (a lookahead), hand over first to
+   any thread whose turn is before the caller's clock, so that races on shared objects happen. */
+void sim_race_point(void);
 /* A seeded count of instructions, 1..tick: how long a drop request waits before it looks for a check point. */
 int sim_jitter(void);
 /* Free workers (not under one GIL) exist from now on: let a thread run up to ns past another's clock

@@ -141,11 +141,18 @@ typedef struct handle {
    wake-ups than needed, never one too few, and no object needs its own. */
 static const char sim_objects = 0;
 
-static shm_arena *arena(lua_State *L) {
+static shm_arena *arena_quiet(lua_State *L) {
   shm_arena *a = rt_current ? rt_current->arena : NULL;
   if (!a) luaL_error(L, "shared objects are unavailable: the shared memory arena could not be mapped");
   if (sim_on()) sim_wake(&sim_objects, 1);
   return a;
+}
+
+/* The arena for a method about to use its object: under --sim, a race point
+   first (free workers interleave here in virtual-time order, sim_race_point). */
+static shm_arena *arena(lua_State *L) {
+  if (sim_on()) sim_race_point();
+  return arena_quiet(L);
 }
 
 /* --sim: try `fn` without waiting until it is not SHM_TIMEOUT, the virtual
@@ -295,7 +302,7 @@ static int dec_handle(lua_State *L, const unsigned char *p, size_t len, int type
  * reference retained, if there is none yet). */
 static int push_handle(lua_State *L, shm_off off, int type) {
   const char *what = kinds[type].what;
-  shm_arena *a = arena(L);
+  shm_arena *a = arena_quiet(L); /* inside a decode: no race point */
   if (shm_obj_type(a, off) != type) return luaL_error(L, "the shared %s no longer exists", what);
   int top = lua_gettop(L);
   lua_getfield(L, LUA_REGISTRYINDEX, CACHE_KEY);
