@@ -102,7 +102,7 @@ static const cli_flag cli_flags[F_COUNT] = {
               "simulate the run in virtual time on CORES\n"
               "virtual cores (1 to 4096): deterministic; every\n"
               "mode (fork: processes without real forks), every\n"
-              "policy (see README, \"--sim\")" },
+              "policy (README, \"Simulated runs\")" },
   [F_SEED] = { NULL, "--seed", "N", 0,
                "the seed of the simulated OS's choices among\n"
                "equals under --sim, and of math.random (default 1)" },
@@ -112,8 +112,9 @@ static const cli_flag cli_flags[F_COUNT] = {
   [F_SIM_COST] = { NULL, "--sim-cost", "NAME=DUR", 0,
                    "set one OS cost of --sim's model (repeatable):\n"
                    "wake, switch, slice, signal, spawn, interp,\n"
-                   "futex, hook, gap, spread; the report's header\n"
-                   "prints them all (README, \"Simulated runs\")" },
+                   "futex, hook, gap, spread, fork, copy; the\n"
+                   "report's header prints them all (README,\n"
+                   "\"Simulated runs\")" },
   [F_BINARY] = { NULL, "--binary", NULL, 0,
                  "let the script be a precompiled chunk (luac\n"
                  "output); Lua does not check those, so only\n"
