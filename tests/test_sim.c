@@ -751,3 +751,26 @@ Test(processes, a_process_closes_its_pools_and_waits_for_its_workers) {
   expect_exit(r, 0);
   expect_out(r, "grandchild\n2 4 6\n");
 }
+
+/* A simulated process has its own GIL, as a real child does, and the run's
+   GIL line is the main process's only: a real fork-mode run never counts a
+   child's GIL there (it is in another process), so neither does --sim (it
+   once summed every process's GIL: "GIL held 354%"). */
+Test(processes, the_runs_gil_figures_are_the_main_processs_only) {
+  const char *modes[] = { "fork", "gil" };
+  const char *scripts[] = { "queue_workers.lua", "hybrid.lua" };
+  for (int k = 0; k < 2; k++) {
+    const char *json = tmp_path("g.json");
+    run_result *r = GV("--sim", "2", "-q", "-m", modes[k], "--json", json, script(scripts[k]));
+    expect_exit(r, 0);
+    json_t *o = json_file(json);
+    double held = num(o, "gil_held_s"), wall = num(o, "wall_s");
+    cr_expect(held <= wall, "-m %s %s: the GIL held %.6f s in %.6f s" CTX, modes[k], scripts[k], held, wall, CTXA(r));
+  }
+  /* fork mode's main only spawns, puts and joins: it holds its GIL a sliver of the run */
+  const char *json = tmp_path("f.json");
+  run_result *r = GV("--sim", "2", "-q", "-m", "fork", "--json", json, script("queue_workers.lua"));
+  json_t *o = json_file(json);
+  cr_expect(num(o, "gil_held_s") < 0.5 * num(o, "wall_s"), "main held its GIL %.6f s of %.6f s" CTX,
+            num(o, "gil_held_s"), num(o, "wall_s"), CTXA(r));
+}

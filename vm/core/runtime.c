@@ -159,6 +159,7 @@ static rt_interp *new_interp(runtime *rt) {
   }
   if (rt->recording) gil_set_event_fn(interp->gil, on_gil_event, rt);
   if (sim_on()) gil_set_vt(interp->gil, &sim_gil_ops);
+  interp->other_process = self_worker && self_worker->proc; /* the caller runs in a simulated process */
   luaL_openlibs(interp->L);
   if (rt->host.open) rt->host.open(interp->L);
   PT_CHECK(pthread_mutex_lock(&rt->mu));
@@ -252,7 +253,7 @@ static void retire(runtime *rt, rt_worker *w) {
   if (!w->owns_interp) return;
   gil_stats s;
   gil_stats_get(w->interp->gil, &s);
-  add_gil_stats(&t->gil, &s);
+  if (!w->interp->other_process) add_gil_stats(&t->gil, &s);
   for (int i = 1; i < rt->ninterps; i++)
     if (rt->interps[i] == w->interp) {
       rt->interps[i] = rt->interps[--rt->ninterps];
@@ -1550,6 +1551,7 @@ void rt_gil_stats(runtime *rt, gil_stats *out) {
   gil_stats_get(rt->interps[0]->gil, out);
   add_gil_stats(out, &rt->gone.gil);
   for (int i = 1; i < rt->ninterps; i++) {
+    if (rt->interps[i]->other_process) continue;
     gil_stats s;
     gil_stats_get(rt->interps[i]->gil, &s);
     add_gil_stats(out, &s);

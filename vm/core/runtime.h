@@ -49,6 +49,8 @@ typedef enum rt_block { /* why a thread has released the GIL */
 typedef struct rt_interp { /* one Lua interpreter and its GIL */
   lua_State *L; /* NULL once a free worker's interpreter is closed */
   gil_t *gil;
+  int other_process; /* --sim: made in a simulated process, so its GIL is that process's: left out of the
+                        run's GIL figures, as a real child's GIL is */
 } rt_interp;
 
 /* What a process worker sends back besides its results (fixed size, host order). */
