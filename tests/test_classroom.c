@@ -395,7 +395,7 @@ static char *plain_table(const char *err) {
    columns stay aligned; no colour into a pipe, nor with NO_COLOR. */
 Test(figures, compare_table_in_colour_when_asked) {
   run_result *r = GV("compare", "--color=always", "--sim", "2", "--sim-cost", "spawn=0", "--sim-cost", "interp=0",
-                     script("cpu_bound.lua"), "2", "200000");
+                     "--sim-cost", "copy=0", script("cpu_bound.lua"), "2", "200000");
   expect_exit(r, 0);
   /* on 2 simulated cores free threads (nogil) run twice as fast as the GIL's (start-up left out): the best */
   expect_err_has(r, "\033[1;32m   2.00x\033[0m");

@@ -164,7 +164,8 @@ Test(figures, nogil_64_workers_each_as_fast_as_one_alone) {
      nogil lookahead apart, so a start measured against main's clock is
      only good to 100 us, and an interpreter's creation (65 us) would land
      inside the span */
-  sim_run shared = TWICE("--sim", "2", "-m", "nogil", "--sim-cost", "interp=0", "--sim-cost", "spawn=0", w, "4", iters);
+  sim_run shared = TWICE("--sim", "2", "-m", "nogil", "--sim-cost", "interp=0", "--sim-cost", "copy=0", "--sim-cost",
+                         "spawn=0", w, "4", iters);
   double first;
   cr_assert(sscanf(shared.out, "%lf %lf %lf %lf %lf", &lo, &hi, &span, &stagger, &first) == 5, "4 workers: %s",
             shared.out);

@@ -506,6 +506,16 @@ static void fail(rt_worker *w, const char *what, const char *err) {
   if (w->error) snprintf(w->error, n, "%s: %s", what, err);
 }
 
+/* --sim: bytes the marshaller counted (encoded + decoded) since *mark, which
+   moves to now. Exact: one simulated thread runs at a time. */
+static unsigned long long copied_since(unsigned long long *mark) {
+  unsigned long long e, d;
+  mar_counters(&e, &d);
+  unsigned long long n = e + d - *mark;
+  *mark = e + d;
+  return n;
+}
+
 static void *own_interp_main(void *arg) {
   rt_worker *w = arg;
   runtime *rt = w->rt;
@@ -524,6 +534,8 @@ static void *own_interp_main(void *arg) {
   lua_State *L = w->interp->L;
   if (w->proc) proc_stdout_install(L); /* a free thread of a simulated process writes to its stdout */
   enter(w, L);
+  unsigned long long mark = 0;
+  if (sim_on()) copied_since(&mark);
   if (mar_decode(L, w->in_globals.data, w->in_globals.len, err, sizeof err) != 1) {
     fail(w, "cannot copy the globals into the new interpreter", err);
   } else {
@@ -537,11 +549,15 @@ static void *own_interp_main(void *arg) {
     lua_pop(L, 2);
     int n = mar_decode(L, w->msg.data, w->msg.len, err, sizeof err);
     w->msg.len = 0;
+    if (sim_on()) sim_charge(sim_copy_ns(copied_since(&mark))); /* its copy of the globals and arguments */
     if (n < 1)
       fail(w, "cannot copy the function and its arguments", err);
     else if (run_function(w, L, 1)) {
+      if (sim_on()) copied_since(&mark);
       if (mar_encode(L, 1, lua_gettop(L), "results", &w->msg, err, sizeof err) != 0)
         fail(w, "cannot copy the results back", err);
+      else if (sim_on())
+        sim_charge(sim_copy_ns(copied_since(&mark)));
     }
   }
   mar_buf_free(&w->in_globals);
@@ -1169,7 +1185,9 @@ static void *sim_process_main(void *arg) {
   enter(w, L);
   int n = mar_decode(L, w->msg.data, w->msg.len, err, sizeof err);
   mar_buf_free(&w->msg);
-  if (n >= 0) sim_advance(sim_copy_ns(mar_last_size())); /* its copy of the spawner's state: start-up */
+  /* the spawner's state is what a real fork inherits, copying nothing: no bytes, no copy cost (the fork's
+     cost, charged to the spawner, is all its start-up) */
+  if (n >= 0) mar_uncount(0, mar_last_size());
   if (n < 2) {
     fail(w, "cannot copy the spawner's state into the process", n < 0 ? err : "nothing decoded");
     lua_settop(L, 0);
@@ -1232,12 +1250,15 @@ static rt_worker *spawn_sim_process(lua_State *L, rt_worker *w, int idx, int n) 
   atomic_store(&rt->forked, 1); /* queues copy from now on, as after a real fork */
   fflush(me->proc ? me->proc->out : stdout); /* as before a fork: the spawner's buffered output, once */
   idx = lua_absindex(L, idx);
+  unsigned long long mark = 0;
+  copied_since(&mark);
   mar_buf scratch = { 0 };
   copyable_globals(L, &scratch);
   mar_buf_free(&scratch);
   int top = lua_gettop(L);
   for (int i = 0; i < n; i++) lua_pushvalue(L, idx + i);
   int rc = mar_encode(L, top, n + 1, "argument", &w->msg, err, sizeof err);
+  mar_uncount(copied_since(&mark), 0); /* inherited by a real fork: not a copy */
   lua_settop(L, top - 1);
   if (rc != 0) {
     PT_CHECK(pthread_mutex_lock(&rt->mu));
@@ -1273,6 +1294,8 @@ rt_worker *rt_spawn(lua_State *L, rt_kind kind, int idx, int n) {
   }
   if (kind == RT_OWN_INTERP) {
     char err[256];
+    unsigned long long mark = 0;
+    if (sim_on()) copied_since(&mark);
     encode_globals(L, &w->in_globals);
     if (mar_encode(L, idx, n, "argument", &w->msg, err, sizeof err) != 0) {
       PT_CHECK(pthread_mutex_lock(&rt->mu));
@@ -1280,6 +1303,7 @@ rt_worker *rt_spawn(lua_State *L, rt_kind kind, int idx, int n) {
       PT_CHECK(pthread_mutex_unlock(&rt->mu));
       luaL_error(L, "cannot start a thread with its own interpreter: %s", err);
     }
+    if (sim_on()) sim_charge(sim_copy_ns(copied_since(&mark))); /* the spawner copies its globals and the arguments */
     start_pthread(L, w, own_interp_main);
     return w;
   }
@@ -1358,7 +1382,7 @@ int rt_push_results(lua_State *L, rt_worker *w) {
   char err[256];
   int n = mar_decode(L, w->msg.data, w->msg.len, err, sizeof err);
   if (n < 0) return luaL_error(L, "cannot copy the results of '%s': %s", w->name, err);
-  if (sim_on() && w->sim_proc) sim_advance(sim_copy_ns(mar_last_size())); /* the joiner's copy of the results */
+  if (sim_on()) sim_advance(sim_copy_ns(mar_last_size())); /* the joiner's copy of the results */
   /* w->msg lives outside Lua's heap until the handle is collected: let the
      collector count it, or big results pile up between cycles */
   if (w->msg.len >= 65536) lua_gc(L, LUA_GCSTEP, (int)(w->msg.len >> 10));

@@ -145,6 +145,11 @@ static _Thread_local size_t last_size;
 void mar_canonical_sizes(int on) { atomic_store(&canonical, on); }
 size_t mar_last_size(void) { return last_size; }
 
+void mar_uncount(unsigned long long encoded, unsigned long long decoded) {
+  atomic_fetch_sub_explicit(&bytes_encoded, encoded, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&bytes_decoded, decoded, memory_order_relaxed);
+}
+
 void mar_counters(unsigned long long *encoded, unsigned long long *decoded) {
   if (encoded) *encoded = atomic_load_explicit(&bytes_encoded, memory_order_relaxed);
   if (decoded) *decoded = atomic_load_explicit(&bytes_decoded, memory_order_relaxed);

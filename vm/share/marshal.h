@@ -120,6 +120,8 @@ int mar_register_udata(const char *tname, mar_udata_encode enc, mar_udata_decode
 /* Bytes of successful messages encoded and decoded since start, by all
    threads of this process (the report's "bytes copied"). Either may be NULL. */
 void mar_counters(unsigned long long *encoded, unsigned long long *decoded);
+/* Take a message back out of the counters: it stands for memory a real fork inherits (--sim's processes). */
+void mar_uncount(unsigned long long encoded, unsigned long long decoded);
 /* From now on count (and report in mar_last_size) every offset inside a message as one byte, so
    that a message's size does not depend on a table's key order (--sim: the figures must not
    follow Lua's per-run string-hash seed). The bytes themselves are unchanged. */
