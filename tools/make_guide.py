@@ -79,20 +79,16 @@ HOW = {
     "locks": "sim",
     "value-cost": "sharing",
     "pools": "sim",
-    "queues-pipes": "gilstats",
-    "copying": "copying",
+    "queues-pipes": "sim",
+    "copying": "sim",
     "legacy": "sim",
     "fifo": "legacyio",
     "deadlock": "sim",
-    "hybrid": "gilstats",
+    "hybrid": "sim",
     "sim-cores": "sim",
 }
 
 REAL_BECAUSE = {
-    "gilstats": ("`--sim`'s report adds each simulated process's own GIL to the main process's GIL "
-                 "figures for now (\"GIL held\" above 100%), which would teach a wrong number"),
-    "copying": ("`--sim` gets both sides of its lesson wrong: a thread's copy (nogil) costs no virtual "
-                "time, and a simulated process copies its spawner's state instead of inheriting its memory"),
     "legacyio": ("under `--sim`, `-g legacy` starves the I/O thread (one switch in 51 s of virtual time: "
                  "Beazley's pathology), where real runs here give it the GIL back within a millisecond: "
                  "the two disagree, and this is the real one"),
