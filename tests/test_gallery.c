@@ -268,11 +268,11 @@ Test(guide, a_simulated_picture_is_compared_exactly, .timeout = 600) {
 Test(guide, a_real_run_says_why_and_its_numbers_are_masked, .timeout = 600) {
   GUIDE_SKIP_UNDER_SANITIZER();
   char *text = slurp(fmt("%s/docs/guide.md", source_root()), NULL);
-  cr_expect(strstr(text, "A real run, because `--sim` gets both sides of its lesson wrong") != NULL,
-            "the copying experiment does not say why");
+  cr_expect(strstr(text, "A real run, because its lesson is what synchronising a shared value costs") != NULL,
+            "the value-cost experiment does not say why");
   const char *edited =
-      edited_guide(NULL, "50000 records, sum of ids 1250025000\n", "50000 records, sum of ids 1250025009\n");
-  run_result *r = guide_check(edited, "copying");
+      edited_guide(NULL, "array of local counts: 333333 333333\n", "array of local counts: 333333 333339\n");
+  run_result *r = guide_check(edited, "value-cost");
   expect_reaped(r);
   cr_expect(r->exited && r->exit_code == 0, "a real run's number is compared" CTX, CTXA(r));
 }
