@@ -112,8 +112,8 @@ static const cli_flag cli_flags[F_COUNT] = {
   [F_SIM_COST] = { NULL, "--sim-cost", "NAME=DUR", 0,
                    "set one OS cost of --sim's model (repeatable):\n"
                    "wake, switch, slice, signal, spawn, interp,\n"
-                   "futex, hook, gap, spread, fork, copy; the\n"
-                   "report's header prints them all (README,\n"
+                   "futex, hook, gap, spread, fork, copy, timer;\n"
+                   "the report's header prints them all (README,\n"
                    "\"Simulated runs\")" },
   [F_BINARY] = { NULL, "--binary", NULL, 0,
                  "let the script be a precompiled chunk (luac\n"

@@ -50,6 +50,7 @@ static const struct {
   [SIM_COST_SPREAD] = { "spread", 4000, "a GIL waiter's wake-up comes up to this much later (seeded)" },
   [SIM_COST_FORK] = { "fork", SIM_FORK_NS, "the spawner's CPU to fork a process (gil.process, -m fork)" },
   [SIM_COST_COPY] = { "copy", SIM_COPY_KB_NS, "CPU per 1000 bytes a process's copies encode or decode" },
+  [SIM_COST_TIMER] = { "timer", 70000, "a GIL waiter's timed wait expires this late (timer slack, wake-up)" },
 };
 
 int sim_cost_count(void) { return SIM_NCOSTS; }
@@ -547,9 +548,11 @@ void sim_stop(void) {
 }
 
 static uint64_t gil_vt_now(void) { return sim_now(); }
+/* A timed wait for the GIL (the interval) ends late, as pthread_cond_timedwait does here: the
+   kernel's timer slack and a wake-up (timer). gil.sleep and the objects' timeouts stay exact. */
 static int gil_vt_wait(gil_thread *t, const void *chan, uint64_t ns) {
   (void)t;
-  return sim_block(chan, ns);
+  return sim_block(chan, ns ? ns + sim_cost(SIM_COST_TIMER) : 0);
 }
 /* Waking a blocked GIL waiter costs the waker the futex syscall (paid after the release), and the
    waiter runs a wake-up later, give or take a seeded spread (a real wake-up's latency varies: without
