@@ -14,6 +14,7 @@
 
 #include <criterion/criterion.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -763,4 +764,22 @@ void expect_usage_error(const run_result *r, const char *message) {
   expect_err_has(r, "--help");
   expect_out(r, "");
   expect_no_report(r);
+}
+
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int gallery_scripts(char **names, int max) {
+  const char *dir = fmt("%s/articles", env_dir("GILVM_SCRIPTS"));
+  DIR *d = opendir(dir);
+  cr_assert(d != NULL, "cannot list %s", dir);
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    size_t len = strlen(e->d_name);
+    if (len < 5 || strcmp(e->d_name + len - 4, ".lua") != 0) continue;
+    cr_assert(n < max, "more than %d gallery scripts", max);
+    names[n++] = track(strndup(e->d_name, len - 4));
+  }
+  closedir(d);
+  qsort(names, (size_t)n, sizeof names[0], by_name); /* the elements are char *: compare what they point to */
+  return n;
 }

@@ -194,5 +194,7 @@ void expect_err_lacks(const run_result *r, const char *needle);
 void expect_no_report(const run_result *r);
 /* A usage error: exit 2, the message and the --help hint, nothing on stdout, no report. */
 void expect_usage_error(const run_result *r, const char *message);
+/* The gallery's scripts (scripts/articles/NAME.lua): their NAMEs, sorted; returns how many (under max). */
+int gallery_scripts(char **names, int max);
 
 #endif

@@ -32,23 +32,6 @@ TestSuite(gallery, .fini = test_cleanup);
 #define MAX_LINES 256
 #define MAX_ARGS 8
 
-/* The gallery's scripts, sorted by name; returns how many. */
-static int gallery_scripts(char **names) {
-  const char *dir = fmt("%s/articles", env_dir("GILVM_SCRIPTS"));
-  DIR *d = opendir(dir);
-  cr_assert(d != NULL, "cannot list %s", dir);
-  int n = 0;
-  for (struct dirent *e; (e = readdir(d)) != NULL;) {
-    size_t len = strlen(e->d_name);
-    if (len < 5 || strcmp(e->d_name + len - 4, ".lua") != 0) continue;
-    cr_assert(n < MAX_SCRIPTS, "more than %d gallery scripts", MAX_SCRIPTS);
-    names[n++] = track(strndup(e->d_name, len - 4));
-  }
-  closedir(d);
-  qsort(names, (size_t)n, sizeof names[0], (int (*)(const void *, const void *))strcmp);
-  return n;
-}
-
 /* Split text into lines in place (a final newline ends the last line). */
 static int split_lines(char *text, char **lines) {
   int n = 0;
@@ -118,7 +101,7 @@ static void check_script(const char *name, const char *mode) {
 
 static void check_mode(const char *mode) {
   char *names[MAX_SCRIPTS];
-  int n = gallery_scripts(names);
+  int n = gallery_scripts(names, MAX_SCRIPTS);
   cr_assert(n >= 15, "only %d scripts in scripts/articles", n);
   for (int k = 0; k < n; k++) check_script(names[k], mode);
 }
@@ -131,7 +114,7 @@ Test(gallery, every_script_in_fork_mode) { check_mode("fork"); }
    each mode shows, where the claim is too simple, and how to run it. */
 Test(gallery, every_script_names_its_article_claim_and_modes) {
   char *names[MAX_SCRIPTS];
-  int n = gallery_scripts(names);
+  int n = gallery_scripts(names, MAX_SCRIPTS);
   static const char *const parts[] = { "-- Article: \"", "example", "-- Claim:",      "gil:",
                                        "nogil:",         "fork:",   "-- Too simple:", "-- usage: gilvm" };
   for (int k = 0; k < n; k++) {
