@@ -228,7 +228,6 @@ static int gilvm_main(int argc, char **argv) {
     sim_config sc = { .cores = o.sim_cores,
                       .seed = o.seed,
                       .insn_ns = o.sim_insn_ns ? o.sim_insn_ns : SIM_INSN_NS,
-                      .wake_ns = SIM_WAKE_NS,
                       .tick = SIM_TICK,
                       .lookahead_ns = o.mode == RT_MODE_NOGIL ? SIM_LOOKAHEAD_NOGIL_NS : 0 };
     for (int i = 0; i < o.nsim_costs; i++) sim_cost_set(&sc, o.sim_cost_id[i], o.sim_cost_ns[i]);

@@ -1632,7 +1632,7 @@ int rt_snapshot_take(runtime *rt, rt_snapshot *s) {
     s->sim_cores = c->cores;
     s->sim_tick = c->tick;
     s->sim_seed = c->seed;
-    s->sim_wake_ns = c->wake_ns;
+    s->sim_wake_ns = sim_cost(SIM_COST_WAKE);
     s->sim_insn_ns = c->insn_ns;
     s->real_wall_ns = rt->real_end_ns - rt->real_start_ns;
   }

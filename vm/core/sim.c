@@ -123,9 +123,6 @@ void sim_init(const sim_config *c, sim_thread *unused, const char *name) {
   (void)unused;
   cfg = *c;
   if (cfg.tick <= 0) cfg.tick = 1000;
-  if (!cfg.cost_set[SIM_COST_WAKE] && cfg.wake_ns)
-    cfg.cost[SIM_COST_WAKE] = (int64_t)cfg.wake_ns, cfg.cost_set[SIM_COST_WAKE] = 1;
-  cfg.wake_ns = sim_cost(SIM_COST_WAKE);
   rng = cfg.seed;
   init_thread(&main_thread, name, 0);
   me = cur = &main_thread;
@@ -393,7 +390,7 @@ int sim_wake_n(const void *chan, int all_of_them) { return wake_after(chan, all_
 static int wake_after(const void *chan, int all_of_them, uint64_t spread) {
   int woken = 0;
   PT_CHECK(pthread_mutex_lock(&mu));
-  uint64_t at = (me ? me->vt : latest) + cfg.wake_ns;
+  uint64_t at = (me ? me->vt : latest) + sim_cost(SIM_COST_WAKE);
   if (spread) at += next_rand() % spread;
   int n = 0;
   for (int i = 0; i < nall; i++) n += all[i]->state == SIM_BLOCKED && all[i]->chan == chan;

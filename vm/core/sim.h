@@ -50,7 +50,7 @@
 
 /* The OS costs of the model, one table (sim.c: name, default, meaning); each is ns. */
 typedef enum sim_cost_id {
-  SIM_COST_WAKE, /* a blocked thread woken until it runs (also sim_config.wake_ns) */
+  SIM_COST_WAKE, /* a blocked thread woken until it runs */
   SIM_COST_SWITCH, /* a core changes the thread it runs (slice expiry, a blocker's core given to a queued thread) */
   SIM_COST_SLICE, /* a thread's time slice while others wait for a core (0: EEVDF's base slice for CORES) */
   SIM_COST_SIGNAL, /* a drop request until the holder's eval breaker sees it */
@@ -97,7 +97,6 @@ typedef struct sim_config {
   int cores; /* virtual cores (> 0) */
   uint64_t seed;
   double insn_ns; /* virtual ns per Lua VM instruction */
-  uint64_t wake_ns; /* from a wake-up to the woken thread running */
   int tick; /* instructions between the hook's clock updates */
   uint64_t lookahead_ns; /* a thread may run this far past another runnable thread's clock (not past a timer) */
   int64_t cost[SIM_NCOSTS]; /* ns; < 0 or unset (0 with cost_set 0): the default */

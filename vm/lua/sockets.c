@@ -167,7 +167,7 @@ static int sim_wait_fd(int fd, short events, int64_t timeout_ns, int listener) {
    wake-up of virtual time, however long it took for real and whether or not
    it waited (so the same run costs the same). Call it with the GIL released. */
 static void sim_outside_cost(int fd) {
-  if (sim_on() && !peer_end(fd, 1)) sim_block(NULL, sim_config_get()->wake_ns);
+  if (sim_on() && !peer_end(fd, 1)) sim_block(NULL, sim_cost(SIM_COST_WAKE));
 }
 
 static int wait_fd(int fd, short events, int64_t timeout_ns, int listener) {
