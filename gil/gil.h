@@ -112,6 +112,7 @@ typedef struct gil_vt_ops {
   int (*wait)(gil_thread *t, const void *chan, uint64_t timeout_ns);
   void (*wake)(const void *chan, int all);
   void (*gap)(void); /* optional: the time between a yield's release and its retake passes (the GIL is free) */
+  void (*forced_switch)(void); /* optional: the new holder at a forced switch pays its cost (GIL held) */
 } gil_vt_ops;
 /* Drive g in virtual time from now on (call before any thread takes it). */
 void gil_set_vt(gil_t *g, const gil_vt_ops *ops);

@@ -34,8 +34,10 @@ void gil__vt_take(gil_t *g, gil_thread *t, int after_block) {
     gil__wait_end(g);
   }
   if (p->took) p->took(g, &w);
+  unsigned long forced = g->st.forced_switches;
   gil__acquired(g, t, start);
   g->vt->wake(&g->switch_cond, 1);
+  if (g->st.forced_switches != forced && g->vt->forced_switch) g->vt->forced_switch();
 }
 
 void gil__vt_drop(gil_t *g, gil_thread *t, int forced) {

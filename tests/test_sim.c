@@ -177,10 +177,10 @@ Test(determinism, race_depends_on_the_seed_only) {
      nothing: the figures with and without them, under today's costs (not under TSan, where the
      breaker polls) */
   if (!UNDER_TSAN) {
-    cr_expect_eq(figure(a, "lost_call between r/w"), 13741);
-    cr_expect_eq(figure(a, "lost_value get/set"), 91457);
-    cr_expect_eq(figure(b, "lost_call between r/w"), 304504);
-    cr_expect_eq(figure(b, "lost_value get/set"), 600000);
+    cr_expect_eq(figure(a, "lost_call between r/w"), 17598);
+    cr_expect_eq(figure(a, "lost_value get/set"), 197917);
+    cr_expect_eq(figure(b, "lost_call between r/w"), 294749);
+    cr_expect_eq(figure(b, "lost_value get/set"), 89563);
   }
 }
 
@@ -251,8 +251,9 @@ static double wall_of(const char *cores, const char *mode, const char *threads) 
 
 Test(model, cpu_bound_under_the_gil_takes_as_long_on_two_threads) {
   double one = wall_of("2", "gil", "1"), two = wall_of("2", "gil", "2"), eight = wall_of("8", "gil", "8");
-  cr_expect(fabs(two / one - 1) < 0.01, "2 threads %.6f s vs 1 thread %.6f s", two, one);
-  /* 8 threads: 7 waiters time out together, each forced switch costs a signal and a wake-up (about 30 us) */
+  /* a forced switch every 5 ms interval costs a signal, a wake-up and the new holder's resume (about 50 us) */
+  cr_expect(two >= one && two / one < 1.02, "2 threads %.6f s vs 1 thread %.6f s", two, one);
+  /* 8 threads: 7 waiters time out together */
   cr_expect(eight >= one && eight / one < 1.03, "8 threads on 8 cores %.6f s vs 1 thread %.6f s", eight, one);
 }
 
@@ -270,8 +271,9 @@ Test(model, convoy_latency_is_the_interval) {
     run_result *r = GV("--sim", "2", "-s", intervals[i], "--json", json, script("convoy.lua"), "20");
     expect_exit(r, 0);
     double median = figure(json_file(json), "io_extra_median_ms");
-    /* the interval, late by the timer cost (70 us), a wake-up (23 us), at most a tick of instructions */
-    cr_expect(median >= ms[i] + 0.07 && median <= ms[i] + 0.12, "-s %s: extra latency %.4f ms" CTX, intervals[i],
+    /* the interval, late by the timer cost (70 us), a wake-up (23 us), the resume at a forced switch
+       (20 us), at most a tick of instructions */
+    cr_expect(median >= ms[i] + 0.09 && median <= ms[i] + 0.14, "-s %s: extra latency %.4f ms" CTX, intervals[i],
               median, CTXA(r));
   }
 }

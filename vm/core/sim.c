@@ -51,6 +51,7 @@ static const struct {
   [SIM_COST_FORK] = { "fork", SIM_FORK_NS, "the spawner's CPU to fork a process (gil.process, -m fork)" },
   [SIM_COST_COPY] = { "copy", SIM_COPY_KB_NS, "CPU per 1000 bytes a process's copies encode or decode" },
   [SIM_COST_TIMER] = { "timer", 70000, "a GIL waiter's timed wait expires this late (timer slack, wake-up)" },
+  [SIM_COST_RESUME] = { "resume", 20000, "CPU the new holder loses at a forced switch (cold caches, moved core)" },
 };
 
 int sim_cost_count(void) { return SIM_NCOSTS; }
@@ -563,4 +564,8 @@ static void gil_vt_wake(const void *chan, int all_of_them) {
 
 static void gil_vt_gap(void) { sim_charge(sim_cost(SIM_COST_GAP)); }
 
-const gil_vt_ops sim_gil_ops = { gil_vt_now, gil_vt_wait, gil_vt_wake, gil_vt_gap };
+/* The thread that takes the GIL at a forced switch runs Lua slower for a while: its thread has
+   usually just moved to the other core (bench/README.md, row 12: held CPU per forced switch). */
+static void gil_vt_forced_switch(void) { sim_charge(sim_cost(SIM_COST_RESUME)); }
+
+const gil_vt_ops sim_gil_ops = { gil_vt_now, gil_vt_wait, gil_vt_wake, gil_vt_gap, gil_vt_forced_switch };
