@@ -604,16 +604,21 @@ Test(processes, fork_on_64_cores_runs_64_workers_as_fast_as_one) {
   json_t *a = json_file(one), *b = json_file(many);
   json_t *t1 = json_array_get(json_object_get(a, "threads"), 1);
   double alone = num(t1, "in_flight_s") - num(t1, "startup_s");
-  json_t *threads = json_object_get(b, "threads");
-  cr_assert_eq(json_array_size(threads), 65, "main and 64 workers");
+  /* a worker whose handle was collected after its join is summed in "released" (when the collector
+     runs depends on what the run allocates): those count too, by their mean */
+  json_t *threads = json_object_get(b, "threads"), *released = json_object_get(b, "released");
+  size_t listed = json_array_size(threads) - 1, gone = (size_t)num(released, "workers");
+  cr_assert_eq(listed + gone, 64, "64 workers: %zu listed, %zu released" CTX, listed, gone, CTXA(r));
   double slowest = 0;
-  for (size_t i = 1; i < 65; i++) {
-    json_t *t = json_array_get(threads, i);
-    double startup = num(t, "startup_s"), ran = num(t, "in_flight_s") - startup;
-    cr_expect_str_eq(json_string_value(json_object_get(t, "kind")), "process");
-    cr_expect(fabs(ran / alone - 1) < 0.02, "worker %zu ran %.6f s, one alone %.6f s", i, ran, alone);
+  for (size_t i = 0; i <= listed; i++) {
+    json_t *t = i < listed ? json_array_get(threads, i + 1) : released;
+    double k = i < listed ? 1 : (double)gone;
+    if (k == 0) break;
+    double startup = num(t, "startup_s") / k, ran = num(t, "in_flight_s") / k - startup;
+    if (i < listed) cr_expect_str_eq(json_string_value(json_object_get(t, "kind")), "process");
+    cr_expect(fabs(ran / alone - 1) < 0.02, "worker %zu ran %.6f s, one alone %.6f s", i + 1, ran, alone);
     /* start-up: its fork (the spawner's 100 us); the spawner's state is inherited, as a real fork's, not copied */
-    cr_expect(startup >= 100e-6 && startup < 200e-6, "worker %zu: start-up %.6f s", i, startup);
+    cr_expect(startup >= 100e-6 && startup < 200e-6, "worker %zu: start-up %.6f s", i + 1, startup);
     if (ran > slowest) slowest = ran;
   }
   double speedup = 64 * alone / slowest; /* 64 workers' work in the time of the slowest, start-up left out */
@@ -636,6 +641,26 @@ Test(processes, a_process_sees_a_copy_and_its_changes_stay_there) {
   r = GV("-q", "--sim", "2", "-e", "x = 1; gil.process(function() x = 2 end):join(); print(x)");
   expect_exit(r, 0);
   expect_out(r, "1\n"); /* gil.process from gil mode too */
+}
+
+/* A fork inherits the modules loaded with require, with their state, and package.path; a simulated
+   process gets copies of them (one copy of each, whatever reaches it), and its changes stay in it. */
+Test(processes, a_process_inherits_the_spawners_modules) {
+  const char *body =
+      "package.path = '%s;' .. package.path\n"
+      "local m = require('counter'); m.bump()\n"
+      "local p = gil.%s(function()\n"
+      "  m.bump()\n"
+      "  return require('other').hello(), m.count, require('counter') == m\n"
+      "end)\n"
+      "print(p:join()); print(m.count, package.loaded.other)";
+  const char *path = data_in("sim/modules", "?.lua");
+  run_result *r = real_and_sim_agree("fork", fmt(body, path, "spawn"));
+  expect_exit(r, 0);
+  expect_out(r, "other\t2\ttrue\n1\tnil\n");
+  r = real_and_sim_agree("gil", fmt(body, path, "process"));
+  expect_exit(r, 0);
+  expect_out(r, "other\t2\ttrue\n1\tnil\n");
 }
 
 Test(processes, os_exit_ends_the_process_only) {

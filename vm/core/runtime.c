@@ -146,6 +146,23 @@ static const ev_state block_state[RT_BLOCK_NKINDS] = {
 
 /* ---- interpreters and worker records ---- */
 
+#define BASE_MODULES "gilvm.base_modules" /* registry: the names package.loaded has in a fresh interpreter */
+
+/* --sim: what every new interpreter has loaded, to tell a script's own modules from them. */
+static void remember_base_modules(lua_State *L) {
+  lua_newtable(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -5);
+  }
+  lua_pop(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, BASE_MODULES);
+}
+
 static rt_interp *new_interp(runtime *rt) {
   rt_interp *interp = calloc(1, sizeof *interp);
   if (!interp) return NULL;
@@ -162,6 +179,7 @@ static rt_interp *new_interp(runtime *rt) {
   interp->other_process = self_worker && self_worker->proc; /* the caller runs in a simulated process */
   luaL_openlibs(interp->L);
   if (rt->host.open) rt->host.open(interp->L);
+  if (sim_on()) remember_base_modules(interp->L);
   PT_CHECK(pthread_mutex_lock(&rt->mu));
   int err = VEC_PUSH(rt->interps, rt->ninterps, rt->icap, interp);
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
@@ -1163,6 +1181,102 @@ static void proc_forget_own(rt_worker *p) {
   PT_CHECK(pthread_mutex_unlock(&rt->mu));
 }
 
+/*
+ * A simulated process inherits its spawner's modules, as a forked child
+ * does. The marshaller sends package.loaded's tables by name (the
+ * destination has its own), which a fresh interpreter cannot resolve for a
+ * module the script loaded with `require`. So those modules leave
+ * package.loaded while the state is encoded, and the marshaller copies them
+ * by value, each once, every reference to one becoming the same copy.
+ * Pushes { modules = { NAME = table }, path = package.path, cpath =
+ * package.cpath }; put_back_modules returns them to package.loaded.
+ */
+static void push_inherited_modules(lua_State *L) {
+  lua_newtable(L);
+  int info = lua_gettop(L);
+  lua_newtable(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, BASE_MODULES);
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) { /* stack: info, modules, base, loaded, key, value */
+    lua_pushvalue(L, -2);
+    int base = lua_type(L, -1) != LUA_TSTRING || lua_rawget(L, info + 2) != LUA_TNIL;
+    lua_pop(L, 1);
+    if (base) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, info + 1); /* modules[key] = value */
+  }
+  lua_pushnil(L); /* take them out: cleared after the walk, which must not see its table change */
+  while (lua_next(L, info + 1)) {
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_pushnil(L);
+    lua_rawset(L, info + 3);
+  }
+  mar_buf probe = { 0 }; /* one that cannot be copied (an open file in it) goes back: sent by name */
+  char err[256];
+  lua_pushnil(L);
+  while (lua_next(L, info + 1)) {
+    probe.len = 0;
+    if (mar_encode(L, -1, 1, "module", &probe, err, sizeof err) != 0) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, info + 3); /* loaded[key] = value, then modules[key] = nil: allowed during lua_next */
+      lua_pushvalue(L, -1);
+      lua_pushnil(L);
+      lua_rawset(L, info + 1);
+    } else
+      lua_pop(L, 1);
+  }
+  mar_buf_free(&probe);
+  lua_pop(L, 2); /* base, loaded */
+  lua_setfield(L, info, "modules");
+  lua_getglobal(L, LUA_LOADLIBNAME);
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "path");
+    lua_setfield(L, info, "path");
+    lua_getfield(L, -1, "cpath");
+    lua_setfield(L, info, "cpath");
+  }
+  lua_pop(L, 1);
+}
+
+/* The modules of push_inherited_modules's table at info back in package.loaded (in L: spawner, or
+   the process that decoded a copy). */
+static void put_back_modules(lua_State *L, int info) {
+  info = lua_absindex(L, info);
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, info, "modules") == LUA_TTABLE) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, -5);
+    }
+  }
+  lua_pop(L, 2);
+}
+
+/* In the process: its spawner's modules, package.path and package.cpath, from the table at info. */
+static void inherit_modules(lua_State *L, int info) {
+  if (!lua_istable(L, info)) return;
+  put_back_modules(L, info);
+  lua_getglobal(L, LUA_LOADLIBNAME);
+  if (lua_istable(L, -1)) {
+    const char *keys[] = { "path", "cpath" };
+    for (int i = 0; i < 2; i++)
+      if (lua_getfield(L, info, keys[i]) == LUA_TSTRING)
+        lua_setfield(L, -2, keys[i]);
+      else
+        lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
 static void *sim_process_main(void *arg) {
   rt_worker *w = arg;
   runtime *rt = w->rt;
@@ -1188,10 +1302,12 @@ static void *sim_process_main(void *arg) {
   /* the spawner's state is what a real fork inherits, copying nothing: no bytes, no copy cost (the fork's
      cost, charged to the spawner, is all its start-up) */
   if (n >= 0) mar_uncount(0, mar_last_size());
-  if (n < 2) {
+  if (n < 3) {
     fail(w, "cannot copy the spawner's state into the process", n < 0 ? err : "nothing decoded");
     lua_settop(L, 0);
   } else {
+    inherit_modules(L, 1);
+    lua_remove(L, 1);
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS); /* the globals copy at 1 */
     lua_pushnil(L);
     while (lua_next(L, 1)) {
@@ -1252,14 +1368,16 @@ static rt_worker *spawn_sim_process(lua_State *L, rt_worker *w, int idx, int n) 
   idx = lua_absindex(L, idx);
   unsigned long long mark = 0;
   copied_since(&mark);
+  push_inherited_modules(L);
+  int info = lua_gettop(L);
   mar_buf scratch = { 0 };
   copyable_globals(L, &scratch);
   mar_buf_free(&scratch);
-  int top = lua_gettop(L);
   for (int i = 0; i < n; i++) lua_pushvalue(L, idx + i);
-  int rc = mar_encode(L, top, n + 1, "argument", &w->msg, err, sizeof err);
+  int rc = mar_encode(L, info, n + 2, "argument", &w->msg, err, sizeof err);
   mar_uncount(copied_since(&mark), 0); /* inherited by a real fork: not a copy */
-  lua_settop(L, top - 1);
+  put_back_modules(L, info);
+  lua_settop(L, info - 1);
   if (rc != 0) {
     PT_CHECK(pthread_mutex_lock(&rt->mu));
     w->done = w->reaped = w->joined = 1;
