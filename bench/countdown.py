@@ -7,6 +7,13 @@
 # With "seq" the threads run one after another (each started and joined
 # before the next): the same work in the same chunks, with no switching.
 #
+# countdown is called 10 times with n = 0 before the timing starts: CPython
+# 3.11 specialises a function's bytecode ("quickening": COMPARE_OP_INT_JUMP,
+# BINARY_OP_SUBTRACT_INT) only once it has been called 8 times, so without
+# the warm-up one thread runs the generic bytecode all along while 8 threads
+# run the specialised one from the 8th start on, about 20% faster per
+# decrement, and 8 threads "beat" one (bench/README.md, row 12).
+#
 # usage: python3 bench/countdown.py threads total interval_seconds [seq]
 import sys
 import threading
@@ -21,6 +28,8 @@ def countdown(n):
 def main():
     nthreads, total = int(sys.argv[1]), int(sys.argv[2])
     sys.setswitchinterval(float(sys.argv[3]))
+    for _ in range(10):
+        countdown(0)  # warm-up: specialised bytecode for every thread count
     workers = [threading.Thread(target=countdown, args=(total // nthreads,)) for _ in range(nthreads)]
     seq = len(sys.argv) > 4 and sys.argv[4] == "seq"
     t0 = time.perf_counter()
