@@ -377,17 +377,18 @@ static long next_pool_id;
  * end its wait: the lock's holder (its token, read from the arena) or the
  * joined worker. A condition waiter that was notified waits, from then on,
  * to take the condition's lock back (with no timeout, as Python does): an
- * edge to that lock's holder; one that is still on the condition's list
- * has none. (Notified is for good: the entry is removed before any next
- * wait, which changes the board's version.) A cycle of such edges is a deadlock, never a guess: each
- * waits for the next, none can give up (no timeout), and only the next can
- * release what it waits for (a lock only its holder, a join only the end of
- * that worker), which it will not, as it waits too. The search reads the
- * board, then the locks' holders, then the board's version again: if no
- * wait began or ended meanwhile, every member was waiting all along, so no
- * holder along the cycle can have changed. A chain that reaches a free lock,
- * a worker that is not waiting (running, sleeping, waiting with a timeout)
- * or a process that is gone ends the search.
+ * edge to that lock's holder; one that is still on the condition's list has
+ * none. (Notified is for good: the entry is removed before any next wait,
+ * which changes the board's version.) A cycle of such edges is a deadlock,
+ * never a guess: each waits for the next, none can give up (no timeout),
+ * and only the next can release what it waits for (a lock only its holder,
+ * a join only the end of that worker), which it will not, as it waits too.
+ * The search reads the board, then the locks' holders, then the board's
+ * version again: if no wait began or ended meanwhile, every member was
+ * waiting all along, so no holder along the cycle can have changed. A chain
+ * that reaches a free lock, a worker that is not waiting (running,
+ * sleeping, waiting with a timeout) or a process that is gone ends the
+ * search.
  *
  * Who looks: a thread of the main process right after it puts its own entry
  * (the last of a cycle to start waiting sees it whole), and gilvm's watchdog
@@ -395,26 +396,26 @@ static long next_pool_id;
  * among threads of one). The first to find one prints it and stops the run
  * with EXIT_DEADLOCK.
  *
- * EVERYBODY WAITING. Waits on a queue (get, put, join), a pipe, an event,
- * a semaphore, a condition or a barrier are no edges: anybody could end
- * them. But when every live worker waits without a timeout, nobody is left
- * to end any of them. The watchdog checks that too, in this order: the
- * board (and its version); each wait's object, that what it waits for is
- * still not there (no item, event clear, no permit, lock held by another,
- * joined worker not done, the waiter's node on the condition not yet
- * notified or, notified, its lock held by another, the barrier's round it arrived in not over nor broken); each
- * waiter's "asleep" word (shm_sleep_note: set while it sleeps in the
- * kernel, cleared as it wakes, BEFORE it looks at the object); the version
- * again. A waiter that was woken and has not yet taken what woke it leaves
- * the object showing it; one that has taken it has cleared its word. A
- * worker that sleeps, reads a file or a socket or runs C code is not
- * waiting. A process worker (gil.process, every worker in fork mode) runs
- * threads the main process does not know: it publishes on the board how
- * many of its threads may still act (shm_board_proc: one at its start, one
- * more per worker it starts, one fewer as a thread finishes; a process of
- * its own is never taken off, so such a process is never counted as
- * waiting), and it waits when that many of its entries are on the board,
- * each unmet and asleep. */
+ * EVERYBODY WAITING. Waits on a queue (get, put, join), a pipe, an event, a
+ * semaphore, a condition or a barrier are no edges: anybody could end them.
+ * But when every live worker waits without a timeout, nobody is left to end
+ * any of them. The watchdog checks that too, in this order: the board (and
+ * its version); each wait's object, that what it waits for is still not
+ * there (no item, event clear, no permit, lock held by another, joined
+ * worker not done, the waiter's node on the condition not yet notified or,
+ * notified, its lock held by another, the barrier's round it arrived in not
+ * over nor broken); each waiter's "asleep" word (shm_sleep_note: set while
+ * it sleeps in the kernel, cleared as it wakes, BEFORE it looks at the
+ * object); the version again. A waiter that was woken and has not yet taken
+ * what woke it leaves the object showing it; one that has taken it has
+ * cleared its word. A worker that sleeps, reads a file or a socket or runs
+ * C code is not waiting. A process worker (gil.process, every worker in
+ * fork mode) runs threads the main process does not know: it publishes on
+ * the board how many of its threads may still act (shm_board_proc: one at
+ * its start, one more per worker it starts, one fewer as a thread finishes;
+ * a process of its own is never taken off, so such a process is never
+ * counted as waiting), and it waits when that many of its entries are on
+ * the board, each unmet and asleep. */
 
 enum {
   WAIT_LOCK = 1,
