@@ -38,25 +38,29 @@ uint64_t clock_thread_cpu_ns(void) {
 
 /* The calling thread's schedstat stays open (a read is then one pread, about
    0.5 us here: cheap enough for every blocking call, rt_block_begin/end), and
-   is closed at the thread's exit (the key's destructor); a forked child, whose
-   thread id differs, closes the copy it inherited and opens its own. */
+   is closed at the thread's exit (the key's destructor); in a forked child the
+   forking thread (another thread id now) closes the copy it inherited and
+   opens its own at its next read (the atfork handler). */
 static pthread_key_t sched_key;
 static pthread_once_t sched_once = PTHREAD_ONCE_INIT;
 static _Thread_local int sched_fd = -1;
-static _Thread_local long sched_tid;
 
 static void sched_close(void *fd_plus_1) { close((int)(intptr_t)fd_plus_1 - 1); }
-static void sched_key_make(void) { PT_CHECK(pthread_key_create(&sched_key, sched_close)); }
+static void sched_forget(void) {
+  if (sched_fd >= 0) close(sched_fd);
+  sched_fd = -1;
+}
+static void sched_init(void) {
+  PT_CHECK(pthread_key_create(&sched_key, sched_close));
+  PT_CHECK(pthread_atfork(NULL, NULL, sched_forget));
+}
 
 static int sched_file(void) {
-  long tid = (long)syscall(SYS_gettid);
-  if (sched_fd >= 0 && sched_tid == tid) return sched_fd;
-  if (sched_fd >= 0) close(sched_fd);
+  if (sched_fd >= 0) return sched_fd;
   char path[64];
-  snprintf(path, sizeof path, "/proc/self/task/%ld/schedstat", tid);
+  snprintf(path, sizeof path, "/proc/self/task/%ld/schedstat", (long)syscall(SYS_gettid));
   sched_fd = open(path, O_RDONLY | O_CLOEXEC);
-  sched_tid = tid;
-  PT_CHECK(pthread_once(&sched_once, sched_key_make));
+  PT_CHECK(pthread_once(&sched_once, sched_init));
   PT_CHECK(pthread_setspecific(sched_key, sched_fd >= 0 ? (void *)(intptr_t)(sched_fd + 1) : NULL));
   return sched_fd;
 }

@@ -1414,8 +1414,9 @@ void rt_sleep(lua_State *L, uint64_t ns) {
 uint64_t rt_block_begin(rt_worker *self, rt_block kind) {
   assert(self == self_worker && kind < RT_BLOCK_NKINDS); /* only a thread drops its own GIL */
   uint64_t now = clock_now_ns(), on_cpu;
-  if (clock_thread_sched_ns(&on_cpu, &self->block_runq_ns) != 0) self->block_runq_ns = UINT64_MAX;
   gil_drop(self->interp->gil, &self->gil_thread);
+  /* after the drop: a waiter for the GIL need not wait for this read too */
+  if (clock_thread_sched_ns(&on_cpu, &self->block_runq_ns) != 0) self->block_runq_ns = UINT64_MAX;
   if (self->rt->recording) ev_record(&self->events, clock_now_ns(), EV_STATE, block_state[kind], 0);
   return now;
 }
