@@ -251,6 +251,78 @@ Test(outputs, dev_stdout_is_written_in_place_beside_the_scripts_output) {
   cr_expect(strstr(text, "\"wall_s\""), "the report is missing:\n%s", text);
 }
 
+/* stdout is one JSON document (no stray output); it is returned (a reference the test owns). */
+static json_t *stdout_json(const run_result *r) {
+  json_error_t e;
+  json_t *o = json_loads(r->out, 0, &e);
+  cr_expect(o != NULL, "stdout is not one JSON document: %s" CTX, e.text, CTXA(r));
+  return o;
+}
+
+/* "-" is stdout, for every option that names an output file; the script's own
+   output (main's, a process worker's, a command's it runs) goes to stderr, so
+   stdout carries the file alone; no file named "-" appears. */
+Test(outputs, dash_is_stdout_and_the_scripts_output_goes_to_stderr) {
+  const char *in_dir_run = fmt("cd '%s' && exec \"$@\"", dir);
+  run_result *r = GVSH(in_dir_run, "-q", "--json", "-", data("touch.lua"), in_dir("ran"));
+  expect_exit(r, 0);
+  json_t *o = stdout_json(r);
+  cr_expect(o && json_object_get(o, "wall_s"), "no report on stdout" CTX, CTXA(r));
+  json_decref(o);
+  expect_err_has(r, "done\n");
+  expect_listing(dir, "ran"); /* no file named "-" */
+  const char *code = "gil.spawn(function() print('worker') os.execute('echo command') end):join() print('main')";
+  for (int sim = 0; sim < 2; sim++) {
+    r = sim ? GV("-q", "--sim", "2", "-m", "fork", "--json", "-", "-e", code)
+            : GV("-q", "-m", "fork", "--json", "-", "-e", code);
+    expect_exit(r, 0);
+    json_decref(stdout_json(r));
+    expect_err_has(r, "worker\n");
+    expect_err_has(r, "command\n");
+    expect_err_has(r, "main\n");
+  }
+  r = GV("-q", "--trace", "-", data("touch.lua"), in_dir("ran"));
+  expect_exit(r, 0);
+  o = stdout_json(r);
+  cr_expect(o && json_object_get(o, "traceEvents"), "no trace on stdout" CTX, CTXA(r));
+  json_decref(o);
+  r = GV("-q", "--svg", "-", data("touch.lua"), in_dir("ran"));
+  expect_exit(r, 0);
+  cr_expect(strncmp(r->out, "<?xml", 5) == 0 && strstr(r->out, "</svg>\n") && !strstr(r->out, "done"),
+            "stdout is not the SVG alone" CTX, CTXA(r));
+  r = GVSH(in_dir_run, "compare", "--json", "-", data("touch.lua"), in_dir("ran"));
+  expect_exit(r, 0);
+  o = stdout_json(r);
+  cr_expect(o && json_object_get(o, "modes"), "no compare report on stdout" CTX, CTXA(r));
+  json_decref(o);
+  expect_err_has(r, "done\n"); /* the gil run's output, echoed */
+  r = GVSH(in_dir_run, "sweep", "-q", "-s", "1ms,2ms", "--svg", "-", "--json", in_dir("s.json"), data("touch.lua"),
+           in_dir("ran"));
+  expect_exit(r, 0);
+  cr_expect(strncmp(r->out, "<?xml", 5) == 0 && strstr(r->out, "</svg>\n"), "stdout is not the SVG alone" CTX, CTXA(r));
+  expect_err_has(r, "done\n");
+  expect_listing(dir, "ran s.json");
+}
+
+/* Two files on stdout could not be told apart: a usage error before anything runs.
+   A closed stdout is refused as an unwritable file is; a full one fails the write. */
+Test(outputs, dash_twice_or_on_a_closed_stdout_is_refused) {
+  run_result *r = GV("--json", "-", "--svg", "-", data("touch.lua"), in_dir("ran"));
+  expect_exit(r, 2);
+  expect_err_has(r, "gilvm: --json - and --svg - both ask for stdout; one output at most can be '-'\n");
+  r = GV("sweep", "--json", "-", "--svg", "-", data("touch.lua"), in_dir("ran"));
+  expect_exit(r, 2);
+  expect_err_has(r, "both ask for stdout");
+  r = GVSH("exec \"$@\" >&-", "-q", "--json", "-", data("touch.lua"), in_dir("ran"));
+  expect_exit(r, 2);
+  expect_err_has(r, "gilvm: cannot write --json to stdout ('-'): Bad file descriptor\n");
+  cr_expect(!exists(in_dir("ran")), "the script ran" CTX, CTXA(r));
+  r = GVSH("exec \"$@\" > /dev/full", "-q", "--json", "-", data("touch.lua"), in_dir("ran"));
+  expect_exit(r, 1);
+  expect_err_has(r, "gilvm: cannot write stdout: No space left on device\n");
+  expect_err_has(r, "done\n"); /* the script's output went to stderr, not into the full device */
+}
+
 Test(outputs, existing_file_keeps_its_mode_and_a_symlink_stays_a_link) {
   const char *real = in_dir("real.json"), *link = in_dir("link.json");
   put(real, "{}\n");

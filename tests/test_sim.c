@@ -453,6 +453,29 @@ Test(cores, a_slice_is_round_robin) {
   expect_err_has(r, "|ccc====ccc===ccc====ccc");
 }
 
+/* A worker woken from a sleep that then waits for a core (or the GIL) is
+   blocked for the sleep alone: the wait after it is the no CPU (or GIL wait)
+   column's, not both. Virtual time makes the figures exact: 1 ms. */
+Test(cores, blocked_and_no_cpu_are_disjoint) {
+  const char *json = tmp_path("q.json");
+  run_result *r = GV("--sim", "1", "-m", "nogil", "--json", json, data_in("sim", "woken_queued.lua"));
+  expect_exit(r, 0);
+  json_t *o = json_file(json), *main = json_array_get(json_object_get(o, "threads"), 0);
+  double blocked = num(main, "blocked_s"), runq = num(main, "runq_wait_s"), cpu = num(main, "cpu_s");
+  cr_expect(runq > 0.001, "main waited %.6f s for the core after its sleep: the case to test" CTX, runq, CTXA(r));
+  cr_expect(blocked == 0.001, "main blocked %.9f s, slept 1 ms (no CPU %.6f s)" CTX, blocked, runq, CTXA(r));
+  cr_expect(blocked + runq + cpu <= num(o, "wall_s"), "main's columns overlap" CTX, CTXA(r));
+  /* futex=0: the GIL's release, which wakes a waiter, is part of the span; free, it leaves the sleep alone */
+  r = GV("--sim", "2", "-m", "gil", "--sim-cost", "futex=0", "--json", json, data_in("sim", "woken_queued.lua"));
+  expect_exit(r, 0);
+  o = json_file(json);
+  main = json_array_get(json_object_get(o, "threads"), 0);
+  blocked = num(main, "blocked_s");
+  double wait = num(main, "gil_wait_s");
+  cr_expect(wait > 0.001, "main waited %.6f s for the GIL: the case to test" CTX, wait, CTXA(r));
+  cr_expect(blocked == 0.001, "main blocked %.9f s, slept 1 ms (GIL wait %.6f s)" CTX, blocked, wait, CTXA(r));
+}
+
 /* -------------------------------------------------------------- OS costs */
 
 TestSuite(costs, .fini = test_cleanup, .timeout = 300);

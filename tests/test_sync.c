@@ -294,6 +294,38 @@ Test(deadlock, a_condition_wait_nobody_will_notify_is_one) {
   }
 }
 
+/* A notified waiter must take the lock back before its wait returns: while
+   another holds the lock for ever, it waits for that lock, and the detector
+   counts it so (the join: a cycle; the queue: everybody waits), real and --sim. */
+static run_result *run_deadlock(const char *mode, int sim, const char *name) {
+  const char *real[] = { "-q", "-m", mode, data_in("deadlock", name), NULL };
+  const char *simulated[] = { "-q", "-m", mode, "--sim", "2", data_in("deadlock", name), NULL };
+  return gv_run(NULL, sim ? simulated : real);
+}
+
+Test(deadlock, a_notified_condition_waiter_that_can_never_retake_its_lock_is_one) {
+  for (int m = 0; m < NMODES; m++) /* the waiter is a process in fork mode */
+    for (int sim = 0; sim < 2; sim++) {
+      run_result *r = run_deadlock(modes[m], sim, "cond_retake_join.lua");
+      expect_exit(r, 4);
+      expect_out(r, "");
+      expect_err_all(r, "gilvm: deadlock: 2 workers wait for each other, none with a timeout:\n",
+                     "gilvm: stopped: deadlock\n", NULL);
+      expect_wait_line(r, "main", "cond_retake_join.lua:13", "to join '1@cond_retake_join.lua:4'");
+      expect_wait_line(r, "1@cond_retake_join.lua:4", "cond_retake_join.lua:7",
+                       "to take back the lock of condition 0x");
+      expect_err_all(r, "(notified), held by 'main'\n", NULL);
+      r = run_deadlock(modes[m], sim, "cond_retake.lua");
+      expect_exit(r, 4);
+      expect_out(r, "");
+      expect_err_all(
+          r, "gilvm: deadlock: every worker waits, none with a timeout, for what only another of them could give:\n",
+          "(notified), held by 'main'\n", "gilvm: stopped: deadlock\n", NULL);
+      expect_wait_line(r, "main", "cond_retake.lua:15", "to get an item from queue 0x");
+      expect_wait_line(r, "1@cond_retake.lua:5", "cond_retake.lua:8", "to take back the lock of condition 0x");
+    }
+}
+
 Test(deadlock, a_barrier_that_too_few_reach_is_one) {
   for (int m = 0; m < NMODES; m++) {
     run_result *r = run_program_in(modes[m], "deadlock", "barrier_wait.lua");

@@ -79,18 +79,19 @@ static const cli_flag cli_flags[F_COUNT] = {
                 "prints its table anyway)" },
   [F_JSON] = { NULL, "--json", "FILE", LOCAL_ALL,
                "also write the figures as JSON (run, compare,\n"
-               "sweep)" },
+               "sweep); - is stdout (see below)" },
   [F_TIMELINE] = { NULL, "--timeline", NULL, LOCAL_ALL,
                    "draw each thread's states over time after the\n"
                    "report (fitted to the terminal, or $COLUMNS, or\n"
                    "100 columns); run only" },
   [F_TRACE] = { NULL, "--trace", "FILE", LOCAL_ALL,
                 "write the timeline as a Chrome trace: open it in\n"
-                "ui.perfetto.dev or chrome://tracing; run only" },
+                "ui.perfetto.dev or chrome://tracing; run only;\n"
+                "- is stdout" },
   [F_SVG] = { NULL, "--svg", "FILE", LOCAL_ALL,
               "draw the timeline as an SVG picture (sweep: the\n"
               "figures against the switch interval); not for\n"
-              "compare" },
+              "compare; - is stdout" },
   [F_TIMEOUT] = { NULL, "--timeout", "DUR", 0,
                   "stop every thread after DUR, report, exit 124\n"
                   "(compare, sweep: per run; the others still run)" },
@@ -171,6 +172,13 @@ static const char help_tail[] =
     "\n"
     "Durations are a decimal number and a unit ns, us, ms or s: 500us, 0.5ms, 2s;\n"
     "a bare number is seconds.\n"
+    "\n"
+    "Output files (--json, --trace, --svg) are written whole or not at all: to a\n"
+    "temporary file renamed into place once complete (devices, pipes and /dev/fd/N\n"
+    "as they go). A FILE of - is stdout, for one of them at most (two are a usage\n"
+    "error); the script's own output (its workers', its child processes', and the\n"
+    "output compare and sweep show) then goes to stderr, so that stdout carries\n"
+    "that file alone: gilvm --json - script.lua | jq .wall_s\n"
     "\n"
     "Exit status:\n"
     "  0    success\n"
@@ -592,7 +600,31 @@ static int check_sweep(cli_options *o) {
   return -1;
 }
 
+/* At most one output on stdout ('-'): two files on one stream could not be told apart. */
+static int stdout_clash(const cli_options *o) {
+  const char *opts[] = { "--json", "--trace", "--svg" }, *paths[] = { o->json_path, o->trace_path, o->svg_path };
+  const char *first = NULL;
+  for (int i = 0; i < 3; i++) {
+    if (!paths[i] || strcmp(paths[i], "-") != 0) continue;
+    if (!first) {
+      first = opts[i];
+      continue;
+    }
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s - and %s - both ask for stdout; one output at most can be '-'", first, opts[i]);
+    return usage_error("%s", msg);
+  }
+  return -1;
+}
+
+static int parse_and_check(int argc, char **argv, cli_options *o);
+
 int cli_parse(int argc, char **argv, cli_options *o) {
+  int rc = parse_and_check(argc, argv, o);
+  return rc >= 0 ? rc : stdout_clash(o);
+}
+
+static int parse_and_check(int argc, char **argv, cli_options *o) {
   memset(o, 0, sizeof *o);
   o->command = "run";
   o->mode = RT_MODE_GIL;

@@ -319,7 +319,7 @@ static int write_json(const char *path, child_run *runs, int same, int stop) {
                         stop ? child_stop_reason() : NULL, "modes", rt_mode_names[0], runs[0].json, rt_mode_names[1],
                         runs[1].json, rt_mode_names[2], runs[2].json);
   if (jsonio_write(path, o) == 0) return 0;
-  fprintf(stderr, "gilvm: cannot write %s: %s\n", path, strerror(errno));
+  fprintf(stderr, "gilvm: cannot write %s: %s\n", outfile_name(path), strerror(errno));
   return 1;
 }
 

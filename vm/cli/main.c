@@ -162,7 +162,7 @@ static int report_unjoined(runtime *rt) {
 
 /* Returns 1 if the write failed (said on stderr). */
 static int write_or_complain(int err, const char *path) {
-  if (err) fprintf(stderr, "gilvm: cannot write %s: %s\n", path, strerror(errno));
+  if (err) fprintf(stderr, "gilvm: cannot write %s: %s\n", outfile_name(path), strerror(errno));
   return err != 0;
 }
 
@@ -210,11 +210,24 @@ static int check_outputs(const cli_options *o) {
   return 0;
 }
 
+/* An output on stdout ('-', at most one: cli.c) gets stdout to itself: what
+   else would go there (the script's output, its children's, compare's and
+   sweep's echo of it) goes to stderr, before any of it is written. */
+static int claim_stdout(const cli_options *o) {
+  const char *paths[] = { o->json_path, o->trace_path, o->svg_path };
+  int wanted = 0;
+  for (int i = 0; i < 3; i++) wanted |= paths[i] && outfile_is_stdout(paths[i]);
+  if (!wanted || strcmp(o->command, "dis") == 0 || outfile_claim_stdout() == 0) return 0;
+  fprintf(stderr, "gilvm: cannot send the script's output to stderr, to keep stdout for '-': %s\n", strerror(errno));
+  return EXIT_USAGE;
+}
+
 static int gilvm_main(int argc, char **argv) {
   cli_options o;
   int rc = cli_parse(argc, argv, &o);
   if (rc >= 0) return rc;
   if ((rc = check_outputs(&o)) != 0) return rc;
+  if ((rc = claim_stdout(&o)) != 0) return rc;
   if (strcmp(o.command, "compare") == 0) return compare_main(argc, argv, &o);
   if (strcmp(o.command, "sweep") == 0) return sweep_main(argc, argv, &o);
   if (strcmp(o.command, "dis") == 0) return dis_main(&o);

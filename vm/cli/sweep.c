@@ -431,7 +431,7 @@ int sweep_main(int argc, char **argv, const cli_options *o) {
     const char *path = o->json_path;
     int failed = path && write_json(path, &s) != 0;
     if (!failed && o->svg_path && write_svg(path = o->svg_path, &s) != 0) failed = 1;
-    if (failed) fprintf(stderr, "gilvm: cannot write %s: %s\n", path, strerror(errno));
+    if (failed) fprintf(stderr, "gilvm: cannot write %s: %s\n", outfile_name(path), strerror(errno));
     if (failed && rc == 0) rc = EXIT_SCRIPT_ERROR;
   }
   if (stop) {

@@ -88,10 +88,31 @@ static void forget(outfile *o) {
   memset(o, 0, sizeof *o);
 }
 
-/* /dev/stdout, /dev/stderr, /dev/fd/N: one of our descriptors (-1: another path).
+static int stdout_fd = STDOUT_FILENO; /* what "-" writes to: stdout as gilvm found it (outfile_claim_stdout) */
+
+int outfile_is_stdout(const char *path) { return strcmp(path, "-") == 0; }
+
+const char *outfile_name(const char *path) { return outfile_is_stdout(path) ? "stdout" : path; }
+
+int outfile_claim_stdout(void) {
+  fflush(stdout);
+  int fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+  if (fd < 0) return -1;
+  if (dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  stdout_fd = fd;
+  return 0;
+}
+
+/* "-", /dev/stdout, /dev/stderr, /dev/fd/N: one of our descriptors (-1: another path).
    Writing through a copy of it shares its offset, as `cmd >f 2>&1` does;
    reopening the file would truncate it or overwrite what was written. */
 static int own_descriptor(const char *path) {
+  if (outfile_is_stdout(path)) return stdout_fd;
   if (strcmp(path, "/dev/stdout") == 0) return STDOUT_FILENO;
   if (strcmp(path, "/dev/stderr") == 0) return STDERR_FILENO;
   if (strncmp(path, "/dev/fd/", 8) != 0 || !path[8] || strspn(path + 8, "0123456789") != strlen(path + 8)) return -1;
@@ -154,6 +175,12 @@ int outfile_abort(outfile *o, int err) {
 }
 
 int outfile_check(const char *path) {
+  if (outfile_is_stdout(path)) { /* open, and for writing */
+    int flags = fcntl(stdout_fd, F_GETFL);
+    if (flags >= 0 && (flags & O_ACCMODE) != O_RDONLY) return 0;
+    errno = EBADF;
+    return -1;
+  }
   struct stat st;
   int exists = stat(path, &st) == 0;
   if (exists && S_ISDIR(st.st_mode)) {
@@ -176,7 +203,10 @@ int outfile_check(const char *path) {
 
 int outfile_check_option(const char *opt, const char *path) {
   if (outfile_check(path) == 0) return 0;
-  fprintf(stderr, "gilvm: cannot write %s file '%s': %s\n", opt, path, strerror(errno));
+  if (outfile_is_stdout(path))
+    fprintf(stderr, "gilvm: cannot write %s to stdout ('-'): %s\n", opt, strerror(errno));
+  else
+    fprintf(stderr, "gilvm: cannot write %s file '%s': %s\n", opt, path, strerror(errno));
   return EXIT_USAGE;
 }
 

@@ -7,6 +7,11 @@
  * failing mid-write never leaves half a file where a valid one was. Devices,
  * FIFOs and /proc paths are written in place: a rename would replace the
  * device node itself (as root: /dev/full) or is impossible (/dev/fd/N).
+ *
+ * "-" is stdout, as gilvm found it (written in place, as it goes: a stream
+ * cannot be replaced whole). outfile_claim_stdout keeps that descriptor for
+ * "-" alone and points descriptor 1 at stderr, so that whatever else would
+ * go to stdout (the script's output, its children's) goes to stderr instead.
  */
 #ifndef OUTFILE_H
 #define OUTFILE_H
@@ -33,6 +38,14 @@ int outfile_close(outfile *o);
 /* The writer failed (err, an errno): close, leave the target untouched and no
    temporary (a file written in place keeps what it got). Returns -1, errno = err. */
 int outfile_abort(outfile *o, int err);
+
+/* Is path "-", stdout? */
+int outfile_is_stdout(const char *path);
+/* path as a message names it: "stdout" for "-". */
+const char *outfile_name(const char *path);
+/* Keep stdout for "-" alone: descriptor 1 becomes a copy of stderr. 0, or -1 with errno set
+   (nothing changed). */
+int outfile_claim_stdout(void);
 
 /* At exit: flush stdout; if any write to it failed, say so on stderr and
    return rc, or 1 if rc is 0. */

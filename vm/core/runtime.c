@@ -1531,20 +1531,29 @@ void rt_sleep(lua_State *L, uint64_t ns) {
 
 uint64_t rt_block_begin(rt_worker *self, rt_block kind) {
   assert(self == self_worker && kind < RT_BLOCK_NKINDS); /* only a thread drops its own GIL */
-  uint64_t now = clock_now_ns();
+  uint64_t now = clock_now_ns(), on_cpu;
   gil_drop(self->interp->gil, &self->gil_thread);
+  /* after the drop: a waiter for the GIL need not wait for this read too */
+  if (clock_thread_sched_ns(&on_cpu, &self->block_runq_ns) != 0) self->block_runq_ns = UINT64_MAX;
   if (self->rt->recording) ev_record(&self->events, clock_now_ns(), EV_STATE, block_state[kind], 0);
   return now;
 }
 
+/* The span from rt_block_begin to the wait's end, less what the thread spent
+   in it runnable without a CPU (woken, then queued; preempted in C code): that
+   is the no CPU column's, so the columns are disjoint. The retaking of the GIL
+   that follows is the GIL wait column's. */
 void rt_block_end(rt_worker *self, rt_block kind, uint64_t began) {
   assert(self == self_worker);
+  uint64_t ended = clock_now_ns(), on_cpu, runq, queued = 0;
+  if (self->block_runq_ns != UINT64_MAX && clock_thread_sched_ns(&on_cpu, &runq) == 0 && runq >= self->block_runq_ns)
+    queued = runq - self->block_runq_ns;
   if (kind == RT_BLOCK_NATIVE)
     gil_take(self->interp->gil, &self->gil_thread); /* CPU work without the GIL: not a blocking wait */
   else
     gil_take_after_block(self->interp->gil, &self->gil_thread); /* back from waiting: iopri favours it */
   park_if_exiting(self);
-  uint64_t spent = clock_now_ns() - began;
+  uint64_t spent = ended - began > queued ? ended - began - queued : 0;
   if (kind == RT_BLOCK_NATIVE)
     self->nogil_ns += spent;
   else if (kind == RT_BLOCK_IO)

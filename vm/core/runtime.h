@@ -80,9 +80,12 @@ typedef struct rt_worker {
   uint64_t runq_ns; /* runnable but without a CPU while its function ran (the kernel's run-queue wait) */
   uint64_t oncpu_ns; /* on a CPU over the same window (schedstat's first field): the warning's base */
   int runq_known; /* runq_ns was measured (the kernel's schedstat could be read) */
+  /* the three below: from rt_block_begin until the wait ended, less any wait for a CPU in that
+     span (the no CPU column's) and the GIL's retaking (the GIL wait column's): disjoint from both */
   uint64_t blocked_ns; /* GIL released while blocked: sleep, join, lock, queue */
   uint64_t nogil_ns; /* GIL released while running C code (gil.native(s, true)) */
   uint64_t io_ns; /* GIL released while blocked in the kernel: files, pipes, sockets, children */
+  uint64_t block_runq_ns; /* the run-queue wait when the current rt_block_begin began (UINT64_MAX: unknown) */
   int nresults; /* RT_THREAD: results left on L's stack */
   mar_buf in_globals; /* RT_OWN_INTERP: the spawner's globals, encoded */
   mar_buf msg; /* RT_OWN_INTERP: function and arguments; then (and RT_PROCESS) results */

@@ -375,15 +375,20 @@ static long next_pool_id;
  * there: what for (a lock or rlock by offset, or the end of another worker:
  * a join), its name, file:line. An edge leads from a waiter to whoever can
  * end its wait: the lock's holder (its token, read from the arena) or the
- * joined worker. A cycle of such edges is a deadlock, never a guess: each
- * waits for the next, none can give up (no timeout), and only the next can
- * release what it waits for (a lock only its holder, a join only the end of
- * that worker), which it will not, as it waits too. The search reads the
- * board, then the locks' holders, then the board's version again: if no
- * wait began or ended meanwhile, every member was waiting all along, so no
- * holder along the cycle can have changed. A chain that reaches a free lock,
- * a worker that is not waiting (running, sleeping, waiting with a timeout)
- * or a process that is gone ends the search.
+ * joined worker. A condition waiter that was notified waits, from then on,
+ * to take the condition's lock back (with no timeout, as Python does): an
+ * edge to that lock's holder; one that is still on the condition's list has
+ * none. (Notified is for good: the entry is removed before any next wait,
+ * which changes the board's version.) A cycle of such edges is a deadlock,
+ * never a guess: each waits for the next, none can give up (no timeout),
+ * and only the next can release what it waits for (a lock only its holder,
+ * a join only the end of that worker), which it will not, as it waits too.
+ * The search reads the board, then the locks' holders, then the board's
+ * version again: if no wait began or ended meanwhile, every member was
+ * waiting all along, so no holder along the cycle can have changed. A chain
+ * that reaches a free lock, a worker that is not waiting (running,
+ * sleeping, waiting with a timeout) or a process that is gone ends the
+ * search.
  *
  * Who looks: a thread of the main process right after it puts its own entry
  * (the last of a cycle to start waiting sees it whole), and gilvm's watchdog
@@ -391,26 +396,26 @@ static long next_pool_id;
  * among threads of one). The first to find one prints it and stops the run
  * with EXIT_DEADLOCK.
  *
- * EVERYBODY WAITING. Waits on a queue (get, put, join), a pipe, an event,
- * a semaphore, a condition or a barrier are no edges: anybody could end
- * them. But when every live worker waits without a timeout, nobody is left
- * to end any of them. The watchdog checks that too, in this order: the
- * board (and its version); each wait's object, that what it waits for is
- * still not there (no item, event clear, no permit, lock held by another,
- * joined worker not done, the waiter's node on the condition not yet
- * notified, the barrier's round it arrived in not over nor broken); each
- * waiter's "asleep" word (shm_sleep_note: set while it sleeps in the
- * kernel, cleared as it wakes, BEFORE it looks at the object); the version
- * again. A waiter that was woken and has not yet taken what woke it leaves
- * the object showing it; one that has taken it has cleared its word. A
- * worker that sleeps, reads a file or a socket or runs C code is not
- * waiting. A process worker (gil.process, every worker in fork mode) runs
- * threads the main process does not know: it publishes on the board how
- * many of its threads may still act (shm_board_proc: one at its start, one
- * more per worker it starts, one fewer as a thread finishes; a process of
- * its own is never taken off, so such a process is never counted as
- * waiting), and it waits when that many of its entries are on the board,
- * each unmet and asleep. */
+ * EVERYBODY WAITING. Waits on a queue (get, put, join), a pipe, an event, a
+ * semaphore, a condition or a barrier are no edges: anybody could end them.
+ * But when every live worker waits without a timeout, nobody is left to end
+ * any of them. The watchdog checks that too, in this order: the board (and
+ * its version); each wait's object, that what it waits for is still not
+ * there (no item, event clear, no permit, lock held by another, joined
+ * worker not done, the waiter's node on the condition not yet notified or,
+ * notified, its lock held by another, the barrier's round it arrived in not
+ * over nor broken); each waiter's "asleep" word (shm_sleep_note: set while
+ * it sleeps in the kernel, cleared as it wakes, BEFORE it looks at the
+ * object); the version again. A waiter that was woken and has not yet taken
+ * what woke it leaves the object showing it; one that has taken it has
+ * cleared its word. A worker that sleeps, reads a file or a socket or runs
+ * C code is not waiting. A process worker (gil.process, every worker in
+ * fork mode) runs threads the main process does not know: it publishes on
+ * the board how many of its threads may still act (shm_board_proc: one at
+ * its start, one more per worker it starts, one fewer as a thread finishes;
+ * a process of its own is never taken off, so such a process is never
+ * counted as waiting), and it waits when that many of its entries are on
+ * the board, each unmet and asleep. */
 
 enum {
   WAIT_LOCK = 1,
@@ -459,9 +464,21 @@ static int process_lives(pid_t pid) {
   return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
 }
 
+/* A condition waiter no longer on the condition's list (notified) takes the
+ * condition's lock back, with no timeout: from then on it waits as for that
+ * lock. Its holder then, or 0 (still waiting to be notified, the lock free,
+ * or held by the waiter itself: before it gave it up, or once it got it back). */
+static uint64_t cond_retake_holder(shm_arena *a, const shm_wait *w) {
+  if (!w->obj || shm_cond_waiting(a, w->obj, w->token)) return 0;
+  shm_off lk = shm_cond_lock(a, w->obj);
+  uint64_t owner = lk ? shm_lock_owner(a, lk) : 0;
+  return owner == w->token ? 0 : owner;
+}
+
 /* Who alone can end w (an edge of the graph), or 0. */
 static uint64_t wait_holder(shm_arena *a, const shm_wait *w) {
   if (w->kind == WAIT_JOIN) return w->on;
+  if (w->kind == WAIT_COND) return cond_retake_holder(a, w);
   return w->kind == WAIT_LOCK && w->obj ? shm_lock_owner(a, w->obj) : 0;
 }
 
@@ -471,7 +488,7 @@ static uint64_t wait_holder(shm_arena *a, const shm_wait *w) {
  * (the copy's obj is then cleared: the reference is the read's to give back). */
 static void note_for_message(shm_arena *a, shm_wait *w) {
   w->detail = w->obj ? (uint32_t)shm_obj_type(a, w->obj) : 0;
-  w->held_by = w->kind == WAIT_LOCK && w->obj ? shm_lock_owner(a, w->obj) : 0;
+  w->held_by = w->kind == WAIT_LOCK || w->kind == WAIT_COND ? wait_holder(a, w) : 0;
   w->obj = 0;
 }
 
@@ -533,7 +550,12 @@ static void print_wait(shm_arena *a, const shm_wait *w, const shm_wait *all, int
   case WAIT_RECV: fprintf(stderr, "to receive from a pipe (nothing sent)\n"); break;
   case WAIT_EVENT: fprintf(stderr, "for event %p to be set\n", obj); break;
   case WAIT_SEM: fprintf(stderr, "to acquire semaphore %p (value 0)\n", obj); break;
-  case WAIT_COND: fprintf(stderr, "to be notified on condition %p\n", obj); break;
+  case WAIT_COND:
+    if (w->held_by)
+      fprintf(stderr, "to take back the lock of condition %p (notified), held by '%s'\n", obj, holder);
+    else
+      fprintf(stderr, "to be notified on condition %p\n", obj);
+    break;
   case WAIT_BARRIER: fprintf(stderr, "at barrier %p for the other parties\n", obj); break;
   default: fprintf(stderr, "\n");
   }
@@ -578,7 +600,8 @@ static int still_unmet(runtime *rt, const shm_wait *w) {
   case WAIT_QJOIN: return o && shm_queue_unfinished(a, o) > 0;
   case WAIT_EVENT: return o && !shm_event_is_set(a, o);
   case WAIT_SEM: return o && shm_sem_value(a, o) == 0;
-  case WAIT_COND: return o && shm_cond_waiting(a, o, w->token); /* its node not yet notified */
+  case WAIT_COND: /* its node not yet notified, or notified and its lock held by another */
+    return o && (shm_cond_waiting(a, o, w->token) || cond_retake_holder(a, w));
   case WAIT_BARRIER: /* the generation it arrived in has not gone, nor broken */
     return o && shm_barrier_info(a, o, 3) == (int64_t)w->held_by && !shm_barrier_info(a, o, 2);
   case WAIT_JOIN: { /* a thread of this process, or one of its process workers (by pid and id) */
