@@ -51,6 +51,8 @@ static const struct {
   [SIM_COST_FORK] = { "fork", SIM_FORK_NS, "the spawner's CPU to fork a process (gil.process, -m fork)" },
   [SIM_COST_COPY] = { "copy", SIM_COPY_KB_NS, "CPU per 1000 bytes a process's copies encode or decode" },
   [SIM_COST_TIMER] = { "timer", 70000, "a GIL waiter's timed wait expires this late (timer slack, wake-up)" },
+  [SIM_COST_HANDOFF] = { "handoff", 200,
+                         "a woken GIL waiter queues on its mutex: a release within it hands it over (legacy)" },
 };
 
 int sim_cost_count(void) { return SIM_NCOSTS; }
@@ -563,4 +565,24 @@ static void gil_vt_wake(const void *chan, int all_of_them) {
 
 static void gil_vt_gap(void) { sim_charge(sim_cost(SIM_COST_GAP)); }
 
-const gil_vt_ops sim_gil_ops = { gil_vt_now, gil_vt_wait, gil_vt_wake, gil_vt_gap };
+/* A woken GIL waiter that found it held queues on the GIL's mutex for `handoff` (0: it does not). */
+static int gil_vt_queue(gil_thread *t, const void *chan) {
+  (void)t;
+  uint64_t ns = sim_cost(SIM_COST_HANDOFF);
+  return ns ? sim_block(chan, ns) : 1;
+}
+
+/* A release's unlock hands the mutex to the queued waiters: awake, they run from the caller's clock. */
+static int gil_vt_hand(const void *chan) {
+  int n = 0;
+  PT_CHECK(pthread_mutex_lock(&mu));
+  for (int i = 0; i < nall; i++)
+    if (all[i]->state == SIM_BLOCKED && all[i]->chan == chan) {
+      make_ready(all[i], me ? me->vt : latest);
+      n++;
+    }
+  PT_CHECK(pthread_mutex_unlock(&mu));
+  return n;
+}
+
+const gil_vt_ops sim_gil_ops = { gil_vt_now, gil_vt_wait, gil_vt_wake, gil_vt_gap, gil_vt_queue, gil_vt_hand };
