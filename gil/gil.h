@@ -113,6 +113,11 @@ typedef struct gil_vt_ops {
   void (*wake)(const void *chan, int all);
   void (*gap)(void); /* optional: the time between a yield's release and its retake passes (the GIL is free) */
   void (*forced_switch)(void); /* optional: the new holder at a forced switch pays its cost (GIL held) */
+  /* optional, both or neither: a woken waiter that found the GIL held queues on its mutex (blocks on
+     chan) for the measured window and returns 1 if no release came meanwhile; a release hands the
+     mutex to every thread queued on chan at once and returns how many there were */
+  int (*queue)(gil_thread *t, const void *chan);
+  int (*hand)(const void *chan);
 } gil_vt_ops;
 /* Drive g in virtual time from now on (call before any thread takes it). */
 void gil_set_vt(gil_t *g, const gil_vt_ops *ops);

@@ -38,9 +38,10 @@
  * pathology comes from the costs the real runtime pays (vm/core/sim.c's
  * table): each resting-hook call costs `hook`; a release that wakes a
  * blocked waiter costs the releaser a `futex` wake, the GIL free meanwhile;
- * the waiter runs `wake` (+ a seeded `spread`) later, finds the GIL taken
- * back and blocks again; it wins only when it arrives inside a yield's
- * `gap` (README, "-g legacy under --sim").
+ * the waiter runs `wake` (+ a seeded `spread`) later and, finding the GIL
+ * held, queues on its mutex for `handoff`: a release within it hands the
+ * GIL over, else the wake-up was futile and it blocks again (measured for
+ * real: bench/README.md, "legacy's I/O thread"; README, "-g legacy").
  */
 #include "gil_policy.h"
 

@@ -132,6 +132,7 @@ struct gil {
   gil_event_fn on_event;
   void *event_arg;
   const gil_vt_ops *vt; /* NULL: the pthread driver (gil.c); else the virtual-time one (gil_vt.c) */
+  int vt_handed; /* gil_vt.c: a release handed the mutex to the queued waiters: only they may take it */
 };
 
 static inline void *gil__state(const gil_t *g) { return g->state; }

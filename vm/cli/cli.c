@@ -113,9 +113,9 @@ static const cli_flag cli_flags[F_COUNT] = {
   [F_SIM_COST] = { NULL, "--sim-cost", "NAME=DUR", 0,
                    "set one OS cost of --sim's model (repeatable):\n"
                    "wake, switch, slice, signal, spawn, interp,\n"
-                   "futex, hook, gap, spread, fork, copy, timer;\n"
-                   "the report's header prints them all (README,\n"
-                   "\"Simulated runs\")" },
+                   "futex, hook, gap, spread, fork, copy, timer,\n"
+                   "handoff; the report's header prints them all\n"
+                   "(README, \"Simulated runs\")" },
   [F_BINARY] = { NULL, "--binary", NULL, 0,
                  "let the script be a precompiled chunk (luac\n"
                  "output); Lua does not check those, so only\n"

@@ -52,6 +52,8 @@ static const struct {
   [SIM_COST_COPY] = { "copy", SIM_COPY_KB_NS, "CPU per 1000 bytes a process's copies encode or decode" },
   [SIM_COST_TIMER] = { "timer", 70000, "a GIL waiter's timed wait expires this late (timer slack, wake-up)" },
   [SIM_COST_RESUME] = { "resume", 20000, "CPU the new holder loses at a forced switch (cold caches, moved core)" },
+  [SIM_COST_HANDOFF] = { "handoff", 200,
+                         "a woken GIL waiter queues on its mutex: a release within it hands it over (legacy)" },
 };
 
 int sim_cost_count(void) { return SIM_NCOSTS; }
@@ -568,4 +570,30 @@ static void gil_vt_gap(void) { sim_charge(sim_cost(SIM_COST_GAP)); }
    usually just moved to the other core (bench/README.md, row 12: held CPU per forced switch). */
 static void gil_vt_forced_switch(void) { sim_charge(sim_cost(SIM_COST_RESUME)); }
 
-const gil_vt_ops sim_gil_ops = { gil_vt_now, gil_vt_wait, gil_vt_wake, gil_vt_gap, gil_vt_forced_switch };
+/* A woken GIL waiter that found it held queues on the GIL's mutex for `handoff` (0: it does not). */
+static int gil_vt_queue(gil_thread *t, const void *chan) {
+  (void)t;
+  uint64_t ns = sim_cost(SIM_COST_HANDOFF);
+  return ns ? sim_block(chan, ns) : 1;
+}
+
+/* A release's unlock hands the mutex to the queued waiters: awake, they run from the caller's clock. */
+static int gil_vt_hand(const void *chan) {
+  int n = 0;
+  PT_CHECK(pthread_mutex_lock(&mu));
+  for (int i = 0; i < nall; i++)
+    if (all[i]->state == SIM_BLOCKED && all[i]->chan == chan) {
+      make_ready(all[i], me ? me->vt : latest);
+      n++;
+    }
+  PT_CHECK(pthread_mutex_unlock(&mu));
+  return n;
+}
+
+const gil_vt_ops sim_gil_ops = { .now = gil_vt_now,
+                                 .wait = gil_vt_wait,
+                                 .wake = gil_vt_wake,
+                                 .gap = gil_vt_gap,
+                                 .forced_switch = gil_vt_forced_switch,
+                                 .queue = gil_vt_queue,
+                                 .hand = gil_vt_hand };

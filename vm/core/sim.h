@@ -64,6 +64,7 @@ typedef enum sim_cost_id {
   SIM_COST_COPY, /* the marshaller's CPU per 1000 bytes encoded or decoded (a process's copies) */
   SIM_COST_TIMER, /* a GIL waiter's timed wait expires this late (the kernel's timer slack and a wake-up) */
   SIM_COST_RESUME, /* CPU the new holder loses at a forced switch (cold caches: its thread moved core) */
+  SIM_COST_HANDOFF, /* a woken GIL waiter queues on the GIL's mutex this long: a release within it hands it over */
   SIM_NCOSTS
 } sim_cost_id;
 

@@ -174,17 +174,30 @@ static const char compute_src[] =
     "end\n";
 
 /* gil.compute under --sim: exactly s of virtual CPU, cut at every event due meanwhile, each cut a
-   check point (as the real loop's jumps are). */
+   check point (as the real loop's jumps are). Under a GIL with a check interval (legacy) the real
+   loop's resting hook runs every that many instructions, and only there does it release: so, with
+   a waiter about, compute is also cut at those points (instructions and the hook's cost apart), and
+   only they are check points. */
 static int g_sim_compute(lua_State *L) {
   if (lua_type(L, 1) != LUA_TNUMBER || lua_tonumber(L, 1) < 0)
     return luaL_error(L, "bad argument #1 to 'compute' (non-negative number expected)");
   uint64_t left = (uint64_t)llround(lua_tonumber(L, 1) * 1e9);
+  gil_t *g = rt_gil();
+  int every = gil_check_interval(g);
+  uint64_t period = every > 0 ? (uint64_t)llround(every * sim_config_get()->insn_ns) + sim_cost(SIM_COST_HOOK) : 0;
+  uint64_t to_check = period; /* until the next resting-hook call */
   while (left > 0) {
     uint64_t step = sim_room() + 1; /* just past the next event: the scheduler hands over there */
     if (step > left) step = left;
+    if (period && step > to_check && gil_waiters(g) > 0) step = to_check;
     sim_advance(step);
     left -= step;
-    if (atomic_load(&rt_current->stop) || gil_should_yield(rt_gil())) rt_checkpoint(L);
+    int check = !period;
+    if (period) {
+      check = step >= to_check;
+      to_check = check ? period - (step - to_check) % period : to_check - step;
+    }
+    if (atomic_load(&rt_current->stop) || (check && gil_should_yield(g))) rt_checkpoint(L);
   }
   lua_pushinteger(L, 0);
   return 1;
