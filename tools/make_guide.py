@@ -82,16 +82,13 @@ HOW = {
     "queues-pipes": "sim",
     "copying": "sim",
     "legacy": "sim",
-    "fifo": "legacyio",
+    "fifo": "sim",
     "deadlock": "sim",
     "hybrid": "sim",
     "sim-cores": "sim",
 }
 
 REAL_BECAUSE = {
-    "legacyio": ("under `--sim`, `-g legacy` starves the I/O thread (one switch in 51 s of virtual time: "
-                 "Beazley's pathology), where real runs here give it the GIL back within a millisecond: "
-                 "the two disagree, and this is the real one"),
     "sharing": ("its lesson is what synchronising a shared value costs on real cores, which `--sim` "
                 "does not model (an atomic add costs its instructions only: `shared_each_s` is within "
                 "20% of `local_then_once_s` under `--sim 2`)"),
