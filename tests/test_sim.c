@@ -361,6 +361,20 @@ Test(model, deadlock_exits_4) {
   expect_err_has(r, "deadlock");
 }
 
+/* A worker blocked for real on a FIFO that main writes later: the simulation goes on without it
+   (it used to hold the simulation and hang); the result is the real run's, in every mode. */
+Test(model, a_real_wait_on_a_pipe_does_not_stop_the_simulation) {
+  const char *modes[] = { "gil", "nogil", "fork" };
+  for (int i = 0; i < 3; i++) {
+    run_result *r = GV("-q", "-m", modes[i], "--sim", "2", "--timeout", "60s", data_in("sim", "fifo_reader.lua"));
+    expect_exit(r, 0);
+    expect_out(r, "5000050000\tline\n");
+    r = GV("-q", "-m", modes[i], data_in("sim", "fifo_reader.lua"));
+    expect_exit(r, 0);
+    expect_out(r, "5000050000\tline\n");
+  }
+}
+
 Test(model, timeout_stops_a_simulated_run) {
   /* --timeout is real time; the worker's loop is stopped at a check point, the joiner reaps it */
   run_result *r =

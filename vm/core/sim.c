@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { SIM_READY, SIM_BLOCKED, SIM_DONE };
+enum { SIM_READY, SIM_BLOCKED, SIM_DONE, SIM_OUTSIDE };
 
 int sim_enabled;
 static sim_config cfg;
@@ -24,6 +24,7 @@ static uint64_t rng, latest, total_cpu;
 static int stopping;
 static int oncore_n; /* threads holding a core */
 static int nqueued; /* threads in the run queue */
+static int noutside; /* threads blocked for real outside the simulation (sim_outside_begin) */
 static uint64_t qseq_next;
 static atomic_int racing; /* free workers exist (a lookahead): shared objects are race points */
 
@@ -246,6 +247,12 @@ static void run_next(void) {
   sim_thread *n;
   for (;;) {
     n = pick();
+    if (!n && noutside) { /* nothing to run until a thread blocked for real comes back (sim_outside_end) */
+      cur = NULL;
+      if (me && me->state != SIM_DONE && me->state != SIM_OUTSIDE)
+        while (cur != me) PT_CHECK(pthread_cond_wait(&me->cv, &mu));
+      return;
+    }
     if (!n && nall) {
       deadlock(); /* returns once the run is stopping: every thread is runnable again */
       n = pick();
@@ -272,7 +279,7 @@ static void run_next(void) {
   cur = n;
   if (n == me) return;
   PT_CHECK(pthread_cond_signal(&n->cv));
-  if (me->state == SIM_DONE) return;
+  if (me->state == SIM_DONE || me->state == SIM_OUTSIDE) return;
   while (cur != me) PT_CHECK(pthread_cond_wait(&me->cv, &mu));
 }
 
@@ -376,6 +383,37 @@ int sim_block(const void *chan, uint64_t timeout_ns) {
   int r = me->timed_out;
   PT_CHECK(pthread_mutex_unlock(&mu));
   return r;
+}
+
+/*
+ * A thread about to wait for real on something another worker may do (a
+ * pipe or FIFO one of them writes) leaves the simulation for that wait:
+ * holding the baton, it would stop that worker and wait forever. The others
+ * go on without it; when nothing else can run, nobody holds the baton until
+ * it comes back. It comes back at the simulation's latest clock plus a
+ * wake-up: its wait took whatever virtual time passed meanwhile. Such a run
+ * is not deterministic (how far the others got depends on real time).
+ */
+void sim_outside_begin(void) {
+  PT_CHECK(pthread_mutex_lock(&mu));
+  me->state = SIM_OUTSIDE;
+  noutside++;
+  release_core(me, me->vt);
+  run_next();
+  PT_CHECK(pthread_mutex_unlock(&mu));
+}
+
+void sim_outside_end(void) {
+  PT_CHECK(pthread_mutex_lock(&mu));
+  noutside--;
+  me->state = SIM_READY;
+  set_vt(me, (latest > me->vt ? latest : me->vt) + sim_cost(SIM_COST_WAKE));
+  if (!cur)
+    run_next(); /* nobody runs the scheduler: this thread does */
+  else
+    while (cur != me) PT_CHECK(pthread_cond_wait(&me->cv, &mu));
+  tell_cpu_wait();
+  PT_CHECK(pthread_mutex_unlock(&mu));
 }
 
 static void make_ready(sim_thread *t, uint64_t at) {

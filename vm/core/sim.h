@@ -125,6 +125,10 @@ void sim_exit(void);
 void sim_wait_gone(sim_thread *t);
 /* Block the calling thread on chan (NULL: none) for up to timeout_ns (0: no limit); 1 if it timed out. */
 int sim_block(const void *chan, uint64_t timeout_ns);
+/* The calling thread waits for real (a pipe another worker may write) outside the simulation, which
+   goes on without it; sim_outside_end brings it back, a wake-up after the latest clock. */
+void sim_outside_begin(void);
+void sim_outside_end(void);
 /* Make one (seeded choice) or all threads blocked on chan runnable; sim_wake_n says how many. */
 void sim_wake(const void *chan, int all);
 int sim_wake_n(const void *chan, int all);
