@@ -114,8 +114,8 @@ static const cli_flag cli_flags[F_COUNT] = {
                    "set one OS cost of --sim's model (repeatable):\n"
                    "wake, switch, slice, signal, spawn, interp,\n"
                    "futex, hook, gap, spread, fork, copy, timer,\n"
-                   "handoff; the report's header prints them all\n"
-                   "(README, \"Simulated runs\")" },
+                   "resume, handoff, object; the report's header\n"
+                   "prints them all (README, \"Simulated runs\")" },
   [F_BINARY] = { NULL, "--binary", NULL, 0,
                  "let the script be a precompiled chunk (luac\n"
                  "output); Lua does not check those, so only\n"

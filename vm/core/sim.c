@@ -55,6 +55,7 @@ static const struct {
   [SIM_COST_RESUME] = { "resume", 20000, "CPU the new holder loses at a forced switch (cold caches, moved core)" },
   [SIM_COST_HANDOFF] = { "handoff", 200,
                          "a woken GIL waiter queues on its mutex: a release within it hands it over (legacy)" },
+  [SIM_COST_OBJECT] = { "object", 40, "CPU per call of a shared object's method (beyond its instructions)" },
 };
 
 int sim_cost_count(void) { return SIM_NCOSTS; }
@@ -356,8 +357,18 @@ void sim_forget(sim_thread *t) {
 static void make_ready(sim_thread *t, uint64_t at);
 static int wake_after(const void *chan, int all_of_them, uint64_t spread);
 
+/* The object calls' CPU not yet on me's clock (sim_race_point), paid before it blocks or ends (under mu). */
+static void pay_owed(void) {
+  uint64_t ns = me->owed_ns;
+  me->owed_ns = 0;
+  me->vcpu += ns;
+  total_cpu += ns;
+  set_vt(me, me->vt + ns);
+}
+
 void sim_exit(void) {
   PT_CHECK(pthread_mutex_lock(&mu));
+  pay_owed();
   me->state = SIM_DONE;
   me->live = 0;
   release_core(me, me->vt);
@@ -373,6 +384,7 @@ void sim_exit(void) {
 int sim_block(const void *chan, uint64_t timeout_ns) {
   PT_CHECK(pthread_mutex_lock(&mu));
   if (stopping) timeout_ns = 1000; /* the run is stopping: let the others run, then look again */
+  pay_owed();
   me->state = SIM_BLOCKED;
   me->chan = chan;
   me->deadline = timeout_ns ? me->vt + timeout_ns : 0;
@@ -507,6 +519,7 @@ void sim_charge(uint64_t ns) {
  * nothing: the GIL decides where threads switch.
  */
 void sim_race_point(void) {
+  if (me) me->owed_ns += sim_cost(SIM_COST_OBJECT); /* its clock moves only at the hook: paid there */
   if (!me || !atomic_load_explicit(&racing, memory_order_relaxed)) return;
   me->rp_since++;
   if (!me->rp_behind) return; /* none can fall behind me until me's clock moves (sim_advance looks) */
@@ -548,8 +561,12 @@ void sim_lookahead_at_least(uint64_t ns) {
 uint64_t sim_copy_ns(size_t bytes) { return (uint64_t)((double)bytes * (double)sim_cost(SIM_COST_COPY) / 1000 + 0.5); }
 
 void sim_insns(int n) {
-  if (me) me->rp_tick = me->rp_since, me->rp_since = 0; /* sim_race_point's measure of a tick */
-  sim_advance((uint64_t)((double)n * cfg.insn_ns + 0.5));
+  uint64_t owed = 0;
+  if (me) { /* sim_race_point's measure of a tick, and the object calls' CPU it owes */
+    me->rp_tick = me->rp_since, me->rp_since = 0;
+    owed = me->owed_ns, me->owed_ns = 0;
+  }
+  sim_advance((uint64_t)((double)n * cfg.insn_ns + 0.5) + owed);
 }
 
 uint64_t sim_room(void) {

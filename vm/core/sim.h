@@ -65,6 +65,7 @@ typedef enum sim_cost_id {
   SIM_COST_TIMER, /* a GIL waiter's timed wait expires this late (the kernel's timer slack and a wake-up) */
   SIM_COST_RESUME, /* CPU the new holder loses at a forced switch (cold caches: its thread moved core) */
   SIM_COST_HANDOFF, /* a woken GIL waiter queues on the GIL's mutex this long: a release within it hands it over */
+  SIM_COST_OBJECT, /* CPU per call of a shared object's method, beyond its Lua instructions */
   SIM_NCOSTS
 } sim_cost_id;
 
@@ -93,6 +94,7 @@ typedef struct sim_thread {
   int rp_tick; /* race points in the last tick */
   int rp_behind; /* another thread's turn is before its clock (found when its clock moved) */
   int rp_armed, rp_skip; /* so: hand over after rp_skip more race points */
+  uint64_t owed_ns; /* object calls' CPU (SIM_COST_OBJECT) not yet on its clock: paid at the next tick */
 } sim_thread;
 
 typedef struct sim_config {

@@ -233,8 +233,8 @@ void report_print(FILE *f, const report_run *r) {
     fprintf(f, "\n  simulated (--sim): %d virtual cores   seed %llu   a Lua instruction %g ns", s->sim_cores,
             (unsigned long long)s->sim_seed, s->sim_insn_ns);
     fprintf(f, "\n  OS costs (--sim-cost):");
-    for (int i = 0; i < sim_cost_count(); i++) { /* a table in sim.c: every cost, in one line or two */
-      fprintf(f, i == 0 ? " " : i == 4 ? "\n  " : "   ");
+    for (int i = 0; i < sim_cost_count(); i++) { /* a table in sim.c: every cost, in three lines */
+      fprintf(f, i == 0 ? " " : i == 4 || i == 12 ? "\n  " : "   ");
       fprintf(f, "%s %s", sim_cost_name(i), clock_format(sim_cost((sim_cost_id)i), a, sizeof a));
     }
     fprintf(f,
