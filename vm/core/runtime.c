@@ -534,6 +534,18 @@ static unsigned long long copied_since(unsigned long long *mark) {
   return n;
 }
 
+/* to[k] = from[k] for every pair of the table at from (raw: no metamethods). */
+static void copy_pairs(lua_State *L, int from, int to) {
+  from = lua_absindex(L, from);
+  to = lua_absindex(L, to);
+  lua_pushnil(L);
+  while (lua_next(L, from)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, to);
+  }
+}
+
 static void *own_interp_main(void *arg) {
   rt_worker *w = arg;
   runtime *rt = w->rt;
@@ -558,12 +570,7 @@ static void *own_interp_main(void *arg) {
     fail(w, "cannot copy the globals into the new interpreter", err);
   } else {
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-    lua_pushnil(L);
-    while (lua_next(L, -3)) { /* globals copy at -3, _G at -2 */
-      lua_pushvalue(L, -2);
-      lua_insert(L, -2);
-      lua_rawset(L, -4);
-    }
+    copy_pairs(L, -2, -1); /* the globals copy into _G */
     lua_pop(L, 2);
     int n = mar_decode(L, w->msg.data, w->msg.len, err, sizeof err);
     w->msg.len = 0;
@@ -594,12 +601,7 @@ static void copyable_globals(lua_State *L, mar_buf *out) {
   char err[256];
   lua_newtable(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    lua_pushvalue(L, -2);
-    lua_insert(L, -2);
-    lua_rawset(L, -5);
-  }
+  copy_pairs(L, -1, -2);
   lua_pop(L, 1);
   if (mar_encode(L, -1, 1, "globals", out, err, sizeof err) == 0) return;
   mar_buf probe = { 0 };
@@ -1250,14 +1252,7 @@ static void push_inherited_modules(lua_State *L) {
 static void put_back_modules(lua_State *L, int info) {
   info = lua_absindex(L, info);
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  if (lua_getfield(L, info, "modules") == LUA_TTABLE) {
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-      lua_pushvalue(L, -2);
-      lua_insert(L, -2);
-      lua_rawset(L, -5);
-    }
-  }
+  if (lua_getfield(L, info, "modules") == LUA_TTABLE) copy_pairs(L, -1, -2);
   lua_pop(L, 2);
 }
 
@@ -1308,13 +1303,8 @@ static void *sim_process_main(void *arg) {
   } else {
     inherit_modules(L, 1);
     lua_remove(L, 1);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS); /* the globals copy at 1 */
-    lua_pushnil(L);
-    while (lua_next(L, 1)) {
-      lua_pushvalue(L, -2);
-      lua_insert(L, -2);
-      lua_rawset(L, -4);
-    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+    copy_pairs(L, 1, -1); /* the globals copy at 1 into _G */
     lua_pop(L, 1);
     lua_remove(L, 1);
     if (run_function(w, L, 1)) {
