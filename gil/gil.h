@@ -113,6 +113,7 @@ typedef struct gil_vt_ops {
   void (*wake)(const void *chan, int all);
   void (*gap)(void); /* optional: the time between a yield's release and its retake passes (the GIL is free) */
   void (*forced_switch)(void); /* optional: the new holder at a forced switch pays its cost (GIL held) */
+  void (*woken)(void); /* optional: a waiter's wake-up costs it CPU (the return, the mutex, the next wait) */
   /* optional, both or neither: a woken waiter that found the GIL held queues on its mutex (blocks on
      chan) for the measured window and returns 1 if no release came meanwhile; a release hands the
      mutex to every thread queued on chan at once and returns how many there were */

@@ -47,6 +47,7 @@ void gil__vt_take(gil_t *g, gil_thread *t, int after_block) {
       unsigned long seen = g->switch_number;
       uint64_t ns = p->info.interval_is ? atomic_load(&g->interval_ns) : 0;
       int timed_out = g->vt->wait(t, &g->cond, ns);
+      if (g->vt->woken) g->vt->woken(); /* before its check: a real waiter holds the mutex meanwhile */
       if (!g->vt_handed && p->may_take(g, &w)) break;
       if (holder_yields(g) && !g->vt->queue(t, &g->mutex) && g->vt_handed && p->may_take(g, &w)) {
         g->vt_handed = 0; /* the first queued waiter to run takes it; the others find it held */

@@ -55,6 +55,7 @@ static const struct {
   [SIM_COST_RESUME] = { "resume", 20000, "CPU the new holder loses at a forced switch (cold caches, moved core)" },
   [SIM_COST_HANDOFF] = { "handoff", 200,
                          "a woken GIL waiter queues on its mutex: a release within it hands it over (legacy)" },
+  [SIM_COST_WOKEN] = { "woken", 3000, "CPU a GIL waiter spends at each wake-up (return, mutex, next wait)" },
   [SIM_COST_OBJECT] = { "object", 40, "CPU per call of a shared object's method (beyond its instructions)" },
 };
 
@@ -621,6 +622,10 @@ static void gil_vt_wake(const void *chan, int all_of_them) {
 
 static void gil_vt_gap(void) { sim_charge(sim_cost(SIM_COST_GAP)); }
 
+/* A GIL waiter's wake-up costs it CPU: the wait's return, the mutex, the check and, if it finds the
+   GIL held, the next wait (bench/README.md: 3.1-3.4 us a wake-up, -g legacy, two threads). */
+static void gil_vt_woken(void) { sim_charge(sim_cost(SIM_COST_WOKEN)); }
+
 /* The thread that takes the GIL at a forced switch runs Lua slower for a while: its thread has
    usually just moved to the other core (bench/README.md, row 12: held CPU per forced switch). */
 static void gil_vt_forced_switch(void) { sim_charge(sim_cost(SIM_COST_RESUME)); }
@@ -650,5 +655,6 @@ const gil_vt_ops sim_gil_ops = { .now = gil_vt_now,
                                  .wake = gil_vt_wake,
                                  .gap = gil_vt_gap,
                                  .forced_switch = gil_vt_forced_switch,
+                                 .woken = gil_vt_woken,
                                  .queue = gil_vt_queue,
                                  .hand = gil_vt_hand };

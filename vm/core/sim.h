@@ -65,6 +65,7 @@ typedef enum sim_cost_id {
   SIM_COST_TIMER, /* a GIL waiter's timed wait expires this late (the kernel's timer slack and a wake-up) */
   SIM_COST_RESUME, /* CPU the new holder loses at a forced switch (cold caches: its thread moved core) */
   SIM_COST_HANDOFF, /* a woken GIL waiter queues on the GIL's mutex this long: a release within it hands it over */
+  SIM_COST_WOKEN, /* CPU a GIL waiter spends at each wake-up (the wait's return, the mutex, the next wait) */
   SIM_COST_OBJECT, /* CPU per call of a shared object's method, beyond its Lua instructions */
   SIM_NCOSTS
 } sim_cost_id;
