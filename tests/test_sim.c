@@ -507,6 +507,17 @@ Test(costs, header_and_json_print_every_cost) {
   cr_expect(fabs(num(c, "switch") - 4e-6) < 1e-12 && fabs(num(c, "signal") - 5e-4) < 1e-12);
   cr_expect(fabs(num(c, "slice") - 0.0015) < 1e-12, "EEVDF's base slice for 2 cores");
   cr_expect(json_object_size(c) >= 10);
+  /* --help (and so the man page) names every cost the model has */
+  run_result *h = GV("--help");
+  expect_exit(h, 0);
+  const char *name;
+  json_t *v;
+  json_object_foreach(c, name, v) {
+    (void)v;
+    cr_expect(
+        strstr(h->out, fmt(" %s,", name)) || strstr(h->out, fmt(" %s;", name)) || strstr(h->out, fmt("\n%s,", name)),
+        "--help does not name the cost '%s'", name);
+  }
 }
 
 Test(costs, a_cost_changes_the_result) {
