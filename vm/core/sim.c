@@ -358,13 +358,28 @@ void sim_forget(sim_thread *t) {
 static void make_ready(sim_thread *t, uint64_t at);
 static int wake_after(const void *chan, int all_of_them, uint64_t spread);
 
-/* The object calls' CPU not yet on me's clock (sim_race_point), paid before it blocks or ends (under mu). */
-static void pay_owed(void) {
-  uint64_t ns = me->owed_ns;
-  me->owed_ns = 0;
+/* me worked ns of CPU (under mu). */
+static void add_cpu(uint64_t ns) {
   me->vcpu += ns;
   total_cpu += ns;
   set_vt(me, me->vt + ns);
+}
+
+/* The object calls' CPU not yet on me's clock (sim_race_point), paid before it blocks or ends (under mu). */
+static void pay_owed(void) {
+  add_cpu(me->owed_ns);
+  me->owed_ns = 0;
+}
+
+/* Every thread blocked on chan runnable from at (under mu); how many there were. */
+static int ready_all_on(const void *chan, uint64_t at) {
+  int n = 0;
+  for (int i = 0; i < nall; i++)
+    if (all[i]->state == SIM_BLOCKED && all[i]->chan == chan) {
+      make_ready(all[i], at);
+      n++;
+    }
+  return n;
 }
 
 void sim_exit(void) {
@@ -374,8 +389,7 @@ void sim_exit(void) {
   me->live = 0;
   release_core(me, me->vt);
   unlist(me);
-  for (int i = 0; i < nall; i++) /* its reapers (sim_wait_gone) */
-    if (all[i]->state == SIM_BLOCKED && all[i]->chan == me) make_ready(all[i], me->vt);
+  ready_all_on(me, me->vt); /* its reapers (sim_wait_gone) */
   run_next();
   PT_CHECK(pthread_mutex_unlock(&mu));
   PT_CHECK(pthread_cond_destroy(&me->cv));
@@ -446,16 +460,20 @@ static int wake_after(const void *chan, int all_of_them, uint64_t spread) {
   PT_CHECK(pthread_mutex_lock(&mu));
   uint64_t at = (me ? me->vt : latest) + sim_cost(SIM_COST_WAKE);
   if (spread) at += next_rand() % spread;
+  if (all_of_them) {
+    woken = ready_all_on(chan, at);
+    PT_CHECK(pthread_mutex_unlock(&mu));
+    return woken;
+  }
   int n = 0;
   for (int i = 0; i < nall; i++) n += all[i]->state == SIM_BLOCKED && all[i]->chan == chan;
-  int which = !all_of_them && n > 1 ? (int)(next_rand() % (uint64_t)n) : 0;
+  int which = n > 1 ? (int)(next_rand() % (uint64_t)n) : 0;
   for (int i = 0; i < nall && n; i++) {
     sim_thread *t = all[i];
-    if (t->state != SIM_BLOCKED || t->chan != chan) continue;
-    if (all_of_them || which-- == 0) {
+    if (t->state == SIM_BLOCKED && t->chan == chan && which-- == 0) {
       make_ready(t, at);
-      woken++;
-      if (!all_of_them) break;
+      woken = 1;
+      break;
     }
   }
   PT_CHECK(pthread_mutex_unlock(&mu));
@@ -485,9 +503,7 @@ static int others_behind(void) {
 
 void sim_advance(uint64_t ns) {
   PT_CHECK(pthread_mutex_lock(&mu));
-  me->vcpu += ns;
-  total_cpu += ns;
-  set_vt(me, me->vt + ns);
+  add_cpu(ns);
   if (preempt_due()) preempt();
   if (me->queued || me->vt > horizon()) {
     run_next();
@@ -623,7 +639,7 @@ static void gil_vt_wake(const void *chan, int all_of_them) {
 static void gil_vt_gap(void) { sim_charge(sim_cost(SIM_COST_GAP)); }
 
 /* A GIL waiter's wake-up costs it CPU: the wait's return, the mutex, the check and, if it finds the
-   GIL held, the next wait (bench/README.md: 3.1-3.4 us a wake-up, -g legacy, two threads). */
+   GIL held, the next wait (README's cost table: 3.1-4.8 us a wake-up, -g legacy, two threads). */
 static void gil_vt_woken(void) { sim_charge(sim_cost(SIM_COST_WOKEN)); }
 
 /* The thread that takes the GIL at a forced switch runs Lua slower for a while: its thread has
@@ -639,13 +655,8 @@ static int gil_vt_queue(gil_thread *t, const void *chan) {
 
 /* A release's unlock hands the mutex to the queued waiters: awake, they run from the caller's clock. */
 static int gil_vt_hand(const void *chan) {
-  int n = 0;
   PT_CHECK(pthread_mutex_lock(&mu));
-  for (int i = 0; i < nall; i++)
-    if (all[i]->state == SIM_BLOCKED && all[i]->chan == chan) {
-      make_ready(all[i], me ? me->vt : latest);
-      n++;
-    }
+  int n = ready_all_on(chan, me ? me->vt : latest);
   PT_CHECK(pthread_mutex_unlock(&mu));
   return n;
 }

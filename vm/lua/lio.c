@@ -60,28 +60,8 @@ extern char **environ;
 /* How often a wait looks at the stop flag. */
 #define LIO_SLICE_MS 50
 
-/* --sim: a wait on a pipe that is not ready steps out of the simulation (sim_outside_begin): the
-   worker that would write to it may be simulated. No timeout: the callers wait until ready. */
-static int sim_wait_fd(int fd, short events) {
-  struct pollfd p = { fd, events, 0 };
-  if (poll(&p, 1, 0) != 0) return 1; /* ready now: no real wait, the run stays deterministic */
-  sim_outside_begin();
-  int r = 1;
-  for (;;) {
-    if (rt_should_stop(NULL)) {
-      r = -1;
-      break;
-    }
-    p.revents = 0;
-    int k = poll(&p, 1, LIO_SLICE_MS);
-    if (k > 0 || (k < 0 && errno != EINTR)) break; /* ready, or an error the next call reports */
-  }
-  sim_outside_end();
-  return r;
-}
-
-int lio_wait_fd(int fd, short events, int64_t timeout_ns) {
-  if (sim_on() && timeout_ns < 0) return sim_wait_fd(fd, events);
+/* The wait itself, in slices that look at the stop flag: 1 ready, 0 timed out, -1 stopping. */
+static int wait_fd(int fd, short events, int64_t timeout_ns) {
   uint64_t deadline = timeout_ns >= 0 ? clock_now_ns() + (uint64_t)timeout_ns : 0;
   for (;;) {
     if (rt_should_stop(NULL)) return -1;
@@ -97,6 +77,18 @@ int lio_wait_fd(int fd, short events, int64_t timeout_ns) {
     if (r > 0) return 1; /* ready, or an error or hang-up the next call reports */
     if (r < 0 && errno != EINTR) return 1;
   }
+}
+
+/* Under --sim a wait without a timeout on a pipe that is not ready steps out of the simulation
+   (sim_outside_begin) while it waits: the worker that would write to it may be simulated. */
+int lio_wait_fd(int fd, short events, int64_t timeout_ns) {
+  if (!sim_on() || timeout_ns >= 0) return wait_fd(fd, events, timeout_ns);
+  struct pollfd p = { fd, events, 0 };
+  if (poll(&p, 1, 0) != 0) return 1; /* ready now: no real wait, the run stays deterministic */
+  sim_outside_begin();
+  int r = wait_fd(fd, events, -1);
+  sim_outside_end();
+  return r;
 }
 
 uint64_t lio_release(void) {
