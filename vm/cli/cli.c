@@ -114,9 +114,9 @@ static const cli_flag cli_flags[F_COUNT] = {
                    "set one OS cost of --sim's model (repeatable):\n"
                    "wake, switch, slice, signal, spawn, interp,\n"
                    "futex, hook, gap, spread, fork, copy, timer,\n"
-                   "resume, handoff, woken, object; the report's\n"
-                   "header prints them all (README, \"Simulated\n"
-                   "runs\")" },
+                   "resume, handoff, woken, object, socket; the\n"
+                   "report's header prints them all (README,\n"
+                   "\"Simulated runs\")" },
   [F_BINARY] = { NULL, "--binary", NULL, 0,
                  "let the script be a precompiled chunk (luac\n"
                  "output); Lua does not check those, so only\n"

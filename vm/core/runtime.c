@@ -472,6 +472,7 @@ static void finish(rt_worker *w) {
 
 /* Take w's GIL and attach the eval breaker to L: every worker's first steps. */
 static void enter(rt_worker *w, lua_State *L) {
+  if (sim_on()) sim_set_group(w->interp->gil);
   gil_take(w->interp->gil, &w->gil_thread);
   park_if_exiting(w);
   breaker_attach(L, &w->interrupt, &w->interrupt_sent);

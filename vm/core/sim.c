@@ -52,11 +52,12 @@ static const struct {
   [SIM_COST_FORK] = { "fork", SIM_FORK_NS, "the spawner's CPU to fork a process (gil.process, -m fork)" },
   [SIM_COST_COPY] = { "copy", SIM_COPY_KB_NS, "CPU per 1000 bytes a process's copies encode or decode" },
   [SIM_COST_TIMER] = { "timer", 70000, "a GIL waiter's timed wait expires this late (timer slack, wake-up)" },
-  [SIM_COST_RESUME] = { "resume", 20000, "CPU the new holder loses at a forced switch (cold caches, moved core)" },
+  [SIM_COST_RESUME] = { "resume", 20000, "CPU the new holder loses at most at a forced switch (cold caches)" },
   [SIM_COST_HANDOFF] = { "handoff", 200,
                          "a woken GIL waiter queues on its mutex: a release within it hands it over (legacy)" },
   [SIM_COST_WOKEN] = { "woken", 3000, "CPU a GIL waiter spends at each wake-up (return, mutex, next wait)" },
   [SIM_COST_OBJECT] = { "object", 40, "CPU per call of a shared object's method (beyond its instructions)" },
+  [SIM_COST_SOCKET] = { "socket", 4000, "CPU per send or recv on a socket between the script's workers" },
 };
 
 int sim_cost_count(void) { return SIM_NCOSTS; }
@@ -229,6 +230,7 @@ static void enqueue(sim_thread *t, uint64_t at) {
 static void release_core(sim_thread *t, uint64_t at) {
   if (!t->oncore) return;
   t->oncore = 0;
+  t->cold_ns = 0; /* what resume prices is the stretch it runs on after a forced switch */
   oncore_n--;
   if (!nqueued) return;
   sim_thread *head = NULL;
@@ -454,12 +456,18 @@ void sim_wake(const void *chan, int all_of_them) { (void)sim_wake_n(chan, all_of
 
 int sim_wake_n(const void *chan, int all_of_them) { return wake_after(chan, all_of_them, 0); }
 
-/* Wake as sim_wake_n, each woken thread running `wake` plus up to `spread` (a seeded draw) later. */
+/* Wake as sim_wake_n, each woken thread running `wake` plus up to `spread` (a seeded draw) later
+   when a core is free: `wake` is an idle core's. With every core busy there is no idle core to
+   wake: the thread queues for a core and runs a context switch after one frees. */
 static int wake_after(const void *chan, int all_of_them, uint64_t spread) {
   int woken = 0;
   PT_CHECK(pthread_mutex_lock(&mu));
-  uint64_t at = (me ? me->vt : latest) + sim_cost(SIM_COST_WAKE);
-  if (spread) at += next_rand() % spread;
+  uint64_t at = me ? me->vt : latest;
+  if (oncore_n < cfg.cores) {
+    at += sim_cost(SIM_COST_WAKE);
+    if (spread) at += next_rand() % spread;
+  } else
+    at += sim_cost(SIM_COST_SWITCH);
   if (all_of_them) {
     woken = ready_all_on(chan, at);
     PT_CHECK(pthread_mutex_unlock(&mu));
@@ -480,12 +488,22 @@ static int wake_after(const void *chan, int all_of_them, uint64_t spread) {
   return woken;
 }
 
+/* Does another live thread run under t's GIL? Then t gets no lookahead: any event may wake that
+   one (a reply from another process), which then asks t to drop the GIL at that time. */
+static int shares_gil(const sim_thread *t) {
+  if (!t || !t->group) return 0;
+  for (int i = 0; i < nall; i++)
+    if (all[i] != t && all[i]->group == t->group && all[i]->state != SIM_DONE) return 1;
+  return 0;
+}
+
 /* The earliest time another thread could run, or me's slice ends while others wait (UINT64_MAX: none). */
 static uint64_t horizon(void) {
   uint64_t h = UINT64_MAX, k;
+  int ahead = cfg.lookahead_ns && !shares_gil(me);
   for (int i = 0; i < nall; i++) {
     if (all[i] != me && key_of(all[i], &k)) {
-      if (all[i]->state == SIM_READY) k += cfg.lookahead_ns; /* a timer is never overrun */
+      if (all[i]->state == SIM_READY && ahead) k += cfg.lookahead_ns; /* a timer is never overrun */
       if (k < h) h = k;
     }
   }
@@ -501,9 +519,17 @@ static int others_behind(void) {
   return 0;
 }
 
-void sim_advance(uint64_t ns) {
+/* ns of the script's work (Lua, C code) takes twice as long while me's caches are cold (under mu). */
+static uint64_t cold_work(uint64_t ns) {
+  uint64_t cold = ns < me->cold_ns ? ns : me->cold_ns;
+  me->cold_ns -= cold;
+  return ns + cold;
+}
+
+/* CPU work of ns (the script's, work = 1; an OS cost, 0), then hand over if past the horizon. */
+static void advance(uint64_t ns, int work) {
   PT_CHECK(pthread_mutex_lock(&mu));
-  add_cpu(ns);
+  add_cpu(work ? cold_work(ns) : ns);
   if (preempt_due()) preempt();
   if (me->queued || me->vt > horizon()) {
     run_next();
@@ -516,8 +542,10 @@ void sim_advance(uint64_t ns) {
   PT_CHECK(pthread_mutex_unlock(&mu));
 }
 
+void sim_advance(uint64_t ns) { advance(ns, 1); }
+
 void sim_charge(uint64_t ns) {
-  if (ns) sim_advance(ns);
+  if (ns) advance(ns, 0);
 }
 
 /*
@@ -572,6 +600,12 @@ void sim_lookahead_at_least(uint64_t ns) {
   PT_CHECK(pthread_mutex_lock(&mu));
   if (cfg.lookahead_ns < ns) cfg.lookahead_ns = ns;
   atomic_store(&racing, cfg.lookahead_ns > 0);
+  PT_CHECK(pthread_mutex_unlock(&mu));
+}
+
+void sim_set_group(const void *group) {
+  PT_CHECK(pthread_mutex_lock(&mu));
+  if (me) me->group = group;
   PT_CHECK(pthread_mutex_unlock(&mu));
 }
 
@@ -642,9 +676,15 @@ static void gil_vt_gap(void) { sim_charge(sim_cost(SIM_COST_GAP)); }
    GIL held, the next wait (README's cost table: 3.1-4.8 us a wake-up, -g legacy, two threads). */
 static void gil_vt_woken(void) { sim_charge(sim_cost(SIM_COST_WOKEN)); }
 
-/* The thread that takes the GIL at a forced switch runs Lua slower for a while: its thread has
-   usually just moved to the other core (bench/README.md, row 12: held CPU per forced switch). */
-static void gil_vt_forced_switch(void) { sim_charge(sim_cost(SIM_COST_RESUME)); }
+/* The thread that takes the GIL at a forced switch runs slower for a while: its thread has usually
+   just moved to the other core (bench/README.md, row 12: held CPU per forced switch). Its first
+   `resume` of CPU counts twice, until it lets its core go: a holder that runs on loses `resume`,
+   an echo server that answers and blocks loses what it ran (README, "Simulated runs", row 20). */
+static void gil_vt_forced_switch(void) {
+  PT_CHECK(pthread_mutex_lock(&mu));
+  if (me) me->cold_ns = sim_cost(SIM_COST_RESUME);
+  PT_CHECK(pthread_mutex_unlock(&mu));
+}
 
 /* A woken GIL waiter that found it held queues on the GIL's mutex for `handoff` (0: it does not). */
 static int gil_vt_queue(gil_thread *t, const void *chan) {

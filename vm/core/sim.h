@@ -63,10 +63,11 @@ typedef enum sim_cost_id {
   SIM_COST_FORK, /* a simulated process's fork: CPU of its spawner, its GIL held */
   SIM_COST_COPY, /* the marshaller's CPU per 1000 bytes encoded or decoded (a process's copies) */
   SIM_COST_TIMER, /* a GIL waiter's timed wait expires this late (the kernel's timer slack and a wake-up) */
-  SIM_COST_RESUME, /* CPU the new holder loses at a forced switch (cold caches: its thread moved core) */
+  SIM_COST_RESUME, /* at most this CPU lost by the new holder after a forced switch (cold caches: its thread moved core) */
   SIM_COST_HANDOFF, /* a woken GIL waiter queues on the GIL's mutex this long: a release within it hands it over */
   SIM_COST_WOKEN, /* CPU a GIL waiter spends at each wake-up (the wait's return, the mutex, the next wait) */
   SIM_COST_OBJECT, /* CPU per call of a shared object's method, beyond its Lua instructions */
+  SIM_COST_SOCKET, /* CPU per send or recv on a socket between the script's workers (the kernel's TCP) */
   SIM_NCOSTS
 } sim_cost_id;
 
@@ -96,6 +97,9 @@ typedef struct sim_thread {
   int rp_behind; /* another thread's turn is before its clock (found when its clock moved) */
   int rp_armed, rp_skip; /* so: hand over after rp_skip more race points */
   uint64_t owed_ns; /* object calls' CPU (SIM_COST_OBJECT) not yet on its clock: paid at the next tick */
+  const void *group; /* the GIL it runs Lua under (NULL: not known yet): no lookahead for one shared */
+  uint64_t
+      cold_ns; /* after a forced switch, CPU it still runs at half speed (SIM_COST_RESUME) until it lets its core go */
 } sim_thread;
 
 typedef struct sim_config {
@@ -145,6 +149,10 @@ int sim_jitter(void);
 /* Free workers (not under one GIL) exist from now on: let a thread run up to ns past another's clock
    (as nogil's lookahead), or two of them would hand the baton to each other every few ns. */
 void sim_lookahead_at_least(uint64_t ns);
+/* The calling thread runs Lua under this GIL (any pointer that names it): only a thread alone
+   under its GIL gets the lookahead, so a holder never runs on past a moment at which another
+   thread of its GIL, woken by any worker, could ask it to drop. */
+void sim_set_group(const void *group);
 /* The virtual CPU time the marshaller takes to encode or decode that many bytes. */
 uint64_t sim_copy_ns(size_t bytes);
 /* Instructions counted by the hook. */

@@ -170,6 +170,12 @@ static void sim_outside_cost(int fd) {
   if (sim_on() && !peer_end(fd, 1)) sim_block(NULL, sim_cost(SIM_COST_WAKE));
 }
 
+/* --sim: a send or recv between gilvm's own workers costs `socket` of CPU (loopback TCP runs
+   the receiver's side too), GIL released. A call to the outside pays sim_outside_cost instead. */
+static void sim_socket_cost(int fd) {
+  if (sim_on() && peer_end(fd, 1)) sim_charge(sim_cost(SIM_COST_SOCKET));
+}
+
 static int wait_fd(int fd, short events, int64_t timeout_ns, int listener) {
   return sim_on() ? sim_wait_fd(fd, events, timeout_ns, listener) : lio_wait_fd(fd, events, timeout_ns);
 }
@@ -277,6 +283,7 @@ static ssize_t sock_io(lua_State *L, int fd, int is_send, void *buf, size_t n, i
   if (ready) {
     r = is_send ? send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT) : recv(fd, buf, n, MSG_DONTWAIT);
     err = errno;
+    if (r >= 0) sim_socket_cost(fd); /* before the peer hears of it: the kernel's work comes first */
     if (r >= 0) sim_poke(fd, is_send, !is_send); /* a send: something to read; a recv: room to send */
   }
   sim_outside_cost(fd);
