@@ -80,15 +80,30 @@ static int wait_fd(int fd, short events, int64_t timeout_ns) {
 }
 
 /* Under --sim a wait without a timeout on a pipe that is not ready steps out of the simulation
-   (sim_outside_begin) while it waits: the worker that would write to it may be simulated. */
-int lio_wait_fd(int fd, short events, int64_t timeout_ns) {
-  if (!sim_on() || timeout_ns >= 0) return wait_fd(fd, events, timeout_ns);
+   (sim_outside_begin) while it waits: the worker that would write to it may be simulated. On a
+   pipe to our own child (child), the child runs in real time: the wait takes its real time. */
+static int wait_outside(int fd, short events, int child) {
   struct pollfd p = { fd, events, 0 };
   if (poll(&p, 1, 0) != 0) return 1; /* ready now: no real wait, the run stays deterministic */
+  uint64_t t0 = clock_real_ns();
   sim_outside_begin();
   int r = wait_fd(fd, events, -1);
-  sim_outside_end();
+  sim_outside_end_after(child ? clock_real_ns() - t0 : 0);
   return r;
+}
+
+int lio_wait_fd(int fd, short events, int64_t timeout_ns) {
+  if (!sim_on() || timeout_ns >= 0) return wait_fd(fd, events, timeout_ns);
+  return wait_outside(fd, events, 0);
+}
+
+/* A wait on a pipe to our own child: with the GIL released (began), as lio_wait_fd but in its
+   real time under --sim; else (it could not release) blocking, as stdio would. 1, or -1 stopping. */
+static int wait_child_fd(int fd, short events, uint64_t began) {
+  if (began) return sim_on() ? wait_outside(fd, events, 1) : wait_fd(fd, events, -1);
+  struct pollfd p = { fd, events, 0 };
+  while (poll(&p, 1, -1) < 0 && errno == EINTR) {}
+  return 1;
 }
 
 uint64_t lio_release(void) {
@@ -123,29 +138,41 @@ static void cookie_retake(uint64_t began) {
   atomic_fetch_sub(&inflight, 1);
 }
 
+/* A cookie: the descriptor, and whether it is a pipe to our own child (io.popen's: non-blocking,
+   waited for by wait_child_fd). */
+typedef struct lio_cookie {
+  int fd;
+  int child;
+} lio_cookie;
+
 static ssize_t ck_read(void *c, char *buf, size_t n) {
-  int fd = *(int *)c;
+  lio_cookie *k = c;
   uint64_t began = cookie_release();
   ssize_t r = -1;
   for (;;) {
-    if (began && lio_wait_fd(fd, POLLIN, -1) < 0) {
+    int w = k->child ? wait_child_fd(k->fd, POLLIN, began) : began ? lio_wait_fd(k->fd, POLLIN, -1) : 1;
+    if (w < 0) {
       errno = EINTR; /* stopping: liolib returns a failure, the wrapper raises the stop */
       break;
     }
-    r = read(fd, buf, n);
-    if (r >= 0 || errno != EINTR) break;
+    r = read(k->fd, buf, n);
+    if (r >= 0 || (errno != EINTR && errno != EAGAIN)) break;
   }
   cookie_retake(began);
   return r;
 }
 
 static ssize_t ck_write(void *c, const char *buf, size_t n) {
-  int fd = *(int *)c;
+  lio_cookie *k = c;
   uint64_t began = cookie_release();
   size_t done = 0;
   while (done < n) {
-    ssize_t r = write(fd, buf + done, n - done);
+    ssize_t r = write(k->fd, buf + done, n - done);
     if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && errno == EAGAIN && k->child) { /* the child's pipe is full: wait until it reads */
+      if (wait_child_fd(k->fd, POLLOUT, began) >= 0) continue;
+      errno = EINTR; /* stopping */
+    }
     if (r <= 0) break;
     done += (size_t)r;
   }
@@ -154,25 +181,26 @@ static ssize_t ck_write(void *c, const char *buf, size_t n) {
 }
 
 static int ck_seek(void *c, off64_t *pos, int whence) {
-  off64_t r = lseek(*(int *)c, *pos, whence);
+  off64_t r = lseek(((lio_cookie *)c)->fd, *pos, whence);
   if (r < 0) return -1;
   *pos = r;
   return 0;
 }
 
 static int ck_close(void *c) {
-  int fd = *(int *)c;
+  int fd = ((lio_cookie *)c)->fd;
   free(c);
   return close(fd) == 0 || errno == EINTR ? 0 : EOF;
 }
 
-static FILE *cookie_file(int fd, const char *mode) {
-  int *c = malloc(sizeof *c);
+static FILE *cookie_file(int fd, const char *mode, int child) {
+  lio_cookie *c = malloc(sizeof *c);
   if (!c) {
     errno = ENOMEM;
     return NULL;
   }
-  *c = fd;
+  c->fd = fd;
+  c->child = child;
   FILE *f = fopencookie(c, mode, (cookie_io_functions_t){ ck_read, ck_write, ck_seek, ck_close });
   if (!f) free(c);
   return f;
@@ -190,7 +218,7 @@ static FILE *open_file(const char *name, const char *mode) {
   while (fd < 0 && errno == EINTR);
   lio_retake(began);
   if (fd < 0) return NULL;
-  FILE *f = cookie_file(fd, mode);
+  FILE *f = cookie_file(fd, mode, 0);
   if (!f) {
     int e = errno;
     close(fd);
@@ -276,13 +304,28 @@ static pid_t spawn_sh(const char *cmd, int from, int to) {
   return pid;
 }
 
-/* Wait for a child, GIL released: its wait status, or -1 (errno). */
+static pid_t reap(pid_t pid, int *status, int flags) {
+  pid_t r;
+  do r = waitpid(pid, status, flags);
+  while (r < 0 && errno == EINTR);
+  return r;
+}
+
+/* Wait for a child, GIL released: its wait status, or -1 (errno). Under --sim the wait steps out
+   of the simulation (the others go on) and takes the child's real time in virtual time. */
 static int wait_child(pid_t pid) {
   int status;
   uint64_t began = lio_release();
-  pid_t r;
-  do r = waitpid(pid, &status, 0);
-  while (r < 0 && errno == EINTR);
+  pid_t r = began && sim_on() ? reap(pid, &status, WNOHANG) : 0; /* done already: no real wait */
+  if (r == 0 && began && sim_on()) {
+    uint64_t t0 = clock_real_ns();
+    sim_outside_begin();
+    r = reap(pid, &status, 0);
+    int e = errno;
+    sim_outside_end_after(clock_real_ns() - t0);
+    errno = e;
+  } else if (r == 0)
+    r = reap(pid, &status, 0);
   lio_retake(began);
   int e = errno;
   rt_kid_done(pid);
@@ -309,7 +352,8 @@ static int io_popen(lua_State *L) {
   pid_t pid = spawn_sh(cmd, theirs, reading ? STDOUT_FILENO : STDIN_FILENO);
   int e = errno;
   close(theirs);
-  FILE *f = pid > 0 ? cookie_file(mine, mode) : NULL;
+  if (pid > 0) fcntl(mine, F_SETFL, fcntl(mine, F_GETFL) | O_NONBLOCK); /* ours only: waits go by wait_child_fd */
+  FILE *f = pid > 0 ? cookie_file(mine, mode, 1) : NULL;
   if (!f) {
     e = pid > 0 ? errno : e;
     close(mine);
