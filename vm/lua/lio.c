@@ -28,6 +28,9 @@
  * Children (io.popen, os.execute) are /bin/sh -c started with posix_spawn in
  * a process group of their own, with signals unblocked, and registered with
  * the runtime (rt_kid_add): its stop (Ctrl-C, --timeout) kills the group. system() would ignore SIGINT in gilvm while the child runs.
+ * io.popen's end of the pipe is non-blocking: a read or write waits in wait_child_fd. Under --sim a
+ * wait for a child (its exit, or its pipe) steps out of the simulation, so the others go on, and
+ * ends at the child's real time from its spawn (child_now): the child runs in real time.
  */
 #include "lio.h"
 
@@ -320,6 +323,7 @@ static pid_t spawn_sh(const char *cmd, int from, int to, lio_child *kid) {
   return pid;
 }
 
+/* waitpid, again after a signal. */
 static pid_t reap(pid_t pid, int *status, int flags) {
   pid_t r;
   do r = waitpid(pid, status, flags);
