@@ -425,6 +425,49 @@ Test(model, a_real_wait_on_a_pipe_does_not_stop_the_simulation) {
   }
 }
 
+/* A worker waiting for its own child (os.execute, an io.popen read) steps out of the simulation and
+   takes the child's real time in virtual time: four 0.3 s children, each wait at least 0.3 s of
+   gil.now(), and the four overlapped (each began before any ended), in every mode. The wait ends at
+   the spawner's clock at the spawn plus the real time since, so the bound holds however late the
+   worker came to wait (a popen read finding the line there already would take none: that needs its
+   worker kept from it for 0.3 s of real time; it was under 1 ms in a TSan build). */
+Test(model, a_child_takes_its_real_time_and_the_others_go_on) {
+  const char *modes[] = { "gil", "nogil", "fork" };
+  const char *hows[] = { "execute", "popen" };
+  for (int i = 0; i < 3; i++)
+    for (int k = 0; k < 2; k++) {
+      run_result *r =
+          GV("-q", "-m", modes[i], "--sim", "2", "--timeout", "30s", data_in("sim", "subproc.lua"), hows[k]);
+      expect_exit(r, 0);
+      expect_out(r, "ok\ttrue\neach took at least 0.3 s\ttrue\nthey overlapped\ttrue\n");
+    }
+}
+
+/* While one worker waits for its child, another simulated worker runs and ends that wait: the
+   child waits for a file the other creates once the child runs (held, the simulation hung). */
+Test(model, a_wait_for_a_child_lets_another_worker_end_it) {
+  const char *modes[] = { "gil", "nogil", "fork" };
+  for (int i = 0; i < 3; i++) {
+    run_result *r = GV("-q", "-m", modes[i], "--sim", "2", "--timeout", "30s", data_in("sim", "subproc.lua"),
+                       "handshake", new_tmpdir());
+    expect_exit(r, 0);
+    expect_out(r, "other\ttrue\nchild\ttrue\texit\t0\n");
+  }
+}
+
+/* A stop (--timeout) ends a simulated worker's wait for its child, in os.execute and in a read. */
+Test(model, a_stop_ends_a_simulated_wait_for_a_child) {
+  const char *modes[] = { "gil", "nogil", "fork" };
+  for (int i = 0; i < 3; i++) {
+    run_result *r = GV("-q", "-m", modes[i], "--sim", "2", "--timeout", "0.5s", "-e",
+                       "gil.spawn(function() os.execute('exec sleep 600') end)\n"
+                       "gil.spawn(function() io.popen('exec sleep 600'):read() end):join()");
+    expect_exit(r, 124);
+    expect_err_has(r, "gilvm: stopped: timeout");
+    expect_err_lacks(r, "did not stop");
+  }
+}
+
 Test(model, timeout_stops_a_simulated_run) {
   /* --timeout is real time; the worker's loop is stopped at a check point, the joiner reaps it */
   run_result *r =

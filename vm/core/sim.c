@@ -420,8 +420,10 @@ int sim_block(const void *chan, uint64_t timeout_ns) {
  * holding the baton, it would stop that worker and wait forever. The others
  * go on without it; when nothing else can run, nobody holds the baton until
  * it comes back. It comes back at the simulation's latest clock plus a
- * wake-up: its wait took whatever virtual time passed meanwhile. Such a run
- * is not deterministic (how far the others got depends on real time).
+ * wake-up: its wait took whatever virtual time passed meanwhile. A wait on
+ * its own child (sim_outside_end_at) ends no earlier than the caller says:
+ * the child runs in real time, no simulated worker ends it. Such a run is
+ * not deterministic (how far the others got depends on real time).
  */
 void sim_outside_begin(void) {
   PT_CHECK(pthread_mutex_lock(&mu));
@@ -432,11 +434,14 @@ void sim_outside_begin(void) {
   PT_CHECK(pthread_mutex_unlock(&mu));
 }
 
-void sim_outside_end(void) {
+void sim_outside_end(void) { sim_outside_end_at(0); }
+
+void sim_outside_end_at(uint64_t at) {
   PT_CHECK(pthread_mutex_lock(&mu));
   noutside--;
   me->state = SIM_READY;
-  set_vt(me, (latest > me->vt ? latest : me->vt) + sim_cost(SIM_COST_WAKE));
+  uint64_t back = latest > me->vt ? latest : me->vt;
+  set_vt(me, (at > back ? at : back) + sim_cost(SIM_COST_WAKE));
   if (!cur)
     run_next(); /* nobody runs the scheduler: this thread does */
   else

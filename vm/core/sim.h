@@ -136,6 +136,9 @@ int sim_block(const void *chan, uint64_t timeout_ns);
    goes on without it; sim_outside_end brings it back, a wake-up after the latest clock. */
 void sim_outside_begin(void);
 void sim_outside_end(void);
+/* The same after a wait on the thread's own child, which runs in real time: it comes back at
+   virtual time `at` (its caller's reckoning), or the latest clock if later, plus a wake-up. */
+void sim_outside_end_at(uint64_t at);
 /* Make one (seeded choice) or all threads blocked on chan runnable; sim_wake_n says how many. */
 void sim_wake(const void *chan, int all);
 int sim_wake_n(const void *chan, int all);

@@ -28,6 +28,9 @@
  * Children (io.popen, os.execute) are /bin/sh -c started with posix_spawn in
  * a process group of their own, with signals unblocked, and registered with
  * the runtime (rt_kid_add): its stop (Ctrl-C, --timeout) kills the group. system() would ignore SIGINT in gilvm while the child runs.
+ * io.popen's end of the pipe is non-blocking: a read or write waits in wait_child_fd. Under --sim a
+ * wait for a child (its exit, or its pipe) steps out of the simulation, so the others go on, and
+ * ends at the child's real time from its spawn (child_now): the child runs in real time.
  */
 #include "lio.h"
 
@@ -79,16 +82,41 @@ static int wait_fd(int fd, short events, int64_t timeout_ns) {
   }
 }
 
+/* A child of ours (io.popen, os.execute), and when it was spawned: its spawner's clock (virtual
+   under --sim) and the real clock. */
+typedef struct lio_child {
+  pid_t pid;
+  uint64_t vt0, real0;
+} lio_child;
+
+/* Under --sim a child runs in real time from its spawn: a wait for it ends, in virtual time, at
+   its spawner's clock at the spawn plus the real time since (sim_outside_end_at). */
+static uint64_t child_now(const lio_child *c) { return c->vt0 + (clock_real_ns() - c->real0); }
+
 /* Under --sim a wait without a timeout on a pipe that is not ready steps out of the simulation
-   (sim_outside_begin) while it waits: the worker that would write to it may be simulated. */
-int lio_wait_fd(int fd, short events, int64_t timeout_ns) {
-  if (!sim_on() || timeout_ns >= 0) return wait_fd(fd, events, timeout_ns);
+   (sim_outside_begin) while it waits: the worker that would write to it may be simulated. On a
+   pipe to our own child (c), the child's real time decides when it ends. */
+static int wait_outside(int fd, short events, const lio_child *c) {
   struct pollfd p = { fd, events, 0 };
   if (poll(&p, 1, 0) != 0) return 1; /* ready now: no real wait, the run stays deterministic */
   sim_outside_begin();
   int r = wait_fd(fd, events, -1);
-  sim_outside_end();
+  sim_outside_end_at(c ? child_now(c) : 0);
   return r;
+}
+
+int lio_wait_fd(int fd, short events, int64_t timeout_ns) {
+  if (!sim_on() || timeout_ns >= 0) return wait_fd(fd, events, timeout_ns);
+  return wait_outside(fd, events, NULL);
+}
+
+/* A wait on a pipe to our own child: with the GIL released (began), as lio_wait_fd but in its
+   real time under --sim; else (it could not release) blocking, as stdio would. 1, or -1 stopping. */
+static int wait_child_fd(int fd, short events, const lio_child *c, uint64_t began) {
+  if (began) return sim_on() ? wait_outside(fd, events, c) : wait_fd(fd, events, -1);
+  struct pollfd p = { fd, events, 0 };
+  while (poll(&p, 1, -1) < 0 && errno == EINTR) {}
+  return 1;
 }
 
 uint64_t lio_release(void) {
@@ -123,29 +151,42 @@ static void cookie_retake(uint64_t began) {
   atomic_fetch_sub(&inflight, 1);
 }
 
+/* A cookie: the descriptor, and whether it is a pipe to our own child (io.popen's: non-blocking,
+   waited for by wait_child_fd), which one. */
+typedef struct lio_cookie {
+  int fd;
+  int child;
+  lio_child kid;
+} lio_cookie;
+
 static ssize_t ck_read(void *c, char *buf, size_t n) {
-  int fd = *(int *)c;
+  lio_cookie *k = c;
   uint64_t began = cookie_release();
   ssize_t r = -1;
   for (;;) {
-    if (began && lio_wait_fd(fd, POLLIN, -1) < 0) {
+    int w = k->child ? wait_child_fd(k->fd, POLLIN, &k->kid, began) : began ? lio_wait_fd(k->fd, POLLIN, -1) : 1;
+    if (w < 0) {
       errno = EINTR; /* stopping: liolib returns a failure, the wrapper raises the stop */
       break;
     }
-    r = read(fd, buf, n);
-    if (r >= 0 || errno != EINTR) break;
+    r = read(k->fd, buf, n);
+    if (r >= 0 || (errno != EINTR && errno != EAGAIN)) break;
   }
   cookie_retake(began);
   return r;
 }
 
 static ssize_t ck_write(void *c, const char *buf, size_t n) {
-  int fd = *(int *)c;
+  lio_cookie *k = c;
   uint64_t began = cookie_release();
   size_t done = 0;
   while (done < n) {
-    ssize_t r = write(fd, buf + done, n - done);
+    ssize_t r = write(k->fd, buf + done, n - done);
     if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && errno == EAGAIN && k->child) { /* the child's pipe is full: wait until it reads */
+      if (wait_child_fd(k->fd, POLLOUT, &k->kid, began) >= 0) continue;
+      errno = EINTR; /* stopping */
+    }
     if (r <= 0) break;
     done += (size_t)r;
   }
@@ -154,25 +195,27 @@ static ssize_t ck_write(void *c, const char *buf, size_t n) {
 }
 
 static int ck_seek(void *c, off64_t *pos, int whence) {
-  off64_t r = lseek(*(int *)c, *pos, whence);
+  off64_t r = lseek(((lio_cookie *)c)->fd, *pos, whence);
   if (r < 0) return -1;
   *pos = r;
   return 0;
 }
 
 static int ck_close(void *c) {
-  int fd = *(int *)c;
+  int fd = ((lio_cookie *)c)->fd;
   free(c);
   return close(fd) == 0 || errno == EINTR ? 0 : EOF;
 }
 
-static FILE *cookie_file(int fd, const char *mode) {
-  int *c = malloc(sizeof *c);
+static FILE *cookie_file(int fd, const char *mode, const lio_child *kid) {
+  lio_cookie *c = malloc(sizeof *c);
   if (!c) {
     errno = ENOMEM;
     return NULL;
   }
-  *c = fd;
+  c->fd = fd;
+  c->child = kid != NULL;
+  if (kid) c->kid = *kid;
   FILE *f = fopencookie(c, mode, (cookie_io_functions_t){ ck_read, ck_write, ck_seek, ck_close });
   if (!f) free(c);
   return f;
@@ -190,7 +233,7 @@ static FILE *open_file(const char *name, const char *mode) {
   while (fd < 0 && errno == EINTR);
   lio_retake(began);
   if (fd < 0) return NULL;
-  FILE *f = cookie_file(fd, mode);
+  FILE *f = cookie_file(fd, mode, NULL);
   if (!f) {
     int e = errno;
     close(fd);
@@ -202,14 +245,14 @@ static FILE *open_file(const char *name, const char *mode) {
 /* Our streams: a luaL_Stream (what liolib works on) and, for io.popen, the child. */
 typedef struct lio_stream {
   luaL_Stream s;
-  pid_t pid;
+  lio_child kid;
 } lio_stream;
 
 static lio_stream *new_stream(lua_State *L) {
   lio_stream *p = lua_newuserdatauv(L, sizeof *p, 0);
   p->s.f = NULL;
   p->s.closef = NULL;
-  p->pid = 0;
+  p->kid.pid = 0;
   luaL_setmetatable(L, LUA_FILEHANDLE);
   return p;
 }
@@ -247,8 +290,9 @@ static void open_check(lua_State *L, const char *name, const char *mode) {
 
 /* ---- children ---- */
 
-/* /bin/sh -c cmd in a new process group, with fd `from` as its descriptor `to` (from < 0: none). */
-static pid_t spawn_sh(const char *cmd, int from, int to) {
+/* /bin/sh -c cmd in a new process group, with fd `from` as its descriptor `to` (from < 0: none),
+   into *kid. Its pid, or -1 (errno). */
+static pid_t spawn_sh(const char *cmd, int from, int to, lio_child *kid) {
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t at;
   posix_spawn_file_actions_init(&fa);
@@ -265,6 +309,8 @@ static pid_t spawn_sh(const char *cmd, int from, int to) {
   posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
   char *argv[] = { "sh", "-c", (char *)cmd, NULL };
   pid_t pid;
+  kid->vt0 = sim_on() ? sim_now() : 0;
+  kid->real0 = clock_real_ns();
   int err = posix_spawn(&pid, "/bin/sh", &fa, &at, argv, environ);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&at);
@@ -273,16 +319,35 @@ static pid_t spawn_sh(const char *cmd, int from, int to) {
     return -1;
   }
   if (rt_kid_add(pid)) kill(-pid, SIGKILL); /* the stop came first */
+  kid->pid = pid;
   return pid;
 }
 
-/* Wait for a child, GIL released: its wait status, or -1 (errno). */
-static int wait_child(pid_t pid) {
-  int status;
-  uint64_t began = lio_release();
+/* waitpid, again after a signal. */
+static pid_t reap(pid_t pid, int *status, int flags) {
   pid_t r;
-  do r = waitpid(pid, &status, 0);
+  do r = waitpid(pid, status, flags);
   while (r < 0 && errno == EINTR);
+  return r;
+}
+
+/* Wait for a child, GIL released: its wait status, or -1 (errno). Under --sim the wait steps out
+   of the simulation (the others go on) and ends at the child's real time (child_now); `ended`: a
+   child that has ended already is reaped at once, taking no virtual time (p:close() after its
+   output: its time was the reads'). */
+static int wait_child(const lio_child *c, int ended) {
+  int status;
+  pid_t pid = c->pid;
+  uint64_t began = lio_release();
+  pid_t r = ended && began && sim_on() ? reap(pid, &status, WNOHANG) : 0;
+  if (r == 0 && began && sim_on()) {
+    sim_outside_begin();
+    r = reap(pid, &status, 0);
+    int e = errno;
+    sim_outside_end_at(child_now(c));
+    errno = e;
+  } else if (r == 0)
+    r = reap(pid, &status, 0);
   lio_retake(began);
   int e = errno;
   rt_kid_done(pid);
@@ -293,7 +358,7 @@ static int wait_child(pid_t pid) {
 static int lio_pclose(lua_State *L) {
   lio_stream *p = luaL_checkudata(L, 1, LUA_FILEHANDLE);
   fclose(p->s.f); /* the child sees EOF on its stdin */
-  int status = wait_child(p->pid);
+  int status = wait_child(&p->kid, 1);
   if (status != -1) errno = 0;
   return luaL_execresult(L, status);
 }
@@ -306,19 +371,21 @@ static int io_popen(lua_State *L) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return luaL_fileresult(L, 0, cmd);
   int reading = mode[0] == 'r', mine = fds[reading ? 0 : 1], theirs = fds[reading ? 1 : 0];
-  pid_t pid = spawn_sh(cmd, theirs, reading ? STDOUT_FILENO : STDIN_FILENO);
+  lio_child kid;
+  pid_t pid = spawn_sh(cmd, theirs, reading ? STDOUT_FILENO : STDIN_FILENO, &kid);
   int e = errno;
   close(theirs);
-  FILE *f = pid > 0 ? cookie_file(mine, mode) : NULL;
+  if (pid > 0) fcntl(mine, F_SETFL, fcntl(mine, F_GETFL) | O_NONBLOCK); /* ours only: waits go by wait_child_fd */
+  FILE *f = pid > 0 ? cookie_file(mine, mode, &kid) : NULL;
   if (!f) {
     e = pid > 0 ? errno : e;
     close(mine);
-    if (pid > 0) wait_child(pid);
+    if (pid > 0) wait_child(&kid, 1);
     errno = e;
     return luaL_fileresult(L, 0, cmd);
   }
   p->s.f = f;
-  p->pid = pid;
+  p->kid = kid;
   p->s.closef = lio_pclose;
   return 1;
 }
@@ -329,8 +396,9 @@ static int os_execute(lua_State *L) {
     lua_pushboolean(L, access("/bin/sh", X_OK) == 0);
     return 1;
   }
-  pid_t pid = spawn_sh(cmd, -1, -1);
-  int status = pid > 0 ? wait_child(pid) : -1;
+  lio_child kid;
+  pid_t pid = spawn_sh(cmd, -1, -1, &kid);
+  int status = pid > 0 ? wait_child(&kid, 0) : -1; /* just spawned: its real time counts from the spawn */
   if (status != -1) errno = 0;
   int n = luaL_execresult(L, status);
   rt_check_stop(L);
