@@ -683,8 +683,8 @@ static void gil_vt_woken(void) { sim_charge(sim_cost(SIM_COST_WOKEN)); }
 
 /* The thread that takes the GIL at a forced switch runs slower for a while: its thread has usually
    just moved to the other core (bench/README.md, row 12: held CPU per forced switch). Its first
-   `resume` of CPU counts twice, until it lets its core go: a holder that runs on loses `resume`,
-   an echo server that answers and blocks loses what it ran (README, "Simulated runs", row 20). */
+   `resume` of work (Lua, C code; not the OS costs) counts twice, until it lets its core go: a
+   holder that runs on loses `resume`, an echo server that answers and blocks loses what it ran. */
 static void gil_vt_forced_switch(void) {
   PT_CHECK(pthread_mutex_lock(&mu));
   if (me) me->cold_ns = sim_cost(SIM_COST_RESUME);
