@@ -11,6 +11,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,7 @@ typedef struct watchdog {
   runtime *rt;
   uint64_t timeout_ns;
   atomic_int finished;
+  atomic_int running; /* its start-up (which allocates) is over: a fork cannot copy its allocator lock */
 } watchdog;
 
 static void signal_set(sigset_t *s) {
@@ -51,6 +53,7 @@ static void signal_set(sigset_t *s) {
 
 static void *watchdog_main(void *arg) {
   watchdog *wd = arg;
+  atomic_store(&wd->running, 1);
   runtime *rt = wd->rt;
   sigset_t set;
   signal_set(&set);
@@ -256,7 +259,9 @@ static int gilvm_main(int argc, char **argv) {
 
   watchdog wd = { .rt = rt, .timeout_ns = o.timeout_ns };
   atomic_init(&wd.finished, 0);
+  atomic_init(&wd.running, 0);
   PT_CHECK(pthread_create(&wd.tid, NULL, watchdog_main, &wd));
+  while (!atomic_load(&wd.running)) sched_yield(); /* before the script can fork: see rt's `starting` */
 
   main_args args = { &o, argc, argv };
   rc = rt_run_main(rt, run_main, &args);

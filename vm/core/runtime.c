@@ -37,6 +37,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -506,6 +507,7 @@ int rt_run_main(runtime *rt, int (*body)(lua_State *L, void *arg), void *arg) {
 static void *thread_main(void *arg) {
   rt_worker *w = arg;
   self_worker = w;
+  atomic_fetch_sub(&w->rt->starting, 1);
   if (sim_on()) sim_start(&w->sim);
   enter(w, w->L);
   if (run_function(w, w->L, 1)) w->nresults = lua_gettop(w->L);
@@ -551,6 +553,7 @@ static void *own_interp_main(void *arg) {
   rt_worker *w = arg;
   runtime *rt = w->rt;
   self_worker = w;
+  atomic_fetch_sub(&rt->starting, 1);
   if (sim_on()) sim_start(&w->sim);
   char err[256];
   w->interp = new_interp(rt);
@@ -786,6 +789,10 @@ static rt_worker *spawn_process(lua_State *L, rt_worker *w, int idx, int n) {
     luaL_error(L, "cannot start a process: %s", strerror(errno));
   }
   fflush(NULL); /* or the child would print our buffered output a second time */
+  /* A thread still starting runs the C library's (or ASan's) start-up, which allocates: a child
+     forked meanwhile could inherit an allocator lock nobody will release (ASan's allocator has
+     no fork handlers) and hang at its next malloc. They take microseconds. */
+  while (atomic_load(&rt->starting) > 0) sched_yield();
   pid_t pid = fork();
   if (pid == 0) {
     close(p[0]);
@@ -1033,8 +1040,12 @@ static void start_pthread(lua_State *L, rt_worker *w, void *(*body)(void *)) {
     sim_set_cpu_fn(&w->sim, on_cpu_wait, w);
   }
   PT_CHECK(pthread_mutex_lock(&w->rt->mu)); /* tid is set under mu: rt_stop and os.exit signal it */
+  atomic_fetch_add(&w->rt->starting, 1); /* its body takes it off */
   int err = pthread_create(&w->tid, NULL, body, w);
-  if (err) w->done = w->reaped = w->joined = 1;
+  if (err) {
+    w->done = w->reaped = w->joined = 1;
+    atomic_fetch_sub(&w->rt->starting, 1);
+  }
   PT_CHECK(pthread_mutex_unlock(&w->rt->mu));
   if (err && sim_on()) sim_forget(&w->sim);
   if (!err && sim_on()) /* the spawner's clone (a simulated process: its fork): the new one runs from then */
@@ -1277,6 +1288,7 @@ static void *sim_process_main(void *arg) {
   rt_worker *w = arg;
   runtime *rt = w->rt;
   self_worker = w;
+  atomic_fetch_sub(&rt->starting, 1);
   sim_start(&w->sim);
   char err[256];
   w->out = proc_out_open(w);

@@ -136,6 +136,7 @@ typedef struct runtime {
   pthread_cond_t done_cv; /* a worker finished */
   pthread_cond_t stop_cv; /* stop requested: wakes sleepers */
   pthread_mutex_t fork_mu; /* one fork at a time, so no child inherits another's pipe */
+  atomic_int starting; /* threads created that have not reached their body: a fork waits for them */
   rt_worker **workers; /* live worker records; workers[0] is main */
   int nworkers;
   size_t cap;

@@ -81,6 +81,7 @@
 
 #include <lauxlib.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <pthread.h>
@@ -455,11 +456,14 @@ static int process_lives(pid_t pid) {
   if (kill(pid, 0) != 0 && errno == ESRCH) return 0;
   char path[64], buf[512];
   snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  FILE *f = fopen(path, "r");
-  if (!f) return 0;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = 0;
+  /* open and read, not stdio: the watchdog runs this while another thread may fork, and a fork
+     that copies an allocator lock held by this thread deadlocks the child (ASan's allocator has
+     no fork handlers; glibc's malloc has) */
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  buf[n > 0 ? n : 0] = 0;
   const char *p = strrchr(buf, ')'); /* the state follows the command's name */
   return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
 }
