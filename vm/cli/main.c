@@ -11,7 +11,6 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +40,6 @@ typedef struct watchdog {
   runtime *rt;
   uint64_t timeout_ns;
   atomic_int finished;
-  atomic_int running; /* its start-up (which allocates) is over: a fork cannot copy its allocator lock */
 } watchdog;
 
 static void signal_set(sigset_t *s) {
@@ -53,8 +51,8 @@ static void signal_set(sigset_t *s) {
 
 static void *watchdog_main(void *arg) {
   watchdog *wd = arg;
-  atomic_store(&wd->running, 1);
   runtime *rt = wd->rt;
+  rt_thread_started(rt);
   sigset_t set;
   signal_set(&set);
   uint64_t give_up = 0, began = sim_on() ? clock_real_ns() : rt->start_ns; /* real time, under --sim too */
@@ -259,9 +257,8 @@ static int gilvm_main(int argc, char **argv) {
 
   watchdog wd = { .rt = rt, .timeout_ns = o.timeout_ns };
   atomic_init(&wd.finished, 0);
-  atomic_init(&wd.running, 0);
+  rt_thread_starting(rt);
   PT_CHECK(pthread_create(&wd.tid, NULL, watchdog_main, &wd));
-  while (!atomic_load(&wd.running)) sched_yield(); /* before the script can fork: see rt's `starting` */
 
   main_args args = { &o, argc, argv };
   rc = rt_run_main(rt, run_main, &args);

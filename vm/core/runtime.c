@@ -507,7 +507,7 @@ int rt_run_main(runtime *rt, int (*body)(lua_State *L, void *arg), void *arg) {
 static void *thread_main(void *arg) {
   rt_worker *w = arg;
   self_worker = w;
-  atomic_fetch_sub(&w->rt->starting, 1);
+  rt_thread_started(w->rt);
   if (sim_on()) sim_start(&w->sim);
   enter(w, w->L);
   if (run_function(w, w->L, 1)) w->nresults = lua_gettop(w->L);
@@ -553,7 +553,7 @@ static void *own_interp_main(void *arg) {
   rt_worker *w = arg;
   runtime *rt = w->rt;
   self_worker = w;
-  atomic_fetch_sub(&rt->starting, 1);
+  rt_thread_started(rt);
   if (sim_on()) sim_start(&w->sim);
   char err[256];
   w->interp = new_interp(rt);
@@ -789,10 +789,7 @@ static rt_worker *spawn_process(lua_State *L, rt_worker *w, int idx, int n) {
     luaL_error(L, "cannot start a process: %s", strerror(errno));
   }
   fflush(NULL); /* or the child would print our buffered output a second time */
-  /* A thread still starting runs the C library's (or ASan's) start-up, which allocates: a child
-     forked meanwhile could inherit an allocator lock nobody will release (ASan's allocator has
-     no fork handlers) and hang at its next malloc. They take microseconds. */
-  while (atomic_load(&rt->starting) > 0) sched_yield();
+  while (atomic_load(&rt->starting) > 0) sched_yield(); /* rt_thread_starting: microseconds */
   pid_t pid = fork();
   if (pid == 0) {
     close(p[0]);
@@ -1031,6 +1028,9 @@ static void on_cpu_wait(void *arg, int what, uint64_t from, uint64_t to) {
   ev_record(&w->events, to > from ? to : from, EV_STATE, last, 0);
 }
 
+void rt_thread_starting(runtime *rt) { atomic_fetch_add(&rt->starting, 1); }
+void rt_thread_started(runtime *rt) { atomic_fetch_sub(&rt->starting, 1); }
+
 static void start_pthread(lua_State *L, rt_worker *w, void *(*body)(void *)) {
   if (sim_on()) { /* runnable from the spawner's virtual time */
     if (w->sim_proc)
@@ -1040,11 +1040,11 @@ static void start_pthread(lua_State *L, rt_worker *w, void *(*body)(void *)) {
     sim_set_cpu_fn(&w->sim, on_cpu_wait, w);
   }
   PT_CHECK(pthread_mutex_lock(&w->rt->mu)); /* tid is set under mu: rt_stop and os.exit signal it */
-  atomic_fetch_add(&w->rt->starting, 1); /* its body takes it off */
+  rt_thread_starting(w->rt);
   int err = pthread_create(&w->tid, NULL, body, w);
   if (err) {
     w->done = w->reaped = w->joined = 1;
-    atomic_fetch_sub(&w->rt->starting, 1);
+    rt_thread_started(w->rt);
   }
   PT_CHECK(pthread_mutex_unlock(&w->rt->mu));
   if (err && sim_on()) sim_forget(&w->sim);
@@ -1288,7 +1288,7 @@ static void *sim_process_main(void *arg) {
   rt_worker *w = arg;
   runtime *rt = w->rt;
   self_worker = w;
-  atomic_fetch_sub(&rt->starting, 1);
+  rt_thread_started(rt);
   sim_start(&w->sim);
   char err[256];
   w->out = proc_out_open(w);

@@ -136,7 +136,7 @@ typedef struct runtime {
   pthread_cond_t done_cv; /* a worker finished */
   pthread_cond_t stop_cv; /* stop requested: wakes sleepers */
   pthread_mutex_t fork_mu; /* one fork at a time, so no child inherits another's pipe */
-  atomic_int starting; /* threads created that have not reached their body: a fork waits for them */
+  atomic_int starting; /* threads created that have not reached their body (rt_thread_starting) */
   rt_worker **workers; /* live worker records; workers[0] is main */
   int nworkers;
   size_t cap;
@@ -206,6 +206,13 @@ int rt_msghandler(lua_State *L);
 /* Bytes of address space for the shared objects' arena, set before rt_create
    (0: SHM_DEFAULT_ARENA_SIZE). The command line fills it: --arena, GILVM_ARENA_MB. */
 extern size_t rt_arena_size;
+
+/* A thread of this process is being created, and has reached its body: a fork waits while any is
+   starting, as its start-up allocates (the C library's, ASan's) and a child forked meanwhile could
+   inherit an allocator lock that nobody in it will release (ASan's allocator has no fork
+   handlers), and hang at its next malloc. */
+void rt_thread_starting(runtime *rt);
+void rt_thread_started(runtime *rt);
 
 /* Spawn fn (at stack index idx of L, its arguments above it, n values in all) as a
    worker of the given kind; pushes nothing. GIL held. Raises a Lua error on failure. */

@@ -283,8 +283,10 @@ static ssize_t sock_io(lua_State *L, int fd, int is_send, void *buf, size_t n, i
   if (ready) {
     r = is_send ? send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT) : recv(fd, buf, n, MSG_DONTWAIT);
     err = errno;
-    if (r >= 0) sim_socket_cost(fd); /* before the peer hears of it: the kernel's work comes first */
-    if (r >= 0) sim_poke(fd, is_send, !is_send); /* a send: something to read; a recv: room to send */
+    if (r >= 0) {
+      sim_socket_cost(fd); /* before the peer hears of it: the kernel's work comes first */
+      sim_poke(fd, is_send, !is_send); /* a send: something to read; a recv: room to send */
+    }
   }
   sim_outside_cost(fd);
   lio_retake(began);
